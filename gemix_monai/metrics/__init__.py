@@ -1,0 +1,1 @@
+"""gemix_monai.metrics"""
