@@ -32,7 +32,7 @@ def _extensions():
     cuda_bindings = [s for s in cpp_all if s.endswith("_cuda.cpp")]
     cpu_sources = [s for s in cpp_all if s not in cuda_bindings]
     include_dirs = [os.path.join(ROOT, "csrc")]
-    cxx_flags = ["-O3", "-std=c++17"]
+    cxx_flags = ["-O3", "-std=c++20"]
     if os.name != "nt":
         cxx_flags += ["-fopenmp"]
     if with_cuda:
@@ -41,7 +41,7 @@ def _extensions():
             sources=cpu_sources + cuda_bindings + _sources("*.cu"),
             include_dirs=include_dirs,
             define_macros=[("GEMIX_WITH_CUDA", "1")],
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--use_fast_math", "-std=c++17"]},
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--use_fast_math", "-std=c++20"]},
             extra_link_args=["-fopenmp"] if os.name != "nt" else [],
         )
     else:

@@ -48,13 +48,13 @@ def _jit_build(prebuilt_error: Exception):
     sources = [s for s in cpp if with_cuda or not s.endswith("_cuda.cpp")]
     if with_cuda:
         sources += sorted(str(p) for p in root.rglob("*.cu"))
-    flags = ["-O3", "-std=c++17", "-fopenmp"]
+    flags = ["-O3", "-std=c++20", "-fopenmp"]
     return load(
         name="gemix_monai_C_jit",
         sources=sources,
         extra_include_paths=[str(root)],
         extra_cflags=flags + (["-DGEMIX_WITH_CUDA=1"] if with_cuda else []),
-        extra_cuda_cflags=["-O3", "--use_fast_math", "-std=c++17", "-DGEMIX_WITH_CUDA=1"],
+        extra_cuda_cflags=["-O3", "--use_fast_math", "-std=c++20", "-DGEMIX_WITH_CUDA=1"],
         extra_ldflags=["-fopenmp"],
         with_cuda=with_cuda,
         verbose=False,
