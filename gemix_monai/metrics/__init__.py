@@ -1,1 +1,48 @@
-"""gemix_monai.metrics"""
+"""Clinical classification metrics: functional (``clinical``) and the Ignite metric ``ClinicalMetrics``."""
+
+from gemix_monai.metrics.clinical import (
+    ClinicalResult,
+    PerClass,
+    accuracy,
+    auroc,
+    balanced_accuracy,
+    calibration_bins,
+    classification_counts,
+    clinical_metrics,
+    confusion_matrix,
+    expected_calibration_error,
+    false_negative_rate,
+    fbeta,
+    macro_auroc,
+    macro_fbeta,
+    metric_higher_is_better,
+    precision,
+    sensitivity,
+    specificity,
+    summarize_clinical_metrics,
+)
+from gemix_monai.metrics.ignite_clinical import ClinicalMetrics, pred_label_from_output
+
+__all__ = [
+    "ClinicalMetrics",
+    "ClinicalResult",
+    "PerClass",
+    "accuracy",
+    "auroc",
+    "balanced_accuracy",
+    "calibration_bins",
+    "classification_counts",
+    "clinical_metrics",
+    "confusion_matrix",
+    "expected_calibration_error",
+    "false_negative_rate",
+    "fbeta",
+    "macro_auroc",
+    "macro_fbeta",
+    "metric_higher_is_better",
+    "pred_label_from_output",
+    "precision",
+    "sensitivity",
+    "specificity",
+    "summarize_clinical_metrics",
+]
