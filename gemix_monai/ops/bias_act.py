@@ -1,0 +1,332 @@
+"""bias_act: add a bias along one dimension, apply an activation, scale and clamp (SPEC §1.2).
+
+``y = clamp(act(x + b, alpha) · gain, -clamp, clamp)`` with ``b`` broadcast along ``dim``.
+
+Three implementations compute the same thing: the pure-PyTorch reference :func:`bias_act_ref`
+(the specification the others are tested against), a C++ CPU kernel (``csrc/bias_act``,
+float32/float64) and a CUDA kernel (float16/bfloat16/float32/float64), both registered as
+``torch.ops.gemix_C.bias_act`` / ``torch.ops.gemix_C.bias_act_grad``. The fused kernels read ``x``
+once and write ``y`` once; their backward is again one fused pass.
+
+Gradients (first and second order w.r.t. ``x`` and ``b``) are exact. They are built as in the
+StyleGAN2 school: the backward of ``gemix::bias_act`` is the op ``gemix::bias_act_grad`` (order 1:
+``dx = dy · gain · act'(z) · [|y| < clamp]``), whose own backward uses the same op at order 2
+(``act''``). Which tensors the backward keeps depends on the activation: ``linear``, ``relu`` and
+``lrelu`` (with ``alpha >= 0``) read the derivative off the output ``y`` (their second derivative
+is zero), every other activation recomputes it from ``x`` (and ``b``), which its second derivative
+needs anyway. Third-order gradients of the fused path are not provided (a clear error says so);
+the reference path (``impl="ref"``) is plain autograd and differentiable to any order.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from gemix_monai.ops._ext import get_extension, resolve_impl
+
+__all__ = ["ACTIVATIONS", "Activation", "bias_act", "bias_act_ref"]
+
+
+class Activation(NamedTuple):
+    """One row of SPEC §1.2's table."""
+
+    code: int  # the activation's number in csrc/bias_act/bias_act.h
+    def_alpha: float  # default alpha (only lrelu uses alpha)
+    def_gain: float  # default gain
+    uses_y: bool  # the derivative can be read off y (and the second derivative is zero)
+    has_2nd_grad: bool  # act'' is not identically zero
+
+
+SELU_SCALE = 1.0507009873554804934193349852946
+SELU_ALPHA = 1.6732632423543772848170429916717
+
+#: name -> (code, default alpha, default gain, derivative from y, has a second derivative)
+ACTIVATIONS: dict[str, Activation] = {
+    "linear": Activation(0, 0.0, 1.0, True, False),
+    "relu": Activation(1, 0.0, math.sqrt(2), True, False),
+    "lrelu": Activation(2, 0.2, math.sqrt(2), True, False),
+    "tanh": Activation(3, 0.0, 1.0, False, True),
+    "sigmoid": Activation(4, 0.0, 1.0, False, True),
+    "elu": Activation(5, 0.0, 1.0, False, True),
+    "selu": Activation(6, 0.0, 1.0, False, True),
+    "softplus": Activation(7, 0.0, 1.0, False, True),
+    "swish": Activation(8, 0.0, math.sqrt(2), False, True),
+}
+_NAMES = {spec.code: name for name, spec in ACTIVATIONS.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# The reference: the specification in plain PyTorch (differentiable to any order by autograd).
+
+
+def _activate(z: torch.Tensor, act: str, alpha: float) -> torch.Tensor:
+    if act == "linear":
+        return z
+    if act == "relu":
+        return F.relu(z)
+    if act == "lrelu":
+        return F.leaky_relu(z, alpha)
+    if act == "tanh":
+        return torch.tanh(z)
+    if act == "sigmoid":
+        return torch.sigmoid(z)
+    if act == "elu":
+        return F.elu(z)
+    if act == "selu":
+        return F.selu(z)
+    if act == "softplus":
+        # log(1 + e^z) without the linear cut-off of F.softplus (exact everywhere)
+        return torch.logaddexp(z, torch.zeros((), dtype=z.dtype, device=z.device))
+    if act == "swish":
+        return z * torch.sigmoid(z)
+    raise ValueError(f"bias_act: act must be one of {sorted(ACTIVATIONS)}, got {act!r}")
+
+
+def bias_act_ref(
+    x: torch.Tensor,
+    b: torch.Tensor | None,
+    dim: int,
+    act: str,
+    alpha: float,
+    gain: float,
+    clamp: float,
+) -> torch.Tensor:
+    """Pure-PyTorch bias_act on validated arguments (``dim`` >= 0, resolved alpha/gain, ``clamp < 0``
+    meaning none); the chain of ATen ops the fused kernels replace."""
+    if b is not None:
+        shape = [1] * x.ndim
+        shape[dim] = -1
+        x = x + b.reshape(shape)
+    y = _activate(x, act, alpha)
+    if gain != 1:
+        y = y * gain
+    if clamp >= 0:
+        y = y.clamp(-clamp, clamp)
+    return y
+
+
+# ----------------------------------------------------------------------------------------------
+# The custom ops torch.ops.gemix.bias_act and gemix.bias_act_grad (one opaque node each for
+# torch.compile, with a fake kernel and an autograd formula).
+
+
+def _uses_y(act: int, alpha: float) -> bool:
+    # lrelu with a negative slope maps negative inputs to positive outputs: the sign of y no
+    # longer tells which side of zero x was on, so the derivative must come from x.
+    spec = ACTIVATIONS[_NAMES[act]]
+    return spec.uses_y and not (_NAMES[act] == "lrelu" and alpha < 0)
+
+
+@torch.library.custom_op("gemix::bias_act", mutates_args=())
+def _bias_act_op(
+    x: torch.Tensor, b: torch.Tensor | None, dim: int, act: int, alpha: float, gain: float, clamp: float, impl: str
+) -> torch.Tensor:
+    get_extension()  # importing the extension registers torch.ops.gemix_C.*
+    return torch.ops.gemix_C.bias_act(x, b, dim, act, alpha, gain, clamp)
+
+
+@_bias_act_op.register_fake
+def _(x, b, dim, act, alpha, gain, clamp, impl):
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("gemix::bias_act_grad", mutates_args=())
+def _bias_act_grad_op(
+    dy: torch.Tensor,
+    x: torch.Tensor | None,
+    b: torch.Tensor | None,
+    y: torch.Tensor | None,
+    dim: int,
+    act: int,
+    alpha: float,
+    gain: float,
+    clamp: float,
+    order: int,
+    impl: str,
+) -> torch.Tensor:
+    """order 1: ``dy · gain · act'(z) · mask``; order 2: ``dy · gain · act''(z) · mask``, with
+    ``z = x + b`` (or the derivative read off ``y`` when ``x`` is None) and ``mask = |y| < clamp``."""
+    get_extension()
+    return torch.ops.gemix_C.bias_act_grad(dy, x, b, y, dim, act, alpha, gain, clamp, order)
+
+
+@_bias_act_grad_op.register_fake
+def _(dy, x, b, y, dim, act, alpha, gain, clamp, order, impl):
+    return torch.empty_like(dy)
+
+
+def _sum_to_bias(dz: torch.Tensor, dim: int) -> torch.Tensor:
+    return dz.sum(dim=[d for d in range(dz.ndim) if d != dim])
+
+
+def _bias_act_setup_context(ctx, inputs, output):
+    x, b, dim, act, alpha, gain, clamp, impl = inputs
+    uses_y = _uses_y(act, alpha)
+    ctx.args = (dim, act, alpha, gain, clamp, impl)
+    ctx.has_b = b is not None
+    ctx.save_for_backward(
+        None if uses_y else x,
+        b if (b is not None and not uses_y) else None,
+        output if (uses_y or clamp >= 0) else None,
+    )
+
+
+def _bias_act_backward(ctx, dy):
+    x, b, y = ctx.saved_tensors
+    dim, act, alpha, gain, clamp, impl = ctx.args
+    dx = _bias_act_grad_op(dy, x, b, y, dim, act, alpha, gain, clamp, 1, impl)
+    db = _sum_to_bias(dx, dim) if ctx.has_b and ctx.needs_input_grad[1] else None
+    return dx, db, None, None, None, None, None, None
+
+
+_bias_act_op.register_autograd(_bias_act_backward, setup_context=_bias_act_setup_context)
+
+
+def _grad_setup_context(ctx, inputs, output):
+    dy, x, b, y, dim, act, alpha, gain, clamp, order, impl = inputs
+    ctx.args = (dim, act, alpha, gain, clamp, order, impl)
+    ctx.has_x = x is not None
+    ctx.has_b = b is not None
+    ctx.save_for_backward(dy, x, b, y)
+
+
+def _grad_backward(ctx, d_dx):
+    dy, x, b, y = ctx.saved_tensors
+    dim, act, alpha, gain, clamp, order, impl = ctx.args
+    if order != 1:
+        raise NotImplementedError(
+            "bias_act: third-order gradients are not provided by the fused kernels; use impl='ref' for them"
+        )
+    # The op is linear in dy, so its gradient w.r.t. dy is the same op applied to d_dx.
+    d_dy = _bias_act_grad_op(d_dx, x, b, y, dim, act, alpha, gain, clamp, 1, impl) if ctx.needs_input_grad[0] else None
+    d_x = d_b = None
+    if ACTIVATIONS[_NAMES[act]].has_2nd_grad and ctx.has_x and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
+        # d/dz (dy · gain · act'(z) · mask) = dy · gain · act''(z) · mask (the mask is flat a.e.)
+        d_z = _bias_act_grad_op(d_dx * dy, x, b, y, dim, act, alpha, gain, clamp, 2, impl)
+        d_x = d_z if ctx.needs_input_grad[1] else None
+        d_b = _sum_to_bias(d_z, dim) if ctx.has_b and ctx.needs_input_grad[2] else None
+    return d_dy, d_x, d_b, None, None, None, None, None, None, None, None
+
+
+_bias_act_grad_op.register_autograd(_grad_backward, setup_context=_grad_setup_context)
+
+
+# ----------------------------------------------------------------------------------------------
+# Public function.
+
+_KERNEL_DTYPES = {
+    "cpp": (torch.float32, torch.float64),
+    "cuda": (torch.float16, torch.bfloat16, torch.float32, torch.float64),
+}
+
+
+def _kernels_registered(op_name: str) -> bool:
+    try:
+        return hasattr(torch.ops.gemix_C, op_name)
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def choose_kernel(impl: str | None, x: torch.Tensor, op: str, kernel_name: str) -> str:
+    """``resolve_impl`` plus the dtype check: 'cuda', 'cpp' or 'ref' for this call.
+
+    An automatic choice falls back to the reference for dtypes the kernels lack (float16 on the
+    CPU, say); a forced ``impl``/``GEMIX_OPS`` raises ``TypeError`` instead.
+    """
+    resolved = resolve_impl(impl, x.device, op)
+    if resolved == "ref":
+        return resolved
+    forced = (impl if impl is not None else _env_impl()) != "auto"
+    if x.dtype not in _KERNEL_DTYPES[resolved]:
+        if forced:
+            names = ", ".join(str(d).replace("torch.", "") for d in _KERNEL_DTYPES[resolved])
+            raise TypeError(f"{op}: the {resolved} kernel supports x of dtype {names}, got {x.dtype}")
+        return "ref"
+    if not _kernels_registered(kernel_name):
+        if forced:
+            raise RuntimeError(f"{op}: the loaded gemix_monai._C has no {kernel_name} kernel (a stale build?)")
+        return "ref"
+    return resolved
+
+
+def _env_impl() -> str:
+    import os
+
+    return os.environ.get("GEMIX_OPS", "auto").lower()
+
+
+def _as_float(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"bias_act: {name} must be a number or None, got {type(value).__name__}")
+    return float(value)
+
+
+def bias_act(
+    x: torch.Tensor,
+    b: torch.Tensor | None = None,
+    dim: int = 1,
+    act: str = "linear",
+    alpha: float | None = None,
+    gain: float | None = None,
+    clamp: float | None = None,
+    impl: str | None = None,
+) -> torch.Tensor:
+    """Fused bias + activation + gain + clamp: ``clamp(act(x + b, alpha) · gain, -clamp, clamp)``.
+
+    Args:
+        x: floating-point tensor of any shape (typically [N, C, H, W] or [N, C]).
+        b: bias, 1-D of length ``x.shape[dim]``, added along ``dim``; ``None`` for no bias. Cast
+            to ``x.dtype``.
+        dim: the dimension of ``x`` the bias runs along (negative values count from the end).
+            Default 1 (channels).
+        act: one of ``linear, relu, lrelu, tanh, sigmoid, elu, selu, softplus, swish``
+            (SPEC §1.2). Default ``linear``.
+        alpha: the negative slope of ``lrelu`` (default 0.2); ignored by the other activations.
+        gain: output scale; default per activation (``√2`` for relu, lrelu and swish, else 1).
+        clamp: clamp the output to ``[-clamp, clamp]``; ``None`` or negative: no clamping.
+        impl: ``auto`` (default, or env ``GEMIX_OPS``), ``cuda``, ``cpp`` or ``ref``.
+
+    Returns:
+        tensor shaped like ``x``, in ``x``'s dtype (and memory layout, on the kernel paths).
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"bias_act: x must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"bias_act: x must be a floating-point tensor, got dtype {x.dtype}")
+    if not isinstance(act, str) or act not in ACTIVATIONS:
+        raise ValueError(f"bias_act: act must be one of {sorted(ACTIVATIONS)}, got {act!r}")
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"bias_act: dim must be an int, got {type(dim).__name__}")
+    if x.ndim == 0:
+        raise ValueError("bias_act: x must have at least one dimension, got a 0-d tensor")
+    if not -x.ndim <= dim < x.ndim:
+        raise ValueError(f"bias_act: dim must be in [{-x.ndim}, {x.ndim - 1}] for x of shape {tuple(x.shape)}, got {dim}")
+    dim = dim % x.ndim
+    if b is not None:
+        if not isinstance(b, torch.Tensor):
+            raise TypeError(f"bias_act: b must be a torch.Tensor or None, got {type(b).__name__}")
+        if not b.is_floating_point():
+            raise TypeError(f"bias_act: b must be a floating-point tensor, got dtype {b.dtype}")
+        if b.ndim != 1 or b.shape[0] != x.shape[dim]:
+            raise ValueError(
+                f"bias_act: b must be 1-D of length x.shape[{dim}] = {x.shape[dim]}, got shape {tuple(b.shape)}"
+            )
+        if b.device != x.device:
+            raise ValueError(f"bias_act: b must be on x's device ({x.device}), got {b.device}")
+        if b.dtype != x.dtype:
+            b = b.to(x.dtype)
+    spec = ACTIVATIONS[act]
+    alpha = spec.def_alpha if alpha is None else _as_float(alpha, "alpha")
+    gain = spec.def_gain if gain is None else _as_float(gain, "gain")
+    clamp = -1.0 if clamp is None else _as_float(clamp, "clamp")
+    if clamp < 0:
+        clamp = -1.0
+
+    resolved = choose_kernel(impl, x, "bias_act", "bias_act")
+    if resolved == "ref":
+        return bias_act_ref(x, b, dim, act, alpha, gain, clamp)
+    return _bias_act_op(x, b, dim, spec.code, alpha, gain, clamp, resolved)
