@@ -1,1 +1,5 @@
 """gemix_monai.handlers"""
+
+# clinical reports and feature t-SNE (classifier side)
+from gemix_monai.handlers.report import ClassificationReportWriter, write_classification_report  # noqa: E402
+from gemix_monai.handlers.tsne import FeatureTSNEPlotter, extract_features, plot_feature_tsne  # noqa: E402
