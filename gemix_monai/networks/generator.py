@@ -1,0 +1,251 @@
+"""The class-conditional generator and its user API (load a checkpoint, generate images from soft labels)."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from gemix_monai.networks.labels import as_soft_labels
+from gemix_monai.networks.mapping import MappingNetwork
+from gemix_monai.networks.synthesis import NOISE_MODES, SynthesisNetwork
+from gemix_monai.utils import atomic_torch_save, safe_torch_load
+
+__all__ = ["Generator", "GENERATOR_FORMAT", "MIN_RESOLUTION", "MAX_RESOLUTION"]
+
+#: ``format`` tag of a generator checkpoint file (see docs/design.md).
+GENERATOR_FORMAT = "gemix-generator/1"
+MIN_RESOLUTION, MAX_RESOLUTION = 16, 256
+
+
+def _plain(value, where: str):
+    """``value`` as plain lists/dicts/numbers/strings (what ``torch.load(weights_only=True)`` reads)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, where) for v in value]
+    raise TypeError(f"Generator: {where} must hold only numbers, strings, lists and dicts (checkpointable), got {type(value).__name__}")
+
+
+class Generator(nn.Module):
+    """Class-conditional StyleGAN2 generator: ``G(z, c)`` with ``c`` any point of the label simplex.
+
+    Args:
+        z_dim: latent size (e.g. 512; 64 in the ``tiny`` preset).
+        c_dim: number of classes K (>= 1).
+        w_dim: intermediate latent size.
+        img_resolution: output size R, a power of two in 16..256.
+        img_channels: output channels (1 for CT and X-ray, several for multi-modal MR).
+        class_names: K names, in label order; default ``["class_0", …]``.
+        mapping_kwargs: extra :class:`~gemix_monai.networks.mapping.MappingNetwork` arguments
+            (``num_layers``, ``lr_multiplier``, ``w_avg_beta``, …).
+        synthesis_kwargs: extra :class:`~gemix_monai.networks.synthesis.SynthesisNetwork` arguments
+            (``channel_base``, ``channel_max``, ``num_fp16_res``, ``conv_clamp``, …).
+
+    ``init_kwargs`` holds these arguments as a plain dict, so ``Generator(**G.init_kwargs)``
+    rebuilds the architecture (that is what checkpoints store).
+    """
+
+    def __init__(
+        self,
+        z_dim: int,
+        c_dim: int,
+        w_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        class_names: Sequence[str] | None = None,
+        mapping_kwargs: dict | None = None,
+        synthesis_kwargs: dict | None = None,
+    ):
+        super().__init__()
+        for name, value in (("z_dim", z_dim), ("c_dim", c_dim), ("w_dim", w_dim), ("img_resolution", img_resolution), ("img_channels", img_channels)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"Generator: {name} must be an int, got {value!r}")
+        if z_dim < 1 or c_dim < 1 or w_dim < 1 or img_channels < 1:
+            raise ValueError(f"Generator: z_dim, c_dim, w_dim and img_channels must be >= 1, got {z_dim}, {c_dim}, {w_dim}, {img_channels}")
+        if not (MIN_RESOLUTION <= img_resolution <= MAX_RESOLUTION) or img_resolution & (img_resolution - 1):
+            raise ValueError(f"Generator: img_resolution must be a power of two in {MIN_RESOLUTION}..{MAX_RESOLUTION}, got {img_resolution}")
+        if class_names is None:
+            class_names = [f"class_{k}" for k in range(c_dim)]
+        elif isinstance(class_names, str) or len(class_names) != c_dim or not all(isinstance(n, str) for n in class_names):
+            raise ValueError(f"Generator: class_names must be a list of c_dim={c_dim} strings, got {class_names!r}")
+        mapping_kwargs = dict(mapping_kwargs or {})
+        synthesis_kwargs = dict(synthesis_kwargs or {})
+        self.init_kwargs = _plain(
+            dict(
+                z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
+                class_names=list(class_names), mapping_kwargs=mapping_kwargs, synthesis_kwargs=synthesis_kwargs,
+            ),
+            "init_kwargs",
+        )
+        self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
+        self.img_resolution, self.img_channels = img_resolution, img_channels
+        self.class_names = list(class_names)
+        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **synthesis_kwargs)
+        self.num_ws = self.synthesis.num_ws
+        self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **mapping_kwargs)
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        c,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        noise_mode: str = "random",
+        update_emas: bool = False,
+        check_labels: bool = True,
+    ) -> torch.Tensor:
+        """``z`` [N, z_dim], soft labels ``c`` [N, c_dim] → images [N, img_channels, R, R] (≈[-1, 1]).
+
+        ``noise_mode``: ``"random"`` (training), ``"const"`` (deterministic) or ``"none"``.
+        ``update_emas=True`` updates the mapping's ``w_avg`` (training only).
+        """
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas, check_labels=check_labels)
+        return self.synthesis(ws, noise_mode=noise_mode)
+
+    # ------------------------------------------------------------------------------------------
+    # User API
+
+    @torch.no_grad()
+    def generate(
+        self,
+        soft_labels,
+        z: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        noise_mode: str = "const",
+        batch_size: int = 64,
+        device: torch.device | str | None = None,
+        seed: int | None = None,
+    ) -> torch.Tensor:
+        """Images for a batch of soft labels, in the training intensity range [-1, 1].
+
+        Args:
+            soft_labels: [N, K] tensor, array or list of rows, each on the probability simplex
+                (entries >= 0 summing to 1; a one-hot row is a hard label).
+            z: latents [N, z_dim]; default drawn from N(0, I) (with ``seed`` if given).
+            truncation_psi: ψ < 1 trades diversity for fidelity (``w_avg + ψ(w − w_avg)``). Default 1.
+            noise_mode: ``"const"`` (default: the same z gives the same image), ``"random"`` or ``"none"``.
+            batch_size: images per forward pass (memory bound); the result does not depend on it.
+            device: where to run; default where the generator's parameters are.
+            seed: seeds ``z`` (when not given) and the ``"random"`` noise, for reproducible output.
+
+        Returns:
+            float32 tensor [N, img_channels, R, R] on ``device``, clamped to [-1, 1].
+
+        Raises:
+            ValueError: a row off the simplex or of the wrong length (the message names the row),
+                ``z`` of the wrong shape, a bad ``noise_mode`` or ``batch_size``.
+        """
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        device = torch.device(device) if device is not None else next(self.parameters()).device
+        labels = as_soft_labels(soft_labels, self.c_dim, name="soft_labels")
+        n = labels.shape[0]
+        if z is None:
+            generator = torch.Generator().manual_seed(seed) if seed is not None else None
+            z = torch.randn(n, self.z_dim, generator=generator)
+        else:
+            z = torch.as_tensor(z)
+            if z.ndim != 2 or z.shape != (n, self.z_dim):
+                raise ValueError(f"z must have shape [N, z_dim] = [{n}, {self.z_dim}] (one row per soft label), got {tuple(z.shape)}")
+        rng_devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=rng_devices, enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            images = [
+                self(
+                    z[i : i + batch_size].to(device=device, dtype=torch.float32),
+                    labels[i : i + batch_size].to(device),
+                    truncation_psi=truncation_psi,
+                    noise_mode=noise_mode,
+                    check_labels=False,
+                ).clamp_(-1, 1)
+                for i in range(0, n, batch_size)
+            ]
+        if not images:
+            return torch.empty(0, self.img_channels, self.img_resolution, self.img_resolution, device=device)
+        return torch.cat(images).to(torch.float32)
+
+    def save_checkpoint(self, path: str | os.PathLike) -> str:
+        """Write this generator (architecture, class names, weights) to ``path`` atomically.
+
+        The file is ``{"format": "gemix-generator/1", "config": init_kwargs, "class_names": [...],
+        "state_dict": ...}`` (tensors on CPU), readable with ``torch.load(weights_only=True)``.
+        """
+        state = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
+        payload = {"format": GENERATOR_FORMAT, "config": copy.deepcopy(self.init_kwargs), "class_names": list(self.class_names), "state_dict": state}
+        return str(atomic_torch_save(payload, path))
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        device: torch.device | str = "cpu",
+        *,
+        expected_resolution: int | None = None,
+        expected_channels: int | None = None,
+        expected_num_classes: int | None = None,
+    ) -> "Generator":
+        """Load a generator file or a GAN training checkpoint (its ``G_ema``), in eval mode on ``device``.
+
+        Accepted layouts (read with ``weights_only=True``):
+
+        * generator file: ``{"format": "gemix-generator/1", "config": {...}, "class_names": [...], "state_dict": {...}}``;
+        * training checkpoint: ``{"config": {"G": {...}, "D": {...}}, "G_ema": {...}, ...}``.
+
+        The ``expected_*`` arguments refuse a checkpoint made for another resolution, number of
+        image channels or number of classes, with a ``ValueError`` that says which.
+        """
+        ckpt = safe_torch_load(path, map_location="cpu")
+        if not isinstance(ckpt, dict):
+            raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
+        fmt = ckpt.get("format")
+        if fmt is not None:
+            if fmt != GENERATOR_FORMAT:
+                raise ValueError(f"{path}: unsupported checkpoint format {fmt!r}; this version reads {GENERATOR_FORMAT!r}")
+            missing = [k for k in ("config", "state_dict") if k not in ckpt]
+            if missing:
+                raise ValueError(f"{path}: generator checkpoint lacks the keys {missing}")
+            config, state = dict(ckpt["config"]), ckpt["state_dict"]
+            if ckpt.get("class_names") is not None:
+                config["class_names"] = list(ckpt["class_names"])
+        elif "G_ema" in ckpt:
+            config = ckpt.get("config", {}).get("G") if isinstance(ckpt.get("config"), dict) else None
+            if not isinstance(config, dict):
+                raise ValueError(f"{path}: training checkpoint has 'G_ema' but no 'config' → 'G' (the generator's init kwargs)")
+            config, state = dict(config), ckpt["G_ema"]
+        else:
+            raise ValueError(
+                f"{path}: not a generator checkpoint: expected format {GENERATOR_FORMAT!r} or a training checkpoint with "
+                f"'G_ema' and 'config', found keys {sorted(map(str, ckpt))}"
+            )
+        for what, key, expected in (
+            ("resolution", "img_resolution", expected_resolution),
+            ("number of image channels", "img_channels", expected_channels),
+            ("number of classes", "c_dim", expected_num_classes),
+        ):
+            found = config.get(key)
+            if expected is not None and found != expected:
+                raise ValueError(f"{path}: the generator's {what} ({key}) is {found}, expected {expected}")
+        try:
+            generator = cls(**config)
+        except TypeError as e:
+            raise ValueError(f"{path}: the stored generator config does not match this version's Generator arguments: {e}") from e
+        try:
+            generator.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"{path}: the stored weights do not fit the stored generator config: {e}") from e
+        return generator.eval().requires_grad_(False).to(device)
+
+    def extra_repr(self) -> str:
+        return (
+            f"z_dim={self.z_dim}, c_dim={self.c_dim}, w_dim={self.w_dim}, img_resolution={self.img_resolution}, "
+            f"img_channels={self.img_channels}, num_ws={self.num_ws}"
+        )
