@@ -1,1 +1,41 @@
-"""gemix_monai.mixing"""
+"""Soft-label samplers and mixing maths (SPEC §3): plain torch/numpy, no MONAI, no I/O.
+
+The MONAI transforms and datasets built on these live in :mod:`gemix_monai.transforms`.
+"""
+
+from .labels import SIMPLEX_ATOL, check_simplex, to_soft_label
+from .mix import blend, genmix, pixel_mixup, sample_genmix_lambda, sample_mixup_lambda, sample_permutation
+from .samplers import (
+    SAMPLERS,
+    DirichletBetaSampler,
+    DirichletSampler,
+    OneHotSampler,
+    SoftLabelSampler,
+    TemperatureSoftmaxSampler,
+    as_rng,
+    build_sampler,
+    gemix_code_sampler,
+    inverse_frequency_weights,
+)
+
+__all__ = [
+    "SIMPLEX_ATOL",
+    "check_simplex",
+    "to_soft_label",
+    "blend",
+    "genmix",
+    "pixel_mixup",
+    "sample_genmix_lambda",
+    "sample_mixup_lambda",
+    "sample_permutation",
+    "SAMPLERS",
+    "DirichletBetaSampler",
+    "DirichletSampler",
+    "OneHotSampler",
+    "SoftLabelSampler",
+    "TemperatureSoftmaxSampler",
+    "as_rng",
+    "build_sampler",
+    "gemix_code_sampler",
+    "inverse_frequency_weights",
+]
