@@ -1,0 +1,279 @@
+"""MONAI transforms for soft labels and mixing: ``ToSoftLabel(d)``, ``SoftMixUp(d)``, ``GenMix(d)``.
+
+Array forms take tensors; dictionary forms follow MONAI conventions (``keys``, ``allow_missing_keys``,
+``Randomizable.set_random_state``). All draw their randomness in ``randomize()`` from ``self.R`` and keep
+``MetaTensor`` metadata of the images they mix. The mixing maths is :mod:`gemix_monai.mixing`.
+
+Batch-level use (collated batches, any batch size, a short last batch included): call on ``[B, C, ...]``
+images with ``[B, K]`` (or ``[B]`` integer) labels. ``GenMix``/``GenMixd`` also work per sample (``[C, ...]``
+with a ``[K]`` label and a synthetic partner), where lambda is a scalar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, Randomizable, Transform
+from monai.utils import TransformBackends, convert_to_dst_type
+
+from gemix_monai.mixing import blend, check_simplex, sample_genmix_lambda, sample_mixup_lambda, sample_permutation, to_soft_label
+
+__all__ = ["ToSoftLabel", "ToSoftLabeld", "SoftMixUp", "SoftMixUpd", "GenMix", "GenMixd", "GENMIX_PARTNERS"]
+
+GENMIX_PARTNERS = ("synthetic", "union")
+
+
+def _plain(x) -> torch.Tensor:
+    t = torch.as_tensor(x)
+    return t.as_tensor() if hasattr(t, "as_tensor") else t
+
+
+def _soft(labels, num_classes: int | None, name: str) -> torch.Tensor:
+    """Labels as float32 soft labels: floats with K columns pass through (checked), indices need ``num_classes``."""
+    t = _plain(labels)
+    if torch.is_floating_point(t) and t.ndim >= 1 and (num_classes is None or t.shape[-1] == num_classes):
+        return check_simplex(t.float(), name)
+    if num_classes is None:
+        raise ValueError(f"{name}: got class indices (shape {tuple(t.shape)}, dtype {t.dtype}); pass num_classes to turn them into one-hot labels")
+    return to_soft_label(t, num_classes)
+
+
+def _restore(values: torch.Tensor, like) -> Any:
+    """``values`` in the type (MetaTensor with its metadata, tensor or ndarray) of ``like``."""
+    return convert_to_dst_type(values, dst=like, dtype=values.dtype)[0]
+
+
+class ToSoftLabel(Transform):
+    """Class index (or indices) -> one-hot float32 ``[..., K]``; soft labels pass through after a simplex check."""
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(self, num_classes: int):
+        to_soft_label(0, num_classes)  # validates num_classes now rather than at the first item
+        self.num_classes = int(num_classes)
+
+    def __call__(self, label):
+        return to_soft_label(label, self.num_classes)
+
+
+class ToSoftLabeld(MapTransform):
+    """Dictionary form of :class:`ToSoftLabel`."""
+
+    backend = ToSoftLabel.backend
+
+    def __init__(self, keys: KeysCollection = "label", num_classes: int = 2, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.converter = ToSoftLabel(num_classes)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.converter(d[key])
+        return d
+
+
+class SoftMixUp(Randomizable, Transform):
+    """Pixel mixup that accepts ``[B, K]`` soft labels (MONAI's ``MixUp`` rejects them) and any batch size.
+
+    Sample b becomes ``lam_b * x_b + (1 - lam_b) * x_perm(b)`` with ``lam_b ~ Beta(alpha, alpha)``; labels
+    likewise. Integer labels ``[B]`` are made one-hot when ``num_classes`` is given.
+
+    Call: ``images, labels = SoftMixUp(alpha=0.4)(images, labels)``.
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(self, alpha: float = 0.4, num_classes: int | None = None):
+        sample_mixup_lambda(0, alpha)  # validates alpha
+        self.alpha = float(alpha)
+        self.num_classes = num_classes
+        self._lam: torch.Tensor | None = None
+        self._perm: torch.Tensor | None = None
+
+    def randomize(self, batch_size: int) -> None:
+        self._lam = sample_mixup_lambda(batch_size, self.alpha, self.R)
+        self._perm = sample_permutation(batch_size, self.R)
+
+    def __call__(self, images, labels, randomize: bool = True):
+        x = _plain(images)
+        y = _soft(labels, self.num_classes, "labels")
+        if y.ndim != 2 or x.ndim < 2 or x.shape[0] != y.shape[0]:
+            raise ValueError(f"SoftMixUp works on batches: images [B, C, ...] and labels [B, K] or [B], got {tuple(x.shape)} and {tuple(y.shape)}")
+        if randomize or self._lam is None:
+            self.randomize(x.shape[0])
+        if self._lam.shape[0] != x.shape[0]:
+            raise ValueError(f"randomize=False reuses parameters drawn for a batch of {self._lam.shape[0]}, got a batch of {x.shape[0]}")
+        perm = self._perm.to(x.device)
+        mx, my = blend(x, y, x[perm], y[perm.to(y.device)], self._lam)
+        return _restore(mx, images), my
+
+
+class SoftMixUpd(Randomizable, MapTransform):
+    """Dictionary form of :class:`SoftMixUp` for collated batches: every key in ``keys`` (images, masks) is mixed
+    with the same lambda and permutation, and ``label_key`` holds the labels mixed with them."""
+
+    backend = SoftMixUp.backend
+
+    def __init__(self, keys: KeysCollection = "image", label_key: str = "label", alpha: float = 0.4,
+                 num_classes: int | None = None, allow_missing_keys: bool = False):
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        self.label_key = label_key
+        self.mixer = SoftMixUp(alpha, num_classes)
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> "SoftMixUpd":
+        super().set_random_state(seed, state)
+        self.mixer.set_random_state(state=self.R)
+        return self
+
+    def randomize(self, batch_size: int) -> None:
+        self.mixer.randomize(batch_size)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        if self.label_key not in d:
+            raise KeyError(f"SoftMixUpd: label key {self.label_key!r} not in the batch (keys: {sorted(map(str, d))})")
+        keys = list(self.key_iterator(d))
+        if not keys:
+            return d
+        labels = _soft(d[self.label_key], self.mixer.num_classes, self.label_key)
+        if labels.ndim != 2:
+            raise ValueError(f"SoftMixUpd works on collated batches: {self.label_key!r} must be [B, K] or [B], got shape {tuple(labels.shape)}")
+        self.randomize(labels.shape[0])
+        mixed_labels = None
+        for key in keys:
+            d[key], mixed_labels = self.mixer(d[key], labels, randomize=False)
+        d[self.label_key] = mixed_labels
+        return d
+
+
+class GenMix(Randomizable, Transform):
+    """GenMix (SPEC §3): blend a real pair with a synthetic partner, ``lam ~ Beta(alpha, 1)`` weighting the partner.
+
+    ``x = lam * x_s + (1 - lam) * x_r``, ``y = lam * y_s + (1 - lam) * y_r``.
+
+    Args:
+        alpha: Beta(alpha, 1) parameter (0.3: the partner usually has a small weight).
+        partner: ``"synthetic"`` — real sample b is mixed with synthetic sample b; ``"union"`` — with a sample
+            drawn uniformly from the union of the real and the synthetic batch (batches only).
+        num_classes: needed only when labels come as class indices.
+
+    Call: ``images, labels = GenMix()(real_images, real_labels, synthetic_images, synthetic_labels)``.
+    A batch is ``[B, C, ...]`` with ``[B, K]`` labels; a single sample is ``[C, ...]`` with a ``[K]`` label.
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(self, alpha: float = 0.3, partner: str = "synthetic", num_classes: int | None = None):
+        sample_genmix_lambda(0, alpha)  # validates alpha
+        if partner not in GENMIX_PARTNERS:
+            raise ValueError(f"partner must be one of {GENMIX_PARTNERS}, got {partner!r}")
+        self.alpha = float(alpha)
+        self.partner = partner
+        self.num_classes = num_classes
+        self._lam: torch.Tensor | None = None
+        self._partner_index: torch.Tensor | None = None
+
+    def randomize(self, batch_size: int | None) -> None:
+        """Draw lambda (and, for ``partner="union"``, each sample's partner); ``batch_size=None`` for one sample."""
+        n = 1 if batch_size is None else batch_size
+        self._lam = sample_genmix_lambda(n, self.alpha, self.R)
+        if batch_size is None:
+            self._lam = self._lam[0]
+        # Partner indices 0..B-1 name synthetic samples, B..2B-1 real ones.
+        self._partner_index = torch.arange(n) if self.partner == "synthetic" else torch.from_numpy(self.R.randint(0, 2 * n, size=n).astype(np.int64))
+
+    def __call__(self, real_images, real_labels, synthetic_images, synthetic_labels, randomize: bool = True):
+        xr, xs = _plain(real_images), _plain(synthetic_images)
+        yr = _soft(real_labels, self.num_classes, "real_labels")
+        ys = _soft(synthetic_labels, self.num_classes, "synthetic_labels").to(yr.device)
+        if yr.shape != ys.shape:
+            raise ValueError(f"real and synthetic labels must have the same shape, got {tuple(yr.shape)} and {tuple(ys.shape)}")
+        if xr.shape != xs.shape:
+            raise ValueError(f"real and synthetic images must have the same shape, got {tuple(xr.shape)} and {tuple(xs.shape)}")
+        batched = yr.ndim == 2
+        if not batched and self.partner == "union":
+            raise ValueError("partner='union' draws partners from a batch; call GenMix on batches [B, C, ...] with labels [B, K]")
+        if batched and xr.shape[0] != yr.shape[0]:
+            raise ValueError(f"images and labels must share the batch size, got {xr.shape[0]} and {yr.shape[0]}")
+        if randomize or self._lam is None:
+            self.randomize(yr.shape[0] if batched else None)
+        if batched and (self._lam.ndim != 1 or self._lam.shape[0] != yr.shape[0]):
+            raise ValueError(f"randomize=False reuses parameters drawn for another batch size; got a batch of {yr.shape[0]}")
+        xs = xs.to(device=xr.device, dtype=xr.dtype if torch.is_floating_point(xr) else torch.float32)
+        if self.partner == "union":
+            idx = self._partner_index.to(xr.device)
+            xs = torch.cat([xs, xr.to(xs.dtype)])[idx]
+            ys = torch.cat([ys, yr])[idx.to(yr.device)]
+        mx, my = blend(xs, ys, xr, yr, self._lam)
+        return _restore(mx.to(xr.dtype) if torch.is_floating_point(xr) else mx, real_images), my
+
+
+class GenMixd(Randomizable, MapTransform):
+    """Dictionary form of :class:`GenMix`.
+
+    The synthetic partner comes from ``synthetic`` (a :class:`~gemix_monai.transforms.SyntheticSource`, drawing
+    a fresh batch on the generator's device at every call; batches only, one image key) or, when
+    ``synthetic`` is ``None``, from the data itself under ``synthetic_prefix + key`` (e.g. ``"synthetic_image"``,
+    ``"synthetic_label"``), which works per sample too.
+    """
+
+    backend = GenMix.backend
+
+    def __init__(self, keys: KeysCollection = "image", label_key: str = "label", alpha: float = 0.3, partner: str = "synthetic",
+                 synthetic=None, synthetic_prefix: str = "synthetic_", num_classes: int | None = None,
+                 allow_missing_keys: bool = False):
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        self.label_key = label_key
+        self.synthetic = synthetic
+        self.synthetic_prefix = synthetic_prefix
+        self.mixer = GenMix(alpha, partner, num_classes)
+        if synthetic is not None and len(self.keys) != 1:
+            raise ValueError(f"a synthetic source generates one image per sample, so keys must name one image key, got {self.keys}")
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> "GenMixd":
+        super().set_random_state(seed, state)
+        self.mixer.set_random_state(state=self.R)
+        return self
+
+    def randomize(self, batch_size: int | None) -> None:
+        self.mixer.randomize(batch_size)
+
+    def _synthetic_pairs(self, d, keys, labels) -> tuple[dict, torch.Tensor]:
+        if self.synthetic is not None:
+            if labels.ndim != 2:
+                raise ValueError("GenMixd with a synthetic source works on collated batches (labels [B, K])")
+            if labels.shape[-1] != self.synthetic.num_classes:
+                raise ValueError(f"{self.label_key}: {labels.shape[-1]} classes, but the synthetic source has {self.synthetic.num_classes}")
+            seed = int(self.R.randint(0, 2**31 - 1))
+            images, syn_labels = self.synthetic.draw(labels.shape[0], rng=seed)
+            return {keys[0]: images}, syn_labels
+        out = {}
+        for key in keys:
+            skey = f"{self.synthetic_prefix}{key}"
+            if skey not in d:
+                raise KeyError(f"GenMixd: no synthetic partner for {key!r}: key {skey!r} missing and no synthetic source given")
+            out[key] = d[skey]
+        lkey = f"{self.synthetic_prefix}{self.label_key}"
+        if lkey not in d:
+            raise KeyError(f"GenMixd: synthetic label key {lkey!r} missing and no synthetic source given")
+        return out, _soft(d[lkey], self.mixer.num_classes, lkey)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        if self.label_key not in d:
+            raise KeyError(f"GenMixd: label key {self.label_key!r} not in the data (keys: {sorted(map(str, d))})")
+        keys = list(self.key_iterator(d))
+        if not keys:
+            return d
+        labels = _soft(d[self.label_key], self.mixer.num_classes, self.label_key)
+        syn_images, syn_labels = self._synthetic_pairs(d, keys, labels)
+        self.randomize(labels.shape[0] if labels.ndim == 2 else None)
+        mixed_labels = None
+        for key in keys:
+            d[key], mixed_labels = self.mixer(d[key], labels, syn_images[key], syn_labels, randomize=False)
+        d[self.label_key] = mixed_labels
+        return d

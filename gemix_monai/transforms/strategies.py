@@ -1,0 +1,111 @@
+"""Training-data strategies for the classifier, each one dataset plus at most one batch transform.
+
+``build_strategy(name, real_dataset, num_classes, generator=...)`` returns a :class:`Strategy`:
+``strategy.dataset`` is what the ``DataLoader`` reads (items ``{"image", "label": [K] soft, "is_synthetic"}``),
+``strategy.batch_transform`` (or ``None``) is applied to each collated batch before the forward pass.
+
+| name            | dataset                                   | batch transform         |
+|-----------------|-------------------------------------------|-------------------------|
+| ``real``        | real, one-hot labels                      | –                       |
+| ``pixel_mixup`` | real, one-hot labels                      | ``SoftMixUpd``          |
+| ``synthetic_only`` | synthetic only (``sampler`` option, default GeMix) | –             |
+| ``real+synthetic`` | real + synthetic with one-hot labels   | –                       |
+| ``gemix``       | real + synthetic, ``DirichletBetaSampler`` | –                      |
+| ``gemix_code``  | real + synthetic, ``gemix_code_sampler``  | –                       |
+| ``softmax_t``   | real + synthetic, ``TemperatureSoftmaxSampler`` | –                 |
+| ``genmix``      | real, one-hot labels                      | ``GenMixd`` (partner from the generator) |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch.utils.data import Dataset
+
+from gemix_monai.mixing import SoftLabelSampler, build_sampler
+
+from .mix import GenMixd, SoftMixUpd
+from .synthetic import RealSyntheticDataset, SyntheticDataset, SyntheticSource, load_generator
+
+__all__ = ["Strategy", "STRATEGIES", "build_strategy"]
+
+#: strategy name -> sampler name used for its synthetic images (None: no generator needed).
+STRATEGIES: dict[str, str | None] = {
+    "real": None,
+    "pixel_mixup": None,
+    "synthetic_only": "gemix",
+    "real+synthetic": "one_hot",
+    "gemix": "gemix",
+    "gemix_code": "gemix_code",
+    "softmax_t": "softmax_t",
+    "genmix": "one_hot",
+}
+
+
+@dataclass
+class Strategy:
+    """What a training loop needs for one strategy: the dataset and an optional per-batch transform."""
+
+    name: str
+    dataset: Dataset
+    batch_transform: Callable[[dict], dict] | None = None
+    sampler: SoftLabelSampler | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def set_epoch(self, epoch: int) -> None:
+        """New synthetic draws for a new epoch (call before creating the epoch's iterator)."""
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+
+def build_strategy(name: str, real_dataset: Dataset, num_classes: int, generator=None, *, sampler: str | None = None,
+                   sampler_kwargs: dict | None = None, class_weights=None, synthetic_ratio: float = 2.0,
+                   num_synthetic: int | None = None, mixup_alpha: float = 0.4, genmix_alpha: float = 0.3,
+                   genmix_partner: str = "synthetic", seed: int = 0, truncation_psi: float = 1.0,
+                   generation_batch_size: int = 64, device: str | torch.device | None = None) -> Strategy:
+    """Build one of :data:`STRATEGIES` (see the module docstring).
+
+    Args:
+        real_dataset: map-style dataset of ``{"image", "label": int}`` dicts (already at the generator's resolution).
+        generator: checkpoint path or Generator-like object; required by every strategy except ``real``/``pixel_mixup``.
+        sampler / sampler_kwargs: override the sampler (a name in ``gemix_monai.mixing.SAMPLERS``) and its
+            parameters (e.g. ``{"temperature": 0.5}`` for ``softmax_t``).
+        class_weights: per-class weights for the synthetic labels (e.g. inverse class frequency).
+        synthetic_ratio: synthetic items per real item for the ``real + synthetic`` strategies (GeMix code: 2.0).
+        num_synthetic: items per epoch for ``synthetic_only`` (default: as many as real items).
+        mixup_alpha: Beta(alpha, alpha) of pixel mixup; genmix_alpha / genmix_partner: see :class:`GenMix`.
+        seed: seeds the synthetic stream and the batch transform.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; expected one of {list(STRATEGIES)}")
+    real = RealSyntheticDataset(real_dataset, None, num_classes)
+    if name == "real":
+        return Strategy(name, real)
+    if name == "pixel_mixup":
+        mix = SoftMixUpd(keys="image", label_key="label", alpha=mixup_alpha, num_classes=num_classes)
+        mix.set_random_state(seed)
+        return Strategy(name, real, mix, info={"mixup_alpha": mixup_alpha})
+    if generator is None:
+        raise ValueError(f"strategy {name!r} needs a generator (checkpoint path or Generator object)")
+    sampler_name = sampler or STRATEGIES[name]
+    label_sampler = build_sampler(sampler_name, num_classes, class_weights=class_weights, seed=seed, **(sampler_kwargs or {}))
+    info = {"sampler": label_sampler.params()}
+    if name == "genmix":
+        source = SyntheticSource(load_generator(generator, device), label_sampler, truncation_psi=truncation_psi,
+                                 batch_size=generation_batch_size, device=device)
+        mix = GenMixd(keys="image", label_key="label", alpha=genmix_alpha, partner=genmix_partner, synthetic=source, num_classes=num_classes)
+        mix.set_random_state(seed)
+        return Strategy(name, real, mix, label_sampler, {**info, "genmix_alpha": genmix_alpha, "genmix_partner": genmix_partner})
+    n_real = len(real_dataset)
+    if name == "synthetic_only":
+        n = n_real if num_synthetic is None else int(num_synthetic)
+        synthetic = SyntheticDataset(generator, label_sampler, num_images=n, seed=seed, truncation_psi=truncation_psi,
+                                     batch_size=generation_batch_size, device=device)
+        return Strategy(name, synthetic, None, label_sampler, info)
+    n_syn = int(round(synthetic_ratio * n_real))
+    synthetic = SyntheticDataset(generator, label_sampler, num_images=n_syn, seed=seed, truncation_psi=truncation_psi,
+                                 batch_size=generation_batch_size, device=device)
+    return Strategy(name, RealSyntheticDataset(real_dataset, synthetic, num_classes, ratio=synthetic_ratio), None,
+                    label_sampler, {**info, "synthetic_ratio": synthetic_ratio})

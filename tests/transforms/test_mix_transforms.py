@@ -1,0 +1,233 @@
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+from monai.transforms import Compose
+
+from gemix_monai.mixing import to_soft_label
+from gemix_monai.transforms import GenMix, GenMixd, SoftMixUp, SoftMixUpd, ToSoftLabel, ToSoftLabeld
+
+K = 3
+
+
+def _batch(b, seed=0, meta=False):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, 1, 6, 6, generator=g) * 2 - 1
+    if meta:
+        x = MetaTensor(x, meta={"filename_or_obj": [f"img{i}.nii.gz" for i in range(b)], "modality": "CT"})
+    y = torch.randint(0, K, (b,), generator=g)
+    return x, y
+
+
+def _synthetic(b, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 1, 6, 6, generator=g) * 2 - 1, torch.softmax(torch.randn(b, K, generator=g), 1)
+
+
+# ---------------------------------------------------------------- ToSoftLabel(d)
+
+
+def test_to_soft_labeld_converts_the_label_key_only():
+    out = ToSoftLabeld(keys="label", num_classes=K)({"image": torch.zeros(1, 2, 2), "label": 2})
+    assert torch.equal(out["label"], torch.tensor([0.0, 0.0, 1.0])) and out["image"].shape == (1, 2, 2)
+
+
+def test_to_soft_labeld_allows_missing_keys_when_asked():
+    assert ToSoftLabeld(keys="label", num_classes=K, allow_missing_keys=True)({"image": 1}) == {"image": 1}
+    with pytest.raises(KeyError):
+        ToSoftLabeld(keys="label", num_classes=K)({"image": 1})
+
+
+def test_to_soft_label_rejects_bad_num_classes_at_construction():
+    with pytest.raises(ValueError, match="num_classes"):
+        ToSoftLabel(1)
+
+
+# ---------------------------------------------------------------- SoftMixUp(d)
+
+
+@pytest.mark.parametrize("b", [1, 2, 7, 16])
+def test_soft_mixup_accepts_soft_labels_and_any_batch_size(b):
+    x, y = _batch(b)
+    soft = to_soft_label(y, K)
+    mx, my = SoftMixUp(alpha=0.4).set_random_state(0)(x, soft)
+    assert mx.shape == x.shape and my.shape == (b, K)
+    torch.testing.assert_close(my.sum(1), torch.ones(b))
+
+
+def test_soft_mixup_matches_the_functional_blend():
+    x, y = _batch(8)
+    t = SoftMixUp(alpha=0.4, num_classes=K).set_random_state(3)
+    mx, my = t(x, y)
+    lam, perm = t._lam, t._perm
+    soft = to_soft_label(y, K)
+    torch.testing.assert_close(mx, lam.view(-1, 1, 1, 1) * x + (1 - lam.view(-1, 1, 1, 1)) * x[perm])
+    torch.testing.assert_close(my, lam.view(-1, 1) * soft + (1 - lam.view(-1, 1)) * soft[perm])
+
+
+def test_soft_mixup_handles_a_short_last_batch_after_full_ones():
+    t = SoftMixUp(alpha=0.4, num_classes=K).set_random_state(0)
+    for b in (8, 8, 3):
+        x, y = _batch(b)
+        assert t(x, y)[0].shape[0] == b
+
+
+def test_soft_mixup_keeps_meta_tensor_metadata():
+    x, y = _batch(4, meta=True)
+    mx, _ = SoftMixUp(num_classes=K).set_random_state(0)(x, y)
+    assert isinstance(mx, MetaTensor) and mx.meta["modality"] == "CT"
+
+
+def test_soft_mixup_same_seed_reproduces():
+    x, y = _batch(6)
+    a = SoftMixUp(num_classes=K).set_random_state(5)(x, y)
+    b = SoftMixUp(num_classes=K).set_random_state(5)(x, y)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_soft_mixup_needs_num_classes_for_indices():
+    x, y = _batch(4)
+    with pytest.raises(ValueError, match="pass num_classes"):
+        SoftMixUp()(x, y)
+
+
+def test_soft_mixupd_agrees_with_the_array_form():
+    x, y = _batch(5)
+    mask = (x > 0).float()
+    d = SoftMixUpd(keys=("image", "mask"), label_key="label", num_classes=K).set_random_state(11)({"image": x, "mask": mask, "label": y})
+    t = SoftMixUp(num_classes=K).set_random_state(11)
+    mx, my = t(x, y)
+    mm, _ = t(mask, y, randomize=False)
+    assert torch.equal(d["image"], mx) and torch.equal(d["label"], my) and torch.equal(d["mask"], mm)
+
+
+def test_soft_mixupd_rejects_a_single_sample():
+    with pytest.raises(ValueError, match="collated batches"):
+        SoftMixUpd(num_classes=K)({"image": torch.zeros(1, 4, 4), "label": torch.tensor([1.0, 0.0, 0.0])})
+
+
+def test_soft_mixupd_names_a_missing_label_key():
+    with pytest.raises(KeyError, match="'target'"):
+        SoftMixUpd(label_key="target", num_classes=K)({"image": torch.zeros(2, 1, 4, 4), "label": torch.tensor([0, 1])})
+
+
+# ---------------------------------------------------------------- GenMix(d)
+
+
+@pytest.mark.parametrize("b", [1, 4, 9])
+def test_genmix_matches_the_formula_with_its_drawn_lambda(b):
+    xr, yr = _batch(b)
+    xs, ys = _synthetic(b)
+    t = GenMix(alpha=0.3, num_classes=K).set_random_state(0)
+    mx, my = t(xr, yr, xs, ys)
+    lam = t._lam.view(-1, 1, 1, 1)
+    torch.testing.assert_close(mx, lam * xs + (1 - lam) * xr)
+    torch.testing.assert_close(my, lam.view(-1, 1) * ys + (1 - lam.view(-1, 1)) * to_soft_label(yr, K))
+
+
+def test_genmix_weights_the_synthetic_partner_with_beta_alpha_one():
+    t = GenMix(alpha=0.3).set_random_state(0)
+    t.randomize(100_000)
+    lam = t._lam.double()
+    assert abs(lam.mean().item() - 0.3 / 1.3) < 0.005
+
+
+def test_genmix_single_sample_uses_a_scalar_lambda():
+    xr, yr = _batch(1)
+    xs, ys = _synthetic(1)
+    t = GenMix(num_classes=K).set_random_state(2)
+    mx, my = t(xr[0], to_soft_label(yr, K)[0], xs[0], ys[0])
+    assert mx.shape == xr[0].shape and my.shape == (K,) and t._lam.ndim == 0
+
+
+def test_genmix_union_partner_comes_from_real_or_synthetic_batch():
+    b = 6
+    xr, yr = _batch(b)
+    xs, ys = _synthetic(b)
+    t = GenMix(partner="union", num_classes=K).set_random_state(4)
+    t.randomize(400)
+    assert ((t._partner_index >= 0) & (t._partner_index < 800)).all()
+    idx = t._partner_index
+    assert (idx < 400).any() and (idx >= 400).any()  # both halves of the pool are used
+    mx, my = t(xr, yr, xs, ys)
+    pool_x, pool_y = torch.cat([xs, xr]), torch.cat([ys, to_soft_label(yr, K)])
+    lam = t._lam
+    for n in range(b):
+        p = t._partner_index[n]
+        torch.testing.assert_close(mx[n], lam[n] * pool_x[p] + (1 - lam[n]) * xr[n])
+        torch.testing.assert_close(my[n], lam[n] * pool_y[p] + (1 - lam[n]) * to_soft_label(yr, K)[n])
+
+
+def test_genmix_union_needs_a_batch():
+    xr, yr = _batch(1)
+    xs, ys = _synthetic(1)
+    with pytest.raises(ValueError, match="partner='union'"):
+        GenMix(partner="union")(xr[0], to_soft_label(yr, K)[0], xs[0], ys[0])
+
+
+@pytest.mark.parametrize("kwargs, match", [({"alpha": 0}, "alpha must be"), ({"partner": "pool"}, "partner must be one of")])
+def test_genmix_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GenMix(**kwargs)
+
+
+def test_genmix_rejects_mismatched_partner_shapes():
+    xr, yr = _batch(4)
+    xs, ys = _synthetic(3)
+    with pytest.raises(ValueError, match="same shape"):
+        GenMix(num_classes=K)(xr, yr, xs, ys)
+
+
+def test_genmix_keeps_meta_tensor_metadata():
+    xr, yr = _batch(3, meta=True)
+    xs, ys = _synthetic(3)
+    mx, _ = GenMix(num_classes=K).set_random_state(0)(xr, yr, xs, ys)
+    assert isinstance(mx, MetaTensor) and mx.meta["modality"] == "CT"
+
+
+@pytest.mark.parametrize("partner", ["synthetic", "union"])
+def test_genmixd_agrees_with_the_array_form(partner):
+    xr, yr = _batch(5)
+    xs, ys = _synthetic(5)
+    data = {"image": xr, "label": yr, "synthetic_image": xs, "synthetic_label": ys}
+    d = GenMixd(keys="image", partner=partner, num_classes=K).set_random_state(7)(data)
+    mx, my = GenMix(partner=partner, num_classes=K).set_random_state(7)(xr, yr, xs, ys)
+    assert torch.equal(d["image"], mx) and torch.equal(d["label"], my)
+
+
+def test_genmixd_works_per_sample_in_a_compose():
+    xr, yr = _batch(1)
+    xs, ys = _synthetic(1)
+    pipeline = Compose([ToSoftLabeld(keys="label", num_classes=K), GenMixd(keys="image")])
+    pipeline.set_random_state(0)
+    out = pipeline({"image": xr[0], "label": int(yr[0]), "synthetic_image": xs[0], "synthetic_label": ys[0]})
+    assert out["image"].shape == xr[0].shape and out["label"].shape == (K,)
+    torch.testing.assert_close(out["label"].sum(), torch.tensor(1.0))
+
+
+def test_genmixd_names_the_missing_synthetic_key():
+    xr, yr = _batch(2)
+    with pytest.raises(KeyError, match="synthetic_image"):
+        GenMixd(num_classes=K)({"image": xr, "label": yr})
+
+
+def test_genmixd_with_a_source_generates_partners(standin_generator):
+    from gemix_monai.mixing import OneHotSampler
+    from gemix_monai.transforms import SyntheticSource
+
+    real = torch.rand(4, 1, 32, 32) * 2 - 1
+    source = SyntheticSource(standin_generator, OneHotSampler(K, seed=0))
+    t = GenMixd(keys="image", synthetic=source, num_classes=K).set_random_state(0)
+    out = t({"image": real, "label": torch.tensor([0, 1, 2, 0])})
+    assert out["image"].shape == real.shape and not torch.equal(out["image"], real)
+    assert (out["image"].abs() <= 1).all()
+    again = GenMixd(keys="image", synthetic=source, num_classes=K).set_random_state(0)({"image": real, "label": torch.tensor([0, 1, 2, 0])})
+    assert torch.equal(out["image"], again["image"]) and torch.equal(out["label"], again["label"])
+
+
+def test_genmixd_with_a_source_needs_one_image_key(standin_generator):
+    from gemix_monai.mixing import OneHotSampler
+    from gemix_monai.transforms import SyntheticSource
+
+    with pytest.raises(ValueError, match="one image key"):
+        GenMixd(keys=("image", "mask"), synthetic=SyntheticSource(standin_generator, OneHotSampler(K)))
