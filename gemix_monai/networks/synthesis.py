@@ -64,7 +64,7 @@ class SynthesisLayer(nn.Module):
         if self.use_noise and noise_mode == "random":
             noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=torch.float32) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
-            noise = self.noise_const * self.noise_strength
+            noise = (self.noise_const * self.noise_strength)[None, None]
         if noise is not None:
             noise = noise.to(x.dtype)
         x = modulated_conv2d(
