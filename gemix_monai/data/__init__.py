@@ -1,1 +1,50 @@
-"""gemix_monai.data"""
+"""gemix_monai.data: readers, CT windowing and the embedded phantom dataset.
+
+All sources — the default CT liver-lesion phantoms, DICOM / NIfTI / PNG files (folders, CSV
+manifests, MONAI datalists, COVIDx-CT label files) and MedMNIST ``.npz`` — become the same stream
+``{"image": float32 [C, S, S] in [-1, 1], "label": int}`` through :func:`get_dataset`, which
+validates every entry before training starts. :func:`get_transforms` is the preprocessing alone;
+:func:`to_hu` / :func:`to_uint8` invert it for export.
+"""
+
+from .covidx import COVIDX_CLASS_NAMES, read_covidx_labels
+from .datalist import (
+    build_datalist_from_csv,
+    build_datalist_from_folder,
+    canonical_split,
+    load_split,
+    read_datalist,
+    write_datalist,
+)
+from .dataset import GemixDataset, build_datalist, default_data_dir, default_phantom_datalist, get_dataset, source_kind
+from .errors import DataError, DataValidationError, ImageReadError, NotASliceError
+from .medmnist import MEDMNIST_CLASS_NAMES, load_medmnist_items
+from .phantoms import CLASS_NAMES as PHANTOM_CLASS_NAMES
+from .phantoms import ensure_default_dataset, generate_phantom_dataset, render_phantoms
+from .transforms import (
+    HU_WINDOWS,
+    CropBoxd,
+    ExtractSliced,
+    HUWindowd,
+    LoadMedicalImaged,
+    ScaleIntensityToUnitd,
+    ToChannelsd,
+    ToTrainingRanged,
+    get_transforms,
+    resolve_hu_window,
+    to_hu,
+    to_uint8,
+)
+from .validate import inspect_image_file, validate_items
+
+__all__ = [
+    "COVIDX_CLASS_NAMES", "read_covidx_labels",
+    "build_datalist_from_csv", "build_datalist_from_folder", "canonical_split", "load_split", "read_datalist", "write_datalist",
+    "GemixDataset", "build_datalist", "default_data_dir", "default_phantom_datalist", "get_dataset", "source_kind",
+    "DataError", "DataValidationError", "ImageReadError", "NotASliceError",
+    "MEDMNIST_CLASS_NAMES", "load_medmnist_items",
+    "PHANTOM_CLASS_NAMES", "ensure_default_dataset", "generate_phantom_dataset", "render_phantoms",
+    "HU_WINDOWS", "CropBoxd", "ExtractSliced", "HUWindowd", "LoadMedicalImaged", "ScaleIntensityToUnitd", "ToChannelsd",
+    "ToTrainingRanged", "get_transforms", "resolve_hu_window", "to_hu", "to_uint8",
+    "inspect_image_file", "validate_items",
+]
