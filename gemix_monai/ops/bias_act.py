@@ -171,7 +171,7 @@ def _bias_act_setup_context(ctx, inputs, output):
     ctx.save_for_backward(
         None if uses_y else x,
         b if (b is not None and not uses_y) else None,
-        output if (uses_y or clamp >= 0) else None,
+        output if uses_y else None,
     )
 
 
