@@ -1,0 +1,661 @@
+"""Classifier training and evaluation for every augmentation strategy, on MONAI engines.
+
+Two levels:
+
+* ``train_classifier(train_data, val_data, output_dir, strategy=..., ...)`` and
+  ``evaluate_classifier(network_or_checkpoint, test_data, output_dir, ...)``: one call each.
+* ``create_classifier_trainer`` / ``create_classifier_evaluator``: factories returning MONAI's
+  ``SupervisedTrainer`` / ``SupervisedEvaluator`` wired with the handlers below, for a bundle config.
+
+The ``strategy`` switch is :func:`gemix_monai.transforms.strategies.build_strategy`: each strategy is
+one training dataset plus at most one batch transform (written in ``gemix_monai.transforms``), and
+this module only feeds them to the engine. Training uses soft-target cross-entropy, AdamW with a
+per-iteration cosine schedule, AMP on CUDA; validation publishes :class:`ClinicalMetrics`; the best
+network (by ``key_metric``) is written atomically to ``<output_dir>/models/model.pt`` as a plain
+state dict (``torch.load(..., weights_only=True)``), described by ``models/classifier.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+from monai.data import DataLoader
+from monai.data import Dataset as MonaiDataset
+from monai.engines import SupervisedEvaluator, SupervisedTrainer
+from monai.handlers import EarlyStopHandler, LrScheduleHandler, StatsHandler, TensorBoardStatsHandler, ValidationHandler
+from torch.utils.data import Dataset, WeightedRandomSampler
+
+from gemix_monai.engines.classifier_networks import (
+    CLASSIFIER_NETWORKS,
+    FEATURE_LAYERS,
+    SoftTargetCrossEntropy,
+    build_classifier_network,
+)
+from gemix_monai.handlers.report import ClassificationReportWriter
+from gemix_monai.handlers.tsne import FeatureTSNEPlotter
+from gemix_monai.metrics.clinical import ClinicalResult, metric_higher_is_better, validate_class_names
+from gemix_monai.metrics.ignite_clinical import ClinicalMetrics
+from gemix_monai.mixing import to_soft_label
+from gemix_monai.utils import atomic_torch_save, safe_torch_load
+
+__all__ = [
+    "STRATEGY_NAMES",
+    "CHECKPOINT_NAME",
+    "CHECKPOINT_INFO_NAME",
+    "StrategyPrepareBatch",
+    "BestModelSaver",
+    "TrainingResult",
+    "class_balanced_weights",
+    "create_classifier_evaluator",
+    "create_classifier_trainer",
+    "train_classifier",
+    "evaluate_classifier",
+    "load_classifier",
+]
+
+logger = logging.getLogger(__name__)
+
+STRATEGY_NAMES = ("real", "pixel_mixup", "synthetic_only", "real+synthetic", "gemix", "gemix_code", "softmax_t", "genmix")
+CHECKPOINT_NAME = "model.pt"
+CHECKPOINT_INFO_NAME = "classifier.json"
+
+
+# ---------------------------------------------------------------------------------------------- batches
+
+
+def _plain(x) -> torch.Tensor:
+    t = torch.as_tensor(x)
+    return t.as_tensor() if hasattr(t, "as_tensor") else t
+
+
+class StrategyPrepareBatch:
+    """MONAI ``prepare_batch``: move a collated batch to the device, apply the strategy's batch transform.
+
+    Returns ``(image [B, C, H, W], soft label [B, K])``. Integer labels become one-hot; soft labels
+    pass through. ``batch_transform`` (e.g. ``SoftMixUpd``, ``GenMixd``) sees ``{"image", "label"}``
+    on the device, so a generator-backed transform can draw its partners there.
+    """
+
+    def __init__(self, num_classes: int, batch_transform: Callable[[dict], dict] | None = None,
+                 image_key: str = "image", label_key: str = "label") -> None:
+        self.num_classes = int(num_classes)
+        self.batch_transform = batch_transform
+        self.image_key, self.label_key = image_key, label_key
+
+    def __call__(self, batchdata: Mapping, device=None, non_blocking: bool = False, **kwargs):
+        if not isinstance(batchdata, Mapping):
+            raise TypeError(f"expected a dict batch with {self.image_key!r} and {self.label_key!r}, got {type(batchdata).__name__}")
+        for key in (self.image_key, self.label_key):
+            if key not in batchdata:
+                raise KeyError(f"batch has no key {key!r} (keys: {sorted(map(str, batchdata))})")
+        image = _plain(batchdata[self.image_key]).to(device=device, non_blocking=non_blocking, **kwargs).float()
+        label = torch.as_tensor(to_soft_label(_plain(batchdata[self.label_key]), self.num_classes))
+        label = label.to(device=device, non_blocking=non_blocking).float()
+        if label.ndim != 2 or label.shape[0] != image.shape[0]:
+            raise ValueError(f"labels of a batch of {image.shape[0]} images must become [B, {self.num_classes}], got {tuple(label.shape)}")
+        if self.batch_transform is not None:
+            out = self.batch_transform({self.image_key: image, self.label_key: label})
+            image, label = _plain(out[self.image_key]).float(), _plain(out[self.label_key]).float()
+        return image, label
+
+
+def _eval_prepare_batch(batchdata: Mapping, device=None, non_blocking: bool = False, **kwargs):
+    """Evaluation batches: images to the device, labels (class indices or one-hot) kept as given."""
+    if not isinstance(batchdata, Mapping) or "image" not in batchdata or "label" not in batchdata:
+        keys = sorted(map(str, batchdata)) if isinstance(batchdata, Mapping) else type(batchdata).__name__
+        raise KeyError(f"evaluation batches must be dicts with 'image' and 'label', got {keys}")
+    image = _plain(batchdata["image"]).to(device=device, non_blocking=non_blocking, **kwargs).float()
+    return image, _plain(batchdata["label"]).to(device=device, non_blocking=non_blocking)
+
+
+# ---------------------------------------------------------------------------------------------- handlers
+
+
+def _loss_of(output: Mapping) -> float:
+    """The training loss from a (non-decollated) trainer output, for the stats handlers."""
+    return float(output["loss"])
+
+
+def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
+    return network.module if isinstance(network, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)) else network
+
+
+def _atomic_write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class BestModelSaver:
+    """After each validation, save the network's state dict atomically when ``metric_name`` improved.
+
+    Also writes ``info`` (architecture, class names), the best value and its epoch to ``info_path``
+    (JSON) so that ``load_classifier`` can rebuild the network.
+    """
+
+    def __init__(self, network: torch.nn.Module, path: str | os.PathLike, metric_name: str, *,
+                 higher_is_better: bool | None = None, info: Mapping[str, Any] | None = None,
+                 info_path: str | os.PathLike | None = None) -> None:
+        self.network, self.path, self.metric_name = network, Path(path), metric_name
+        self.higher_is_better = metric_higher_is_better(metric_name) if higher_is_better is None else higher_is_better
+        self.info = dict(info or {})
+        self.info_path = Path(info_path) if info_path is not None else self.path.with_name(CHECKPOINT_INFO_NAME)
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+
+    def attach(self, engine: Engine) -> None:
+        if not engine.has_event_handler(self, Events.EPOCH_COMPLETED):
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if self.metric_name not in engine.state.metrics:
+            raise KeyError(f"metric {self.metric_name!r} not in engine.state.metrics ({sorted(engine.state.metrics)})")
+        value = float(engine.state.metrics[self.metric_name])
+        better = self.best_value is None or (value > self.best_value if self.higher_is_better else value < self.best_value)
+        if not better:
+            return
+        self.best_value, self.best_epoch = value, int(engine.state.epoch)
+        state = {k: v.detach().cpu() for k, v in _unwrap(self.network).state_dict().items()}
+        atomic_torch_save(state, self.path)
+        _atomic_write_json(self.info_path, {**self.info, "key_metric": self.metric_name, "best_metric": value,
+                                            "best_epoch": self.best_epoch, "checkpoint": self.path.name})
+
+
+class _SetEpoch:
+    """New synthetic draws each epoch (``Strategy.set_epoch``), before the epoch's batches are read."""
+
+    def __init__(self, strategy) -> None:
+        self.strategy = strategy
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        self.strategy.set_epoch(engine.state.epoch)
+
+
+# ---------------------------------------------------------------------------------------------- factories
+
+
+def _device(device) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def create_classifier_evaluator(
+    network: torch.nn.Module,
+    val_loader: Iterable,
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+    *,
+    key_metric: str = "macro_f1",
+    positive_class: str | int | None = None,
+    device: str | torch.device | None = None,
+    amp: bool = False,
+    report_dir: str | os.PathLike | None = None,
+    per_epoch_reports: bool = False,
+    tensorboard_dir: str | os.PathLike | None = None,
+    global_epoch_transform: Callable[[int], int] | None = None,
+    val_handlers: Sequence = (),
+) -> SupervisedEvaluator:
+    """A ``SupervisedEvaluator`` publishing :class:`ClinicalMetrics` (``key_metric`` is its key metric).
+
+    ``report_dir``: write the report files after each run (``epoch_<n>`` subfolders with
+    ``per_epoch_reports``). ``tensorboard_dir``: every published scalar per (trainer) epoch.
+    The metric object is available as ``evaluator.clinical_metrics`` (its ``result`` after a run).
+    """
+    device = _device(device)
+    names = validate_class_names(num_classes, class_names)
+    metric = ClinicalMetrics(num_classes, names, key_metric=key_metric, positive_class=positive_class)
+    handlers: list = [StatsHandler(iteration_log=False, output_transform=lambda x: None)]
+    if tensorboard_dir is not None:
+        handlers.append(TensorBoardStatsHandler(log_dir=str(tensorboard_dir), iteration_log=False, output_transform=lambda x: None,
+                                                global_epoch_transform=global_epoch_transform or (lambda e: e)))
+    if report_dir is not None:
+        handlers.append(ClassificationReportWriter(metric, report_dir, per_epoch=per_epoch_reports,
+                                                   epoch_transform=global_epoch_transform))
+    higher = metric_higher_is_better(key_metric)
+    evaluator = SupervisedEvaluator(
+        device=device,
+        val_data_loader=val_loader,
+        network=network,
+        prepare_batch=_eval_prepare_batch,
+        key_val_metric={key_metric: metric},
+        metric_cmp_fn=(lambda cur, best: cur > best) if higher else (lambda cur, best: cur < best),
+        val_handlers=handlers + list(val_handlers),
+        amp=amp and device.type == "cuda",
+        decollate=False,
+    )
+    evaluator.clinical_metrics = metric
+    return evaluator
+
+
+def create_classifier_trainer(
+    network: torch.nn.Module,
+    train_loader: Iterable,
+    num_classes: int,
+    *,
+    max_epochs: int,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    optimizer: torch.optim.Optimizer | None = None,
+    loss_function: Callable | None = None,
+    batch_transform: Callable[[dict], dict] | None = None,
+    strategy=None,
+    evaluator: SupervisedEvaluator | None = None,
+    val_interval: int = 1,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_info: Mapping[str, Any] | None = None,
+    early_stopping_patience: int | None = None,
+    device: str | torch.device | None = None,
+    amp: bool = True,
+    tensorboard_dir: str | os.PathLike | None = None,
+    epoch_length: int | None = None,
+    train_handlers: Sequence = (),
+) -> SupervisedTrainer:
+    """A ``SupervisedTrainer`` for soft-label classification.
+
+    Args:
+        network: returns logits ``[B, K]``; moved to ``device``.
+        train_loader: yields dicts ``{"image", "label"}`` (labels: indices or ``[K]`` soft labels).
+        batch_transform: applied to each batch on the device (a strategy's ``SoftMixUpd``/``GenMixd``).
+        strategy: a :class:`~gemix_monai.transforms.strategies.Strategy`; its batch transform is used and
+            ``set_epoch`` is called at each epoch start (give this or ``batch_transform``).
+        optimizer / loss_function: default AdamW(lr, weight_decay) and :class:`SoftTargetCrossEntropy`.
+            The learning rate follows a cosine schedule to 0 over ``max_epochs`` (per iteration).
+        evaluator: run every ``val_interval`` epochs; its key metric drives ``checkpoint_path`` (best
+            state dict) and ``early_stopping_patience`` (validations without improvement).
+        amp: mixed precision, used on CUDA only.
+    """
+    device = _device(device)
+    if strategy is not None and batch_transform is not None:
+        raise ValueError("give strategy or batch_transform, not both: the strategy carries its own batch transform")
+    if strategy is not None:
+        batch_transform = strategy.batch_transform
+    if not isinstance(max_epochs, int) or max_epochs < 1:
+        raise ValueError(f"max_epochs must be a positive int, got {max_epochs!r}")
+    network = network.to(device)
+    if optimizer is None:
+        optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=weight_decay)
+    iters = epoch_length if epoch_length is not None else len(train_loader)
+    if iters < 1:
+        raise ValueError("the training loader is empty (no batch per epoch); check the dataset size and drop_last")
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs * iters)
+    handlers: list = [
+        LrScheduleHandler(scheduler, print_lr=False, epoch_level=False),
+        StatsHandler(tag_name="train_loss", output_transform=_loss_of),
+    ]
+    if strategy is not None:
+        handlers.append(_SetEpoch(strategy))
+    if tensorboard_dir is not None:
+        handlers.append(TensorBoardStatsHandler(log_dir=str(tensorboard_dir), tag_name="train_loss",
+                                                output_transform=_loss_of))
+    if evaluator is not None:
+        handlers.append(ValidationHandler(interval=val_interval, validator=evaluator, epoch_level=True))
+        key = evaluator.state.key_metric_name
+        if checkpoint_path is not None:
+            saver = BestModelSaver(network, checkpoint_path, key, info=checkpoint_info)
+            saver.attach(evaluator)
+        if early_stopping_patience is not None:
+            sign = 1.0 if metric_higher_is_better(key) else -1.0
+            stopper = EarlyStopHandler(patience=early_stopping_patience,
+                                       score_function=lambda engine: sign * float(engine.state.metrics[key]), epoch_level=True)
+            stopper.attach(evaluator)
+    elif checkpoint_path is not None or early_stopping_patience is not None:
+        raise ValueError("checkpoint_path and early_stopping_patience need an evaluator (they follow its key metric)")
+    trainer = SupervisedTrainer(
+        device=device,
+        max_epochs=max_epochs,
+        train_data_loader=train_loader,
+        network=network,
+        optimizer=optimizer,
+        loss_function=loss_function or SoftTargetCrossEntropy(),
+        prepare_batch=StrategyPrepareBatch(num_classes, batch_transform),
+        epoch_length=epoch_length,
+        train_handlers=handlers + list(train_handlers),
+        amp=amp and device.type == "cuda",
+        decollate=False,
+    )
+    if evaluator is not None and early_stopping_patience is not None:
+        stopper.set_trainer(trainer)
+    if evaluator is not None and checkpoint_path is not None:
+        trainer.best_model_saver = saver
+    return trainer
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def _read_datalist(path: Path, section: str, transform) -> tuple[MonaiDataset, list[str] | None]:
+    from monai.data import load_decathlon_datalist
+
+    if not path.is_file():
+        raise FileNotFoundError(f"datalist not found: {path}")
+    if transform is None:
+        raise ValueError(f"a datalist ({path}) holds file paths: pass transform= to load and preprocess its images")
+    with open(path, encoding="utf-8") as f:
+        class_names = json.load(f).get("class_names")
+    items = load_decathlon_datalist(path, is_segmentation=False, data_list_key=section, base_dir=path.parent)
+    return MonaiDataset(items, transform), class_names
+
+
+def _as_dataset(data, transform, section: str, name: str) -> tuple[Dataset, list[str] | None]:
+    """A map-style dataset from a Dataset, a list of item dicts, or a datalist JSON path."""
+    if isinstance(data, (str, os.PathLike)):
+        return _read_datalist(Path(data), section, transform)
+    if isinstance(data, Dataset):
+        if transform is not None:
+            raise ValueError(f"{name} is already a Dataset: apply transform= when building it, not here")
+        return data, None
+    if isinstance(data, Sequence) and data and isinstance(data[0], Mapping):
+        return MonaiDataset(list(data), transform), None
+    raise TypeError(f"{name} must be a Dataset, a list of {{'image', 'label'}} dicts or a datalist JSON path, got {type(data).__name__}")
+
+
+def _labels_of(dataset: Dataset) -> torch.Tensor:
+    """Class indices of a dataset's items, from ``dataset.data`` when present (no image reads)."""
+    items = getattr(dataset, "data", None)
+    if isinstance(items, Sequence) and len(items) == len(dataset) and items and isinstance(items[0], Mapping) and "label" in items[0]:
+        raw = [it["label"] for it in items]
+    else:
+        raw = [dataset[i]["label"] for i in range(len(dataset))]
+    labels = [int(torch.as_tensor(_plain(y)).reshape(-1).argmax()) if torch.as_tensor(_plain(y)).numel() > 1
+              else int(torch.as_tensor(_plain(y)).reshape(-1)[0]) for y in raw]
+    return torch.tensor(labels, dtype=torch.long)
+
+
+def class_balanced_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-class weights ``[K]`` proportional to 1 / frequency, normalised to mean 1 over present classes."""
+    counts = torch.bincount(labels, minlength=num_classes).to(torch.float64)
+    if counts.sum() == 0:
+        raise ValueError("cannot weight classes of an empty dataset")
+    w = torch.where(counts > 0, counts.sum() / (num_classes * counts.clamp_min(1)), torch.zeros_like(counts))
+    return w
+
+
+@dataclass
+class TrainingResult:
+    """What ``train_classifier`` produced."""
+
+    output_dir: Path
+    checkpoint: Path
+    best_metric: float | None
+    best_epoch: int | None
+    key_metric: str
+    num_train_items: int = 0
+    strategy_info: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    report: ClinicalResult | None = None
+
+
+def _first_image_shape(dataset: Dataset) -> tuple[int, ...]:
+    if len(dataset) == 0:
+        raise ValueError("the training dataset is empty")
+    item = dataset[0]
+    if not isinstance(item, Mapping) or "image" not in item:
+        raise KeyError("training items must be dicts with an 'image' key")
+    return tuple(torch.as_tensor(_plain(item["image"])).shape)
+
+
+def train_classifier(
+    train_data,
+    val_data,
+    output_dir: str | os.PathLike,
+    *,
+    strategy: str = "real",
+    network: str | torch.nn.Module = "resnet18",
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    generator_checkpoint=None,
+    epochs: int = 10,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    loss_function: Callable | None = None,
+    seed: int = 0,
+    key_metric: str = "macro_f1",
+    positive_class: str | int | None = None,
+    early_stopping_patience: int | None = None,
+    class_weighted_sampling: bool = False,
+    strategy_kwargs: Mapping[str, Any] | None = None,
+    train_transform=None,
+    val_transform=None,
+    num_workers: int = 0,
+    device: str | torch.device | None = None,
+    amp: bool = True,
+    tensorboard: bool = True,
+    final_report: bool = True,
+    tsne_layer: str | None = None,
+    tsne_max_points: int = 300,
+) -> TrainingResult:
+    """Train a classifier with one augmentation strategy and keep the best network on validation.
+
+    Args:
+        train_data / val_data: a map-style ``Dataset`` of ``{"image": [C, H, W], "label": int}``, a list
+            of such dicts, or a datalist JSON path (then ``train_transform``/``val_transform`` load the
+            images; sections ``training`` and ``validation``). ``val_data`` may also be a ``DataLoader``.
+        output_dir: gets ``models/model.pt`` (best state dict), ``models/classifier.json``,
+            ``tensorboard/``, ``val_report/`` (report of the best network on ``val_data``) and, with
+            ``tsne_layer``, ``val_report/tsne.png``.
+        strategy: one of ``STRATEGY_NAMES`` (see :mod:`gemix_monai.transforms.strategies`).
+        network: a name from ``CLASSIFIER_NETWORKS`` or a module returning ``[B, K]`` logits.
+        loss_function: ``loss(logits [B, K], soft_labels [B, K])``; default :class:`SoftTargetCrossEntropy`.
+        generator_checkpoint: generator path or object, for the strategies that synthesise images.
+        key_metric: validation scalar that selects the checkpoint (``fnr/*`` and ``ece``: lower is better).
+        class_weighted_sampling: draw real items with probability ~ 1/class frequency and give the
+            synthetic label sampler inverse-frequency class weights (rare classes get more samples).
+        strategy_kwargs: forwarded to ``build_strategy`` (e.g. ``synthetic_ratio``, ``genmix_alpha``,
+            ``sampler_kwargs``).
+        tsne_layer: module name (or ``"default"``) for a t-SNE of real (validation), synthetic and
+            mixed features of the best network.
+    """
+    from gemix_monai.transforms.strategies import build_strategy
+
+    if strategy not in STRATEGY_NAMES:
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {list(STRATEGY_NAMES)}")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    out = Path(output_dir)
+    device = _device(device)
+    from monai.utils import set_determinism
+
+    set_determinism(seed=seed)
+    real_train, names_from_list = _as_dataset(train_data, train_transform, "training", "train_data")
+    if isinstance(val_data, torch.utils.data.DataLoader):
+        val_loader = val_data
+    else:
+        val_ds, _ = _as_dataset(val_data, val_transform, "validation", "val_data")
+        val_loader = DataLoader(val_ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    if class_names is None:
+        class_names = names_from_list
+    if num_classes is None:
+        if class_names is None:
+            raise ValueError("num_classes is required when class_names are not given (nor in the datalist)")
+        num_classes = len(class_names)
+    names = validate_class_names(num_classes, class_names)
+    in_channels = _first_image_shape(real_train)[0]
+
+    kwargs = dict(strategy_kwargs or {})
+    real_labels = _labels_of(real_train) if class_weighted_sampling else None
+    if class_weighted_sampling and strategy not in ("real", "pixel_mixup"):
+        kwargs.setdefault("class_weights", class_balanced_weights(real_labels, num_classes).tolist())
+    strat = build_strategy(strategy, real_train, num_classes, generator=generator_checkpoint, seed=seed,
+                           device=device if generator_checkpoint is not None else None, **kwargs)
+
+    sampler = None
+    if class_weighted_sampling and strategy != "synthetic_only":
+        per_class = class_balanced_weights(real_labels, num_classes)
+        item_w = torch.ones(len(strat.dataset), dtype=torch.float64)  # synthetic items keep weight 1
+        item_w[: len(real_labels)] = per_class[real_labels]
+        sampler = WeightedRandomSampler(item_w, num_samples=len(strat.dataset), replacement=True,
+                                        generator=torch.Generator().manual_seed(seed))
+    train_loader = DataLoader(strat.dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
+                              num_workers=num_workers, drop_last=len(strat.dataset) > batch_size)
+
+    layer = tsne_layer
+    if tsne_layer == "default":
+        if not isinstance(network, str):
+            raise ValueError("tsne_layer='default' needs a network name; name the layer of a custom network instead")
+        layer = FEATURE_LAYERS[network]
+    if isinstance(network, str):
+        arch = network
+        net = build_classifier_network(network, in_channels, num_classes)
+    else:
+        arch, net = None, network
+    net = net.to(device)
+    info = {"format": "gemix-classifier/1", "network": arch, "in_channels": in_channels, "num_classes": num_classes,
+            "class_names": list(names), "strategy": strategy, "seed": seed}
+
+    tb_dir = out / "tensorboard" if tensorboard else None
+    trainer_ref: dict[str, Engine] = {}
+    evaluator = create_classifier_evaluator(
+        net, val_loader, num_classes, names, key_metric=key_metric, positive_class=positive_class, device=device,
+        amp=amp, tensorboard_dir=tb_dir, global_epoch_transform=lambda e: trainer_ref["t"].state.epoch if "t" in trainer_ref else e,
+    )
+    history: list[dict[str, float]] = []
+    evaluator.add_event_handler(Events.COMPLETED, lambda e: history.append(
+        {"epoch": float(e.state.epoch), **{k: float(v) for k, v in e.state.metrics.items()}}))
+    checkpoint = out / "models" / CHECKPOINT_NAME
+    trainer = create_classifier_trainer(
+        net, train_loader, num_classes, max_epochs=epochs, lr=lr, weight_decay=weight_decay, strategy=strat,
+        loss_function=loss_function,
+        evaluator=evaluator, checkpoint_path=checkpoint, checkpoint_info=info,
+        early_stopping_patience=early_stopping_patience, device=device, amp=amp, tensorboard_dir=tb_dir,
+    )
+    trainer_ref["t"] = trainer
+    trainer.run()
+    saver: BestModelSaver = trainer.best_model_saver
+
+    report = None
+    if final_report:
+        net.load_state_dict(safe_torch_load(checkpoint, map_location=device))
+        sources = None
+        if layer is not None:
+            sources = _tsne_sources(strat, train_loader, val_loader, num_classes, tsne_max_points)
+        report = evaluate_classifier(net, val_loader, out / "val_report", names, positive_class=positive_class,
+                                     device=device, amp=amp, tsne_layer=layer, tsne_sources=sources,
+                                     tsne_max_points=tsne_max_points)
+    return TrainingResult(out, checkpoint, saver.best_value, saver.best_epoch, key_metric, len(strat.dataset),
+                          dict(strat.info), history, report)
+
+
+def _tsne_sources(strat, train_loader, val_loader, num_classes: int, max_points: int) -> dict[str, Iterable]:
+    """Real (validation) images; synthetic items of the strategy's dataset; batches after its mixing transform."""
+    sources: dict[str, Iterable] = {"real": val_loader}
+    ds = strat.dataset
+    num_real = getattr(ds, "num_real", None)
+    if num_real is not None and len(ds) > num_real:
+        idx = list(range(num_real, min(len(ds), num_real + max_points)))
+        sources["synthetic"] = DataLoader(torch.utils.data.Subset(ds, idx), batch_size=64)
+    elif strat.name == "synthetic_only":
+        sources["synthetic"] = DataLoader(torch.utils.data.Subset(ds, list(range(min(len(ds), max_points)))), batch_size=64)
+    if strat.batch_transform is not None:
+        prepare = StrategyPrepareBatch(num_classes, strat.batch_transform)
+
+        def mixed():
+            for batch in train_loader:
+                yield prepare(batch)
+
+        sources["mixed"] = _Reiterable(mixed)
+    return sources
+
+
+class _Reiterable:
+    def __init__(self, make: Callable[[], Iterable]) -> None:
+        self.make = make
+
+    def __iter__(self):
+        return iter(self.make())
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+def load_classifier(checkpoint: str | os.PathLike, *, network: str | None = None, in_channels: int | None = None,
+                    num_classes: int | None = None, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild a trained classifier from ``model.pt`` and its ``classifier.json`` (or explicit arguments)."""
+    path = Path(checkpoint)
+    info_path = path.with_name(CHECKPOINT_INFO_NAME)
+    info: dict = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    network = network or info.get("network")
+    in_channels = in_channels or info.get("in_channels")
+    num_classes = num_classes or info.get("num_classes")
+    missing = [n for n, v in (("network", network), ("in_channels", in_channels), ("num_classes", num_classes)) if v is None]
+    if missing:
+        raise ValueError(f"cannot rebuild the classifier of {path}: no {info_path.name} beside it; pass {missing}")
+    net = build_classifier_network(network, int(in_channels), int(num_classes))
+    state = safe_torch_load(path, map_location=device)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"checkpoint {path} does not fit network {network!r} (in_channels={in_channels}, "
+                         f"num_classes={num_classes}): {e}") from e
+    return net.to(device), info
+
+
+def evaluate_classifier(
+    network_or_checkpoint,
+    test_data,
+    output_dir: str | os.PathLike,
+    class_names: Sequence[str] | None = None,
+    *,
+    network: str | None = None,
+    in_channels: int | None = None,
+    num_classes: int | None = None,
+    positive_class: str | int | None = None,
+    batch_size: int = 64,
+    transform=None,
+    section: str = "test",
+    device: str | torch.device | None = None,
+    amp: bool = False,
+    tsne_layer: str | None = None,
+    tsne_sources: Mapping[str, Iterable] | None = None,
+    tsne_max_points: int = 300,
+) -> ClinicalResult:
+    """Evaluate a classifier and write the report directory (see :mod:`gemix_monai.handlers.report`).
+
+    Args:
+        network_or_checkpoint: a module returning logits, or a ``model.pt`` path (rebuilt with
+            :func:`load_classifier`).
+        test_data: ``Dataset``, list of dicts, ``DataLoader``, or datalist JSON path (``section``, ``transform``).
+        class_names: K names (default: from the checkpoint info or the datalist).
+        tsne_layer: also write ``tsne.png`` from this layer's features (``tsne_sources`` default:
+            ``{"real": test data}``).
+    """
+    device = _device(device)
+    info: dict = {}
+    if isinstance(network_or_checkpoint, torch.nn.Module):
+        net = network_or_checkpoint.to(device)
+    else:
+        net, info = load_classifier(network_or_checkpoint, network=network, in_channels=in_channels,
+                                    num_classes=num_classes, device=device)
+    if isinstance(test_data, torch.utils.data.DataLoader):
+        loader, names_from_list = test_data, None
+    else:
+        ds, names_from_list = _as_dataset(test_data, transform, section, "test_data")
+        loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
+    names = class_names or info.get("class_names") or names_from_list
+    k = num_classes or info.get("num_classes") or (len(names) if names else None)
+    if k is None:
+        raise ValueError("evaluate_classifier needs class_names or num_classes (or a checkpoint with classifier.json)")
+    names = validate_class_names(int(k), names)
+    handlers = []
+    if tsne_layer is not None:
+        handlers.append(FeatureTSNEPlotter(net, tsne_layer, dict(tsne_sources or {"real": loader}), Path(output_dir) / "tsne.png",
+                                           class_names=names, max_points=tsne_max_points))
+    evaluator = create_classifier_evaluator(net, loader, int(k), names, positive_class=positive_class, device=device,
+                                            amp=amp, report_dir=output_dir, val_handlers=handlers)
+    evaluator.run()
+    return evaluator.clinical_metrics.result
