@@ -104,8 +104,12 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def render_phantom(label: int, image_size: int = 64, rng: np.random.Generator | int | None = None) -> np.ndarray:
+def render_phantom(label: int, image_size: int = 64, rng: np.random.Generator | int | None = None,
+                   return_mask: bool = False):
     """One phantom: ``float32 [image_size, image_size]`` in HU, rows × columns.
+
+    With ``return_mask=True`` returns ``(hu, lesion_mask)``, the mask ``bool`` where the lesion
+    weight exceeds 0.5 (for tests, figures and largest-lesion slice selection).
 
     Args:
         label: class index into :data:`CLASS_NAMES` (0 cyst, 1 hemangioma, 2 metastasis).
@@ -168,7 +172,7 @@ def render_phantom(label: int, image_size: int = 64, rng: np.random.Generator | 
 
     if label == 0:  # cyst: near-water, homogeneous, sharp
         inside_hu = rng.uniform(-5, 28) + rng.uniform(0, 4) * tex_lesion
-        width = rng.uniform(0.8, 1.8) * px / r0
+        width = rng.uniform(0.3, 0.8) * px / r0
         mask = _sigmoid((1 - rho) / width)
         lesion = inside_hu
     elif label == 1:  # hemangioma: hypodense centre, discontinuous nodular rim enhancement
@@ -207,6 +211,8 @@ def render_phantom(label: int, image_size: int = 64, rng: np.random.Generator | 
 
     # --- correlated quantum noise --------------------------------------------------------------
     img = img + rng.uniform(8, 18) * grain
+    if return_mask:
+        return img.astype(np.float32), mask > 0.5
     return img.astype(np.float32)
 
 
@@ -313,7 +319,7 @@ def _check_size(image_size) -> None:
 def _check_counts(name: str, counts) -> tuple[int, int, int]:
     try:
         counts = tuple(int(c) for c in counts)
-    except TypeError:
+    except (TypeError, ValueError):
         raise ValueError(f"{name} must be three non-negative integers (cyst, hemangioma, metastasis), got {counts!r}") from None
     if len(counts) != len(CLASS_NAMES) or any(c < 0 for c in counts):
         raise ValueError(f"{name} must be three non-negative integers (cyst, hemangioma, metastasis), got {counts!r}")
