@@ -376,7 +376,13 @@ class ConditionalGanTrainer(Engine):
         self.device = torch.device(device) if device is not None else idist.device()
         self.options, self.seed, self.num_workers = options, int(seed), num_workers
         self.num_classes = int(num_classes)
-        self.class_names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)]
+        g_names = getattr(G, "class_names", None)
+        if class_names is None:
+            class_names = g_names if g_names is not None else [f"class_{i}" for i in range(num_classes)]
+        elif g_names is not None and list(g_names) != list(class_names):
+            raise ValueError(f"class_names {list(class_names)} differ from the generator's class_names {list(g_names)}; "
+                             "build the Generator with the same class_names (they are saved in models/generator.pt)")
+        self.class_names = list(class_names)
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"class_names has {len(self.class_names)} names but num_classes={num_classes}")
         c_dim = getattr(G, "c_dim", None)
