@@ -47,6 +47,7 @@ __all__ = [
     "HUWindowd",
     "ScaleIntensityToUnitd",
     "ToTrainingRanged",
+    "DataCompose",
     "get_transforms",
     "to_hu",
     "to_uint8",
@@ -101,12 +102,25 @@ def _filename(img, default: str = "<array>") -> str:
     return str(meta.get("filename_or_obj", default))
 
 
+def _pil_dtype(path: str) -> str:
+    """Stored sample type of a PIL-readable file (``uint8`` for L/RGB/RGBA/P, ``uint16`` for I;16)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        mode = im.mode
+    if mode in ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr"):
+        return "uint8"
+    if mode.startswith("I;16"):
+        return "uint16"
+    return "float32"
+
+
 class LoadMedicalImaged(MapTransform):
     """Read an image file with MONAI's ``LoadImage`` and the reader its suffix calls for.
 
     Output: ``MetaTensor`` float32 ``[C, rows, cols]`` (2-D) or ``[C, rows, cols, slices]`` (3-D),
     DICOM in HU (rescale slope/intercept applied by ``PydicomReader``). ``meta["source_dtype"]``
-    records the stored dtype (``uint8`` PNGs are scaled by 255 later). Arrays or tensors already in
+    records the stored sample type of PNG/JPEG/TIFF files (``uint8`` PNGs are scaled by 255 later). Arrays or tensors already in
     the item (MedMNIST) must be ``[C, rows, cols]`` and pass through as float32.
     """
 
@@ -120,7 +134,7 @@ class LoadMedicalImaged(MapTransform):
             from monai.transforms import LoadImage
 
             reader = {"dicom": PydicomReader, "nifti": NibabelReader, "pil": PILReader}[fmt]()
-            self._loaders[fmt] = LoadImage(reader=reader, image_only=True, dtype=None, ensure_channel_first=True)
+            self._loaders[fmt] = LoadImage(reader=reader, image_only=True, dtype=np.float32, ensure_channel_first=True)
         return self._loaders[fmt]
 
     def load(self, path) -> MetaTensor:
@@ -134,8 +148,7 @@ class LoadMedicalImaged(MapTransform):
                 img = self._loader(fmt)(path)
         except Exception as e:
             raise ImageReadError(f"{path}: cannot read as {fmt} ({type(e).__name__}: {e})") from e
-        source_dtype = str(getattr(img, "dtype", "float32")).replace("torch.", "")
-        img = img.float()
+        source_dtype = _pil_dtype(path) if fmt == "pil" else "float32"
         if img.ndim < 3:
             raise ImageReadError(f"{path}: expected a 2-D or 3-D image, got shape {tuple(img.shape)}")
         # MONAI readers give [C, x, y, ...] with x = columns; swap to display order [C, rows, cols, ...].
@@ -365,6 +378,22 @@ class ToTrainingRanged(MapTransform):
         return d
 
 
+class DataCompose(Compose):
+    """``Compose`` that re-raises the data layer's own errors (and missing files) as themselves
+    instead of MONAI's generic ``RuntimeError("applying transform ...")`` wrapper."""
+
+    def __call__(self, input_, *args, **kwargs):
+        try:
+            return super().__call__(input_, *args, **kwargs)
+        except RuntimeError as e:
+            cause = e
+            while isinstance(cause, RuntimeError) and cause.__cause__ is not None:
+                cause = cause.__cause__
+            if isinstance(cause, (DataError, FileNotFoundError)):
+                raise cause from None
+            raise
+
+
 def get_transforms(
     image_size: int = 64,
     *,
@@ -377,7 +406,7 @@ def get_transforms(
     keep_aspect: bool = True,
     num_classes: int | None = None,
     keys: Sequence[str] = ("image",),
-) -> Compose:
+) -> DataCompose:
     """The preprocessing every layer uses: file or array → ``{"image": float32 [channels, S, S] in [-1, 1], "label": int}``.
 
     Args:
@@ -417,7 +446,7 @@ def get_transforms(
     else:
         steps.append(Resized(keys, spatial_size=(image_size, image_size), mode="bilinear", anti_aliasing=True))
     steps.append(ToTrainingRanged(keys, num_classes=num_classes))
-    return Compose(steps)
+    return DataCompose(steps)
 
 
 def to_hu(image, hu_window="abdomen"):

@@ -44,12 +44,18 @@ def default_phantoms(tmp_path_factory):
     return default_phantom_datalist(data_dir=root), root
 
 
-def write_png(path: Path, array: np.ndarray) -> Path:
+def _write_png(path: Path, array: np.ndarray) -> Path:
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)
     return path
+
+
+@pytest.fixture
+def write_png():
+    """``write_png(path, uint8 array [rows, cols(, 3)])`` → path of a real PNG file."""
+    return _write_png
 
 
 @pytest.fixture
@@ -60,6 +66,6 @@ def png_folder(tmp_path):
     for label, name in enumerate(("normal", "pneumonia")):
         for i in range(5):
             arr = rng.integers(0, 60, size=(20, 30), dtype=np.uint8) + np.uint8(100 * label)
-            write_png(root / name / f"{name}_{i}.png", arr)
+            _write_png(root / name / f"{name}_{i}.png", arr)
     return root
 
