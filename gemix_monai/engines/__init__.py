@@ -10,3 +10,11 @@ def __getattr__(name):
 
         return getattr(classifier, name)
     raise AttributeError(f"module 'gemix_monai.engines' has no attribute {name!r}")
+
+# conditional StyleGAN2-ADA training (Ignite engine, phase schedule, exact resume, multi-process)
+from gemix_monai.engines.gan import (  # noqa: E402
+    ConditionalGanTrainer,
+    GanTrainingOptions,
+    create_gan_trainer,
+    train_gan,
+)
