@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
 from monai.data import DataLoader
@@ -216,7 +217,10 @@ def create_classifier_evaluator(
     """
     device = _device(device)
     names = validate_class_names(num_classes, class_names)
-    metric = ClinicalMetrics(num_classes, names, key_metric=key_metric, positive_class=positive_class)
+    # Accumulators live where the collective ops run: the process's device in a distributed run (NCCL
+    # reduces CUDA tensors only), the CPU otherwise.
+    metric_device = device if idist.get_world_size() > 1 else "cpu"
+    metric = ClinicalMetrics(num_classes, names, key_metric=key_metric, positive_class=positive_class, device=metric_device)
     handlers: list = [StatsHandler(iteration_log=False, output_transform=lambda x: None)]
     if tensorboard_dir is not None:
         handlers.append(TensorBoardStatsHandler(log_dir=str(tensorboard_dir), iteration_log=False, output_transform=lambda x: None,
@@ -369,8 +373,10 @@ def _labels_of(dataset: Dataset) -> torch.Tensor:
         raw = [it["label"] for it in items]
     else:
         raw = [dataset[i]["label"] for i in range(len(dataset))]
-    labels = [int(torch.as_tensor(_plain(y)).reshape(-1).argmax()) if torch.as_tensor(_plain(y)).numel() > 1
-              else int(torch.as_tensor(_plain(y)).reshape(-1)[0]) for y in raw]
+    labels = []
+    for y in raw:
+        t = torch.as_tensor(_plain(y)).reshape(-1)
+        labels.append(int(t.argmax()) if t.numel() > 1 else int(t[0]))  # one-hot/soft label or class index
     return torch.tensor(labels, dtype=torch.long)
 
 

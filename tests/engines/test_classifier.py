@@ -23,6 +23,7 @@ from gemix_monai.handlers.report import REPORT_FILES
 from gemix_monai.metrics import clinical_metrics
 
 NAMES = ["normal", "benign", "malignant"]
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; this machine has none")
 SIZE = 16
 
 
@@ -247,3 +248,13 @@ def test_checkpoint_without_info_needs_the_architecture(tmp_path):
     net, _ = load_classifier(tmp_path / "model.pt", network="tiny", in_channels=1, num_classes=3)
     with pytest.raises(ValueError, match="does not fit network"):
         load_classifier(tmp_path / "model.pt", network="tiny", in_channels=1, num_classes=4)
+
+
+@requires_cuda
+def test_amp_training_on_cuda_keeps_a_float32_checkpoint(train_ds, val_ds, tmp_path):
+    result = train_classifier(train_ds, val_ds, tmp_path, network="tiny", class_names=NAMES, epochs=1, batch_size=8,
+                              device="cuda", amp=True, tensorboard=False)
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert all(v.device.type == "cpu" for v in state.values())
+    assert state["fc.weight"].dtype == torch.float32
+    assert result.report.num_samples == len(val_ds)
