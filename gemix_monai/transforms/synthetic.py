@@ -31,7 +31,8 @@ _GENERATOR_API = ("generate", "c_dim", "z_dim")
 
 
 def load_generator(generator, device: str | torch.device | None = None):
-    """A Generator from a checkpoint path, or ``generator`` itself after checking it has the Generator API."""
+    """A Generator from a checkpoint path (loaded onto ``device``, default CPU), or ``generator`` itself after checking
+    it has the Generator API (an ``nn.Module`` is moved to ``device`` when one is given)."""
     if isinstance(generator, (str, os.PathLike)):
         from gemix_monai.networks import Generator  # networks is a layer below; imported lazily to keep imports light
 
@@ -39,6 +40,8 @@ def load_generator(generator, device: str | torch.device | None = None):
     missing = [a for a in _GENERATOR_API if not hasattr(generator, a)]
     if missing:
         raise TypeError(f"generator must be a checkpoint path or have the Generator API; {type(generator).__name__} lacks {missing}")
+    if device is not None and isinstance(generator, torch.nn.Module):
+        generator = generator.to(device)  # generate() runs where the parameters are
     return generator
 
 
@@ -122,7 +125,7 @@ class SyntheticDataset(Dataset):
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self.generator_path = Path(generator) if isinstance(generator, (str, os.PathLike)) else None
         self.device = device
-        self._generator = None if self.generator_path is not None else load_generator(generator)
+        self._generator = None if self.generator_path is not None else load_generator(generator, device)
         gen = self.generator
         self.c_dim, self.z_dim = int(gen.c_dim), int(gen.z_dim)
         self.image_shape = (int(getattr(gen, "img_channels", 0)), int(getattr(gen, "img_resolution", 0)), int(getattr(gen, "img_resolution", 0)))
