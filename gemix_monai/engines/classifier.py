@@ -122,7 +122,7 @@ def _eval_prepare_batch(batchdata: Mapping, device=None, non_blocking: bool = Fa
 
 def _loss_of(output: Mapping) -> float:
     """The training loss from a (non-decollated) trainer output, for the stats handlers."""
-    return float(output["loss"])
+    return float(output["loss"].detach())
 
 
 def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
@@ -360,7 +360,8 @@ def _as_dataset(data, transform, section: str, name: str) -> tuple[Dataset, list
     if isinstance(data, Dataset):
         if transform is not None:
             raise ValueError(f"{name} is already a Dataset: apply transform= when building it, not here")
-        return data, None
+        names = getattr(data, "class_names", None)  # gemix_monai.data.get_dataset carries them
+        return data, list(names) if names is not None else None
     if isinstance(data, Sequence) and data and isinstance(data[0], Mapping):
         return MonaiDataset(list(data), transform), None
     raise TypeError(f"{name} must be a Dataset, a list of {{'image', 'label'}} dicts or a datalist JSON path, got {type(data).__name__}")
@@ -447,7 +448,8 @@ def train_classifier(
     """Train a classifier with one augmentation strategy and keep the best network on validation.
 
     Args:
-        train_data / val_data: a map-style ``Dataset`` of ``{"image": [C, H, W], "label": int}``, a list
+        train_data / val_data: a map-style ``Dataset`` of ``{"image": [C, H, W], "label": int}`` (e.g.
+            ``gemix_monai.data.get_dataset(source, split)``, whose ``class_names`` are used), a list
             of such dicts, or a datalist JSON path (then ``train_transform``/``val_transform`` load the
             images; sections ``training`` and ``validation``). ``val_data`` may also be a ``DataLoader``.
         output_dir: gets ``models/model.pt`` (best state dict), ``models/classifier.json``,
