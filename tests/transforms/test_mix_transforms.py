@@ -1,6 +1,7 @@
-import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from monai.data import MetaTensor
 from monai.transforms import Compose
 
@@ -231,3 +232,36 @@ def test_genmixd_with_a_source_needs_one_image_key(standin_generator):
 
     with pytest.raises(ValueError, match="one image key"):
         GenMixd(keys=("image", "mask"), synthetic=SyntheticSource(standin_generator, OneHotSampler(K)))
+
+
+# ---------------------------------------------------------------- properties
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    b=st.integers(1, 9),
+    spatial=st.sampled_from([(5,), (4, 6), (3, 4, 2)]),
+    dtype=st.sampled_from([torch.float16, torch.float32, torch.float64]),
+    device=st.sampled_from(["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]),
+    partner=st.sampled_from(["synthetic", "union"]),
+    seed=st.integers(0, 2**16),
+)
+def test_property_batch_and_dictionary_forms_agree_on_any_batch(b, spatial, dtype, device, partner, seed):
+    g = torch.Generator().manual_seed(seed)
+    xr = (torch.rand(b, 2, *spatial, generator=g) * 2 - 1).to(device, dtype)
+    xs = (torch.rand(b, 2, *spatial, generator=g) * 2 - 1).to(device, dtype)
+    yr = torch.randint(0, K, (b,), generator=g).to(device)
+    ys = torch.softmax(torch.randn(b, K, generator=g), 1).to(device)
+
+    mx, my = GenMix(partner=partner, num_classes=K).set_random_state(seed)(xr, yr, xs, ys)
+    d = GenMixd(keys="image", partner=partner, num_classes=K).set_random_state(seed)(
+        {"image": xr, "label": yr, "synthetic_image": xs, "synthetic_label": ys})
+    assert torch.equal(d["image"], mx) and torch.equal(d["label"], my)
+    assert mx.shape == xr.shape and mx.dtype == dtype and mx.device.type == device
+    assert my.shape == (b, K) and my.dtype == torch.float32 and my.device.type == device
+    torch.testing.assert_close(my.sum(1).cpu(), torch.ones(b), atol=1e-5, rtol=0)
+
+    px, py = SoftMixUp(num_classes=K).set_random_state(seed)(xr, yr)
+    pd = SoftMixUpd(keys="image", num_classes=K).set_random_state(seed)({"image": xr, "label": yr})
+    assert torch.equal(pd["image"], px) and torch.equal(pd["label"], py)
+    assert px.shape == xr.shape and px.dtype == dtype and px.device.type == device and py.shape == (b, K)
