@@ -18,6 +18,8 @@ __all__ = ["Generator", "GENERATOR_FORMAT", "MIN_RESOLUTION", "MAX_RESOLUTION"]
 
 #: ``format`` tag of a generator checkpoint file (see docs/design.md).
 GENERATOR_FORMAT = "gemix-generator/1"
+#: ``format`` tag prefix of the GAN trainer's full checkpoints, whose ``G_ema`` this module can load.
+TRAINING_FORMAT_PREFIX = "gemix-gan-training/"
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 256
 
 
@@ -198,7 +200,8 @@ class Generator(nn.Module):
         Accepted layouts (read with ``weights_only=True``):
 
         * generator file: ``{"format": "gemix-generator/1", "config": {...}, "class_names": [...], "state_dict": {...}}``;
-        * training checkpoint: ``{"config": {"G": {...}, "D": {...}}, "G_ema": {...}, ...}``.
+        * training checkpoint (``"format": "gemix-gan-training/1"``, written by
+          ``gemix_monai.engines.gan``): ``{"config": {"G": {...}, "D": {...}}, "G_ema": {...}, "class_names": [...], ...}``.
 
         The ``expected_*`` arguments refuse a checkpoint made for another resolution, number of
         image channels or number of classes, with a ``ValueError`` that says which.
@@ -207,25 +210,25 @@ class Generator(nn.Module):
         if not isinstance(ckpt, dict):
             raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
         fmt = ckpt.get("format")
-        if fmt is not None:
-            if fmt != GENERATOR_FORMAT:
-                raise ValueError(f"{path}: unsupported checkpoint format {fmt!r}; this version reads {GENERATOR_FORMAT!r}")
+        if fmt == GENERATOR_FORMAT:
             missing = [k for k in ("config", "state_dict") if k not in ckpt]
             if missing:
                 raise ValueError(f"{path}: generator checkpoint lacks the keys {missing}")
             config, state = dict(ckpt["config"]), ckpt["state_dict"]
-            if ckpt.get("class_names") is not None:
-                config["class_names"] = list(ckpt["class_names"])
-        elif "G_ema" in ckpt:
-            config = ckpt.get("config", {}).get("G") if isinstance(ckpt.get("config"), dict) else None
+        elif "G_ema" in ckpt and (fmt is None or str(fmt).startswith(TRAINING_FORMAT_PREFIX)):
+            config = ckpt["config"].get("G") if isinstance(ckpt.get("config"), dict) else None
             if not isinstance(config, dict):
-                raise ValueError(f"{path}: training checkpoint has 'G_ema' but no 'config' → 'G' (the generator's init kwargs)")
+                raise ValueError(f"{path}: training checkpoint has 'G_ema' but no 'config' -> 'G' (the generator's init kwargs)")
             config, state = dict(config), ckpt["G_ema"]
+        elif fmt is not None:
+            raise ValueError(f"{path}: unsupported checkpoint format {fmt!r}; this version reads {GENERATOR_FORMAT!r} and {TRAINING_FORMAT_PREFIX}* files")
         else:
             raise ValueError(
                 f"{path}: not a generator checkpoint: expected format {GENERATOR_FORMAT!r} or a training checkpoint with "
                 f"'G_ema' and 'config', found keys {sorted(map(str, ckpt))}"
             )
+        if ckpt.get("class_names") is not None:
+            config["class_names"] = list(ckpt["class_names"])
         for what, key, expected in (
             ("resolution", "img_resolution", expected_resolution),
             ("number of image channels", "img_channels", expected_channels),

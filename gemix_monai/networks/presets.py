@@ -63,7 +63,8 @@ def _paper_preset(resolution: int) -> dict:
 
 
 def _tiny_preset() -> dict:
-    common = dict(channel_base=1024, channel_max=64, num_fp16_res=0, conv_clamp=256)
+    # 32 channels at every resolution: ≈6 GFLOP per G+D step at batch 16, i.e. tens of images/s on 2 cores
+    common = dict(channel_base=1024, channel_max=32, num_fp16_res=0, conv_clamp=256)
     return {
         "name": "tiny",
         "resolution": 32,

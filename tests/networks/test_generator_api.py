@@ -34,6 +34,7 @@ def test_class_names_travel_with_the_checkpoint(tmp_path):
 def test_training_checkpoint_loads_g_ema(trained_like, make_generator, tmp_path):
     other = make_generator(resolution=16, channels=2, c_dim=3, seed=5)
     training = {
+        "format": "gemix-gan-training/1",
         "config": {"G": trained_like.init_kwargs, "D": {}},
         "G": other.state_dict(),
         "G_ema": trained_like.state_dict(),
@@ -59,6 +60,14 @@ def test_checkpoint_for_another_task_is_refused_saying_which(trained_like, tmp_p
     with pytest.raises(ValueError, match=message):
         Generator.from_checkpoint(path, **expected)
     assert Generator.from_checkpoint(path, expected_resolution=16, expected_channels=2, expected_num_classes=3).c_dim == 3
+
+
+def test_unknown_checkpoint_format_is_refused(trained_like, tmp_path):
+    payload = torch.load(trained_like.save_checkpoint(tmp_path / "g.pt"), weights_only=True)
+    payload["format"] = "gemix-generator/9"
+    atomic_torch_save(payload, tmp_path / "future.pt")
+    with pytest.raises(ValueError, match="unsupported checkpoint format 'gemix-generator/9'"):
+        Generator.from_checkpoint(tmp_path / "future.pt")
 
 
 def test_a_file_that_is_no_generator_checkpoint_is_refused(tmp_path):

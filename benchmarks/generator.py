@@ -1,0 +1,263 @@
+"""Generator benchmark: inference and training throughput of the conditional StyleGAN2-ADA networks.
+
+For each model (the ``tiny`` preset and the 32/64/128 px presets) it measures, in one run, with
+the custom ops (``GEMIX_OPS=auto``: the C++/CUDA kernels) and with the pure-PyTorch reference
+(``GEMIX_OPS=ref``):
+
+* generator inference: images/s of ``G(z, c, noise_mode="const")`` under ``torch.no_grad()``;
+* training: images/s of the StyleGAN2-ADA schedule — one generator step and one discriminator
+  step (non-saturating logistic loss, ADA on every image D sees, p = 0.2, "bgc") per batch, plus
+  the lazy regularisers amortised as the trainer runs them: R1 every 16 steps and path length
+  every 4 (when the preset uses it). Each phase is timed on its own and combined as
+  ``t_main + t_R1 / 16 + t_PL / 4``; the losses are those of ``gemix_monai.engines.gan_loss``
+  (a plain non-saturating step when that module is absent).
+
+On a GPU the full presets run (batch 64 for inference, the preset's batch for training) and the
+128 px figure is also given in seconds per 1000 training images, the unit of the StyleGAN2-ADA
+paper (12.8–13.7 s/kimg at 128 px on one V100). On a CPU the networks' channel counts are
+divided by ``--cpu-channel-divisor`` (default 8) and the batches are small, so that the whole
+run takes minutes; the table says which widths were measured.
+
+Usage: ``python -m benchmarks.generator [--quick] [--device cuda]`` (writes the ``generator``
+section of docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks._report import machine_description, timeit, write_section
+from gemix_monai.networks import AugmentPipe, Discriminator, Generator, get_preset
+
+try:  # the trainer's own losses, so the benchmark measures what training runs
+    from gemix_monai.engines import gan_loss
+except ImportError:  # pragma: no cover - only before the engine exists
+    gan_loss = None
+
+C_DIM = 2
+
+
+@contextlib.contextmanager
+def ops_impl(name: str):
+    old = os.environ.get("GEMIX_OPS")
+    os.environ["GEMIX_OPS"] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("GEMIX_OPS", None)
+        else:
+            os.environ["GEMIX_OPS"] = old
+
+
+def custom_ops_status(device: torch.device) -> tuple[bool, str]:
+    """(usable, what ``auto`` resolves to or why it cannot run) for ``device``."""
+    from gemix_monai.ops import bias_act, modulated_conv2d, setup_filter, upfirdn2d
+    from gemix_monai.ops._ext import resolve_impl
+
+    try:
+        with ops_impl("auto"):
+            resolved = resolve_impl(None, device, "benchmark")
+            x = torch.randn(2, 4, 8, 8, device=device)
+            upfirdn2d(x, setup_filter([1, 3, 3, 1], device=device), up=2, padding=(2, 1))
+            bias_act(x, torch.zeros(4, device=device), act="lrelu")
+            modulated_conv2d(x, torch.randn(4, 4, 3, 3, device=device), torch.randn(2, 4, device=device), padding=1)
+        return resolved != "ref", resolved
+    except Exception as e:  # a missing or broken kernel: report it in the table rather than crash
+        return False, f"unavailable ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+
+
+def build(name: str, device: torch.device, channel_divisor: int):
+    preset = get_preset(name)
+    g_kwargs, d_kwargs = copy.deepcopy(preset["G"]), copy.deepcopy(preset["D"])
+    if channel_divisor > 1:
+        for kw in (g_kwargs["synthesis_kwargs"], d_kwargs):
+            kw["channel_base"] = max(kw["channel_base"] // channel_divisor, 64)
+            kw["channel_max"] = max(kw["channel_max"] // channel_divisor, 8)
+    torch.manual_seed(0)
+    G = Generator(c_dim=C_DIM, **g_kwargs).to(device)
+    D = Discriminator(c_dim=C_DIM, **d_kwargs).to(device)
+    augment = AugmentPipe(p=0.2, **preset["augment"]).to(device)
+    return preset, G, D, augment
+
+
+def _d_logits(D, augment, img, c):
+    return D(augment(img), c).reshape(img.shape[0])
+
+
+def training_phases(preset, G, D, augment, batch: int, device: torch.device):
+    """Closures for the main step (G then D), the R1 phase and the path-length phase."""
+    betas = tuple(float(b) for b in preset["betas"])
+    opt_g = torch.optim.Adam(G.parameters(), lr=preset["g_lr"], betas=betas, eps=preset["eps"])
+    opt_d = torch.optim.Adam(D.parameters(), lr=preset["d_lr"], betas=betas, eps=preset["eps"])
+    res, channels = G.img_resolution, G.img_channels
+    real = torch.rand(batch, channels, res, res, device=device) * 2 - 1
+    c = torch.eye(C_DIM, device=device)[torch.arange(batch, device=device) % C_DIM]
+    pl_mean = torch.zeros([], device=device)
+
+    def g_main():
+        G.requires_grad_(True)
+        D.requires_grad_(False)
+        z = torch.randn(batch, G.z_dim, device=device)
+        if gan_loss is not None:
+            loss, _ = gan_loss.generator_main_loss(G, D, augment, z, c, preset["style_mixing_prob"])
+        else:
+            loss = F.softplus(-_d_logits(D, augment, G(z, c), c))
+        opt_g.zero_grad(set_to_none=True)
+        loss.mean().backward()
+        opt_g.step()
+
+    def d_main():
+        G.requires_grad_(False)
+        D.requires_grad_(True)
+        z = torch.randn(batch, G.z_dim, device=device)
+        if gan_loss is not None:
+            loss = gan_loss.discriminator_main_loss(G, D, augment, real, c, z, c)[0]
+        else:
+            with torch.no_grad():
+                fake = G(z, c)
+            loss = F.softplus(_d_logits(D, augment, fake, c)) + F.softplus(-_d_logits(D, augment, real, c))
+        opt_d.zero_grad(set_to_none=True)
+        loss.mean().backward()
+        opt_d.step()
+
+    def main_step():
+        g_main()
+        d_main()
+
+    def r1_phase():
+        G.requires_grad_(False)
+        D.requires_grad_(True)
+        if gan_loss is not None:
+            penalty, _ = gan_loss.r1_penalty(D, augment, real, c)
+        else:
+            x = real.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(_d_logits(D, augment, x, c).sum(), x, create_graph=True)
+            penalty = grad.square().sum(dim=(1, 2, 3))
+        opt_d.zero_grad(set_to_none=True)
+        (penalty.mean() * (preset["r1_gamma"] / 2) * preset["r1_interval"]).backward()
+        opt_d.step()
+
+    def pl_phase():
+        G.requires_grad_(True)
+        D.requires_grad_(False)
+        n = max(batch // 2, 1)
+        z = torch.randn(n, G.z_dim, device=device)
+        if gan_loss is not None:
+            penalty, _ = gan_loss.path_length_penalty(G, z, c[:n], pl_mean)
+        else:
+            ws = G.mapping(z, c[:n])
+            img = G.synthesis(ws)
+            y = torch.randn_like(img) / res
+            (grad,) = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
+            penalty = (grad.square().sum(2).mean(1).sqrt() - pl_mean).square()
+        opt_g.zero_grad(set_to_none=True)
+        (penalty.mean() * preset["pl_weight"] * preset["pl_interval"]).backward()
+        opt_g.step()
+
+    return main_step, r1_phase, pl_phase
+
+
+def measure(name, device, impl, channel_divisor, infer_batch, train_batch, min_time, warmup):
+    with ops_impl(impl):
+        preset, G, D, augment = build(name, device, channel_divisor)
+        z = torch.randn(infer_batch, G.z_dim, device=device)
+        c = torch.eye(C_DIM, device=device)[torch.arange(infer_batch, device=device) % C_DIM]
+
+        def infer():
+            with torch.no_grad():
+                G(z, c, noise_mode="const")
+
+        t_infer = timeit(infer, warmup=warmup, min_time=min_time, device=device)
+        main_step, r1_phase, pl_phase = training_phases(preset, G, D, augment, train_batch, device)
+        t_main = timeit(main_step, warmup=warmup, min_time=min_time, device=device)
+        t_r1 = timeit(r1_phase, warmup=warmup, min_time=min_time, device=device)
+        t_step = t_main + t_r1 / preset["r1_interval"]
+        if preset["pl_weight"] > 0:
+            t_pl = timeit(pl_phase, warmup=warmup, min_time=min_time, device=device)
+            t_step += t_pl / preset["pl_interval"]
+        widths = G.synthesis.blocks[-1].out_channels, G.synthesis.blocks[0].out_channels
+        return dict(
+            name=name, res=G.img_resolution, widths=widths, g_params=sum(p.numel() for p in G.parameters()),
+            d_params=sum(p.numel() for p in D.parameters()), infer=infer_batch / t_infer, train=train_batch / t_step,
+            pl=preset["pl_weight"] > 0,
+        )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="shorter timings (and on CPU: tiny and 32 px only)")
+    parser.add_argument("--cpu-channel-divisor", type=int, default=8)
+    parser.add_argument("--no-write", action="store_true", help="print the table without updating docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    gpu = device.type == "cuda"
+    if gpu:
+        torch.backends.cudnn.benchmark = True
+    names = ["tiny", "32", "64", "128"]
+    if args.quick and not gpu:
+        names = ["tiny", "32"]
+    divisor = 1 if gpu else args.cpu_channel_divisor
+    min_time = (0.3 if args.quick else 1.0) if gpu else (0.2 if args.quick else 0.5)
+    warmup = 3 if gpu else 1
+    usable, resolved = custom_ops_status(device)
+    impls = ["auto", "ref"] if usable else ["ref"]
+
+    rows = []
+    started = time.perf_counter()
+    for name in names:
+        infer_batch = 64 if gpu else 8
+        train_batch = get_preset(name)["batch_size"] if gpu else 4
+        if name == "tiny":
+            train_batch = 16  # the smoke-test configuration, also on CPU
+        results = {impl: measure(name, device, impl, 1 if name == "tiny" else divisor, infer_batch, train_batch, min_time, warmup) for impl in impls}
+        rows.append((name, infer_batch, train_batch, results))
+        print(name, {k: (round(v["infer"], 1), round(v["train"], 1)) for k, v in results.items()}, flush=True)
+    elapsed = time.perf_counter() - started
+
+    lines = [
+        "## generator",
+        "",
+        f"`python -m benchmarks.generator{' --quick' if args.quick else ''}{' --device ' + args.device if args.device != ('cuda' if torch.cuda.is_available() else 'cpu') else ''}`"
+        f" on {machine_description(device)}; {elapsed:.0f} s in all.",
+        "",
+        f"Custom ops (`GEMIX_OPS=auto`) on {device.type}: {resolved}.",
+        "Training = one G step + one D step per batch (non-saturating logistic loss, ADA p = 0.2 \"bgc\" on every image D sees)"
+        " plus lazy R1 every 16 steps and path length every 4 (where the preset uses it), each phase timed alone and amortised.",
+    ]
+    if divisor > 1:
+        lines.append(f"CPU run: the 32/64/128 presets with channel counts divided by {divisor} (widths shown: at the output resolution / at 4×4); `tiny` as shipped.")
+    lines += [
+        "",
+        "| model | px | widths | G / D params | impl | G inference img/s (batch) | training img/s (batch) | s/kimg |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, infer_batch, train_batch, results in rows:
+        for impl, r in results.items():
+            lines.append(
+                f"| {name} | {r['res']} | {r['widths'][0]}/{r['widths'][1]} | {r['g_params'] / 1e6:.2f} M / {r['d_params'] / 1e6:.2f} M | {impl} "
+                f"| {r['infer']:.1f} ({infer_batch}) | {r['train']:.1f} ({train_batch}) | {1000 / r['train']:.1f} |"
+            )
+        if "auto" in results:
+            a, b = results["auto"], results["ref"]
+            lines.append(f"| {name} | {a['res']} | | | auto / ref | ×{a['infer'] / b['infer']:.2f} | ×{a['train'] / b['train']:.2f} | |")
+    if gpu:
+        r128 = next(r for name, _, _, r in rows if name == "128")
+        best = r128.get("auto", r128["ref"])
+        lines += ["", f"128 px training: {1000 / best['train']:.1f} s/kimg (the StyleGAN2-ADA paper reports 12.8–13.7 s/kimg on one V100)."]
+    markdown = "\n".join(lines)
+    print(markdown)
+    if not args.no_write:
+        write_section("generator", markdown)
+
+
+if __name__ == "__main__":
+    main()
