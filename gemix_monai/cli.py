@@ -1,0 +1,186 @@
+"""``gemix-monai``: the command line, one subcommand per bundle config.
+
+Every subcommand except ``phantoms`` is ``python -m monai.bundle run`` on one config of the
+bundle (``bundle/configs/*.json``) with the options turned into config overrides; ``--set
+KEY=VALUE`` overrides any other config id (``--set epochs=3 --set "strategy_kwargs={'synthetic_ratio': 1.0}"``).
+
+    gemix-monai phantoms --out data/phantoms
+    gemix-monai train-gan --bundle-root runs/exp1 --datalist data/phantoms/datalist.json --max-kimg 2
+    gemix-monai generate --bundle-root runs/exp1 --num-images 200 --sampler gemix
+    gemix-monai train-classifier --bundle-root runs/exp1 --datalist ... --strategy gemix
+    gemix-monai evaluate --bundle-root runs/exp1 --datalist ...
+    gemix-monai demo --out gemix_demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main", "bundle_dir", "run_bundle_config", "parse_override"]
+
+SUBCOMMAND_CONFIGS = {
+    "train-gan": "train_gan.json",
+    "generate": "inference.json",
+    "train-classifier": "train_classifier.json",
+    "evaluate": "evaluate.json",
+}
+
+
+def bundle_dir() -> Path:
+    """The bundle shipped with this checkout: ``$GEMIX_BUNDLE_DIR`` or ``<repo>/bundle``."""
+    env = os.environ.get("GEMIX_BUNDLE_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parents[1] / "bundle"
+    if not (path / "configs" / "metadata.json").is_file():
+        raise FileNotFoundError(
+            f"MONAI bundle not found at {path} (no configs/metadata.json); set GEMIX_BUNDLE_DIR to the bundle folder")
+    return path
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``"key=value"`` → ``(key, value)``; the value is a Python literal when it parses as one, else a string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE with a non-empty key, got {text!r}")
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return key, value
+
+
+def run_bundle_config(config: str | list[str], overrides: dict | None = None, *, run_id: str = "run",
+                      init_id: str = "initialize", bundle: str | os.PathLike | None = None):
+    """Run ``bundle/configs/<config>`` (or a list merged in order) with ``monai.bundle.run``."""
+    from monai.bundle import run
+
+    root = Path(bundle) if bundle is not None else bundle_dir()
+    names = [config] if isinstance(config, str) else list(config)
+    files = [str(root / "configs" / n) for n in names]
+    for f in files:
+        if not Path(f).is_file():
+            raise FileNotFoundError(f"bundle config not found: {f}")
+    overrides = {k: v for k, v in (overrides or {}).items()}
+    return run(run_id=run_id, init_id=init_id, config_file=files if len(files) > 1 else files[0],
+               meta_file=str(root / "configs" / "metadata.json"),
+               logging_file=str(root / "configs" / "logging.conf"), **overrides)
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--dataset-dir", help="image folder / CSV / .npz source (default: the embedded phantoms)")
+    g.add_argument("--datalist", help="MONAI datalist JSON with class_names and training/validation/test")
+    p.add_argument("--image-size", type=int, help="pixels per side (default 32, the tiny preset)")
+
+
+def _common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle-root", default=None,
+                   help="folder where models/ and outputs go and where the previous step's checkpoints are looked for (default: .)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="e.g. cpu, cuda, cuda:1")
+    p.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[], metavar="KEY=VALUE",
+                   help="override any config id (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gemix-monai",
+        description="Generative mixup for medical imaging: each subcommand runs one config of the MONAI bundle.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("phantoms", help="write the embedded CT liver-lesion phantom dataset (NIfTI/DICOM + datalist)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--counts", type=int, nargs=3, metavar=("CYST", "HEMANGIOMA", "METASTASIS"),
+                   help="training images per class (default 433 70 178)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", dest="fmt", choices=("nifti", "dicom"), default="nifti")
+
+    p = sub.add_parser("train-gan", help="stage I: train the conditional StyleGAN2-ADA (configs/train_gan.json)")
+    _common_args(p)
+    _data_args(p)
+    p.add_argument("--max-kimg", type=float, help="training length in thousands of real images")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--preset", dest="gan_preset", help="network preset: tiny, 32, 64, 128, 256")
+    p.add_argument("--multi-gpu", action="store_true", help="merge configs/multi_gpu_train.json (ignite.distributed)")
+
+    p = sub.add_parser("generate", help="export a synthetic set from models/generator.pt (configs/inference.json)")
+    _common_args(p)
+    p.add_argument("--num-images", type=int)
+    p.add_argument("--per-class", type=int)
+    p.add_argument("--sampler", dest="sampler_name", help="gemix, gemix_code, softmax_t, one_hot, dirichlet")
+    p.add_argument("--output-dir")
+    p.add_argument("--classify", metavar="INPUT_DIR",
+                   help="instead of generating, classify the images under INPUT_DIR with models/model.pt")
+
+    p = sub.add_parser("train-classifier", help="train a classifier with one strategy (configs/train_classifier.json)")
+    _common_args(p)
+    _data_args(p)
+    p.add_argument("--strategy", help="real, pixel_mixup, gemix, genmix, ... (see gemix_monai.engines.classifier.STRATEGY_NAMES)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--network", dest="network_name", help="tiny, resnet18, resnet50, densenet121, efficientnet-b0")
+    p.add_argument("--output-dir")
+
+    p = sub.add_parser("evaluate", help="clinical report of models/model.pt on a test split (configs/evaluate.json)")
+    _common_args(p)
+    _data_args(p)
+    p.add_argument("--ckpt-path")
+    p.add_argument("--output-dir")
+    p.add_argument("--split", help="training, validation or test (default)")
+
+    p = sub.add_parser("demo", help="the whole pipeline on the phantoms, on CPU, with a report directory")
+    p.add_argument("--out", default="gemix_demo", help="output folder (default ./gemix_demo)")
+    p.add_argument("--gan-kimg", type=float, default=None, help="GAN training length (default: the demo budget)")
+    p.add_argument("--epochs", type=int, default=None, help="classifier epochs per strategy")
+    p.add_argument("--strategies", nargs="+", default=None, help="default: real pixel_mixup gemix")
+    p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+_NOT_OVERRIDES = {"command", "overrides", "multi_gpu", "classify"}
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    out = {k: v for k, v in vars(args).items() if k not in _NOT_OVERRIDES and v is not None}
+    if "bundle_root" in out:
+        out["bundle_root"] = str(Path(out["bundle_root"]).resolve())
+    for key in ("dataset_dir", "datalist", "output_dir", "ckpt_path"):
+        if key in out:
+            out[key] = str(Path(out[key]).resolve())
+    out.update(dict(args.overrides))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "phantoms":
+        from gemix_monai.data import generate_phantom_dataset
+
+        path = generate_phantom_dataset(args.out, image_size=args.image_size, counts=args.counts, seed=args.seed, fmt=args.fmt)
+        print(f"phantom dataset written; datalist: {path}")
+        return 0
+    if args.command == "demo":
+        from gemix_monai.demo import run_demo
+
+        run_demo(args.out, gan_kimg=args.gan_kimg, epochs=args.epochs, strategies=args.strategies, seed=args.seed)
+        return 0
+    overrides = _overrides(args)
+    config = SUBCOMMAND_CONFIGS[args.command]
+    if args.command == "train-gan" and args.multi_gpu:
+        config = [config, "multi_gpu_train.json"]
+    if args.command == "generate" and args.classify:
+        overrides["input_dir"] = str(Path(args.classify).resolve())
+        run_bundle_config(config, overrides, run_id="classify", init_id="classify_initialize")
+        return 0
+    run_bundle_config(config, overrides)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
