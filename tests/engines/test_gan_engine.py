@@ -245,3 +245,21 @@ def test_global_batch_sampler_order_is_resumable_and_partitioned_across_ranks():
     for b in batches:
         assert next(ranks[0]) + next(ranks[1]) == b
     assert [next(iter(GlobalBatchSampler(10, 4, seed=8)))] != batches[:1]
+
+
+@pytest.mark.parametrize("distribution, expected_class", [([1.0, 0.0], 0), ([0.0, 1.0], 1)])
+def test_dataset_label_source_conditions_G_on_the_class_distribution(data, distribution, expected_class):
+    G, D, augment_pipe, _ = tiny_networks()
+    trainer = create_gan_trainer(data, G=G, D=D, augment_pipe=augment_pipe, options=small_options(gen_label_source="dataset"),
+                                 num_classes=2, label_distribution=distribution, progress=False)
+    real_c = torch.eye(2)[[0, 1, 0, 1]]
+    gen_c = trainer._sample_gen_c(real_c)
+    assert torch.equal(gen_c, torch.eye(2)[[expected_class] * 4])
+
+
+def test_default_label_distribution_is_the_class_frequency_of_the_data():
+    G, D, augment_pipe, _ = tiny_networks()
+    data = blob_dataset(9, num_classes=2)[:7]  # labels 0,1,0,1,0,1,0
+    trainer = create_gan_trainer(data, G=G, D=D, augment_pipe=augment_pipe, options=small_options(), num_classes=2,
+                                 progress=False)
+    torch.testing.assert_close(trainer.label_distribution, torch.tensor([4 / 7, 3 / 7]))
