@@ -95,7 +95,8 @@ def build_datalist(source=None, *, image_size: int = 64, seed: int = 0, val_frac
                                        test_fraction=test_fraction, seed=seed, **csv_kwargs)
     if kind == "covidx":
         names = list(class_names or COVIDX_CLASS_NAMES)
-        return {"class_names": names, "modality": "CT", "training": read_covidx_labels(source, image_dir, class_names=names),
+        # COVIDx-CT slices are 8-bit PNGs already windowed by the dataset's authors: no HU window.
+        return {"class_names": names, "modality": "CT", "hu_window": None, "training": read_covidx_labels(source, image_dir, class_names=names),
                 "validation": [], "test": []}
     raise DataError(f"{source}: a MedMNIST .npz holds arrays, not files; use get_dataset({str(source)!r}, split)")
 
