@@ -11,7 +11,7 @@ with a ``[K]`` label and a synthetic partner), where lambda is a scalar.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import numpy as np

@@ -149,12 +149,24 @@ class SyntheticDataset(Dataset):
 
     @property
     def generator(self):
+        self._check_cuda_in_worker()
         if self._generator is None:
             self._generator = load_generator(self.generator_path, self.device)
         return self._generator
 
     def __len__(self) -> int:
         return self.num_images
+
+    def _check_cuda_in_worker(self) -> None:
+        """A CUDA generator cannot run in a DataLoader worker forked after CUDA started: say so instead of crashing."""
+        wants_cuda = self.device is not None and torch.device(self.device).type == "cuda"
+        if not wants_cuda and self._generator is not None and isinstance(self._generator, torch.nn.Module):
+            wants_cuda = any(p.is_cuda for p in self._generator.parameters())
+        bad_fork = getattr(torch.cuda, "_is_in_bad_fork", lambda: False)()
+        if wants_cuda and bad_fork and torch.utils.data.get_worker_info() is not None:
+            raise RuntimeError("SyntheticDataset: a CUDA generator cannot run in DataLoader workers forked after CUDA was "
+                               "initialised; use num_workers=0 (generation already runs on the GPU) or "
+                               "multiprocessing_context='spawn'")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)

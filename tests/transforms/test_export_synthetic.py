@@ -3,7 +3,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from gemix_monai.mixing import DirichletBetaSampler, OneHotSampler
 from gemix_monai.transforms import SyntheticDataset, export_synthetic
