@@ -190,7 +190,9 @@ def _upfirdn2d_op(
     impl: str,
 ) -> torch.Tensor:
     if impl == "ref":
-        return upfirdn2d_ref(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain)
+        y = upfirdn2d_ref(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain)
+        # the layout the fake kernel promises (conv2d's choice differs on degenerate shapes)
+        return y.contiguous(memory_format=torch.channels_last if _is_channels_last(x) else torch.contiguous_format)
     get_extension()  # importing the extension registers torch.ops.gemix_C.*
     return torch.ops.gemix_C.upfirdn2d(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain)
 

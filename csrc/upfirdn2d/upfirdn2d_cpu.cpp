@@ -1,0 +1,312 @@
+// upfirdn2d: the operator schema gemix_C::upfirdn2d and its CPU kernel (float32, float64).
+//
+// The image is processed one output row at a time. An output row is a weighted sum of the
+// horizontally filtered input rows its vertical taps reach (zero rows inserted by upsampling
+// are never touched); a separable filter filters each input row once into a small ring buffer
+// (horizontal pass), then combines rows with whole-row multiply-adds (vertical pass). Only kept
+// outputs are computed (downsampling), and upsampling is polyphase: each output phase reads the
+// input samples its taps actually hit, never the inserted zeros.
+//
+// Layouts: NCHW images are processed plane by plane (a pixel is one value); channels_last images
+// sample by sample, a pixel being the C contiguous channel values, so every inner loop runs over
+// contiguous memory. Work is split over (image, block of output rows) with at::parallel_for.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "upfirdn2d/upfirdn2d.h"
+
+namespace gemix {
+namespace upfirdn2d {
+namespace {
+
+// Which input samples each output of one axis reads: for output o, the pairs (tap k, input
+// index j) in taps[start[o] .. start[o + 1]). Built once per call; shared by every row/plane.
+struct TapTable {
+  std::vector<int64_t> start;
+  std::vector<int64_t> tap;
+  std::vector<int64_t> src;
+
+  TapTable(int64_t in, int64_t out, int64_t up, int64_t down, int64_t pad0, int64_t taps) : start(out + 1, 0) {
+    for (int64_t o = 0; o < out; ++o) {
+      for (int64_t k = 0; k < taps; ++k) {
+        const int64_t j = source_index(o, k, in, up, down, pad0);
+        if (j >= 0) {
+          tap.push_back(k);
+          src.push_back(j);
+        }
+      }
+      start[o + 1] = static_cast<int64_t>(tap.size());
+    }
+  }
+};
+
+// One axis of the horizontal (along-row) problem.
+struct RowAxis {
+  int64_t in, out, up, down, pad0, taps;
+  int64_t vc;  // values per pixel: 1 (NCHW plane) or C (channels_last)
+  // up == 1: the padded row is buffered at positions [0, out_span), position i = input i - pad0.
+  int64_t span_up1() const { return (out - 1) * down + taps; }
+  // down == 1, up > 1: input indices [jlo, jhi] are buffered.
+  int64_t jlo() const { return floor_div(-pad0, up); }
+  int64_t jhi() const { return floor_div(out - 1 + taps - 1 - pad0, up); }
+};
+
+// Copies input samples [first, first + count) of a row (zero outside [0, in)) into buf.
+template <typename T>
+inline void load_padded(const T* row, int64_t in, int64_t first, int64_t count, T* buf) {
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t j = first + i;
+    buf[i] = (j >= 0 && j < in) ? row[j] : T(0);
+  }
+}
+
+// out[o] = sum_k g[k] * buf[o * DOWN + k]: the up == 1 case, vectorisable over o.
+template <typename T, int DOWN>
+inline void fir_down(const T* buf, const T* g, int64_t taps, int64_t out, int64_t down_rt, T* dst) {
+  const int64_t down = DOWN > 0 ? DOWN : down_rt;
+  for (int64_t o = 0; o < out; ++o) dst[o] = T(0);
+  for (int64_t k = 0; k < taps; ++k) {
+    const T gk = g[k];
+    const T* src = buf + k;
+#pragma omp simd
+    for (int64_t o = 0; o < out; ++o) dst[o] += gk * src[o * down];
+  }
+}
+
+// Horizontal pass of one row (pixel = one value): dst[0 .. out) from row[0 .. in).
+// scratch holds at least span_up1() or (jhi - jlo + 1) + out values.
+template <typename T>
+void row_pass_scalar(const T* row, const T* g, const RowAxis& a, const TapTable& table, T* scratch, T* dst) {
+  if (a.up == 1) {
+    const int64_t span = a.span_up1();
+    load_padded(row, a.in, -a.pad0, span, scratch);
+    switch (a.down) {
+      case 1: fir_down<T, 1>(scratch, g, a.taps, a.out, 1, dst); break;
+      case 2: fir_down<T, 2>(scratch, g, a.taps, a.out, 2, dst); break;
+      case 4: fir_down<T, 4>(scratch, g, a.taps, a.out, 4, dst); break;
+      default: fir_down<T, 0>(scratch, g, a.taps, a.out, a.down, dst); break;
+    }
+    return;
+  }
+  if (a.down == 1) {
+    // Polyphase upsampling: outputs o = up * q + r of phase r are a short FIR over consecutive
+    // input samples; accumulate each phase contiguously, then interleave.
+    const int64_t jlo = a.jlo(), count = a.jhi() - jlo + 1;
+    T* buf = scratch;
+    T* acc = scratch + count;
+    load_padded(row, a.in, jlo, count, buf);
+    for (int64_t r = 0; r < a.up && r < a.out; ++r) {
+      const int64_t nq = (a.out - r + a.up - 1) / a.up;
+      for (int64_t q = 0; q < nq; ++q) acc[q] = T(0);
+      for (int64_t k = pos_mod(a.pad0 - r, a.up); k < a.taps; k += a.up) {
+        const T gk = g[k];
+        const T* src = buf + ((r + k - a.pad0) / a.up - jlo);  // r + k - pad0 is a multiple of up
+#pragma omp simd
+        for (int64_t q = 0; q < nq; ++q) acc[q] += gk * src[q];
+      }
+      for (int64_t q = 0; q < nq; ++q) dst[q * a.up + r] = acc[q];
+    }
+    return;
+  }
+  // up > 1 and down > 1 together (rare): the precomputed table.
+  for (int64_t o = 0; o < a.out; ++o) {
+    T s = T(0);
+    for (int64_t t = table.start[o]; t < table.start[o + 1]; ++t) s += g[table.tap[t]] * row[table.src[t]];
+    dst[o] = s;
+  }
+}
+
+// Horizontal pass of one row whose pixels are vc contiguous values (channels_last).
+template <typename T>
+void row_pass_vector(const T* row, const T* g, const RowAxis& a, const TapTable& table, T* dst) {
+  const int64_t vc = a.vc;
+  for (int64_t o = 0; o < a.out; ++o) {
+    T* d = dst + o * vc;
+    const int64_t t0 = table.start[o], t1 = table.start[o + 1];
+    if (t0 == t1) {
+      for (int64_t v = 0; v < vc; ++v) d[v] = T(0);
+      continue;
+    }
+    {
+      const T gk = g[table.tap[t0]];
+      const T* s = row + table.src[t0] * vc;
+#pragma omp simd
+      for (int64_t v = 0; v < vc; ++v) d[v] = gk * s[v];
+    }
+    for (int64_t t = t0 + 1; t < t1; ++t) {
+      const T gk = g[table.tap[t]];
+      const T* s = row + table.src[t] * vc;
+#pragma omp simd
+      for (int64_t v = 0; v < vc; ++v) d[v] += gk * s[v];
+    }
+  }
+}
+
+template <typename T>
+inline void row_pass(const T* row, const T* g, const RowAxis& a, const TapTable& table, T* scratch, T* dst) {
+  if (a.vc == 1)
+    row_pass_scalar(row, g, a, table, scratch, dst);
+  else
+    row_pass_vector(row, g, a, table, dst);
+}
+
+template <typename T>
+void run(const Params& p) {
+  const bool channels_last = p.channels_last;
+  const int64_t vc = channels_last ? p.c : 1;
+  const int64_t images = channels_last ? p.n : p.n * p.c;
+  const int64_t in_row = p.in_w * vc, out_row = p.out_w * vc;
+  const int64_t in_image = p.in_h * in_row, out_image = p.out_h * out_row;
+  const T* x = static_cast<const T*>(p.x);
+  T* y = static_cast<T*>(p.y);
+  const T* f = static_cast<const T*>(p.f);
+
+  const RowAxis ax{p.in_w, p.out_w, p.up_x, p.down_x, p.pad_x0, p.fw, vc};
+  const TapTable htable = (vc > 1 || (p.up_x > 1 && p.down_x > 1))
+                              ? TapTable(p.in_w, p.out_w, p.up_x, p.down_x, p.pad_x0, p.fw)
+                              : TapTable(0, 0, 1, 1, 0, 0);
+  const TapTable vtable(p.in_h, p.out_h, p.up_y, p.down_y, p.pad_y0, p.fh);
+  const int64_t scratch_size =
+      std::max<int64_t>(ax.span_up1(), ax.jhi() - ax.jlo() + 1 + p.out_w) + out_row;  // + one row for 2-D taps
+
+  // Enough tasks to keep every thread busy; whole images when there are many.
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t blocks = images >= 4 * threads ? 1 : std::min<int64_t>(p.out_h, (4 * threads + images - 1) / images);
+  const int64_t rows_per_block = (p.out_h + blocks - 1) / blocks;
+  const int64_t ring_rows = p.separable ? p.fh : 0;
+
+  at::parallel_for(0, images * blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch(scratch_size);
+    std::vector<T> ring(ring_rows * out_row);
+    std::vector<int64_t> tag(ring_rows, -1);
+    int64_t ring_image = -1;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t image = task / blocks, block = task % blocks;
+      const int64_t oy0 = block * rows_per_block, oy1 = std::min(p.out_h, oy0 + rows_per_block);
+      const T* xi = x + image * in_image;
+      T* yi = y + image * out_image;
+      if (ring_image != image) {
+        std::fill(tag.begin(), tag.end(), -1);
+        ring_image = image;
+      }
+      for (int64_t oy = oy0; oy < oy1; ++oy) {
+        T* dst = yi + oy * out_row;
+        const int64_t t0 = vtable.start[oy], t1 = vtable.start[oy + 1];
+        if (t0 == t1) {
+          std::fill(dst, dst + out_row, T(0));
+          continue;
+        }
+        if (p.separable) {
+          for (int64_t t = t0; t < t1; ++t) {
+            const int64_t iy = vtable.src[t], slot = iy % ring_rows;
+            if (tag[slot] != iy) {
+              row_pass(xi + iy * in_row, f, ax, htable, scratch.data(), ring.data() + slot * out_row);
+              tag[slot] = iy;
+            }
+          }
+          {
+            const T gk = f[vtable.tap[t0]];
+            const T* s = ring.data() + (vtable.src[t0] % ring_rows) * out_row;
+#pragma omp simd
+            for (int64_t i = 0; i < out_row; ++i) dst[i] = gk * s[i];
+          }
+          for (int64_t t = t0 + 1; t < t1; ++t) {
+            const T gk = f[vtable.tap[t]];
+            const T* s = ring.data() + (vtable.src[t] % ring_rows) * out_row;
+#pragma omp simd
+            for (int64_t i = 0; i < out_row; ++i) dst[i] += gk * s[i];
+          }
+        } else {
+          // 2-D taps: the horizontal pass of each reached input row with that tap row, summed.
+          T* tmp = scratch.data() + (scratch_size - out_row);
+          row_pass(xi + vtable.src[t0] * in_row, f + vtable.tap[t0] * p.fw, ax, htable, scratch.data(), dst);
+          for (int64_t t = t0 + 1; t < t1; ++t) {
+            row_pass(xi + vtable.src[t] * in_row, f + vtable.tap[t] * p.fw, ax, htable, scratch.data(), tmp);
+#pragma omp simd
+            for (int64_t i = 0; i < out_row; ++i) dst[i] += tmp[i];
+          }
+        }
+      }
+    }
+  });
+}
+
+at::Tensor upfirdn2d_cpu(const at::Tensor& x, const at::Tensor& f, int64_t up_x, int64_t up_y, int64_t down_x, int64_t down_y,
+                         int64_t pad_x0, int64_t pad_x1, int64_t pad_y0, int64_t pad_y1, bool flip_filter, double gain) {
+  TORCH_CHECK(x.dim() == 4, "upfirdn2d: x must be 4-D [N, C, H, W], got ", x.sizes());
+  TORCH_CHECK(x.device().is_cpu(), "upfirdn2d: the CPU kernel needs x on the CPU, got ", x.device());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "upfirdn2d: the CPU kernel supports x of dtype float32 and float64, got ", x.scalar_type());
+  TORCH_CHECK(f.dim() == 1 || f.dim() == 2, "upfirdn2d: f must be 1-D (separable) or 2-D, got ", f.sizes());
+  TORCH_CHECK(f.numel() > 0, "upfirdn2d: f must have at least one tap");
+  TORCH_CHECK(up_x >= 1 && up_y >= 1 && down_x >= 1 && down_y >= 1, "upfirdn2d: up and down must be >= 1, got up=(", up_x,
+              ", ", up_y, "), down=(", down_x, ", ", down_y, ")");
+  const int64_t fw = f.size(-1), fh = f.size(0);
+  const int64_t out_h = output_size(x.size(2), up_y, pad_y0, pad_y1, fh, down_y);
+  const int64_t out_w = output_size(x.size(3), up_x, pad_x0, pad_x1, fw, down_x);
+  TORCH_CHECK(out_h >= 1 && out_w >= 1, "upfirdn2d: the padding leaves an empty output (", out_h, "x", out_w, ")");
+
+  at::Tensor xin = x;
+  at::MemoryFormat format = at::MemoryFormat::Contiguous;
+  if (!x.is_contiguous()) {
+    if (x.is_contiguous(at::MemoryFormat::ChannelsLast))
+      format = at::MemoryFormat::ChannelsLast;
+    else
+      xin = x.contiguous();
+  }
+  at::Tensor y = at::empty({x.size(0), x.size(1), out_h, out_w}, x.options().memory_format(format));
+  if (y.numel() == 0) return y;
+
+  // Correlation taps in x's dtype: flipped unless flip_filter, times gain ** (ndim / 2).
+  at::Tensor taps = f.detach().to(at::kCPU, at::kDouble).contiguous();
+  if (!flip_filter) taps = taps.flip(f.dim() == 2 ? at::IntArrayRef{0, 1} : at::IntArrayRef{0});
+  taps = (taps * std::pow(gain, f.dim() / 2.0)).to(x.scalar_type()).contiguous();
+
+  Params p;
+  p.x = xin.data_ptr();
+  p.y = y.data_ptr();
+  p.f = taps.data_ptr();
+  p.dtype = x.scalar_type() == at::kDouble ? kFloat64 : kFloat32;
+  p.n = x.size(0);
+  p.c = x.size(1);
+  p.in_h = x.size(2);
+  p.in_w = x.size(3);
+  p.out_h = out_h;
+  p.out_w = out_w;
+  for (int d = 0; d < 4; ++d) {
+    p.sx[d] = xin.stride(d);
+    p.sy[d] = y.stride(d);
+  }
+  p.channels_last = format == at::MemoryFormat::ChannelsLast;
+  p.up_x = static_cast<int>(up_x);
+  p.up_y = static_cast<int>(up_y);
+  p.down_x = static_cast<int>(down_x);
+  p.down_y = static_cast<int>(down_y);
+  p.pad_x0 = static_cast<int>(pad_x0);
+  p.pad_y0 = static_cast<int>(pad_y0);
+  p.fw = static_cast<int>(fw);
+  p.fh = static_cast<int>(fh);
+  p.separable = f.dim() == 1;
+  if (p.dtype == kFloat64)
+    run<double>(p);
+  else
+    run<float>(p);
+  return y;
+}
+
+}  // namespace
+}  // namespace upfirdn2d
+}  // namespace gemix
+
+TORCH_LIBRARY_FRAGMENT(gemix_C, m) {
+  m.def(
+      "upfirdn2d(Tensor x, Tensor f, int up_x, int up_y, int down_x, int down_y, int pad_x0, int pad_x1, int pad_y0, "
+      "int pad_y1, bool flip_filter, float gain) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(gemix_C, CPU, m) { m.impl("upfirdn2d", &gemix::upfirdn2d::upfirdn2d_cpu); }
