@@ -170,14 +170,14 @@ def test_train_gan_smoke_writes_checkpoint_generator_sample_grid_and_tensorboard
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     data = blob_dataset(256, num_classes=2, seed=2)
-    path = train_gan(data, tmp_path, preset="tiny", class_names=["left", "right"], max_kimg=0.016, batch_size=8,
+    path = train_gan(data, tmp_path, preset="tiny", class_names=["left", "right"], max_kimg=0.008, batch_size=4,
                      seed=0, log_every=1, sample_kimg=1.0, progress=False)
     assert path == tmp_path / "models" / "generator.pt" and path.is_file()
     assert (tmp_path / "checkpoints" / "latest.pt").is_file()
     assert not [p for p in tmp_path.rglob("*.tmp")]
 
     grids = sorted((tmp_path / "samples").glob("fakes-*.png"))
-    assert [g.name for g in grids] == ["fakes-000000016.png"]  # sample_kimg > run length: only the final grid
+    assert [g.name for g in grids] == ["fakes-000000008.png"]  # sample_kimg > run length: only the final grid
     grid = np.asarray(Image.open(grids[-1]).convert("RGB")).astype(float)
     rows = 2 + 1  # one per class, one walk left -> right
     assert grid.shape[0] == rows * (32 + 2) + 2

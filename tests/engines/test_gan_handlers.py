@@ -52,8 +52,8 @@ class _ConstantD(nn.Module):
 @pytest.mark.parametrize("offset, direction", [(5.0, +1), (-5.0, -1)], ids=["D-says-real-p-rises", "D-says-fake-p-falls"])
 def test_ada_p_tracks_the_sign_of_r_t_minus_target(offset, direction):
     G, _, augment_pipe, _ = tiny_networks()
-    # step = batch·interval/(ada_kimg·1000) = 4·1/(0.04·1000) = 0.1 per iteration
-    options = small_options(max_kimg=0.008, augment_p=0.5, ada_kimg=0.04, ada_interval=1, r1_gamma=0.0, pl_weight=0.0)
+    # one update after 2 steps of 4 images: step = batch·interval/(ada_kimg·1000) = 4·2/(0.04·1000) = 0.2
+    options = small_options(max_kimg=0.008, augment_p=0.5, ada_kimg=0.04, ada_interval=2, r1_gamma=0.0, pl_weight=0.0)
     trainer = create_gan_trainer(blob_dataset(8), G=G, D=_ConstantD(offset), augment_pipe=augment_pipe,
                                  options=options, num_classes=2, progress=False)
     trainer.run()
