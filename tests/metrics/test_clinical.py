@@ -5,6 +5,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 from gemix_monai.metrics import clinical as cl
@@ -203,3 +205,31 @@ def test_confusion_matrix_rejects_mismatched_lengths():
 def test_summary_rejects_a_non_square_matrix():
     with pytest.raises(ValueError, match="square"):
         cl.summarize_clinical_metrics(torch.zeros(2, 3))
+
+
+# ---------------------------------------------------------------------------------------------- property
+
+
+@st.composite
+def predictions(draw):
+    k = draw(st.integers(2, 6))
+    n = draw(st.integers(1, 30))
+    y = draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n))
+    p = draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n))
+    return k, np.array(y), np.array(p)
+
+
+@settings(max_examples=60, deadline=None)
+@given(predictions())
+def test_any_predictions_match_sklearn(case):
+    k, y, p = case
+    r = cl.clinical_metrics(torch.from_numpy(y), y_pred=torch.from_numpy(p), num_classes=k)
+    kw = dict(labels=list(range(k)), zero_division=0)
+    assert r.scalars["macro_f1"] == pytest.approx(skm.f1_score(y, p, average="macro", **kw), abs=1e-12)
+    assert r.scalars["macro_f2"] == pytest.approx(skm.fbeta_score(y, p, beta=2, average="macro", **kw), abs=1e-12)
+    recall = skm.recall_score(y, p, average=None, **kw)
+    prec = skm.precision_score(y, p, average=None, **kw)
+    for c in range(k):
+        assert r.scalars[f"sensitivity/{c}"] == pytest.approx(recall[c], abs=1e-12)
+        assert r.scalars[f"precision/{c}"] == pytest.approx(prec[c], abs=1e-12)
+    assert all(np.isfinite(v) for v in r.scalars.values())
