@@ -181,7 +181,7 @@ def render_phantom(label: int, image_size: int = 64, rng: np.random.Generator | 
         mask = _sigmoid((1 - rho) / width)
         lesion = centre_hu + rng.uniform(2, 8) * tex_lesion
         nodule_hu = vessel_hu * rng.uniform(0.85, 1.1)
-        strength = rng.uniform(0.5, 1.0)
+        strength = rng.uniform(0.6, 1.0)
         n_nodules = rng.integers(3, 9)
         start = rng.uniform(0, 2 * np.pi)
         # Nodules clustered on an arc, not a continuous ring: that is the discriminating sign.
@@ -191,7 +191,7 @@ def render_phantom(label: int, image_size: int = 64, rng: np.random.Generator | 
             rr = rng.uniform(0.7, 0.95) - fill_in * rng.random()
             nx = cx + r0 * rr * (np.cos(theta) * np.cos(a) - aspect * np.sin(theta) * np.sin(a))
             ny = cy + r0 * rr * (np.sin(theta) * np.cos(a) + aspect * np.cos(theta) * np.sin(a))
-            size = r0 * rng.uniform(0.1, 0.2)
+            size = r0 * rng.uniform(0.12, 0.22)
             blob = np.exp(-((x - nx) ** 2 + (y - ny) ** 2) / (2 * size**2))
             lesion = lesion + (nodule_hu - lesion) * blob * strength
     else:  # metastasis: hypodense, ill-defined, inhomogeneous, ring or necrosis
