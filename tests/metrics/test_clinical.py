@@ -233,3 +233,17 @@ def test_any_predictions_match_sklearn(case):
         assert r.scalars[f"sensitivity/{c}"] == pytest.approx(recall[c], abs=1e-12)
         assert r.scalars[f"precision/{c}"] == pytest.approx(prec[c], abs=1e-12)
     assert all(np.isfinite(v) for v in r.scalars.values())
+
+
+def test_monai_confusion_matrix_f1_is_micro_averaged_so_macro_f1_is_computed_here():
+    """Why this module exists: MONAI's pooled "f1 score" equals accuracy, not the macro-F1 clinicians report."""
+    from monai.metrics import ConfusionMatrixMetric
+
+    g = torch.Generator().manual_seed(0)
+    y, p = torch.randint(0, 3, (50,), generator=g), torch.randint(0, 3, (50,), generator=g)
+    monai_f1 = ConfusionMatrixMetric(include_background=True, metric_name="f1 score", reduction="mean")
+    monai_f1(y_pred=torch.nn.functional.one_hot(p, 3), y=torch.nn.functional.one_hot(y, 3))
+    r = cl.clinical_metrics(y, y_pred=p, num_classes=3)
+    assert float(monai_f1.aggregate()[0]) == pytest.approx(r.scalars["accuracy"])
+    assert r.scalars["macro_f1"] == pytest.approx(skm.f1_score(y.numpy(), p.numpy(), average="macro"))
+    assert r.scalars["macro_f1"] != pytest.approx(r.scalars["accuracy"])
