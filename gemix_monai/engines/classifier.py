@@ -382,12 +382,14 @@ def _labels_of(dataset: Dataset) -> torch.Tensor:
 
 
 def class_balanced_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Per-class weights ``[K]`` proportional to 1 / frequency, normalised to mean 1 over present classes."""
+    """Per-class weights ``[K]``: ``N / (K * n_k)`` (scikit-learn's "balanced" weights), 0 for an absent class.
+
+    Sampling items with these weights draws every present class equally often in expectation.
+    """
     counts = torch.bincount(labels, minlength=num_classes).to(torch.float64)
     if counts.sum() == 0:
         raise ValueError("cannot weight classes of an empty dataset")
-    w = torch.where(counts > 0, counts.sum() / (num_classes * counts.clamp_min(1)), torch.zeros_like(counts))
-    return w
+    return torch.where(counts > 0, counts.sum() / (num_classes * counts.clamp_min(1)), torch.zeros_like(counts))
 
 
 @dataclass

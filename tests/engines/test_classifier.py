@@ -258,3 +258,11 @@ def test_amp_training_on_cuda_keeps_a_float32_checkpoint(train_ds, val_ds, tmp_p
     assert all(v.device.type == "cpu" for v in state.values())
     assert state["fc.weight"].dtype == torch.float32
     assert result.report.num_samples == len(val_ds)
+
+
+def test_class_balanced_weights_equal_sklearn_balanced_weights():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = torch.tensor([0, 0, 0, 1, 2, 2])
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=y.numpy())
+    np.testing.assert_allclose(class_balanced_weights(y, 3).numpy(), expected)
