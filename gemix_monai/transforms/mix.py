@@ -32,11 +32,20 @@ def _plain(x) -> torch.Tensor:
     return t.as_tensor() if hasattr(t, "as_tensor") else t
 
 
-def _soft(labels, num_classes: int | None, name: str) -> torch.Tensor:
-    """Labels as float32 soft labels: floats with K columns pass through (checked), indices need ``num_classes``."""
+def _soft(labels, num_classes: int | None, name: str, batched: bool = False) -> torch.Tensor:
+    """Labels as float32 soft labels: floats with K columns pass through (checked), indices need ``num_classes``.
+
+    With ``batched=True`` a 1-D label vector is always a batch of class indices (MONAI pipelines often cast
+    indices to float, and a batch of K float indices must not be read as one soft label).
+    """
     t = _plain(labels)
-    if torch.is_floating_point(t) and t.ndim >= 1 and (num_classes is None or t.shape[-1] == num_classes):
+    is_soft_shape = t.ndim >= 2 if batched else t.ndim >= 1
+    if torch.is_floating_point(t) and is_soft_shape and (num_classes is None or t.shape[-1] == num_classes):
         return check_simplex(t.float(), name)
+    if batched and t.ndim == 1 and torch.is_floating_point(t):
+        if not torch.equal(t, t.round()):
+            raise ValueError(f"{name}: a 1-D label vector of a batch must hold whole-number class indices, got {t.tolist()[:8]}")
+        t = t.round().long()
     if num_classes is None:
         raise ValueError(f"{name}: got class indices (shape {tuple(t.shape)}, dtype {t.dtype}); pass num_classes to turn them into one-hot labels")
     return to_soft_label(t, num_classes)
@@ -100,7 +109,7 @@ class SoftMixUp(Randomizable, Transform):
 
     def __call__(self, images, labels, randomize: bool = True):
         x = _plain(images)
-        y = _soft(labels, self.num_classes, "labels")
+        y = _soft(labels, self.num_classes, "labels", batched=True)
         if y.ndim != 2 or x.ndim < 2 or x.shape[0] != y.shape[0]:
             raise ValueError(f"SoftMixUp works on batches: images [B, C, ...] and labels [B, K] or [B], got {tuple(x.shape)} and {tuple(y.shape)}")
         if randomize or self._lam is None:
@@ -139,7 +148,7 @@ class SoftMixUpd(Randomizable, MapTransform):
         keys = list(self.key_iterator(d))
         if not keys:
             return d
-        labels = _soft(d[self.label_key], self.mixer.num_classes, self.label_key)
+        labels = _soft(d[self.label_key], self.mixer.num_classes, self.label_key, batched=True)
         if labels.ndim != 2:
             raise ValueError(f"SoftMixUpd works on collated batches: {self.label_key!r} must be [B, K] or [B], got shape {tuple(labels.shape)}")
         self.randomize(labels.shape[0])
@@ -162,7 +171,8 @@ class GenMix(Randomizable, Transform):
         num_classes: needed only when labels come as class indices.
 
     Call: ``images, labels = GenMix()(real_images, real_labels, synthetic_images, synthetic_labels)``.
-    A batch is ``[B, C, ...]`` with ``[B, K]`` labels; a single sample is ``[C, ...]`` with a ``[K]`` label.
+    A batch is ``[B, C, ...]`` with ``[B, K]`` soft labels or ``[B]`` integer class indices; a single sample is
+    ``[C, ...]`` with a ``[K]`` soft label (so a 1-D float label vector is read as one soft label).
     """
 
     backend = [TransformBackends.TORCH]

@@ -103,7 +103,7 @@ def test_soft_mixupd_agrees_with_the_array_form():
 
 
 def test_soft_mixupd_rejects_a_single_sample():
-    with pytest.raises(ValueError, match="collated batches"):
+    with pytest.raises(ValueError, match="works on (collated )?batches"):
         SoftMixUpd(num_classes=K)({"image": torch.zeros(1, 4, 4), "label": torch.tensor([1.0, 0.0, 0.0])})
 
 
@@ -265,3 +265,10 @@ def test_property_batch_and_dictionary_forms_agree_on_any_batch(b, spatial, dtyp
     pd = SoftMixUpd(keys="image", num_classes=K).set_random_state(seed)({"image": xr, "label": yr})
     assert torch.equal(pd["image"], px) and torch.equal(pd["label"], py)
     assert px.shape == xr.shape and px.dtype == dtype and px.device.type == device and py.shape == (b, K)
+
+
+def test_soft_mixup_reads_a_float_label_vector_as_a_batch_of_indices():
+    # K float-cast indices in a batch of K would otherwise look like one soft label.
+    x, _ = _batch(2)
+    mx, my = SoftMixUp(num_classes=2).set_random_state(0)(x, torch.tensor([0.0, 1.0]))
+    assert my.shape == (2, 2)
