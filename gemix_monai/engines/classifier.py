@@ -35,7 +35,6 @@ from monai.handlers import EarlyStopHandler, LrScheduleHandler, StatsHandler, Te
 from torch.utils.data import Dataset, WeightedRandomSampler
 
 from gemix_monai.engines.classifier_networks import (
-    CLASSIFIER_NETWORKS,
     FEATURE_LAYERS,
     SoftTargetCrossEntropy,
     build_classifier_network,
