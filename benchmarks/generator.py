@@ -196,10 +196,13 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="shorter timings (and on CPU: tiny and 32 px only)")
     parser.add_argument("--cpu-channel-divisor", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-write", action="store_true", help="print the table without updating docs/benchmarks.md")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if gpu:
         torch.backends.cudnn.benchmark = True
     names = ["tiny", "32", "64", "128"]
@@ -212,6 +215,7 @@ def main(argv=None):
     impls = ["auto", "ref"] if usable else ["ref"]
 
     rows = []
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     for name in names:
         infer_batch = 64 if gpu else 8
@@ -226,8 +230,10 @@ def main(argv=None):
     lines = [
         "## generator",
         "",
-        f"`python -m benchmarks.generator{' --quick' if args.quick else ''}{' --device ' + args.device if args.device != ('cuda' if torch.cuda.is_available() else 'cpu') else ''}`"
-        f" on {machine_description(device)}; {elapsed:.0f} s in all.",
+        f"`python -m benchmarks.generator{' --quick' if args.quick else ''}{' --threads ' + str(args.threads) if args.threads else ''}"
+        f"{' --device ' + args.device if args.device != ('cuda' if torch.cuda.is_available() else 'cpu') else ''}`"
+        f" on {machine_description(device)}; {elapsed:.0f} s in all; load average {load_before:.1f} → {os.getloadavg()[0]:.1f}"
+        " (the machine is shared: figures within a row pair are comparable, absolute ones are lower bounds).",
         "",
         f"Custom ops (`GEMIX_OPS=auto`) on {device.type}: {resolved}.",
         "Training = one G step + one D step per batch (non-saturating logistic loss, ADA p = 0.2 \"bgc\" on every image D sees)"
