@@ -91,6 +91,8 @@ def _reflect_pad(x: torch.Tensor, pads: list[int]) -> torch.Tensor:
     while any(pads):
         h, w = x.shape[2], x.shape[3]
         step = [min(pads[0], w - 1), min(pads[1], w - 1), min(pads[2], h - 1), min(pads[3], h - 1)]
+        if not any(step):  # a 1-pixel axis cannot be reflected: extend it with zeros
+            return F.pad(x, pads)
         x = F.pad(x, step, mode="reflect")
         pads = [a - b for a, b in zip(pads, step)]
     return x

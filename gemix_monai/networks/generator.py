@@ -133,7 +133,7 @@ class Generator(nn.Module):
             truncation_psi: ψ < 1 trades diversity for fidelity (``w_avg + ψ(w − w_avg)``). Default 1.
             noise_mode: ``"const"`` (default: the same z gives the same image), ``"random"`` or ``"none"``.
             batch_size: images per forward pass (memory bound); the result does not depend on it.
-            device: where to run; default where the generator's parameters are.
+            device: where to run (the generator is moved there); default where its parameters are.
             seed: seeds ``z`` (when not given) and the ``"random"`` noise, for reproducible output.
 
         Returns:
@@ -147,7 +147,10 @@ class Generator(nn.Module):
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        device = torch.device(device) if device is not None else next(self.parameters()).device
+        if device is not None:
+            device = torch.device(device)
+            self.to(device)
+        device = next(self.parameters()).device
         labels = as_soft_labels(soft_labels, self.c_dim, name="soft_labels")
         n = labels.shape[0]
         if z is None:
