@@ -1,0 +1,70 @@
+"""Each bundle config parses, its components instantiate, and shared pieces stay shared."""
+
+import pytest
+import torch
+
+from .conftest import parse_config
+
+CONFIGS = ("train_gan.json", "train_classifier.json", "evaluate.json", "inference.json")
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_has_run_section_and_bundle_root(name):
+    parser = parse_config(name)
+    assert parser.get("run"), f"{name} has no run section"
+    assert parser.get("bundle_root") == "."
+    assert parser.get("image_size") == 32
+
+
+def test_inference_components_monai_label_needs_instantiate():
+    parser = parse_config("inference.json")
+    assert isinstance(parser.get_parsed_content("network_def"), torch.nn.Module)
+    for component_id in ("preprocessing", "postprocessing", "inferer", "device", "bundle_root"):
+        assert parser.get_parsed_content(component_id) is not None, component_id
+
+
+@pytest.mark.parametrize(("name", "ds_id"), [
+    ("train_gan.json", "train_dataset"),
+    ("train_classifier.json", "train#dataset"),
+    ("train_classifier.json", "validate#dataset"),
+    ("evaluate.json", "dataset"),
+])
+def test_config_datasets_yield_the_training_stream(name, ds_id, tiny_datalist):
+    parser = parse_config(name, datalist=str(tiny_datalist))
+    item = parser.get_parsed_content(ds_id)[0]
+    assert tuple(item["image"].shape) == (1, 32, 32)
+    assert float(item["image"].min()) >= -1.0 and float(item["image"].max()) <= 1.0
+    assert isinstance(item["label"], int)
+    if name == "train_classifier.json":
+        assert isinstance(parser.get_parsed_content("network_def"), torch.nn.Module)
+
+
+def test_validation_preprocessing_is_a_macro_copy_of_training():
+    parser = parse_config("train_classifier.json")
+    assert parser.get("validate#preprocessing") == "%train#preprocessing"
+    parser.resolve_macro_and_relative_ids()
+    assert parser.get("validate#preprocessing") == parser.get("train#preprocessing")
+
+
+@pytest.mark.parametrize("other", ("evaluate.json", "inference.json"))
+def test_evaluation_and_inference_preprocess_like_training(other):
+    train = parse_config("train_classifier.json")
+    theirs = parse_config(other)
+    key = "preprocessing" if other == "evaluate.json" else "image_preprocessing"
+    mine = {k: v for k, v in train.get("train#preprocessing").items()}
+    expected = {k: v for k, v in theirs.get(key).items() if k != "intensity"}
+    assert mine == expected
+    for k in ("image_size", "hu_window", "in_channels"):
+        assert theirs.get(k) == train.get(k)
+
+
+def test_multi_gpu_overrides_merge_into_train_gan():
+    from monai.bundle import ConfigParser
+
+    from .conftest import REPO_BUNDLE
+
+    parser = ConfigParser()
+    parser.read_config([str(REPO_BUNDLE / "configs" / "train_gan.json"), str(REPO_BUNDLE / "configs" / "multi_gpu_train.json")])
+    assert parser.get_parsed_content("nproc_per_node") == max(torch.cuda.device_count(), 1)
+    assert parser.get_parsed_content("device") is None
+    assert parser.get("trainer#nproc_per_node") == "@nproc_per_node"
