@@ -59,6 +59,7 @@ __all__ = [
     "train_classifier",
     "evaluate_classifier",
     "load_classifier",
+    "strategy_feature_sources",
 ]
 
 logger = logging.getLogger(__name__)
@@ -552,7 +553,7 @@ def train_classifier(
         net.load_state_dict(safe_torch_load(checkpoint, map_location=device))
         sources = None
         if layer is not None:
-            sources = _tsne_sources(strat, train_loader, val_loader, num_classes, tsne_max_points)
+            sources = strategy_feature_sources(strat, train_loader, val_loader, num_classes, tsne_max_points)
         report = evaluate_classifier(net, val_loader, out / "val_report", names, positive_class=positive_class,
                                      device=device, amp=amp, tsne_layer=layer, tsne_sources=sources,
                                      tsne_max_points=tsne_max_points)
@@ -560,8 +561,9 @@ def train_classifier(
                           dict(strat.info), history, report)
 
 
-def _tsne_sources(strat, train_loader, val_loader, num_classes: int, max_points: int) -> dict[str, Iterable]:
-    """Real (validation) images; synthetic items of the strategy's dataset; batches after its mixing transform."""
+def strategy_feature_sources(strat, train_loader, val_loader, num_classes: int, max_points: int) -> dict[str, Iterable]:
+    """Batches for the feature t-SNE: ``real`` (validation images), ``synthetic`` (the strategy's generated
+    items, when it has any) and ``mixed`` (training batches after its mixing transform, when it has one)."""
     sources: dict[str, Iterable] = {"real": val_loader}
     ds = strat.dataset
     num_real = getattr(ds, "num_real", None)

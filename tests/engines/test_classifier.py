@@ -266,3 +266,22 @@ def test_class_balanced_weights_equal_sklearn_balanced_weights():
     y = torch.tensor([0, 0, 0, 1, 2, 2])
     expected = compute_class_weight("balanced", classes=np.arange(3), y=y.numpy())
     np.testing.assert_allclose(class_balanced_weights(y, 3).numpy(), expected)
+
+
+@pytest.mark.parametrize("strategy,sources", [
+    ("real", {"real"}), ("pixel_mixup", {"real", "mixed"}), ("synthetic_only", {"real", "synthetic"}),
+    ("gemix", {"real", "synthetic"}), ("genmix", {"real", "mixed"}),
+])
+def teststrategy_feature_sources_show_what_each_strategy_trains_on(strategy, sources, train_ds, val_ds, generator_checkpoint):
+    from gemix_monai.engines.classifier import strategy_feature_sources
+    from gemix_monai.handlers.tsne import extract_features
+    from gemix_monai.transforms.strategies import build_strategy
+
+    strat = build_strategy(strategy, train_ds, 3, generator=None if strategy in ("real", "pixel_mixup") else generator_checkpoint,
+                           synthetic_ratio=0.5)
+    found = strategy_feature_sources(strat, DataLoader(strat.dataset, batch_size=8), DataLoader(val_ds, batch_size=8), 3, 10)
+    assert set(found) == sources
+    net = build_classifier_network("tiny", 1, 3)
+    for name, batches in found.items():
+        features, labels = extract_features(net, "pool", batches, max_points=10)
+        assert features.shape == (10, 32) and labels.max() < 3, name
