@@ -53,7 +53,8 @@ def train_worker(local_rank: int, cfg: dict) -> None:
     torch.set_num_threads(1)
     G, D, augment_pipe, _ = tiny_networks(seed=cfg["seed"])
     trainer = create_gan_trainer(cfg["data"], G=G, D=D, augment_pipe=augment_pipe, options=small_options(**cfg["options"]),
-                                 num_classes=2, device="cpu", seed=cfg["seed"], progress=False)
+                                 num_classes=2, device="cpu", seed=cfg["seed"], progress=False,
+                                 output_dir=cfg.get("output_dir"), sample_kimg=1.0)
     outputs = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: outputs.append(dict(e.state.output)))
     trainer.run()

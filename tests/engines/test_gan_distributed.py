@@ -21,7 +21,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     cfg = dict(data=blob_dataset(16, seed=4), seed=5, options=dict(max_kimg=0.008, batch_gpu=2, r1_interval=1, pl_interval=1))
     train_worker(0, dict(cfg, result=tmp_path / "one.pt"))
     with idist.Parallel(backend="gloo", nproc_per_node=2, master_port=_free_port()) as parallel:
-        parallel.run(train_worker, dict(cfg, result=tmp_path / "two.pt"))
+        parallel.run(train_worker, dict(cfg, result=tmp_path / "two.pt", output_dir=tmp_path / "run"))
 
     one = torch.load(tmp_path / "one.pt", weights_only=True)
     two = torch.load(tmp_path / "two.pt", weights_only=True)
@@ -36,3 +36,9 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
             torch.testing.assert_close(two[net][k], v, rtol=1e-4, atol=1e-5, msg=f"{net}.{k}")
     assert abs(one["p"] - two["p"]) < 1e-6 and one["p"] != 0.3  # ADA statistics were reduced over both processes
     assert abs(one["pl_mean"] - two["pl_mean"]) <= 1e-5
+
+    # only rank 0 wrote files: one TensorBoard stream, one checkpoint holding the trained weights
+    assert len(list((tmp_path / "run" / "tensorboard").iterdir())) == 1
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["latest.pt"]
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=True)
+    assert all(torch.equal(saved["G"][k], v) for k, v in two["G"].items())
