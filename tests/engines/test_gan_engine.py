@@ -263,3 +263,23 @@ def test_default_label_distribution_is_the_class_frequency_of_the_data():
     trainer = create_gan_trainer(data, G=G, D=D, augment_pipe=augment_pipe, options=small_options(), num_classes=2,
                                  progress=False)
     torch.testing.assert_close(trainer.label_distribution, torch.tensor([4 / 7, 3 / 7]))
+
+
+def test_train_gan_names_unknown_options_and_a_missing_class_count(tmp_path):
+    data = blob_dataset(8)
+    with pytest.raises(TypeError, match=r"unknown options \['r1_gama'\]"):
+        train_gan(data, tmp_path, num_classes=2, r1_gama=1.0)
+    with pytest.raises(ValueError, match="needs num_classes or class_names"):
+        train_gan(data, tmp_path)
+    with pytest.raises(ValueError, match="class_names has 3 names but num_classes=2"):
+        train_gan(data, tmp_path, num_classes=2, class_names=["a", "b", "c"])
+    with pytest.raises(TypeError, match="train_data must be a Dataset, DataLoader or list"):
+        train_gan(42, tmp_path, num_classes=2)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_dataloader_is_rebatched_reproducibly_from_its_dataset(data):
+    from gemix_monai.engines.gan import _as_dataset
+
+    loader = torch.utils.data.DataLoader(data, batch_size=5, shuffle=True)
+    assert _as_dataset(loader) is data
