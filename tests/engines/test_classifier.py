@@ -272,7 +272,7 @@ def test_class_balanced_weights_equal_sklearn_balanced_weights():
     ("real", {"real"}), ("pixel_mixup", {"real", "mixed"}), ("synthetic_only", {"real", "synthetic"}),
     ("gemix", {"real", "synthetic"}), ("genmix", {"real", "mixed"}),
 ])
-def teststrategy_feature_sources_show_what_each_strategy_trains_on(strategy, sources, train_ds, val_ds, generator_checkpoint):
+def test_feature_sources_show_what_each_strategy_trains_on(strategy, sources, train_ds, val_ds, generator_checkpoint):
     from gemix_monai.engines.classifier import strategy_feature_sources
     from gemix_monai.handlers.tsne import extract_features
     from gemix_monai.transforms.strategies import build_strategy
