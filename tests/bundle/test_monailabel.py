@@ -1,0 +1,119 @@
+"""MONAI Label serves the bundle's classifier (BundleInferTask) and the soft-label generator (type others).
+
+Needs the ``monailabel`` extra. ``monailabel.transform.post`` imports ``torchvision.utils`` at module
+level for drawing helpers that classification never calls; where no torchvision wheel exists for the
+installed torch (CPU CI), a module exposing those two names (raising if ever called) stands in.
+"""
+
+import importlib.util
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("monailabel", reason="MONAI Label is an optional extra: pip install 'gemix-monai[monailabel]'")
+
+
+def _ensure_torchvision_utils():
+    try:
+        import torchvision.utils  # noqa: F401
+        return
+    except Exception:
+        pass
+
+    def _unavailable(*args, **kwargs):
+        raise RuntimeError("torchvision is not installed; MONAI Label's drawing helpers are unavailable")
+
+    tv = types.ModuleType("torchvision")
+    utils = types.ModuleType("torchvision.utils")
+    utils.make_grid = utils.save_image = _unavailable
+    tv.utils = utils
+    sys.modules.setdefault("torchvision", tv)
+    sys.modules.setdefault("torchvision.utils", utils)
+
+
+_ensure_torchvision_utils()
+
+
+@pytest.fixture(scope="module")
+def classifier_task(trained_bundle):
+    from gemix_monai.monailabel import classifier_infer_task
+
+    return classifier_infer_task(trained_bundle)
+
+
+def _direct_probabilities(bundle, image_path):
+    from gemix_monai.data import get_transforms
+    from gemix_monai.engines.classifier import load_classifier
+
+    net, _ = load_classifier(bundle / "models" / "model.pt")
+    net.eval()
+    x = get_transforms(32, hu_window="abdomen")({"image": str(image_path)})["image"]
+    with torch.no_grad():
+        return torch.softmax(net(torch.as_tensor(x)[None].float()), dim=1)[0]
+
+
+def test_gemix_monai_import_does_not_import_monailabel():
+    code = "import sys, gemix_monai, gemix_monai.monailabel; assert 'monailabel' not in sys.modules, 'imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_bundle_infer_task_reads_class_names_from_metadata(classifier_task):
+    assert classifier_task.is_valid()
+    assert classifier_task.type == "classification"
+    assert classifier_task.labels == {"cyst": 0, "hemangioma": 1, "metastasis": 2}
+    assert classifier_task.dimension == 2
+
+
+def test_bundle_infer_task_classifies_a_ct_slice_like_the_network(classifier_task, trained_bundle, tiny_datalist):
+    image = sorted((tiny_datalist.parent / "test").rglob("*.nii.gz"))[0]
+    label_file, result = classifier_task({"image": str(image), "device": "cpu"})
+    assert label_file is None
+    prediction = result["prediction"]
+    assert [p["label"] for p in prediction] == ["cyst", "hemangioma", "metastasis"]
+    scores = torch.tensor([p["score"] for p in prediction])
+    torch.testing.assert_close(scores, _direct_probabilities(trained_bundle, image), rtol=1e-5, atol=1e-6)
+
+
+def test_generate_task_then_classifier_task_on_the_generated_image(classifier_task, trained_bundle, tmp_path):
+    import nibabel as nib
+
+    from gemix_monai.monailabel import GenerateImageTask
+
+    generate = GenerateImageTask(trained_bundle / "models" / "generator.pt", output_dir=tmp_path)
+    assert generate.type == "others" and generate.labels == ["cyst", "hemangioma", "metastasis"]
+    path, info = generate({"soft_label": {"hemangioma": 0.3, "metastasis": 0.7}, "seed": 3})
+    assert info["soft_label"] == pytest.approx([0.0, 0.3, 0.7])
+    hu = np.asarray(nib.load(path).dataobj)
+    assert hu.shape == (32, 32) and hu.dtype == np.int16
+    assert -150 <= hu.min() and hu.max() <= 250  # the abdomen window W400/L50
+    again, _ = generate({"soft_label": [0, 3, 7], "seed": 3})
+    np.testing.assert_array_equal(np.asarray(nib.load(again).dataobj), hu)
+
+    _, result = classifier_task({"image": path, "device": "cpu"})
+    scores = torch.tensor([p["score"] for p in result["prediction"]])
+    torch.testing.assert_close(scores, _direct_probabilities(trained_bundle, path), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("request_", "message"), [
+    ({}, "soft_label"),
+    ({"soft_label": [1, 0]}, "3 classes"),
+    ({"soft_label": {"tumour": 1}}, "tumour"),
+    ({"label": "tumour"}, "tumour"),
+    ({"soft_label": [-1, 1, 1]}, "non-negative"),
+])
+def test_generate_task_rejects_bad_requests_by_name(request_, message):
+    from gemix_monai.monailabel.generator import parse_soft_label
+
+    with pytest.raises(ValueError, match=message):
+        parse_soft_label(request_, ["cyst", "hemangioma", "metastasis"])
+
+
+def test_missing_classifier_checkpoint_is_named(tmp_path):
+    from gemix_monai.monailabel import classifier_infer_task
+
+    with pytest.raises(FileNotFoundError, match="models/model.pt"):
+        classifier_infer_task(tmp_path)
