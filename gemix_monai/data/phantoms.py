@@ -34,7 +34,6 @@ import hashlib
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -392,7 +391,6 @@ def generate_phantom_dataset(
         "hu_window": "abdomen",
     }
     hashes: dict[str, str] = {}
-    t0 = time.perf_counter()
     for split_index, split in enumerate(SPLITS):
         labels = [c for c, n in enumerate(per_split[split]) for _ in range(n)]
         images = render_phantoms(labels, image_size, seed=seed, split=split_index)
@@ -416,8 +414,7 @@ def generate_phantom_dataset(
     datalist_bytes = (json.dumps(datalist, indent=1) + "\n").encode()
     _atomic_write_bytes(datalist_path, datalist_bytes)
     hashes[DATALIST_NAME] = hashlib.sha256(datalist_bytes).hexdigest()
-    manifest = {"parameters": _parameters(image_size, per_split, seed, fmt), "files": hashes,
-                "generation_seconds": round(time.perf_counter() - t0, 3)}
+    manifest = {"parameters": _parameters(image_size, per_split, seed, fmt), "files": hashes}
     _atomic_write_bytes(manifest_path, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
     return datalist_path
 
