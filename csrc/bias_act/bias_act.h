@@ -9,7 +9,9 @@
 // derivative is zero) or recomputes it from x and b (every other activation).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define GEMIX_HD __host__ __device__ __forceinline__
@@ -56,16 +58,62 @@ struct Params {
 constexpr double kSeluScale = 1.0507009873554804934193349852946;
 constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
 
+#if !defined(__CUDA_ARCH__)
+// Host float exp/tanh written so that compilers vectorise the element loops (libm's expf/tanhf are
+// opaque calls): exp by range reduction n = round(v / ln2), a degree-6 polynomial on
+// [-ln2/2, ln2/2] and a scale by 2^n through the exponent bits; within 2 ulp of expf.
+inline float host_expf(float v) {
+  v = v > 88.7f ? 88.7f : v;
+  v = v < -87.3f ? -87.3f : v;  // NaN passes both comparisons unchanged
+  const float n = (v * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round to nearest
+  float r = v - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float q = 1.9875691500e-4f;
+  q = q * r + 1.3981999507e-3f;
+  q = q * r + 8.3334519073e-3f;
+  q = q * r + 4.1665795894e-2f;
+  q = q * r + 1.6666665459e-1f;
+  q = q * r + 5.0000001201e-1f;
+  q = q * r * r + r + 1.f;
+  const int32_t bits = (int32_t(n) + 127) << 23;
+  float scale;
+  memcpy(&scale, &bits, sizeof(scale));
+  return q * scale;
+}
+
+// tanh: an odd polynomial below |v| = 0.625 (where 1 - 2/(e^2v + 1) would cancel), else through exp.
+inline float host_tanhf(float v) {
+  const float a = v < 0.f ? -v : v;
+  const float z = v * v;
+  const float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z -
+                       3.33332819422e-1f) * z * v + v;
+  const float big = 1.f - 2.f / (host_expf(2.f * a) + 1.f);
+  return a < 0.625f ? small : (v < 0.f ? -big : big);
+}
+#endif
+
 template <typename S>
 GEMIX_HD S exp_(S v);
 template <>
-GEMIX_HD float exp_<float>(float v) { return expf(v); }
+GEMIX_HD float exp_<float>(float v) {
+#if defined(__CUDA_ARCH__)
+  return expf(v);
+#else
+  return host_expf(v);
+#endif
+}
 template <>
 GEMIX_HD double exp_<double>(double v) { return exp(v); }
 template <typename S>
 GEMIX_HD S tanh_(S v);
 template <>
-GEMIX_HD float tanh_<float>(float v) { return tanhf(v); }
+GEMIX_HD float tanh_<float>(float v) {
+#if defined(__CUDA_ARCH__)
+  return tanhf(v);
+#else
+  return host_tanhf(v);
+#endif
+}
 template <>
 GEMIX_HD double tanh_<double>(double v) { return tanh(v); }
 template <typename S>
@@ -75,12 +123,19 @@ GEMIX_HD float log1p_<float>(float v) { return log1pf(v); }
 template <>
 GEMIX_HD double log1p_<double>(double v) { return log1p(v); }
 
+// Every function below evaluates all of its cases and then selects (no data-dependent branches),
+// so the CPU loops vectorise and CUDA warps do not diverge.
+
+template <typename S>
+GEMIX_HD S min0_(S z) {
+  return z < S(0) ? z : S(0);
+}
+
 template <typename S>
 GEMIX_HD S sigmoid_(S z) {
-  // no overflow for either sign of z
-  if (z >= S(0)) return S(1) / (S(1) + exp_<S>(-z));
-  const S e = exp_<S>(z);
-  return e / (S(1) + e);
+  const S e = exp_<S>(-(z < S(0) ? -z : z));  // e^{-|z|}: no overflow for either sign
+  const S s = S(1) / (S(1) + e);
+  return z >= S(0) ? s : e * s;
 }
 
 // act(z)
@@ -88,12 +143,21 @@ template <int A, typename S>
 GEMIX_HD S activate(S z, S alpha) {
   if constexpr (A == kLinear) return z;
   if constexpr (A == kRelu) return z > S(0) ? z : S(0);
-  if constexpr (A == kLrelu) return z >= S(0) ? z : z * alpha;
+  if constexpr (A == kLrelu) {
+    const S neg = z * alpha;
+    return z >= S(0) ? z : neg;
+  }
   if constexpr (A == kTanh) return tanh_<S>(z);
   if constexpr (A == kSigmoid) return sigmoid_<S>(z);
-  if constexpr (A == kElu) return z >= S(0) ? z : exp_<S>(z) - S(1);
-  if constexpr (A == kSelu) return z >= S(0) ? S(kSeluScale) * z : S(kSeluScale * kSeluAlpha) * (exp_<S>(z) - S(1));
-  if constexpr (A == kSoftplus) return (z > S(0) ? z : S(0)) + log1p_<S>(exp_<S>(z > S(0) ? -z : z));
+  if constexpr (A == kElu) {
+    const S neg = exp_<S>(min0_(z)) - S(1);
+    return z >= S(0) ? z : neg;
+  }
+  if constexpr (A == kSelu) {
+    const S neg = S(kSeluScale * kSeluAlpha) * (exp_<S>(min0_(z)) - S(1));
+    return z >= S(0) ? S(kSeluScale) * z : neg;
+  }
+  if constexpr (A == kSoftplus) return (z > S(0) ? z : S(0)) + log1p_<S>(exp_<S>(-(z < S(0) ? -z : z)));
   if constexpr (A == kSwish) return z * sigmoid_<S>(z);
   return z;
 }
@@ -112,8 +176,14 @@ GEMIX_HD S derivative_from_x(S z, S alpha) {
     const S s = sigmoid_<S>(z);
     return ORDER == 1 ? s * (S(1) - s) : s * (S(1) - s) * (S(1) - S(2) * s);
   }
-  if constexpr (A == kElu) return z >= S(0) ? (ORDER == 1 ? S(1) : S(0)) : exp_<S>(z);
-  if constexpr (A == kSelu) return z >= S(0) ? (ORDER == 1 ? S(kSeluScale) : S(0)) : S(kSeluScale * kSeluAlpha) * exp_<S>(z);
+  if constexpr (A == kElu) {
+    const S e = exp_<S>(min0_(z));
+    return z >= S(0) ? (ORDER == 1 ? S(1) : S(0)) : e;
+  }
+  if constexpr (A == kSelu) {
+    const S e = S(kSeluScale * kSeluAlpha) * exp_<S>(min0_(z));
+    return z >= S(0) ? (ORDER == 1 ? S(kSeluScale) : S(0)) : e;
+  }
   if constexpr (A == kSoftplus) {
     const S s = sigmoid_<S>(z);
     return ORDER == 1 ? s : s * (S(1) - s);
@@ -134,34 +204,49 @@ GEMIX_HD S derivative_from_y(S y, S gain, S alpha) {
   return S(1);
 }
 
+// The scalar parameters in the math type, hoisted out of the element loops.
+// Without clamping, clamp is +infinity and no_clamp is set: both keep the loops free of branches.
+template <typename S>
+struct Coefs {
+  S alpha, gain, clamp;
+  bool no_clamp;
+  GEMIX_HD explicit Coefs(const Params& p)
+      : alpha(S(p.alpha)), gain(S(p.gain)), clamp(p.clamp >= 0.0 ? S(p.clamp) : S(INFINITY)), no_clamp(p.clamp < 0.0) {}
+};
+
 // One element of the forward pass.
 template <int A, typename S>
-GEMIX_HD S forward_element(S x, S b, const Params& p) {
-  S y = activate<A, S>(x + b, S(p.alpha)) * S(p.gain);
-  if (p.clamp >= 0.0) {
-    const S c = S(p.clamp);
-    y = y > c ? c : (y < -c ? -c : y);
-  }
-  return y;
+GEMIX_HD S forward_element(S x, S b, const Coefs<S>& k) {
+  S y = activate<A, S>(x + b, k.alpha) * k.gain;
+  y = y > k.clamp ? k.clamp : y;
+  return y < -k.clamp ? -k.clamp : y;  // NaN stays NaN
 }
 
 // One element of the gradient (ORDER 1 or 2). USE_Y: derivative and mask from y, x unused.
 template <int A, int ORDER, bool USE_Y, typename S>
-GEMIX_HD S grad_element(S dy, S x, S b, S y, const Params& p) {
+GEMIX_HD S grad_element(S dy, S x, S b, S y, const Coefs<S>& k) {
   S d;
-  bool pass = true;
+  bool pass;
   if constexpr (USE_Y) {
-    d = ORDER == 1 ? derivative_from_y<A, S>(y, S(p.gain), S(p.alpha)) : S(0);
-    if (p.clamp >= 0.0) pass = (y < S(p.clamp)) && (y > -S(p.clamp));
+    d = ORDER == 1 ? derivative_from_y<A, S>(y, k.gain, k.alpha) : S(0);
+    pass = k.no_clamp | ((y < k.clamp) & (y > -k.clamp));
   } else {
     const S z = x + b;
-    d = derivative_from_x<A, ORDER, S>(z, S(p.alpha));
-    if (p.clamp >= 0.0) {
-      const S u = activate<A, S>(z, S(p.alpha)) * S(p.gain);
-      pass = (u < S(p.clamp)) && (u > -S(p.clamp));
+    d = derivative_from_x<A, ORDER, S>(z, k.alpha);
+    if constexpr (A == kLinear || A == kRelu || A == kLrelu) {
+      const S u = activate<A, S>(z, k.alpha) * k.gain;
+      pass = k.no_clamp | ((u < k.clamp) & (u > -k.clamp));
+    } else {
+      // act(z) costs a transcendental here: skip it when nothing is clamped
+      pass = k.no_clamp;
+      if (!k.no_clamp) {
+        const S u = activate<A, S>(z, k.alpha) * k.gain;
+        pass = (u < k.clamp) & (u > -k.clamp);
+      }
     }
   }
-  return pass ? dy * S(p.gain) * d : S(0);
+  const S g = dy * k.gain * d;
+  return pass ? g : S(0);
 }
 
 }  // namespace bias_act

@@ -96,7 +96,7 @@ __device__ __forceinline__ void locate(int64_t i, const Params& p, const Channel
 
 // ORDER 0: forward; 1/2: gradient of that order.
 template <typename T, int A, int ORDER, bool USE_Y>
-__device__ __forceinline__ T element(const Params& p, typename MathType<T>::type bias, T xv, T yv, T dyv) {
+__device__ __forceinline__ T element(const Coefs<typename MathType<T>::type>& p, typename MathType<T>::type bias, T xv, T yv, T dyv) {
   using S = typename MathType<T>::type;
   if constexpr (ORDER == 0) {
     return from_math<T>(forward_element<A, S>(to_math<T>(xv), bias, p));
@@ -114,6 +114,7 @@ __global__ void bias_act_kernel(Params p, Channel ch) {
   const T* dy = static_cast<const T*>(p.dy);
   const T* b = static_cast<const T*>(p.b);
   T* out = static_cast<T*>(p.out);
+  const Coefs<S> coefs(p);
   const int64_t stride = int64_t(blockDim.x) * gridDim.x;
   const int64_t tid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   constexpr bool kReadsX = ORDER == 0 || !USE_Y;
@@ -133,7 +134,7 @@ __global__ void bias_act_kernel(Params p, Channel ch) {
 #pragma unroll
       for (int j = 0; j < kVec; ++j) {
         const S bias = b != nullptr ? to_math<T>(b[c]) : S(0);
-        po.v[j] = element<T, A, ORDER, USE_Y>(p, bias, kReadsX ? px.v[j] : T(), kReadsY ? py.v[j] : T(),
+        po.v[j] = element<T, A, ORDER, USE_Y>(coefs, bias, kReadsX ? px.v[j] : T(), kReadsY ? py.v[j] : T(),
                                               kReadsDy ? pd.v[j] : T());
         if (++r == p.inner) {
           r = 0;
@@ -148,7 +149,7 @@ __global__ void bias_act_kernel(Params p, Channel ch) {
     int64_t c = 0, r = 0;
     if (b != nullptr) locate<SMALL>(i, p, ch, c, r);
     const S bias = b != nullptr ? to_math<T>(b[c]) : S(0);
-    out[i] = element<T, A, ORDER, USE_Y>(p, bias, kReadsX ? x[i] : T(), kReadsY ? y[i] : T(), kReadsDy ? dy[i] : T());
+    out[i] = element<T, A, ORDER, USE_Y>(coefs, bias, kReadsX ? x[i] : T(), kReadsY ? y[i] : T(), kReadsDy ? dy[i] : T());
   }
 }
 
