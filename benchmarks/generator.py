@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import copy
 import os
+import statistics
 import time
 
 import torch
@@ -165,30 +166,38 @@ def training_phases(preset, G, D, augment, batch: int, device: torch.device):
     return main_step, r1_phase, pl_phase
 
 
-def measure(name, device, impl, channel_divisor, infer_batch, train_batch, min_time, warmup):
-    with ops_impl(impl):
-        preset, G, D, augment = build(name, device, channel_divisor)
-        z = torch.randn(infer_batch, G.z_dim, device=device)
-        c = torch.eye(C_DIM, device=device)[torch.arange(infer_batch, device=device) % C_DIM]
+def measure(name, device, impls, channel_divisor, infer_batch, train_batch, min_time, warmup, rounds):
+    """Figures of one model for every implementation in ``impls``, timed in interleaved rounds
+    (auto, ref, auto, ref, …) on the same networks so that drifting machine load hits both alike;
+    each figure is the median over the rounds."""
+    preset, G, D, augment = build(name, device, channel_divisor)
+    z = torch.randn(infer_batch, G.z_dim, device=device)
+    c = torch.eye(C_DIM, device=device)[torch.arange(infer_batch, device=device) % C_DIM]
 
-        def infer():
-            with torch.no_grad():
-                G(z, c, noise_mode="const")
+    def infer():
+        with torch.no_grad():
+            G(z, c, noise_mode="const")
 
-        t_infer = timeit(infer, warmup=warmup, min_time=min_time, device=device)
-        main_step, r1_phase, pl_phase = training_phases(preset, G, D, augment, train_batch, device)
-        t_main = timeit(main_step, warmup=warmup, min_time=min_time, device=device)
-        t_r1 = timeit(r1_phase, warmup=warmup, min_time=min_time, device=device)
-        t_step = t_main + t_r1 / preset["r1_interval"]
-        if preset["pl_weight"] > 0:
-            t_pl = timeit(pl_phase, warmup=warmup, min_time=min_time, device=device)
-            t_step += t_pl / preset["pl_interval"]
-        widths = G.synthesis.blocks[-1].out_channels, G.synthesis.blocks[0].out_channels
-        return dict(
+    main_step, r1_phase, pl_phase = training_phases(preset, G, D, augment, train_batch, device)
+    phases = {"infer": infer, "main": main_step, "r1": r1_phase}
+    if preset["pl_weight"] > 0:
+        phases["pl"] = pl_phase
+    samples = {impl: {k: [] for k in phases} for impl in impls}
+    for _ in range(rounds):
+        for impl in impls:
+            with ops_impl(impl):
+                for key, fn in phases.items():
+                    samples[impl][key].append(timeit(fn, warmup=warmup, min_time=min_time, device=device))
+    widths = G.synthesis.blocks[-1].out_channels, G.synthesis.blocks[0].out_channels
+    results = {}
+    for impl in impls:
+        t = {k: statistics.median(v) for k, v in samples[impl].items()}
+        t_step = t["main"] + t["r1"] / preset["r1_interval"] + (t["pl"] / preset["pl_interval"] if "pl" in t else 0.0)
+        results[impl] = dict(
             name=name, res=G.img_resolution, widths=widths, g_params=sum(p.numel() for p in G.parameters()),
-            d_params=sum(p.numel() for p in D.parameters()), infer=infer_batch / t_infer, train=train_batch / t_step,
-            pl=preset["pl_weight"] > 0,
+            d_params=sum(p.numel() for p in D.parameters()), infer=infer_batch / t["infer"], train=train_batch / t_step,
         )
+    return results
 
 
 def main(argv=None):
@@ -211,6 +220,7 @@ def main(argv=None):
     divisor = 1 if gpu else args.cpu_channel_divisor
     min_time = (0.3 if args.quick else 1.0) if gpu else (0.2 if args.quick else 0.5)
     warmup = 3 if gpu else 1
+    rounds = 2 if args.quick else 3
     usable, resolved = custom_ops_status(device)
     impls = ["auto", "ref"] if usable else ["ref"]
 
@@ -222,7 +232,7 @@ def main(argv=None):
         train_batch = get_preset(name)["batch_size"] if gpu else 4
         if name == "tiny":
             train_batch = 16  # the smoke-test configuration, also on CPU
-        results = {impl: measure(name, device, impl, 1 if name == "tiny" else divisor, infer_batch, train_batch, min_time, warmup) for impl in impls}
+        results = measure(name, device, impls, 1 if name == "tiny" else divisor, infer_batch, train_batch, min_time, warmup, rounds)
         rows.append((name, infer_batch, train_batch, results))
         print(name, {k: (round(v["infer"], 1), round(v["train"], 1)) for k, v in results.items()}, flush=True)
     elapsed = time.perf_counter() - started
@@ -233,7 +243,8 @@ def main(argv=None):
         f"`python -m benchmarks.generator{' --quick' if args.quick else ''}{' --threads ' + str(args.threads) if args.threads else ''}"
         f"{' --device ' + args.device if args.device != ('cuda' if torch.cuda.is_available() else 'cpu') else ''}`"
         f" on {machine_description(device)}; {elapsed:.0f} s in all; load average {load_before:.1f} → {os.getloadavg()[0]:.1f}"
-        " (the machine is shared: figures within a row pair are comparable, absolute ones are lower bounds).",
+        " (a shared machine: auto and ref were timed in alternating rounds on the same networks, medians of"
+        f" {rounds} rounds, so their ratio is fair; absolute figures are lower bounds).",
         "",
         f"Custom ops (`GEMIX_OPS=auto`) on {device.type}: {resolved}.",
         "Training = one G step + one D step per batch (non-saturating logistic loss, ADA p = 0.2 \"bgc\" on every image D sees)"
