@@ -1,0 +1,112 @@
+"""The ``gemix-monai`` command line: subcommands over the bundle configs, and the demo's report directory."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from gemix_monai import cli
+
+SUBCOMMANDS = ("phantoms", "train-gan", "generate", "train-classifier", "evaluate", "demo")
+
+
+def test_help_lists_every_subcommand():
+    out = subprocess.run([sys.executable, "-m", "gemix_monai.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    for name in SUBCOMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_each_subcommand_has_help(name, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main([name, "--help"])
+    assert info.value.code == 0
+    assert "usage: gemix-monai " + name in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("epochs=3", ("epochs", 3)),
+    ("hu_window=None", ("hu_window", None)),
+    ("hu_window=lung", ("hu_window", "lung")),
+    ("strategy_kwargs={'synthetic_ratio': 1.0}", ("strategy_kwargs", {"synthetic_ratio": 1.0})),
+    ("network_name=resnet18", ("network_name", "resnet18")),
+])
+def test_set_values_parse_as_python_literals_or_strings(text, expected):
+    assert cli.parse_override(text) == expected
+
+
+@pytest.mark.parametrize("text", ["epochs", "=3"])
+def test_set_without_key_and_value_is_refused(text):
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
+        cli.parse_override(text)
+
+
+def test_subcommand_options_become_config_overrides(tmp_path):
+    args = cli.build_parser().parse_args([
+        "train-classifier", "--bundle-root", str(tmp_path), "--datalist", "d.json", "--strategy", "gemix",
+        "--epochs", "2", "--set", "strategy_kwargs={'synthetic_ratio': 1.0}"])
+    overrides = cli._overrides(args)
+    assert overrides["bundle_root"] == str(tmp_path.resolve())
+    assert overrides["strategy"] == "gemix" and overrides["epochs"] == 2
+    assert overrides["datalist"].endswith("d.json") and overrides["datalist"].startswith("/")
+    assert overrides["strategy_kwargs"] == {"synthetic_ratio": 1.0}
+    assert "dataset_dir" not in overrides and "seed" not in overrides
+
+
+def test_dataset_dir_and_datalist_are_exclusive(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train-gan", "--dataset-dir", "a", "--datalist", "b.json"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_phantoms_subcommand_writes_a_datalist(tmp_path):
+    assert cli.main(["phantoms", "--out", str(tmp_path), "--counts", "2", "1", "1"]) == 0
+    datalist = json.loads((tmp_path / "datalist.json").read_text())
+    assert datalist["class_names"] == ["cyst", "hemangioma", "metastasis"]
+    assert len(datalist["training"]) == 4
+
+
+def test_unknown_strategy_from_the_command_line_names_the_choices(tmp_path):
+    with pytest.raises(Exception) as info:
+        cli.main(["train-classifier", "--bundle-root", str(tmp_path), "--strategy", "mixmatch"])
+    chain, exc = [], info.value
+    while exc is not None:
+        chain.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    assert "mixmatch" in "\n".join(chain) and "pixel_mixup" in "\n".join(chain)
+
+
+def test_bundle_dir_override_must_point_at_a_bundle(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEMIX_BUNDLE_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        cli.bundle_dir()
+
+
+def test_demo_writes_the_report_directory(tmp_path, capsys):
+    from gemix_monai.demo import run_demo
+
+    result = run_demo(tmp_path / "demo", gan_kimg=0.016, epochs=1, phantom_counts=(8, 4, 6), val_counts=(2, 2, 2),
+                      test_counts=(3, 3, 3))
+    report = result.report_dir
+    table = (report / "metrics_table.md").read_text()
+    for strategy in ("real", "pixel_mixup", "gemix"):
+        assert f"| {strategy} |" in table
+        assert (report / strategy / "confusion_matrix.png").is_file()
+        assert json.loads((report / strategy / "metrics.json").read_text())["num_samples"] == 9
+    assert (report / "gan_samples.png").is_file()
+    assert set(result.metrics) == {"real", "pixel_mixup", "gemix"}
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["settings"]["strategies"] == ["real", "pixel_mixup", "gemix"]
+    assert all((result.out_dir / f).is_file() for f in summary["files"])
+    printed = capsys.readouterr().out
+    assert "files written:" in printed and str(report / "metrics_table.md") in printed
+
+
+def test_demo_refuses_unknown_strategies(tmp_path):
+    from gemix_monai.demo import run_demo
+
+    with pytest.raises(ValueError, match="mixmatch"):
+        run_demo(tmp_path, strategies=["real", "mixmatch"])
