@@ -104,7 +104,22 @@ def resolve_impl(impl: str | None, device: torch.device, op: str) -> str:
 
     ``impl=None`` defers to ``GEMIX_OPS`` (default ``auto``). A forced path that cannot run raises
     ``RuntimeError`` (extension missing) or ``ValueError`` (tensor on the wrong device).
+
+    Under ``torch.compile`` the choice is made once, while tracing, and baked into the graph as a
+    constant (loading the extension is not traceable); changing ``GEMIX_OPS`` afterwards does not
+    recompile.
     """
+    if torch.compiler.is_compiling():
+        return _resolve_impl_at_trace_time(impl, device, op)
+    return _resolve_impl(impl, device, op)
+
+
+@torch.compiler.assume_constant_result
+def _resolve_impl_at_trace_time(impl: str | None, device: torch.device, op: str) -> str:
+    return _resolve_impl(impl, device, op)
+
+
+def _resolve_impl(impl: str | None, device: torch.device, op: str) -> str:
     requested = (impl if impl is not None else os.environ.get("GEMIX_OPS", "auto")).lower()
     if requested not in VALID_IMPLS:
         source = "impl" if impl is not None else "GEMIX_OPS"

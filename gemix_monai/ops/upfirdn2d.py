@@ -204,7 +204,7 @@ def _(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_fil
     h_out = _output_size(h, up_y, pad_y0, pad_y1, fh, down_y)
     w_out = _output_size(w, up_x, pad_x0, pad_x1, fw, down_x)
     memory_format = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
-    return x.new_empty((n, c, h_out, w_out), memory_format=memory_format)
+    return torch.empty((n, c, h_out, w_out), dtype=x.dtype, device=x.device, memory_format=memory_format)
 
 
 def _is_channels_last(x: torch.Tensor) -> bool:
@@ -299,7 +299,7 @@ def upfirdn2d(
             f"upfirdn2d: padding {padding!r} with up={up!r}, down={down!r} and a {fh}x{fw} filter leaves an empty "
             f"output ({h_out}x{w_out}) for a {x.shape[2]}x{x.shape[3]} input"
         )
-    resolved = _choose_kernel(impl, x)
+    resolved = _choose_kernel(impl, x.device, x.dtype)
     return _upfirdn2d_op(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, bool(flip_filter), float(gain), resolved)
 
 
@@ -309,20 +309,31 @@ _KERNEL_DTYPES = {
 }
 
 
-def _choose_kernel(impl: str | None, x: torch.Tensor) -> str:
+def _choose_kernel(impl: str | None, device: torch.device, dtype: torch.dtype) -> str:
     """:func:`resolve_impl` plus what the kernels support: ``'cuda'``, ``'cpp'`` or ``'ref'``.
 
     An automatic choice uses the reference where the kernels cannot run (a dtype they lack, an
     extension built before this op existed); a forced ``impl``/``GEMIX_OPS`` raises instead.
     """
-    resolved = resolve_impl(impl, x.device, "upfirdn2d")
+    if torch.compiler.is_compiling():
+        return _choose_kernel_at_trace_time(impl, device, dtype)
+    return _choose_kernel_now(impl, device, dtype)
+
+
+@torch.compiler.assume_constant_result
+def _choose_kernel_at_trace_time(impl: str | None, device: torch.device, dtype: torch.dtype) -> str:
+    return _choose_kernel_now(impl, device, dtype)
+
+
+def _choose_kernel_now(impl: str | None, device: torch.device, dtype: torch.dtype) -> str:
+    resolved = resolve_impl(impl, device, "upfirdn2d")
     if resolved == "ref":
         return resolved
     forced = (impl if impl is not None else os.environ.get("GEMIX_OPS", "auto")).lower() != "auto"
-    if x.dtype not in _KERNEL_DTYPES[resolved]:
+    if dtype not in _KERNEL_DTYPES[resolved]:
         if forced:
             names = ", ".join(str(d).replace("torch.", "") for d in _KERNEL_DTYPES[resolved])
-            raise TypeError(f"upfirdn2d: the {resolved} kernel supports x of dtype {names}, got {x.dtype}")
+            raise TypeError(f"upfirdn2d: the {resolved} kernel supports x of dtype {names}, got {dtype}")
         return "ref"
     if not _kernel_registered():
         if forced:
