@@ -43,8 +43,11 @@ class DiscriminatorBlock(nn.Module):
         self.conv1 = Conv2dLayer(tmp_channels, out_channels, 3, activation="lrelu", down=2, resample_filter=resample_filter, conv_clamp=conv_clamp)
         self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2, resample_filter=resample_filter)
 
+    def compute_dtype(self, device: torch.device) -> torch.dtype:
+        return self.mp_dtype if self.use_fp16 and device.type == "cuda" else torch.float32
+
     def forward(self, x: torch.Tensor | None, img: torch.Tensor) -> torch.Tensor:
-        dtype = self.mp_dtype if self.use_fp16 and img.device.type == "cuda" else torch.float32
+        dtype = self.compute_dtype(img.device)
         if self.fromrgb is not None:
             x = self.fromrgb(img.to(dtype))
         else:

@@ -91,3 +91,22 @@ def test_path_length_double_backward_through_the_generator(make_generator):
     grads = [p.grad for p in G.synthesis.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_reduced_precision_blocks_cast_consistently(make_generator, make_discriminator, monkeypatch):
+    """The CUDA mixed-precision data path, exercised on CPU by forcing bfloat16 compute in the top blocks."""
+    monkeypatch.setenv("GEMIX_OPS", "ref")
+    G = make_generator(resolution=32, num_fp16_res=2, mixed_precision_dtype="bfloat16", conv_clamp=256)
+    D = make_discriminator(resolution=32, num_fp16_res=2, mixed_precision_dtype="bfloat16", conv_clamp=256)
+    for block in [*G.synthesis.blocks, *D.blocks]:
+        if block.use_fp16:
+            monkeypatch.setattr(block, "compute_dtype", lambda device: torch.bfloat16)
+    c = torch.eye(3)[[0, 1, 2, 0]]
+    img = G(torch.randn(4, G.z_dim), c)
+    assert img.dtype == torch.float32 and torch.isfinite(img).all()
+    real = img.detach().requires_grad_(True)
+    logits = D(real, c)
+    assert logits.dtype == torch.float32
+    (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+    grad.square().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in D.parameters() if p.grad is not None)
