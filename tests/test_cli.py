@@ -101,6 +101,8 @@ def test_demo_writes_the_report_directory(tmp_path, capsys):
     summary = json.loads((report / "summary.json").read_text())
     assert summary["settings"]["strategies"] == ["real", "pixel_mixup", "gemix"]
     assert all((result.out_dir / f).is_file() for f in summary["files"])
+    assert set(summary["step_seconds"]) == set(summary["step_cpu_seconds"])
+    assert sum(summary["step_seconds"].values()) <= summary["seconds"]
     printed = capsys.readouterr().out
     assert "files written:" in printed and str(report / "metrics_table.md") in printed
 
