@@ -143,8 +143,10 @@ def test_gradcheck_and_gradgradcheck_every_path(impl, up, down, fused):
     inputs = tuple(t.requires_grad_(True) for t in (x, weight, styles))
     noise = torch.randn(2, 1, h * up // down, h * up // down, dtype=torch.float64)
     fn = lambda x, w, s: modulated_conv2d(x, w, s, noise=noise, up=up, down=down, padding=1, fused=fused, impl=impl)  # noqa: E731
-    assert torch.autograd.gradcheck(fn, inputs)
-    assert torch.autograd.gradgradcheck(fn, inputs)
+    # fast mode: random projections of the Jacobians (exact checks of each output are covered by
+    # the full-mode checks of the modulation kernel and of bias_act)
+    assert torch.autograd.gradcheck(fn, inputs, fast_mode=True)
+    assert torch.autograd.gradgradcheck(fn, inputs, fast_mode=True)
 
 
 @requires_cuda
