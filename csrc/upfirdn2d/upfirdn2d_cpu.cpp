@@ -59,22 +59,45 @@ struct RowAxis {
 // Copies input samples [first, first + count) of a row (zero outside [0, in)) into buf.
 template <typename T>
 inline void load_padded(const T* row, int64_t in, int64_t first, int64_t count, T* buf) {
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t j = first + i;
-    buf[i] = (j >= 0 && j < in) ? row[j] : T(0);
+  const int64_t lo = std::clamp<int64_t>(-first, 0, count);            // zeros before the row
+  const int64_t hi = std::clamp<int64_t>(in - first, lo, count);       // end of the copied part
+  std::fill(buf, buf + lo, T(0));
+  std::copy(row + first + lo, row + first + hi, buf + lo);
+  std::fill(buf + hi, buf + count, T(0));
+}
+
+// out[o] = sum_k g[k] * buf[o * DOWN + k]: the up == 1 case. With the tap count known at compile
+// time the tap loop unrolls and each output is written once; otherwise tap by tap over the row.
+template <typename T, int DOWN, int TAPS>
+inline void fir_down(const T* buf, const T* g, int64_t taps, int64_t out, int64_t down_rt, T* dst) {
+  const int64_t down = DOWN > 0 ? DOWN : down_rt;
+  if constexpr (TAPS > 0) {
+    T gk[TAPS];
+    for (int k = 0; k < TAPS; ++k) gk[k] = g[k];
+#pragma omp simd
+    for (int64_t o = 0; o < out; ++o) {
+      T s = T(0);
+      for (int k = 0; k < TAPS; ++k) s += gk[k] * buf[o * down + k];
+      dst[o] = s;
+    }
+  } else {
+    for (int64_t o = 0; o < out; ++o) dst[o] = T(0);
+    for (int64_t k = 0; k < taps; ++k) {
+      const T gk = g[k];
+      const T* src = buf + k;
+#pragma omp simd
+      for (int64_t o = 0; o < out; ++o) dst[o] += gk * src[o * down];
+    }
   }
 }
 
-// out[o] = sum_k g[k] * buf[o * DOWN + k]: the up == 1 case, vectorisable over o.
 template <typename T, int DOWN>
-inline void fir_down(const T* buf, const T* g, int64_t taps, int64_t out, int64_t down_rt, T* dst) {
-  const int64_t down = DOWN > 0 ? DOWN : down_rt;
-  for (int64_t o = 0; o < out; ++o) dst[o] = T(0);
-  for (int64_t k = 0; k < taps; ++k) {
-    const T gk = g[k];
-    const T* src = buf + k;
-#pragma omp simd
-    for (int64_t o = 0; o < out; ++o) dst[o] += gk * src[o * down];
+inline void fir_down_taps(const T* buf, const T* g, int64_t taps, int64_t out, int64_t down_rt, T* dst) {
+  switch (taps) {
+    case 2: fir_down<T, DOWN, 2>(buf, g, taps, out, down_rt, dst); break;
+    case 3: fir_down<T, DOWN, 3>(buf, g, taps, out, down_rt, dst); break;
+    case 4: fir_down<T, DOWN, 4>(buf, g, taps, out, down_rt, dst); break;
+    default: fir_down<T, DOWN, 0>(buf, g, taps, out, down_rt, dst); break;
   }
 }
 
@@ -86,10 +109,10 @@ void row_pass_scalar(const T* row, const T* g, const RowAxis& a, const TapTable&
     const int64_t span = a.span_up1();
     load_padded(row, a.in, -a.pad0, span, scratch);
     switch (a.down) {
-      case 1: fir_down<T, 1>(scratch, g, a.taps, a.out, 1, dst); break;
-      case 2: fir_down<T, 2>(scratch, g, a.taps, a.out, 2, dst); break;
-      case 4: fir_down<T, 4>(scratch, g, a.taps, a.out, 4, dst); break;
-      default: fir_down<T, 0>(scratch, g, a.taps, a.out, a.down, dst); break;
+      case 1: fir_down_taps<T, 1>(scratch, g, a.taps, a.out, 1, dst); break;
+      case 2: fir_down_taps<T, 2>(scratch, g, a.taps, a.out, 2, dst); break;
+      case 4: fir_down_taps<T, 4>(scratch, g, a.taps, a.out, 4, dst); break;
+      default: fir_down<T, 0, 0>(scratch, g, a.taps, a.out, a.down, dst); break;
     }
     return;
   }
@@ -155,41 +178,72 @@ inline void row_pass(const T* row, const T* g, const RowAxis& a, const TapTable&
     row_pass_vector(row, g, a, table, dst);
 }
 
+constexpr int64_t kMinParallelWork = 1 << 16;  // multiply-adds per parallel chunk, at least
+
+// NCHW images with short rows are processed kChannelBlock planes at a time, gathered into a
+// channels_last buffer: the inner loops then run over channels instead of a handful of pixels.
+constexpr int64_t kChannelBlock = 16;
+constexpr int64_t kShortRow = 32;
+
 template <typename T>
 void run(const Params& p) {
-  const bool channels_last = p.channels_last;
-  const int64_t vc = channels_last ? p.c : 1;
-  const int64_t images = channels_last ? p.n : p.n * p.c;
-  const int64_t in_row = p.in_w * vc, out_row = p.out_w * vc;
-  const int64_t in_image = p.in_h * in_row, out_image = p.out_h * out_row;
+  const bool blocked = !p.channels_last && p.c >= kChannelBlock / 2 && p.in_w < kShortRow && p.out_w < 2 * kShortRow;
+  const int64_t vc_max = p.channels_last ? p.c : blocked ? std::min(kChannelBlock, p.c) : 1;
+  const int64_t channel_blocks = blocked ? (p.c + kChannelBlock - 1) / kChannelBlock : 1;
+  const int64_t images = p.channels_last ? p.n : blocked ? p.n * channel_blocks : p.n * p.c;
   const T* x = static_cast<const T*>(p.x);
   T* y = static_cast<T*>(p.y);
   const T* f = static_cast<const T*>(p.f);
 
-  const RowAxis ax{p.in_w, p.out_w, p.up_x, p.down_x, p.pad_x0, p.fw, vc};
-  const TapTable htable = (vc > 1 || (p.up_x > 1 && p.down_x > 1))
+  const RowAxis ax_max{p.in_w, p.out_w, p.up_x, p.down_x, p.pad_x0, p.fw, vc_max};
+  const TapTable htable = (vc_max > 1 || (p.up_x > 1 && p.down_x > 1))
                               ? TapTable(p.in_w, p.out_w, p.up_x, p.down_x, p.pad_x0, p.fw)
                               : TapTable(0, 0, 1, 1, 0, 0);
   const TapTable vtable(p.in_h, p.out_h, p.up_y, p.down_y, p.pad_y0, p.fh);
-  const int64_t scratch_size =
-      std::max<int64_t>(ax.span_up1(), ax.jhi() - ax.jlo() + 1 + p.out_w) + out_row;  // + one row for 2-D taps
+  const int64_t out_row_max = p.out_w * vc_max;
+  const int64_t scratch_size = std::max<int64_t>(ax_max.span_up1(), ax_max.jhi() - ax_max.jlo() + 1 + p.out_w) + out_row_max;
 
   // Enough tasks to keep every thread busy; whole images when there are many.
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
-  const int64_t blocks = images >= 4 * threads ? 1 : std::min<int64_t>(p.out_h, (4 * threads + images - 1) / images);
+  const int64_t blocks =
+      (blocked || images >= 4 * threads) ? 1 : std::min<int64_t>(p.out_h, (4 * threads + images - 1) / images);
   const int64_t rows_per_block = (p.out_h + blocks - 1) / blocks;
   const int64_t ring_rows = p.separable ? p.fh : 0;
 
-  at::parallel_for(0, images * blocks, 1, [&](int64_t begin, int64_t end) {
+  // Small problems run on the calling thread: waking the pool costs more than they take.
+  const int64_t task_work = std::max<int64_t>(1, rows_per_block * out_row_max * std::max(1, p.fh / p.up_y));
+  const int64_t grain = std::max<int64_t>(1, (kMinParallelWork + task_work - 1) / task_work);
+  at::parallel_for(0, images * blocks, grain, [&](int64_t begin, int64_t end) {
     std::vector<T> scratch(scratch_size);
-    std::vector<T> ring(ring_rows * out_row);
+    std::vector<T> ring(ring_rows * out_row_max);
     std::vector<int64_t> tag(ring_rows, -1);
+    std::vector<T> gathered(blocked ? p.in_h * p.in_w * vc_max : 0);
+    std::vector<T> result(blocked ? p.out_h * p.out_w * vc_max : 0);
     int64_t ring_image = -1;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t image = task / blocks, block = task % blocks;
       const int64_t oy0 = block * rows_per_block, oy1 = std::min(p.out_h, oy0 + rows_per_block);
-      const T* xi = x + image * in_image;
-      T* yi = y + image * out_image;
+      int64_t vc = vc_max, c0 = 0, n = 0;
+      const T* xi;
+      T* yi;
+      if (blocked) {
+        n = image / channel_blocks;
+        c0 = (image % channel_blocks) * kChannelBlock;
+        vc = std::min(kChannelBlock, p.c - c0);
+        const int64_t hw = p.in_h * p.in_w;
+        for (int64_t ch = 0; ch < vc; ++ch) {
+          const T* plane = x + (n * p.c + c0 + ch) * hw;
+          for (int64_t i = 0; i < hw; ++i) gathered[i * vc + ch] = plane[i];
+        }
+        xi = gathered.data();
+        yi = result.data();
+      } else {
+        const int64_t vc_image = p.channels_last ? p.c : 1;
+        xi = x + image * p.in_h * p.in_w * vc_image;
+        yi = y + image * p.out_h * p.out_w * vc_image;
+      }
+      const RowAxis ax{p.in_w, p.out_w, p.up_x, p.down_x, p.pad_x0, p.fw, vc};
+      const int64_t in_row = p.in_w * vc, out_row = p.out_w * vc;
       if (ring_image != image) {
         std::fill(tag.begin(), tag.end(), -1);
         ring_image = image;
@@ -209,27 +263,50 @@ void run(const Params& p) {
               tag[slot] = iy;
             }
           }
-          {
-            const T gk = f[vtable.tap[t0]];
-            const T* s = ring.data() + (vtable.src[t0] % ring_rows) * out_row;
+          const auto ring_row = [&](int64_t t) { return ring.data() + (vtable.src[t] % ring_rows) * out_row; };
+          const int64_t count = t1 - t0;
+          if (count >= 2) {  // the first two rows in one sweep: one write of dst instead of two
+            const T g0 = f[vtable.tap[t0]], g1 = f[vtable.tap[t0 + 1]];
+            const T* s0 = ring_row(t0);
+            const T* s1 = ring_row(t0 + 1);
 #pragma omp simd
-            for (int64_t i = 0; i < out_row; ++i) dst[i] = gk * s[i];
+            for (int64_t i = 0; i < out_row; ++i) dst[i] = g0 * s0[i] + g1 * s1[i];
+          } else {
+            const T g0 = f[vtable.tap[t0]];
+            const T* s0 = ring_row(t0);
+#pragma omp simd
+            for (int64_t i = 0; i < out_row; ++i) dst[i] = g0 * s0[i];
           }
-          for (int64_t t = t0 + 1; t < t1; ++t) {
+          int64_t t = t0 + std::min<int64_t>(count, 2);
+          for (; t + 1 < t1; t += 2) {
+            const T g0 = f[vtable.tap[t]], g1 = f[vtable.tap[t + 1]];
+            const T* s0 = ring_row(t);
+            const T* s1 = ring_row(t + 1);
+#pragma omp simd
+            for (int64_t i = 0; i < out_row; ++i) dst[i] += g0 * s0[i] + g1 * s1[i];
+          }
+          for (; t < t1; ++t) {
             const T gk = f[vtable.tap[t]];
-            const T* s = ring.data() + (vtable.src[t] % ring_rows) * out_row;
+            const T* s = ring_row(t);
 #pragma omp simd
             for (int64_t i = 0; i < out_row; ++i) dst[i] += gk * s[i];
           }
         } else {
           // 2-D taps: the horizontal pass of each reached input row with that tap row, summed.
-          T* tmp = scratch.data() + (scratch_size - out_row);
+          T* tmp = scratch.data() + (scratch_size - out_row_max);
           row_pass(xi + vtable.src[t0] * in_row, f + vtable.tap[t0] * p.fw, ax, htable, scratch.data(), dst);
           for (int64_t t = t0 + 1; t < t1; ++t) {
             row_pass(xi + vtable.src[t] * in_row, f + vtable.tap[t] * p.fw, ax, htable, scratch.data(), tmp);
 #pragma omp simd
             for (int64_t i = 0; i < out_row; ++i) dst[i] += tmp[i];
           }
+        }
+      }
+      if (blocked) {  // scatter the block back into its NCHW planes
+        const int64_t hw = p.out_h * p.out_w;
+        for (int64_t ch = 0; ch < vc; ++ch) {
+          T* plane = y + (n * p.c + c0 + ch) * hw;
+          for (int64_t i = 0; i < hw; ++i) plane[i] = result[i * vc + ch];
         }
       }
     }

@@ -342,8 +342,13 @@ def _choose_kernel_now(impl: str | None, device: torch.device, dtype: torch.dtyp
     return resolved
 
 
+_registered: list = []  # [True] once torch.ops.gemix_C.upfirdn2d was seen (it never goes away)
+
+
 def _kernel_registered() -> bool:
-    return hasattr(torch.ops.gemix_C, "upfirdn2d")
+    if not _registered and hasattr(torch.ops.gemix_C, "upfirdn2d"):
+        _registered.append(True)
+    return bool(_registered)
 
 
 def _identity_filter(x) -> torch.Tensor:
