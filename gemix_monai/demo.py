@@ -128,7 +128,7 @@ def run_demo(out_dir: str | Path = "gemix_demo", *, gan_kimg: float | None = Non
 
     step("train GAN")
     run_bundle_config("train_gan.json", {**common, "max_kimg": gan_kimg, "batch_size": cfg["gan_batch_size"],
-                                         "sample_kimg": gan_kimg, "checkpoint_kimg": gan_kimg, "resume": None},
+                                         "sample_kimg": gan_kimg, "checkpoint_kimg": gan_kimg},
                       bundle=bundle)
     done("train GAN")
 

@@ -46,11 +46,11 @@ def test_validation_preprocessing_is_a_macro_copy_of_training():
     assert parser.get("validate#preprocessing") == parser.get("train#preprocessing")
 
 
-@pytest.mark.parametrize("other", ("evaluate.json", "inference.json"))
+@pytest.mark.parametrize("other", ("train_gan.json", "evaluate.json", "inference.json"))
 def test_evaluation_and_inference_preprocess_like_training(other):
     train = parse_config("train_classifier.json")
     theirs = parse_config(other)
-    key = "preprocessing" if other == "evaluate.json" else "image_preprocessing"
+    key = "image_preprocessing" if other == "inference.json" else "preprocessing"
     mine = {k: v for k, v in train.get("train#preprocessing").items()}
     expected = {k: v for k, v in theirs.get(key).items() if k != "intensity"}
     assert mine == expected
@@ -68,3 +68,11 @@ def test_multi_gpu_overrides_merge_into_train_gan():
     assert parser.get_parsed_content("nproc_per_node") == max(torch.cuda.device_count(), 1)
     assert parser.get_parsed_content("device") is None
     assert parser.get("trainer#nproc_per_node") == "@nproc_per_node"
+
+
+@pytest.mark.parametrize("value", ["none", "None"])
+def test_hu_window_none_from_the_command_line_switches_windowing_off(value):
+    # monai.bundle.run drops overrides whose value is None, so "none" is the command-line spelling
+    parser = parse_config("inference.json", hu_window=value, intensity=(-1.0, 1.0))
+    steps = [type(t).__name__ for t in parser.get_parsed_content("image_preprocessing").transforms]
+    assert "HUWindowd" not in steps and "ScaleIntensityToUnitd" in steps
