@@ -190,27 +190,29 @@ def test_cpp_rejects_half_when_forced_and_auto_falls_back():
 @requires_cuda
 @pytest.mark.cuda
 @pytest.mark.skipif(not has_cuda_kernels(), reason="gemix_monai._C was built without CUDA kernels")
-@pytest.mark.parametrize("up,down,pad,filt", KERNEL_GRID)
+@pytest.mark.parametrize("up,down", list(itertools.product([1, 2, 4], [1, 2, 4])))
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
-def test_cuda_equals_reference(up, down, pad, filt, dtype):
-    ndim, taps = filt
+def test_cuda_equals_reference(up, down, dtype):
     g = torch.Generator().manual_seed(3)
+    # 37x35 spans several 32x32 output tiles; 4-tap and 12-tap filters hit the specialised kernels
     x64 = torch.randn(2, 6, 37, 35, generator=g, dtype=torch.float64)
-    f = _filter(taps, ndim, g)
     atol = {torch.float64: 1e-12, torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 1e-1}[dtype]
-    for layout in ("contiguous", "channels_last", "strided"):
-        x = x64.to("cuda", dtype)
-        if layout == "channels_last":
-            x = x.to(memory_format=torch.channels_last)
-        elif layout == "strided":
-            x = x.transpose(2, 3)
-        try:
-            expected = upfirdn2d(x.double(), f.cuda(), up=up, down=down, padding=pad, gain=1.5, impl="ref")
-        except ValueError:
-            continue
-        actual = upfirdn2d(x, f.cuda(), up=up, down=down, padding=pad, gain=1.5, impl="cuda")
-        assert actual.dtype == dtype
-        torch.testing.assert_close(actual.double(), expected, atol=atol, rtol=atol)
+    for (_, _, pad, (ndim, taps)), flip in itertools.product([c for c in KERNEL_GRID if c[:2] == (up, down)], (False, True)):
+        f = _filter(taps, ndim, g).cuda()
+        for layout in ("contiguous", "channels_last", "strided"):
+            x = x64.to("cuda", dtype)
+            if layout == "channels_last":
+                x = x.to(memory_format=torch.channels_last)
+            elif layout == "strided":
+                x = x.transpose(2, 3)
+            try:
+                expected = upfirdn2d(x.double(), f, up=up, down=down, padding=pad, flip_filter=flip, gain=1.5, impl="ref")
+            except ValueError:
+                continue
+            actual = upfirdn2d(x, f, up=up, down=down, padding=pad, flip_filter=flip, gain=1.5, impl="cuda")
+            assert actual.dtype == dtype
+            scale = expected.abs().max().item() + 1
+            torch.testing.assert_close(actual.double(), expected, atol=atol * scale, rtol=atol)
 
 
 @requires_cuda
