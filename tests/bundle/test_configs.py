@@ -76,3 +76,12 @@ def test_hu_window_none_from_the_command_line_switches_windowing_off(value):
     parser = parse_config("inference.json", hu_window=value, intensity=(-1.0, 1.0))
     steps = [type(t).__name__ for t in parser.get_parsed_content("image_preprocessing").transforms]
     assert "HUWindowd" not in steps and "ScaleIntensityToUnitd" in steps
+
+
+def test_dataset_dir_override_reads_a_class_per_folder_tree(tiny_datalist):
+    parser = parse_config("train_classifier.json", dataset_dir=str(tiny_datalist.parent / "training"))
+    train = parser.get_parsed_content("train#dataset")
+    val = parser.get_parsed_content("validate#dataset")
+    assert train.class_names == ["cyst", "hemangioma", "metastasis"]
+    assert len(train) > 0 and len(val) > 0 and len(train) + len(val) <= 18
+    assert tuple(train[0]["image"].shape) == (1, 32, 32)

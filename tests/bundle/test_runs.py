@@ -107,3 +107,13 @@ def test_class_count_that_does_not_match_the_dataset_is_refused_by_training(tiny
         run_bundle_config("train_classifier.json", {"bundle_root": str(tmp_path), "datalist": str(tiny_datalist),
                                                     "num_classes": 4, "epochs": 1})
     assert "num_classes=4" in error_chain(info.value)
+
+
+def test_inference_classify_refuses_a_class_count_the_checkpoint_does_not_have(trained_bundle, tiny_datalist, tmp_path):
+    with pytest.raises(Exception) as info:
+        run_bundle_config("inference.json", {"bundle_root": str(trained_bundle), "num_classes": 2,
+                                             "input_dir": str(tiny_datalist.parent / "test"),
+                                             "predictions_dir": str(tmp_path)},
+                          run_id="classify", init_id="classify_initialize", bundle=trained_bundle)
+    assert "num_classes=2" in error_chain(info.value)
+    assert not (tmp_path / "predictions.csv").exists()
