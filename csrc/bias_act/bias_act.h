@@ -223,7 +223,9 @@ GEMIX_HD S forward_element(S x, S b, const Coefs<S>& k) {
 }
 
 // One element of the gradient (ORDER 1 or 2). USE_Y: derivative and mask from y, x unused.
-template <int A, int ORDER, bool USE_Y, typename S>
+// CLAMP: 0 no clamping, 1 clamping, -1 read it from k at run time (the CPU loops are instantiated
+// per case so that no branch remains inside them).
+template <int A, int ORDER, bool USE_Y, typename S, int CLAMP = -1>
 GEMIX_HD S grad_element(S dy, S x, S b, S y, const Coefs<S>& k) {
   S d;
   bool pass;
@@ -238,10 +240,17 @@ GEMIX_HD S grad_element(S dy, S x, S b, S y, const Coefs<S>& k) {
       pass = k.no_clamp | ((u < k.clamp) & (u > -k.clamp));
     } else {
       // act(z) costs a transcendental here: skip it when nothing is clamped
-      pass = k.no_clamp;
-      if (!k.no_clamp) {
+      if constexpr (CLAMP == 0) {
+        pass = true;
+      } else if constexpr (CLAMP == 1) {
         const S u = activate<A, S>(z, k.alpha) * k.gain;
         pass = (u < k.clamp) & (u > -k.clamp);
+      } else {
+        pass = k.no_clamp;
+        if (!k.no_clamp) {
+          const S u = activate<A, S>(z, k.alpha) * k.gain;
+          pass = (u < k.clamp) & (u > -k.clamp);
+        }
       }
     }
   }

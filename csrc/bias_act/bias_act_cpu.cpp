@@ -64,16 +64,22 @@ void forward_kernel(const Params& p) {
   for_each_element<T>(p, static_cast<const T*>(p.b), [=](int64_t i, T bias) { y[i] = forward_element<A, T>(x[i], bias, k); });
 }
 
-template <typename T, int A, int ORDER, bool USE_Y>
-void grad_kernel(const Params& p) {
+template <typename T, int A, int ORDER, bool USE_Y, int CLAMP>
+void grad_kernel_clamp(const Params& p) {
   const T* dy = static_cast<const T*>(p.dy);
   const T* x = static_cast<const T*>(p.x);
   const T* y = static_cast<const T*>(p.y);
   T* dx = static_cast<T*>(p.out);
   const Coefs<T> k(p);
   for_each_element<T>(p, static_cast<const T*>(p.b), [=](int64_t i, T bias) {
-    dx[i] = grad_element<A, ORDER, USE_Y, T>(dy[i], USE_Y ? T(0) : x[i], bias, USE_Y ? y[i] : T(0), k);
+    dx[i] = grad_element<A, ORDER, USE_Y, T, CLAMP>(dy[i], USE_Y ? T(0) : x[i], bias, USE_Y ? y[i] : T(0), k);
   });
+}
+
+template <typename T, int A, int ORDER, bool USE_Y>
+void grad_kernel(const Params& p) {
+  if (p.clamp >= 0.0) grad_kernel_clamp<T, A, ORDER, USE_Y, 1>(p);
+  else grad_kernel_clamp<T, A, ORDER, USE_Y, 0>(p);
 }
 
 template <typename T, int A>
