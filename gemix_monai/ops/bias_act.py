@@ -327,6 +327,9 @@ def bias_act(
         clamp = -1.0
 
     resolved = choose_kernel(impl, x, "bias_act", "bias_act")
+    if act == "linear" and gain == 1 and clamp < 0 and (impl if impl is not None else _env_impl()) == "auto":
+        # a bare bias add: one ATen add whose backward is the identity beats any fused kernel
+        resolved = "ref"
     if resolved == "ref":
         return bias_act_ref(x, b, dim, act, alpha, gain, clamp)
     return _bias_act_op(x, b, dim, spec.code, alpha, gain, clamp, resolved)
