@@ -89,3 +89,25 @@ def test_compiled_graph_calls_the_custom_ops():
     code = "\n".join(gm.code for gm in graphs)
     for op in ("gemix.bias_act", "gemix.modulate_weight", "gemix.upfirdn2d"):
         assert op in code, f"{op} missing from the compiled graph"
+
+
+@pytest.mark.skipif(not HAS_KERNELS, reason="the C++ extension with every kernel is not built")
+def test_custom_ops_pass_torch_library_opcheck():
+    # schema, fake kernel, autograd registration and AOT dispatch of each op, against the kernels
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
+    dy = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)
+    weight = torch.randn(5, 3, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    styles = torch.randn(2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    y = bias_act(x, b, act="tanh", impl="cpp").detach()
+    cases = [
+        (torch.ops.gemix.bias_act.default, (x, b, 1, 3, 0.0, 1.0, 0.5, "cpp")),
+        (torch.ops.gemix.bias_act.default, (x, b, 1, 2, 0.2, 1.41, -1.0, "cpp")),
+        (torch.ops.gemix.bias_act_grad.default, (dy, x, b, None, 1, 3, 0.0, 1.0, -1.0, 1, "cpp")),
+        (torch.ops.gemix.bias_act_grad.default, (dy, None, None, y, 1, 2, 0.2, 1.41, -1.0, 1, "cpp")),
+        (torch.ops.gemix.modulate_weight.default, (weight, styles, True, "cpp")),
+        (torch.ops.gemix.modulate_weight.default, (weight, styles, False, "cpp")),
+    ]
+    for op, args in cases:
+        torch.library.opcheck(op, args)
