@@ -56,8 +56,12 @@ def parse_override(text: str) -> tuple[str, object]:
 
 
 def run_bundle_config(config: str | list[str], overrides: dict | None = None, *, run_id: str = "run",
-                      init_id: str = "initialize", bundle: str | os.PathLike | None = None):
-    """Run ``bundle/configs/<config>`` (or a list merged in order) with ``monai.bundle.run``."""
+                      init_id: str = "initialize", bundle: str | os.PathLike | None = None, bundle_logging: bool = True):
+    """Run ``bundle/configs/<config>`` (or a list merged in order) with ``monai.bundle.run``.
+
+    ``bundle_logging=False`` leaves Python logging as the caller configured it instead of applying
+    ``configs/logging.conf`` (INFO for every logger).
+    """
     from monai.bundle import run
 
     root = Path(bundle) if bundle is not None else bundle_dir()
@@ -69,7 +73,7 @@ def run_bundle_config(config: str | list[str], overrides: dict | None = None, *,
     overrides = {k: v for k, v in (overrides or {}).items()}
     return run(run_id=run_id, init_id=init_id, config_file=files if len(files) > 1 else files[0],
                meta_file=str(root / "configs" / "metadata.json"),
-               logging_file=str(root / "configs" / "logging.conf"), **overrides)
+               logging_file=str(root / "configs" / "logging.conf") if bundle_logging else False, **overrides)
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -140,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="classifier epochs per strategy")
     p.add_argument("--strategies", nargs="+", default=None, help="default: real pixel_mixup gemix")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--verbose", action="store_true", help="full INFO logs of every engine (default: progress bars only)")
     return parser
 
 
@@ -168,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from gemix_monai.demo import run_demo
 
-        run_demo(args.out, gan_kimg=args.gan_kimg, epochs=args.epochs, strategies=args.strategies, seed=args.seed)
+        run_demo(args.out, gan_kimg=args.gan_kimg, epochs=args.epochs, strategies=args.strategies, seed=args.seed,
+                 quiet=not args.verbose)
         return 0
     overrides = _overrides(args)
     config = SUBCOMMAND_CONFIGS[args.command]

@@ -14,10 +14,13 @@ evaluation reports into one comparison table. Layout of ``out_dir``::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import logging
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,8 +87,49 @@ def write_metrics_table(reports: dict[str, Path], out_dir: Path) -> tuple[Path, 
 def run_demo(out_dir: str | Path = "gemix_demo", *, gan_kimg: float | None = None, epochs: int | None = None,
              strategies: Sequence[str] | None = None, seed: int = 0, phantom_counts: Sequence[int] | None = None,
              val_counts: Sequence[int] | None = None, test_counts: Sequence[int] | None = None,
-             device: str = "cpu", bundle: str | Path | None = None, verbose: bool = True) -> DemoResult:
-    """Run the whole pipeline on CPU-sized settings and write the report directory (see the module docstring)."""
+             device: str = "cpu", bundle: str | Path | None = None, verbose: bool = True,
+             quiet: bool = False) -> DemoResult:
+    """Run the whole pipeline on CPU-sized settings and write the report directory (see the module docstring).
+
+    ``quiet=True`` shows progress bars and warnings only (the engines' per-iteration INFO logs are
+    off); ``verbose=False`` also hides the bars and the final summary.
+    """
+    with _quiet_logs() if quiet else contextlib.nullcontext():
+        return _run_demo(out_dir, gan_kimg=gan_kimg, epochs=epochs, strategies=strategies, seed=seed,
+                         phantom_counts=phantom_counts, val_counts=val_counts, test_counts=test_counts, device=device,
+                         bundle=bundle, verbose=verbose, bundle_logging=not quiet)
+
+
+#: Loggers that MONAI sets up with their own handler and level (re-set to INFO whenever a handler is
+#: built), so quiet mode disables them: per-iteration statistics and the bundle runner's input summary.
+_SILENCED_LOGGERS = ("monai.handlers.StatsHandler", "monai.bundle.scripts", "monai.bundle.workflows",
+                     "monai.data.nvimgcodec_pydicom_plugin")
+
+
+@contextlib.contextmanager
+def _quiet_logs():
+    root = logging.getLogger()
+    root_level = root.level
+    root.setLevel(logging.WARNING)
+    silenced = [logging.getLogger(name) for name in _SILENCED_LOGGERS]
+    was_disabled = [lg.disabled for lg in silenced]
+    for lg in silenced:
+        lg.disabled = True
+    try:
+        with warnings.catch_warnings():
+            # StatsHandler warns that it cannot log at INFO: that is the point of quiet mode
+            warnings.filterwarnings("ignore", message=".*StatsHandler may not output logs.*")
+            # the security notice about evaluating configs: these are this package's own configs
+            warnings.filterwarnings("ignore", message="parsing config_file .*")
+            yield
+    finally:
+        root.setLevel(root_level)
+        for lg, disabled in zip(silenced, was_disabled):
+            lg.disabled = disabled
+
+
+def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, phantom_counts, val_counts, test_counts, device, bundle,
+              verbose, bundle_logging) -> DemoResult:
     from tqdm.auto import tqdm
 
     from gemix_monai.cli import run_bundle_config
@@ -129,7 +173,7 @@ def run_demo(out_dir: str | Path = "gemix_demo", *, gan_kimg: float | None = Non
     step("train GAN")
     run_bundle_config("train_gan.json", {**common, "max_kimg": gan_kimg, "batch_size": cfg["gan_batch_size"],
                                          "sample_kimg": gan_kimg, "checkpoint_kimg": gan_kimg},
-                      bundle=bundle)
+                      bundle=bundle, bundle_logging=bundle_logging)
     done("train GAN")
 
     trained: dict[str, Path] = {}
@@ -140,7 +184,7 @@ def run_demo(out_dir: str | Path = "gemix_demo", *, gan_kimg: float | None = Non
             **common, "strategy": s, "output_dir": str(target), "epochs": epochs,
             "batch_size": cfg["classifier_batch_size"], "tensorboard": False,
             "strategy_kwargs": dict(cfg["strategy_kwargs"].get(s, {})),
-        }, bundle=bundle)
+        }, bundle=bundle, bundle_logging=bundle_logging)
         trained[s] = target / "models" / "model.pt"
         done(f"train {s}")
 
@@ -149,7 +193,7 @@ def run_demo(out_dir: str | Path = "gemix_demo", *, gan_kimg: float | None = Non
         step(f"evaluate {s}")
         reports[s] = report / s
         run_bundle_config("evaluate.json", {**common, "ckpt_path": str(trained[s]), "output_dir": str(reports[s])},
-                          bundle=bundle)
+                          bundle=bundle, bundle_logging=bundle_logging)
         done(f"evaluate {s}")
 
     step("report")
