@@ -5,7 +5,6 @@ level for drawing helpers that classification never calls; where no torchvision 
 installed torch (CPU CI), a module exposing those two names (raising if ever called) stands in.
 """
 
-import importlib.util
 import subprocess
 import sys
 import types
@@ -17,9 +16,14 @@ import torch
 pytest.importorskip("monailabel", reason="MONAI Label is an optional extra: pip install 'gemix-monai[monailabel]'")
 
 
-def _ensure_torchvision_utils():
+@pytest.fixture(scope="module", autouse=True)
+def torchvision_utils_stand_in():
+    """Provide ``torchvision.utils`` for the duration of this module when torchvision cannot be imported,
+    and take it away afterwards so that no other test sees a fake torchvision."""
     try:
         import torchvision.utils  # noqa: F401
+
+        yield
         return
     except Exception:
         pass
@@ -31,11 +35,14 @@ def _ensure_torchvision_utils():
     utils = types.ModuleType("torchvision.utils")
     utils.make_grid = utils.save_image = _unavailable
     tv.utils = utils
-    sys.modules.setdefault("torchvision", tv)
-    sys.modules.setdefault("torchvision.utils", utils)
-
-
-_ensure_torchvision_utils()
+    saved = {name: sys.modules.pop(name) for name in ("torchvision", "torchvision.utils") if name in sys.modules}
+    sys.modules.update({"torchvision": tv, "torchvision.utils": utils})
+    try:
+        yield
+    finally:
+        for name in ("torchvision", "torchvision.utils"):
+            sys.modules.pop(name, None)
+        sys.modules.update(saved)
 
 
 @pytest.fixture(scope="module")
