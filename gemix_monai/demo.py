@@ -31,9 +31,9 @@ __all__ = ["DEMO_DEFAULTS", "DemoResult", "run_demo", "write_metrics_table"]
 DEMO_DEFAULTS = {
     "image_size": 32,
     "phantom_counts": (433, 70, 178),
-    "gan_kimg": 0.8,
+    "gan_kimg": 10.0,
     "gan_batch_size": 16,
-    "epochs": 6,
+    "epochs": 15,
     "classifier_batch_size": 32,
     "strategies": ("real", "pixel_mixup", "gemix"),
     "strategy_kwargs": {"gemix": {"synthetic_ratio": 0.5}},
