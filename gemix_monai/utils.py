@@ -2,35 +2,45 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_torch_save", "safe_torch_load"]
+__all__ = ["atomic_write_bytes", "atomic_torch_save", "safe_torch_load"]
 
 
-def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``.
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> Path:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``.
 
-    A reader never sees a half-written file, and a run killed mid-write leaves the previous
-    checkpoint intact.
+    A reader never sees a half-written file, and a run killed mid-write leaves the previous file
+    (or none) in place, never a truncated one. ``durable`` also fsyncs before the rename, so the
+    new content survives a power loss; bulk writers of many small regenerable files may skip it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
+    """``torch.save`` written through :func:`atomic_write_bytes` (temporary file, fsync, rename)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def safe_torch_load(path: str | os.PathLike, map_location="cpu"):

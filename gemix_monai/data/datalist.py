@@ -14,11 +14,12 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from gemix_monai.utils import atomic_write_bytes
 
 from .errors import DataError, DataValidationError
 from .transforms import IMAGE_SUFFIXES
@@ -246,16 +247,7 @@ def write_datalist(datalist: dict, path: str | os.PathLike, *, relative: bool = 
                 item["image"] = str(img) if img.is_absolute() else img.as_posix()
             items.append(item)
         out[split] = items
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(out, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, (json.dumps(out, indent=1) + "\n").encode())
     return path
 
 

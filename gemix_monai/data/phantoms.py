@@ -33,11 +33,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from gemix_monai.utils import atomic_write_bytes
 
 __all__ = [
     "CLASS_NAMES",
@@ -238,16 +239,9 @@ def render_phantoms(labels: Sequence[int], image_size: int = 64, seed: int = 0, 
 # --------------------------------------------------------------------------------------------
 # writers (atomic, byte-deterministic)
 # --------------------------------------------------------------------------------------------
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def _write_file(path: Path, data: bytes) -> None:
+    # Many small files that can be regenerated from the seed: atomic, but not fsynced one by one.
+    atomic_write_bytes(path, data, durable=False)
 
 
 def _nifti_bytes(hu: np.ndarray, pixdim_mm: float) -> bytes:
@@ -406,16 +400,16 @@ def generate_phantom_dataset(
                 data = _nifti_bytes(hu, pixdim)
             else:
                 data = _dicom_bytes(hu, pixdim, f"gemix-phantom/{seed}/{image_size}/{split}/{lab}/{k}", k + 1, CLASS_NAMES[lab])
-            _atomic_write_bytes(path, data)
+            _write_file(path, data)
             hashes[rel.as_posix()] = hashlib.sha256(data).hexdigest()
             items.append({"image": rel.as_posix(), "label": lab})
         datalist[split] = items
     datalist_path = out_dir / DATALIST_NAME
     datalist_bytes = (json.dumps(datalist, indent=1) + "\n").encode()
-    _atomic_write_bytes(datalist_path, datalist_bytes)
+    _write_file(datalist_path, datalist_bytes)
     hashes[DATALIST_NAME] = hashlib.sha256(datalist_bytes).hexdigest()
     manifest = {"parameters": _parameters(image_size, per_split, seed, fmt), "files": hashes}
-    _atomic_write_bytes(manifest_path, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    _write_file(manifest_path, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
     return datalist_path
 
 

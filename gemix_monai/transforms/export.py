@@ -14,13 +14,13 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from gemix_monai.mixing import SoftLabelSampler
+from gemix_monai.utils import atomic_write_bytes
 
 from .synthetic import SyntheticDataset
 
@@ -31,20 +31,6 @@ MANIFEST_NAME = "export.json"
 DATALIST_NAME = "datalist.json"
 LABELS_CSV_NAME = "labels.csv"
 _EXTENSIONS = {"nifti": ".nii.gz", "png": ".png"}
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _encode(image: torch.Tensor, fmt: str) -> bytes:
@@ -142,7 +128,7 @@ def export_synthetic(generator, sampler: SoftLabelSampler, out_dir: str | os.Pat
             raise ValueError(f"{out} already holds an export made with different settings ({detail}); "
                              "export to a new folder or delete the old one")
     else:
-        _atomic_write_bytes(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+        atomic_write_bytes(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
 
     # Temporary files of an interrupted run are never complete: remove them.
     for stale in images_dir.glob(".*.tmp"):
@@ -160,7 +146,7 @@ def export_synthetic(generator, sampler: SoftLabelSampler, out_dir: str | os.Pat
         chunk = missing[s : s + batch_size]
         images, _ = dataset.generate(chunk)
         for n, i in enumerate(chunk):
-            _atomic_write_bytes(images_dir / names[i], _encode(images[n], fmt))
+            atomic_write_bytes(images_dir / names[i], _encode(images[n], fmt))
 
     labels, _ = dataset.labels_and_latents(range(len(dataset)))
     rows = labels.tolist()
@@ -175,7 +161,7 @@ def export_synthetic(generator, sampler: SoftLabelSampler, out_dir: str | os.Pat
     writer.writerow(["image", *dataset.class_names])
     for i in range(len(dataset)):
         writer.writerow([f"images/{names[i]}", *(f"{v:.8g}" for v in rows[i])])
-    _atomic_write_bytes(out / LABELS_CSV_NAME, buf.getvalue().encode())
+    atomic_write_bytes(out / LABELS_CSV_NAME, buf.getvalue().encode())
     datalist_path = out / DATALIST_NAME
-    _atomic_write_bytes(datalist_path, (json.dumps(datalist, indent=1) + "\n").encode())
+    atomic_write_bytes(datalist_path, (json.dumps(datalist, indent=1) + "\n").encode())
     return datalist_path

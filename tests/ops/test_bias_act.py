@@ -8,7 +8,6 @@ import torch
 
 from gemix_monai.ops import ACTIVATIONS, bias_act
 from gemix_monai.ops._ext import get_extension
-from gemix_monai.ops.bias_act import bias_act_ref
 
 HAS_CPP = get_extension() is not None and hasattr(torch.ops.gemix_C, "bias_act")
 requires_cpp = pytest.mark.skipif(not HAS_CPP, reason="the C++ extension with the bias_act kernel is not built")
