@@ -5,15 +5,48 @@ level for drawing helpers that classification never calls; where no torchvision 
 installed torch (CPU CI), a module exposing those two names (raising if ever called) stands in.
 """
 
+import fcntl
+import importlib.util
+import os
 import subprocess
 import sys
+import tempfile
 import types
 
 import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("monailabel", reason="MONAI Label is an optional extra: pip install 'gemix-monai[monailabel]'")
+MONAILABEL_VERSION = "0.8.5"
+
+
+def _install_monailabel():
+    """MONAI Label is an optional extra whose own requirements cannot be installed here (sam2 builds
+    from source and needs torchvision): install the package alone, as the README tells users to; the
+    light modules it imports come with the ``test`` extra."""
+    if importlib.util.find_spec("monailabel") is not None:
+        return
+    # Under pytest-xdist every worker imports this module: one installs while the others wait.
+    with open(os.path.join(tempfile.gettempdir(), "gemix_monailabel_install.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        importlib.invalidate_caches()
+        if importlib.util.find_spec("monailabel") is None:
+            _pip_install_monailabel()
+    importlib.invalidate_caches()
+
+
+def _pip_install_monailabel():
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", f"monailabel=={MONAILABEL_VERSION}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        message = f"could not install monailabel=={MONAILABEL_VERSION} --no-deps: {proc.stderr.strip()[-500:]}"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message, allow_module_level=True)
+
+
+_install_monailabel()
+pytest.importorskip("monailabel", reason="MONAI Label is an optional extra: pip install 'gemix-monai[monailabel]' && pip install --no-deps monailabel")
 
 
 @pytest.fixture(scope="module", autouse=True)
