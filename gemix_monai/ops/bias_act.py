@@ -253,6 +253,11 @@ def choose_kernel(impl: str | None, x: torch.Tensor, op: str, kernel_name: str) 
     return resolved
 
 
+# Activations for which the fused C++ kernel beats the chain of ATen ops on the CPU (1.9-2.0x
+# forward+backward at 2M elements); ``impl='auto'`` uses the reference for the others there.
+_CPU_FUSED_FASTER = frozenset({"linear", "relu", "lrelu"})
+
+
 def _env_impl() -> str:
     import os
 
@@ -327,9 +332,14 @@ def bias_act(
         clamp = -1.0
 
     resolved = choose_kernel(impl, x, "bias_act", "bias_act")
-    if act == "linear" and gain == 1 and clamp < 0 and (impl if impl is not None else _env_impl()) == "auto":
-        # a bare bias add: one ATen add whose backward is the identity beats any fused kernel
-        resolved = "ref"
+    if resolved != "ref" and (impl if impl is not None else _env_impl()) == "auto":
+        if act == "linear" and gain == 1 and clamp < 0:
+            # a bare bias add: one ATen add whose backward is the identity beats any fused kernel
+            resolved = "ref"
+        elif resolved == "cpp" and act not in _CPU_FUSED_FASTER:
+            # ATen's AVX2 exp/tanh beat our SSE2-wide vectorisation: measured 0.13-0.61x
+            # forward+backward for these activations at 2M elements (docs/benchmarks.md)
+            resolved = "ref"
     if resolved == "ref":
         return bias_act_ref(x, b, dim, act, alpha, gain, clamp)
     return _bias_act_op(x, b, dim, spec.code, alpha, gain, clamp, resolved)
