@@ -1,5 +1,6 @@
 """bias_act (SPEC §1.2): the reference against the table, every kernel against the reference."""
 
+import importlib
 import math
 
 import numpy as np
@@ -219,3 +220,35 @@ def test_bad_input_is_rejected_with_the_argument_named(kwargs, error, names):
     args.update(kwargs)
     with pytest.raises(error, match=names):
         bias_act(**args)
+
+
+@pytest.mark.skipif(not HAS_CPP, reason="gemix_monai._C with bias_act is not built")
+@pytest.mark.parametrize(
+    ("act", "clamp", "uses_kernel"),
+    [("lrelu", None, True), ("relu", None, True), ("linear", 256.0, True), ("linear", None, False),
+     ("tanh", None, False), ("sigmoid", None, False), ("elu", None, False), ("selu", None, False),
+     ("softplus", None, False), ("swish", None, False)],
+)
+def test_auto_on_cpu_uses_the_fused_kernel_only_where_it_is_faster(monkeypatch, act, clamp, uses_kernel):
+    module = importlib.import_module("gemix_monai.ops.bias_act")  # the package re-exports a function of that name
+
+    calls = []
+    real_op = module._bias_act_op
+    monkeypatch.setattr(module, "_bias_act_op", lambda *args: calls.append(args) or real_op(*args))
+    monkeypatch.setenv("GEMIX_OPS", "auto")
+    x, b = torch.randn(2, 4, 5, 5), torch.randn(4)
+    y = bias_act(x, b, act=act, clamp=clamp)
+    assert bool(calls) == uses_kernel
+    torch.testing.assert_close(y, module.bias_act_ref(x, b, 1, act, ACTIVATIONS[act].def_alpha,
+                                                      ACTIVATIONS[act].def_gain, -1.0 if clamp is None else clamp))
+
+
+@pytest.mark.skipif(not HAS_CPP, reason="gemix_monai._C with bias_act is not built")
+def test_forced_cpp_still_runs_the_kernel_for_transcendental_activations(monkeypatch):
+    module = importlib.import_module("gemix_monai.ops.bias_act")  # the package re-exports a function of that name
+
+    calls = []
+    real_op = module._bias_act_op
+    monkeypatch.setattr(module, "_bias_act_op", lambda *args: calls.append(args) or real_op(*args))
+    bias_act(torch.randn(2, 4, 5, 5), torch.randn(4), act="tanh", impl="cpp")
+    assert calls
