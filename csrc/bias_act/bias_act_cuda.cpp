@@ -34,59 +34,21 @@ void launch(const Params& p, int dtype, const at::Tensor& like, const char* op) 
 
 at::Tensor bias_act_cuda(const at::Tensor& x_in, const std::optional<at::Tensor>& b_in, int64_t dim, int64_t act,
                          double alpha, double gain, double clamp) {
-  check_common(x_in, b_in, dim, act, "bias_act");
   const int dtype = dtype_code(x_in.scalar_type(), "bias_act");
   const c10::cuda::CUDAGuard guard(x_in.device());
-  at::Tensor x = dense(x_in);
-  at::Tensor b = b_in.has_value() ? b_in->contiguous() : at::Tensor();
-  at::Tensor y = at::empty_like(x);
-  if (x.numel() == 0) return y;
-  Params p;
-  p.x = x.data_ptr();
-  p.b = b.defined() ? b.data_ptr() : nullptr;
-  p.out = y.data_ptr();
-  set_layout(p, x, b.defined(), dim);
-  p.act = int(act);
-  p.order = 0;
-  p.alpha = alpha;
-  p.gain = gain;
-  p.clamp = clamp;
-  launch(p, dtype, x, "bias_act");
-  return y;
+  const Call c = prepare_forward(x_in, b_in, dim, act, alpha, gain, clamp);
+  if (c.out.numel() > 0) launch(c.p, dtype, c.in, "bias_act");
+  return c.out;
 }
 
 at::Tensor bias_act_grad_cuda(const at::Tensor& dy_in, const std::optional<at::Tensor>& x_in,
                               const std::optional<at::Tensor>& b_in, const std::optional<at::Tensor>& y_in, int64_t dim,
                               int64_t act, double alpha, double gain, double clamp, int64_t order) {
-  TORCH_CHECK(order == 1 || order == 2, "bias_act_grad: order must be 1 or 2, got ", order);
-  const bool use_y = !x_in.has_value();
-  TORCH_CHECK(!use_y || y_in.has_value(), "bias_act_grad: needs x (derivative from the input) or y (from the output)");
-  check_common(dy_in, b_in, dim, act, "bias_act_grad");
   const int dtype = dtype_code(dy_in.scalar_type(), "bias_act_grad");
   const c10::cuda::CUDAGuard guard(dy_in.device());
-  const at::Tensor ref = dense(use_y ? *y_in : *x_in);
-  TORCH_CHECK(ref.sizes() == dy_in.sizes(), "bias_act_grad: dy must have the shape of x, got ", dy_in.sizes(), " vs ",
-              ref.sizes());
-  TORCH_CHECK(ref.scalar_type() == dy_in.scalar_type(), "bias_act_grad: dy and x/y must share a dtype");
-  at::Tensor dy = same_layout(dy_in, ref);
-  at::Tensor b = b_in.has_value() ? b_in->contiguous() : at::Tensor();
-  at::Tensor dx = at::empty_like(ref);
-  if (ref.numel() == 0) return dx;
-  Params p;
-  p.dy = dy.data_ptr();
-  p.x = use_y ? nullptr : ref.data_ptr();
-  p.y = use_y ? ref.data_ptr() : nullptr;
-  p.b = b.defined() ? b.data_ptr() : nullptr;
-  p.out = dx.data_ptr();
-  set_layout(p, ref, b.defined(), dim);
-  p.act = int(act);
-  p.order = int(order);
-  p.use_y = use_y;
-  p.alpha = alpha;
-  p.gain = gain;
-  p.clamp = clamp;
-  launch(p, dtype, ref, "bias_act_grad");
-  return dx;
+  const Call c = prepare_grad(dy_in, x_in, b_in, y_in, dim, act, alpha, gain, clamp, order);
+  if (c.out.numel() > 0) launch(c.p, dtype, c.in, "bias_act_grad");
+  return c.out;
 }
 
 }  // namespace
