@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "upfirdn2d/upfirdn2d.h"
+#include "upfirdn2d/upfirdn2d_binding.h"
 
 namespace gemix {
 namespace upfirdn2d {
@@ -315,19 +316,12 @@ void run(const Params& p) {
 
 at::Tensor upfirdn2d_cpu(const at::Tensor& x, const at::Tensor& f, int64_t up_x, int64_t up_y, int64_t down_x, int64_t down_y,
                          int64_t pad_x0, int64_t pad_x1, int64_t pad_y0, int64_t pad_y1, bool flip_filter, double gain) {
-  TORCH_CHECK(x.dim() == 4, "upfirdn2d: x must be 4-D [N, C, H, W], got ", x.sizes());
+  const Geometry g = check_geometry(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1);
   TORCH_CHECK(x.device().is_cpu(), "upfirdn2d: the CPU kernel needs x on the CPU, got ", x.device());
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
               "upfirdn2d: the CPU kernel supports x of dtype float32 and float64, got ", x.scalar_type());
-  TORCH_CHECK(f.dim() == 1 || f.dim() == 2, "upfirdn2d: f must be 1-D (separable) or 2-D, got ", f.sizes());
-  TORCH_CHECK(f.numel() > 0, "upfirdn2d: f must have at least one tap");
-  TORCH_CHECK(up_x >= 1 && up_y >= 1 && down_x >= 1 && down_y >= 1, "upfirdn2d: up and down must be >= 1, got up=(", up_x,
-              ", ", up_y, "), down=(", down_x, ", ", down_y, ")");
-  const int64_t fw = f.size(-1), fh = f.size(0);
-  const int64_t out_h = output_size(x.size(2), up_y, pad_y0, pad_y1, fh, down_y);
-  const int64_t out_w = output_size(x.size(3), up_x, pad_x0, pad_x1, fw, down_x);
-  TORCH_CHECK(out_h >= 1 && out_w >= 1, "upfirdn2d: the padding leaves an empty output (", out_h, "x", out_w, ")");
 
+  // The kernel handles NCHW and channels_last; any other layout is made contiguous first.
   at::Tensor xin = x;
   at::MemoryFormat format = at::MemoryFormat::Contiguous;
   if (!x.is_contiguous()) {
@@ -336,39 +330,13 @@ at::Tensor upfirdn2d_cpu(const at::Tensor& x, const at::Tensor& f, int64_t up_x,
     else
       xin = x.contiguous();
   }
-  at::Tensor y = at::empty({x.size(0), x.size(1), out_h, out_w}, x.options().memory_format(format));
+  at::Tensor y = at::empty({x.size(0), x.size(1), g.out_h, g.out_w}, x.options().memory_format(format));
   if (y.numel() == 0) return y;
 
-  // Correlation taps in x's dtype: flipped unless flip_filter, times gain ** (ndim / 2).
-  at::Tensor taps = f.detach().to(at::kCPU, at::kDouble).contiguous();
-  if (!flip_filter) taps = taps.flip(f.dim() == 2 ? at::IntArrayRef{0, 1} : at::IntArrayRef{0});
-  taps = (taps * std::pow(gain, f.dim() / 2.0)).to(x.scalar_type()).contiguous();
-
-  Params p;
-  p.x = xin.data_ptr();
-  p.y = y.data_ptr();
-  p.f = taps.data_ptr();
+  // Taps in x's dtype (the CPU kernels accumulate in it).
+  const at::Tensor taps = correlation_taps(f, flip_filter, gain, x.scalar_type());
+  Params p = make_params(xin, y, taps, g, f.dim() == 1, format == at::MemoryFormat::ChannelsLast);
   p.dtype = x.scalar_type() == at::kDouble ? kFloat64 : kFloat32;
-  p.n = x.size(0);
-  p.c = x.size(1);
-  p.in_h = x.size(2);
-  p.in_w = x.size(3);
-  p.out_h = out_h;
-  p.out_w = out_w;
-  for (int d = 0; d < 4; ++d) {
-    p.sx[d] = xin.stride(d);
-    p.sy[d] = y.stride(d);
-  }
-  p.channels_last = format == at::MemoryFormat::ChannelsLast;
-  p.up_x = static_cast<int>(up_x);
-  p.up_y = static_cast<int>(up_y);
-  p.down_x = static_cast<int>(down_x);
-  p.down_y = static_cast<int>(down_y);
-  p.pad_x0 = static_cast<int>(pad_x0);
-  p.pad_y0 = static_cast<int>(pad_y0);
-  p.fw = static_cast<int>(fw);
-  p.fh = static_cast<int>(fh);
-  p.separable = f.dim() == 1;
   if (p.dtype == kFloat64)
     run<double>(p);
   else
