@@ -6,6 +6,8 @@
 #include <cuda_runtime.h>
 #include <torch/library.h>
 
+#include "common/dtype_code.h"
+
 #include "bias_act/bias_act.h"
 #include "bias_act/bias_act_binding.h"
 
@@ -16,16 +18,7 @@ cudaError_t launch_bias_act(const Params& p, int dtype, cudaStream_t stream);  /
 
 namespace {
 
-int dtype_code(at::ScalarType t, const char* op) {
-  switch (t) {
-    case at::kFloat: return 0;
-    case at::kDouble: return 1;
-    case at::kHalf: return 2;
-    case at::kBFloat16: return 3;
-    default: TORCH_CHECK(false, op, " (CUDA): x must be float16, bfloat16, float32 or float64, got ", t);
-  }
-  return -1;
-}
+int dtype_code(at::ScalarType t, const char* op) { return cuda_dtype_code(t, op, "x"); }
 
 void launch(const Params& p, int dtype, const at::Tensor& like, const char* op) {
   const cudaError_t err = launch_bias_act(p, dtype, c10::cuda::getCurrentCUDAStream(like.device().index()).stream());

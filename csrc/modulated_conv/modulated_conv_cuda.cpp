@@ -6,6 +6,8 @@
 #include <cuda_runtime.h>
 #include <torch/library.h>
 
+#include "common/dtype_code.h"
+
 #include "modulated_conv/modulated_conv.h"
 
 namespace gemix {
@@ -23,16 +25,7 @@ ModParams make_backward_params(const at::Tensor& grad_w, const at::Tensor& grad_
 
 namespace {
 
-int dtype_code(at::ScalarType t, const char* op) {
-  switch (t) {
-    case at::kFloat: return 0;
-    case at::kDouble: return 1;
-    case at::kHalf: return 2;
-    case at::kBFloat16: return 3;
-    default: TORCH_CHECK(false, op, " (CUDA): weight must be float16, bfloat16, float32 or float64, got ", t);
-  }
-  return -1;
-}
+int dtype_code(at::ScalarType t, const char* op) { return cuda_dtype_code(t, op, "weight"); }
 
 std::tuple<at::Tensor, at::Tensor> modulate_weight_cuda(const at::Tensor& weight_in, const at::Tensor& styles_in,
                                                         bool demodulate, double eps) {
