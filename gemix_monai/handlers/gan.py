@@ -11,8 +11,8 @@ files. Handlers with state that matters for an exact resume register in
 
 from __future__ import annotations
 
+import io
 import math
-import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from gemix_monai.utils import atomic_torch_save
+from gemix_monai.utils import atomic_torch_save, atomic_write_bytes
 
 __all__ = [
     "GeneratorEmaHandler",
@@ -145,7 +145,25 @@ def _export_generator(G_ema, class_names: Sequence[str], path: Path) -> None:
                            "class_names": list(class_names), "state_dict": G_ema.state_dict()}, path)
 
 
-class GanCheckpointHandler:
+class _EveryImagesHandler:
+    """Calls ``self.save(engine)`` each time training crosses a multiple of ``self.every_images``
+    images, and once more when training completes (``save`` skips an iteration already saved)."""
+
+    every_images: float
+
+    def save(self, engine: Engine) -> None:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def _on_iteration(self, engine: Engine) -> None:
+        if _every_images(engine, self.every_images):
+            self.save(engine)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._on_iteration)
+        engine.add_event_handler(Events.COMPLETED, self.save)
+
+
+class GanCheckpointHandler(_EveryImagesHandler):
     """Save the full training state every ``every_kimg`` and at the end, and export ``G_ema``.
 
     Writes (rank 0, atomically) ``output_dir/checkpoints/latest.pt`` (plus
@@ -180,13 +198,6 @@ class GanCheckpointHandler:
         if self.export_generator:
             _export_generator(engine.G_ema, engine.class_names, self.generator_path)
 
-    def _on_iteration(self, engine: Engine) -> None:
-        if _every_images(engine, self.every_images):
-            self.save(engine)
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._on_iteration)
-        engine.add_event_handler(Events.COMPLETED, self.save)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,7 +285,7 @@ def compose_sample_grid(tiles: torch.Tensor, row_labels: Sequence[str], *, paddi
     return canvas
 
 
-class SampleGridHandler:
+class SampleGridHandler(_EveryImagesHandler):
     """Write a sample grid of ``G_ema`` (:func:`render_sample_grid`) every ``every_kimg`` and at the end.
 
     Files: ``output_dir/fakes-<images seen, 9 digits>.png`` (rank 0). Latents are fixed by
@@ -297,18 +308,11 @@ class SampleGridHandler:
                                            max_walk_rows=self.max_walk_rows, seed=self.seed)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / f"fakes-{engine.images_seen:09d}.png"
-        tmp = path.with_name(f".{path.name}.tmp")
-        compose_sample_grid(tiles, labels).save(tmp, format="PNG")
-        os.replace(tmp, path)
+        png = io.BytesIO()
+        compose_sample_grid(tiles, labels).save(png, format="PNG")
+        atomic_write_bytes(path, png.getvalue())
         self.last_path = path
 
-    def _on_iteration(self, engine: Engine) -> None:
-        if _every_images(engine, self.every_images):
-            self.save(engine)
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._on_iteration)
-        engine.add_event_handler(Events.COMPLETED, self.save)
 
 
 # ---------------------------------------------------------------------------------------------
