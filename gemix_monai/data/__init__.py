@@ -2,9 +2,11 @@
 
 All sources — the default CT liver-lesion phantoms, DICOM / NIfTI / PNG files (folders, CSV
 manifests, MONAI datalists, COVIDx-CT label files) and MedMNIST ``.npz`` — become the same stream
-``{"image": float32 [C, S, S] in [-1, 1], "label": int}`` through :func:`get_dataset`, which
-validates every entry before training starts. :func:`get_transforms` is the preprocessing alone;
-:func:`to_hu` / :func:`to_uint8` invert it for export.
+``{"image": float32 [C, x, y] in [-1, 1], "label": int}`` (MONAI's orientation) through
+:func:`get_dataset`, which fixes the split, checks for leakage, decodes and validates every entry
+before training starts, and records the preprocessing contract (:mod:`.contract`) that models store.
+:func:`get_transforms` is the preprocessing alone; :func:`to_hu` / :func:`to_uint8` / :func:`to_display`
+invert it for export and pictures.
 """
 
 from .covidx import COVIDX_CLASS_NAMES, read_covidx_labels
@@ -21,21 +23,24 @@ from .errors import DataError, DataValidationError, ImageReadError, NotASliceErr
 from .medmnist import MEDMNIST_CLASS_NAMES, load_medmnist_items
 from .phantoms import CLASS_NAMES as PHANTOM_CLASS_NAMES
 from .phantoms import ensure_default_dataset, generate_phantom_dataset, render_phantoms
+from .contract import DataContract, Preprocessing, check_class_names, check_contract, contract_of, decide_intensity
+from .splits import check_leakage, fixed_split_datalist
 from .transforms import (
     HU_WINDOWS,
+    INTENSITY_MODES,
+    CheckLabeld,
     CropBoxd,
     ExtractSliced,
-    HUWindowd,
+    IntensityToTrainingRanged,
     LoadMedicalImaged,
-    ScaleIntensityToUnitd,
     ToChannelsd,
-    ToTrainingRanged,
     get_transforms,
     resolve_hu_window,
+    to_display,
     to_hu,
     to_uint8,
 )
-from .validate import inspect_image_file, validate_items
+from .validate import inspect_image_file, summarize, validate_items
 
 __all__ = [
     "COVIDX_CLASS_NAMES", "read_covidx_labels",
@@ -44,7 +49,9 @@ __all__ = [
     "DataError", "DataValidationError", "ImageReadError", "NotASliceError",
     "MEDMNIST_CLASS_NAMES", "load_medmnist_items",
     "PHANTOM_CLASS_NAMES", "ensure_default_dataset", "generate_phantom_dataset", "render_phantoms",
-    "HU_WINDOWS", "CropBoxd", "ExtractSliced", "HUWindowd", "LoadMedicalImaged", "ScaleIntensityToUnitd", "ToChannelsd",
-    "ToTrainingRanged", "get_transforms", "resolve_hu_window", "to_hu", "to_uint8",
-    "inspect_image_file", "validate_items",
+    "DataContract", "Preprocessing", "check_class_names", "check_contract", "contract_of", "decide_intensity",
+    "check_leakage", "fixed_split_datalist",
+    "HU_WINDOWS", "INTENSITY_MODES", "CheckLabeld", "CropBoxd", "ExtractSliced", "IntensityToTrainingRanged",
+    "LoadMedicalImaged", "ToChannelsd", "get_transforms", "resolve_hu_window", "to_display", "to_hu", "to_uint8",
+    "inspect_image_file", "summarize", "validate_items",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -85,15 +86,19 @@ def build_datalist_from_folder(
     class_names: Sequence[str] | None = None,
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
-    seed: int = 0,
+    split_seed: int = 0,
+    on_error: str = "raise",
 ) -> dict:
     """Datalist from ``root/<class_name>/*.{png,dcm,nii,nii.gz,...}``, or, when ``root`` has
     ``train|training``, ``val|validation`` and/or ``test`` subfolders, from ``root/<split>/<class_name>/*``.
 
     Without split folders the images are split per class (``val_fraction``, ``test_fraction``,
-    ``seed``). ``class_names`` fixes the label order (default: the class folders sorted by name);
-    a class folder not in ``class_names`` is an error, as are an empty ``root``, an empty class
-    folder and files with unsupported suffixes. Image paths in the result are absolute.
+    ``split_seed`` — never the training seed; :func:`gemix_monai.data.splits.fixed_split_datalist`
+    writes the split once and reuses it). ``class_names`` fixes the label order (default: the class
+    folders sorted by name); a class folder not in ``class_names`` is an error, as are an empty
+    ``root``, a single class, an empty class folder and files with unsupported suffixes
+    (``on_error="skip"`` drops unsupported files and lists them under ``"skipped"``). Image paths in
+    the result are absolute.
     """
     root = Path(root)
     if not root.is_dir():
@@ -110,10 +115,15 @@ def build_datalist_from_folder(
     if class_names is None:
         class_names = found_classes
     class_names = [str(c) for c in class_names]
+    if len(class_names) < 2:
+        where = ", ".join(str(g / class_names[0]) for g in groups.values()) if class_names else str(root)
+        raise DataError(f"{root}: only one class folder ({where}); classification needs at least two classes "
+                        f"(expected {root}/<class_name>/<images> with one folder per class)")
     unknown = sorted(set(found_classes) - set(class_names))
     if unknown:
         raise DataError(f"{root}: unknown class folder(s) {unknown}; class_names are {class_names}")
     problems: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = []
     per_group: dict = {}
     for split, folder in groups.items():
         entries = []
@@ -125,22 +135,29 @@ def build_datalist_from_folder(
             images = [p for p in files if _is_image(p)]
             for p in files:
                 if p not in images:
-                    problems.append((str(p), f"unsupported file type; expected one of {sorted(s for s in IMAGE_SUFFIXES if s)}"))
+                    problem = (str(p), f"unsupported file type; expected one of {sorted(s for s in IMAGE_SUFFIXES if s)}")
+                    (skipped if on_error == "skip" else problems).append(problem)
             if not images:
                 problems.append((str(cdir), "class folder holds no images"))
             entries += [{"image": str(p.resolve()), "label": label} for p in images]
         per_group[split] = entries
     if problems:
         raise DataValidationError(problems, f"folder {root}")
+    if skipped:
+        warnings.warn(str(DataValidationError(skipped, f"folder {root}")).replace(
+            "(fix them, or pass on_error='skip' to drop and report them)", "skipped"), stacklevel=2)
     datalist: dict = {"class_names": class_names}
+    if skipped:
+        datalist["skipped"] = [list(p) for p in skipped]
     if split_dirs:
         for split in SPLITS:
             datalist[split] = per_group.get(split, [])
     else:
         entries = per_group[None]
-        assign = stratified_split([e["label"] for e in entries], val_fraction, test_fraction, seed)
+        assign = stratified_split([e["label"] for e in entries], val_fraction, test_fraction, split_seed)
         for split in SPLITS:
             datalist[split] = [e for e, s in zip(entries, assign) if s == split]
+        datalist["split"] = {"split_seed": split_seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
     return datalist
 
 
@@ -153,7 +170,7 @@ def build_datalist_from_csv(
     class_names: Sequence[str] | None = None,
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
-    seed: int = 0,
+    split_seed: int = 0,
 ) -> dict:
     """Datalist from a CSV manifest with one row per image.
 
@@ -178,10 +195,21 @@ def build_datalist_from_csv(
     raw_labels = [(r.get(label_column) or "").strip() for r in rows]
     if class_names is None:
         if all(v.lstrip("-").isdigit() for v in raw_labels if v):
-            n = max(int(v) for v in raw_labels if v) + 1 if any(raw_labels) else 0
-            class_names = [str(i) for i in range(n)]
+            # Integer labels without names: the classes are exactly the values seen, which must be
+            # 0..K-1 (a stray "7" must not silently make an 8-class problem).
+            seen = sorted({int(v) for v in raw_labels if v})
+            if seen and seen != list(range(len(seen))):
+                rows_of = {s: [n for n, v in enumerate(raw_labels, start=1) if v and int(v) == s] for s in seen}
+                gaps = sorted(set(range(max(seen) + 1)) - set(seen))
+                odd = [s for s in seen if s < 0 or s >= len(seen)]
+                raise DataError(f"{csv_path}: integer labels {seen} are not 0..{len(seen) - 1} (missing {gaps}; "
+                                f"suspicious {odd} in rows {sum((rows_of[s][:5] for s in odd), [])}); "
+                                "fix the labels or pass class_names to fix the class count")
+            class_names = [str(i) for i in seen]
         else:
             class_names = sorted({v for v in raw_labels if v})
+        if len(class_names) < 2:
+            raise DataError(f"{csv_path}: column {label_column!r} holds a single class {class_names}; classification needs at least two")
     class_names = [str(c) for c in class_names]
     problems: list[tuple[str, str]] = []
     entries, splits = [], []
@@ -218,10 +246,12 @@ def build_datalist_from_csv(
     if problems:
         raise DataValidationError(problems, f"CSV {csv_path}")
     if not has_split:
-        splits = stratified_split([e["label"] for e in entries], val_fraction, test_fraction, seed)
+        splits = stratified_split([e["label"] for e in entries], val_fraction, test_fraction, split_seed)
     datalist: dict = {"class_names": class_names}
     for split in SPLITS:
         datalist[split] = [e for e, s in zip(entries, splits) if s == split]
+    if not has_split:
+        datalist["split"] = {"split_seed": split_seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
     return datalist
 
 

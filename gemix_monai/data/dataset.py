@@ -10,20 +10,24 @@ Sources (``source=``):
 * a MedMNIST ``.npz``;
 * a COVIDx-CT label ``.txt`` (``image_dir=`` the folder of slices; boxes cropped).
 
-Every dataset yields ``{"image": float32 [C, S, S] in [-1, 1], "label": int, ...}`` and has
-``class_names``, ``hu_window`` (the window used, or ``None``) and ``bad_items`` (what
-``on_error="skip"`` dropped).
+Every dataset yields ``{"image": float32 [C, S, S] in [-1, 1], "label": int, ...}`` (MONAI's
+orientation) and has ``class_names``, ``contract`` (classes + preprocessing, what every model
+records), ``hu_window`` (the window used, or ``None``), ``bad_items`` (what ``on_error="skip"``
+dropped) and ``summary`` (the validation summary). The intensity handling follows the data
+(docs/data.md): a CT window only for data known to be CT.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from pathlib import Path
 from typing import Sequence
 
 from monai.data import CacheDataset, Dataset
 
+from .contract import DataContract, Preprocessing, check_class_names, check_contract, contract_of, decide_intensity
 from .covidx import COVIDX_CLASS_NAMES, read_covidx_labels
 from .datalist import (
     build_datalist_from_csv,
@@ -34,8 +38,10 @@ from .datalist import (
 from .errors import DataError
 from .medmnist import load_medmnist_items
 from .phantoms import ensure_default_dataset
-from .transforms import get_transforms, image_format, resolve_hu_window
-from .validate import validate_items
+from .splits import check_leakage, fixed_split_datalist
+from .validate import summarize, validate_items
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["default_data_dir", "build_datalist", "get_dataset", "GemixDataset", "source_kind"]
 
@@ -66,33 +72,42 @@ def source_kind(source) -> str:
     if source in PHANTOM_SOURCES:
         return "phantom"
     path = Path(source)
+    if not path.exists():
+        raise DataError(f"dataset source does not exist: {path} (expected a folder of class folders, a .json datalist, "
+                        "a .csv manifest, a .npz MedMNIST file or a .txt COVIDx-CT label file)")
     if path.is_dir():
         return "folder"
     suffix = path.suffix.lower()
     kinds = {".json": "datalist", ".csv": "csv", ".npz": "medmnist", ".txt": "covidx"}
     if suffix not in kinds:
         raise DataError(f"source {source!r}: expected 'phantom', a folder, or a .json datalist, .csv manifest, .npz MedMNIST file or .txt COVIDx-CT label file")
-    if not path.exists():
-        raise DataError(f"source not found: {path}")
     return kinds[suffix]
 
 
-def build_datalist(source=None, *, image_size: int = 64, seed: int = 0, val_fraction: float = 0.2,
+def build_datalist(source=None, *, image_size: int = 64, split_seed: int = 0, val_fraction: float = 0.2,
                    test_fraction: float = 0.2, class_names: Sequence[str] | None = None,
-                   image_dir=None, data_dir=None, **csv_kwargs) -> dict:
+                   image_dir=None, data_dir=None, on_error: str = "raise", **csv_kwargs) -> dict:
     """Datalist dict (absolute image paths) for a file-based source: phantom, datalist JSON, folder,
-    CSV or COVIDx-CT labels (all of a COVIDx file goes to ``"training"``; split with separate files)."""
+    CSV or COVIDx-CT labels (all of a COVIDx file goes to ``"training"``; split with separate files).
+
+    Folders and CSVs without their own split are split once with ``split_seed`` and the split is kept
+    on disk (:func:`gemix_monai.data.splits.fixed_split_datalist`). The default phantoms are generated
+    with ``split_seed`` as their dataset seed: the training seed never changes the data.
+    """
     kind = source_kind(source)
+    fallback = Path(data_dir) if data_dir is not None else default_data_dir()
     if kind == "phantom":
-        return read_datalist(default_phantom_datalist(image_size, seed, data_dir=data_dir))
+        return read_datalist(default_phantom_datalist(image_size, split_seed, data_dir=data_dir))
     if kind == "datalist":
         return read_datalist(source)
     if kind == "folder":
-        return build_datalist_from_folder(source, class_names=class_names, val_fraction=val_fraction,
-                                          test_fraction=test_fraction, seed=seed)
+        return fixed_split_datalist(source, lambda: build_datalist_from_folder(
+            source, class_names=class_names, val_fraction=val_fraction, test_fraction=test_fraction,
+            split_seed=split_seed, on_error=on_error), split_seed=split_seed, fallback_dir=fallback)
     if kind == "csv":
-        return build_datalist_from_csv(source, class_names=class_names, val_fraction=val_fraction,
-                                       test_fraction=test_fraction, seed=seed, **csv_kwargs)
+        return fixed_split_datalist(source, lambda: build_datalist_from_csv(
+            source, class_names=class_names, val_fraction=val_fraction, test_fraction=test_fraction,
+            split_seed=split_seed, **csv_kwargs), split_seed=split_seed, fallback_dir=fallback)
     if kind == "covidx":
         names = list(class_names or COVIDX_CLASS_NAMES)
         # COVIDx-CT slices are 8-bit PNGs already windowed by the dataset's authors: no HU window.
@@ -101,69 +116,59 @@ def build_datalist(source=None, *, image_size: int = 64, seed: int = 0, val_frac
     raise DataError(f"{source}: a MedMNIST .npz holds arrays, not files; use get_dataset({str(source)!r}, split)")
 
 
-class GemixDataset(Dataset):
-    """``monai.data.Dataset`` with the facts other layers need: ``class_names``, ``num_classes``,
-    ``hu_window``, ``labels`` (one int per item, for class weights), ``bad_items``, ``source``."""
-
-    def __init__(self, data, transform, *, class_names, hu_window, bad_items, source, split):
-        super().__init__(data, transform)
+class _GemixDatasetMixin:
+    def _set_facts(self, data, *, class_names, contract, bad_items, source, split, summary):
         self.class_names = list(class_names)
         self.num_classes = len(self.class_names)
-        self.hu_window = hu_window
+        self.contract = contract
+        self.preprocessing = contract.preprocessing
+        self.hu_window = contract.preprocessing.hu_window
         self.bad_items = list(bad_items)
         self.source = source
         self.split = split
+        self.summary = summary
         self.labels = [int(d["label"]) for d in data]
 
 
-class GemixCacheDataset(CacheDataset):
+class GemixDataset(_GemixDatasetMixin, Dataset):
+    """``monai.data.Dataset`` with the facts other layers need: ``class_names``, ``num_classes``,
+    ``contract`` (:class:`~gemix_monai.data.contract.DataContract`: classes + preprocessing, what models
+    record), ``preprocessing``, ``hu_window``, ``labels`` (one int per item), ``bad_items``, ``source``,
+    ``summary`` (the validation summary)."""
+
+    def __init__(self, data, transform, **facts):
+        Dataset.__init__(self, data, transform)
+        self._set_facts(data, **facts)
+
+
+class GemixCacheDataset(_GemixDatasetMixin, CacheDataset):
     """As :class:`GemixDataset`, caching the deterministic preprocessing in memory."""
 
-    def __init__(self, data, transform, *, class_names, hu_window, bad_items, source, split, num_workers=0):
-        super().__init__(data, transform, num_workers=num_workers, progress=False)
-        self.class_names = list(class_names)
-        self.num_classes = len(self.class_names)
-        self.hu_window = hu_window
-        self.bad_items = list(bad_items)
-        self.source = source
-        self.split = split
-        self.labels = [int(d["label"]) for d in data]
-
-
-def _auto_window(datalist: dict, items: list[dict]):
-    if "hu_window" in datalist:
-        return datalist["hu_window"]
-    first = next((it["image"] for it in items if isinstance(it.get("image"), (str, os.PathLike))), None)
-    if first is not None and image_format(first) == "dicom" and os.path.isfile(first):
-        import pydicom
-
-        try:
-            if pydicom.dcmread(first, stop_before_pixels=True).get("Modality") == "CT":
-                return "abdomen"
-        except Exception:
-            pass  # validation reports unreadable files with their names
-    if datalist.get("modality") == "CT":
-        return "abdomen"
-    return None
+    def __init__(self, data, transform, num_workers=0, **facts):
+        CacheDataset.__init__(self, data, transform, num_workers=num_workers, progress=False)
+        self._set_facts(data, **facts)
 
 
 def get_dataset(
     source=None,
     split: str = "training",
-    image_size: int = 64,
+    image_size: int | None = None,
     *,
     hu_window="auto",
     intensity="auto",
-    channels: int = 1,
+    channels: int | None = None,
     slice_index: int | None = None,
     slice_mask_key: str | None = None,
     on_error: str = "raise",
-    deep_validate: bool = False,
+    validate: str = "full",
+    deep_validate: bool | None = None,
+    on_duplicate: str = "error",
     cache: bool = False,
-    seed: int = 0,
+    split_seed: int = 0,
     class_names: Sequence[str] | None = None,
     image_dir=None,
     data_dir=None,
+    contract=None,
     transform=None,
     **source_kwargs,
 ):
@@ -172,40 +177,79 @@ def get_dataset(
     Args:
         source: see the module docstring; ``None`` = the default phantoms.
         split: ``"training"``/``"train"``, ``"validation"``/``"val"`` or ``"test"``.
-        image_size: output side (the generator's resolution).
-        hu_window: ``"auto"`` (the datalist's ``hu_window``; ``"abdomen"`` for CT DICOM or
-            ``modality: "CT"`` datalists; ``None`` otherwise), a preset name, ``(width, level)`` or ``None``.
-        intensity, channels, slice_index, slice_mask_key: see :func:`get_transforms`.
-        on_error: ``"raise"`` (default) or ``"skip"`` bad entries (listed in ``dataset.bad_items``).
-        deep_validate: decode every image during validation, not only headers.
+        image_size: output side (default: the model contract's, else 64).
+        hu_window: ``"auto"`` — decided from the data (:func:`~gemix_monai.data.contract.decide_intensity`:
+            a CT window only for data known to be CT) —, a preset name, ``(width, level)``, or ``None``/``"none"``.
+        intensity: scaling of non-CT data (``"auto"``: 8-bit files by 0..255, else per-image percentiles).
+        channels: output channels (default: the contract's, else 1); slice_index, slice_mask_key: see
+            :func:`get_transforms`.
+        on_error: ``"raise"`` (default) or ``"skip"`` bad entries and files (listed in ``dataset.bad_items``).
+        validate: ``"full"`` (default: decode every image, finite values, shape), ``"headers"`` (cheap
+            checks only) or ``"none"``. ``deep_validate`` (older name): ``True`` = full, ``False`` = headers.
+        on_duplicate: ``"error"`` (default) — an image in two splits or with two labels stops the run;
+            ``"drop"`` — held-out copies of training images are removed and reported.
         cache: keep preprocessed items in memory (``CacheDataset``).
-        seed, class_names, image_dir, data_dir, **source_kwargs: passed to the source readers
-            (split seed for folders/CSV, class order, COVIDx image folder, phantom cache folder, CSV columns).
-        transform: replace the default preprocessing entirely.
+        split_seed: seed of the split of folders/CSVs without their own (written once, then reused) and
+            of the default phantoms. The training seed never enters here.
+        class_names, image_dir, data_dir, **source_kwargs: passed to the source readers.
+        contract: a model's :class:`~gemix_monai.data.contract.DataContract` (or its dict): the data
+            must have the same classes in the same order and the same preprocessing (sizes default to
+            the contract's); a difference raises naming both.
+        transform: replace the default preprocessing entirely (the dataset's contract then describes
+            the options given here, not your transform).
     """
+    if "seed" in source_kwargs:
+        raise TypeError("get_dataset(seed=...) no longer exists: the training seed must not change the split; "
+                        "use split_seed= for the split (and the phantoms' dataset seed)")
     split = canonical_split(split)
+    model_contract = contract_of(contract) if contract is not None else None
+    if contract is not None and model_contract is None:
+        raise TypeError(f"contract must be a DataContract or its dict, got {type(contract).__name__}")
+    if model_contract is not None:
+        image_size = image_size if image_size is not None else model_contract.preprocessing.image_size
+        channels = channels if channels is not None else model_contract.preprocessing.channels
+    image_size = 64 if image_size is None else image_size
+    channels = 1 if channels is None else channels
+    if deep_validate is not None:
+        validate = "full" if deep_validate else "headers"
+    if validate not in ("full", "headers", "none"):
+        raise ValueError(f"validate must be 'full', 'headers' or 'none', got {validate!r}")
     kind = source_kind(source)
     if kind == "medmnist":
         items, names = load_medmnist_items(source, split, class_names=class_names)
-        datalist = {"class_names": names}
+        datalist = {"class_names": names, split: items}
         context = f"MedMNIST {source}"
     else:
-        datalist = build_datalist(source, image_size=image_size, seed=seed, class_names=class_names,
-                                  image_dir=image_dir, data_dir=data_dir, **source_kwargs)
-        items = datalist.get(split, [])
+        datalist = build_datalist(source, image_size=image_size, split_seed=split_seed, class_names=class_names,
+                                  image_dir=image_dir, data_dir=data_dir, on_error=on_error, **source_kwargs)
         names = datalist["class_names"]
         context = f"{kind} {source if source is not None else 'phantom (default)'}"
-    if hu_window == "auto":
-        hu_window = _auto_window(datalist, items)
-    window = resolve_hu_window(hu_window)
+    if class_names is not None and kind in ("phantom", "datalist"):
+        check_class_names(class_names, names, "class_names given", context)
+    if kind != "medmnist":
+        datalist = check_leakage(datalist, on_duplicate=on_duplicate, context=context)
+    items = datalist.get(split, [])
+    window, intensity, reason = decide_intensity(datalist, items, hu_window, intensity)
+    try:
+        preprocessing = Preprocessing(image_size=image_size, channels=channels, hu_window=window, intensity=intensity)
+    except ValueError as e:
+        raise DataError(f"{context}: {e}") from None
+    data_contract = DataContract(tuple(names), preprocessing, reason)
+    if model_contract is not None:
+        check_contract(model_contract, data_contract, "the model", context)
     allow_volumes = slice_index is not None or slice_mask_key is not None
-    good, problems = validate_items(items, num_classes=len(names), split=split, deep=deep_validate,
-                                    allow_volumes=allow_volumes, on_error=on_error, context=context)
+    skipped = [tuple(p) for p in datalist.get("skipped", [])]
+    good, problems, stats = validate_items(items, num_classes=len(names), split=split, deep=validate == "full",
+                                           check_files=validate != "none", allow_volumes=allow_volumes,
+                                           on_error=on_error, context=context, preprocessing=preprocessing,
+                                           return_stats=True)
+    problems = skipped + list(problems)
+    summary = summarize(context, split, names, good, stats, problems, data_contract,
+                        split_file=datalist.get("split_file"), dropped=datalist.get("dropped_duplicates", []))
+    logger.info("%s", summary["text"])
     if transform is None:
-        transform = get_transforms(image_size, hu_window=window, intensity=intensity, channels=channels,
-                                   slice_index=slice_index, slice_mask_key=slice_mask_key,
-                                   box_key="box" if kind == "covidx" else None, num_classes=len(names))
-    cls = GemixCacheDataset if cache else GemixDataset
-    return cls(good, transform, class_names=names, hu_window=window, bad_items=problems,
-               source="phantom" if kind == "phantom" else str(source), split=split)
-
+        transform = preprocessing.transforms(num_classes=len(names), slice_index=slice_index, slice_mask_key=slice_mask_key,
+                                             box_key="box" if kind == "covidx" else None)
+    facts = dict(class_names=names, contract=data_contract, bad_items=problems,
+                 source="phantom" if kind == "phantom" else str(source), split=split, summary=summary)
+    return GemixCacheDataset(good, transform, **facts) if cache else GemixDataset(good, transform, **facts)

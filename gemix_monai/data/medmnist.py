@@ -45,13 +45,28 @@ def medmnist_class_names(path: str | os.PathLike, num_classes: int | None = None
     return [str(i) for i in range(num_classes)]
 
 
+def _class_count(path: Path) -> int:
+    """K for a file without known names: the label values of all splits, which must be exactly 0..K-1."""
+    seen: set[int] = set()
+    with _open(path) as npz:
+        for key in _NPZ_SPLIT.values():
+            if f"{key}_labels" in npz.files:
+                seen |= {int(v) for v in np.unique(npz[f"{key}_labels"])}
+    if sorted(seen) != list(range(len(seen))) or len(seen) < 2:
+        raise DataError(f"{path}: label values {sorted(seen)} over all splits are not 0..K-1 with K >= 2; "
+                        "pass class_names to state the classes")
+    return len(seen)
+
+
 def load_medmnist_items(
     path: str | os.PathLike,
     split: str = "training",
     *,
     class_names: Sequence[str] | None = None,
 ) -> tuple[list[dict], list[str]]:
-    """``([{"image": uint8 array [C, H, W], "label": int, "image_source": "file.npz:train[i]"}], class_names)``.
+    """``([{"image": uint8 array [C, x, y], "label": int, "image_source": "file.npz:train[i]"}], class_names)``.
+
+    Images are put in MONAI's order (the transpose of the stored rows × columns), like every reader here.
 
     Checks, naming the file and key: the file opens; ``<split>_images`` and ``<split>_labels``
     exist; their lengths match; images are ``[N, H, W]`` or ``[N, H, W, 1|3]``; labels are single
@@ -81,6 +96,8 @@ def load_medmnist_items(
         images = images[:, None]
     else:
         raise DataError(f"{path}: {key}_images must be [N, H, W] or [N, H, W, 1|3], got shape {images.shape}")
+    # [N, C, rows, cols] → [N, C, x, y]: MONAI's order, as LoadImaged gives the same picture saved as PNG.
+    images = np.ascontiguousarray(np.swapaxes(images, -1, -2))
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1:
@@ -91,7 +108,7 @@ def load_medmnist_items(
             raise DataError(f"{path}: {key}_labels[{bad}] = {labels[bad]!r} is not an integer class index")
         labels = labels.astype(np.int64)
     if class_names is None:
-        class_names = medmnist_class_names(path, int(labels.max()) + 1)
+        class_names = medmnist_class_names(path, _class_count(path))
     class_names = [str(c) for c in class_names]
     out_of_range = np.flatnonzero((labels < 0) | (labels >= len(class_names)))
     if out_of_range.size:

@@ -25,7 +25,8 @@ Files are written one per image (NIfTI ``.nii.gz`` by default, or DICOM ``.dcm``
 
 Orientation: pixel arrays here are ``[rows, cols]`` (display order). NIfTI files store the
 transpose (NIfTI's first axis is *x* = column) and DICOM stores rows × columns, so MONAI's
-readers followed by :func:`gemix_monai.data.transforms.get_transforms` give back ``[1, rows, cols]``.
+readers (and :func:`gemix_monai.data.transforms.get_transforms`) give ``[1, x, y]`` = ``[1, cols, rows]``
+from either format, MONAI's usual order.
 """
 
 from __future__ import annotations

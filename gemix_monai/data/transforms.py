@@ -1,23 +1,22 @@
-"""Preprocessing from a file (or array) to the training stream ``{"image": float32 [C, H, W] in [-1, 1], "label": int}``.
+"""Preprocessing from a file (or array) to the training stream ``{"image": float32 [C, S, S] in [-1, 1], "label": int}``.
 
-The chain built by :func:`get_transforms`::
+The chain built by :func:`get_transforms` (docs/data.md, "Preprocessing")::
 
-    LoadMedicalImaged   MONAI readers (pydicom / nibabel / PIL) chosen by file suffix, channel first,
-                        DICOM rescale slope/intercept applied (→ HU), spatial axes put in display
-                        order [C, rows, cols(, slices)]
-    ExtractSliced       3-D volume → one 2-D slice (by index, or where a mask is largest)
-    CropBoxd            optional bounding-box crop (COVIDx-CT boxes)
-    ToChannelsd         RGB/RGBA → grey, or grey → N channels
-    HUWindowd           CT: [L − W/2, L + W/2] HU → [0, 1] (clipped)      — or —
-    ScaleIntensityToUnitd  PNG/X-ray: uint8 / uint16 / min-max → [0, 1]
-    Resized + pad       longest side → image_size (bilinear, anti-aliased), pad to square with black
-    ToTrainingRanged    [0, 1] → [-1, 1]; label → int (range-checked)
+    LoadMedicalImaged        MONAI's LoadImage with the reader the suffix calls for, channel first,
+                             DICOM rescale slope/intercept applied (→ HU); non-finite voxels refused
+    ExtractSliced            3-D volume → one 2-D slice (by index, or where a mask is largest)
+    CropBoxd                 optional bounding-box crop (COVIDx-CT boxes)
+    ToChannelsd              RGB/RGBA → grey, or grey → N channels
+    IntensityToTrainingRanged  CT: HU window → [-1, 1]; anything else: 8-bit range or per-image percentiles → [-1, 1]
+    Resized + SpatialPadd    longest side → image_size (bilinear, anti-aliased), pad to square with −1 (black)
+    CheckLabeld              label → int (range-checked)
 
-:func:`to_hu` and :func:`to_uint8` invert the last steps for export.
-
-Orientation: MONAI's readers return the first spatial axis as *x* (image columns). Every array
-leaving :class:`LoadMedicalImaged` is in display order ``[C, rows, cols]``, the same as a MedMNIST
-array or ``PIL.Image`` → ``numpy``; ``plt.imshow(image[0])`` shows the image the right way up.
+Orientation: exactly MONAI's. Every array leaving :class:`LoadMedicalImaged` is what ``LoadImaged`` +
+``EnsureChannelFirstd`` give: ``[C, x, y]`` where, for a PNG/JPEG, the first spatial axis runs along
+the image's width (the transpose of ``numpy.asarray(PIL.Image.open(f))``). In-memory arrays
+(MedMNIST) are put in the same order by their readers. :func:`to_display` turns ``[C, x, y]`` back into
+rows × columns for pictures and PNG export, so an exported PNG read with ``LoadImaged`` gives the
+generator's array back.
 """
 
 from __future__ import annotations
@@ -44,9 +43,11 @@ __all__ = [
     "ExtractSliced",
     "CropBoxd",
     "ToChannelsd",
-    "HUWindowd",
-    "ScaleIntensityToUnitd",
-    "ToTrainingRanged",
+    "INTENSITY_MODES",
+    "check_intensity",
+    "IntensityToTrainingRanged",
+    "CheckLabeld",
+    "to_display",
     "DataCompose",
     "get_transforms",
     "to_hu",
@@ -115,13 +116,22 @@ def _pil_dtype(path: str) -> str:
     return "float32"
 
 
+def _check_finite(img, where: str) -> None:
+    finite = torch.isfinite(torch.as_tensor(img))
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise DataError(f"{where}: {bad} of {finite.numel()} voxels are NaN or infinite; fix or drop this image")
+
+
 class LoadMedicalImaged(MapTransform):
     """Read an image file with MONAI's ``LoadImage`` and the reader its suffix calls for.
 
-    Output: ``MetaTensor`` float32 ``[C, rows, cols]`` (2-D) or ``[C, rows, cols, slices]`` (3-D),
+    Output: ``MetaTensor`` float32 ``[C, x, y]`` (2-D) or ``[C, x, y, z]`` (3-D) in MONAI's order,
     DICOM in HU (rescale slope/intercept applied by ``PydicomReader``). ``meta["source_dtype"]``
-    records the stored sample type of PNG/JPEG/TIFF files (``uint8`` PNGs are scaled by 255 later). Arrays or tensors already in
-    the item (MedMNIST) must be ``[C, rows, cols]`` and pass through as float32.
+    records the stored sample type of PNG/JPEG/TIFF files (8-bit files are scaled by their 0..255
+    range later). Arrays or tensors already in the item (MedMNIST) must be ``[C, x, y]`` and pass
+    through as float32. A missing file, an unreadable or truncated one, and NaN/inf voxels raise
+    naming the file.
     """
 
     def __init__(self, keys: KeysCollection = "image", allow_missing_keys: bool = False):
@@ -139,8 +149,10 @@ class LoadMedicalImaged(MapTransform):
 
     def load(self, path) -> MetaTensor:
         path = str(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"image file does not exist: {path}")
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"image file not found: {path}")
+            raise DataError(f"{path}: not a regular file")
         fmt = image_format(path)
         try:
             with warnings.catch_warnings():
@@ -151,12 +163,9 @@ class LoadMedicalImaged(MapTransform):
         source_dtype = _pil_dtype(path) if fmt == "pil" else "float32"
         if img.ndim < 3:
             raise ImageReadError(f"{path}: expected a 2-D or 3-D image, got shape {tuple(img.shape)}")
-        # MONAI readers give [C, x, y, ...] with x = columns; swap to display order [C, rows, cols, ...].
-        img = img.transpose(1, 2).contiguous()
+        _check_finite(img, path)
+        # No transpose: [C, x, y(, z)] exactly as MONAI's LoadImaged + EnsureChannelFirstd give it.
         if isinstance(img, MetaTensor):
-            affine = img.affine.clone()
-            affine[:, [0, 1]] = affine[:, [1, 0]]
-            img.affine = affine
             img.meta["source_dtype"] = source_dtype
             img.meta["source_format"] = fmt
         return img
@@ -171,7 +180,9 @@ class LoadMedicalImaged(MapTransform):
                 source_dtype = str(value.dtype).replace("torch.", "")
                 arr = torch.as_tensor(np.asarray(value) if isinstance(value, np.ndarray) else value).float()
                 if arr.ndim != 3:
-                    raise DataError(f"item[{key!r}]: an in-memory image must be [C, rows, cols], got shape {tuple(arr.shape)}")
+                    raise DataError(f"item[{key!r}]: an in-memory image must be [C, x, y], got shape {tuple(arr.shape)}")
+                where = str(d.get(f"{key}_source", "<array>"))
+                _check_finite(arr, where)
                 img = MetaTensor(arr)
                 img.meta["source_dtype"] = source_dtype
                 img.meta["source_format"] = "array"
@@ -183,7 +194,7 @@ class LoadMedicalImaged(MapTransform):
 
 
 class ExtractSliced(MapTransform):
-    """3-D ``[C, rows, cols, slices]`` → 2-D ``[C, rows, cols]``; 2-D input passes unchanged.
+    """3-D ``[C, x, y, z]`` → 2-D ``[C, x, y]``; 2-D input passes unchanged.
 
     A volume with a single slice is squeezed. Otherwise the slice is ``slice_index`` (negative
     counts from the end), or, with ``mask_key``, the slice where that mask (loaded the same way)
@@ -225,7 +236,7 @@ class ExtractSliced(MapTransform):
             if img.ndim == 3:
                 continue
             if img.ndim != 4:
-                raise DataError(f"{_filename(img)}: expected [C, rows, cols] or [C, rows, cols, slices], got shape {tuple(img.shape)}")
+                raise DataError(f"{_filename(img)}: expected [C, x, y] or [C, x, y, z], got shape {tuple(img.shape)}")
             if img.shape[-1] == 1:
                 d[key] = img[..., 0]
                 continue
@@ -240,8 +251,8 @@ class ExtractSliced(MapTransform):
 
 
 class CropBoxd(MapTransform):
-    """Crop ``[C, rows, cols]`` to ``item[box_key] = (xmin, ymin, xmax, ymax)`` pixels (x = column, exclusive max).
-    Items without a box (``None``) pass unchanged."""
+    """Crop ``[C, x, y]`` to ``item[box_key] = (xmin, ymin, xmax, ymax)`` pixels (x = column of the picture,
+    exclusive max). Items without a box (``None``) pass unchanged."""
 
     def __init__(self, keys: KeysCollection = "image", box_key: str = "box", allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
@@ -255,10 +266,10 @@ class CropBoxd(MapTransform):
         for key in self.key_iterator(d):
             img = d[key]
             xmin, ymin, xmax, ymax = (int(v) for v in box)
-            rows, cols = img.shape[-2:]
+            cols, rows = img.shape[-2:]
             if not (0 <= xmin < xmax <= cols and 0 <= ymin < ymax <= rows):
                 raise DataError(f"{_filename(img)}: box (xmin, ymin, xmax, ymax) = {tuple(box)} is empty or outside the image of {cols}×{rows} (cols×rows)")
-            d[key] = img[..., ymin:ymax, xmin:xmax]
+            d[key] = img[..., xmin:xmax, ymin:ymax]
         return d
 
 
@@ -293,88 +304,114 @@ class ToChannelsd(MapTransform):
         return d
 
 
-class HUWindowd(MapTransform):
-    """CT window: ``[level − width/2, level + width/2]`` HU → ``[0, 1]``, clipped. Input must be HU
-    (the DICOM rescale slope/intercept is applied by the reader)."""
+#: Per-image percentiles used by ``intensity="percentile"`` (and by ``"auto"`` for anything not stored as 8-bit).
+PERCENTILES = (0.5, 99.5)
 
-    def __init__(self, keys: KeysCollection = "image", hu_window="abdomen", allow_missing_keys: bool = False):
-        super().__init__(keys, allow_missing_keys)
-        window = resolve_hu_window(hu_window)
-        if window is None:
-            raise ValueError("HUWindowd needs a window; use ScaleIntensityToUnitd for non-CT images")
-        self.width, self.level = window
-
-    def __call__(self, data):
-        d = dict(data)
-        low = self.level - self.width / 2
-        for key in self.key_iterator(d):
-            d[key] = ((d[key] - low) / self.width).clamp(0.0, 1.0)
-        return d
+#: Accepted ``intensity`` values for data that is not CT-windowed (see docs/data.md, "Preprocessing").
+INTENSITY_MODES = ("auto", "uint8", "uint16", "minmax", "percentile")
 
 
-class ScaleIntensityToUnitd(MapTransform):
-    """Non-CT intensities → ``[0, 1]``.
+def check_intensity(intensity):
+    """``intensity`` as stored in a contract: a mode name or a ``(low, high)`` list; ``ValueError`` otherwise."""
+    if isinstance(intensity, str) and intensity in INTENSITY_MODES:
+        return intensity
+    if isinstance(intensity, (tuple, list)) and len(intensity) == 2:
+        try:
+            low, high = float(intensity[0]), float(intensity[1])
+        except (TypeError, ValueError):
+            low = high = float("nan")
+        if np.isfinite(low) and np.isfinite(high) and high > low:
+            return [low, high]
+    raise ValueError(f"intensity must be one of {list(INTENSITY_MODES)} or (low, high) with finite high > low, got {intensity!r}")
 
-    ``mode``: ``"auto"`` (stored ``uint8`` → ÷255, ``uint16`` → ÷65535, anything else min-max),
-    ``"uint8"``, ``"uint16"``, ``"minmax"`` (per image; a constant image becomes 0), or ``(low, high)``.
+
+class IntensityToTrainingRanged(MapTransform):
+    """Intensities → the training range ``[-1, 1]``, clipped, through MONAI's own scaling transforms.
+
+    * ``hu_window=(width, level)``: CT in HU, ``[level − width/2, level + width/2]`` → ``[-1, 1]``
+      (``ScaleIntensityRange(clip=True)``).
+    * otherwise by ``intensity``: ``"uint8"`` (0..255), ``"uint16"`` (0..65535) or ``(low, high)`` — a fixed
+      range (``ScaleIntensityRange``); ``"percentile"`` — the image's own 0.5th..99.5th percentiles
+      (``ScaleIntensityRangePercentiles``), a constant image becomes −1; ``"minmax"`` — the image's own
+      min..max; ``"auto"`` — ``"uint8"`` for files stored with 8 bits per sample (``meta["source_dtype"]``),
+      ``"percentile"`` for everything else (16-bit PNG, MR NIfTI, float arrays).
+
+    The rule is part of the preprocessing contract stored with every model (docs/data.md).
     """
 
-    def __init__(self, keys: KeysCollection = "image", mode="auto", allow_missing_keys: bool = False):
+    def __init__(self, keys: KeysCollection = "image", hu_window=None, intensity="auto", allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
-        if not (mode in ("auto", "uint8", "uint16", "minmax") or (isinstance(mode, (tuple, list)) and len(mode) == 2 and mode[1] > mode[0])):
-            raise ValueError(f"intensity must be 'auto', 'uint8', 'uint16', 'minmax' or (low, high) with high > low, got {mode!r}")
-        self.mode = mode
+        from monai.transforms import ScaleIntensity, ScaleIntensityRange, ScaleIntensityRangePercentiles
+
+        self.window = resolve_hu_window(hu_window)
+        self.intensity = check_intensity(intensity)
+        self._fixed = {}
+        if self.window is not None:
+            width, level = self.window
+            self._fixed["window"] = ScaleIntensityRange(level - width / 2, level + width / 2, -1.0, 1.0, clip=True)
+        self._fixed["uint8"] = ScaleIntensityRange(0.0, 255.0, -1.0, 1.0, clip=True)
+        self._fixed["uint16"] = ScaleIntensityRange(0.0, 65535.0, -1.0, 1.0, clip=True)
+        if isinstance(self.intensity, list):
+            self._fixed["range"] = ScaleIntensityRange(self.intensity[0], self.intensity[1], -1.0, 1.0, clip=True)
+        self._percentile = ScaleIntensityRangePercentiles(*PERCENTILES, -1.0, 1.0, clip=True)
+        self._minmax = ScaleIntensity(minv=-1.0, maxv=1.0)
+
+    def mode_for(self, img) -> str:
+        """The rule applied to ``img``: ``window``, ``uint8``, ``uint16``, ``range``, ``percentile`` or ``minmax``."""
+        if self.window is not None:
+            return "window"
+        if isinstance(self.intensity, list):
+            return "range"
+        if self.intensity == "auto":
+            source = (getattr(img, "meta", None) or {}).get("source_dtype", "")
+            return "uint8" if source == "uint8" else "percentile"
+        return self.intensity
 
     def __call__(self, data):
         d = dict(data)
         for key in self.key_iterator(d):
             img = d[key]
-            mode = self.mode
-            if mode == "auto":
-                source = (getattr(img, "meta", None) or {}).get("source_dtype", "")
-                mode = source if source in ("uint8", "uint16") else "minmax"
-            if mode == "uint8":
-                low, high = 0.0, 255.0
-            elif mode == "uint16":
-                low, high = 0.0, 65535.0
+            mode = self.mode_for(img)
+            if mode in ("percentile", "minmax") and float(img.max()) <= float(img.min()):
+                out = torch.full_like(torch.as_tensor(img), -1.0)  # a constant image has no contrast to scale
+                if isinstance(img, MetaTensor):
+                    out = MetaTensor(out, meta=img.meta)
+            elif mode == "percentile":
+                out = self._percentile(img)
             elif mode == "minmax":
-                low, high = float(img.min()), float(img.max())
-                if high <= low:
-                    d[key] = torch.zeros_like(img)
-                    continue
+                out = self._minmax(img)
             else:
-                low, high = float(mode[0]), float(mode[1])
-            d[key] = ((img - low) / (high - low)).clamp(0.0, 1.0)
+                out = self._fixed[mode](img)
+            d[key] = out.float() if isinstance(out, torch.Tensor) else torch.as_tensor(out).float()
         return d
 
 
-class ToTrainingRanged(MapTransform):
-    """``[0, 1]`` → ``[-1, 1]`` float32 for the image keys; ``label_key`` → python ``int`` in ``[0, num_classes)``."""
+class CheckLabeld(MapTransform):
+    """``label_key`` → python ``int`` in ``[0, num_classes)``; anything else raises naming the image file."""
 
-    def __init__(self, keys: KeysCollection = "image", label_key: str | None = "label", num_classes: int | None = None,
-                 allow_missing_keys: bool = False):
+    def __init__(self, keys: KeysCollection = "image", label_key: str = "label", num_classes: int | None = None,
+                 allow_missing_keys: bool = True):
         super().__init__(keys, allow_missing_keys)
         self.label_key = label_key
         self.num_classes = num_classes
 
     def __call__(self, data):
         d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = (d[key] * 2.0 - 1.0).float()
-        if self.label_key is not None and self.label_key in d:
-            raw = d[self.label_key]
-            present = [k for k in self.key_iterator(d)]
-            where = _filename(d[present[0]], "<item>") if present else "<item>"
-            try:
-                label = int(raw)
-                ok = float(raw) == label
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise DataError(f"{where}: label must be an integer class index, got {raw!r}")
-            if label < 0 or (self.num_classes is not None and label >= self.num_classes):
-                raise DataError(f"{where}: label {label} out of range [0, {self.num_classes})")
-            d[self.label_key] = label
+        if self.label_key not in d:
+            return d
+        raw = d[self.label_key]
+        present = [k for k in self.key_iterator(d)]
+        where = _filename(d[present[0]], "<item>") if present else "<item>"
+        try:
+            label = int(raw)
+            ok = float(raw) == label
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise DataError(f"{where}: label must be an integer class index, got {raw!r}")
+        if label < 0 or (self.num_classes is not None and label >= self.num_classes):
+            raise DataError(f"{where}: label {label} out of range [0, {self.num_classes})")
+        d[self.label_key] = label
         return d
 
 
@@ -397,7 +434,7 @@ class DataCompose(Compose):
 def get_transforms(
     image_size: int = 64,
     *,
-    hu_window="abdomen",
+    hu_window=None,
     intensity="auto",
     channels: int = 1,
     slice_index: int | None = None,
@@ -411,11 +448,12 @@ def get_transforms(
 
     Args:
         image_size: output side ``S`` (the generator's resolution).
-        hu_window: CT window applied in HU — ``"abdomen"`` (W400/L50), ``"lung"`` (W1500/L−600),
-            another :data:`HU_WINDOWS` name, ``(width, level)``, or ``None`` for non-CT data, which
-            is scaled by ``intensity`` instead.
-        intensity: for ``hu_window=None``: ``"auto"`` (uint8 ÷255, uint16 ÷65535, else min-max),
-            ``"uint8"``, ``"uint16"``, ``"minmax"`` or ``(low, high)``.
+        hu_window: CT window in HU — ``"abdomen"`` (W400/L50), ``"lung"`` (W1500/L−600), another
+            :data:`HU_WINDOWS` name or ``(width, level)`` — for data known to be CT in HU; ``None``
+            (default) for everything else, which is scaled by ``intensity``. Which one a dataset gets
+            is decided by :func:`gemix_monai.data.contract.decide_intensity` (docs/data.md).
+        intensity: for ``hu_window=None``: ``"auto"`` (8-bit files: 0..255; anything else: per-image
+            0.5–99.5th percentiles), ``"uint8"``, ``"uint16"``, ``"percentile"``, ``"minmax"`` or ``(low, high)``.
         channels: output channels (RGB → grey by luma, grey → repeated).
         slice_index / slice_mask_key: how to take a 2-D slice from a 3-D volume (index along the
             last axis, or the slice where ``item[slice_mask_key]`` is largest); without either a
@@ -423,13 +461,12 @@ def get_transforms(
         box_key: item key holding ``(xmin, ymin, xmax, ymax)`` to crop before resizing (COVIDx-CT).
         keep_aspect: resize the longest side to ``S`` and pad the other with black; ``False`` stretches.
         num_classes: if given, labels outside ``[0, num_classes)`` raise.
-        keys: image keys (a mask key for slice selection is loaded alongside but not windowed).
+        keys: image keys (a mask key for slice selection is loaded alongside but not scaled).
     """
-    if not isinstance(image_size, int) or image_size < 4:
+    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 4:
         raise ValueError(f"image_size must be an integer >= 4, got {image_size!r}")
     keys = [keys] if isinstance(keys, str) else list(keys)
     load_keys = keys + ([slice_mask_key] if slice_mask_key else [])
-    window = resolve_hu_window(hu_window)
     steps: list = [
         LoadMedicalImaged(load_keys),
         ExtractSliced(load_keys, slice_index=slice_index, mask_key=slice_mask_key),
@@ -437,15 +474,15 @@ def get_transforms(
     if box_key:
         steps.append(CropBoxd(keys, box_key=box_key))
     steps.append(ToChannelsd(keys, channels=channels))
-    steps.append(HUWindowd(keys, hu_window=window) if window is not None else ScaleIntensityToUnitd(keys, mode=intensity))
+    steps.append(IntensityToTrainingRanged(keys, hu_window=hu_window, intensity=intensity))
     if keep_aspect:
         steps += [
             Resized(keys, spatial_size=image_size, size_mode="longest", mode="bilinear", anti_aliasing=True),
-            SpatialPadd(keys, spatial_size=(image_size, image_size), mode="constant", value=0.0),
+            SpatialPadd(keys, spatial_size=(image_size, image_size), mode="constant", value=-1.0),
         ]
     else:
         steps.append(Resized(keys, spatial_size=(image_size, image_size), mode="bilinear", anti_aliasing=True))
-    steps.append(ToTrainingRanged(keys, num_classes=num_classes))
+    steps.append(CheckLabeld(keys, num_classes=num_classes))
     return DataCompose(steps)
 
 
@@ -464,3 +501,15 @@ def to_uint8(image):
     if isinstance(image, torch.Tensor):
         return ((image.detach().float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
     return np.clip(np.rint((np.asarray(image, dtype=np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def to_display(image) -> np.ndarray:
+    """``[C, x, y]`` (MONAI order) in [-1, 1] → ``uint8`` rows × columns for a picture: ``[y, x]`` for one
+    channel, ``[y, x, 3]`` for three (more channels: the first three). Tensor or array in, array out."""
+    arr = to_uint8(image.detach().cpu() if isinstance(image, torch.Tensor) else image)
+    arr = np.asarray(arr)
+    if arr.ndim != 3:
+        raise ValueError(f"to_display expects one image [C, x, y], got shape {tuple(arr.shape)}")
+    if arr.shape[0] >= 3:
+        return np.ascontiguousarray(np.transpose(arr[:3], (2, 1, 0)))
+    return np.ascontiguousarray(arr[0].T)

@@ -19,7 +19,7 @@ import torch
 from .errors import DataError, DataValidationError
 from .transforms import LoadMedicalImaged, image_format
 
-__all__ = ["validate_items", "check_label", "inspect_image_file"]
+__all__ = ["validate_items", "check_label", "inspect_image_file", "summarize"]
 
 ON_ERROR = ("raise", "skip")
 
@@ -85,8 +85,9 @@ def _pil_shape(path: str) -> tuple[int, ...]:
 
     try:
         with Image.open(path) as im:
-            im.verify()  # checks the whole stream (CRCs, truncation) without decoding
+            im.verify()  # PNG: checks the whole stream (CRCs, truncation) without decoding
         with Image.open(path) as im:
+            im.load()  # JPEG/TIFF/...: verify() does not see a truncated stream; decoding does
             return (im.height, im.width)
     except Exception as e:
         raise DataError(f"unreadable image ({type(e).__name__}: {e})") from None
@@ -131,8 +132,10 @@ def validate_items(
     allow_volumes: bool = False,
     on_error: str = "raise",
     context: str = "datalist",
-) -> tuple[list[dict], list[tuple[str, str]]]:
-    """Check every entry of one split; return ``(good_items, problems)``.
+    preprocessing=None,
+    return_stats: bool = False,
+):
+    """Check every entry of one split; return ``(good_items, problems)`` (``+ stats`` with ``return_stats``).
 
     Args:
         items: ``[{"image": path | array [C, H, W], "label": int, ...}, ...]``.
@@ -144,6 +147,9 @@ def validate_items(
         on_error: ``"raise"`` — one ``DataValidationError`` listing every problem; ``"skip"`` —
             drop bad entries, warn with the list, and return them in ``problems``.
         context: the source named in messages (datalist file, CSV, npz...).
+        preprocessing: the :class:`~gemix_monai.data.contract.Preprocessing` the split will get; with
+            ``deep``, an 8-bit image in a split that is CT-windowed is a problem (8-bit values cannot be HU).
+        return_stats: also return one dict per good decoded item (format, stored type, shape, min, max).
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
@@ -152,7 +158,8 @@ def validate_items(
     if len(items) == 0:
         raise DataValidationError([(split, "split is empty: no images")], context)
     loader = LoadMedicalImaged("image") if deep else None
-    good, problems = [], []
+    windowed = preprocessing is not None and getattr(preprocessing, "hu_window", None) is not None
+    good, problems, stats = [], [], []
     for i, item in enumerate(items):
         where = f"{split}[{i}]"
         try:
@@ -165,18 +172,30 @@ def validate_items(
             if isinstance(image, (str, os.PathLike)):
                 where = f"{where} {image}"
             label = check_label(item["label"], num_classes)
+            decoded = None
             if isinstance(image, (np.ndarray, torch.Tensor)):
                 if image.ndim != 3:
-                    raise DataError(f"in-memory image must be [C, rows, cols], got shape {tuple(image.shape)}")
+                    raise DataError(f"in-memory image must be [C, x, y], got shape {tuple(image.shape)}")
+                if deep:
+                    decoded = loader({"image": image, "image_source": item.get("image_source", f"{split}[{i}]")})["image"]
             elif isinstance(image, (str, os.PathLike)):
                 if check_files:
                     inspect_image_file(image, allow_volumes=allow_volumes)
                     if loader is not None:
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore")
-                            loader.load(image)
+                            decoded = loader.load(image)
             else:
                 raise DataError(f"'image' must be a path or an array, got {type(image).__name__}")
+            if decoded is not None:
+                meta = getattr(decoded, "meta", {}) or {}
+                source_dtype = str(meta.get("source_dtype", ""))
+                if windowed and source_dtype == "uint8" and meta.get("source_format") != "array":
+                    raise DataError("8-bit image in a split preprocessed with a CT window: 8-bit values cannot be "
+                                    "Hounsfield units; use hu_window=None (intensity scaling) for such data")
+                stats.append({"format": str(meta.get("source_format", "")), "source_dtype": source_dtype,
+                              "channels": int(decoded.shape[0]), "shape": tuple(int(v) for v in decoded.shape[1:]),
+                              "min": float(decoded.min()), "max": float(decoded.max()), "label": label})
             good.append({**item, "label": label})
         except DataError as e:
             message = str(e)
@@ -190,4 +209,36 @@ def validate_items(
                       stacklevel=2)
         if not good:
             raise DataValidationError(problems + [(split, "no valid entries left after skipping")], context)
-    return good, problems
+    return (good, problems, stats) if return_stats else (good, problems)
+
+
+def summarize(context: str, split: str, class_names, items, stats, problems, contract, *, split_file=None,
+              dropped=()) -> dict:
+    """The one-paragraph summary every run logs (and ``gemix-monai validate`` prints), plus its numbers."""
+    from collections import Counter
+
+    counts = Counter(int(it["label"]) for it in items)
+    per_class = {name: counts.get(k, 0) for k, name in enumerate(class_names)}
+    out = {"source": context, "split": split, "count": len(items), "per_class": per_class,
+           "problems": [list(p) for p in problems], "preprocessing": contract.preprocessing.to_dict(),
+           "preprocessing_reason": contract.reason, "split_file": split_file, "dropped_duplicates": list(dropped)}
+    parts = [f"{context} [{split}]: {len(items)} images ({', '.join(f'{n} {c}' for n, c in per_class.items())})"]
+    if stats:
+        formats = Counter(f"{s['format']}/{s['source_dtype']}" for s in stats)
+        sizes = Counter("×".join(map(str, s["shape"])) for s in stats)
+        lo, hi = min(s["min"] for s in stats), max(s["max"] for s in stats)
+        out.update({"formats": dict(formats), "num_sizes": len(sizes), "intensity_range": [lo, hi],
+                    "channels": dict(Counter(s["channels"] for s in stats))})
+        common = ", ".join(f"{k} ({v})" for k, v in sizes.most_common(3))
+        parts.append(f"stored as {dict(formats)}; {len(sizes)} size(s), most common {common}; "
+                     f"stored intensities {lo:g}..{hi:g}")
+    parts.append(f"preprocessing: {contract.preprocessing.describe()} — because {contract.reason}")
+    if split_file:
+        parts.append(f"split fixed in {split_file}")
+    if dropped:
+        parts.append(f"{len(dropped)} held-out duplicate(s) of training images dropped")
+    if problems:
+        parts.append(f"{len(problems)} entr{'y' if len(problems) == 1 else 'ies'} skipped: "
+                     + "; ".join(f"{w}: {r}" for w, r in problems[:5]) + (" ..." if len(problems) > 5 else ""))
+    out["text"] = ". ".join(parts) + "."
+    return out

@@ -79,7 +79,8 @@ def test_written_files_load_back_to_the_rendered_hu(small_phantoms, fmt):
     loaded = LoadMedicalImaged("image")({"image": item["image"]})["image"]
     expected = np.rint(render_phantoms([item["label"]], 48, seed=7, split=0)[0])
     assert tuple(loaded.shape) == (1, 48, 48)
-    np.testing.assert_array_equal(loaded[0].numpy(), expected)
+    # MONAI's order [C, x, y]: the transpose of the rendered rows × columns
+    np.testing.assert_array_equal(loaded[0].numpy(), expected.T)
 
 
 def test_nifti_phantoms_store_int16_hu_with_pixel_spacing(small_phantoms):

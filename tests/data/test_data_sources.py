@@ -104,14 +104,14 @@ def test_malformed_datalist_json_is_named(tmp_path, content, match):
 
 # ---------------------------------------------------------------- folders
 def test_folder_classes_are_sorted_and_split_per_class(png_folder):
-    datalist = build_datalist_from_folder(png_folder, val_fraction=0.2, test_fraction=0.2, seed=1)
+    datalist = build_datalist_from_folder(png_folder, val_fraction=0.2, test_fraction=0.2, split_seed=1)
     assert datalist["class_names"] == ["normal", "pneumonia"]
     for split, per_class in (("training", 3), ("validation", 1), ("test", 1)):
         assert np.bincount([e["label"] for e in datalist[split]]).tolist() == [per_class, per_class]
 
 
-def test_folder_split_is_reproducible_with_the_seed(png_folder):
-    assert build_datalist_from_folder(png_folder, seed=3) == build_datalist_from_folder(png_folder, seed=3)
+def test_folder_split_is_reproducible_with_the_split_seed(png_folder):
+    assert build_datalist_from_folder(png_folder, split_seed=3) == build_datalist_from_folder(png_folder, split_seed=3)
 
 
 def test_folder_with_split_subfolders_keeps_them(tmp_path, write_png):
@@ -276,6 +276,7 @@ def test_covidx_label_file_with_box_crop(tmp_path, write_png):
     arr = np.zeros((40, 60), np.uint8)
     arr[10:30, 20:50] = 200  # the body: rows 10–29, cols 20–49
     write_png(tmp_path / "slices" / "p1_0001.png", arr)
+    arr[0, 0] = 1  # another patient's slice: not a duplicate of the first
     write_png(tmp_path / "slices" / "p2_0001.png", arr)
     labels = tmp_path / "train_COVIDx_CT.txt"
     labels.write_text("p1_0001.png 2 20 10 50 30\np2_0001.png 0 20 10 50 30\n")
@@ -283,9 +284,10 @@ def test_covidx_label_file_with_box_crop(tmp_path, write_png):
     assert items[0] == {"image": str(tmp_path / "slices" / "p1_0001.png"), "label": 2, "box": (20, 10, 50, 30)}
     ds = get_dataset(str(labels), "train", 16, image_dir=tmp_path / "slices")
     assert ds.class_names == ["normal", "pneumonia", "covid19"] and ds.labels == [2, 0]
-    # cropped to the box: the whole 30×20 crop is body (200), padded rows above/below with black
+    # cropped to the box: the whole 30×20 crop is body (200), padded rows above/below with black;
+    # MONAI order [x, y]: the picture's rows are the second axis
     image = ds[0]["image"][0]
-    assert float(image[6:10, 4:12].mean()) == pytest.approx(200 / 255 * 2 - 1, abs=1e-3)
+    assert float(image[4:12, 6:10].mean()) == pytest.approx(200 / 255 * 2 - 1, abs=1e-3)
 
 
 def test_covidx_without_crop_has_no_box(tmp_path):

@@ -22,8 +22,8 @@ def test_dicom_loads_in_hu_via_rescale_slope_and_intercept(ct_small):
     img = LoadMedicalImaged("image")({"image": str(ct_small)})["image"]
     assert float(ds.RescaleIntercept) == -1024.0
     assert tuple(img.shape) == (1, 128, 128)
-    # display order: image[0] is rows × columns exactly as pydicom's pixel_array
-    np.testing.assert_array_equal(img[0].numpy(), expected)
+    # MONAI order: image[0] is [x, y], the transpose of pydicom's rows × columns pixel_array
+    np.testing.assert_array_equal(img[0].numpy(), expected.T)
 
 
 def test_ct_slice_becomes_the_training_stream(ct_small):
@@ -43,19 +43,19 @@ def test_window_presets(name, window):
 def test_window_maps_its_edges_to_minus_one_and_one_and_level_to_zero(window):
     width, level = resolve_hu_window(window)
     hu = torch.tensor([[[level - width / 2, level, level + width / 2, level - width, level + width]]])
-    from gemix_monai.data import HUWindowd, ToTrainingRanged
+    from gemix_monai.data import IntensityToTrainingRanged
 
-    out = ToTrainingRanged("image")(HUWindowd("image", window)({"image": hu}))["image"]
+    out = IntensityToTrainingRanged("image", hu_window=window)({"image": hu})["image"]
     np.testing.assert_allclose(out[0, 0].numpy(), [-1, 0, 1, -1, 1], atol=1e-6)
 
 
 @pytest.mark.parametrize("window", ["abdomen", "lung", (350, 40)])
 def test_to_hu_inverts_windowing_inside_the_window(window):
-    from gemix_monai.data import HUWindowd, ToTrainingRanged
+    from gemix_monai.data import IntensityToTrainingRanged
 
     width, level = resolve_hu_window(window)
     hu = torch.linspace(level - width / 2, level + width / 2, 101).view(1, 1, -1)
-    scaled = ToTrainingRanged("image")(HUWindowd("image", window)({"image": hu}))["image"]
+    scaled = IntensityToTrainingRanged("image", hu_window=window)({"image": hu})["image"]
     torch.testing.assert_close(to_hu(scaled, window), hu, atol=1e-3, rtol=0)
 
 
@@ -77,9 +77,9 @@ def test_png_keeps_its_orientation_and_aspect(tmp_path, write_png):
     path = write_png(tmp_path / "x.png", arr)
     out = get_transforms(16, hu_window=None)({"image": str(path), "label": 0})["image"][0]
     assert tuple(out.shape) == (16, 16)
-    # 40 columns → 16, 20 rows → 8, padded with black (-1) above and below
-    assert float(out[:4].max()) == -1.0 and float(out[-4:].max()) == -1.0
-    assert float(out[4:12, :8].mean()) > 0.8 and float(out[4:12, 8:].mean()) < -0.8
+    # MONAI order [x, y]: 40 columns → 16 along x, 20 rows → 8 along y, padded with black (-1) above and below
+    assert float(out[:, :4].max()) == -1.0 and float(out[:, -4:].max()) == -1.0
+    assert float(out[:8, 4:12].mean()) > 0.8 and float(out[8:, 4:12].mean()) < -0.8
 
 
 def test_uint8_png_is_scaled_by_255_not_min_max(tmp_path, write_png):
@@ -108,7 +108,7 @@ def test_3d_nifti_volume_without_a_slice_choice_raises_naming_the_file(nibabel_d
         get_transforms(32, hu_window=None)({"image": str(path), "label": 0})
 
 
-def test_slice_by_index_takes_that_slice_in_display_order(nibabel_data):
+def test_slice_by_index_takes_that_slice_in_monai_order(nibabel_data):
     import nibabel as nib
 
     path = nibabel_data / "anatomical.nii"
@@ -117,8 +117,8 @@ def test_slice_by_index_takes_that_slice_in_display_order(nibabel_data):
     from gemix_monai.data import ExtractSliced
 
     sliced = ExtractSliced("image", slice_index=12)(out)["image"]
-    assert tuple(sliced.shape) == (1, 41, 33)  # rows = NIfTI y, cols = NIfTI x
-    np.testing.assert_array_equal(sliced[0].numpy(), volume[:, :, 12].T)
+    assert tuple(sliced.shape) == (1, 33, 41)  # [x, y] exactly as stored (MONAI's order)
+    np.testing.assert_array_equal(sliced[0].numpy(), volume[:, :, 12])
 
 
 def test_slice_by_largest_lesion_mask(tmp_path, nibabel_data):

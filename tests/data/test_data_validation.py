@@ -152,10 +152,13 @@ def test_get_dataset_fails_before_training_and_names_the_file(tmp_path, small_ph
 
 
 def test_get_dataset_rejects_unknown_sources(tmp_path):
+    (tmp_path / "data.h5").write_bytes(b"x")
     with pytest.raises(DataError, match="expected 'phantom', a folder"):
         get_dataset(str(tmp_path / "data.h5"))
-    with pytest.raises(DataError, match="source not found"):
+    with pytest.raises(DataError, match="does not exist.*missing.json"):
         get_dataset(str(tmp_path / "missing.json"))
+    with pytest.raises(DataError, match="does not exist.*no_such_folder"):
+        get_dataset(str(tmp_path / "no_such_folder"))
 
 
 def test_datalist_with_label_out_of_range_fails_naming_the_entry(tmp_path, ct_small):
