@@ -80,7 +80,27 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--dataset-dir", help="image folder / CSV / .npz source (default: the embedded phantoms)")
     g.add_argument("--datalist", help="MONAI datalist JSON with class_names and training/validation/test")
-    p.add_argument("--image-size", type=int, help="pixels per side (default 32, the tiny preset)")
+    p.add_argument("--image-size", type=int, help="pixels per side (default 32, the tiny preset; evaluate: the model's)")
+    p.add_argument("--hu-window", help="CT window: auto (default: decided from the data, a CT window only for data known "
+                                       "to be CT), none, abdomen, lung, liver, mediastinum, brain, bone, or WIDTH,LEVEL")
+    p.add_argument("--intensity", help="scaling of non-CT data: auto (default: 8-bit files by 0..255, others by per-image "
+                                       "0.5-99.5 percentiles), uint8, uint16, percentile, minmax, or LOW,HIGH")
+    p.add_argument("--split-seed", type=int, help="seed of the automatic split (written once beside the data; default 0). "
+                                                  "--seed never changes the split")
+    p.add_argument("--on-duplicate", choices=("error", "drop"),
+                   help="an image in two splits: error (default) or drop the held-out copy")
+    p.add_argument("--no-validate", dest="data_check", action="store_const", const="headers",
+                   help="skip decoding every image before the run (header checks only)")
+
+
+def _pair_or_name(text: str):
+    """``"400,50"`` → ``[400.0, 50.0]``; names pass through."""
+    if isinstance(text, str) and "," in text:
+        try:
+            return [float(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a name or two numbers LOW,HIGH / WIDTH,LEVEL, got {text!r}") from None
+    return text
 
 
 def _common_args(p: argparse.ArgumentParser) -> None:
@@ -90,6 +110,7 @@ def _common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="e.g. cpu, cuda, cuda:1")
     p.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[], metavar="KEY=VALUE",
                    help="override any config id (repeatable)")
+    p.add_argument("--verbose", action="store_true", help="on error, show the full traceback")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir")
     p.add_argument("--split", help="training, validation or test (default)")
 
+    p = sub.add_parser("validate", help="read every image fully and print a per-split summary; non-zero exit on any problem")
+    _data_args(p)
+    p.add_argument("--splits", nargs="+", default=["training", "validation", "test"], help="splits to check")
+    p.add_argument("--skip-bad", action="store_true", help="report bad entries and continue (on_error='skip')")
+    p.add_argument("--json", dest="json_out", help="also write the summaries to this JSON file")
+    p.add_argument("--verbose", action="store_true", help="on error, show the full traceback")
+
     p = sub.add_parser("demo", help="the whole pipeline on the phantoms, on CPU, with a report directory")
     p.add_argument("--out", default="gemix_demo", help="output folder (default ./gemix_demo)")
     p.add_argument("--gan-kimg", type=float, default=None, help="GAN training length (default: the demo budget)")
@@ -148,11 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_NOT_OVERRIDES = {"command", "overrides", "multi_gpu", "classify"}
+_NOT_OVERRIDES = {"command", "overrides", "multi_gpu", "classify", "verbose"}
 
 
 def _overrides(args: argparse.Namespace) -> dict:
     out = {k: v for k, v in vars(args).items() if k not in _NOT_OVERRIDES and v is not None}
+    for key in ("hu_window", "intensity"):
+        if key in out:
+            out[key] = _pair_or_name(out[key])
     if "bundle_root" in out:
         out["bundle_root"] = str(Path(out["bundle_root"]).resolve())
     for key in ("dataset_dir", "datalist", "output_dir", "ckpt_path"):
@@ -162,8 +193,72 @@ def _overrides(args: argparse.Namespace) -> dict:
     return out
 
 
+def _validate(args) -> int:
+    import json
+
+    from gemix_monai.data import get_dataset
+    from gemix_monai.data.errors import DataError
+
+    source = args.datalist or args.dataset_dir
+    options = {"image_size": args.image_size, "split_seed": args.split_seed or 0,
+               "hu_window": _pair_or_name(args.hu_window) if args.hu_window else "auto",
+               "intensity": _pair_or_name(args.intensity) if args.intensity else "auto",
+               "on_duplicate": args.on_duplicate or "error", "validate": args.data_check or "full",
+               "on_error": "skip" if args.skip_bad else "raise"}
+    summaries, failed = [], False
+    for split in args.splits:
+        try:
+            ds = get_dataset(source, split, **options)
+        except DataError as e:
+            failed = True
+            print(f"[{split}] FAILED: {e}")
+            continue
+        summaries.append(ds.summary)
+        print(ds.summary["text"])
+        failed = failed or bool(ds.bad_items)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(summaries, indent=1, default=str) + "\n", encoding="utf-8")
+    print("validate: problems found" if failed else "validate: every image read; no problem found")
+    return 1 if failed else 0
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost cause of a chain (monai.bundle wraps every error in config-evaluation errors)."""
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        nxt = exc.__cause__ or (exc.__context__ if not exc.__suppress_context__ else None)
+        if nxt is None:
+            break
+        exc = nxt
+    return exc
+
+
+#: Errors a person can act on: printed as one or two lines (the traceback only with --verbose).
+_USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, PermissionError, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv
+    try:
+        return _main(argv)
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001 - one readable line instead of a 200-line chained traceback
+        cause = _root_cause(e)
+        if verbose or not isinstance(cause, _USER_ERRORS):
+            raise
+        message = str(cause) if not isinstance(cause, KeyError) else f"missing key {cause}"
+        print(f"gemix-monai: error: {message}", file=sys.stderr)
+        print("(run again with --verbose for the full traceback)", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "validate":
+        return _validate(args)
     if args.command == "phantoms":
         from gemix_monai.data import generate_phantom_dataset
 

@@ -69,14 +69,21 @@ def test_phantoms_subcommand_writes_a_datalist(tmp_path):
     assert len(datalist["training"]) == 4
 
 
-def test_unknown_strategy_from_the_command_line_names_the_choices(tmp_path):
+def test_unknown_strategy_from_the_command_line_names_the_choices(tmp_path, capsys):
+    rc = cli.main(["train-classifier", "--bundle-root", str(tmp_path), "--strategy", "mixmatch"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "mixmatch" in err and "pixel_mixup" in err
+    assert len(err.strip().splitlines()) <= 3 and "Traceback" not in err  # one readable error, no chained traceback
+
+
+def test_verbose_shows_the_full_traceback(tmp_path):
     with pytest.raises(Exception) as info:
-        cli.main(["train-classifier", "--bundle-root", str(tmp_path), "--strategy", "mixmatch"])
+        cli.main(["train-classifier", "--bundle-root", str(tmp_path), "--strategy", "mixmatch", "--verbose"])
     chain, exc = [], info.value
     while exc is not None:
         chain.append(str(exc))
         exc = exc.__cause__ or exc.__context__
-    assert "mixmatch" in "\n".join(chain) and "pixel_mixup" in "\n".join(chain)
+    assert "mixmatch" in "\n".join(chain)
 
 
 def test_bundle_dir_override_must_point_at_a_bundle(tmp_path, monkeypatch):
@@ -105,7 +112,8 @@ def test_demo_writes_the_report_directory(tmp_path, capsys):
     assert summary["settings"]["strategies"] == ["real", "pixel_mixup", "gemix"]
     assert all((result.out_dir / f).is_file() for f in summary["files"])
     assert set(summary["step_seconds"]) == set(summary["step_cpu_seconds"])
-    assert sum(summary["step_seconds"].values()) <= summary["seconds"]
+    # each step and the total are rounded to 0.1 s apart: the sum may exceed the total by the rounding
+    assert sum(summary["step_seconds"].values()) <= summary["seconds"] + 0.05 * len(summary["step_seconds"])
     printed = capsys.readouterr().out
     assert "files written:" in printed and str(report / "metrics_table.md") in printed
 

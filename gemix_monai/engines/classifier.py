@@ -39,6 +39,7 @@ from gemix_monai.engines.classifier_networks import (
     SoftTargetCrossEntropy,
     build_classifier_network,
 )
+from gemix_monai.data.contract import check_class_names, check_contract, contract_of
 from gemix_monai.handlers.report import ClassificationReportWriter
 from gemix_monai.handlers.tsne import FeatureTSNEPlotter
 from gemix_monai.metrics.clinical import ClinicalResult, metric_higher_is_better, validate_class_names
@@ -59,6 +60,8 @@ __all__ = [
     "train_classifier",
     "evaluate_classifier",
     "load_classifier",
+    "read_classifier_info",
+    "classifier_transform",
     "strategy_feature_sources",
 ]
 
@@ -497,6 +500,10 @@ def train_classifier(
     names = validate_class_names(num_classes, class_names)
     in_channels = _first_image_shape(real_train)[0]
 
+    data_contract = contract_of(real_train)
+    if generator_checkpoint is not None and strategy not in ("real", "pixel_mixup"):
+        _check_generator_fits(generator_checkpoint, names, data_contract)
+
     kwargs = dict(strategy_kwargs or {})
     real_labels = _labels_of(real_train) if class_weighted_sampling else None
     if class_weighted_sampling and strategy not in ("real", "pixel_mixup"):
@@ -527,6 +534,9 @@ def train_classifier(
     net = net.to(device)
     info = {"format": "gemix-classifier/1", "network": arch, "in_channels": in_channels, "num_classes": num_classes,
             "class_names": list(names), "strategy": strategy, "seed": seed}
+    if data_contract is not None:
+        # classes + preprocessing of the training data: evaluate/classify apply and check it (docs/data.md)
+        info["contract"] = data_contract.to_dict()
 
     tb_dir = out / "tensorboard" if tensorboard else None
     trainer_ref: dict[str, Engine] = {}
@@ -561,6 +571,20 @@ def train_classifier(
                           dict(strat.info), history, report)
 
 
+def _check_generator_fits(generator, class_names: Sequence[str], data_contract) -> None:
+    """A generator used for synthesis must share the training data's classes (in order) and preprocessing."""
+    from gemix_monai.networks import Generator
+
+    where = f"generator {generator}" if isinstance(generator, (str, os.PathLike)) else "the generator"
+    g = Generator.from_checkpoint(generator) if isinstance(generator, (str, os.PathLike)) else generator
+    g_names = getattr(g, "class_names", None)
+    if g_names is not None:
+        check_class_names(g_names, class_names, where, "the training data")
+    stored = contract_of(getattr(g, "contract", None) and {**g.contract})
+    if stored is not None and data_contract is not None:
+        check_contract(stored, data_contract, where, "the training data")
+
+
 def strategy_feature_sources(strat, train_loader, val_loader, num_classes: int, max_points: int) -> dict[str, Iterable]:
     """Batches for the feature t-SNE: ``real`` (validation images), ``synthetic`` (the strategy's generated
     items, when it has any) and ``mixed`` (training batches after its mixing transform, when it has one)."""
@@ -592,6 +616,50 @@ class _Reiterable:
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
+
+
+def read_classifier_info(checkpoint: str | os.PathLike) -> dict:
+    """``classifier.json`` beside ``model.pt`` (architecture, classes, stored contract), ``{}`` when absent."""
+    path = Path(checkpoint).with_name(CHECKPOINT_INFO_NAME)
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(info).__name__}")
+    return info
+
+
+def classifier_transform(checkpoint: str | os.PathLike, *, image_size=None, hu_window="auto", intensity="auto",
+                         channels=None):
+    """The preprocessing a classifier was trained with (its stored contract), for images given one by one.
+
+    Explicit options that differ from the stored contract raise naming both; without a stored contract
+    (an older model) the options are used as given, ``hu_window="auto"`` meaning no CT window.
+    """
+    from gemix_monai.data.contract import Preprocessing
+
+    info = read_classifier_info(checkpoint)
+    given = {"image_size": image_size, "channels": channels, "hu_window": None if hu_window in ("auto", None) or (
+        isinstance(hu_window, str) and hu_window.lower() == "none") else hu_window, "intensity": intensity}
+    stored = contract_of(info.get("contract")) if info.get("contract") else None
+    if stored is None:
+        pp = Preprocessing(image_size=int(image_size or 32), channels=int(channels or info.get("in_channels") or 1),
+                           hu_window=given["hu_window"], intensity=intensity)
+        return pp.transforms(num_classes=info.get("num_classes"))
+    pp = stored.preprocessing
+    explicit = {k: v for k, v in given.items() if v is not None and not (k == "intensity" and v == "auto")}
+    if hu_window == "auto":
+        explicit.pop("hu_window", None)
+    if explicit:
+        wanted = Preprocessing(**{**{k: getattr(pp, k) for k in ("image_size", "channels", "hu_window", "intensity")},
+                                  **explicit})
+        if wanted != pp:
+            raise ValueError(f"classifier {checkpoint} was trained with [{pp.describe()}]; the options given ask for "
+                             f"[{wanted.describe()}]: leave them out to use the stored preprocessing")
+    return pp.transforms(num_classes=len(stored.class_names))
 
 
 def load_classifier(checkpoint: str | os.PathLike, *, network: str | None = None, in_channels: int | None = None,
@@ -657,6 +725,12 @@ def evaluate_classifier(
     else:
         ds, names_from_list = _as_dataset(test_data, transform, section, "test_data")
         loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
+    stored = contract_of(info.get("contract")) if info.get("contract") else None
+    data_contract = contract_of(getattr(loader, "dataset", None))
+    if stored is not None and data_contract is not None:
+        check_contract(stored, data_contract, f"classifier {network_or_checkpoint}", "the evaluation data")
+    elif info.get("class_names") and names_from_list:
+        check_class_names(info["class_names"], names_from_list, f"classifier {network_or_checkpoint}", "the evaluation data")
     names = class_names or info.get("class_names") or names_from_list
     k = num_classes or info.get("num_classes") or (len(names) if names else None)
     if k is None:

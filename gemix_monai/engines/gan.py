@@ -408,6 +408,15 @@ class ConditionalGanTrainer(Engine):
         self.train_data = train_data
         validate_gan_dataset(train_data, img_resolution=G.img_resolution, img_channels=G.img_channels,
                              num_classes=self.num_classes)
+        # The data's contract (classes + preprocessing, docs/data.md) travels with the generator so that
+        # every later user of generator.pt can refuse data prepared differently.
+        contract = getattr(train_data, "contract", None)
+        self.contract = contract.to_dict() if hasattr(contract, "to_dict") else None
+        if self.contract is not None:
+            if list(self.contract["class_names"]) != self.class_names:
+                raise ValueError(f"the training data's classes {self.contract['class_names']} differ from class_names "
+                                 f"{self.class_names}")
+            G.contract = self.contract
         if label_distribution is None:
             labels = _item_labels(train_data)
             counts = np.bincount(labels, minlength=self.num_classes) if labels else np.ones(self.num_classes)
@@ -625,6 +634,7 @@ class ConditionalGanTrainer(Engine):
             "config": {"G": dict(getattr(self.G, "init_kwargs", {})), "D": dict(getattr(self.D, "init_kwargs", {})),
                        "options": self.options.to_dict(), "num_classes": self.num_classes},
             "class_names": list(self.class_names),
+            "contract": self.contract,
         }
 
     def load_training_state(self, state: Mapping) -> None:
@@ -637,6 +647,11 @@ class ConditionalGanTrainer(Engine):
                              f"{self.options.batch_size}; exact resume needs the same global batch")
         if state["class_names"] != self.class_names:
             raise ValueError(f"checkpoint class_names {state['class_names']} differ from {self.class_names}")
+        stored = state.get("contract")
+        if stored is not None and self.contract is not None and stored != self.contract:
+            raise ValueError(f"the checkpoint was trained on data preprocessed as {stored.get('preprocessing')}, this run's "
+                             f"data is {self.contract.get('preprocessing')}; resume with the same data options or start "
+                             "over in a new output folder")
         self.G.load_state_dict(state["G"])
         self.G_ema.load_state_dict(state["G_ema"])
         self.D.load_state_dict(state["D"])

@@ -251,8 +251,9 @@ def render_sample_grid(G, class_names: Sequence[str], *, num_columns: int = 8, m
 
 
 def _to_display(tiles: torch.Tensor) -> np.ndarray:
-    """[..., C, R, R] in [-1, 1] → uint8 [..., R, R, 3]: grey from channel 0, RGB from channels 0–2 if C ≥ 3."""
-    x = ((tiles.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    """[..., C, x, y] (MONAI order) in [-1, 1] → uint8 [..., y, x, 3] (rows × columns): grey from channel 0,
+    RGB from channels 0–2 if C ≥ 3."""
+    x = ((tiles.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).transpose(-1, -2)
     x = x[..., :3, :, :] if x.shape[-3] >= 3 else x[..., :1, :, :].expand(*x.shape[:-3], 3, *x.shape[-2:])
     return x.movedim(-3, -1).numpy()
 

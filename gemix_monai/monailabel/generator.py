@@ -125,6 +125,7 @@ class GenerateImageTask(InferTask):
         else:
             data = image.numpy().astype(np.float32)
         # [C, rows, cols] -> NIfTI [x = cols, y = rows] (channel last only for multi-channel images)
-        arr = data[0].T if data.shape[0] == 1 else np.transpose(data, (2, 1, 0))
+        # [C, x, y] is already NIfTI's axis order (MONAI orientation, docs/data.md)
+        arr = data[0] if data.shape[0] == 1 else np.transpose(data, (1, 2, 0))
         nib.save(nib.Nifti1Image(np.ascontiguousarray(arr), np.eye(4)), str(path))
         return path

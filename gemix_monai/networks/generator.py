@@ -88,6 +88,8 @@ class Generator(nn.Module):
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.class_names = list(class_names)
+        #: classes + preprocessing of the data it was trained on (a dict, docs/data.md), or None
+        self.contract = None
         self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **mapping_kwargs)
@@ -186,6 +188,9 @@ class Generator(nn.Module):
         """
         state = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
         payload = {"format": GENERATOR_FORMAT, "config": copy.deepcopy(self.init_kwargs), "class_names": list(self.class_names), "state_dict": state}
+        if getattr(self, "contract", None) is not None:
+            # classes + preprocessing of the training data (docs/data.md, "The stored contract")
+            payload["contract"] = copy.deepcopy(self.contract)
         return str(atomic_torch_save(payload, path))
 
     @classmethod
@@ -248,6 +253,7 @@ class Generator(nn.Module):
             generator.load_state_dict(state, strict=True)
         except RuntimeError as e:
             raise ValueError(f"{path}: the stored weights do not fit the stored generator config: {e}") from e
+        generator.contract = ckpt.get("contract")
         return generator.eval().requires_grad_(False).to(device)
 
     def extra_repr(self) -> str:

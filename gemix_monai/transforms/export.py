@@ -34,8 +34,9 @@ _EXTENSIONS = {"nifti": ".nii.gz", "png": ".png"}
 
 
 def _encode(image: torch.Tensor, fmt: str) -> bytes:
-    """``image`` [C, H, W] in [-1, 1] -> file bytes. NIfTI keeps float32 intensities (``[H, W]`` for one channel,
-    ``[H, W, C]`` otherwise); PNG maps [-1, 1] to 0..255 (1 channel: grey, 3 channels: RGB)."""
+    """``image`` [C, x, y] in [-1, 1] -> file bytes. NIfTI keeps float32 intensities (``[x, y]`` for one channel,
+    ``[x, y, C]`` otherwise); PNG maps [-1, 1] to 0..255 (1 channel: grey, 3 channels: RGB). Either file read
+    with MONAI's ``LoadImaged`` + ``EnsureChannelFirstd`` gives the array back in the same orientation."""
     arr = image.detach().cpu().float().numpy()
     if fmt == "nifti":
         import nibabel as nib
@@ -48,8 +49,11 @@ def _encode(image: torch.Tensor, fmt: str) -> bytes:
 
     if arr.shape[0] not in (1, 3):
         raise ValueError(f"PNG export supports 1 or 3 channels, the generator makes {arr.shape[0]}; use fmt='nifti'")
-    u8 = np.clip(np.rint((arr + 1.0) * 127.5), 0, 255).astype(np.uint8)
-    img = Image.fromarray(u8[0]) if arr.shape[0] == 1 else Image.fromarray(np.moveaxis(u8, 0, -1), mode="RGB")
+    from gemix_monai.data.transforms import to_display
+
+    # [C, x, y] → rows × columns, so LoadImaged reads the generator's array back (docs/data.md, orientation)
+    display = to_display(arr)
+    img = Image.fromarray(display) if display.ndim == 2 else Image.fromarray(display, mode="RGB")
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()

@@ -13,7 +13,8 @@ def test_config_has_run_section_and_bundle_root(name):
     parser = parse_config(name)
     assert parser.get("run"), f"{name} has no run section"
     assert parser.get("bundle_root") == "."
-    assert parser.get("image_size") == 32
+    # training configs fix the size; evaluation and inference take the trained model's stored contract
+    assert parser.get("image_size") == (32 if name.startswith("train") else None)
 
 
 def test_inference_components_monai_label_needs_instantiate():
@@ -30,7 +31,8 @@ def test_inference_components_monai_label_needs_instantiate():
     ("evaluate.json", "dataset"),
 ])
 def test_config_datasets_yield_the_training_stream(name, ds_id, tiny_datalist):
-    parser = parse_config(name, datalist=str(tiny_datalist))
+    overrides = {"image_size": 32} if name == "evaluate.json" else {}
+    parser = parse_config(name, datalist=str(tiny_datalist), **overrides)
     item = parser.get_parsed_content(ds_id)[0]
     assert tuple(item["image"].shape) == (1, 32, 32)
     assert float(item["image"].min()) >= -1.0 and float(item["image"].max()) <= 1.0
@@ -39,23 +41,19 @@ def test_config_datasets_yield_the_training_stream(name, ds_id, tiny_datalist):
         assert isinstance(parser.get_parsed_content("network_def"), torch.nn.Module)
 
 
-def test_validation_preprocessing_is_a_macro_copy_of_training():
-    parser = parse_config("train_classifier.json")
-    assert parser.get("validate#preprocessing") == "%train#preprocessing"
-    parser.resolve_macro_and_relative_ids()
-    assert parser.get("validate#preprocessing") == parser.get("train#preprocessing")
+def test_validation_data_is_held_to_the_training_contract(tiny_datalist):
+    parser = parse_config("train_classifier.json", datalist=str(tiny_datalist))
+    assert parser.get("validate#dataset#contract") == "$@train#dataset.contract"
+    train, val = parser.get_parsed_content("train#dataset"), parser.get_parsed_content("validate#dataset")
+    assert train.contract == val.contract and train.preprocessing == parser.get_parsed_content("train#preprocessing")
 
 
-@pytest.mark.parametrize("other", ("train_gan.json", "evaluate.json", "inference.json"))
-def test_evaluation_and_inference_preprocess_like_training(other):
-    train = parse_config("train_classifier.json")
-    theirs = parse_config(other)
-    key = "image_preprocessing" if other == "inference.json" else "preprocessing"
-    mine = {k: v for k, v in train.get("train#preprocessing").items()}
-    expected = {k: v for k, v in theirs.get(key).items() if k != "intensity"}
-    assert mine == expected
-    for k in ("image_size", "hu_window", "in_channels"):
-        assert theirs.get(k) == train.get(k)
+def test_gan_and_classifier_decide_the_same_preprocessing(tiny_datalist):
+    gan = parse_config("train_gan.json", datalist=str(tiny_datalist))
+    clf = parse_config("train_classifier.json", datalist=str(tiny_datalist))
+    assert gan.get_parsed_content("train_dataset").contract == clf.get_parsed_content("train#dataset").contract
+    for k in ("image_size", "hu_window", "intensity", "split_seed", "in_channels"):
+        assert gan.get(k) == clf.get(k), k
 
 
 def test_multi_gpu_overrides_merge_into_train_gan():
@@ -74,8 +72,9 @@ def test_multi_gpu_overrides_merge_into_train_gan():
 def test_hu_window_none_from_the_command_line_switches_windowing_off(value):
     # monai.bundle.run drops overrides whose value is None, so "none" is the command-line spelling
     parser = parse_config("inference.json", hu_window=value, intensity=(-1.0, 1.0))
-    steps = [type(t).__name__ for t in parser.get_parsed_content("image_preprocessing").transforms]
-    assert "HUWindowd" not in steps and "ScaleIntensityToUnitd" in steps
+    steps = {type(t).__name__: t for t in parser.get_parsed_content("image_preprocessing").transforms}
+    assert steps["IntensityToTrainingRanged"].window is None
+    assert steps["IntensityToTrainingRanged"].intensity == [-1.0, 1.0]
 
 
 def test_dataset_dir_override_reads_a_class_per_folder_tree(tiny_datalist):

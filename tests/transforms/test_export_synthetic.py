@@ -16,13 +16,11 @@ def _export(gen, out, **kw):
 
 
 def _read_image(path):
-    if path.suffix == ".png":
-        from PIL import Image
+    """As a MONAI user reads it: LoadImage + channel first (MONAI's orientation), back in [-1, 1] for PNG."""
+    from monai.transforms import LoadImage
 
-        return np.asarray(Image.open(path), dtype=np.float32) / 127.5 - 1
-    import nibabel as nib
-
-    return np.asarray(nib.load(str(path)).get_fdata(), dtype=np.float32)
+    arr = np.asarray(LoadImage(image_only=True, ensure_channel_first=True)(str(path)), dtype=np.float32)[0]
+    return arr / 127.5 - 1 if path.suffix == ".png" else arr
 
 
 @pytest.mark.parametrize("fmt", ["nifti", "png"])

@@ -26,10 +26,14 @@ def test_item_depends_only_on_seed_and_index(standin_generator):
     a, b = _dataset(standin_generator), _dataset(standin_generator)
     forward = [a[i] for i in range(12)]
     backward = [b[i] for i in reversed(range(12))][::-1]
+    # Labels are exact; images agree to float rounding (the convolutions' BLAS blocking depends on the
+    # batch size and thread count, so bit equality across batch compositions is not promised).
     for x, y in zip(forward, backward):
-        assert torch.equal(x["image"], y["image"]) and torch.equal(x["label"], y["label"])
+        torch.testing.assert_close(x["image"], y["image"], atol=1e-5, rtol=0)
+        assert torch.equal(x["label"], y["label"])
     batched = a.__getitems__([7, 2, 11])
-    assert torch.equal(batched[0]["image"], forward[7]["image"]) and torch.equal(batched[2]["label"], forward[11]["label"])
+    torch.testing.assert_close(batched[0]["image"], forward[7]["image"], atol=1e-5, rtol=0)
+    assert torch.equal(batched[2]["label"], forward[11]["label"])
 
 
 def test_different_seeds_and_epochs_give_different_items(standin_generator):
