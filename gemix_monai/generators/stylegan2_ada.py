@@ -22,6 +22,7 @@ import numbers
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -233,6 +234,8 @@ _ALLOWED_GLOBALS = {
     ("dnnlib.util", "EasyDict"): dict,  # a dict with attribute access in the reference code; a dict is all we need
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
+    ("__builtin__", "set"): set,  # protocol-2 pickles name the builtins module as Python 2 did
+    ("__builtin__", "frozenset"): frozenset,
 }
 
 
@@ -264,7 +267,9 @@ def _read_pickle(data: bytes, source: str):
     if len(data) < 2 or data[0] != 0x80:
         raise SnapshotError(f"{source}: not a pickle: a StyleGAN2-ADA snapshot starts with the pickle protocol byte 0x80, found {data[:8]!r}")
     try:
-        return _SnapshotUnpickler(io.BytesIO(data), source).load()
+        with warnings.catch_warnings():  # torch's storage classes warn about their own deprecation
+            warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
+            return _SnapshotUnpickler(io.BytesIO(data), source).load()
     except UnsafePickleError:
         raise
     except Exception as e:  # malformed streams fail in many ways; all mean "not a snapshot we can read"
