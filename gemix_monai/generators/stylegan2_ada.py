@@ -55,11 +55,13 @@ UNCONDITIONAL_CLASS_NAMES = ("unconditional",)
 # its train.py sets every one of them explicitly; the defaults matter only for hand-built networks).
 _GENERATOR_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
 _MAPPING_DEFAULTS = dict(num_layers=8, embed_features=None, layer_features=None, activation="lrelu", lr_multiplier=0.01, w_avg_beta=0.995)
-_SYNTHESIS_DEFAULTS = dict(channel_base=32768, channel_max=512, num_fp16_res=0, conv_clamp=None, architecture="skip", resample_filter=[1, 3, 3, 1])
+_SYNTHESIS_DEFAULTS = dict(
+    channel_base=32768, channel_max=512, num_fp16_res=0, conv_clamp=None, architecture="skip", resample_filter=[1, 3, 3, 1], use_noise=True,
+)
 # Synthesis arguments that only choose a memory layout: ignored.
 _SYNTHESIS_LAYOUT_ONLY = ("fp16_channels_last", "channels_last")
 # Synthesis arguments this project's layers have fixed: accepted only at these values.
-_SYNTHESIS_FIXED = dict(kernel_size=3, activation="lrelu", use_noise=True)
+_SYNTHESIS_FIXED = dict(kernel_size=3, activation="lrelu")
 
 
 class SnapshotError(ValueError):
@@ -178,7 +180,7 @@ def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, 
     _no_hooks(backward_hooks)
     if metadata:
         raise pickle.UnpicklingError("tensors with extra metadata are not supported")
-    if size and all(s > 0 for s in size):
+    if all(s > 0 for s in size):  # (a 0-d tensor needs one element too)
         last = storage_offset + sum((s - 1) * st for s, st in zip(size, stride))
         if last >= storage.size():
             raise pickle.UnpicklingError(f"tensor of size {size}, stride {stride}, offset {storage_offset} reaches past its storage of {storage.size()} elements")
@@ -306,8 +308,11 @@ def _load_snapshot(path: Path) -> tuple[bytes, dict]:
 # From records to a state dict and constructor arguments
 
 
-def _flatten_record(record: PersistentRecord, prefix: str, out: dict, where: str) -> None:
+def _flatten_record(record: PersistentRecord, prefix: str, out: dict, where: str, seen: frozenset = frozenset()) -> None:
     """``record``'s parameters and persistent buffers, and its sub-modules', into ``out`` (like ``state_dict()``)."""
+    if id(record) in seen:
+        raise SnapshotError(f"{where}: sub-module {prefix.rstrip('.')} contains itself (a cycle); not a network")
+    seen = seen | {id(record)}
     state = record.state
     non_persistent = state.get("_non_persistent_buffers_set") or ()
     for kind in ("_parameters", "_buffers"):
@@ -328,7 +333,7 @@ def _flatten_record(record: PersistentRecord, prefix: str, out: dict, where: str
             continue
         if not isinstance(sub, PersistentRecord):
             raise SnapshotError(f"{where}: sub-module {prefix}{name} is a {type(sub).__name__}, expected a persistent network object")
-        _flatten_record(sub, f"{prefix}{name}.", out, where)
+        _flatten_record(sub, f"{prefix}{name}.", out, where, seen)
 
 
 def _record_init_kwargs(record: PersistentRecord, where: str) -> dict:
@@ -413,6 +418,10 @@ def _generator_config(init_kwargs: Mapping, where: str) -> tuple[dict, dict]:
     if clamp is not None and (isinstance(clamp, bool) or not isinstance(clamp, numbers.Real)):
         raise SnapshotError(f"{where}: synthesis_kwargs['conv_clamp'] must be a number or None, got {clamp!r}")
     synthesis["conv_clamp"] = None if clamp is None else (int(clamp) if float(clamp).is_integer() else float(clamp))
+    synthesis["use_noise"] = bool(synthesis["use_noise"])
+    for key in ("embed_features", "layer_features"):
+        if mapping[key] is not None:
+            mapping[key] = _as_int(mapping[key], f"mapping_kwargs['{key}']", where)
     mapping["lr_multiplier"] = float(mapping["lr_multiplier"])
     if mapping["w_avg_beta"] is not None:
         mapping["w_avg_beta"] = float(mapping["w_avg_beta"])

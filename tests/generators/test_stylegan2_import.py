@@ -261,7 +261,7 @@ def images(G, n=4, seed=0, psi=1.0):
 # 1. Reference numbers
 
 
-@pytest.mark.skipif(not REFERENCE_NPZ.is_file(), reason=f"reference numbers not found at {REFERENCE_NPZ} (../shared/data beside the project)")
+@pytest.mark.skipif(not REFERENCE_NPZ.is_file(), reason=f"reference numbers not found at {REFERENCE_NPZ} (../shared/data beside the project root, or $GEMIX_SHARED_DATA_DIR)")
 @pytest.mark.parametrize(("psi", "key"), [(1.0, "img_psi1"), (0.5, "img_psi05")])
 def test_reference_generator_is_reproduced_to_float32_precision(psi, key):
     data = np.load(REFERENCE_NPZ)
@@ -273,7 +273,7 @@ def test_reference_generator_is_reproduced_to_float32_precision(psi, key):
     assert err < 1e-5, f"max abs error {err:.3g} against {key}"
 
 
-@pytest.mark.skipif(not REFERENCE_NPZ.is_file(), reason=f"reference numbers not found at {REFERENCE_NPZ} (../shared/data beside the project)")
+@pytest.mark.skipif(not REFERENCE_NPZ.is_file(), reason=f"reference numbers not found at {REFERENCE_NPZ} (../shared/data beside the project root, or $GEMIX_SHARED_DATA_DIR)")
 def test_reference_generator_without_the_kernel_flip_would_be_wrong():
     """The conv0 flip matters: importing unflipped kernels misses the reference images by far."""
     data = np.load(REFERENCE_NPZ)
@@ -322,6 +322,33 @@ def test_snapshot_contents_are_plain_records_and_tensors(snapshot_env):
     assert not marker.exists()
 
 
+def test_numpy_scalars_pickled_by_numpy_1_and_2_read_as_numbers(tmp_path):
+    stream = pickle.dumps({"beta": np.float64(0.995), "n": np.int64(-3), "flag": np.bool_(True)}, protocol=2)
+    for old, new in ((b"numpy._core.multiarray\nscalar", b"numpy.core.multiarray\nscalar"), (b"", b"")):
+        path = tmp_path / "scalars.pkl"
+        path.write_bytes(stream.replace(old, new) if old else stream)
+        assert load_stylegan2_ada_snapshot(path) == {"beta": 0.995, "n": -3, "flag": True}
+
+
+def test_a_module_that_contains_itself_is_refused(tmp_path):
+    # pickle.dumps of such a cycle passes the record an unfinished meta dict, which is refused as well:
+    with reference_modules(tmp_path / "src") as (persistence, _):
+        state = module_state(init_kwargs=dict(REFERENCE_INIT_KWARGS))
+        record = network_record(persistence, "Generator", state, "pass")
+        state["_modules"]["mapping"] = record
+        path = tmp_path / "cycle.pkl"
+        path.write_bytes(pickle.dumps({"G_ema": record}, protocol=4))
+    with pytest.raises(SnapshotError, match="metadata of type None"):
+        import_stylegan2_ada(path)
+    # a hand-made stream can close the cycle after the record exists: the flattening stops it.
+    from gemix_monai.generators.stylegan2_ada import PersistentRecord, _flatten_record
+
+    record = PersistentRecord("Generator", "", 6, module_state())
+    record.state["_modules"]["mapping"] = record
+    with pytest.raises(SnapshotError, match="sub-module mapping contains itself"):
+        _flatten_record(record, "", {}, "cycle")
+
+
 @pytest.mark.parametrize("protocol", [2, 3])
 def test_older_pickle_protocols_import_too(tmp_path, protocol):
     G_src = make_source_generator()
@@ -356,6 +383,18 @@ def _reference_mapping(state, z, num_layers, lr_multiplier=0.01):
         x = x @ (w * lr_multiplier / math.sqrt(w.shape[1])).t() + b * lr_multiplier
         x = torch.nn.functional.leaky_relu(x, 0.2) * math.sqrt(2)
     return x
+
+
+def test_numpy_ints_and_a_noiseless_generator_are_accepted():
+    torch.manual_seed(0)
+    G_src = Generator(8, 2, 16, 16, 1, mapping_kwargs=dict(num_layers=2, embed_features=4),
+                      synthesis_kwargs=dict(channel_base=128, channel_max=8, num_fp16_res=0, conv_clamp=None, use_noise=False))
+    init = dict(z_dim=np.int64(8), c_dim=np.int64(2), w_dim=16, img_resolution=16, img_channels=1,
+                mapping_kwargs=dict(num_layers=np.int64(2), embed_features=np.int64(4)),
+                synthesis_kwargs=dict(channel_base=128, channel_max=8, num_fp16_res=0, conv_clamp=None, use_noise=False, fp16_channels_last=True))
+    G = import_stylegan2_ada_state_dict(reference_state(G_src), init)
+    assert G.init_kwargs["synthesis_kwargs"]["use_noise"] is False and G.init_kwargs["mapping_kwargs"]["embed_features"] == 4
+    assert (images(G) - images(G_src)).abs().max().item() < 1e-6
 
 
 def test_unconditional_snapshot_becomes_a_one_class_generator(tmp_path):
@@ -573,3 +612,17 @@ def test_convert_writes_g_on_request(snapshot_env, tmp_path):
     G = Generator.from_checkpoint(out)
     assert (images(G) - images(G_src)).abs().max().item() < 1e-6
     assert torch.load(out, weights_only=True)["imported_from"]["network"] == "G"
+
+
+def test_the_python_example_in_docs_generators_runs(tmp_path, monkeypatch):
+    text = (Path(__file__).resolve().parents[2] / "docs" / "generators.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    G_src = make_source_generator(c_dim=2)
+    marker = tmp_path / "marker"
+    write_snapshot(tmp_path / "network-snapshot-000400.pkl", tmp_path / "src", marker, reference_state(G_src), init_kwargs=reference_init_kwargs(G_src))
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, "docs/generators.md", "exec"), namespace)
+    assert namespace["images"].shape == (1, 1, 32, 32)
+    assert Generator.from_checkpoint(tmp_path / "generator.pt").class_names == ["normal", "pneumonia"]
+    assert not marker.exists()
