@@ -143,9 +143,6 @@ def _reconstruct_persistent(meta):
     return PersistentRecord(class_name, module_src, meta.get("version"), state)
 
 
-_STORAGE_TYPES = (torch.TypedStorage, torch.UntypedStorage)
-
-
 def _load_storage_from_bytes(data):
     if not isinstance(data, (bytes, bytearray)):
         raise pickle.UnpicklingError(f"a tensor storage must come as bytes, got {type(data).__name__}")
