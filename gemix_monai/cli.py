@@ -10,6 +10,7 @@ KEY=VALUE`` overrides any other config id (``--set epochs=3 --set "strategy_kwar
     gemix-monai train-classifier --bundle-root runs/exp1 --datalist ... --strategy gemix
     gemix-monai evaluate --bundle-root runs/exp1 --datalist ...
     gemix-monai demo --out gemix_demo
+    gemix-monai import-stylegan2 network-snapshot-000400.pkl --out runs/exp1/models/generator.pt --class-names normal pneumonia
 """
 
 from __future__ import annotations
@@ -165,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="report bad entries and continue (on_error='skip')")
     p.add_argument("--json", dest="json_out", help="also write the summaries to this JSON file")
     p.add_argument("--verbose", action="store_true", help="on error, show the full traceback")
+    p = sub.add_parser("import-stylegan2", help="convert a StyleGAN2-ADA network-snapshot-*.pkl into a generator checkpoint, "
+                                                 "reading it without running its code (docs/generators.md)")
+    p.add_argument("snapshot", help="network-snapshot-*.pkl written by NVIDIA's StyleGAN2-ADA (PyTorch) training")
+    p.add_argument("--out", required=True, help="generator checkpoint to write, e.g. runs/exp1/models/generator.pt")
+    p.add_argument("--class-names", nargs="+", default=None, metavar="NAME", help="one name per class, in label order (default class_0 ...)")
+    p.add_argument("--which", choices=("G_ema", "G"), default="G_ema", help="which generator of the snapshot (default G_ema)")
 
     p = sub.add_parser("demo", help="the whole pipeline on the phantoms, on CPU, with a report directory")
     p.add_argument("--out", default="gemix_demo", help="output folder (default ./gemix_demo)")
@@ -264,6 +271,16 @@ def _main(argv: list[str]) -> int:
 
         path = generate_phantom_dataset(args.out, image_size=args.image_size, counts=args.counts, seed=args.seed, fmt=args.fmt)
         print(f"phantom dataset written; datalist: {path}")
+        return 0
+    if args.command == "import-stylegan2":
+        from gemix_monai.generators.stylegan2_ada import convert_stylegan2_ada
+
+        try:
+            out = convert_stylegan2_ada(args.snapshot, args.out, class_names=args.class_names, which=args.which)
+        except (OSError, ValueError) as e:
+            print(f"gemix-monai import-stylegan2: error: {e}", file=sys.stderr)
+            return 1
+        print(f"generator checkpoint written: {out}")
         return 0
     if args.command == "demo":
         from gemix_monai.demo import run_demo

@@ -20,7 +20,7 @@ __all__ = ["Generator", "GENERATOR_FORMAT", "MIN_RESOLUTION", "MAX_RESOLUTION"]
 GENERATOR_FORMAT = "gemix-generator/1"
 #: ``format`` tag prefix of the GAN trainer's full checkpoints, whose ``G_ema`` this module can load.
 TRAINING_FORMAT_PREFIX = "gemix-gan-training/"
-MIN_RESOLUTION, MAX_RESOLUTION = 16, 256
+MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
 
 
 def _plain(value, where: str):
@@ -41,7 +41,8 @@ class Generator(nn.Module):
         z_dim: latent size (e.g. 512; 64 in the ``tiny`` preset).
         c_dim: number of classes K (>= 1).
         w_dim: intermediate latent size.
-        img_resolution: output size R, a power of two in 16..256.
+        img_resolution: output size R, a power of two in 16..1024 (the presets stop at 256; larger
+            generators come from imported StyleGAN2-ADA snapshots, see docs/generators.md).
         img_channels: output channels (1 for CT and X-ray, several for multi-modal MR).
         class_names: K names, in label order; default ``["class_0", …]``.
         mapping_kwargs: extra :class:`~gemix_monai.networks.mapping.MappingNetwork` arguments
@@ -180,17 +181,24 @@ class Generator(nn.Module):
             return torch.empty(0, self.img_channels, self.img_resolution, self.img_resolution, device=device)
         return torch.cat(images).to(torch.float32)
 
-    def save_checkpoint(self, path: str | os.PathLike) -> str:
+    def save_checkpoint(self, path: str | os.PathLike, *, extra: dict | None = None) -> str:
         """Write this generator (architecture, class names, weights) to ``path`` atomically.
 
         The file is ``{"format": "gemix-generator/1", "config": init_kwargs, "class_names": [...],
         "state_dict": ...}`` (tensors on CPU), readable with ``torch.load(weights_only=True)``.
+        ``extra`` adds further top-level entries of plain data (e.g. ``"imported_from"``, see
+        docs/generators.md); :meth:`from_checkpoint` ignores them. They may not replace the four above.
         """
         state = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
         payload = {"format": GENERATOR_FORMAT, "config": copy.deepcopy(self.init_kwargs), "class_names": list(self.class_names), "state_dict": state}
         if getattr(self, "contract", None) is not None:
             # classes + preprocessing of the training data (docs/data.md, "The stored contract")
             payload["contract"] = copy.deepcopy(self.contract)
+        if extra:
+            clash = sorted(set(map(str, extra)) & set(payload))
+            if clash:
+                raise ValueError(f"save_checkpoint: extra may not replace the entries {clash}")
+            payload.update(_plain(dict(extra), "extra"))
         return str(atomic_torch_save(payload, path))
 
     @classmethod
