@@ -46,19 +46,19 @@ SOURCES = ("synthetic", "real_floor")
 EXACT_COPY_RMS = 2.0 / 255.0
 _GENERIC_NAME = re.compile(r"^class_?\d+$")
 
-#: (key, label in audit.md, how to read it)
+#: (key, label in audit.md, what to look for against the floor)
 METRICS = (
-    ("fd", "Fréchet distance (features)", "lower = closer to the training distribution"),
-    ("kid", "KID (features, poly-3 unbiased MMD²)", "lower; ≈ 0 = indistinguishable"),
-    ("kid_std", "KID std over subsets", "spread of the KID estimate"),
-    ("precision", "precision (k-NN, features)", "higher = more samples look real"),
-    ("recall", "recall (k-NN, features)", "higher = more of the real variety covered"),
-    ("ms_ssim", "mean pairwise MS-SSIM (within the set)", "lower = more diverse; compare with the floor"),
-    ("nn_pixel_median", "median NN distance to train, pixel L2", "much below the floor = copying"),
-    ("nn_pixel_min", "min NN distance to train, pixel L2", "0 = an exact training image"),
-    ("nn_feature_median", "median NN distance to train, feature L2", "much below the floor = copying"),
-    ("suspect_fraction", "fraction closer to train than the floor's quantile (pixel)", "≈ the quantile when nothing is copied"),
-    ("exact_copies", "exact copies of training images", "0 expected"),
+    ("fd", "Fréchet distance (features)", "lower; near the floor"),
+    ("kid", "KID (features, poly-3 unbiased MMD²)", "lower; near the floor"),
+    ("kid_std", "KID std over subsets", "spread of KID"),
+    ("precision", "precision (k-NN, features)", "higher; near the floor"),
+    ("recall", "recall (k-NN, features)", "higher; near the floor"),
+    ("ms_ssim", "mean pairwise MS-SSIM within the set", "near the floor; higher = less diverse"),
+    ("nn_pixel_median", "median NN distance to train, pixel L2", "not below the floor"),
+    ("nn_pixel_min", "min NN distance to train, pixel L2", "0 = a training image"),
+    ("nn_feature_median", "median NN distance to train, feature L2", "not below the floor"),
+    ("suspect_fraction", "share closer to train than the floor quantile", "≈ the quantile"),
+    ("exact_copies", "exact copies of training images", "0"),
 )
 
 
@@ -236,9 +236,9 @@ def _group_metrics(img, feat, t_img, t_feat, nn_pix, nn_feat, threshold, *, k, k
         Q.precision_recall(t_feat, feat, k=k_eff if k_eff >= 1 else k)))
     attempt(["ms_ssim"], lambda: [Q.mean_pairwise_ms_ssim(img, max_pairs=max_pairs, seed=seed)[0]])
     if nn_pix.numel():
-        out["nn_pixel_median"] = float(nn_pix.median())
+        out["nn_pixel_median"] = float(torch.quantile(nn_pix, 0.5))  # the mean of the middle two for even n
         out["nn_pixel_min"] = float(nn_pix.min())
-        out["nn_feature_median"] = float(nn_feat.median())
+        out["nn_feature_median"] = float(torch.quantile(nn_feat, 0.5))
         out["suspect_fraction"] = float((nn_pix < threshold).double().mean())
         d = img[0].numel()
         out["exact_copies"] = int((nn_pix / math.sqrt(d) < EXACT_COPY_RMS).sum())
@@ -360,23 +360,23 @@ def _markdown(report: dict) -> str:
         f"- generator: {report['generator']}",
         f"- feature network: {fn['description']}",
         f"- synthetic images: one-hot labels, {report['settings']['num_per_class']} per class, seed {report['settings']['seed']}",
-        f"- real floor: the held-out real split ({report['heldout_name']}) scored against the same training split",
+        f"- real floor: the {report['heldout_name']} (real images the generator never saw), scored against the same training split",
         "",
         "Columns: **syn** = synthetic vs train, **floor** = held-out real vs train. "
         "Per-class columns compare class c with the training images of class c; 'overall' pools all classes.",
         "",
     ]
-    header = ["metric"] + [f"{g} {s}" for g in groups for s in ("syn", "floor")]
+    header = ["metric", "look for"] + [f"{g} {s}" for g in groups for s in ("syn", "floor")]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
-    count_row = ["images (n / n_train)"]
+    count_row = ["images (n / n_train)", ""]
     for g in groups:
         for s in SOURCES:
             e = m[s]["overall"] if g == "overall" else m[s]["per_class"][g]
             count_row.append(f"{e['n']} / {e['n_train']}")
     lines.append("| " + " | ".join(count_row) + " |")
-    for key, label, _ in METRICS:
-        row = [label]
+    for key, label, read in METRICS:
+        row = [label, read]
         for g in groups:
             for s in SOURCES:
                 e = m[s]["overall"] if g == "overall" else m[s]["per_class"][g]

@@ -95,7 +95,7 @@ def test_every_output_names_the_real_only_feature_network(audited):
     assert (audited.out_dir / "feature_classifier" / "models" / "model.pt").is_file()
     md = (audited.out_dir / "audit.md").read_text()
     assert fn["description"] in md and "No ImageNet" not in md and "no ImageNet/Inception weights" in md
-    assert "| metric | cyst syn | cyst floor |" in md and "overall floor |" in md and "## How to read" in md
+    assert "| metric | look for | cyst syn | cyst floor |" in md and "overall floor |" in md and "## How to read" in md
 
 
 def test_a_random_generator_is_not_flagged_as_memorising(audited):
