@@ -165,3 +165,28 @@ def test_cli_audit_help(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["audit", "--help"])
     assert info.value.code == 0 and "--num-per-class" in capsys.readouterr().out
+
+
+def test_a_feature_checkpoint_trained_with_synthetic_images_is_labelled_as_such(phantoms, audited, tmp_path):
+    import shutil
+
+    _, train, heldout = phantoms
+    src = audited.out_dir / "feature_classifier" / "models"
+    shutil.copytree(src, tmp_path / "models")
+    info_path = tmp_path / "models" / "classifier.json"
+    info_path.write_text(json.dumps({**json.loads(info_path.read_text()), "strategy": "gemix"}))
+    result = run_audit(CopyingGenerator(train), train, heldout, tmp_path / "out",
+                       feature_network=tmp_path / "models" / "model.pt", num_per_class=2, kid_subsets=1)
+    fn = result.report["feature_network"]
+    assert fn["strategy"] == "gemix" and "NOT real-only" in fn["trained_on"]
+    assert "NOT real-only" in (tmp_path / "out" / "audit.md").read_text()
+
+
+def test_a_feature_module_needs_its_layer_named(phantoms, tmp_path):
+    _, train, heldout = phantoms
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    with pytest.raises(ValueError, match="feature_layer="):
+        run_audit(CopyingGenerator(train), train, heldout, tmp_path, feature_network=net, num_per_class=2)
+    result = run_audit(CopyingGenerator(train), train, heldout, tmp_path, feature_network=net, feature_layer="2",
+                       num_per_class=2, kid_subsets=1)
+    assert result.report["feature_network"]["layer"] == "2" and result.flagged
