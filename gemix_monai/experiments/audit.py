@@ -165,6 +165,9 @@ def _feature_network(feature_network, feature_layer, train_images, train_labels,
     elif isinstance(feature_network, (str, os.PathLike)):
         net, meta = load_classifier(feature_network, device=device or "cpu")
         arch = meta.get("network")
+        if meta.get("in_channels") not in (None, int(train_images.shape[1])):
+            raise ValueError(f"channel mismatch: the feature classifier {feature_network} takes {meta['in_channels']}-channel "
+                             f"images but the data have {int(train_images.shape[1])}")
         if feature_layer is None and arch not in FEATURE_LAYERS:
             raise ValueError(f"{feature_network}: network {arch!r} has no default feature layer; pass feature_layer=")
         layer = feature_layer or FEATURE_LAYERS[arch]
@@ -458,7 +461,8 @@ def run_audit(
 
     Args:
         generator: a ``Generator``, a generator checkpoint path, or any object with ``generate(soft_labels,
-            seed=..., batch_size=...)``, ``c_dim``, ``img_resolution``, ``img_channels`` (and ``class_names``).
+            seed=..., batch_size=..., truncation_psi=...[, device=...])`` returning ``[N, C, R, R]`` in [-1, 1],
+            ``c_dim``, ``img_resolution``, ``img_channels`` (and ``class_names``).
         train_dataset / heldout_dataset: map-style datasets (or lists) of ``{"image": [C, R, R] in [-1, 1],
             "label": int}``, e.g. ``gemix_monai.data.get_dataset(source, "training" / "validation", R)``;
             their ``class_names`` attribute, when present, must match the generator's.
