@@ -172,6 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="generator checkpoint to write, e.g. runs/exp1/models/generator.pt")
     p.add_argument("--class-names", nargs="+", default=None, metavar="NAME", help="one name per class, in label order (default class_0 ...)")
     p.add_argument("--which", choices=("G_ema", "G"), default="G_ema", help="which generator of the snapshot (default G_ema)")
+    p = sub.add_parser("audit", help="synthetic-quality audit of a generator against the real data (FD, KID, "
+                                     "precision/recall, MS-SSIM diversity, memorisation), with a held-out real floor")
+    _data_args(p)
+    p.add_argument("--generator", required=True, help="generator checkpoint (models/generator.pt)")
+    p.add_argument("--classifier", help="feature classifier trained on the real training split only (models/model.pt "
+                                        "beside classifier.json); default: the audit trains a tiny one")
+    p.add_argument("--out", required=True, help="output folder for audit.json, audit.md and the figures")
+    p.add_argument("--num-per-class", type=int, help="synthetic images per class (default: the held-out split's counts)")
+    p.add_argument("--heldout-split", choices=("validation", "test"), default="validation",
+                   help="real split scored as the floor (default validation)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="e.g. cpu, cuda (default: cuda when available)")
 
     p = sub.add_parser("demo", help="the whole pipeline on the phantoms, on CPU, with a report directory")
     p.add_argument("--out", default="gemix_demo", help="output folder (default ./gemix_demo)")
@@ -288,6 +300,10 @@ def _main(argv: list[str]) -> int:
         run_demo(args.out, gan_kimg=args.gan_kimg, epochs=args.epochs, strategies=args.strategies, seed=args.seed,
                  quiet=not args.verbose)
         return 0
+    if args.command == "audit":
+        from gemix_monai.experiments.audit import audit_command
+
+        return audit_command(args)
     overrides = _overrides(args)
     config = SUBCOMMAND_CONFIGS[args.command]
     if args.command == "train-gan" and args.multi_gpu:
