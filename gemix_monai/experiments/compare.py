@@ -424,7 +424,7 @@ def run_cell(cell: Cell, out, *, verbose: bool = False, quiet: bool = True) -> b
             fields = runner(cell.config, cell.runtime, cell_dir)
         result = {"id": cell.id, "kind": cell.kind, **fields, "seconds": round(time.perf_counter() - start, 2),
                   "cpu_seconds": round(time.process_time() - cpu, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                  "config": cell.config}
+                  "device": cell.runtime.get("device"), "config": cell.config}
         atomic_write_bytes(cell_dir / "result.json", _json_bytes(result))
     return True
 
