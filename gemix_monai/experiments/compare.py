@@ -55,7 +55,7 @@ COMPARE_DEFAULTS = {
     "strategies": ("real", "pixel_mixup", "real+synthetic", "gemix", "gemix_code", "softmax_t", "genmix"),
     "seeds": 5,
     "gan_seeds": (0,),
-    "networks": ("tiny", "resnet18"),
+    "networks": ("tiny",),  # add resnet18 with --networks tiny resnet18 (hours on CPU, see docs/experiments.md)
     "gan_kimg": 10.0,
     "gan_batch_size": 16,
     "gan_preset": "tiny",
@@ -501,7 +501,7 @@ def _fmt(x: float, signed: bool = False) -> str:
 
 def _fmt_interval(iv: Interval, signed: bool = False) -> str:
     if not iv.defined:
-        return f"{_fmt(iv.mean, signed)} (n={iv.n}: interval undefined)"
+        return f"{_fmt(iv.mean, signed)} (interval undefined)"
     return f"{_fmt(iv.mean, signed)} ± {iv.half_width:.4f} [{_fmt(iv.lo, signed)}, {_fmt(iv.hi, signed)}]"
 
 

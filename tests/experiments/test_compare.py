@@ -292,3 +292,15 @@ def test_bundle_config_has_the_same_defaults_and_runs(tmp_path, tiny_datalist, c
     assert capsys.readouterr().out.split()[-3:] == [f"{tiny_datalist.parent.name}/gan/g0",
                                                     f"{tiny_datalist.parent.name}/tiny/real/s0",
                                                     f"{tiny_datalist.parent.name}/tiny/gemix/g0-s0"]
+
+
+def test_one_seed_reports_undefined_intervals_not_zero_width(tmp_path, tiny_datalist, monkeypatch):
+    FakeRunners().install(monkeypatch)
+    out = tmp_path / "run"
+    run_compare(out, datalist=tiny_datalist, strategies=["real", "gemix"], seeds=1, networks=["tiny"], device="cpu",
+                verbose=False)
+    rows = _read_csv(out / "summary.csv")
+    assert rows and all(r["n"] == "1" and r["defined"] == "False" and r["ci_lo"] == "nan" for r in rows)
+    assert all(r["excludes_zero"] == "False" for r in rows if r["comparison"])
+    md = (out / "summary.md").read_text()
+    assert "interval undefined" in md and " ± " not in md.split("## Network")[1]
