@@ -11,6 +11,7 @@ KEY=VALUE`` overrides any other config id (``--set epochs=3 --set "strategy_kwar
     gemix-monai evaluate --bundle-root runs/exp1 --datalist ...
     gemix-monai demo --out gemix_demo
     gemix-monai import-stylegan2 network-snapshot-000400.pkl --out runs/exp1/models/generator.pt --class-names normal pneumonia
+    gemix-monai compare --out runs/compare --seeds 5 --networks tiny resnet18
 """
 
 from __future__ import annotations
@@ -192,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategies", nargs="+", default=None, help="default: real pixel_mixup gemix")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", action="store_true", help="full INFO logs of every engine (default: progress bars only)")
+
+    p = sub.add_parser("compare", help="every strategy x seeds x networks with one budget: resumable cells, intervals (docs/experiments.md)")
+    from gemix_monai.experiments.compare import add_compare_arguments
+
+    add_compare_arguments(p)
     return parser
 
 
@@ -304,6 +310,10 @@ def _main(argv: list[str]) -> int:
         from gemix_monai.experiments.audit import audit_command
 
         return audit_command(args)
+    if args.command == "compare":
+        from gemix_monai.experiments.compare import compare_from_args
+
+        return compare_from_args(args)
     overrides = _overrides(args)
     config = SUBCOMMAND_CONFIGS[args.command]
     if args.command == "train-gan" and args.multi_gpu:

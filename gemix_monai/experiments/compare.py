@@ -1,0 +1,812 @@
+"""``gemix-monai compare``: every strategy, same budget, several seeds, one table with intervals.
+
+For one dataset (the embedded phantoms by default) the GAN is trained once per GAN seed, then the
+same classifier network under each requested *arm* — a strategy name (``real``, ``pixel_mixup``,
+``gemix``, ...) or a named *variant* of one with its own keyword arguments (``gemix@ratio0.5`` =
+``gemix`` with ``synthetic_ratio=0.5``) — once per seed, on one fixed split, and every classifier is
+evaluated on the test split. Then ``summary.md``/``.csv``/``.png`` and ``cells.csv`` are written.
+
+**Cells.** Each unit of work is a *cell* with its own folder ``<out>/cells/<cell id>/``:
+
+- ``<dataset>/gan/g<G>``: the GAN of GAN seed ``G`` (``models/generator.pt``, its training checkpoints);
+- ``<dataset>/<network>/<arm>/g<G>-s<S>``: a classifier trained with seed ``S`` on synthetic data of
+  the GAN ``G`` (``train/``, ``test_report/``); arms that use no generator (``real``, ``pixel_mixup``
+  and their variants) do not depend on a GAN seed and have one cell per seed, ``.../<arm>/s<S>``.
+
+A cell folder holds ``cell.json`` (``config``: every setting that determines the result, budgets
+included; ``runtime``: paths and device, free to change) and, once finished, ``result.json`` (written
+atomically; for classifiers every scalar of the test report's ``metrics.json``). A cell with a
+``result.json`` is never run again; one without is (re)run — the GAN from its own latest checkpoint
+(``resume="auto"``), a classifier from scratch. An existing ``cell.json`` whose ``config`` differs from
+the requested one is refused with a :class:`CellConfigError` naming the field. An exclusive ``fcntl``
+lock on ``<cell>/.lock`` keeps two processes from running the same cell.
+
+Statistics: see :mod:`gemix_monai.experiments.stats` and ``docs/experiments.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import csv
+import fcntl
+import io
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gemix_monai.experiments.stats import METHODS, Interval, paired_differences
+from gemix_monai.experiments.stats import interval as compute_interval
+
+__all__ = ["COMPARE_DEFAULTS", "SUMMARY_METRICS", "PLOT_METRICS", "BASELINES", "Arm", "Cell", "CellConfigError",
+           "parse_variant", "plan_cells", "run_cell", "run_compare", "write_summary", "add_compare_arguments",
+           "compare_from_args"]
+
+#: CPU-sized defaults (the GAN and data budget of ``gemix-monai demo``; see docs/experiments.md).
+COMPARE_DEFAULTS = {
+    "strategies": ("real", "pixel_mixup", "real+synthetic", "gemix", "gemix_code", "softmax_t", "genmix"),
+    "seeds": 5,
+    "gan_seeds": (0,),
+    "networks": ("tiny",),  # add resnet18 with --networks tiny resnet18 (hours on CPU, see docs/experiments.md)
+    "gan_kimg": 10.0,
+    "gan_batch_size": 16,
+    "gan_preset": "tiny",
+    "epochs": 15,
+    "batch_size": 32,
+    "learning_rate": 1e-3,
+    "weight_decay": 1e-4,
+    "image_size": 32,
+    "key_metric": "macro_f1",
+    "interval": "t",
+    "confidence": 0.95,
+}
+
+#: Overall metrics of the summary, then ``fnr/<class>`` for every class.
+SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_f2", "macro_auroc", "ece")
+#: The two metrics of ``summary.png``.
+PLOT_METRICS = ("macro_f1", "balanced_accuracy")
+#: Paired differences are reported against these arms when they are compared.
+BASELINES = ("real", "pixel_mixup")
+#: Strategies that use no generator: their cells do not depend on a GAN seed.
+GENERATOR_FREE = ("real", "pixel_mixup")
+#: Variant keys besides ``build_strategy``'s keyword arguments.
+EXTRA_VARIANT_KEYS = ("class_weighted",)
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+@=-]*$")
+
+
+class CellConfigError(ValueError):
+    """An existing cell folder was made with a different configuration (the message names the field)."""
+
+
+# ---------------------------------------------------------------------------------------------- arms, cells
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One compared setting: ``strategy`` with ``kwargs`` (``build_strategy`` keyword arguments and
+    ``class_weighted``), shown as ``name``."""
+
+    name: str
+    strategy: str
+    kwargs: dict = field(default_factory=dict)
+
+    @property
+    def needs_generator(self) -> bool:
+        return self.strategy not in GENERATOR_FREE
+
+
+def _variant_keys() -> set[str]:
+    import inspect
+
+    from gemix_monai.transforms.strategies import build_strategy
+
+    params = inspect.signature(build_strategy).parameters
+    fixed = {"name", "real_dataset", "num_classes", "generator", "seed", "device"}
+    return {p for p in params if p not in fixed} | set(EXTRA_VARIANT_KEYS)
+
+
+def _check_strategy(name: str, where: str) -> None:
+    from gemix_monai.engines.classifier import STRATEGY_NAMES
+
+    if name not in STRATEGY_NAMES:
+        raise ValueError(f"unknown strategy {name!r} in {where}; expected one of {list(STRATEGY_NAMES)}")
+
+
+def _make_arm(name: str, strategy: str, kwargs: Mapping | None, where: str) -> Arm:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValueError(f"variant name {name!r} in {where}: use letters, digits and _ . + @ = - (no '/' or spaces)")
+    _check_strategy(strategy, where)
+    kwargs = dict(kwargs or {})
+    unknown = sorted(set(kwargs) - _variant_keys())
+    if unknown:
+        raise ValueError(f"variant {name!r} in {where}: unknown keyword(s) {unknown}; expected keys of "
+                         f"build_strategy or {list(EXTRA_VARIANT_KEYS)}: {sorted(_variant_keys())}")
+    return Arm(name, strategy, kwargs)
+
+
+def parse_variant(text: str) -> Arm:
+    """``"NAME=STRATEGY"`` or ``"NAME=STRATEGY:{python dict}"`` → :class:`Arm`.
+
+    Example: ``"gemix@ratio0.5=gemix:{'synthetic_ratio': 0.5}"``,
+    ``"softmax_t@T0.5=softmax_t:{'sampler_kwargs': {'temperature': 0.5}}"``,
+    ``"real@cw=real:{'class_weighted': True}"``.
+    """
+    where = f"--variant {text!r}"
+    if "=" not in text:
+        raise ValueError(f"{where}: expected NAME=STRATEGY:{{python dict}}")
+    name, spec = (s.strip() for s in text.split("=", 1))
+    strategy, _, raw = spec.partition(":")
+    kwargs: object = {}
+    if raw.strip():
+        try:
+            kwargs = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError) as e:
+            raise ValueError(f"{where}: the part after ':' must be a Python dict literal ({e})") from e
+        if not isinstance(kwargs, dict):
+            raise ValueError(f"{where}: the part after ':' must be a dict, got {type(kwargs).__name__}")
+    return _make_arm(name, strategy.strip(), kwargs, where)
+
+
+def _resolve_arms(strategies: Sequence[str], variants) -> list[Arm]:
+    defined: dict[str, Arm] = {}
+    if isinstance(variants, Mapping):
+        for name, spec in variants.items():
+            if isinstance(spec, str):
+                arm = parse_variant(f"{name}={spec}")
+            elif isinstance(spec, Mapping) and "strategy" in spec:
+                arm = _make_arm(name, spec["strategy"], {k: v for k, v in spec.items() if k != "strategy"},
+                                f"variants[{name!r}]")
+            else:
+                raise ValueError(f"variants[{name!r}]: expected 'STRATEGY:{{...}}' or a dict with a 'strategy' key")
+            defined[arm.name] = arm
+    else:
+        for v in variants or ():
+            arm = v if isinstance(v, Arm) else parse_variant(v)
+            defined[arm.name] = arm
+    from gemix_monai.engines.classifier import STRATEGY_NAMES
+
+    for name in defined:
+        if name in STRATEGY_NAMES:
+            raise ValueError(f"variant name {name!r} is a strategy name; give the variant its own name (e.g. {name}@...)")
+    arms: list[Arm] = []
+    for s in strategies:
+        if s in defined:
+            arms.append(defined[s])
+        else:
+            _check_strategy(s, "strategies")
+            arms.append(Arm(s, s, {}))
+    arms += [a for name, a in defined.items() if name not in strategies]
+    names = [a.name for a in arms]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"strategies listed twice: {dup}")
+    if not arms:
+        raise ValueError("no strategies to compare")
+    return arms
+
+
+@dataclass
+class Cell:
+    """One resumable unit. ``config`` decides the result (compared with an existing ``cell.json``);
+    ``runtime`` holds paths and the device."""
+
+    id: str
+    kind: str  # "gan" or "classifier"
+    config: dict
+    runtime: dict
+    deps: tuple[str, ...] = ()
+
+    def dir(self, out: Path) -> Path:
+        return Path(out) / "cells" / self.id
+
+
+def _tag(path: Path) -> str:
+    name = path.parent.name if path.is_file() and path.stem in ("datalist", "dataset") else path.stem if path.is_file() else path.name
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "dataset"
+
+
+def _resolve_dataset(out: Path, dataset_dir, datalist, image_size: int, phantom_counts, val_counts, test_counts,
+                     create: bool) -> tuple[str, dict, str]:
+    """``(source for get_dataset, descriptor recorded in every cell config, tag used in cell ids)``."""
+    if dataset_dir is not None and datalist is not None:
+        raise ValueError("give dataset_dir or datalist, not both")
+    given = datalist if datalist is not None else dataset_dir
+    if given is not None:
+        path = Path(given).resolve()
+        if not path.exists():
+            raise FileNotFoundError(f"{'datalist' if datalist is not None else 'dataset_dir'} not found: {path}")
+        key = "datalist" if datalist is not None else "dataset_dir"
+        return str(path), {key: str(path)}, _tag(path)
+    from gemix_monai.data.phantoms import ensure_default_dataset, split_counts
+
+    counts = split_counts(phantom_counts, val_counts, test_counts)
+    descriptor = {"source": "phantom", "seed": 0, "counts": {k: list(v) for k, v in counts.items()}}
+    folder = out / "data" / f"phantoms_{image_size}px"
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            ensure_default_dataset(folder, image_size=image_size, counts=phantom_counts, seed=0,
+                                   val_counts=val_counts, test_counts=test_counts, verify_hashes=False)
+    return str(folder / "datalist.json"), descriptor, "phantoms"
+
+
+def _settings(**kw) -> dict:
+    s = dict(COMPARE_DEFAULTS)
+    s.update({k: v for k, v in kw.items() if v is not None})
+    seeds = s["seeds"]
+    s["seeds"] = list(range(int(seeds))) if isinstance(seeds, int) else [int(x) for x in seeds]
+    if not s["seeds"]:
+        raise ValueError("seeds: at least one seed is needed")
+    s["gan_seeds"] = [int(x) for x in s["gan_seeds"]]
+    for key in ("seeds", "gan_seeds"):
+        if len(set(s[key])) != len(s[key]):
+            raise ValueError(f"{key} has repeated values: {s[key]}")
+    s["networks"] = list(s["networks"])
+    from gemix_monai.engines.classifier_networks import CLASSIFIER_NETWORKS
+
+    for n in s["networks"]:
+        if n not in CLASSIFIER_NETWORKS:
+            raise ValueError(f"unknown network {n!r}; expected one of {list(CLASSIFIER_NETWORKS)}")
+    if s["interval"] not in METHODS:
+        raise ValueError(f"unknown interval {s['interval']!r}; expected one of {list(METHODS)}")
+    s["gan_kimg"] = float(s["gan_kimg"])
+    for key in ("epochs", "batch_size", "gan_batch_size", "image_size"):
+        s[key] = int(s[key])
+    return s
+
+
+def plan_cells(out, s: dict, arms: Sequence[Arm], source: str, dataset: dict, tag: str, device: str | None) -> list[Cell]:
+    """All cells in dependency order: the GAN cells, then the classifier cells seed by seed."""
+    out = Path(out)
+    gan_budget = {"preset": s["gan_preset"], "kimg": s["gan_kimg"], "batch_size": s["gan_batch_size"]}
+    cells: list[Cell] = []
+    gan_ids: dict[int, str] = {}
+    if any(a.needs_generator for a in arms):
+        for g in s["gan_seeds"]:
+            gid = f"{tag}/gan/g{g}"
+            gan_ids[g] = gid
+            cells.append(Cell(gid, "gan", {"kind": "gan", "dataset": dataset, "image_size": s["image_size"],
+                                           "gan_seed": g, "gan": gan_budget},
+                              {"source": source, "device": device}))
+    common = {"kind": "classifier", "dataset": dataset, "image_size": s["image_size"], "epochs": s["epochs"],
+              "batch_size": s["batch_size"], "learning_rate": s["learning_rate"], "weight_decay": s["weight_decay"],
+              "key_metric": s["key_metric"]}
+    for seed in s["seeds"]:
+        for net in s["networks"]:
+            for arm in arms:
+                arm_cfg = {"network": net, "arm": arm.name, "strategy": arm.strategy, "strategy_kwargs": dict(arm.kwargs),
+                           "seed": seed}
+                if not arm.needs_generator:
+                    cells.append(Cell(f"{tag}/{net}/{arm.name}/s{seed}", "classifier",
+                                      {**common, **arm_cfg, "gan_seed": None, "gan": None},
+                                      {"source": source, "device": device, "generator": None}))
+                    continue
+                for g in s["gan_seeds"]:
+                    gid = gan_ids[g]
+                    cells.append(Cell(f"{tag}/{net}/{arm.name}/g{g}-s{seed}", "classifier",
+                                      {**common, **arm_cfg, "gan_seed": g, "gan": gan_budget},
+                                      {"source": source, "device": device, "gan_cell": gid,
+                                       "generator": str(out / "cells" / gid / "models" / "generator.pt")},
+                                      (gid,)))
+    return cells
+
+
+# ---------------------------------------------------------------------------------------------- running cells
+
+
+def _json_bytes(obj) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _first_difference(old, new, prefix: str = "") -> tuple[str, object, object] | None:
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        for k in sorted(set(old) | set(new), key=str):
+            if k not in old or k not in new:
+                return (f"{prefix}{k}", old.get(k, "<absent>"), new.get(k, "<absent>"))
+            d = _first_difference(old[k], new[k], f"{prefix}{k}.")
+            if d:
+                return d
+        return None
+    return None if old == new else (prefix.rstrip("."), old, new)
+
+
+def check_cell_config(cell: Cell, out: Path) -> None:
+    """Raise :class:`CellConfigError` if ``cell.json`` exists with a different ``config``."""
+    path = cell.dir(out) / "cell.json"
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text(encoding="utf-8")).get("config", {})
+    new = json.loads(json.dumps(cell.config))  # tuples → lists, as stored
+    diff = _first_difference(old, new)
+    if diff:
+        name, was, now = diff
+        raise CellConfigError(
+            f"cell {cell.id}: field {name!r} was {was!r} in {path}, now {now!r}; results made with different "
+            f"settings are not mixed: use another --out folder (or delete that cell folder) to change {name!r}")
+
+
+def is_finished(cell: Cell, out: Path) -> bool:
+    return (cell.dir(out) / "result.json").is_file()
+
+
+@contextlib.contextmanager
+def _cell_lock(cell_dir: Path, cell_id: str, verbose: bool):
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    with open(cell_dir / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if verbose:
+                print(f"  {cell_id}: another process runs this cell; waiting for it", flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_gan_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
+    """Train (or resume) the GAN of one GAN seed; returns the result fields."""
+    from gemix_monai.data import get_dataset
+    from gemix_monai.engines.gan import train_gan
+
+    ds = get_dataset(runtime["source"], "training", config["image_size"], cache=True)
+    gan = config["gan"]
+    path = train_gan(ds, cell_dir, preset=gan["preset"], class_names=ds.class_names, max_kimg=gan["kimg"],
+                     batch_size=gan["batch_size"], seed=config["gan_seed"], resume="auto", device=runtime["device"],
+                     sample_kimg=gan["kimg"], progress=False)
+    return {"generator": str(Path(path).relative_to(cell_dir)), "num_train_items": len(ds)}
+
+
+def run_classifier_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
+    """Train one classifier, evaluate it on the test split; returns the result fields (``metrics`` etc.)."""
+    from gemix_monai.data import get_dataset
+    from gemix_monai.engines.classifier import evaluate_classifier, train_classifier
+
+    source, size = runtime["source"], config["image_size"]
+    train_ds = get_dataset(source, "training", size, cache=True)
+    val_ds = get_dataset(source, "validation", size, cache=True)
+    test_ds = get_dataset(source, "test", size, cache=True)
+    kwargs = dict(config["strategy_kwargs"])
+    class_weighted = bool(kwargs.pop("class_weighted", False))
+    generator = runtime.get("generator")
+    if config["gan"] is not None and not (generator and Path(generator).is_file()):
+        raise FileNotFoundError(f"generator of {runtime.get('gan_cell')} not found at {generator}; run that cell first")
+    res = train_classifier(
+        train_ds, val_ds, cell_dir / "train", strategy=config["strategy"], network=config["network"],
+        class_names=train_ds.class_names, generator_checkpoint=generator if config["gan"] is not None else None,
+        epochs=config["epochs"], batch_size=config["batch_size"], lr=config["learning_rate"],
+        weight_decay=config["weight_decay"], seed=config["seed"], key_metric=config["key_metric"],
+        class_weighted_sampling=class_weighted, strategy_kwargs=kwargs, device=runtime["device"],
+        tensorboard=False, final_report=False)
+    report = cell_dir / "test_report"
+    evaluate_classifier(res.checkpoint, test_ds, report, train_ds.class_names, device=runtime["device"])
+    payload = json.loads((report / "metrics.json").read_text(encoding="utf-8"))
+    return {"metrics": {k: float(v) for k, v in payload["metrics"].items()}, "undefined": payload.get("undefined", []),
+            "class_names": payload["class_names"], "num_test_samples": payload["num_samples"],
+            "best_epoch": res.best_epoch, "best_val_metric": res.best_metric, "num_train_items": res.num_train_items,
+            "strategy_info": json.loads(json.dumps(res.strategy_info, default=str))}
+
+
+RUNNERS = {"gan": "run_gan_cell", "classifier": "run_classifier_cell"}
+
+
+def run_cell(cell: Cell, out, *, verbose: bool = False, quiet: bool = True) -> bool:
+    """Run ``cell`` unless finished; ``True`` if it ran. Holds the cell lock while checking and running."""
+    out = Path(out)
+    for dep in cell.deps:
+        if not (out / "cells" / dep / "result.json").is_file():
+            raise RuntimeError(f"cell {cell.id} needs cell {dep} first (run it with --cell {dep})")
+    cell_dir = cell.dir(out)
+    with _cell_lock(cell_dir, cell.id, verbose):
+        if is_finished(cell, out):
+            return False
+        check_cell_config(cell, out)
+        from gemix_monai.utils import atomic_write_bytes
+
+        atomic_write_bytes(cell_dir / "cell.json", _json_bytes({"id": cell.id, "kind": cell.kind, "config": cell.config,
+                                                                 "runtime": cell.runtime, "deps": list(cell.deps)}))
+        runner = globals()[RUNNERS[cell.kind]]
+        start, cpu = time.perf_counter(), time.process_time()
+        from gemix_monai.demo import _quiet_logs
+
+        with _quiet_logs() if quiet else contextlib.nullcontext():
+            fields = runner(cell.config, cell.runtime, cell_dir)
+        result = {"id": cell.id, "kind": cell.kind, **fields, "seconds": round(time.perf_counter() - start, 2),
+                  "cpu_seconds": round(time.process_time() - cpu, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                  "device": cell.runtime.get("device"), "config": cell.config}
+        atomic_write_bytes(cell_dir / "result.json", _json_bytes(result))
+    return True
+
+
+def _run_cell_dir(cell_dir: Path, out: Path, quiet: bool) -> None:
+    """Run the cell whose resolved ``cell.json`` is in ``cell_dir`` (the ``--jobs`` worker)."""
+    meta = json.loads((cell_dir / "cell.json").read_text(encoding="utf-8"))
+    cell = Cell(meta["id"], meta["kind"], meta["config"], meta["runtime"], tuple(meta.get("deps", ())))
+    run_cell(cell, out, quiet=quiet)
+
+
+def _run_parallel(cells: list[Cell], out: Path, jobs: int, *, verbose: bool, quiet: bool) -> None:
+    from gemix_monai.utils import atomic_write_bytes
+
+    done = {c.id for c in cells if is_finished(c, out)}
+    pending = [c for c in cells if c.id not in done]
+    failed: dict[str, str] = {}
+    running: dict[str, tuple[subprocess.Popen, Cell, io.IOBase, float]] = {}
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    total, count = len(cells), len(done)
+    while pending or running:
+        for c in list(pending):
+            if len(running) >= jobs:
+                break
+            if any(d in failed for d in c.deps):
+                pending.remove(c)
+                failed[c.id] = f"dependency {[d for d in c.deps if d in failed]} failed"
+                continue
+            if not all(d in done for d in c.deps):
+                continue
+            pending.remove(c)
+            d = c.dir(out)
+            d.mkdir(parents=True, exist_ok=True)
+            check_cell_config(c, out)
+            atomic_write_bytes(d / "cell.json", _json_bytes({"id": c.id, "kind": c.kind, "config": c.config,
+                                                             "runtime": c.runtime, "deps": list(c.deps)}))
+            log = open(d / "log.txt", "ab")
+            cmd = [sys.executable, "-m", "gemix_monai.experiments.compare", "--cell-dir", str(d), "--out", str(out)]
+            if not quiet:
+                cmd.append("--verbose")
+            running[c.id] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), c, log, time.perf_counter())
+        if not running:
+            if pending:
+                raise RuntimeError(f"cells cannot start, their dependencies are missing: {[c.id for c in pending]}")
+            break
+        time.sleep(0.2)
+        for cid, (proc, c, log, t0) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            del running[cid]
+            count += 1
+            if proc.returncode == 0 and is_finished(c, out):
+                done.add(cid)
+                if verbose:
+                    print(f"[{count}/{total}] {cid} done in {time.perf_counter() - t0:.1f} s", flush=True)
+            else:
+                failed[cid] = f"exit code {proc.returncode}; log: {c.dir(out) / 'log.txt'}"
+                if verbose:
+                    print(f"[{count}/{total}] {cid} FAILED ({failed[cid]})", flush=True)
+    if failed:
+        raise RuntimeError("cells failed:\n" + "\n".join(f"  {k}: {v}" for k, v in failed.items()))
+
+
+# ---------------------------------------------------------------------------------------------- summary
+
+
+def _fmt(x: float, signed: bool = False) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    return f"{x:+.4f}" if signed else f"{x:.4f}"
+
+
+def _fmt_interval(iv: Interval, signed: bool = False) -> str:
+    if not iv.defined:
+        return f"{_fmt(iv.mean, signed)} (interval undefined)"
+    return f"{_fmt(iv.mean, signed)} ± {iv.half_width:.4f} [{_fmt(iv.lo, signed)}, {_fmt(iv.hi, signed)}]"
+
+
+def _load_results(cells: Sequence[Cell], out: Path) -> list[dict]:
+    rows = []
+    for c in cells:
+        if c.kind != "classifier" or not is_finished(c, out):
+            continue
+        r = json.loads((c.dir(out) / "result.json").read_text(encoding="utf-8"))
+        rows.append({"cell_id": c.id, "network": c.config["network"], "strategy": c.config["arm"],
+                     "base_strategy": c.config["strategy"], "gan_seed": c.config["gan_seed"], "seed": c.config["seed"],
+                     "seconds": r.get("seconds"), "class_names": r["class_names"], "metrics": r["metrics"]})
+    return rows
+
+
+def _per_seed(rows: list[dict], network: str, arm: str, metric: str) -> dict[int, float]:
+    """Value of one arm per classifier seed: the cell's value, averaged over GAN seeds when there are several."""
+    by_seed: dict[int, list[float]] = {}
+    for r in rows:
+        if r["network"] == network and r["strategy"] == arm and metric in r["metrics"]:
+            by_seed.setdefault(r["seed"], []).append(float(r["metrics"][metric]))
+    return {s: sum(v) / len(v) for s, v in by_seed.items()}
+
+
+def summarize(rows: list[dict], networks: Sequence[str], arms: Sequence[str], *, method: str = "t",
+              confidence: float = 0.95, seed: int = 0) -> tuple[list[str], list[dict]]:
+    """``(metrics, long-format records)``: one record per (network, arm, metric), then the paired ones."""
+    classes = next((r["class_names"] for r in rows), [])
+    metrics = list(SUMMARY_METRICS) + [f"fnr/{c}" for c in classes]
+    records = []
+    for net in networks:
+        for arm in arms:
+            for m in metrics:
+                iv = compute_interval(list(_per_seed(rows, net, arm, m).values()), method, confidence, seed=seed)
+                records.append({"network": net, "strategy": arm, "comparison": "", "metric": m, "interval": iv})
+        for base in BASELINES:
+            if base not in arms:
+                continue
+            for arm in arms:
+                if arm == base or (arm in BASELINES and BASELINES.index(arm) < BASELINES.index(base)):
+                    continue  # pixel_mixup - real is listed once, not again as real - pixel_mixup
+                for m in metrics:
+                    a, b = _per_seed(rows, net, arm, m), _per_seed(rows, net, base, m)
+                    _, diffs = paired_differences(a, b)  # matched by seed
+                    iv = compute_interval(diffs, method, confidence, seed=seed)
+                    records.append({"network": net, "strategy": arm, "comparison": f"- {base}", "metric": m, "interval": iv})
+    return metrics, records
+
+
+def write_summary(out, cells: Sequence[Cell], arms: Sequence[Arm], s: dict, dataset: dict) -> dict[str, Path]:
+    """Write ``summary.md``, ``summary.csv``, ``summary.png`` and ``cells.csv`` from the finished cells."""
+    from gemix_monai.utils import atomic_write_bytes
+
+    out = Path(out)
+    rows = _load_results(cells, out)
+    arm_names = [a.name for a in arms]
+    networks = list(s["networks"])
+    metrics, records = summarize(rows, networks, arm_names, method=s["interval"], confidence=s["confidence"])
+    files = {}
+
+    # cells.csv: every finished classifier cell, every metric of its test report
+    extra = sorted({k for r in rows for k in r["metrics"]} - set(metrics))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["cell_id", "network", "strategy", "base_strategy", "gan_seed", "seed", "seconds", *metrics, *extra])
+    for r in rows:
+        w.writerow([r["cell_id"], r["network"], r["strategy"], r["base_strategy"], "" if r["gan_seed"] is None else r["gan_seed"],
+                    r["seed"], r["seconds"], *(repr(float(r["metrics"][m])) if m in r["metrics"] else "" for m in [*metrics, *extra])])
+    files["cells.csv"] = atomic_write_bytes(out / "cells.csv", buf.getvalue().encode(), durable=False)
+
+    # summary.csv: long format
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["network", "strategy", "comparison", "metric", "n", "mean", "ci_lo", "ci_hi", "half_width", "method",
+                "confidence", "defined", "excludes_zero"])
+    for rec in records:
+        iv: Interval = rec["interval"]
+        w.writerow([rec["network"], rec["strategy"], rec["comparison"], rec["metric"], iv.n, repr(iv.mean), repr(iv.lo),
+                    repr(iv.hi), repr(iv.half_width), iv.method, iv.confidence, iv.defined,
+                    iv.excludes_zero if rec["comparison"] else ""])
+    files["summary.csv"] = atomic_write_bytes(out / "summary.csv", buf.getvalue().encode(), durable=False)
+
+    files["summary.md"] = atomic_write_bytes(out / "summary.md", _markdown(out, cells, rows, arms, s, dataset, metrics, records).encode(),
+                                             durable=False)
+    files["summary.png"] = _plot(out / "summary.png", networks, arm_names, records, s)
+    return files
+
+
+def _markdown(out, cells, rows, arms, s, dataset, metrics, records) -> str:
+    pct = f"{s['confidence'] * 100:g} %"
+    how = (f"{pct} Student-t interval (n - 1 degrees of freedom)" if s["interval"] == "t"
+           else f"{pct} percentile bootstrap interval of the mean (10000 resamples, seed 0)")
+    gan_cells = [c for c in cells if c.kind == "gan"]
+    gan_secs = [json.loads((c.dir(out) / "result.json").read_text())["seconds"] for c in gan_cells if is_finished(c, out)]
+    n_clf = sum(c.kind == "classifier" for c in cells)
+    lines = [
+        "# Strategy comparison on the test split", "",
+        f"- dataset: `{json.dumps(dataset)}`",
+        f"- classifier seeds: {s['seeds']} (n = {len(s['seeds'])}); GAN seeds: {s['gan_seeds']}",
+        f"- GAN budget (per GAN seed): preset `{s['gan_preset']}`, {s['gan_kimg']:g} kimg, batch {s['gan_batch_size']}"
+        + (f"; measured {sum(gan_secs):.0f} s over {len(gan_secs)} GAN(s)" if gan_secs else ""),
+        f"- classifier budget (every cell): {s['epochs']} epochs, batch {s['batch_size']}, AdamW lr {s['learning_rate']:g}, "
+        f"weight decay {s['weight_decay']:g}, {s['image_size']} px, checkpoint chosen by validation `{s['key_metric']}`",
+        f"- cells: {len(rows)} of {n_clf} classifier cells finished"
+        + (f" (total {sum(r['seconds'] or 0 for r in rows):.0f} s)" if rows else ""),
+        "",
+        f"Each entry is mean ± half-width [lo, hi] of a {how} over the classifier seeds; n is the number of "
+        "seeds (with several GAN seeds, a seed's value is the mean over its GAN seeds). An interval needs "
+        "n >= 2; with n = 1 it is reported as undefined. Higher is better except `ece` and `fnr/<class>`.",
+        "",
+    ]
+    variants = [a for a in arms if a.kwargs or a.name != a.strategy]
+    if variants:
+        lines += ["Variants:", "", "| name | strategy | keyword arguments |", "|---|---|---|"]
+        lines += [f"| {a.name} | {a.strategy} | `{a.kwargs}` |" for a in variants]
+        lines.append("")
+    by = {(r["network"], r["strategy"], r["comparison"], r["metric"]): r["interval"] for r in records}
+    arm_names = [a.name for a in arms]
+    for net in s["networks"]:
+        lines += [f"## Network `{net}`", "", "| strategy | n | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+        for arm in arm_names:
+            ivs = [by[(net, arm, "", m)] for m in metrics]
+            lines.append(f"| {arm} | {ivs[0].n} | " + " | ".join(_fmt_interval(iv) for iv in ivs) + " |")
+        lines.append("")
+        for base in BASELINES:
+            if base not in arm_names:
+                continue
+            lines += [f"### Paired differences: strategy - `{base}` (`{net}`)", "",
+                      f"Matched by (GAN seed, seed); `*` marks an interval that excludes 0.", "",
+                      "| strategy | n | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+            for arm in arm_names:
+                if (net, arm, f"- {base}", metrics[0]) not in by:
+                    continue
+                ivs = [by[(net, arm, f"- {base}", m)] for m in metrics]
+                lines.append(f"| {arm} | {ivs[0].n} | " + " | ".join(
+                    _fmt_interval(iv, signed=True) + (" *" if iv.excludes_zero else "") for iv in ivs) + " |")
+            lines.append("")
+    lines += ["Raw per-cell results: `cells.csv`; long format with the paired rows: `summary.csv`; plot: `summary.png`.", ""]
+    return "\n".join(lines)
+
+
+def _plot(path: Path, networks, arms, records, s) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from gemix_monai.utils import atomic_write_bytes
+
+    by = {(r["network"], r["strategy"], r["metric"]): r["interval"] for r in records if not r["comparison"]}
+    fig, axes = plt.subplots(len(PLOT_METRICS), len(networks), figsize=(1.2 + 0.75 * len(arms) * len(networks) + 1.5, 3.2 * len(PLOT_METRICS)),
+                             squeeze=False)
+    for j, net in enumerate(networks):
+        for i, m in enumerate(PLOT_METRICS):
+            ax = axes[i][j]
+            for x, arm in enumerate(arms):
+                iv = by[(net, arm, m)]
+                if not math.isfinite(iv.mean):
+                    continue
+                if iv.defined:
+                    ax.errorbar([x], [iv.mean], yerr=[[iv.mean - iv.lo], [iv.hi - iv.mean]], fmt="o", capsize=4,
+                                color="tab:blue" if arm not in BASELINES else "tab:gray")
+                else:
+                    ax.plot([x], [iv.mean], "x", color="tab:red")
+            ax.set_xticks(range(len(arms)), arms, rotation=45, ha="right", fontsize=8)
+            ax.set_title(f"{net}: {m}", fontsize=10)
+            ax.grid(axis="y", alpha=0.3)
+            if j == 0:
+                ax.set_ylabel(m)
+    fig.suptitle(f"test split, mean and {s['confidence'] * 100:g} % {s['interval']} interval over {len(s['seeds'])} seeds "
+                 "(x: interval undefined)", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue(), durable=False)
+
+
+# ---------------------------------------------------------------------------------------------- entry point
+
+
+@dataclass
+class CompareResult:
+    out_dir: Path
+    cells: list[Cell]
+    ran: list[str]
+    files: dict[str, Path]
+    seconds: float
+
+
+def run_compare(out="gemix_compare", *, dataset_dir=None, datalist=None, strategies: Sequence[str] | None = None,
+                seeds: int | Sequence[int] | None = None, gan_seeds: Sequence[int] | None = None,
+                networks: Sequence[str] | None = None, gan_kimg: float | None = None, gan_batch_size: int | None = None,
+                gan_preset: str | None = None, epochs: int | None = None, batch_size: int | None = None,
+                learning_rate: float | None = None, weight_decay: float | None = None, image_size: int | None = None,
+                key_metric: str | None = None, variants=None, interval: str | None = None,
+                confidence: float | None = None, jobs: int = 1, cell: str | None = None, list_cells: bool = False,
+                device: str | None = None, phantom_counts: Sequence[int] | None = None,
+                val_counts: Sequence[int] | None = None, test_counts: Sequence[int] | None = None,
+                verbose: bool = True, quiet: bool = True):
+    """Run (or resume) a comparison and write its summary; see the module docstring and docs/experiments.md.
+
+    ``None`` arguments take :data:`COMPARE_DEFAULTS`. ``seeds`` is a count (seeds 0..N-1) or a list.
+    ``variants``: ``["NAME=STRATEGY:{...}", ...]`` or ``{NAME: "STRATEGY:{...}" | {"strategy": ..., **kwargs}}``;
+    a variant is compared as its own arm (listed in ``strategies`` or appended after them).
+    ``cell``: run only that cell (its GAN cell must be finished) and write no summary.
+    ``list_cells``: return (and, with ``verbose``, print) the cell ids in dependency order; nothing runs.
+    ``jobs > 1``: run the cells as that many concurrent subprocesses. ``phantom_counts`` / ``val_counts``
+    / ``test_counts``: per-class sizes of the default phantom dataset (written to ``<out>/data``).
+    """
+    start = time.perf_counter()
+    s = _settings(strategies=strategies, seeds=seeds, gan_seeds=gan_seeds, networks=networks, gan_kimg=gan_kimg,
+                  gan_batch_size=gan_batch_size, gan_preset=gan_preset, epochs=epochs, batch_size=batch_size,
+                  learning_rate=learning_rate, weight_decay=weight_decay, image_size=image_size, key_metric=key_metric,
+                  interval=interval, confidence=confidence)
+    arms = _resolve_arms(list(s["strategies"]), variants)
+    out = Path(out).resolve()
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    source, dataset, tag = _resolve_dataset(out, dataset_dir, datalist, s["image_size"], phantom_counts, val_counts,
+                                            test_counts, create=not list_cells)
+    cells = plan_cells(out, s, arms, source, dataset, tag, str(device))
+    if list_cells:
+        if verbose:
+            for c in cells:
+                print(c.id)
+        return [c.id for c in cells]
+    for c in cells:  # refuse a changed budget before anything runs
+        check_cell_config(c, out)
+    if cell is not None:
+        match = [c for c in cells if c.id == cell]
+        if not match:
+            raise ValueError(f"unknown cell {cell!r}; `--list-cells` prints the {len(cells)} cell ids of this comparison")
+        ran = [cell] if run_cell(match[0], out, verbose=verbose, quiet=quiet) else []
+        if verbose:
+            print(f"cell {cell}: " + ("finished" if ran else "already finished, not recomputed"))
+        return CompareResult(out, cells, ran, {}, time.perf_counter() - start)
+    ran: list[str] = []
+    if jobs and jobs > 1:
+        before = {c.id for c in cells if is_finished(c, out)}
+        _run_parallel(cells, out, int(jobs), verbose=verbose, quiet=quiet)
+        ran = [c.id for c in cells if c.id not in before]
+    else:
+        todo = [c for c in cells if not is_finished(c, out)]
+        for k, c in enumerate(todo, 1):
+            t0 = time.perf_counter()
+            if run_cell(c, out, verbose=verbose, quiet=quiet):
+                ran.append(c.id)
+            if verbose:
+                print(f"[{k}/{len(todo)}] {c.id} done in {time.perf_counter() - t0:.1f} s", flush=True)
+    files = write_summary(out, cells, arms, s, dataset)
+    if verbose:
+        print(f"compare: {len(ran)} cell(s) run, {len(cells) - len(ran)} reused; summary in {files['summary.md']}")
+    return CompareResult(out, cells, ran, files, time.perf_counter() - start)
+
+
+def add_compare_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``gemix-monai compare`` (defaults: :data:`COMPARE_DEFAULTS`)."""
+    d = COMPARE_DEFAULTS
+    p.add_argument("--out", default="gemix_compare", help="output folder (default ./gemix_compare)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--dataset-dir", help="image folder / CSV / .npz source (default: the embedded phantoms)")
+    g.add_argument("--datalist", help="MONAI datalist JSON with class_names and training/validation/test")
+    p.add_argument("--strategies", nargs="+", help=f"strategies and variant names (default: {' '.join(d['strategies'])})")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--seeds", type=int, help=f"number of classifier seeds, 0..N-1 (default {d['seeds']})")
+    g.add_argument("--seed-list", type=int, nargs="+", help="explicit classifier seeds")
+    p.add_argument("--gan-seeds", type=int, nargs="+", help="GAN seeds (default 0)")
+    p.add_argument("--networks", nargs="+", help=f"classifier networks (default: {' '.join(d['networks'])})")
+    p.add_argument("--gan-kimg", type=float, help=f"GAN training length per GAN seed (default {d['gan_kimg']:g})")
+    p.add_argument("--gan-batch-size", type=int, help=f"default {d['gan_batch_size']}")
+    p.add_argument("--epochs", type=int, help=f"classifier epochs per cell (default {d['epochs']})")
+    p.add_argument("--batch-size", type=int, help=f"classifier batch (default {d['batch_size']})")
+    p.add_argument("--image-size", type=int, help=f"pixels per side (default {d['image_size']})")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=STRATEGY:{...}",
+                   help="a named strategy setting, e.g. \"gemix@ratio0.5=gemix:{'synthetic_ratio': 0.5}\" (repeatable)")
+    p.add_argument("--interval", choices=METHODS, help="t (default) or bootstrap (percentile, seed 0)")
+    p.add_argument("--jobs", type=int, default=1, help="run the cells as N concurrent subprocesses (default 1: in-process)")
+    p.add_argument("--cell", help="run only this cell (see --list-cells); no summary")
+    p.add_argument("--list-cells", action="store_true", help="print the cell ids in dependency order and exit")
+    p.add_argument("--device", help="e.g. cpu, cuda (default: cuda when available)")
+    p.add_argument("--verbose", action="store_true", help="the engines' INFO logs (default: one line per cell)")
+
+
+def compare_from_args(args: argparse.Namespace) -> int:
+    """``gemix-monai compare`` with parsed :func:`add_compare_arguments` options."""
+    run_compare(args.out, dataset_dir=args.dataset_dir, datalist=args.datalist, strategies=args.strategies,
+                seeds=args.seed_list if args.seed_list else args.seeds, gan_seeds=args.gan_seeds,
+                networks=args.networks, gan_kimg=args.gan_kimg, gan_batch_size=args.gan_batch_size, epochs=args.epochs,
+                batch_size=args.batch_size, image_size=args.image_size, variants=args.variant, interval=args.interval,
+                jobs=args.jobs, cell=args.cell, list_cells=args.list_cells, device=args.device, quiet=not args.verbose)
+    return 0
+
+
+def _worker_main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="run one prepared compare cell (the --jobs worker)")
+    p.add_argument("--cell-dir", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--verbose", action="store_true")
+    a = p.parse_args(argv)
+    _run_cell_dir(Path(a.cell_dir), Path(a.out), quiet=not a.verbose)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main())

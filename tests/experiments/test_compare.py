@@ -1,0 +1,306 @@
+"""gemix-monai compare: cells, resume, refusal of changed settings, summary files, CLI and bundle config."""
+
+import csv
+import fcntl
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from gemix_monai import cli
+from gemix_monai.experiments import compare
+from gemix_monai.experiments.compare import COMPARE_DEFAULTS, CellConfigError, run_compare
+
+COUNTS = {"phantom_counts": (8, 4, 6), "val_counts": (2, 2, 2), "test_counts": (3, 3, 3)}
+TINY = {"strategies": ["real", "pixel_mixup", "gemix"], "seeds": 2, "networks": ["tiny"], "gan_kimg": 0.016,
+        "epochs": 1, "device": "cpu", "verbose": False, **COUNTS}
+CLASSES = ["cyst", "hemangioma", "metastasis"]
+ARMS = ("real", "pixel_mixup", "gemix")
+EXPECTED_IDS = ["phantoms/gan/g0",
+                "phantoms/tiny/real/s0", "phantoms/tiny/pixel_mixup/s0", "phantoms/tiny/gemix/g0-s0",
+                "phantoms/tiny/real/s1", "phantoms/tiny/pixel_mixup/s1", "phantoms/tiny/gemix/g0-s1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_compare(tmp_path_factory):
+    """One real tiny comparison (GAN one step, 1 epoch per classifier), shared by the read-only tests."""
+    out = tmp_path_factory.mktemp("compare") / "run"
+    t0 = time.perf_counter()
+    result = run_compare(out, **TINY)
+    return result, time.perf_counter() - t0
+
+
+@pytest.fixture(scope="module")
+def tiny_datalist(tmp_path_factory):
+    from gemix_monai.data import generate_phantom_dataset
+
+    return generate_phantom_dataset(tmp_path_factory.mktemp("phantoms"), image_size=32, counts=(8, 4, 6),
+                                    val_counts=(2, 2, 2), test_counts=(3, 3, 3))
+
+
+class FakeRunners:
+    """Stand-ins for the GAN and classifier runners: count calls, optionally fail after ``fail_after`` calls."""
+
+    def __init__(self, fail_after=None):
+        self.calls: list[str] = []
+        self.fail_after = fail_after
+
+    def _count(self, cell_dir):
+        if self.fail_after is not None and len(self.calls) >= self.fail_after:
+            raise RuntimeError("simulated interruption")
+        self.calls.append(str(cell_dir))
+
+    def gan(self, config, runtime, cell_dir):
+        self._count(cell_dir)
+        (Path(cell_dir) / "models").mkdir(parents=True, exist_ok=True)
+        (Path(cell_dir) / "models" / "generator.pt").write_bytes(b"fake")
+        return {"generator": "models/generator.pt"}
+
+    def classifier(self, config, runtime, cell_dir):
+        self._count(cell_dir)
+        base = 0.5 + 0.1 * ARMS.index(config["strategy"]) + 0.01 * config["seed"]
+        metrics = {m: base for m in compare.SUMMARY_METRICS} | {f"fnr/{c}": 1 - base for c in CLASSES}
+        return {"metrics": metrics, "class_names": CLASSES, "undefined": []}
+
+    def install(self, monkeypatch):
+        monkeypatch.setattr(compare, "run_gan_cell", self.gan)
+        monkeypatch.setattr(compare, "run_classifier_cell", self.classifier)
+        return self
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ---------------------------------------------------------------------------------------------- the tiny run
+
+
+def test_tiny_compare_writes_summary_and_cells(tiny_compare):
+    result, seconds = tiny_compare
+    out = result.out_dir
+    assert [c.id for c in result.cells] == EXPECTED_IDS
+    assert result.ran == EXPECTED_IDS
+    for name in ("summary.md", "summary.csv", "summary.png", "cells.csv"):
+        assert (out / name).is_file(), name
+    assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    cells = _read_csv(out / "cells.csv")
+    assert [r["cell_id"] for r in cells] == EXPECTED_IDS[1:]
+    assert {(r["strategy"], r["seed"], r["gan_seed"]) for r in cells} == {
+        ("real", "0", ""), ("real", "1", ""), ("pixel_mixup", "0", ""), ("pixel_mixup", "1", ""),
+        ("gemix", "0", "0"), ("gemix", "1", "0")}
+    for r in cells:  # every metric of the test report, numbers as written in the cell's result.json
+        res = json.loads((out / "cells" / r["cell_id"] / "result.json").read_text())
+        report = json.loads((out / "cells" / r["cell_id"] / "test_report" / "metrics.json").read_text())
+        assert res["metrics"] == report["metrics"] and report["num_samples"] == 9
+        assert all(float(r[k]) == v for k, v in res["metrics"].items())
+
+    rows = _read_csv(out / "summary.csv")
+    metrics = list(compare.SUMMARY_METRICS) + [f"fnr/{c}" for c in CLASSES]
+    plain = [r for r in rows if not r["comparison"]]
+    assert [(r["strategy"], r["metric"]) for r in plain] == [(a, m) for a in ARMS for m in metrics]
+    paired = {(r["strategy"], r["comparison"]) for r in rows if r["comparison"]}
+    assert paired == {("pixel_mixup", "- real"), ("gemix", "- real"), ("gemix", "- pixel_mixup")}
+    assert len(rows) == 3 * len(metrics) + 3 * len(metrics)
+    assert all(r["n"] == "2" and r["network"] == "tiny" and r["defined"] == "True" for r in rows)
+    f1 = {r["strategy"]: float(r["mean"]) for r in plain if r["metric"] == "macro_f1"}
+    by_cell = {(r["strategy"], r["seed"]): float(r["macro_f1"]) for r in cells}
+    for arm in ARMS:
+        assert f1[arm] == pytest.approx((by_cell[(arm, "0")] + by_cell[(arm, "1")]) / 2)
+
+    md = (out / "summary.md").read_text()
+    assert "0.016 kimg" in md and "1 epochs" in md and "n = 2" in md
+    for arm in ARMS:
+        assert f"| {arm} | 2 |" in md
+    assert "Paired differences: strategy - `real`" in md and "Paired differences: strategy - `pixel_mixup`" in md
+    print(f"tiny compare: {seconds:.1f} s")
+
+
+def test_resume_recomputes_only_the_unfinished_cells(tiny_compare, tmp_path, monkeypatch):
+    src = tiny_compare[0].out_dir
+    out = tmp_path / "run"
+    shutil.copytree(src, out)
+    for name in ("summary.md", "summary.csv", "summary.png", "cells.csv"):
+        (out / name).unlink()
+    lost = ["phantoms/tiny/gemix/g0-s1", "phantoms/tiny/real/s1"]  # "interrupted" before their result.json
+    for cid in lost:
+        (out / "cells" / cid / "result.json").unlink()
+    kept = {cid: (out / "cells" / cid / "result.json").stat().st_mtime_ns for cid in EXPECTED_IDS if cid not in lost}
+    calls = []
+    real_runner = compare.run_classifier_cell
+
+    def counting(config, runtime, cell_dir):
+        calls.append(Path(cell_dir).relative_to(out / "cells").as_posix())
+        return real_runner(config, runtime, cell_dir)
+
+    monkeypatch.setattr(compare, "run_classifier_cell", counting)
+    monkeypatch.setattr(compare, "run_gan_cell", lambda *a: pytest.fail("the finished GAN cell was rerun"))
+    result = run_compare(out, **TINY)
+    assert sorted(calls) == sorted(lost) and sorted(result.ran) == sorted(lost)
+    assert {cid: (out / "cells" / cid / "result.json").stat().st_mtime_ns for cid in kept} == kept
+    assert len(_read_csv(out / "cells.csv")) == 6
+    assert all(r["n"] == "2" for r in _read_csv(out / "summary.csv"))
+
+
+def test_interrupted_run_continues_and_a_finished_run_only_rebuilds_the_summary(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    FakeRunners(fail_after=3).install(monkeypatch)
+    with pytest.raises(RuntimeError, match="simulated interruption"):
+        run_compare(out, **TINY)
+    finished = sorted(p.parent.relative_to(out / "cells").as_posix() for p in (out / "cells").rglob("result.json"))
+    assert finished == sorted(EXPECTED_IDS[:3])
+    assert not (out / "summary.md").exists()
+    mtimes = {cid: (out / "cells" / cid / "result.json").stat().st_mtime_ns for cid in finished}
+
+    runners = FakeRunners().install(monkeypatch)
+    result = run_compare(out, **TINY)
+    assert result.ran == EXPECTED_IDS[3:] and len(runners.calls) == 4
+    assert {cid: (out / "cells" / cid / "result.json").stat().st_mtime_ns for cid in finished} == mtimes
+    assert len(_read_csv(out / "cells.csv")) == 6
+
+    (out / "summary.md").unlink()
+    again = FakeRunners().install(monkeypatch)
+    result = run_compare(out, **TINY)
+    assert result.ran == [] and again.calls == []
+    assert (out / "summary.md").is_file()
+    rows = _read_csv(out / "summary.csv")
+    gemix_f1 = next(r for r in rows if r["strategy"] == "gemix" and r["metric"] == "macro_f1" and r["comparison"] == "- real")
+    assert float(gemix_f1["mean"]) == pytest.approx(0.2) and gemix_f1["excludes_zero"] == "True"
+
+
+# ---------------------------------------------------------------------------------------------- CLI, refusals
+
+
+def _cli_args(out, datalist, *extra):
+    return ["compare", "--out", str(out), "--datalist", str(datalist), "--strategies", "real", "gemix",
+            "--seeds", "2", "--networks", "tiny", "--gan-kimg", "0.016", "--epochs", "1", "--device", "cpu", *extra]
+
+
+def test_cell_runs_exactly_that_cell_and_list_cells_is_in_dependency_order(tmp_path, tiny_datalist, monkeypatch, capsys):
+    out = tmp_path / "run"
+    runners = FakeRunners().install(monkeypatch)
+    assert cli.main(_cli_args(out, tiny_datalist, "--list-cells")) == 0
+    ids = capsys.readouterr().out.split()
+    tag = tiny_datalist.parent.name
+    assert ids == [f"{tag}/gan/g0", f"{tag}/tiny/real/s0", f"{tag}/tiny/gemix/g0-s0", f"{tag}/tiny/real/s1",
+                   f"{tag}/tiny/gemix/g0-s1"]
+    assert not out.exists() and runners.calls == []
+
+    with pytest.raises(RuntimeError, match=f"needs cell {tag}/gan/g0 first"):
+        cli.main(_cli_args(out, tiny_datalist, "--cell", ids[4]))
+    assert cli.main(_cli_args(out, tiny_datalist, "--cell", ids[0])) == 0
+    assert cli.main(_cli_args(out, tiny_datalist, "--cell", ids[4])) == 0
+    assert [Path(c).relative_to(out / "cells").as_posix() for c in runners.calls] == [ids[0], ids[4]]
+    finished = sorted(p.parent.relative_to(out / "cells").as_posix() for p in (out / "cells").rglob("result.json"))
+    assert finished == sorted([ids[0], ids[4]])
+    assert not (out / "summary.md").exists()
+    cell = json.loads((out / "cells" / ids[4] / "cell.json").read_text())
+    assert cell["config"]["epochs"] == 1 and cell["config"]["gan"]["kimg"] == 0.016 and cell["config"]["seed"] == 1
+    assert cell["deps"] == [ids[0]]
+
+    assert cli.main(_cli_args(out, tiny_datalist, "--cell", ids[4])) == 0  # finished: not recomputed
+    assert len(runners.calls) == 2
+    with pytest.raises(ValueError, match="unknown cell"):
+        cli.main(_cli_args(out, tiny_datalist, "--cell", "nope/gan/g9"))
+
+
+def test_changed_budget_is_refused_naming_the_field(tmp_path, tiny_datalist, monkeypatch):
+    out = tmp_path / "run"
+    runners = FakeRunners().install(monkeypatch)
+    assert cli.main(_cli_args(out, tiny_datalist)) == 0
+    assert len(runners.calls) == 5
+    with pytest.raises(CellConfigError, match="'epochs' was 1 .* now 2"):
+        cli.main(_cli_args(out, tiny_datalist, "--epochs", "2"))  # the last --epochs wins
+    with pytest.raises(CellConfigError, match="'gan.kimg'"):
+        cli.main(_cli_args(out, tiny_datalist, "--gan-kimg", "0.5"))
+    with pytest.raises(CellConfigError, match="'strategy_kwargs.synthetic_ratio'"):
+        _edit_kwargs_and_rerun(out, tiny_datalist)
+    assert len(runners.calls) == 5  # nothing ran after the refusals
+
+
+def _edit_kwargs_and_rerun(out, datalist):
+    """Edit one finished cell's recorded kwargs, as if it had been made with another setting."""
+    cid = f"{datalist.parent.name}/tiny/gemix/g0-s0"
+    path = out / "cells" / cid / "cell.json"
+    meta = json.loads(path.read_text())
+    meta["config"]["strategy_kwargs"] = {"synthetic_ratio": 0.5}
+    path.write_text(json.dumps(meta))
+    run_compare(out, datalist=datalist, strategies=["real", "gemix"], seeds=2, networks=["tiny"], gan_kimg=0.016,
+                epochs=1, device="cpu", verbose=False)
+
+
+def test_unknown_strategy_variant_or_keyword_is_refused_naming_it(tmp_path, tiny_datalist):
+    with pytest.raises(ValueError, match="'mixmatch'"):
+        cli.main(["compare", "--out", str(tmp_path), "--datalist", str(tiny_datalist), "--strategies", "real", "mixmatch"])
+    with pytest.raises(ValueError, match="'mixmatch'"):
+        run_compare(tmp_path, datalist=tiny_datalist, variants=["x=mixmatch:{}"], list_cells=True, verbose=False)
+    with pytest.raises(ValueError, match="synthetic_ration"):
+        run_compare(tmp_path, datalist=tiny_datalist, variants=["g=gemix:{'synthetic_ration': 1}"], list_cells=True,
+                    verbose=False)
+    with pytest.raises(ValueError, match="'vgg'"):
+        run_compare(tmp_path, datalist=tiny_datalist, networks=["vgg"], list_cells=True, verbose=False)
+    assert not any(tmp_path.glob("cells"))
+
+
+def test_variants_are_their_own_arms_with_kwargs_and_class_weighting(tmp_path, tiny_datalist):
+    arm = compare.parse_variant("softmax_t@T0.5=softmax_t:{'sampler_kwargs': {'temperature': 0.5}}")
+    assert (arm.name, arm.strategy, arm.kwargs) == ("softmax_t@T0.5", "softmax_t", {"sampler_kwargs": {"temperature": 0.5}})
+    ids = run_compare(tmp_path, datalist=tiny_datalist, strategies=["real"], seeds=1, networks=["tiny"],
+                      variants=["gemix@ratio0.5=gemix:{'synthetic_ratio': 0.5}", "real@cw=real:{'class_weighted': True}"],
+                      list_cells=True, verbose=False)
+    tag = tiny_datalist.parent.name
+    assert ids == [f"{tag}/gan/g0", f"{tag}/tiny/real/s0", f"{tag}/tiny/gemix@ratio0.5/g0-s0", f"{tag}/tiny/real@cw/s0"]
+    with pytest.raises(ValueError, match="strategy name"):
+        run_compare(tmp_path, datalist=tiny_datalist, variants=["gemix=gemix:{}"], list_cells=True, verbose=False)
+
+
+def test_a_locked_cell_waits_and_is_not_run_twice(tmp_path, tiny_datalist, monkeypatch):
+    out = tmp_path / "run"
+    runners = FakeRunners().install(monkeypatch)
+    args = dict(datalist=tiny_datalist, strategies=["real"], seeds=1, networks=["tiny"], device="cpu", verbose=False)
+    cid = run_compare(out, list_cells=True, **args)[0]
+    cell_dir = out / "cells" / cid
+    cell_dir.mkdir(parents=True)
+    holder = open(cell_dir / ".lock", "w")
+    fcntl.flock(holder, fcntl.LOCK_EX)  # "another process" is running this cell
+    thread = threading.Thread(target=run_compare, args=(out,), kwargs={"cell": cid, **args})
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive() and runners.calls == []
+    (cell_dir / "result.json").write_text(json.dumps({"metrics": {}, "class_names": CLASSES}))  # it finishes
+    fcntl.flock(holder, fcntl.LOCK_UN)
+    holder.close()
+    thread.join(30)
+    assert not thread.is_alive() and runners.calls == []
+
+
+def test_bundle_config_has_the_same_defaults_and_runs(tmp_path, tiny_datalist, capsys):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(cli.bundle_dir() / "configs" / "compare.json"))
+    for key, value in COMPARE_DEFAULTS.items():
+        got = parser.get(key)
+        assert (list(got) if isinstance(value, tuple) else got) == (list(value) if isinstance(value, tuple) else value), key
+    cli.run_bundle_config("compare.json", {"out": str(tmp_path / "b"), "datalist": str(tiny_datalist),
+                                           "list_cells": True, "networks": ["tiny"], "seeds": 1,
+                                           "strategies": ["real", "gemix"]}, bundle_logging=False)
+    assert capsys.readouterr().out.split()[-3:] == [f"{tiny_datalist.parent.name}/gan/g0",
+                                                    f"{tiny_datalist.parent.name}/tiny/real/s0",
+                                                    f"{tiny_datalist.parent.name}/tiny/gemix/g0-s0"]
+
+
+def test_one_seed_reports_undefined_intervals_not_zero_width(tmp_path, tiny_datalist, monkeypatch):
+    FakeRunners().install(monkeypatch)
+    out = tmp_path / "run"
+    run_compare(out, datalist=tiny_datalist, strategies=["real", "gemix"], seeds=1, networks=["tiny"], device="cpu",
+                verbose=False)
+    rows = _read_csv(out / "summary.csv")
+    assert rows and all(r["n"] == "1" and r["defined"] == "False" and r["ci_lo"] == "nan" for r in rows)
+    assert all(r["excludes_zero"] == "False" for r in rows if r["comparison"])
+    md = (out / "summary.md").read_text()
+    assert "interval undefined" in md and " ± " not in md.split("## Network")[1]
