@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import io
+import math
+import numbers
 import os
 import stat
 import tempfile
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_write_bytes", "atomic_torch_save", "safe_torch_load"]
+__all__ = ["atomic_write_bytes", "atomic_torch_save", "safe_torch_load", "check_truncation_psi"]
 
 
 def _current_umask() -> int:
@@ -87,3 +89,19 @@ def safe_torch_load(path: str | os.PathLike, map_location="cpu"):
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # unpickling errors come in many types; all mean the same to the user
         raise ValueError(f"cannot load checkpoint {path} safely (weights_only=True): {type(e).__name__}: {e}") from e
+
+
+def check_truncation_psi(truncation_psi) -> float:
+    """``truncation_psi`` as a finite float; a ``ValueError`` naming it for NaN, inf or a non-number.
+
+    (NaN/inf would pull every ``w`` to NaN/inf and, after the output clamp, give a flat or saturated
+    image instead of an error.)
+    """
+    if isinstance(truncation_psi, torch.Tensor) and truncation_psi.numel() == 1:
+        truncation_psi = truncation_psi.item()
+    limit = float(torch.finfo(torch.float32).max)  # the networks compute in float32
+    if (isinstance(truncation_psi, bool) or not isinstance(truncation_psi, numbers.Real)
+            or not math.isfinite(truncation_psi) or abs(truncation_psi) > limit):
+        raise ValueError(f"truncation_psi must be a finite number (1 = no truncation, 0 = the average w) of magnitude "
+                         f"<= {limit:.6g} (float32), got {truncation_psi!r}")
+    return float(truncation_psi)

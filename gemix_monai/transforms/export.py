@@ -90,6 +90,7 @@ def export_synthetic(generator, sampler: SoftLabelSampler, out_dir: str | os.Pat
     """
     if fmt not in _EXTENSIONS:
         raise ValueError(f"fmt must be one of {sorted(_EXTENSIONS)}, got {fmt!r}")
+    # seed and truncation_psi are checked (ValueError naming them) by SyntheticDataset before anything is written
     dataset = SyntheticDataset(generator, sampler, num_images=num_images, per_class=per_class, seed=seed,
                                truncation_psi=truncation_psi, batch_size=batch_size, device=device)
     out = Path(out_dir)
