@@ -15,7 +15,6 @@ from gemix_monai.networks import Generator
 from gemix_monai.networks.presets import get_preset
 
 K = 3
-F64_MAX = float(np.finfo(np.float64).max)
 
 
 def small_generator(seed=0):

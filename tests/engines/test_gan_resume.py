@@ -54,7 +54,7 @@ def test_resume_with_another_preset_names_the_file_both_configs_and_how_to_start
     assert "resume=None" in message and "new output_dir" in message and str(out) in message
 
 
-def test_resume_from_another_paper_preset_names_both_presets(trained, data, tmp_path, monkeypatch):
+def test_resume_from_another_paper_preset_names_both_presets(trained, data, tmp_path):
     """Stored ``tiny`` and requested ``32`` are recognised by name (the comparison happens before any weights load)."""
     out = _copy(trained, tmp_path)
     with pytest.raises(ValueError, match=r"trained with preset 'tiny', this run asks for preset '32' \(G\.synthesis_kwargs"):
