@@ -9,6 +9,7 @@ KEY=VALUE`` overrides any other config id (``--set epochs=3 --set "strategy_kwar
     gemix-monai generate --bundle-root runs/exp1 --num-images 200 --sampler gemix
     gemix-monai train-classifier --bundle-root runs/exp1 --datalist ... --strategy gemix
     gemix-monai evaluate --bundle-root runs/exp1 --datalist ...
+    gemix-monai classify scans/ --bundle-root runs/exp1 --output runs/exp1/predictions.csv
     gemix-monai demo --out gemix_demo
     gemix-monai import-stylegan2 network-snapshot-000400.pkl --out runs/exp1/models/generator.pt --class-names normal pneumonia
     gemix-monai compare --out runs/compare --seeds 5 --networks tiny resnet18
@@ -144,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", dest="sampler_name", help="gemix, gemix_code, softmax_t, one_hot, dirichlet")
     p.add_argument("--output-dir")
     p.add_argument("--classify", metavar="INPUT_DIR",
-                   help="instead of generating, classify the images under INPUT_DIR with models/model.pt")
+                   help="alias of `gemix-monai classify INPUT_DIR` (writes <bundle-root>/predictions/predictions.csv)")
 
     p = sub.add_parser("train-classifier", help="train a classifier with one strategy (configs/train_classifier.json)")
     _common_args(p)
@@ -185,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="real split scored as the floor (default validation)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="e.g. cpu, cuda (default: cuda when available)")
+    _classify_parser(sub)
 
     p = sub.add_parser("demo", help="the whole pipeline on the phantoms, on CPU, with a report directory")
     p.add_argument("--out", default="gemix_demo", help="output folder (default ./gemix_demo)")
@@ -202,6 +204,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _NOT_OVERRIDES = {"command", "overrides", "multi_gpu", "classify", "verbose"}
+def _classify_parser(sub) -> None:
+    p = sub.add_parser("classify", help="classify every image under a folder with models/model.pt into a CSV "
+                                        "(configs/inference.json, run_id classify)")
+    p.add_argument("input_dir", metavar="INPUT_DIR", help="folder searched recursively for supported images (any letter case)")
+    _common_args(p)
+    p.add_argument("--ckpt-path", help="classifier checkpoint (default <bundle-root>/models/model.pt; classifier.json beside it)")
+    p.add_argument("--output", help="CSV to write (default <bundle-root>/predictions/predictions.csv)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output CSV")
+    p.add_argument("--batch-size", type=int)
+
+
+def _run_classify(args: argparse.Namespace, input_dir: str) -> int:
+    """``classify`` (and its alias ``generate --classify``): inference.json's ``classify`` entry."""
+    overrides = {"input_dir": str(Path(input_dir).resolve())}
+    if args.bundle_root is not None:
+        overrides["bundle_root"] = str(Path(args.bundle_root).resolve())
+    for key, config_id in (("seed", "seed"), ("device", "device"), ("batch_size", "classify_batch_size")):
+        if getattr(args, key, None) is not None:
+            overrides[config_id] = getattr(args, key)
+    if getattr(args, "ckpt_path", None):
+        overrides["ckpt_path"] = str(Path(args.ckpt_path).resolve())
+    if getattr(args, "output", None):
+        overrides["predictions_csv"] = str(Path(args.output).resolve())
+    if getattr(args, "overwrite", False):
+        overrides["overwrite"] = True
+    overrides.update(dict(args.overrides))
+    run_bundle_config(SUBCOMMAND_CONFIGS["generate"], overrides, run_id="classify", init_id="classify_initialize")
+    return 0
+
+
+_NOT_OVERRIDES = {"command", "overrides", "multi_gpu", "classify"}
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -314,14 +347,14 @@ def _main(argv: list[str]) -> int:
         from gemix_monai.experiments.compare import compare_from_args
 
         return compare_from_args(args)
+    if args.command == "classify":
+        return _run_classify(args, args.input_dir)
+    if args.command == "generate" and args.classify:
+        return _run_classify(args, args.classify)
     overrides = _overrides(args)
     config = SUBCOMMAND_CONFIGS[args.command]
     if args.command == "train-gan" and args.multi_gpu:
         config = [config, "multi_gpu_train.json"]
-    if args.command == "generate" and args.classify:
-        overrides["input_dir"] = str(Path(args.classify).resolve())
-        run_bundle_config(config, overrides, run_id="classify", init_id="classify_initialize")
-        return 0
     run_bundle_config(config, overrides)
     return 0
 

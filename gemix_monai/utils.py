@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import math
+import numbers
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_write_bytes", "atomic_torch_save", "safe_torch_load"]
+__all__ = ["atomic_write_bytes", "atomic_torch_save", "safe_torch_load", "check_truncation_psi"]
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux ``/proc``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no read-only API elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def _target_mode(path: Path) -> int:
+    """Mode for the new file: an existing target's permission bits, else ``0o666 & ~umask`` (what ``open()`` gives)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0o666 & ~_current_umask()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> Path:
@@ -18,20 +44,31 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = 
     A reader never sees a half-written file, and a run killed mid-write leaves the previous file
     (or none) in place, never a truncated one. ``durable`` also fsyncs before the rename, so the
     new content survives a power loss; bulk writers of many small regenerable files may skip it.
+
+    The file gets the permissions a plain ``open(path, "wb")`` would give: the existing target's
+    mode when it is replaced, else ``0o666`` less the process umask (``mkstemp`` alone makes 0600).
+    A failed write (e.g. a full disk) removes the temporary file and raises an ``OSError`` naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _target_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
             if durable:
-                f.flush()
                 os.fsync(f.fileno())
+            os.fchmod(f.fileno(), mode)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(e, OSError):
+            code = e.errno if e.errno is not None else errno.EIO
+            raise OSError(code, f"cannot write {path}: {e.strerror or e}") from e
         raise
     return path
 
@@ -52,3 +89,19 @@ def safe_torch_load(path: str | os.PathLike, map_location="cpu"):
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # unpickling errors come in many types; all mean the same to the user
         raise ValueError(f"cannot load checkpoint {path} safely (weights_only=True): {type(e).__name__}: {e}") from e
+
+
+def check_truncation_psi(truncation_psi) -> float:
+    """``truncation_psi`` as a finite float; a ``ValueError`` naming it for NaN, inf or a non-number.
+
+    (NaN/inf would pull every ``w`` to NaN/inf and, after the output clamp, give a flat or saturated
+    image instead of an error.)
+    """
+    if isinstance(truncation_psi, torch.Tensor) and truncation_psi.numel() == 1:
+        truncation_psi = truncation_psi.item()
+    limit = float(torch.finfo(torch.float32).max)  # the networks compute in float32
+    if (isinstance(truncation_psi, bool) or not isinstance(truncation_psi, numbers.Real)
+            or not math.isfinite(truncation_psi) or abs(truncation_psi) > limit):
+        raise ValueError(f"truncation_psi must be a finite number (1 = no truncation, 0 = the average w) of magnitude "
+                         f"<= {limit:.6g} (float32), got {truncation_psi!r}")
+    return float(truncation_psi)

@@ -63,6 +63,8 @@ __all__ = [
     "read_classifier_info",
     "classifier_transform",
     "strategy_feature_sources",
+    "find_images",
+    "classify_folder",
 ]
 
 logger = logging.getLogger(__name__)
@@ -744,3 +746,140 @@ def evaluate_classifier(
                                             amp=amp, report_dir=output_dir, val_handlers=handlers)
     evaluator.run()
     return evaluator.clinical_metrics.result
+
+
+# ---------------------------------------------------------------------------------------------- folder classification
+
+#: Preprocessing of :func:`classify_folder` when ``classifier.json`` records none and the caller gives none
+#: (the bundle's defaults: 32 px, abdomen CT window).
+DEFAULT_CLASSIFY_PREPROCESSING = {"image_size": 32, "hu_window": "abdomen", "intensity": "auto"}
+
+
+def _image_suffixes() -> list[str]:
+    from gemix_monai.data.transforms import IMAGE_SUFFIXES
+
+    return sorted(s for s in IMAGE_SUFFIXES if s)  # "" (suffix-less DICOM) would match every file
+
+
+def find_images(input_dir: str | os.PathLike) -> list[Path]:
+    """Every supported image under ``input_dir``, recursively, sorted: suffixes of
+    ``gemix_monai.data.transforms.IMAGE_SUFFIXES`` in any letter case (``.nii.gz`` included); hidden files
+    and folders are skipped, and so is an Analyze ``.img`` whose ``.hdr`` is beside it (one image, two files)."""
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"input folder not found: {root}")
+    suffixes = set(_image_suffixes())
+    found = []
+    for path in root.rglob("*"):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+            continue
+        name = path.name.lower()
+        suffix = ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+        if suffix not in suffixes:
+            continue
+        if suffix == ".img" and any(path.with_suffix(s).is_file() for s in (".hdr", ".HDR")):
+            continue
+        found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _classify_transform(info: Mapping, fallback: Mapping | None = None):
+    """The preprocessing of :func:`classify_folder` for a classifier described by ``info`` (its classifier.json).
+
+    ``info["preprocessing"]`` (a dict of :func:`gemix_monai.data.get_transforms` keyword arguments recorded
+    at training) wins; otherwise ``fallback`` (the caller's settings, e.g. the bundle config's), otherwise
+    :data:`DEFAULT_CLASSIFY_PREPROCESSING`. ``channels`` is the network's ``in_channels`` unless recorded.
+    """
+    from gemix_monai.data import get_transforms
+
+    stored = contract_of(info.get("contract")) if info.get("contract") else None
+    if stored is not None:  # the contract recorded at training (docs/data.md) wins over any setting
+        return stored.preprocessing.transforms(num_classes=len(stored.class_names))
+    recorded = info.get("preprocessing")
+    if recorded is not None and not isinstance(recorded, Mapping):
+        raise ValueError(f"classifier.json 'preprocessing' must be a dict of get_transforms arguments, got {recorded!r}")
+    kwargs = dict(DEFAULT_CLASSIFY_PREPROCESSING)
+    kwargs.update(fallback or {})
+    kwargs["channels"] = int(info["in_channels"])
+    kwargs.update(recorded or {})
+    return get_transforms(**kwargs)
+
+
+def classify_folder(checkpoint: str | os.PathLike, input_dir: str | os.PathLike, output_csv: str | os.PathLike, *,
+                    overwrite: bool = False, device: str | torch.device | None = None, batch_size: int = 32,
+                    transform: Callable | None = None, preprocessing: Mapping | None = None) -> Path:
+    """Classify every image under ``input_dir`` with ``checkpoint`` (``model.pt`` + ``classifier.json``); write a CSV.
+
+    The CSV has a header ``filename, predicted_class, p(<class name>)...`` (one probability column per class of
+    the checkpoint, softmax, in label order) and one row per image, ``filename`` relative to ``input_dir``. Images are
+    found by :func:`find_images`; the class count, names, input channels and network come from ``classifier.json``.
+
+    Args:
+        transform: preprocessing of ``{"image": path}`` items; default :func:`_classify_transform` (the record in
+            ``classifier.json``, else ``preprocessing`` — ``get_transforms`` keyword arguments — else the defaults).
+        overwrite: replace an existing ``output_csv`` (otherwise a ``FileExistsError`` naming it).
+
+    Raises ``FileNotFoundError`` for a missing folder, checkpoint or ``classifier.json``, ``FileExistsError`` for an
+    existing CSV without ``overwrite``, ``ValueError`` when the folder holds no supported image (naming it and the
+    suffixes looked for) or the checkpoint does not fit its description. Nothing is written unless every image
+    was classified (the CSV is written atomically at the end).
+    """
+    import csv
+    import io
+
+    from gemix_monai.utils import atomic_write_bytes
+
+    for name, value in (("checkpoint", checkpoint), ("input_dir", input_dir), ("output_csv", output_csv)):
+        if value is None:
+            raise ValueError(f"classify_folder: {name} is not set (bundle: set input_dir, ckpt_path and predictions_csv)")
+    checkpoint, input_dir, output_csv = Path(checkpoint), Path(input_dir), Path(output_csv)
+    if output_csv.exists() and not overwrite:
+        raise FileExistsError(f"{output_csv} already exists; pass overwrite=True (command line: --overwrite) to replace it, "
+                              "or choose another output file")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"classifier checkpoint not found: {checkpoint}")
+    info_path = checkpoint.with_name(CHECKPOINT_INFO_NAME)
+    if not info_path.is_file():
+        raise FileNotFoundError(f"{info_path} not found: classify_folder takes the network, class count and class names "
+                                f"from the {CHECKPOINT_INFO_NAME} that train_classifier writes beside {checkpoint.name}")
+    files = find_images(input_dir)
+    if not files:
+        raise ValueError(f"no images to classify in {input_dir} (searched recursively, any letter case, for "
+                         f"{', '.join(_image_suffixes())})")
+    device = _device(device)
+    net, info = load_classifier(checkpoint, device=device)
+    k = int(info["num_classes"])
+    names = validate_class_names(k, info.get("class_names"))
+    tf = transform if transform is not None else _classify_transform(info, preprocessing)
+    logger.info("classifying %d images under %s with %s (%d classes)", len(files), input_dir, checkpoint, k)
+
+    # A plain loop rather than SupervisedEvaluator + ClassificationSaver: there are no labels or metrics, and
+    # ClassificationSaver writes neither a header nor class names, so the CSV is written here anyway.
+    loader = DataLoader(MonaiDataset([{"image": str(f)} for f in files], tf), batch_size=batch_size, shuffle=False,
+                        num_workers=0)
+    probs = []
+    net.eval()
+    with torch.no_grad():
+        for batch in loader:
+            x = torch.as_tensor(batch["image"]).to(device=device, dtype=torch.float32)
+            logits = net(x)
+            if logits.ndim != 2 or logits.shape[1] != k:
+                raise ValueError(f"{checkpoint}: the network returns shape {tuple(logits.shape)}, expected [N, {k}] "
+                                 f"(num_classes in {info_path})")
+            probs.append(torch.softmax(logits.float(), dim=1).cpu())
+    p = torch.cat(probs)
+    if not torch.isfinite(p).all():
+        bad = [files[i] for i in torch.nonzero(~torch.isfinite(p).all(1)).flatten().tolist()][:5]
+        raise ValueError(f"{checkpoint} gives NaN/inf probabilities for {bad}")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["filename", "predicted_class", *(f"p({n})" for n in names)])
+    for f, row in zip(files, p.tolist()):
+        writer.writerow([f.relative_to(input_dir).as_posix(), names[max(range(k), key=row.__getitem__)],
+                         *(f"{v:.8g}" for v in row)])
+    atomic_write_bytes(output_csv, buf.getvalue().encode())
+    logger.info("wrote %s", output_csv)
+    return output_csv

@@ -69,6 +69,8 @@ import numpy as np
 import torch
 from ignite.engine import Engine
 
+from gemix_monai.utils import safe_torch_load
+
 from . import gan_loss
 
 __all__ = [
@@ -713,12 +715,11 @@ def create_gan_trainer(train_data, *, G, D, augment_pipe=None, options: GanTrain
     ``checkpoint_kimg`` and at the end (plus ``models/generator.pt``), sample grids every
     ``sample_kimg``, TensorBoard scalars every ``log_every`` steps, and a progress bar (rank 0).
     ``resume`` is ``None``, ``"auto"`` (``output_dir/checkpoints/latest.pt`` when present) or a
-    checkpoint path. Call ``trainer.run()`` to train.
+    checkpoint path; a checkpoint that is damaged or was trained with other networks, batch size or
+    classes is a ``ValueError`` naming the file, the difference and how to start over. Call ``trainer.run()`` to train.
     """
     from gemix_monai.handlers.gan import (AdaptiveAugmentHandler, GanCheckpointHandler, GanTensorBoardHandler,
                                           GeneratorEmaHandler, SampleGridHandler)
-    from gemix_monai.utils import safe_torch_load
-
     if options is None:
         options = GanTrainingOptions()
     elif isinstance(options, Mapping):
@@ -752,11 +753,71 @@ def create_gan_trainer(train_data, *, G, D, augment_pipe=None, options: GanTrain
         else:
             path = Path(resume)
             if not path.is_file():
-                raise FileNotFoundError(f"resume checkpoint not found: {path}")
+                raise FileNotFoundError(f"resume checkpoint not found: {path} (resume takes None, 'auto' or a checkpoint path)")
         if path is not None:
-            trainer.load_training_state(safe_torch_load(path, map_location="cpu"))
-            trainer.logger.info("resumed from %s at iteration %d", path, trainer.state.iteration)
+            _resume(trainer, path, output_dir)
     return trainer
+
+
+def _plain_config(value):
+    """Networks' init kwargs as JSON-comparable values (tuples and lists alike)."""
+    import json
+
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _preset_names_of(g_config: Mapping) -> list[str]:
+    """Presets whose generator architecture (their ``G`` kwargs) matches ``g_config``."""
+    from gemix_monai.networks.presets import PRESET_NAMES, get_preset
+
+    g = _plain_config(dict(g_config))
+    return [name for name in PRESET_NAMES
+            if all(g.get(k) == v for k, v in _plain_config(get_preset(name)["G"]).items())]
+
+
+def _describe_networks(g_config: Mapping) -> str:
+    names = _preset_names_of(g_config)
+    return f"preset {names[0]!r}" if names else "a custom network config"
+
+
+def _resume_error(path: Path, output_dir, detail: str) -> ValueError:
+    fresh = f"a new output_dir (instead of {output_dir})" if output_dir is not None else "a new output_dir"
+    return ValueError(f"cannot resume GAN training from {path}: {detail}. To start over, train into {fresh} "
+                      "or pass resume=None (command line: --set resume=None; this overwrites that folder's checkpoints)")
+
+
+def _resume(trainer: "ConditionalGanTrainer", path: Path, output_dir) -> None:
+    """Load ``path`` into ``trainer``; every failure names the file, what differs and how to start over.
+
+    A damaged ``latest.pt`` is an error, not a silent fall-back to an older snapshot: checkpoints are written
+    atomically, so damage means something outside training touched the file and a person should choose
+    (numbered snapshots, when kept, are listed in the message and resume with ``resume=<snapshot path>``).
+    """
+    try:
+        state = safe_torch_load(path, map_location="cpu")
+    except ValueError as e:
+        snapshots = sorted(path.parent.glob("gan-*kimg.pt"))
+        hint = f" (numbered snapshots beside it: {', '.join(p.name for p in snapshots)})" if snapshots else ""
+        raise _resume_error(path, output_dir, f"the file cannot be read, it is damaged or truncated{hint}: {e}") from e
+    if not isinstance(state, Mapping) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, Mapping) else type(state).__name__
+        raise _resume_error(path, output_dir, f"not a GAN training checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})")
+    stored = state.get("config") if isinstance(state.get("config"), Mapping) else {}
+    requested = {"G": dict(getattr(trainer.G, "init_kwargs", {})), "D": dict(getattr(trainer.D, "init_kwargs", {}))}
+    diffs = []
+    for net in ("G", "D"):
+        a, b = _plain_config(dict(stored.get(net) or {})), _plain_config(requested[net])
+        diffs += [f"{net}.{k}: stored {a.get(k)!r}, requested {b.get(k)!r}" for k in sorted(set(a) | set(b))
+                  if k != "class_names" and a.get(k) != b.get(k)]
+    if diffs:
+        shown = "; ".join(diffs[:8]) + (f"; and {len(diffs) - 8} more" if len(diffs) > 8 else "")
+        raise _resume_error(path, output_dir, f"it was trained with {_describe_networks(stored.get('G') or {})}, this run asks for "
+                            f"{_describe_networks(requested['G'])} ({shown})")
+    try:
+        trainer.load_training_state(state)
+    except (ValueError, KeyError, RuntimeError, TypeError) as e:
+        raise _resume_error(path, output_dir, f"{type(e).__name__}: {e}") from e
+    trainer.logger.info("resumed from %s at iteration %d", path, trainer.state.iteration)
 
 
 def _as_dataset(train_data):

@@ -29,6 +29,7 @@ __all__ = [
     "SAMPLERS",
     "build_sampler",
     "as_rng",
+    "check_seed",
     "inverse_frequency_weights",
 ]
 
@@ -48,10 +49,54 @@ def as_rng(rng: RngLike, default: np.random.Generator | np.random.RandomState | 
     raise TypeError(f"rng must be a numpy Generator/RandomState, an int seed or None, got {type(rng).__name__}")
 
 
-def _positive(name: str, value) -> float:
+#: Largest float64; the samplers' parameter bounds derive from it so that every draw stays finite.
+_F64_MAX = float(np.finfo(np.float64).max)
+#: Smallest normal float64: a positive parameter below it is subnormal and its reciprocal overflows.
+_F64_TINY = float(np.finfo(np.float64).tiny)
+#: Bound on |N(0, 1)| draws: numpy's ziggurat tail from a 53-bit uniform cannot exceed ~14, so 64 is safe.
+_NORMAL_BOUND = 64.0
+#: Bound on |logit| (bias + sigma * normal, and that divided by the temperature): differences stay finite.
+_LOGIT_MAX = _F64_MAX / 4
+#: Largest Beta(beta, beta) parameter: numpy draws it as Ga / (Ga + Gb) with Gamma draws near beta, whose sum must be finite.
+_BETA_MAX = _F64_MAX / 4
+
+_SEED_LIMIT = 2**32
+
+
+def check_seed(seed, name: str = "seed", *, allow_none: bool = True) -> int | None:
+    """``seed`` as an int in ``[0, 2**32)`` (``None`` passes when ``allow_none``); a ``ValueError`` naming ``name`` otherwise."""
+    if seed is None and allow_none:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) < _SEED_LIMIT:
+        raise ValueError(f"{name} must be an integer in [0, 2**32) = [0, {_SEED_LIMIT - 1}]"
+                         f"{' or None' if allow_none else ''}, got {seed!r}")
+    return int(seed)
+
+
+def _real(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _in_range(name: str, value, lo: float, hi: float, why: str = "") -> float:
+    """``value`` as a float in ``[lo, hi]``, else a ``ValueError`` naming ``name`` and the range."""
+    v = _real(name, value)
+    if not lo <= v <= hi:
+        raise ValueError(f"{name} must be in [{lo:.6g}, {hi:.6g}]{why}, got {value!r}")
+    return v
+
+
+def _positive(name: str, value, hi: float = _F64_MAX, why: str = "", lo: float = _F64_TINY) -> float:
+    """A positive parameter in ``[lo, hi]``; ``lo`` is at least the smallest normal float64 (so ``1/value`` is finite)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
+    return _in_range(name, value, max(lo, _F64_TINY), hi, why)
+
+
+def _alpha_max(k: int) -> float:
+    """Largest Dirichlet concentration for K classes: a row's K Gamma draws (each near its alpha) must sum to a finite float64."""
+    return _F64_MAX / (4 * k)
 
 
 def _class_probabilities(class_weights, k: int) -> np.ndarray | None:
@@ -173,12 +218,12 @@ class SoftLabelSampler:
         self.num_classes = _check_num_classes(num_classes)
         self.class_weights = None if class_weights is None else [float(w) for w in np.asarray(class_weights, dtype=np.float64).ravel()]
         self._probs = _class_probabilities(class_weights, self.num_classes)
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
+        self.seed = check_seed(seed)
+        self.rng = np.random.default_rng(self.seed)
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | np.random.Generator | None = None):
         """Reseed the sampler's own random state (MONAI's ``Randomizable`` convention)."""
-        self.rng = state if state is not None else np.random.default_rng(seed)
+        self.rng = state if state is not None else np.random.default_rng(check_seed(seed))
         return self
 
     @property
@@ -197,6 +242,10 @@ class SoftLabelSampler:
         """Like :meth:`sample`, also returning ``{"classes": [B, n] int64, ...}`` (sampler-specific extras)."""
         b = _batch_size(batch_size)
         labels, info = self._draw(b, as_rng(rng, self.rng), primary)
+        # Belt and braces: the parameter bounds keep draws finite; a row that is not is never returned.
+        if labels.size and (not np.all(np.isfinite(labels)) or not np.all(labels.sum(-1) > 0)):
+            raise ValueError(f"{type(self).__name__} drew a soft label that is NaN, infinite or all zero with parameters "
+                             f"{self.params()}; use less extreme parameters")
         return _to_label_tensor(labels, device), {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in info.items()}
 
     def __call__(self, batch_size: int, rng: RngLike = None, primary=None, device=None) -> torch.Tensor:
@@ -230,9 +279,10 @@ class DirichletBetaSampler(SoftLabelSampler):
     def __init__(self, num_classes: int, alpha_hi: float = 10.0, alpha_lo: float = 1.0, beta: float = 0.4,
                  class_weights: Sequence[float] | None = None, seed: int | None = None):
         super().__init__(num_classes, class_weights, seed)
-        self.alpha_hi = _positive("alpha_hi", alpha_hi)
-        self.alpha_lo = _positive("alpha_lo", alpha_lo)
-        self.beta = _positive("beta", beta)
+        why = f" (float64: the {self.num_classes} Gamma draws of a Dirichlet row must sum to a finite number)"
+        self.alpha_hi = _positive("alpha_hi", alpha_hi, _alpha_max(self.num_classes), why)
+        self.alpha_lo = _positive("alpha_lo", alpha_lo, _alpha_max(self.num_classes), why)
+        self.beta = _positive("beta", beta, _BETA_MAX, " (float64: the two Gamma draws of a Beta draw must sum to a finite number)")
         if self._probs is not None and (self._probs > 0).sum() < 2:
             raise ValueError("class_weights must give at least two classes a positive weight: a GeMix draw blends two distinct classes")
 
@@ -261,8 +311,9 @@ class DirichletSampler(SoftLabelSampler):
     def __init__(self, num_classes: int, alpha_hi: float = 2.0, alpha_lo: float = 1.0,
                  class_weights: Sequence[float] | None = None, seed: int | None = None):
         super().__init__(num_classes, class_weights, seed)
-        self.alpha_hi = _positive("alpha_hi", alpha_hi)
-        self.alpha_lo = _positive("alpha_lo", alpha_lo)
+        why = f" (float64: the {self.num_classes} Gamma draws of a Dirichlet row must sum to a finite number)"
+        self.alpha_hi = _positive("alpha_hi", alpha_hi, _alpha_max(self.num_classes), why)
+        self.alpha_lo = _positive("alpha_lo", alpha_lo, _alpha_max(self.num_classes), why)
 
     def _draw(self, b, rng, primary):
         i = _primary_classes(primary, rng, self._probs, self.num_classes, b)
@@ -288,13 +339,15 @@ class TemperatureSoftmaxSampler(SoftLabelSampler):
     def __init__(self, num_classes: int, bias: float = 2.0, temperature: float = 1.0, sigma: float = 1.0,
                  class_weights: Sequence[float] | None = None, seed: int | None = None):
         super().__init__(num_classes, class_weights, seed)
-        if isinstance(bias, bool) or not isinstance(bias, numbers.Real) or not np.isfinite(bias):
-            raise ValueError(f"bias must be a finite number, got {bias!r}")
-        self.bias = float(bias)
-        self.temperature = _positive("temperature", temperature)
+        # float64 bounds: logits bias + sigma * N(0, 1) stay within _LOGIT_MAX, and so do they divided by the temperature
+        self.bias = _in_range("bias", bias, -_LOGIT_MAX / 2, _LOGIT_MAX / 2, " (float64: logits must stay finite)")
         if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not np.isfinite(sigma) or sigma < 0:
             raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
-        self.sigma = float(sigma)
+        self.sigma = _in_range("sigma", sigma, 0.0, _LOGIT_MAX / (2 * _NORMAL_BOUND), " (float64: logits must stay finite)")
+        logit_bound = abs(self.bias) + _NORMAL_BOUND * self.sigma
+        self.temperature = _positive("temperature", temperature, _F64_MAX,
+                                     f" (float64: logits up to {logit_bound:.6g} from bias={self.bias!r} and sigma={self.sigma!r} "
+                                     "divided by the temperature must stay finite)", lo=logit_bound / _LOGIT_MAX)
 
     def _draw(self, b, rng, primary):
         k = self.num_classes
@@ -333,7 +386,17 @@ SAMPLERS: dict[str, Callable[..., SoftLabelSampler]] = {
 
 
 def build_sampler(name: str, num_classes: int, **kwargs) -> SoftLabelSampler:
-    """``SAMPLERS[name](num_classes, **kwargs)`` with an error listing the known names."""
+    """``SAMPLERS[name](num_classes, **kwargs)`` with an error listing the known names, or the arguments
+    the sampler takes when ``kwargs`` holds one it does not (e.g. ``temperature`` for ``gemix``)."""
+    import inspect
+
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; expected one of {sorted(SAMPLERS)}")
-    return SAMPLERS[name](num_classes, **kwargs)
+    factory = SAMPLERS[name]
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        accepted = [p for p in params if p != "num_classes"]
+        unknown = sorted(k for k in kwargs if k not in accepted)
+        if unknown:
+            raise ValueError(f"sampler {name!r} does not take {unknown}; its arguments are {accepted}")
+    return factory(num_classes, **kwargs)

@@ -88,9 +88,18 @@ class GenerateImageTask(InferTask):
         return self.generator_path.is_file()
 
     def __call__(self, request) -> tuple[str, dict]:
+        from gemix_monai.mixing.samplers import check_seed
+        from gemix_monai.utils import check_truncation_psi
+
         soft_label = parse_soft_label(request, self.class_names)
-        seed = int(request.get("seed", self._config["seed"]))
-        psi = float(request.get("truncation_psi", self._config["truncation_psi"]))
+        seed = request.get("seed", self._config["seed"])
+        seed = check_seed(int(seed) if isinstance(seed, str) and seed.strip().isdigit() else seed, "request seed", allow_none=False)
+        psi = request.get("truncation_psi", self._config["truncation_psi"])
+        try:  # a JSON request may carry the number as a string ("0.7"), which float() reads
+            psi = float(psi) if isinstance(psi, str) else psi
+        except ValueError:
+            raise ValueError(f"request truncation_psi must be a finite number, got {psi!r}") from None
+        psi = check_truncation_psi(psi)
         image = self.generator.generate(soft_label[None], truncation_psi=psi, noise_mode="const", batch_size=1,
                                         device=self.device, seed=seed)[0].detach().cpu()
         ext = request.get("result_extension", ".nii.gz")

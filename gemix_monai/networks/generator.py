@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import numbers
 import os
 from collections.abc import Sequence
 
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from gemix_monai.networks.labels import as_soft_labels
-from gemix_monai.networks.mapping import MappingNetwork
+from gemix_monai.networks.mapping import MappingNetwork, check_truncation_psi
 from gemix_monai.networks.synthesis import NOISE_MODES, SynthesisNetwork
 from gemix_monai.utils import atomic_torch_save, safe_torch_load
 
@@ -144,10 +145,14 @@ class Generator(nn.Module):
 
         Raises:
             ValueError: a row off the simplex or of the wrong length (the message names the row),
-                ``z`` of the wrong shape, a bad ``noise_mode`` or ``batch_size``.
+                ``z`` of the wrong shape, a bad ``noise_mode`` or ``batch_size``, a NaN/inf
+                ``truncation_psi``, a ``seed`` outside ``[0, 2**32)``, or an output with NaN/inf values.
         """
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        truncation_psi = check_truncation_psi(truncation_psi)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32):
+            raise ValueError(f"seed must be an integer in [0, 2**32) or None, got {seed!r}")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         if device is not None:
@@ -174,11 +179,17 @@ class Generator(nn.Module):
                     truncation_psi=truncation_psi,
                     noise_mode=noise_mode,
                     check_labels=False,
-                ).clamp_(-1, 1)
+                )
                 for i in range(0, n, batch_size)
             ]
         if not images:
             return torch.empty(0, self.img_channels, self.img_resolution, self.img_resolution, device=device)
+        # The clamp below would turn inf into a saturated image and keep NaN: refuse both (one sync per call).
+        finite = torch.stack([torch.isfinite(im).all() for im in images]).all()
+        if not bool(finite):
+            raise ValueError(f"the generator produced NaN/inf values (truncation_psi={truncation_psi!r}); a finite "
+                             "truncation_psi of moderate size and a checkpoint with finite weights give finite images")
+        images = [im.clamp_(-1, 1) for im in images]
         return torch.cat(images).to(torch.float32)
 
     def save_checkpoint(self, path: str | os.PathLike, *, extra: dict | None = None) -> str:

@@ -7,8 +7,10 @@ from torch import nn
 
 from gemix_monai.networks.labels import as_soft_labels
 from gemix_monai.networks.layers import FullyConnectedLayer, normalize_2nd_moment
+from gemix_monai.utils import check_truncation_psi
 
-__all__ = ["MappingNetwork"]
+__all__ = ["MappingNetwork", "check_truncation_psi"]
+
 
 
 class MappingNetwork(nn.Module):
@@ -88,6 +90,8 @@ class MappingNetwork(nn.Module):
         ``check_labels=False`` skips the simplex check (its one device synchronisation) for callers
         that validated ``c`` already.
         """
+        if truncation_psi != 1 and not torch.compiler.is_compiling():
+            truncation_psi = check_truncation_psi(truncation_psi)
         ref = self.embed.weight
         c = as_soft_labels(c, self.c_dim, name="c", device=ref.device, check=check_labels and not torch.compiler.is_compiling())
         parts = []

@@ -2,8 +2,11 @@
 
 Resumable and idempotent: item ``i`` is a pure function of the generator, sampler and seed
 (see :class:`~gemix_monai.transforms.SyntheticDataset`), each file is written to a temporary name and renamed
-into place, so a file with its final name is always complete; re-running generates only the missing files.
-Re-running into the same folder with different settings is an error that lists what differs.
+into place, and its sha256 is appended to ``sha256sums.txt`` (``sha256sum -c`` format) as soon as it is written.
+Re-running re-hashes the files already there and regenerates every one that is missing, has no recorded
+checksum (written by a run killed between the rename and the record) or no longer matches it (damaged,
+truncated or replaced: a warning names them). Re-running into the same folder with different settings is
+an error that lists what differs.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import hashlib
 import io
 import json
 import os
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +29,15 @@ from gemix_monai.utils import atomic_write_bytes
 
 from .synthetic import SyntheticDataset
 
-__all__ = ["export_synthetic", "EXPORT_FORMAT", "MANIFEST_NAME", "DATALIST_NAME", "LABELS_CSV_NAME"]
+__all__ = ["export_synthetic", "EXPORT_FORMAT", "MANIFEST_NAME", "DATALIST_NAME", "LABELS_CSV_NAME", "CHECKSUMS_NAME"]
 
 EXPORT_FORMAT = "gemix-synthetic-export/1"
 MANIFEST_NAME = "export.json"
 DATALIST_NAME = "datalist.json"
 LABELS_CSV_NAME = "labels.csv"
+#: sha256 of every exported image, one ``<hex>  images/<name>`` line each (``sha256sum -c`` reads it).
+CHECKSUMS_NAME = "sha256sums.txt"
+_CHECKSUM_LINE = re.compile(r"^([0-9a-f]{64})  (\S.*)$")
 _EXTENSIONS = {"nifti": ".nii.gz", "png": ".png"}
 
 
@@ -59,6 +67,26 @@ def _encode(image: torch.Tensor, fmt: str) -> bytes:
     return buf.getvalue()
 
 
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_checksums(path: Path) -> dict[str, str]:
+    """``{relative path: sha256}`` from ``sha256sums.txt``; malformed lines (a torn last append) are skipped."""
+    if not path.is_file():
+        return {}
+    out: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        m = _CHECKSUM_LINE.match(line)
+        if m:
+            out[m.group(2)] = m.group(1)
+    return out
+
+
 def _generator_fingerprint(generator, path: Path | None) -> str:
     """sha256 of the checkpoint file, or of the module's state (names, shapes, values)."""
     h = hashlib.sha256()
@@ -82,8 +110,8 @@ def export_synthetic(generator, sampler: SoftLabelSampler, out_dir: str | os.Pat
                      batch_size: int = 64, device: str | torch.device | None = None, progress: bool = False) -> Path:
     """Generate synthetic images to ``out_dir`` and index them; returns the path of ``datalist.json``.
 
-    Layout: ``out_dir/images/synth_000000.nii.gz`` (or ``.png``), ``labels.csv`` (``image`` then one soft-label
-    column per class name), ``datalist.json`` (``{"class_names", "training": [{"image", "label": [K floats]}],
+    Layout: ``out_dir/images/synth_000000.nii.gz`` (or ``.png``), ``sha256sums.txt`` (the images' checksums,
+    verified on re-runs), ``labels.csv`` (``image`` then one soft-label column per class name), ``datalist.json`` (``{"class_names", "training": [{"image", "label": [K floats]}],
     "sampler", "seed"}``) and ``export.json`` (the settings, checked on re-runs).
 
     Args:
@@ -94,6 +122,7 @@ def export_synthetic(generator, sampler: SoftLabelSampler, out_dir: str | os.Pat
     """
     if fmt not in _EXTENSIONS:
         raise ValueError(f"fmt must be one of {sorted(_EXTENSIONS)}, got {fmt!r}")
+    # seed and truncation_psi are checked (ValueError naming them) by SyntheticDataset before anything is written
     dataset = SyntheticDataset(generator, sampler, num_images=num_images, per_class=per_class, seed=seed,
                                truncation_psi=truncation_psi, batch_size=batch_size, device=device)
     out = Path(out_dir)
@@ -140,17 +169,48 @@ def export_synthetic(generator, sampler: SoftLabelSampler, out_dir: str | os.Pat
 
     ext = _EXTENSIONS[fmt]
     names = [f"synth_{i:06d}{ext}" for i in range(len(dataset))]
-    missing = [i for i, name in enumerate(names) if not (images_dir / name).is_file()]
-    steps = range(0, len(missing), batch_size)
+    checksums_path = out / CHECKSUMS_NAME
+    recorded = _read_checksums(checksums_path)
+    sums: dict[str, str] = {}
+    missing, damaged, unrecorded = [], [], []
+    for i, name in enumerate(names):
+        rel = f"images/{name}"
+        if not (images_dir / name).is_file():
+            missing.append(i)
+        elif rel not in recorded:
+            unrecorded.append(i)  # renamed into place, then killed before its checksum was appended
+        elif _sha256_file(images_dir / name) != recorded[rel]:
+            damaged.append(i)
+        else:
+            sums[rel] = recorded[rel]
+    if damaged:
+        shown = ", ".join(str(images_dir / names[i]) for i in damaged[:10])
+        more = f" and {len(damaged) - 10} more" if len(damaged) > 10 else ""
+        warnings.warn(f"export_synthetic: {len(damaged)} file(s) in {out} do not match the checksum recorded in "
+                      f"{checksums_path.name} (damaged, truncated or replaced) and are regenerated: {shown}{more}", stacklevel=2)
+    todo = set(missing + damaged + unrecorded)
+    # Generate whole aligned chunks [c*batch_size, (c+1)*batch_size), as a fresh run does, and write only the files
+    # needed: float results depend on the batch a sample is computed in, so this regenerates the same bytes.
+    steps = sorted({i // batch_size for i in todo})
     if progress:
         from tqdm import tqdm
 
         steps = tqdm(steps, desc=f"export to {out}", unit="batch")
-    for s in steps:
-        chunk = missing[s : s + batch_size]
-        images, _ = dataset.generate(chunk)
-        for n, i in enumerate(chunk):
-            atomic_write_bytes(images_dir / names[i], _encode(images[n], fmt))
+    with open(checksums_path, "a", encoding="utf-8") as record:
+        for c in steps:
+            chunk = list(range(c * batch_size, min((c + 1) * batch_size, len(names))))
+            images, _ = dataset.generate(chunk)
+            for n, i in enumerate(chunk):
+                if i not in todo:
+                    continue
+                data = _encode(images[n], fmt)
+                atomic_write_bytes(images_dir / names[i], data)
+                rel = f"images/{names[i]}"
+                sums[rel] = hashlib.sha256(data).hexdigest()
+                record.write(f"{sums[rel]}  {rel}\n")
+                record.flush()
+    # One line per image, in order (drops superseded lines of regenerated files).
+    atomic_write_bytes(checksums_path, "".join(f"{sums[f'images/{n}']}  images/{n}\n" for n in names).encode())
 
     labels, _ = dataset.labels_and_latents(range(len(dataset)))
     rows = labels.tolist()

@@ -21,7 +21,8 @@ import torch
 from torch.utils.data import Dataset
 
 from gemix_monai.mixing import SoftLabelSampler, to_soft_label
-from gemix_monai.mixing.samplers import as_rng
+from gemix_monai.mixing.samplers import as_rng, check_seed
+from gemix_monai.utils import check_truncation_psi
 
 __all__ = ["load_generator", "SyntheticSource", "SyntheticDataset", "RealSyntheticDataset", "BLOCK"]
 
@@ -62,9 +63,9 @@ class SyntheticSource:
 
     def __init__(self, generator, sampler: SoftLabelSampler, truncation_psi: float = 1.0, batch_size: int = 64,
                  device: str | torch.device | None = None, output_device: str | torch.device | None = None):
+        self.truncation_psi = check_truncation_psi(truncation_psi)
         self.generator = load_generator(generator, device)
         self.sampler = _check_sampler(sampler, int(self.generator.c_dim))
-        self.truncation_psi = float(truncation_psi)
         self.batch_size = int(batch_size)
         self.device = device
         self.output_device = output_device
@@ -123,6 +124,8 @@ class SyntheticDataset(Dataset):
             raise ValueError(f"{'per_class' if num_images is None else 'num_images'} must be an integer >= 0, got {n!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self.seed = check_seed(seed, allow_none=False)
+        self.truncation_psi = check_truncation_psi(truncation_psi)
         self.generator_path = Path(generator) if isinstance(generator, (str, os.PathLike)) else None
         self.device = device
         self._generator = None if self.generator_path is not None else load_generator(generator, device)
@@ -133,8 +136,6 @@ class SyntheticDataset(Dataset):
         self.sampler = _check_sampler(sampler, self.c_dim)
         self.per_class = None if per_class is None else int(per_class)
         self.num_images = int(n) * (self.c_dim if per_class is not None else 1)
-        self.seed = int(seed)
-        self.truncation_psi = float(truncation_psi)
         self.batch_size = int(batch_size)
         self.epoch = 0
         self._blocks: OrderedDict[int, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()

@@ -52,10 +52,11 @@ def test_inference_classify_override_predicts_every_input_image(trained_bundle, 
                                          "predictions_dir": str(tmp_path), "device": "cpu"},
                       run_id="classify", init_id="classify_initialize", bundle=trained_bundle)
     with open(tmp_path / "predictions.csv") as f:
-        rows = list(csv.reader(f))
+        header, *rows = list(csv.reader(f))
+    assert header == ["filename", "predicted_class", "p(cyst)", "p(hemangioma)", "p(metastasis)"]
     assert len(rows) == len(list(test_dir.rglob("*.nii.gz"))) == 6
     for row in rows:
-        assert sum(float(v) for v in row[1:]) == pytest.approx(1.0, abs=1e-5)
+        assert sum(float(v) for v in row[2:]) == pytest.approx(1.0, abs=1e-5)
 
 
 @pytest.mark.parametrize("use_trace", [False, True])
@@ -109,11 +110,10 @@ def test_class_count_that_does_not_match_the_dataset_is_refused_by_training(tiny
     assert "num_classes=4" in error_chain(info.value)
 
 
-def test_inference_classify_refuses_a_class_count_the_checkpoint_does_not_have(trained_bundle, tiny_datalist, tmp_path):
-    with pytest.raises(Exception) as info:
-        run_bundle_config("inference.json", {"bundle_root": str(trained_bundle), "num_classes": 2,
-                                             "input_dir": str(tiny_datalist.parent / "test"),
-                                             "predictions_dir": str(tmp_path)},
-                          run_id="classify", init_id="classify_initialize", bundle=trained_bundle)
-    assert "num_classes=2" in error_chain(info.value)
-    assert not (tmp_path / "predictions.csv").exists()
+def test_inference_classify_takes_the_class_count_from_the_checkpoint(trained_bundle, tiny_datalist, tmp_path):
+    run_bundle_config("inference.json", {"bundle_root": str(trained_bundle), "num_classes": 2,
+                                         "input_dir": str(tiny_datalist.parent / "test"),
+                                         "predictions_dir": str(tmp_path), "device": "cpu"},
+                      run_id="classify", init_id="classify_initialize", bundle=trained_bundle)
+    with open(tmp_path / "predictions.csv") as f:
+        assert next(csv.reader(f))[2:] == ["p(cyst)", "p(hemangioma)", "p(metastasis)"]
