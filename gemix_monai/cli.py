@@ -113,13 +113,13 @@ def _common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="e.g. cpu, cuda, cuda:1")
     p.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[], metavar="KEY=VALUE",
                    help="override any config id (repeatable)")
-    p.add_argument("--verbose", action="store_true", help="on error, show the full traceback")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gemix-monai",
-        description="Generative mixup for medical imaging: each subcommand runs one config of the MONAI bundle.")
+        description="Generative mixup for medical imaging: each subcommand runs one config of the MONAI bundle.",
+        epilog="Errors are printed as one line; add --verbose to any subcommand for the full traceback.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("phantoms", help="write the embedded CT liver-lesion phantom dataset (NIfTI/DICOM + datalist)")
@@ -167,7 +167,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", nargs="+", default=["training", "validation", "test"], help="splits to check")
     p.add_argument("--skip-bad", action="store_true", help="report bad entries and continue (on_error='skip')")
     p.add_argument("--json", dest="json_out", help="also write the summaries to this JSON file")
-    p.add_argument("--verbose", action="store_true", help="on error, show the full traceback")
     p = sub.add_parser("import-stylegan2", help="convert a StyleGAN2-ADA network-snapshot-*.pkl into a generator checkpoint, "
                                                  "reading it without running its code (docs/generators.md)")
     p.add_argument("snapshot", help="network-snapshot-*.pkl written by NVIDIA's StyleGAN2-ADA (PyTorch) training")
@@ -299,6 +298,8 @@ _USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, PermissionEr
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
+    if argv and argv[0] != "demo":  # demo's own --verbose means full engine logs (and tracebacks)
+        argv = [a for a in argv if a != "--verbose"]
     try:
         return _main(argv)
     except SystemExit:

@@ -237,12 +237,12 @@ def test_cli_generate_passes_sampler_kwargs_to_the_sampler(tiny_bundle_root, tmp
 
 def test_cli_generate_refuses_a_zero_temperature_naming_it(tiny_bundle_root, tmp_path):
     with pytest.raises(Exception) as info:
-        _generate(tiny_bundle_root, tmp_path, "--set", "sampler_kwargs={'temperature': 0}")
+        _generate(tiny_bundle_root, tmp_path, "--set", "sampler_kwargs={'temperature': 0}", "--verbose")
     assert "temperature must be a finite number > 0, got 0" in error_chain(info.value)
     assert not (tmp_path / "synthetic" / "export.json").exists()
 
 
 def test_cli_generate_refuses_a_sampler_kwarg_the_sampler_does_not_take(tiny_bundle_root, tmp_path):
     with pytest.raises(Exception) as info:
-        _generate(tiny_bundle_root, tmp_path, "--sampler", "gemix", "--set", "sampler_kwargs={'temperature': 0.5}")
+        _generate(tiny_bundle_root, tmp_path, "--sampler", "gemix", "--set", "sampler_kwargs={'temperature': 0.5}", "--verbose")
     assert "sampler 'gemix' does not take ['temperature']" in error_chain(info.value)

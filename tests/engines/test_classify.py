@@ -163,8 +163,10 @@ def test_cli_classify_writes_the_csv_and_refuses_to_overwrite_it(bundle_root, im
     assert _cli("classify", str(images), "--bundle-root", str(bundle_root), "--output", str(out), "--device", "cpu") == 0
     rows = _read(out)
     assert rows[0][2:] == [f"p({n})" for n in NAMES] and len(rows) == 1 + len(EXPECTED)
+    # the CLI prints the error as one line (exit 2); --verbose raises with the whole chain
+    assert _cli("classify", str(images), "--bundle-root", str(bundle_root), "--output", str(out), "--device", "cpu") == 2
     with pytest.raises(Exception) as info:
-        _cli("classify", str(images), "--bundle-root", str(bundle_root), "--output", str(out), "--device", "cpu")
+        _cli("classify", str(images), "--bundle-root", str(bundle_root), "--output", str(out), "--device", "cpu", "--verbose")
     assert f"{out} already exists" in _error_chain(info.value)
     assert _cli("classify", str(images), "--bundle-root", str(bundle_root), "--output", str(out), "--device", "cpu",
                 "--overwrite", "--batch-size", "3") == 0
@@ -192,7 +194,8 @@ def test_cli_classify_on_an_empty_folder_fails_naming_it(bundle_root, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(Exception) as info:
-        _cli("classify", str(empty), "--bundle-root", str(bundle_root), "--output", str(tmp_path / "x.csv"), "--device", "cpu")
+        _cli("classify", str(empty), "--bundle-root", str(bundle_root), "--output", str(tmp_path / "x.csv"), "--device", "cpu",
+             "--verbose")
     assert f"no images to classify in {empty}" in _error_chain(info.value)
 
 

@@ -158,7 +158,7 @@ def test_cli_audit_runs_from_checkpoints(phantoms, tiny_generator, audited, tmp_
     assert "memorisation flagged: no" in capsys.readouterr().out
     with pytest.raises(ValueError, match="resolution mismatch"):
         cli.main(["audit", "--generator", str(gen_path), "--datalist", str(datalist), "--out", str(tmp_path / "bad"),
-                  "--image-size", "64", "--device", "cpu"])
+                  "--image-size", "64", "--device", "cpu", "--verbose"])
 
 
 def test_cli_audit_help(capsys):

@@ -205,7 +205,7 @@ def test_cell_runs_exactly_that_cell_and_list_cells_is_in_dependency_order(tmp_p
     assert cli.main(_cli_args(out, tiny_datalist, "--cell", ids[4])) == 0  # finished: not recomputed
     assert len(runners.calls) == 2
     with pytest.raises(ValueError, match="unknown cell"):
-        cli.main(_cli_args(out, tiny_datalist, "--cell", "nope/gan/g9"))
+        cli.main(_cli_args(out, tiny_datalist, "--cell", "nope/gan/g9", "--verbose"))
 
 
 def test_changed_budget_is_refused_naming_the_field(tmp_path, tiny_datalist, monkeypatch):
@@ -214,9 +214,9 @@ def test_changed_budget_is_refused_naming_the_field(tmp_path, tiny_datalist, mon
     assert cli.main(_cli_args(out, tiny_datalist)) == 0
     assert len(runners.calls) == 5
     with pytest.raises(CellConfigError, match="'epochs' was 1 .* now 2"):
-        cli.main(_cli_args(out, tiny_datalist, "--epochs", "2"))  # the last --epochs wins
+        cli.main(_cli_args(out, tiny_datalist, "--epochs", "2", "--verbose"))  # the last --epochs wins
     with pytest.raises(CellConfigError, match="'gan.kimg'"):
-        cli.main(_cli_args(out, tiny_datalist, "--gan-kimg", "0.5"))
+        cli.main(_cli_args(out, tiny_datalist, "--gan-kimg", "0.5", "--verbose"))
     with pytest.raises(CellConfigError, match="'strategy_kwargs.synthetic_ratio'"):
         _edit_kwargs_and_rerun(out, tiny_datalist)
     assert len(runners.calls) == 5  # nothing ran after the refusals
@@ -235,7 +235,8 @@ def _edit_kwargs_and_rerun(out, datalist):
 
 def test_unknown_strategy_variant_or_keyword_is_refused_naming_it(tmp_path, tiny_datalist):
     with pytest.raises(ValueError, match="'mixmatch'"):
-        cli.main(["compare", "--out", str(tmp_path), "--datalist", str(tiny_datalist), "--strategies", "real", "mixmatch"])
+        cli.main(["compare", "--out", str(tmp_path), "--datalist", str(tiny_datalist), "--strategies", "real", "mixmatch",
+                  "--verbose"])
     with pytest.raises(ValueError, match="'mixmatch'"):
         run_compare(tmp_path, datalist=tiny_datalist, variants=["x=mixmatch:{}"], list_cells=True, verbose=False)
     with pytest.raises(ValueError, match="synthetic_ration"):
