@@ -216,8 +216,15 @@ def get_dataset(
         raise ValueError(f"validate must be 'full', 'headers' or 'none', got {validate!r}")
     kind = source_kind(source)
     if kind == "medmnist":
-        items, names = load_medmnist_items(source, split, class_names=class_names)
-        datalist = {"class_names": names, split: items}
+        datalist = {}
+        for each in ("training", "validation", "test"):  # all splits: the leakage check compares them
+            try:
+                datalist[each], names = load_medmnist_items(source, each, class_names=class_names)
+            except DataError:
+                if each == split:
+                    raise
+                datalist[each] = []
+        datalist["class_names"] = names
         context = f"MedMNIST {source}"
     else:
         datalist = build_datalist(source, image_size=image_size, split_seed=split_seed, class_names=class_names,
@@ -226,8 +233,7 @@ def get_dataset(
         context = f"{kind} {source if source is not None else 'phantom (default)'}"
     if class_names is not None and kind in ("phantom", "datalist"):
         check_class_names(class_names, names, "class_names given", context)
-    if kind != "medmnist":
-        datalist = check_leakage(datalist, on_duplicate=on_duplicate, context=context)
+    datalist = check_leakage(datalist, on_duplicate=on_duplicate, context=context)
     items = datalist.get(split, [])
     window, intensity, reason = decide_intensity(datalist, items, hu_window, intensity)
     try:

@@ -269,6 +269,9 @@ def plan_cells(out, s: dict, arms: Sequence[Arm], source: str, dataset: dict, ta
     """All cells in dependency order: the GAN cells, then the classifier cells seed by seed."""
     out = Path(out)
     gan_budget = {"preset": s["gan_preset"], "kimg": s["gan_kimg"], "batch_size": s["gan_batch_size"]}
+    # data options (get_dataset keywords) are part of every cell's config only when given, so that
+    # folders made before they existed stay valid
+    data = {"data": dict(s["data_options"])} if s.get("data_options") else {}
     cells: list[Cell] = []
     gan_ids: dict[int, str] = {}
     if any(a.needs_generator for a in arms):
@@ -276,11 +279,11 @@ def plan_cells(out, s: dict, arms: Sequence[Arm], source: str, dataset: dict, ta
             gid = f"{tag}/gan/g{g}"
             gan_ids[g] = gid
             cells.append(Cell(gid, "gan", {"kind": "gan", "dataset": dataset, "image_size": s["image_size"],
-                                           "gan_seed": g, "gan": gan_budget},
+                                           "gan_seed": g, "gan": gan_budget, **data},
                               {"source": source, "device": device}))
     common = {"kind": "classifier", "dataset": dataset, "image_size": s["image_size"], "epochs": s["epochs"],
               "batch_size": s["batch_size"], "learning_rate": s["learning_rate"], "weight_decay": s["weight_decay"],
-              "key_metric": s["key_metric"]}
+              "key_metric": s["key_metric"], **data}
     for seed in s["seeds"]:
         for net in s["networks"]:
             for arm in arms:
@@ -360,7 +363,7 @@ def run_gan_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     from gemix_monai.data import get_dataset
     from gemix_monai.engines.gan import train_gan
 
-    ds = get_dataset(runtime["source"], "training", config["image_size"], cache=True)
+    ds = get_dataset(runtime["source"], "training", config["image_size"], cache=True, **config.get("data", {}))
     gan = config["gan"]
     path = train_gan(ds, cell_dir, preset=gan["preset"], class_names=ds.class_names, max_kimg=gan["kimg"],
                      batch_size=gan["batch_size"], seed=config["gan_seed"], resume="auto", device=runtime["device"],
@@ -374,9 +377,10 @@ def run_classifier_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     from gemix_monai.engines.classifier import evaluate_classifier, train_classifier
 
     source, size = runtime["source"], config["image_size"]
-    train_ds = get_dataset(source, "training", size, cache=True)
-    val_ds = get_dataset(source, "validation", size, cache=True)
-    test_ds = get_dataset(source, "test", size, cache=True)
+    data = config.get("data", {})  # data options (hu_window, intensity, split_seed, on_duplicate), when given
+    train_ds = get_dataset(source, "training", size, cache=True, **data)
+    val_ds = get_dataset(source, "validation", size, cache=True, **data)
+    test_ds = get_dataset(source, "test", size, cache=True, **data)
     kwargs = dict(config["strategy_kwargs"])
     class_weighted = bool(kwargs.pop("class_weighted", False))
     generator = runtime.get("generator")
@@ -701,7 +705,7 @@ def run_compare(out="gemix_compare", *, dataset_dir=None, datalist=None, strateg
                 confidence: float | None = None, jobs: int = 1, cell: str | None = None, list_cells: bool = False,
                 device: str | None = None, phantom_counts: Sequence[int] | None = None,
                 val_counts: Sequence[int] | None = None, test_counts: Sequence[int] | None = None,
-                verbose: bool = True, quiet: bool = True):
+                data_options: dict | None = None, verbose: bool = True, quiet: bool = True):
     """Run (or resume) a comparison and write its summary; see the module docstring and docs/experiments.md.
 
     ``None`` arguments take :data:`COMPARE_DEFAULTS`. ``seeds`` is a count (seeds 0..N-1) or a list.
@@ -716,6 +720,7 @@ def run_compare(out="gemix_compare", *, dataset_dir=None, datalist=None, strateg
     s = _settings(strategies=strategies, seeds=seeds, gan_seeds=gan_seeds, networks=networks, gan_kimg=gan_kimg,
                   gan_batch_size=gan_batch_size, gan_preset=gan_preset, epochs=epochs, batch_size=batch_size,
                   learning_rate=learning_rate, weight_decay=weight_decay, image_size=image_size, key_metric=key_metric,
+                  data_options=dict(data_options or {}),
                   interval=interval, confidence=confidence)
     arms = _resolve_arms(list(s["strategies"]), variants)
     out = Path(out).resolve()
@@ -778,6 +783,10 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help=f"classifier epochs per cell (default {d['epochs']})")
     p.add_argument("--batch-size", type=int, help=f"classifier batch (default {d['batch_size']})")
     p.add_argument("--image-size", type=int, help=f"pixels per side (default {d['image_size']})")
+    p.add_argument("--hu-window", help="CT window (default auto: decided from the data; see docs/data.md)")
+    p.add_argument("--intensity", help="scaling of non-CT data (default auto)")
+    p.add_argument("--split-seed", type=int, help="seed of the automatic split (default 0; written once beside the data)")
+    p.add_argument("--on-duplicate", choices=("error", "drop"), help="an image in two splits: error (default) or drop the held-out copy")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=STRATEGY:{...}",
                    help="a named strategy setting, e.g. \"gemix@ratio0.5=gemix:{'synthetic_ratio': 0.5}\" (repeatable)")
     p.add_argument("--interval", choices=METHODS, help="t (default) or bootstrap (percentile, seed 0)")
@@ -794,8 +803,23 @@ def compare_from_args(args: argparse.Namespace) -> int:
                 seeds=args.seed_list if args.seed_list else args.seeds, gan_seeds=args.gan_seeds,
                 networks=args.networks, gan_kimg=args.gan_kimg, gan_batch_size=args.gan_batch_size, epochs=args.epochs,
                 batch_size=args.batch_size, image_size=args.image_size, variants=args.variant, interval=args.interval,
-                jobs=args.jobs, cell=args.cell, list_cells=args.list_cells, device=args.device, quiet=not args.verbose)
+                jobs=args.jobs, cell=args.cell, list_cells=args.list_cells, device=args.device, quiet=not args.verbose,
+                data_options=_data_options(args))
     return 0
+
+
+def _data_options(args: argparse.Namespace) -> dict:
+    """The ``get_dataset`` keywords given on the command line (hu_window, intensity, split_seed, on_duplicate)."""
+    out = {}
+    for key in ("hu_window", "intensity"):
+        value = getattr(args, key, None)
+        if value is not None:
+            out[key] = [float(v) for v in value.split(",")] if "," in value else value
+    if getattr(args, "split_seed", None) is not None:
+        out["split_seed"] = int(args.split_seed)
+    if getattr(args, "on_duplicate", None) is not None:
+        out["on_duplicate"] = args.on_duplicate
+    return out
 
 
 def _worker_main(argv=None) -> int:

@@ -208,8 +208,17 @@ def test_pneumoniamnist_class_counts(pneumoniamnist, split, counts):
     assert np.bincount([it["label"] for it in items]).tolist() == counts
 
 
+def test_pneumoniamnist_train_validation_duplicates_are_caught(pneumoniamnist):
+    # the shared copy holds 8 images present in both training and validation: refused unless dropped
+    with pytest.raises(DataValidationError, match="(?s)8 bad entries.*validation\\[61\\].*training\\[1500\\].*leaks"):
+        get_dataset(str(pneumoniamnist), "validation", 28)
+    with pytest.warns(UserWarning, match="8 held-out image"):
+        val = get_dataset(str(pneumoniamnist), "validation", 28, on_duplicate="drop", validate="headers")
+    assert len(val) == 524 - 8
+
+
 def test_pneumoniamnist_stream(pneumoniamnist):
-    ds = get_dataset(str(pneumoniamnist), "test", 64)
+    ds = get_dataset(str(pneumoniamnist), "test", 64, on_duplicate="drop")
     assert ds.hu_window is None
     raw = np.load(pneumoniamnist)["test_images"][5]
     item = ds[5]
@@ -264,6 +273,7 @@ def test_npz_that_is_not_a_zip_is_named(tmp_path):
 def test_rgb_medmnist_becomes_grey_or_keeps_three_channels(tmp_path):
     images = np.zeros((2, 8, 8, 3), np.uint8)
     images[..., 0] = 255
+    images[1, 7, 7, 1] = 1  # two different images (identical ones with two labels are refused)
     path = _npz(tmp_path, train_images=images, train_labels=np.array([[0], [1]]))
     grey = get_dataset(str(path), "train", 8, class_names=["a", "b"])[0]["image"]
     rgb = get_dataset(str(path), "train", 8, class_names=["a", "b"], channels=3)[0]["image"]
