@@ -61,7 +61,7 @@ GEMIX_UFD_HD int64_t source_index(int64_t o, int64_t k, int64_t in, int64_t up, 
   return p < in ? p : -1;
 }
 
-// Output size along one axis (SPEC §1.1): (in * up + pad0 + pad1 - taps + down) // down.
+// Output size along one axis (docs/maths.md §1.1): (in * up + pad0 + pad1 - taps + down) // down.
 GEMIX_UFD_HD int64_t output_size(int64_t in, int64_t up, int64_t pad0, int64_t pad1, int64_t taps, int64_t down) {
   return floor_div(in * up + pad0 + pad1 - taps + down, down);
 }

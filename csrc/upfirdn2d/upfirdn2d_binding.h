@@ -16,7 +16,7 @@ struct Geometry {
   int64_t fw, fh, out_h, out_w;
 };
 
-// Device-independent checks; returns the output size (SPEC §1.1) with the resampling arguments.
+// Device-independent checks; returns the output size (docs/maths.md §1.1) with the resampling arguments.
 inline Geometry check_geometry(const at::Tensor& x, const at::Tensor& f, int64_t up_x, int64_t up_y, int64_t down_x,
                                int64_t down_y, int64_t pad_x0, int64_t pad_x1, int64_t pad_y0, int64_t pad_y1) {
   TORCH_CHECK(x.dim() == 4, "upfirdn2d: x must be 4-D [N, C, H, W], got ", x.sizes());

@@ -1,4 +1,4 @@
-"""Conditional StyleGAN2-ADA training engine (SPEC §2), built on an Ignite ``Engine``.
+"""Conditional StyleGAN2-ADA training engine (docs/maths.md §2), built on an Ignite ``Engine``.
 
 Why not MONAI's ``GanTrainer`` or ``Trainer``: ``monai.engines.GanTrainer`` draws latents with
 ``g_prepare_batch(num_latents, latent_size, device)``, which never sees the batch, so labels

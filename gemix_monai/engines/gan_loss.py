@@ -1,4 +1,4 @@
-"""Per-sample losses of conditional StyleGAN2-ADA (SPEC §2 "Losses", "ADA").
+"""Per-sample losses of conditional StyleGAN2-ADA (docs/maths.md §2 "Losses", "ADA").
 
 Every function returns *per-sample* values (shape ``[N]``) and leaves the reduction to the
 trainer: the trainer divides sums by the global batch size, so a global batch split into

@@ -1,4 +1,4 @@
-"""Clinical classification metrics on a confusion matrix and on class probabilities (SPEC §4).
+"""Clinical classification metrics on a confusion matrix and on class probabilities (docs/maths.md §4).
 
 Every function here is plain PyTorch (float64 arithmetic, CPU) so that the Ignite metric, the report
 writer and the tests share one definition. Conventions:

@@ -54,7 +54,7 @@ def pred_label_from_output(output: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class ClinicalMetrics(Metric):
-    """Accumulate predictions over an epoch and publish the clinical metrics of SPEC §4.
+    """Accumulate predictions over an epoch and publish the clinical metrics of docs/maths.md §4.
 
     Args:
         num_classes: K (at least 2).

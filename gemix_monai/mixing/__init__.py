@@ -1,4 +1,4 @@
-"""Soft-label samplers and mixing maths (SPEC §3): plain torch/numpy, no MONAI, no I/O.
+"""Soft-label samplers and mixing maths (docs/maths.md §3): plain torch/numpy, no MONAI, no I/O.
 
 The MONAI transforms and datasets built on these live in :mod:`gemix_monai.transforms`.
 """

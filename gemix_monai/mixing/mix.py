@@ -1,4 +1,4 @@
-"""Mixing maths (SPEC §3): GenMix (synthetic with real) and pixel mixup, on images and soft labels.
+"""Mixing maths (docs/maths.md §3): GenMix (synthetic with real) and pixel mixup, on images and soft labels.
 
 Plain torch. Images are ``[B, C, *spatial]`` (or one ``[C, *spatial]`` sample with a scalar lambda);
 labels are float ``[B, K]`` on the simplex. ``lam`` is the weight of the *first* pair named in each

@@ -1,4 +1,4 @@
-"""Soft-label samplers (SPEC §3): points of the K-class simplex at which the generator is conditioned.
+"""Soft-label samplers (docs/maths.md §3): points of the K-class simplex at which the generator is conditioned.
 
 Every sampler draws a whole batch in one vectorised call, takes its randomness from a numpy random
 state (so MONAI's ``Randomizable.R`` can drive it), and returns float32 ``[B, K]`` labels on the simplex.
@@ -264,7 +264,7 @@ class SoftLabelSampler:
 
 
 class DirichletBetaSampler(SoftLabelSampler):
-    """GeMix as the paper describes it (SPEC §3).
+    """GeMix as the paper describes it (docs/maths.md §3).
 
     Draw two distinct classes i != j; ``y1 ~ Dir(alpha_lo*1 + (alpha_hi-alpha_lo)*e_i)``,
     ``y2 ~ Dir(alpha_lo*1 + (alpha_hi-alpha_lo)*e_j)``; ``lam ~ Beta(beta, beta)``;

@@ -1,4 +1,4 @@
-"""Class-conditional StyleGAN2-ADA networks conditioned on soft labels (SPEC §2).
+"""Class-conditional StyleGAN2-ADA networks conditioned on soft labels (docs/maths.md §2).
 
 * :class:`Generator` — ``G(z, c)`` with ``c`` any point of the label simplex, plus the user API
   (:meth:`Generator.from_checkpoint`, :meth:`Generator.generate`, :meth:`Generator.save_checkpoint`);

@@ -63,7 +63,7 @@ class DiscriminatorBlock(nn.Module):
 
 class DiscriminatorEpilogue(nn.Module):
     """4×4 head: minibatch std → 3×3 conv → fully connected → ``cmap_dim`` features, then the
-    projection score ``Σ_k features_k · cmap_k / √cmap_dim`` (SPEC §2). Output [N, 1] logits."""
+    projection score ``Σ_k features_k · cmap_k / √cmap_dim`` (docs/maths.md §2). Output [N, 1] logits."""
 
     def __init__(
         self,

@@ -33,7 +33,7 @@ _DEFAULT_GAIN = {
 
 
 def activation_gain(activation: str) -> float:
-    """The gain that keeps the activations' second moment ≈ 1 after ``activation`` (SPEC §1.2 table)."""
+    """The gain that keeps the activations' second moment ≈ 1 after ``activation`` (docs/maths.md §1.2 table)."""
     try:
         return _DEFAULT_GAIN[activation]
     except KeyError:
@@ -41,7 +41,7 @@ def activation_gain(activation: str) -> float:
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
-    """``x / sqrt(mean(x², dim) + eps)``: the ``norm2`` of SPEC §2."""
+    """``x / sqrt(mean(x², dim) + eps)``: the ``norm2`` of docs/maths.md §2."""
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
 
 

@@ -14,7 +14,7 @@ __all__ = ["MappingNetwork", "check_truncation_psi"]
 
 
 class MappingNetwork(nn.Module):
-    """``w = MLP(concat(norm2(z), norm2(embed(c))))``, broadcast to ``num_ws`` copies (SPEC §2).
+    """``w = MLP(concat(norm2(z), norm2(embed(c))))``, broadcast to ``num_ws`` copies (docs/maths.md §2).
 
     ``embed`` is one affine layer ``c ↦ E c + b``. On the simplex (``Σ c_k = 1``) this equals
     ``Σ c_k (E e_k + b)``: a soft label is embedded at the matching convex combination of the class

@@ -26,7 +26,7 @@ class SynthesisLayer(nn.Module):
     """A modulated 3×3 convolution (optionally upsampling by 2), per-pixel noise, bias and lrelu.
 
     The style of each sample is an affine map of its ``w`` (initialised to 1, i.e. no modulation);
-    the convolution weight is modulated by it and demodulated (SPEC §1.3). Noise: ``random`` draws
+    the convolution weight is modulated by it and demodulated (docs/maths.md §1.3). Noise: ``random`` draws
     N(0, 1) per sample and pixel, ``const`` uses the fixed buffer ``noise_const`` (deterministic
     images), ``none`` adds nothing; either is scaled by the learned ``noise_strength``.
     """

@@ -1,4 +1,4 @@
-"""bias_act: add a bias along one dimension, apply an activation, scale and clamp (SPEC §1.2).
+"""bias_act: add a bias along one dimension, apply an activation, scale and clamp (docs/maths.md §1.2).
 
 ``y = clamp(act(x + b, alpha) · gain, -clamp, clamp)`` with ``b`` broadcast along ``dim``.
 
@@ -32,7 +32,7 @@ __all__ = ["ACTIVATIONS", "Activation", "bias_act", "bias_act_ref"]
 
 
 class Activation(NamedTuple):
-    """One row of SPEC §1.2's table."""
+    """One row of docs/maths.md §1.2's table."""
 
     code: int  # the activation's number in csrc/bias_act/bias_act.h
     def_alpha: float  # default alpha (only lrelu uses alpha)
@@ -289,7 +289,7 @@ def bias_act(
         dim: the dimension of ``x`` the bias runs along (negative values count from the end).
             Default 1 (channels).
         act: one of ``linear, relu, lrelu, tanh, sigmoid, elu, selu, softplus, swish``
-            (SPEC §1.2). Default ``linear``.
+            (docs/maths.md §1.2). Default ``linear``.
         alpha: the negative slope of ``lrelu`` (default 0.2); ignored by the other activations.
         gain: output scale; default per activation (``√2`` for relu, lrelu and swish, else 1).
         clamp: clamp the output to ``[-clamp, clamp]``; ``None`` or negative: no clamping.

@@ -1,16 +1,16 @@
-"""modulated_conv2d: StyleGAN2's style-modulated, demodulated convolution (SPEC §1.3).
+"""modulated_conv2d: StyleGAN2's style-modulated, demodulated convolution (docs/maths.md §1.3).
 
 For ``x`` [N, I, H, W], ``weight`` [O, I, k, k] and ``styles`` [N, I]:
 
 * modulate: ``w_n[o, i] = weight[o, i] · styles[n, i]``;
 * demodulate (default): ``d[n, o] = 1 / sqrt(Σ_{i,kh,kw} w_n[o, i, kh, kw]² + 1e-8)``, ``w_n ← w_n · d[n]``;
 * convolve each sample with its own ``w_n`` (zero padding ``padding``; pass ``k // 2`` for the
-  'same' convolution of SPEC §1.3), then add ``noise`` (already scaled by its strength).
+  'same' convolution of docs/maths.md §1.3), then add ``noise`` (already scaled by its strength).
 
 Bias and activation are the caller's, through :func:`gemix_monai.ops.bias_act`.
 
 Resampling and its border convention. ``up=2`` computes ``conv(upsample2d(x, f))`` and ``down=2``
-computes ``downsample2d(conv(x), f)`` -- i.e. SPEC's "FIR filter then stride-2 convolution" -- in
+computes ``downsample2d(conv(x), f)`` -- i.e. docs/maths.md §1.3's "filter first, then stride 2" -- in
 their efficient forms (a stride-2 transposed convolution followed by the FIR filter with gain 4;
 the FIR filter followed by a stride-2 convolution). The convention at the borders is that of
 *one* linear filter: ``x`` is extended by zeros and the convolution and the FIR filter are
@@ -279,7 +279,7 @@ def modulated_conv2d(
         up: 1, or 2 to upsample: ``conv(upsample2d(x, resample_filter))``, H_out = 2H + 2p − k + 1.
         down: 1, or 2 to downsample: ``downsample2d(conv(x), resample_filter)`` (the FIR filter
             followed by a stride-2 convolution), H_out = (H + 2p − k + 1) // 2.
-        padding: zero padding ``p`` of the convolution; ``k // 2`` gives SPEC §1.3's 'same'
+        padding: zero padding ``p`` of the convolution; ``k // 2`` gives docs/maths.md §1.3's 'same'
             convolution (H_out = H, 2H or H/2 for odd k). Default 0.
         resample_filter: FIR filter for up/down (from :func:`setup_filter`, 1-D separable or 2-D);
             ``None`` means ``setup_filter([1, 3, 3, 1])``.

@@ -1,4 +1,4 @@
-"""upfirdn2d: upsample, FIR-filter and downsample a batch of images, per channel (SPEC §1.1).
+"""upfirdn2d: upsample, FIR-filter and downsample a batch of images, per channel (docs/maths.md §1.1).
 
 For every channel of ``x`` [N, C, H, W]:
 
@@ -263,7 +263,7 @@ def upfirdn2d(
     gain: float = 1,
     impl: str | None = None,
 ) -> torch.Tensor:
-    """Upsample, FIR-filter and downsample each channel of a batch of images (SPEC §1.1).
+    """Upsample, FIR-filter and downsample each channel of a batch of images (docs/maths.md §1.1).
 
     Args:
         x: images [N, C, H, W], floating point (any memory format).

@@ -160,7 +160,7 @@ class SoftMixUpd(Randomizable, MapTransform):
 
 
 class GenMix(Randomizable, Transform):
-    """GenMix (SPEC §3): blend a real pair with a synthetic partner, ``lam ~ Beta(alpha, 1)`` weighting the partner.
+    """GenMix (docs/maths.md §3): blend a real pair with a synthetic partner, ``lam ~ Beta(alpha, 1)`` weighting the partner.
 
     ``x = lam * x_s + (1 - lam) * x_r``, ``y = lam * y_s + (1 - lam) * y_r``.
 

@@ -1,4 +1,4 @@
-"""bias_act (SPEC §1.2): the reference against the table, every kernel against the reference."""
+"""bias_act (docs/maths.md §1.2): the reference against the table, every kernel against the reference."""
 
 import importlib
 import math
@@ -20,7 +20,7 @@ KERNELS = [pytest.param("cpp", "cpu", marks=requires_cpp), pytest.param("cuda", 
 
 
 def _numpy_act(name: str, z: np.ndarray, alpha: float) -> np.ndarray:
-    """SPEC §1.2's table, written out independently of torch."""
+    """docs/maths.md §1.2's table, written out independently of torch."""
     sig = 1.0 / (1.0 + np.exp(-z))
     return {
         "linear": z,
@@ -35,7 +35,7 @@ def _numpy_act(name: str, z: np.ndarray, alpha: float) -> np.ndarray:
     }[name]
 
 
-SPEC_TABLE = {  # name: (default alpha or None, default gain)
+MATHS_TABLE = {  # name: (default alpha or None, default gain)
     "linear": (None, 1.0),
     "relu": (None, math.sqrt(2)),
     "lrelu": (0.2, math.sqrt(2)),
@@ -56,8 +56,8 @@ def _data(shape, dim=1, dtype=torch.float64, seed=0, bias=True):
 
 
 def test_activation_defaults_follow_the_spec_table():
-    assert set(ACTIVATIONS) == set(SPEC_TABLE)
-    for name, (alpha, gain) in SPEC_TABLE.items():
+    assert set(ACTIVATIONS) == set(MATHS_TABLE)
+    for name, (alpha, gain) in MATHS_TABLE.items():
         assert ACTIVATIONS[name].def_gain == pytest.approx(gain)
         if alpha is not None:
             assert ACTIVATIONS[name].def_alpha == pytest.approx(alpha)
@@ -67,7 +67,7 @@ def test_activation_defaults_follow_the_spec_table():
 @pytest.mark.parametrize("clamp", [None, 0.7])
 def test_reference_matches_the_table_in_numpy(act, clamp):
     x, b = _data((2, 3, 4, 5))
-    alpha, gain = SPEC_TABLE[act]
+    alpha, gain = MATHS_TABLE[act]
     expected = _numpy_act(act, (x + b[None, :, None, None]).numpy(), alpha or 0.0) * gain
     if clamp is not None:
         expected = np.clip(expected, -clamp, clamp)

@@ -1,4 +1,4 @@
-"""modulated_conv2d (SPEC §1.3): modulation kernel, strategies, resampling and its border convention."""
+"""modulated_conv2d (docs/maths.md §1.3): modulation kernel, strategies, resampling and its border convention."""
 
 import pytest
 import torch
@@ -33,7 +33,7 @@ def _per_sample_conv(x, weight, styles, demodulate, padding):
 
 
 def _composition(x, weight, styles, up, down, demodulate, padding, f):
-    """SPEC §1.3's reference composition: upsample2d then conv, or conv then downsample2d."""
+    """docs/maths.md §1.3's reference composition: upsample2d then conv, or conv then downsample2d."""
     if up == 2:
         return _per_sample_conv(upsample2d(x, f, impl="ref"), weight, styles, demodulate, padding)
     y = _per_sample_conv(x, weight, styles, demodulate, padding)

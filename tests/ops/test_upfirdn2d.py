@@ -1,4 +1,4 @@
-"""upfirdn2d (SPEC §1.1): every implementation equals the reference, the reference equals a direct
+"""upfirdn2d (docs/maths.md §1.1): every implementation equals the reference, the reference equals a direct
 definition, gradients are exact to second order, bad input is named, and the op compiles."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ requires_cpp = pytest.mark.skipif(not HAS_CPP, reason="the C++ extension gemix_m
 
 
 def direct_upfirdn2d(x, f, up, down, pad, flip_filter, gain):
-    """SPEC §1.1 literally, in numpy: insert zeros, pad/crop, correlate with the flipped filter, keep."""
+    """docs/maths.md §1.1 literally, in numpy: insert zeros, pad/crop, correlate with the flipped filter, keep."""
     (up_x, up_y), (down_x, down_y), (x0, x1, y0, y1) = up, down, pad
     x = np.asarray(x, dtype=np.float64)
     f = np.asarray(f, dtype=np.float64)
