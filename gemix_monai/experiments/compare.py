@@ -284,23 +284,38 @@ def plan_cells(out, s: dict, arms: Sequence[Arm], source: str, dataset: dict, ta
     common = {"kind": "classifier", "dataset": dataset, "image_size": s["image_size"], "epochs": s["epochs"],
               "batch_size": s["batch_size"], "learning_rate": s["learning_rate"], "weight_decay": s["weight_decay"],
               "key_metric": s["key_metric"], **data}
+    planned: set[str] = set()
     for seed in s["seeds"]:
         for net in s["networks"]:
             for arm in arms:
                 arm_cfg = {"network": net, "arm": arm.name, "strategy": arm.strategy, "strategy_kwargs": dict(arm.kwargs),
                            "seed": seed}
                 if not arm.needs_generator:
+                    if f"{tag}/{net}/{arm.name}/s{seed}" in planned:
+                        continue
+                    planned.add(f"{tag}/{net}/{arm.name}/s{seed}")
                     cells.append(Cell(f"{tag}/{net}/{arm.name}/s{seed}", "classifier",
                                       {**common, **arm_cfg, "gan_seed": None, "gan": None},
                                       {"source": source, "device": device, "generator": None}))
                     continue
+                teacher = {}
+                if arm.kwargs.get("teacher") == "real":
+                    # the teacher is this seed's `real` classifier: trained on the real training split only
+                    tid = f"{tag}/{net}/real/s{seed}"
+                    if tid not in planned:
+                        cells.append(Cell(tid, "classifier", {**common, "network": net, "arm": "real", "strategy": "real",
+                                                               "strategy_kwargs": {}, "seed": seed, "gan_seed": None,
+                                                               "gan": None},
+                                          {"source": source, "device": device, "generator": None}))
+                        planned.add(tid)
+                    teacher = {"teacher_cell": tid, "teacher": str(out / "cells" / tid / "train" / "models" / "model.pt")}
                 for g in s["gan_seeds"]:
                     gid = gan_ids[g]
                     cells.append(Cell(f"{tag}/{net}/{arm.name}/g{g}-s{seed}", "classifier",
                                       {**common, **arm_cfg, "gan_seed": g, "gan": gan_budget},
                                       {"source": source, "device": device, "gan_cell": gid,
-                                       "generator": str(out / "cells" / gid / "models" / "generator.pt")},
-                                      (gid,)))
+                                       "generator": str(out / "cells" / gid / "models" / "generator.pt"), **teacher},
+                                      (gid,) + ((teacher["teacher_cell"],) if teacher else ())))
     return cells
 
 
@@ -383,6 +398,8 @@ def run_classifier_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     test_ds = get_dataset(source, "test", size, cache=True, **data)
     kwargs = dict(config["strategy_kwargs"])
     class_weighted = bool(kwargs.pop("class_weighted", False))
+    if kwargs.get("teacher") == "real":
+        kwargs["teacher"] = runtime["teacher"]
     generator = runtime.get("generator")
     if config["gan"] is not None and not (generator and Path(generator).is_file()):
         raise FileNotFoundError(f"generator of {runtime.get('gan_cell')} not found at {generator}; run that cell first")

@@ -44,6 +44,22 @@ STRATEGIES: dict[str, str | None] = {
 }
 
 
+def _named_class_weights(name: str, real_dataset, num_classes: int) -> list[float]:
+    from gemix_monai.mixing import inverse_frequency_weights
+
+    from .teacher import deficit_class_weights
+
+    labels = getattr(real_dataset, "labels", None)
+    if labels is None:
+        labels = [int(torch.as_tensor(real_dataset[i]["label"]).reshape(-1).argmax()) if torch.as_tensor(
+            real_dataset[i]["label"]).numel() > 1 else int(real_dataset[i]["label"]) for i in range(len(real_dataset))]
+    if name == "inverse_frequency":
+        return inverse_frequency_weights(labels, num_classes)
+    if name == "deficit":
+        return deficit_class_weights(labels, num_classes)
+    raise ValueError(f"class_weights must be a list of {num_classes} numbers, 'inverse_frequency' or 'deficit', got {name!r}")
+
+
 @dataclass
 class Strategy:
     """What a training loop needs for one strategy: the dataset and an optional per-batch transform."""
@@ -64,7 +80,9 @@ def build_strategy(name: str, real_dataset: Dataset, num_classes: int, generator
                    sampler_kwargs: dict | None = None, class_weights=None, synthetic_ratio: float = 2.0,
                    num_synthetic: int | None = None, mixup_alpha: float = 0.4, genmix_alpha: float = 0.3,
                    genmix_partner: str = "synthetic", seed: int = 0, truncation_psi: float = 1.0,
-                   generation_batch_size: int = 64, device: str | torch.device | None = None) -> Strategy:
+                   generation_batch_size: int = 64, device: str | torch.device | None = None, teacher=None,
+                   teacher_mode: str = "blend", teacher_weight: float = 0.5, teacher_tolerance: float = 0.5,
+                   teacher_tries: int = 4) -> Strategy:
     """Build one of :data:`STRATEGIES` (see the module docstring).
 
     Args:
@@ -72,11 +90,15 @@ def build_strategy(name: str, real_dataset: Dataset, num_classes: int, generator
         generator: checkpoint path or Generator-like object; required by every strategy except ``real``/``pixel_mixup``.
         sampler / sampler_kwargs: override the sampler (a name in ``gemix_monai.mixing.SAMPLERS``) and its
             parameters (e.g. ``{"temperature": 0.5}`` for ``softmax_t``).
-        class_weights: per-class weights for the synthetic labels (e.g. inverse class frequency).
+        class_weights: per-class weights for the synthetic labels: a list, ``"inverse_frequency"`` or
+            ``"deficit"`` (fill the minority classes first: ``w_k ∝ max_j n_j − n_k``), from the real labels.
         synthetic_ratio: synthetic items per real item for the ``real + synthetic`` strategies (GeMix code: 2.0).
         num_synthetic: items per epoch for ``synthetic_only`` (default: as many as real items).
         mixup_alpha: Beta(alpha, alpha) of pixel mixup; genmix_alpha / genmix_partner: see :class:`GenMix`.
         seed: seeds the synthetic stream and the batch transform.
+        teacher, teacher_mode, teacher_weight, teacher_tolerance, teacher_tries: label (``"blend"``) or
+            filter (``"filter"``) each synthetic image by a classifier trained on the real training split only
+            (:class:`~gemix_monai.transforms.teacher.TeacherLabelledSynthetic`; docs/mixing.md).
     """
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; expected one of {list(STRATEGIES)}")
@@ -90,8 +112,24 @@ def build_strategy(name: str, real_dataset: Dataset, num_classes: int, generator
     if generator is None:
         raise ValueError(f"strategy {name!r} needs a generator (checkpoint path or Generator object)")
     sampler_name = sampler or STRATEGIES[name]
+    if isinstance(class_weights, str):
+        class_weights = _named_class_weights(class_weights, real_dataset, num_classes)
     label_sampler = build_sampler(sampler_name, num_classes, class_weights=class_weights, seed=seed, **(sampler_kwargs or {}))
     info = {"sampler": label_sampler.params()}
+    if teacher is not None and name == "genmix":
+        raise ValueError("teacher labels apply to the strategies with a synthetic dataset (gemix, gemix_code, softmax_t, "
+                         "real+synthetic, synthetic_only), not to genmix")
+    tries = teacher_tries if teacher is not None and teacher_mode == "filter" else 1
+
+    def checked(synthetic):
+        if teacher is None:
+            return synthetic
+        from .teacher import TeacherLabelledSynthetic
+
+        info["teacher"] = {"checkpoint": str(teacher) if not isinstance(teacher, torch.nn.Module) else "<module>",
+                           "mode": teacher_mode, "weight": teacher_weight, "tolerance": teacher_tolerance, "tries": tries}
+        return TeacherLabelledSynthetic(synthetic, teacher, mode=teacher_mode, weight=teacher_weight,
+                                        tolerance=teacher_tolerance, tries=tries, device=device)
     if name == "genmix":
         source = SyntheticSource(load_generator(generator, device), label_sampler, truncation_psi=truncation_psi,
                                  batch_size=generation_batch_size, device=device)
@@ -101,11 +139,11 @@ def build_strategy(name: str, real_dataset: Dataset, num_classes: int, generator
     n_real = len(real_dataset)
     if name == "synthetic_only":
         n = n_real if num_synthetic is None else int(num_synthetic)
-        synthetic = SyntheticDataset(generator, label_sampler, num_images=n, seed=seed, truncation_psi=truncation_psi,
-                                     batch_size=generation_batch_size, device=device)
+        synthetic = checked(SyntheticDataset(generator, label_sampler, num_images=n * tries, seed=seed,
+                                             truncation_psi=truncation_psi, batch_size=generation_batch_size, device=device))
         return Strategy(name, synthetic, None, label_sampler, info)
     n_syn = int(round(synthetic_ratio * n_real))
-    synthetic = SyntheticDataset(generator, label_sampler, num_images=n_syn, seed=seed, truncation_psi=truncation_psi,
-                                 batch_size=generation_batch_size, device=device)
+    synthetic = checked(SyntheticDataset(generator, label_sampler, num_images=n_syn * tries, seed=seed,
+                                         truncation_psi=truncation_psi, batch_size=generation_batch_size, device=device))
     return Strategy(name, RealSyntheticDataset(real_dataset, synthetic, num_classes, ratio=synthetic_ratio), None,
                     label_sampler, {**info, "synthetic_ratio": synthetic_ratio})

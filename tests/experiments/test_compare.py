@@ -305,3 +305,14 @@ def test_one_seed_reports_undefined_intervals_not_zero_width(tmp_path, tiny_data
     assert all(r["excludes_zero"] == "False" for r in rows if r["comparison"])
     md = (out / "summary.md").read_text()
     assert "interval undefined" in md and " ± " not in md.split("## Network")[1]
+
+
+def test_a_teacher_variant_depends_on_the_real_classifier_of_its_seed(tmp_path, tiny_datalist):
+    from gemix_monai.experiments.compare import run_compare
+
+    ids = run_compare(tmp_path, datalist=tiny_datalist, strategies=["gemix"], seeds=2, gan_kimg=0.016, epochs=1,
+                      variants=["gemix@teacher=gemix:{'teacher': 'real', 'teacher_mode': 'filter'}"],
+                      list_cells=True, verbose=False)
+    tag = tiny_datalist.parent.name
+    assert f"{tag}/tiny/real/s1" in ids  # planned for the teacher even though `real` was not asked for
+    assert ids.index(f"{tag}/tiny/real/s1") < ids.index(f"{tag}/tiny/gemix@teacher/g0-s1")
