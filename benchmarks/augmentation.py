@@ -10,7 +10,7 @@ The generator is the project's conditional StyleGAN2 (``gemix_monai.networks``):
 training (``num_workers=0`` on CUDA: the GPU does the work; CPU workers on CPU). Consumption is one full
 training step of ``monai.networks.nets.resnet50(spatial_dims=2)`` (forward, soft-target cross-entropy,
 backward, SGD step). The ratio delivered/consumed is printed and written to docs/benchmarks.md (section
-``augmentation``); the goal is >= 10x on a GPU.
+``augmentation``, ``augmentation-cuda`` on a GPU); the goal is >= 10x on a GPU.
 """
 
 from __future__ import annotations
@@ -112,6 +112,8 @@ def main(argv=None) -> str:
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
     cuda = device.type == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit("augmentation: --device cuda: no CUDA device is available")
     batch_size = args.batch_size or (64 if cuda else 8)
     workers = args.num_workers if args.num_workers is not None else (0 if cuda else 2)
     batches = args.batches or (20 if cuda else 3)
@@ -152,7 +154,7 @@ def main(argv=None) -> str:
     ])
     print(md)
     if not args.no_write:
-        write_section("augmentation", md)
+        write_section("augmentation-cuda" if cuda else "augmentation", md)
     return md
 
 

@@ -18,8 +18,11 @@ paper (12.8–13.7 s/kimg at 128 px on one V100). On a CPU the networks' channel
 divided by ``--cpu-channel-divisor`` (default 8) and the batches are small, so that the whole
 run takes minutes; the table says which widths were measured.
 
-Usage: ``python -m benchmarks.generator [--quick] [--device cuda]`` (writes the ``generator``
-section of docs/benchmarks.md).
+Mixed precision exists on CUDA only: there the presets run their highest resolutions in float16,
+or in the dtype ``--mixed-precision`` names (``float16``, ``bfloat16``, or ``float32`` for none).
+
+Usage: ``python -m benchmarks.generator [--quick] [--device cuda [--mixed-precision bfloat16]]``
+(writes the ``generator`` section of docs/benchmarks.md, ``generator-cuda-<dtype>`` on a GPU).
 """
 
 from __future__ import annotations
@@ -75,9 +78,13 @@ def custom_ops_status(device: torch.device) -> tuple[bool, str]:
         return False, f"unavailable ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
 
 
-def build(name: str, device: torch.device, channel_divisor: int):
+def build(name: str, device: torch.device, channel_divisor: int, mixed_precision: str | None = None):
     preset = get_preset(name)
     g_kwargs, d_kwargs = copy.deepcopy(preset["G"]), copy.deepcopy(preset["D"])
+    if mixed_precision == "float32":
+        g_kwargs["synthesis_kwargs"]["num_fp16_res"] = d_kwargs["num_fp16_res"] = 0
+    elif mixed_precision is not None:
+        g_kwargs["synthesis_kwargs"]["mixed_precision_dtype"] = d_kwargs["mixed_precision_dtype"] = mixed_precision
     if channel_divisor > 1:
         for kw in (g_kwargs["synthesis_kwargs"], d_kwargs):
             kw["channel_base"] = max(kw["channel_base"] // channel_divisor, 64)
@@ -166,11 +173,11 @@ def training_phases(preset, G, D, augment, batch: int, device: torch.device):
     return main_step, r1_phase, pl_phase
 
 
-def measure(name, device, impls, channel_divisor, infer_batch, train_batch, min_time, warmup, rounds):
+def measure(name, device, impls, channel_divisor, infer_batch, train_batch, min_time, warmup, rounds, mixed_precision=None):
     """Figures of one model for every implementation in ``impls``, timed in interleaved rounds
     (auto, ref, auto, ref, …) on the same networks so that drifting machine load hits both alike;
     each figure is the median over the rounds."""
-    preset, G, D, augment = build(name, device, channel_divisor)
+    preset, G, D, augment = build(name, device, channel_divisor, mixed_precision)
     z = torch.randn(infer_batch, G.z_dim, device=device)
     c = torch.eye(C_DIM, device=device)[torch.arange(infer_batch, device=device) % C_DIM]
 
@@ -206,10 +213,17 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="shorter timings (and on CPU: tiny and 32 px only)")
     parser.add_argument("--cpu-channel-divisor", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--mixed-precision", choices=["float16", "bfloat16", "float32"], default=None,
+                        help="CUDA only: dtype of the mixed-precision layers (default: the presets', float16; float32: none)")
     parser.add_argument("--no-write", action="store_true", help="print the table without updating docs/benchmarks.md")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
+    if gpu and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    if args.mixed_precision is not None and not gpu:
+        parser.error("--mixed-precision applies to --device cuda only (mixed precision exists on CUDA only)")
+    precision = (args.mixed_precision or "float16") if gpu else "float32"
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if gpu:
@@ -232,16 +246,18 @@ def main(argv=None):
         train_batch = get_preset(name)["batch_size"] if gpu else 4
         if name == "tiny":
             train_batch = 16  # the smoke-test configuration, also on CPU
-        results = measure(name, device, impls, 1 if name == "tiny" else divisor, infer_batch, train_batch, min_time, warmup, rounds)
+        results = measure(name, device, impls, 1 if name == "tiny" else divisor, infer_batch, train_batch, min_time, warmup, rounds,
+                          args.mixed_precision)
         rows.append((name, infer_batch, train_batch, results))
         print(name, {k: (round(v["infer"], 1), round(v["train"], 1)) for k, v in results.items()}, flush=True)
     elapsed = time.perf_counter() - started
 
     lines = [
-        "## generator",
+        f"## generator (CUDA, {precision} mixed precision)" if gpu else "## generator",
         "",
         f"`python -m benchmarks.generator{' --quick' if args.quick else ''}{' --threads ' + str(args.threads) if args.threads else ''}"
-        f"{' --device ' + args.device if args.device != ('cuda' if torch.cuda.is_available() else 'cpu') else ''}`"
+        f"{' --device ' + args.device if args.device != ('cuda' if torch.cuda.is_available() else 'cpu') else ''}"
+        f"{' --mixed-precision ' + args.mixed_precision if args.mixed_precision else ''}`"
         f" on {machine_description(device)}; {elapsed:.0f} s in all; load average {load_before:.1f} → {os.getloadavg()[0]:.1f}"
         " (a shared machine: auto and ref were timed in alternating rounds on the same networks, medians of"
         f" {rounds} rounds, so their ratio is fair; absolute figures are lower bounds).",
@@ -269,11 +285,12 @@ def main(argv=None):
     if gpu:
         r128 = next(r for name, _, _, r in rows if name == "128")
         best = r128.get("auto", r128["ref"])
-        lines += ["", f"128 px training: {1000 / best['train']:.1f} s/kimg (the StyleGAN2-ADA paper reports 12.8–13.7 s/kimg on one V100)."]
+        lines += ["", f"128 px training ({precision} mixed precision): {1000 / best['train']:.1f} s/kimg "
+                  "(the StyleGAN2-ADA paper reports 12.8–13.7 s/kimg on one V100)."]
     markdown = "\n".join(lines)
     print(markdown)
     if not args.no_write:
-        write_section("generator", markdown)
+        write_section(f"generator-cuda-{precision}" if gpu else "generator", markdown)
 
 
 if __name__ == "__main__":

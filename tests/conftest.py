@@ -17,3 +17,12 @@ def shared_data_dir():
 
     path = Path(__file__).resolve().parents[1].parent / "shared" / "data"
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test skipped for want of a CUDA device also carries the ``cuda`` marker, however its
+    module spells the skip, so that ``pytest -m cuda`` selects all of them (benchmarks/gpu_check.sh
+    runs exactly those on a lent GPU)."""
+    for item in items:
+        if any(m.name == "skipif" and "CUDA device" in str(m.kwargs.get("reason", "")) for m in item.iter_markers()):
+            item.add_marker(pytest.mark.cuda)
