@@ -224,7 +224,7 @@ class GenerativeTrainer(Engine):
                 self.opt_G.zero_grad(set_to_none=True)
                 loss_g.backward()
                 self.opt_G.step()
-            return {"loss_G": float(loss_g), "loss_D": float(loss_d), "D_real": float(real_logits.detach().mean()),
+            return {"loss_G": float(loss_g.detach()), "loss_D": float(loss_d.detach()), "D_real": float(real_logits.detach().mean()),
                     "D_fake": float(fake_logits.detach().mean())}
         with self._keyed_rng(it, 0):
             noise = torch.randn_like(x)
@@ -237,7 +237,7 @@ class GenerativeTrainer(Engine):
             self.opt_G.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_G.step()
-        return {"loss_G": float(loss)}
+        return {"loss_G": float(loss.detach())}
 
     # -- checkpoints -------------------------------------------------------------------------------
     @property

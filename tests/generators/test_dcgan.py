@@ -51,3 +51,15 @@ def test_train_resume_and_strategies(phantom_train, tmp_path):
     batch = {k: torch.stack([b[k] for b in batch]) for k in ("image", "label")}
     mixed = strat.batch_transform(batch)
     assert mixed["image"].shape == (4, 1, 32, 32) and mixed["label"].shape == (4, 3)
+
+
+def test_cli_train_gan_generator_dcgan_then_generate(phantom_datalist, tmp_path):
+    from gemix_monai import cli
+
+    root = tmp_path / "bundle_run"
+    assert cli.main(["train-gan", "--generator", "dcgan", "--bundle-root", str(root), "--datalist", str(phantom_datalist),
+                     "--max-kimg", "0.008", "--batch-size", "4", "--set", "sample_kimg=100.0", "--set", "progress=False"]) == 0
+    ckpt = torch.load(root / "models" / "generator.pt", weights_only=True)
+    assert ckpt["format"] == DCGAN_FORMAT
+    assert cli.main(["generate", "--bundle-root", str(root), "--num-images", "4", "--sampler", "gemix"]) == 0
+    assert len(list((root / "synthetic").rglob("*.nii.gz"))) == 4
