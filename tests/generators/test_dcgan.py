@@ -63,3 +63,18 @@ def test_cli_train_gan_generator_dcgan_then_generate(phantom_datalist, tmp_path)
     assert ckpt["format"] == DCGAN_FORMAT
     assert cli.main(["generate", "--bundle-root", str(root), "--num-images", "4", "--sampler", "gemix"]) == 0
     assert len(list((root / "synthetic").rglob("*.nii.gz"))) == 4
+
+
+def test_compare_plans_one_row_per_family_and_keeps_stylegan2_ids(tmp_path):
+    from gemix_monai.experiments.compare import run_compare
+
+    kw = dict(strategies=["real", "gemix"], seeds=1, list_cells=True, verbose=False)
+    default = run_compare(tmp_path / "c", **kw)
+    both = run_compare(tmp_path / "c", generators=["stylegan2", "dcgan"], **kw)
+    assert set(default) < set(both)  # the StyleGAN2 cells keep their ids
+    extra = sorted(set(both) - set(default))
+    assert [c.split("/", 1)[1] for c in extra] == ["gan-dcgan/g0", "tiny/gemix@dcgan/g0-s0"]
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown generator family 'vae'"):
+        run_compare(tmp_path / "c", generators=["vae"], **kw)
