@@ -84,3 +84,19 @@ def test_classifier_refuses_generator_of_other_classes(tmp_path):
     G.save_checkpoint(path)
     with pytest.raises(DataError, match="classes differ"):
         _check_generator_fits(path, ["x", "y"], None)
+
+
+@pytest.mark.parametrize("family", ["dcgan", "diffusion"])
+def test_audit_takes_any_family(family, phantom_datalist, phantom_train, tmp_path):
+    from gemix_monai.data import get_dataset
+    from gemix_monai.experiments.audit import run_audit
+
+    G = _build(family)
+    G.class_names = list(phantom_train.class_names)
+    if family == "diffusion":
+        G.num_inference_steps = 2
+    path = tmp_path / "g.pt"
+    G.save_checkpoint(path)
+    heldout = get_dataset(phantom_datalist, "validation", 32)
+    result = run_audit(path, phantom_train, heldout, tmp_path / "audit", feature_epochs=1, kid_subsets=2, seed=0)
+    assert (tmp_path / "audit" / "audit.json").is_file() and "fd" in result.report["metrics"]["synthetic"]["overall"]
