@@ -1,4 +1,6 @@
-"""Helpers of test_dcgan.py / test_diffusion.py: train a family a few steps, interrupt, resume, compare."""
+"""Helpers of the generator-family tests: tiny phantoms (3 classes, 32 px, 14 training images; fixtures imported by
+the test modules, not a conftest.py, whose module name would shadow other folders' ``from conftest import``), and
+training a family a few steps, interrupting, resuming, comparing."""
 
 from __future__ import annotations
 
@@ -7,6 +9,22 @@ import torch
 from ignite.engine import Events
 
 from gemix_monai.engines.generative import build_family_networks, create_generative_trainer
+
+
+@pytest.fixture(scope="session")
+def phantom_datalist(tmp_path_factory):
+    from gemix_monai.data import generate_phantom_dataset
+
+    return generate_phantom_dataset(tmp_path_factory.mktemp("phantoms"), image_size=32, counts=(6, 4, 4),
+                                    val_counts=(2, 2, 2), test_counts=(2, 2, 2))
+
+
+@pytest.fixture(scope="session")
+def phantom_train(phantom_datalist):
+    from gemix_monai.data import get_dataset
+
+    return get_dataset(phantom_datalist, "training", 32, cache=True)
+
 
 BATCH = 4
 
@@ -18,6 +36,17 @@ def make_trainer(family, data, out, steps, resume=None):
     return create_generative_trainer(family, data, G=G, D=D, options=opts, num_classes=3, class_names=data.class_names,
                                      output_dir=out, device="cpu", seed=3, progress=False,
                                      checkpoint_kimg=BATCH / 1000, sample_kimg=100.0, resume=resume)
+
+
+def perturb(module, scale: float = 0.05, seed: int = 0) -> None:
+    """Add small noise to every parameter (a freshly built diffusion U-Net zero-initialises its output layers,
+    so the label would not reach the image yet)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * scale)
 
 
 class Killed(RuntimeError):
