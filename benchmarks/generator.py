@@ -23,6 +23,13 @@ or in the dtype ``--mixed-precision`` names (``float16``, ``bfloat16``, or ``flo
 
 Usage: ``python -m benchmarks.generator [--quick] [--device cuda [--mixed-precision bfloat16]]``
 (writes the ``generator`` section of docs/benchmarks.md, ``generator-cuda-<dtype>`` on a GPU).
+
+``--families stylegan2 dcgan diffusion`` instead compares the generator families side by side, each with its
+``--family-preset`` (default ``tiny``, 32 px): training images/s of one full step of its trainer (StyleGAN2:
+the amortised schedule above with the default ops; DCGAN: one D and one G step,
+``gemix_monai.engines.generative``; diffusion: one ε-MSE step) and generation images/s of
+``generate(soft_labels, seed=...)`` (diffusion: DDIM with ``--diffusion-steps``, default 50). It writes the
+``generator-families`` section.
 """
 
 from __future__ import annotations
@@ -207,6 +214,76 @@ def measure(name, device, impls, channel_divisor, infer_batch, train_batch, min_
     return results
 
 
+def measure_family(family: str, preset: str, device: torch.device, infer_batch: int, train_batch: int, min_time: float,
+                   warmup: int, diffusion_steps: int) -> dict:
+    """Training and generation images/s of one family (see the module docstring)."""
+    labels = torch.eye(C_DIM)[torch.arange(infer_batch) % C_DIM]
+    if family == "stylegan2":
+        p, G, D, augment = build(preset, device, 1)
+        G.eval()
+        main_step, r1_phase, pl_phase = training_phases(p, G, D, augment, train_batch, device)
+        t = {"main": timeit(main_step, warmup=warmup, min_time=min_time, device=device),
+             "r1": timeit(r1_phase, warmup=warmup, min_time=min_time, device=device)}
+        if p["pl_weight"] > 0:
+            t["pl"] = timeit(pl_phase, warmup=warmup, min_time=min_time, device=device)
+        t_step = t["main"] + t["r1"] / p["r1_interval"] + (t["pl"] / p["pl_interval"] if "pl" in t else 0.0)
+        gen_opts = {}
+    else:
+        from gemix_monai.engines.generative import GenerativeTrainer, GenerativeTrainingOptions, build_family_networks
+
+        torch.manual_seed(0)
+        G, D, p = build_family_networks(family, preset, num_classes=C_DIM)
+        res = G.img_resolution
+        data = [{"image": torch.rand(1, res, res) * 2 - 1, "label": k % C_DIM} for k in range(train_batch)]
+        opts = {k: v for k, v in p.items() if k not in ("G", "D", "name", "resolution")}
+        opts["batch_size"] = train_batch
+        trainer = GenerativeTrainer(family, G, D, data, GenerativeTrainingOptions.from_mapping(opts), num_classes=C_DIM,
+                                    device=device)
+        batch = {"image": torch.stack([d["image"] for d in data]), "label": torch.tensor([d["label"] for d in data])}
+        t_step = timeit(lambda: trainer._iteration(trainer, batch), warmup=warmup, min_time=min_time, device=device)
+        G = trainer.G_ema
+        gen_opts = {"num_inference_steps": diffusion_steps} if family == "diffusion" else {}
+    t_gen = timeit(lambda: G.generate(labels, seed=0, device=device, **gen_opts), warmup=1, min_time=min_time, device=device)
+    return {"family": family, "preset": preset, "res": G.img_resolution, "params": sum(q.numel() for q in G.parameters()),
+            "train": train_batch / t_step, "generate": infer_batch / t_gen, "options": gen_opts}
+
+
+def main_families(args, device: torch.device) -> None:
+    gpu = device.type == "cuda"
+    min_time = (0.3 if args.quick else 1.0) if gpu else (0.2 if args.quick else 0.5)
+    infer_batch, train_batch = (64, 32) if gpu else (8, 16)
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    rows = []
+    for family in args.families:
+        r = measure_family(family, args.family_preset, device, infer_batch, train_batch, min_time, 3 if gpu else 1,
+                           args.diffusion_steps)
+        rows.append(r)
+        print(family, round(r["train"], 1), round(r["generate"], 2), flush=True)
+    elapsed = time.perf_counter() - started
+    lines = [
+        "## generator-families",
+        "",
+        f"`python -m benchmarks.generator --families {' '.join(args.families)} --family-preset {args.family_preset}"
+        f"{' --quick' if args.quick else ''}{' --threads ' + str(args.threads) if args.threads else ''}` on "
+        f"{machine_description(device)}; {elapsed:.0f} s in all; load average {load_before:.1f} → {os.getloadavg()[0]:.1f}"
+        " (a shared machine: absolute figures are lower bounds; the families were timed one after another).",
+        "",
+        f"Training: one full step of each family's trainer per batch of {train_batch} (StyleGAN2: G + D steps with ADA and "
+        "lazy R1/path length amortised; DCGAN: one D and one G step; diffusion: one ε-MSE step). Generation: "
+        f"`generate` on {infer_batch} soft labels (diffusion: DDIM, {args.diffusion_steps} steps, guidance 1).",
+        "",
+        "| family | preset | px | G params | training img/s | generation img/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['family']} | {r['preset']} | {r['res']} | {r['params'] / 1e6:.3f} M | {r['train']:.1f} | {r['generate']:.2f} |")
+    markdown = "\n".join(lines)
+    print(markdown)
+    if not args.no_write:
+        write_section("generator-families", markdown)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -216,8 +293,16 @@ def main(argv=None):
     parser.add_argument("--mixed-precision", choices=["float16", "bfloat16", "float32"], default=None,
                         help="CUDA only: dtype of the mixed-precision layers (default: the presets', float16; float32: none)")
     parser.add_argument("--no-write", action="store_true", help="print the table without updating docs/benchmarks.md")
+    parser.add_argument("--families", nargs="+", choices=("stylegan2", "dcgan", "diffusion"),
+                        help="compare these generator families side by side instead (section generator-families)")
+    parser.add_argument("--family-preset", default="tiny", help="preset of every family with --families (default tiny)")
+    parser.add_argument("--diffusion-steps", type=int, default=50, help="DDIM steps of the diffusion generation figure")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    if args.families:
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        return main_families(args, device)
     gpu = device.type == "cuda"
     if gpu and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")

@@ -130,12 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", dest="fmt", choices=("nifti", "dicom"), default="nifti")
 
-    p = sub.add_parser("train-gan", help="stage I: train the conditional StyleGAN2-ADA (configs/train_gan.json)")
+    p = sub.add_parser("train-gan", help="stage I: train the conditional generator, StyleGAN2-ADA by default "
+                                         "(configs/train_gan.json)")
     _common_args(p)
     _data_args(p)
+    p.add_argument("--generator", dest="generator_family", choices=("stylegan2", "dcgan", "diffusion"),
+                   help="generator family (default stylegan2); every family writes models/generator.pt with its format tag")
     p.add_argument("--max-kimg", type=float, help="training length in thousands of real images")
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--preset", dest="gan_preset", help="network preset: tiny, 32, 64, 128, 256")
+    p.add_argument("--preset", dest="gan_preset", help="network preset: tiny, 32, 64, 128 (and 256 for stylegan2)")
     p.add_argument("--multi-gpu", action="store_true", help="merge configs/multi_gpu_train.json (ignite.distributed)")
 
     p = sub.add_parser("generate", help="export a synthetic set from models/generator.pt (configs/inference.json)")

@@ -575,10 +575,10 @@ def train_classifier(
 
 def _check_generator_fits(generator, class_names: Sequence[str], data_contract) -> None:
     """A generator used for synthesis must share the training data's classes (in order) and preprocessing."""
-    from gemix_monai.networks import Generator
+    from gemix_monai.generators.protocol import load_generator
 
     where = f"generator {generator}" if isinstance(generator, (str, os.PathLike)) else "the generator"
-    g = Generator.from_checkpoint(generator) if isinstance(generator, (str, os.PathLike)) else generator
+    g = load_generator(generator) if isinstance(generator, (str, os.PathLike)) else generator
     g_names = getattr(g, "class_names", None)
     if g_names is not None:
         check_class_names(g_names, class_names, where, "the training data")

@@ -112,9 +112,9 @@ def _stack(dataset, name: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _generator(generator, device):
     if isinstance(generator, (str, os.PathLike)):
-        from gemix_monai.networks import Generator
+        from gemix_monai.generators.protocol import load_generator
 
-        return Generator.from_checkpoint(generator, device=device or "cpu")
+        return load_generator(generator, device=device or "cpu")
     missing = [a for a in ("generate", "c_dim", "img_resolution", "img_channels") if not hasattr(generator, a)]
     if missing:
         raise TypeError(f"generator must be a checkpoint path or have generate/c_dim/img_resolution/img_channels; "
@@ -615,10 +615,10 @@ def run_audit(
 def audit_command(args) -> int:
     """``gemix-monai audit``: load the generator and the two real splits, run :func:`run_audit`, print a summary."""
     from gemix_monai.data import get_dataset
-    from gemix_monai.networks import Generator
+    from gemix_monai.generators.protocol import load_generator
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    gen = Generator.from_checkpoint(args.generator, device=device)
+    gen = load_generator(args.generator, device=device)
     source = args.datalist or args.dataset_dir
     size = args.image_size or gen.img_resolution
     train = get_dataset(source, "training", size, channels=gen.img_channels)

@@ -9,6 +9,10 @@ evaluated on the test split. Then ``summary.md``/``.csv``/``.png`` and ``cells.c
 **Cells.** Each unit of work is a *cell* with its own folder ``<out>/cells/<cell id>/``:
 
 - ``<dataset>/gan/g<G>``: the GAN of GAN seed ``G`` (``models/generator.pt``, its training checkpoints);
+  with ``generators`` (``--generators stylegan2 dcgan diffusion``) each further family ``F`` has
+  ``<dataset>/gan-<F>/g<G>`` and its generator arms are labelled ``<arm>@<F>`` (cells
+  ``<dataset>/<network>/<arm>@<F>/g<G>-s<S>``); the default StyleGAN2 keeps the unsuffixed ids and labels, so
+  earlier runs stay valid;
 - ``<dataset>/<network>/<arm>/g<G>-s<S>``: a classifier trained with seed ``S`` on synthetic data of
   the GAN ``G`` (``train/``, ``test_report/``); arms that use no generator (``real``, ``pixel_mixup``
   and their variants) do not depend on a GAN seed and have one cell per seed, ``.../<arm>/s<S>``.
@@ -59,6 +63,7 @@ COMPARE_DEFAULTS = {
     "gan_kimg": 10.0,
     "gan_batch_size": 16,
     "gan_preset": "tiny",
+    "generators": ("stylegan2",),
     "epochs": 15,
     "batch_size": 32,
     "learning_rate": 1e-3,
@@ -98,6 +103,8 @@ class Arm:
     name: str
     strategy: str
     kwargs: dict = field(default_factory=dict)
+    #: generator family behind the arm (``gemix_monai.generators.GENERATOR_FAMILIES``)
+    family: str = "stylegan2"
 
     @property
     def needs_generator(self) -> bool:
@@ -259,27 +266,55 @@ def _settings(**kw) -> dict:
             raise ValueError(f"unknown network {n!r}; expected one of {list(CLASSIFIER_NETWORKS)}")
     if s["interval"] not in METHODS:
         raise ValueError(f"unknown interval {s['interval']!r}; expected one of {list(METHODS)}")
+    from gemix_monai.generators.protocol import GENERATOR_FAMILIES
+
+    s["generators"] = list(dict.fromkeys(s["generators"]))
+    for f in s["generators"]:
+        if f not in GENERATOR_FAMILIES:
+            raise ValueError(f"unknown generator family {f!r}; expected one of {list(GENERATOR_FAMILIES)}")
+    if not s["generators"]:
+        raise ValueError("generators: at least one generator family is needed")
     s["gan_kimg"] = float(s["gan_kimg"])
     for key in ("epochs", "batch_size", "gan_batch_size", "image_size"):
         s[key] = int(s[key])
     return s
 
 
+def expand_arms(arms: Sequence[Arm], families: Sequence[str]) -> list[Arm]:
+    """One arm per generator arm × family: StyleGAN2 keeps the arm's name, another family ``F`` makes ``<name>@F``;
+    generator-free arms appear once."""
+    out: list[Arm] = []
+    for arm in arms:
+        if not arm.needs_generator:
+            out.append(arm)
+            continue
+        for f in families:
+            out.append(arm if f == "stylegan2" else Arm(f"{arm.name}@{f}", arm.strategy, dict(arm.kwargs), f))
+    return out
+
+
+def _gan_budget(s: dict, family: str) -> dict:
+    budget = {"preset": s["gan_preset"], "kimg": s["gan_kimg"], "batch_size": s["gan_batch_size"]}
+    if family != "stylegan2":  # the default's config (and so its cell ids and stored cell.json) is unchanged
+        budget["family"] = family
+    return budget
+
+
 def plan_cells(out, s: dict, arms: Sequence[Arm], source: str, dataset: dict, tag: str, device: str | None) -> list[Cell]:
-    """All cells in dependency order: the GAN cells, then the classifier cells seed by seed."""
+    """All cells in dependency order: the GAN cells (per family and GAN seed), then the classifier cells seed by seed."""
     out = Path(out)
-    gan_budget = {"preset": s["gan_preset"], "kimg": s["gan_kimg"], "batch_size": s["gan_batch_size"]}
     # data options (get_dataset keywords) are part of every cell's config only when given, so that
     # folders made before they existed stay valid
     data = {"data": dict(s["data_options"])} if s.get("data_options") else {}
     cells: list[Cell] = []
-    gan_ids: dict[int, str] = {}
-    if any(a.needs_generator for a in arms):
+    gan_ids: dict[tuple[str, int], str] = {}
+    families = list(dict.fromkeys(a.family for a in arms if a.needs_generator))
+    for family in families:
         for g in s["gan_seeds"]:
-            gid = f"{tag}/gan/g{g}"
-            gan_ids[g] = gid
+            gid = f"{tag}/gan/g{g}" if family == "stylegan2" else f"{tag}/gan-{family}/g{g}"
+            gan_ids[family, g] = gid
             cells.append(Cell(gid, "gan", {"kind": "gan", "dataset": dataset, "image_size": s["image_size"],
-                                           "gan_seed": g, "gan": gan_budget, **data},
+                                           "gan_seed": g, "gan": _gan_budget(s, family), **data},
                               {"source": source, "device": device}))
     common = {"kind": "classifier", "dataset": dataset, "image_size": s["image_size"], "epochs": s["epochs"],
               "batch_size": s["batch_size"], "learning_rate": s["learning_rate"], "weight_decay": s["weight_decay"],
@@ -310,9 +345,9 @@ def plan_cells(out, s: dict, arms: Sequence[Arm], source: str, dataset: dict, ta
                         planned.add(tid)
                     teacher = {"teacher_cell": tid, "teacher": str(out / "cells" / tid / "train" / "models" / "model.pt")}
                 for g in s["gan_seeds"]:
-                    gid = gan_ids[g]
+                    gid = gan_ids[arm.family, g]
                     cells.append(Cell(f"{tag}/{net}/{arm.name}/g{g}-s{seed}", "classifier",
-                                      {**common, **arm_cfg, "gan_seed": g, "gan": gan_budget},
+                                      {**common, **arm_cfg, "gan_seed": g, "gan": _gan_budget(s, arm.family)},
                                       {"source": source, "device": device, "gan_cell": gid,
                                        "generator": str(out / "cells" / gid / "models" / "generator.pt"), **teacher},
                                       (gid,) + ((teacher["teacher_cell"],) if teacher else ())))
@@ -376,11 +411,12 @@ def _cell_lock(cell_dir: Path, cell_id: str, verbose: bool):
 def run_gan_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     """Train (or resume) the GAN of one GAN seed; returns the result fields."""
     from gemix_monai.data import get_dataset
-    from gemix_monai.engines.gan import train_gan
+    from gemix_monai.engines.generative import train_generator
 
     ds = get_dataset(runtime["source"], "training", config["image_size"], cache=True, **config.get("data", {}))
     gan = config["gan"]
-    path = train_gan(ds, cell_dir, preset=gan["preset"], class_names=ds.class_names, max_kimg=gan["kimg"],
+    path = train_generator(ds, cell_dir, family=gan.get("family", "stylegan2"), preset=gan["preset"],
+                     class_names=ds.class_names, max_kimg=gan["kimg"],
                      batch_size=gan["batch_size"], seed=config["gan_seed"], resume="auto", device=runtime["device"],
                      sample_kimg=gan["kimg"], progress=False)
     return {"generator": str(Path(path).relative_to(cell_dir)), "num_train_items": len(ds)}
@@ -622,7 +658,8 @@ def _markdown(out, cells, rows, arms, s, dataset, metrics, records) -> str:
         "# Strategy comparison on the test split", "",
         f"- dataset: `{json.dumps(dataset)}`",
         f"- classifier seeds: {s['seeds']} (n = {len(s['seeds'])}); GAN seeds: {s['gan_seeds']}",
-        f"- GAN budget (per GAN seed): preset `{s['gan_preset']}`, {s['gan_kimg']:g} kimg, batch {s['gan_batch_size']}"
+        f"- generator families: {', '.join(s.get('generators', ['stylegan2']))} (arms `<strategy>@<family>`; unsuffixed: stylegan2)",
+        f"- GAN budget (per GAN seed and family): preset `{s['gan_preset']}`, {s['gan_kimg']:g} kimg, batch {s['gan_batch_size']}"
         + (f"; measured {sum(gan_secs):.0f} s over {len(gan_secs)} GAN(s)" if gan_secs else ""),
         f"- classifier budget (every cell): {s['epochs']} epochs, batch {s['batch_size']}, AdamW lr {s['learning_rate']:g}, "
         f"weight decay {s['weight_decay']:g}, {s['image_size']} px, checkpoint chosen by validation `{s['key_metric']}`",
@@ -716,8 +753,8 @@ class CompareResult:
 def run_compare(out="gemix_compare", *, dataset_dir=None, datalist=None, strategies: Sequence[str] | None = None,
                 seeds: int | Sequence[int] | None = None, gan_seeds: Sequence[int] | None = None,
                 networks: Sequence[str] | None = None, gan_kimg: float | None = None, gan_batch_size: int | None = None,
-                gan_preset: str | None = None, epochs: int | None = None, batch_size: int | None = None,
-                learning_rate: float | None = None, weight_decay: float | None = None, image_size: int | None = None,
+                gan_preset: str | None = None, generators: Sequence[str] | None = None, epochs: int | None = None,
+                batch_size: int | None = None, learning_rate: float | None = None, weight_decay: float | None = None, image_size: int | None = None,
                 key_metric: str | None = None, variants=None, interval: str | None = None,
                 confidence: float | None = None, jobs: int = 1, cell: str | None = None, list_cells: bool = False,
                 device: str | None = None, phantom_counts: Sequence[int] | None = None,
@@ -728,6 +765,7 @@ def run_compare(out="gemix_compare", *, dataset_dir=None, datalist=None, strateg
     ``None`` arguments take :data:`COMPARE_DEFAULTS`. ``seeds`` is a count (seeds 0..N-1) or a list.
     ``variants``: ``["NAME=STRATEGY:{...}", ...]`` or ``{NAME: "STRATEGY:{...}" | {"strategy": ..., **kwargs}}``;
     a variant is compared as its own arm (listed in ``strategies`` or appended after them).
+    ``generators``: generator families (default ``["stylegan2"]``); each generator arm is run with each family.
     ``cell``: run only that cell (its GAN cell must be finished) and write no summary.
     ``list_cells``: return (and, with ``verbose``, print) the cell ids in dependency order; nothing runs.
     ``jobs > 1``: run the cells as that many concurrent subprocesses. ``phantom_counts`` / ``val_counts``
@@ -735,11 +773,10 @@ def run_compare(out="gemix_compare", *, dataset_dir=None, datalist=None, strateg
     """
     start = time.perf_counter()
     s = _settings(strategies=strategies, seeds=seeds, gan_seeds=gan_seeds, networks=networks, gan_kimg=gan_kimg,
-                  gan_batch_size=gan_batch_size, gan_preset=gan_preset, epochs=epochs, batch_size=batch_size,
-                  learning_rate=learning_rate, weight_decay=weight_decay, image_size=image_size, key_metric=key_metric,
-                  data_options=dict(data_options or {}),
-                  interval=interval, confidence=confidence)
-    arms = _resolve_arms(list(s["strategies"]), variants)
+                  gan_batch_size=gan_batch_size, gan_preset=gan_preset, generators=generators, epochs=epochs,
+                  batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay, image_size=image_size,
+                  key_metric=key_metric, interval=interval, confidence=confidence, data_options=dict(data_options or {}))
+    arms = expand_arms(_resolve_arms(list(s["strategies"]), variants), s["generators"])
     out = Path(out).resolve()
     if device is None:
         import torch
@@ -797,6 +834,9 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--networks", nargs="+", help=f"classifier networks (default: {' '.join(d['networks'])})")
     p.add_argument("--gan-kimg", type=float, help=f"GAN training length per GAN seed (default {d['gan_kimg']:g})")
     p.add_argument("--gan-batch-size", type=int, help=f"default {d['gan_batch_size']}")
+    p.add_argument("--generators", nargs="+", choices=("stylegan2", "dcgan", "diffusion"),
+                   help="generator families, one row per family x generator strategy (default stylegan2; "
+                        "other families' arms are labelled <strategy>@<family>)")
     p.add_argument("--epochs", type=int, help=f"classifier epochs per cell (default {d['epochs']})")
     p.add_argument("--batch-size", type=int, help=f"classifier batch (default {d['batch_size']})")
     p.add_argument("--image-size", type=int, help=f"pixels per side (default {d['image_size']})")
@@ -818,7 +858,8 @@ def compare_from_args(args: argparse.Namespace) -> int:
     """``gemix-monai compare`` with parsed :func:`add_compare_arguments` options."""
     run_compare(args.out, dataset_dir=args.dataset_dir, datalist=args.datalist, strategies=args.strategies,
                 seeds=args.seed_list if args.seed_list else args.seeds, gan_seeds=args.gan_seeds,
-                networks=args.networks, gan_kimg=args.gan_kimg, gan_batch_size=args.gan_batch_size, epochs=args.epochs,
+                networks=args.networks, gan_kimg=args.gan_kimg, gan_batch_size=args.gan_batch_size,
+                generators=getattr(args, "generators", None), epochs=args.epochs,
                 batch_size=args.batch_size, image_size=args.image_size, variants=args.variant, interval=args.interval,
                 jobs=args.jobs, cell=args.cell, list_cells=args.list_cells, device=args.device, quiet=not args.verbose,
                 data_options=_data_options(args))

@@ -1,9 +1,20 @@
-"""Generators made elsewhere, brought into this project's :class:`~gemix_monai.networks.Generator`.
+"""Generators: the protocol every family follows, and generators made elsewhere.
+
+* :mod:`gemix_monai.generators.protocol` — :class:`ConditionalGenerator` (the one contract of StyleGAN2, DCGAN and
+  diffusion generators) and :func:`load_generator` (any checkpoint, by its format tag; docs/generators.md);
 
 * :mod:`gemix_monai.generators.stylegan2_ada` — NVIDIA StyleGAN2-ADA (PyTorch) training snapshots
   (``network-snapshot-*.pkl``), read without executing anything from the file (docs/generators.md).
 """
 
+from gemix_monai.generators.protocol import (
+    GENERATOR_FAMILIES,
+    GENERATOR_FORMATS,
+    ConditionalGenerator,
+    check_generator,
+    generator_family,
+    load_generator,
+)
 from gemix_monai.generators.stylegan2_ada import (
     SnapshotError,
     UnsafePickleError,
@@ -14,6 +25,12 @@ from gemix_monai.generators.stylegan2_ada import (
 )
 
 __all__ = [
+    "ConditionalGenerator",
+    "GENERATOR_FAMILIES",
+    "GENERATOR_FORMATS",
+    "check_generator",
+    "generator_family",
+    "load_generator",
     "SnapshotError",
     "UnsafePickleError",
     "convert_stylegan2_ada",

@@ -214,13 +214,17 @@ def walk_pairs(num_classes: int, max_rows: int | None = None) -> list[tuple[int,
 
 @torch.no_grad()
 def render_sample_grid(G, class_names: Sequence[str], *, num_columns: int = 8, max_walk_rows: int | None = None,
-                       seed: int = 0, truncation_psi: float = 1.0, device=None):
+                       seed: int = 0, truncation_psi: float = 1.0, device=None, generate_options: dict | None = None):
     """Generate the tiles of a sample grid.
 
     Rows ``0..K−1``: class ``k`` (one-hot label) for ``num_columns`` fixed latents, the same
     latents in every row, so a column shows one latent across classes. Then one row per pair of
     :func:`walk_pairs`: a fixed latent with ``c = (1−t)·e_i + t·e_j``, ``t = 0..1`` across the
     columns — the class manifold made visible. Synthesis noise is constant.
+
+    Any generator family works: StyleGAN2 networks are called directly; other families (``G.family`` other than
+    ``"stylegan2"``) through ``G.generate(c, z=z, **generate_options)`` (e.g. ``num_inference_steps`` of a
+    diffusion generator). ``z`` rows have ``G.z_dim`` entries (a diffusion model's starting noise).
 
     Returns ``(tiles, row_labels)`` with ``tiles`` a float tensor ``[rows, cols, C, R, R]`` in
     [-1, 1] (on the CPU) and one label string per row.
@@ -245,8 +249,11 @@ def render_sample_grid(G, class_names: Sequence[str], *, num_columns: int = 8, m
         cs.append((1 - t) * eye[i] + t * eye[j])
         labels.append(f"{class_names[i]}->{class_names[j]}")
     z, c = torch.cat(zs).to(device), torch.cat(cs).to(device)
-    images = torch.cat([G(zb, cb, truncation_psi=truncation_psi, noise_mode="const").float().cpu()
-                        for zb, cb in zip(z.split(64), c.split(64))])
+    if getattr(G, "family", "stylegan2") == "stylegan2":
+        images = torch.cat([G(zb, cb, truncation_psi=truncation_psi, noise_mode="const").float().cpu()
+                            for zb, cb in zip(z.split(64), c.split(64))])
+    else:
+        images = G.generate(c, z=z, truncation_psi=truncation_psi, batch_size=64, **(generate_options or {})).float().cpu()
     return images.reshape(len(labels), num_columns, *images.shape[1:]), labels
 
 
@@ -294,10 +301,11 @@ class SampleGridHandler(_EveryImagesHandler):
     """
 
     def __init__(self, output_dir, every_kimg: float, *, num_columns: int = 8, max_walk_rows: int | None = None,
-                 seed: int = 0):
+                 seed: int = 0, generate_options: dict | None = None):
         self.output_dir = Path(output_dir)
         self.every_images = every_kimg * 1000
         self.num_columns, self.max_walk_rows, self.seed = num_columns, max_walk_rows, seed
+        self.generate_options = dict(generate_options or {})
         self._saved_at = -1
         self.last_path: Path | None = None
 
@@ -306,7 +314,8 @@ class SampleGridHandler(_EveryImagesHandler):
             return
         self._saved_at = engine.state.iteration
         tiles, labels = render_sample_grid(engine.G_ema, engine.class_names, num_columns=self.num_columns,
-                                           max_walk_rows=self.max_walk_rows, seed=self.seed)
+                                           max_walk_rows=self.max_walk_rows, seed=self.seed,
+                                           generate_options=self.generate_options)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / f"fakes-{engine.images_seen:09d}.png"
         png = io.BytesIO()

@@ -72,11 +72,11 @@ class GenerateImageTask(InferTask):
 
     def __init__(self, generator_path: str | os.PathLike, *, hu_window="abdomen", output_dir: str | os.PathLike | None = None,
                  device: str = "cpu", description: str = "Generate an image for a soft label (GeMix class manifold)"):
-        from gemix_monai.networks import Generator
+        from gemix_monai.generators.protocol import load_generator
 
         self.generator_path = Path(generator_path)
         self.device = device
-        self.generator = Generator.from_checkpoint(self.generator_path, device=device)
+        self.generator = load_generator(self.generator_path, device=device)  # any family (docs/generators.md)
         names = self.generator.class_names or [str(i) for i in range(self.generator.c_dim)]
         self.class_names = list(names)
         self.hu_window = hu_window

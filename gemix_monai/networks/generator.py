@@ -115,6 +115,20 @@ class Generator(nn.Module):
         return self.synthesis(ws, noise_mode=noise_mode)
 
     # ------------------------------------------------------------------------------------------
+    # The generator protocol (gemix_monai.generators.protocol.ConditionalGenerator)
+
+    #: generator family (``gemix_monai.generators.protocol.GENERATOR_FAMILIES``)
+    family = "stylegan2"
+
+    @property
+    def num_classes(self) -> int:
+        return self.c_dim
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.img_channels, self.img_resolution, self.img_resolution)
+
+    # ------------------------------------------------------------------------------------------
     # User API
 
     @torch.no_grad()

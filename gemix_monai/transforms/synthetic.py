@@ -1,7 +1,8 @@
 """Generator-backed synthesis: a batch source for transforms, and datasets a MONAI ``DataLoader`` can read.
 
-``generator`` arguments accept a checkpoint path (loaded with ``gemix_monai.networks.Generator.from_checkpoint``)
-or any object with the Generator API (``generate(soft_labels, z=..., truncation_psi=..., noise_mode=...,
+``generator`` arguments accept a checkpoint path of any family (StyleGAN2, DCGAN, diffusion; loaded with
+``gemix_monai.generators.load_generator``, which dispatches on the format tag) or any object following
+``gemix_monai.generators.ConditionalGenerator`` (``generate(soft_labels, z=..., truncation_psi=..., noise_mode=...,
 batch_size=...)``, ``z_dim``, ``c_dim``, ``img_resolution``, ``img_channels``).
 
 Reproducibility: synthetic item ``i`` is a pure function of ``(seed, epoch, i)`` — its label and latent ``z``
@@ -32,12 +33,13 @@ _GENERATOR_API = ("generate", "c_dim", "z_dim")
 
 
 def load_generator(generator, device: str | torch.device | None = None):
-    """A Generator from a checkpoint path (loaded onto ``device``, default CPU), or ``generator`` itself after checking
-    it has the Generator API (an ``nn.Module`` is moved to ``device`` when one is given)."""
+    """A generator of any family from a checkpoint path (``gemix_monai.generators.load_generator``, onto ``device``,
+    default CPU), or ``generator`` itself after checking it has the generator API (an ``nn.Module`` is moved to
+    ``device`` when one is given)."""
     if isinstance(generator, (str, os.PathLike)):
-        from gemix_monai.networks import Generator  # networks is a layer below; imported lazily to keep imports light
+        from gemix_monai.generators.protocol import load_generator as load_any  # imported lazily to keep imports light
 
-        return Generator.from_checkpoint(generator, device="cpu" if device is None else device)
+        return load_any(generator, device="cpu" if device is None else device)
     missing = [a for a in _GENERATOR_API if not hasattr(generator, a)]
     if missing:
         raise TypeError(f"generator must be a checkpoint path or have the Generator API; {type(generator).__name__} lacks {missing}")

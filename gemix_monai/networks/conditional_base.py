@@ -1,0 +1,175 @@
+"""What the DCGAN and diffusion generators share: attributes of the generator protocol, argument checks of
+``generate``, and the checkpoint layout ``{"format", "config", "class_names", "state_dict", "contract"}``.
+
+The protocol itself (``gemix_monai.generators.protocol.ConditionalGenerator``) and the loader that dispatches
+on the format tag live one layer up; this module only gives each family the same face.
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+import os
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from gemix_monai.networks.labels import as_soft_labels
+from gemix_monai.utils import atomic_torch_save, safe_torch_load
+
+__all__ = ["ConditionalGeneratorBase", "check_seed_value", "check_batch_size", "plain_config"]
+
+
+def plain_config(value, where: str = "config"):
+    """``value`` as plain lists/dicts/numbers/strings (what ``torch.load(weights_only=True)`` reads)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): plain_config(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_config(v, where) for v in value]
+    raise TypeError(f"{where} must hold only numbers, strings, lists and dicts (checkpointable), got {type(value).__name__}")
+
+
+def check_seed_value(seed) -> int | None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32):
+        raise ValueError(f"seed must be an integer in [0, 2**32) or None, got {seed!r}")
+    return None if seed is None else int(seed)
+
+
+def check_batch_size(batch_size) -> int:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    return batch_size
+
+
+def check_resolution(name: str, img_resolution: int, low: int = 16, high: int = 256) -> None:
+    if (not isinstance(img_resolution, int) or isinstance(img_resolution, bool) or not low <= img_resolution <= high
+            or img_resolution & (img_resolution - 1)):
+        raise ValueError(f"{name}: img_resolution must be a power of two in {low}..{high}, got {img_resolution!r}")
+
+
+class ConditionalGeneratorBase(nn.Module):
+    """Base of the non-StyleGAN families: ``c_dim``/``num_classes``, ``class_names``, ``img_resolution``,
+    ``img_channels``, ``image_shape``, ``z_dim``, ``contract``, ``init_kwargs``, and checkpoint I/O.
+
+    Subclasses set ``FORMAT`` (the checkpoint tag), ``family`` and call :meth:`_setup` from ``__init__``.
+    """
+
+    FORMAT = ""
+    family = ""
+
+    def _setup(self, *, c_dim: int, img_resolution: int, img_channels: int, class_names, init_kwargs: dict) -> None:
+        name = type(self).__name__
+        for key, value in (("c_dim", c_dim), ("img_channels", img_channels)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: {key} must be an int >= 1, got {value!r}")
+        check_resolution(name, img_resolution)
+        if class_names is None:
+            class_names = [f"class_{k}" for k in range(c_dim)]
+        elif isinstance(class_names, str) or len(class_names) != c_dim or not all(isinstance(n, str) for n in class_names):
+            raise ValueError(f"{name}: class_names must be a list of c_dim={c_dim} strings, got {class_names!r}")
+        self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
+        self.class_names = list(class_names)
+        self.init_kwargs = plain_config({**init_kwargs, "class_names": list(class_names)}, "init_kwargs")
+        #: classes + preprocessing of the data it was trained on (a dict, docs/data.md), or None
+        self.contract = None
+
+    # -- protocol attributes ---------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return self.c_dim
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.img_channels, self.img_resolution, self.img_resolution)
+
+    # -- generate helpers --------------------------------------------------------------------------
+    def _labels_and_latents(self, soft_labels, z, seed, device):
+        labels = as_soft_labels(soft_labels, self.c_dim, name="soft_labels")
+        n = labels.shape[0]
+        if z is None:
+            gen = torch.Generator().manual_seed(seed) if seed is not None else None
+            z = torch.randn(n, self.z_dim, generator=gen)
+        else:
+            z = torch.as_tensor(z)
+            if z.ndim != 2 or tuple(z.shape) != (n, self.z_dim):
+                raise ValueError(f"z must have shape [N, z_dim] = [{n}, {self.z_dim}] (one row per soft label), got {tuple(z.shape)}")
+        return labels.to(device), z.to(device=device, dtype=torch.float32)
+
+    def _device(self, device) -> torch.device:
+        if device is not None:
+            self.to(torch.device(device))
+        return next(self.parameters()).device
+
+    @staticmethod
+    def _finish(images: list[torch.Tensor], n: int, shape, device) -> torch.Tensor:
+        if not images:
+            return torch.empty(0, *shape, device=device)
+        out = torch.cat(images)
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError("the generator produced NaN/inf values; a checkpoint with finite weights gives finite images")
+        return out.clamp_(-1, 1).to(torch.float32)
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def save_checkpoint(self, path: str | os.PathLike, *, extra: dict | None = None) -> str:
+        """Write ``{"format": FORMAT, "config": init_kwargs, "class_names", "state_dict", "contract"}`` atomically;
+        the file loads with ``torch.load(weights_only=True)``."""
+        state = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
+        payload = {"format": self.FORMAT, "config": copy.deepcopy(self.init_kwargs), "class_names": list(self.class_names),
+                   "state_dict": state}
+        if getattr(self, "contract", None) is not None:
+            payload["contract"] = copy.deepcopy(self.contract)
+        if extra:
+            clash = sorted(set(map(str, extra)) & set(payload))
+            if clash:
+                raise ValueError(f"save_checkpoint: extra may not replace the entries {clash}")
+            payload.update(plain_config(dict(extra), "extra"))
+        return str(atomic_torch_save(payload, path))
+
+    @classmethod
+    def from_payload(cls, ckpt: dict, where: str = "checkpoint", device="cpu", *, expected_resolution: int | None = None,
+                     expected_channels: int | None = None, expected_num_classes: int | None = None):
+        """Rebuild from an already loaded checkpoint dict (generator file or this family's training checkpoint)."""
+        fmt = ckpt.get("format")
+        if fmt == cls.FORMAT:
+            missing = [k for k in ("config", "state_dict") if k not in ckpt]
+            if missing:
+                raise ValueError(f"{where}: {cls.FORMAT} checkpoint lacks the keys {missing}")
+            config, state = dict(ckpt["config"]), ckpt["state_dict"]
+        elif fmt == cls.TRAINING_FORMAT:
+            config = ckpt.get("config", {}).get("G") if isinstance(ckpt.get("config"), dict) else None
+            if not isinstance(config, dict) or "G_ema" not in ckpt:
+                raise ValueError(f"{where}: {fmt} training checkpoint lacks 'G_ema' or 'config' -> 'G'")
+            config, state = dict(config), ckpt["G_ema"]
+        else:
+            raise ValueError(f"{where}: format {fmt!r} is not a {cls.family} generator ({cls.FORMAT!r})")
+        if ckpt.get("class_names") is not None:
+            config["class_names"] = list(ckpt["class_names"])
+        for what, key, expected in (("resolution", "img_resolution", expected_resolution),
+                                    ("number of image channels", "img_channels", expected_channels),
+                                    ("number of classes", "c_dim", expected_num_classes)):
+            if expected is not None and config.get(key) != expected:
+                raise ValueError(f"{where}: the generator's {what} ({key}) is {config.get(key)}, expected {expected}")
+        try:
+            generator = cls(**config)
+        except TypeError as e:
+            raise ValueError(f"{where}: the stored {cls.family} config does not match this version's arguments: {e}") from e
+        try:
+            generator.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"{where}: the stored weights do not fit the stored {cls.family} config: {e}") from e
+        generator.contract = ckpt.get("contract")
+        return generator.eval().requires_grad_(False).to(device)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device="cpu", **expected):
+        ckpt = safe_torch_load(path, map_location="cpu")
+        if not isinstance(ckpt, dict):
+            raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
+        return cls.from_payload(ckpt, str(path), device, **expected)
+
+
+def _as_list(value: Sequence[int]) -> list[int]:
+    return [int(v) for v in value]
