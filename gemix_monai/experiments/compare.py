@@ -8,7 +8,7 @@ evaluated on the test split. Then ``summary.md``/``.csv``/``.png`` and ``cells.c
 
 **Cells.** Each unit of work is a *cell* with its own folder ``<out>/cells/<cell id>/``:
 
-- ``<dataset>/gan/g<G>``: the GAN of GAN seed ``G`` (``models/generator.pt``, its training checkpoints);
+- ``<dataset>/gan/g<G>``: the GAN of GAN seed ``G`` (``models/generator/generator.pt``, its training checkpoints);
 - ``<dataset>/<network>/<arm>/g<G>-s<S>``: a classifier trained with seed ``S`` on synthetic data of
   the GAN ``G`` (``train/``, ``test_report/``); arms that use no generator (``real``, ``pixel_mixup``
   and their variants) do not depend on a GAN seed and have one cell per seed, ``.../<arm>/s<S>``.
@@ -267,6 +267,8 @@ def _settings(**kw) -> dict:
 
 def plan_cells(out, s: dict, arms: Sequence[Arm], source: str, dataset: dict, tag: str, device: str | None) -> list[Cell]:
     """All cells in dependency order: the GAN cells, then the classifier cells seed by seed."""
+    from gemix_monai.handlers.gan import GENERATOR_SUBPATH  # where train_gan exports the generator
+
     out = Path(out)
     gan_budget = {"preset": s["gan_preset"], "kimg": s["gan_kimg"], "batch_size": s["gan_batch_size"]}
     cells: list[Cell] = []
@@ -296,7 +298,7 @@ def plan_cells(out, s: dict, arms: Sequence[Arm], source: str, dataset: dict, ta
                     cells.append(Cell(f"{tag}/{net}/{arm.name}/g{g}-s{seed}", "classifier",
                                       {**common, **arm_cfg, "gan_seed": g, "gan": gan_budget},
                                       {"source": source, "device": device, "gan_cell": gid,
-                                       "generator": str(out / "cells" / gid / "models" / "generator.pt")},
+                                       "generator": str(out / "cells" / gid / GENERATOR_SUBPATH)},
                                       (gid,)))
     return cells
 

@@ -34,7 +34,12 @@ __all__ = [
     "render_sample_grid",
     "compose_sample_grid",
     "walk_pairs",
+    "GENERATOR_SUBPATH",
 ]
+
+#: Where a GAN run puts its exported generator, relative to its output folder. Not directly in ``models/``:
+#: MONAI Label's bundle tasks offer every ``models/*.pt`` as a weight file of the bundle's classifier.
+GENERATOR_SUBPATH = Path("models") / "generator" / "generator.pt"
 
 
 def _every_images(engine, every_images: float) -> bool:
@@ -167,7 +172,7 @@ class GanCheckpointHandler(_EveryImagesHandler):
     """Save the full training state every ``every_kimg`` and at the end, and export ``G_ema``.
 
     Writes (rank 0, atomically) ``output_dir/checkpoints/latest.pt`` (plus
-    ``checkpoints/gan-<kimg>.pt`` when ``keep_snapshots``) and ``output_dir/models/generator.pt``.
+    ``checkpoints/gan-<kimg>.pt`` when ``keep_snapshots``) and ``output_dir/models/generator/generator.pt``.
     All files load with ``torch.load(..., weights_only=True)``.
     """
 
@@ -183,7 +188,7 @@ class GanCheckpointHandler(_EveryImagesHandler):
 
     @property
     def generator_path(self) -> Path:
-        return self.output_dir / "models" / "generator.pt"
+        return self.output_dir / GENERATOR_SUBPATH
 
     def save(self, engine: Engine) -> None:
         if engine.state.iteration == self._saved_at:
