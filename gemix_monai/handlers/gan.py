@@ -314,10 +314,15 @@ class SampleGridHandler(_EveryImagesHandler):
                                            max_walk_rows=self.max_walk_rows, seed=self.seed)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / f"fakes-{engine.images_seen:09d}.png"
+        grid = compose_sample_grid(tiles, labels)
         png = io.BytesIO()
-        compose_sample_grid(tiles, labels).save(png, format="PNG")
+        grid.save(png, format="PNG")
         atomic_write_bytes(path, png.getvalue())
         self.last_path = path
+        # the same grid in TensorBoard, through the SummaryWriter of the engine's GanTensorBoardHandler
+        writer = getattr(engine, "summary_writer", None)
+        if writer is not None:
+            writer.add_image("Samples/grid", np.asarray(grid.convert("RGB")), engine.images_seen, dataformats="HWC")
 
 
 
@@ -348,6 +353,7 @@ class GanTensorBoardHandler:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.log_dir))
+        engine.summary_writer = self.writer  # shared: SampleGridHandler adds its grids as images
         self._t0, self._images0 = time.perf_counter(), engine.images_seen
 
     def _iteration(self, engine: Engine) -> None:
@@ -381,6 +387,7 @@ class GanTensorBoardHandler:
             self.writer.flush()
             self.writer.close()
             self.writer = None
+        engine.summary_writer = None
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._start)
