@@ -11,7 +11,7 @@ KEY=VALUE`` overrides any other config id (``--set epochs=3 --set "strategy_kwar
     gemix-monai evaluate --bundle-root runs/exp1 --datalist ...
     gemix-monai classify scans/ --bundle-root runs/exp1 --output runs/exp1/predictions.csv
     gemix-monai demo --out gemix_demo
-    gemix-monai import-stylegan2 network-snapshot-000400.pkl --out runs/exp1/models/generator.pt --class-names normal pneumonia
+    gemix-monai import-stylegan2 network-snapshot-000400.pkl --out runs/exp1/models/generator/generator.pt --class-names normal pneumonia
     gemix-monai compare --out runs/compare --seeds 5 --networks tiny resnet18
 """
 
@@ -25,12 +25,16 @@ from pathlib import Path
 
 __all__ = ["main", "bundle_dir", "run_bundle_config", "parse_override"]
 
+#: Config file(s) each subcommand runs; a list is merged in order (MONAI's ``--config_file "['a.json','b.json']"``).
 SUBCOMMAND_CONFIGS = {
     "train-gan": "train_gan.json",
-    "generate": "inference.json",
-    "train-classifier": "train_classifier.json",
-    "evaluate": "evaluate.json",
+    "generate": "generate.json",
+    "train-classifier": "train.json",
+    "evaluate": ["train.json", "evaluate.json"],
+    "classify": "inference.json",
 }
+#: ``--multi-gpu`` overlays (one process per GPU; train.json's is for ``torchrun``, as in the MONAI model zoo).
+MULTI_GPU_CONFIGS = {"train-gan": "multi_gpu_train_gan.json"}
 
 
 def bundle_dir() -> Path:
@@ -59,11 +63,13 @@ def parse_override(text: str) -> tuple[str, object]:
 
 
 def run_bundle_config(config: str | list[str], overrides: dict | None = None, *, run_id: str = "run",
-                      init_id: str = "initialize", bundle: str | os.PathLike | None = None, bundle_logging: bool = True):
+                      init_id: str = "initialize", bundle: str | os.PathLike | None = None, bundle_logging: bool = True,
+                      tracking: str | dict | None = None):
     """Run ``bundle/configs/<config>`` (or a list merged in order) with ``monai.bundle.run``.
 
     ``bundle_logging=False`` leaves Python logging as the caller configured it instead of applying
-    ``configs/logging.conf`` (INFO for every logger).
+    ``configs/logging.conf`` (INFO for every logger). ``tracking``: MONAI's experiment tracking (``"mlflow"``, a
+    settings file or dict), which appends its handlers to ``train#handlers``, ``validate#handlers`` and ``handlers``.
     """
     from monai.bundle import run
 
@@ -74,6 +80,8 @@ def run_bundle_config(config: str | list[str], overrides: dict | None = None, *,
         if not Path(f).is_file():
             raise FileNotFoundError(f"bundle config not found: {f}")
     overrides = {k: v for k, v in (overrides or {}).items()}
+    if tracking is not None:
+        overrides["tracking"] = tracking
     return run(run_id=run_id, init_id=init_id, config_file=files if len(files) > 1 else files[0],
                meta_file=str(root / "configs" / "metadata.json"),
                logging_file=str(root / "configs" / "logging.conf") if bundle_logging else False, **overrides)
@@ -113,6 +121,8 @@ def _common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="e.g. cpu, cuda, cuda:1")
     p.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[], metavar="KEY=VALUE",
                    help="override any config id (repeatable)")
+    p.add_argument("--tracking", help="MONAI experiment tracking: mlflow (its tracking_uri via --set tracking_uri=...), "
+                                      "or a JSON settings file")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,13 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common_args(p)
     _data_args(p)
     p.add_argument("--generator", dest="generator_family", choices=("stylegan2", "dcgan", "diffusion"),
-                   help="generator family (default stylegan2); every family writes models/generator.pt with its format tag")
+                   help="generator family (default stylegan2); every family writes models/generator/generator.pt with its format tag")
     p.add_argument("--max-kimg", type=float, help="training length in thousands of real images")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--preset", dest="gan_preset", help="network preset: tiny, 32, 64, 128 (and 256 for stylegan2)")
-    p.add_argument("--multi-gpu", action="store_true", help="merge configs/multi_gpu_train.json (ignite.distributed)")
+    p.add_argument("--multi-gpu", action="store_true", help="merge configs/multi_gpu_train_gan.json (ignite.distributed)")
 
-    p = sub.add_parser("generate", help="export a synthetic set from models/generator.pt (configs/inference.json)")
+    p = sub.add_parser("generate", help="export a synthetic set from models/generator/generator.pt (configs/generate.json)")
     _common_args(p)
     p.add_argument("--num-images", type=int)
     p.add_argument("--per-class", type=int)
@@ -150,15 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classify", metavar="INPUT_DIR",
                    help="alias of `gemix-monai classify INPUT_DIR` (writes <bundle-root>/predictions/predictions.csv)")
 
-    p = sub.add_parser("train-classifier", help="train a classifier with one strategy (configs/train_classifier.json)")
+    p = sub.add_parser("train-classifier", help="train a classifier with one strategy (configs/train.json)")
     _common_args(p)
     _data_args(p)
     p.add_argument("--strategy", help="real, pixel_mixup, gemix, genmix, ... (see gemix_monai.engines.classifier.STRATEGY_NAMES)")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", dest="max_epochs", type=int, help="training epochs (config id max_epochs)")
     p.add_argument("--network", dest="network_name", help="tiny, resnet18, resnet50, densenet121, efficientnet-b0")
     p.add_argument("--output-dir")
 
-    p = sub.add_parser("evaluate", help="clinical report of models/model.pt on a test split (configs/evaluate.json)")
+    p = sub.add_parser("evaluate", help="clinical report of models/model.pt on a test split (configs/train.json + evaluate.json)")
     _common_args(p)
     _data_args(p)
     p.add_argument("--ckpt-path")
@@ -173,13 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import-stylegan2", help="convert a StyleGAN2-ADA network-snapshot-*.pkl into a generator checkpoint, "
                                                  "reading it without running its code (docs/generators.md)")
     p.add_argument("snapshot", help="network-snapshot-*.pkl written by NVIDIA's StyleGAN2-ADA (PyTorch) training")
-    p.add_argument("--out", required=True, help="generator checkpoint to write, e.g. runs/exp1/models/generator.pt")
+    p.add_argument("--out", required=True, help="generator checkpoint to write, e.g. runs/exp1/models/generator/generator.pt")
     p.add_argument("--class-names", nargs="+", default=None, metavar="NAME", help="one name per class, in label order (default class_0 ...)")
     p.add_argument("--which", choices=("G_ema", "G"), default="G_ema", help="which generator of the snapshot (default G_ema)")
     p = sub.add_parser("audit", help="synthetic-quality audit of a generator against the real data (FD, KID, "
                                      "precision/recall, MS-SSIM diversity, memorisation), with a held-out real floor")
     _data_args(p)
-    p.add_argument("--generator", required=True, help="generator checkpoint (models/generator.pt)")
+    p.add_argument("--generator", required=True, help="generator checkpoint (models/generator/generator.pt)")
     p.add_argument("--classifier", help="feature classifier trained on the real training split only (models/model.pt "
                                         "beside classifier.json); default: the audit trains a tiny one")
     p.add_argument("--out", required=True, help="output folder for audit.json, audit.md and the figures")
@@ -205,10 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_NOT_OVERRIDES = {"command", "overrides", "multi_gpu", "classify", "verbose"}
 def _classify_parser(sub) -> None:
     p = sub.add_parser("classify", help="classify every image under a folder with models/model.pt into a CSV "
-                                        "(configs/inference.json, run_id classify)")
+                                        "(configs/inference.json)")
     p.add_argument("input_dir", metavar="INPUT_DIR", help="folder searched recursively for supported images (any letter case)")
     _common_args(p)
     p.add_argument("--ckpt-path", help="classifier checkpoint (default <bundle-root>/models/model.pt; classifier.json beside it)")
@@ -218,11 +227,11 @@ def _classify_parser(sub) -> None:
 
 
 def _run_classify(args: argparse.Namespace, input_dir: str) -> int:
-    """``classify`` (and its alias ``generate --classify``): inference.json's ``classify`` entry."""
-    overrides = {"input_dir": str(Path(input_dir).resolve())}
+    """``classify`` (and its alias ``generate --classify``): inference.json, the folder as its ``dataset_dir``."""
+    overrides = {"dataset_dir": str(Path(input_dir).resolve())}
     if args.bundle_root is not None:
         overrides["bundle_root"] = str(Path(args.bundle_root).resolve())
-    for key, config_id in (("seed", "seed"), ("device", "device"), ("batch_size", "classify_batch_size")):
+    for key, config_id in (("seed", "seed"), ("device", "device"), ("batch_size", "batch_size")):
         if getattr(args, key, None) is not None:
             overrides[config_id] = getattr(args, key)
     if getattr(args, "ckpt_path", None):
@@ -232,11 +241,11 @@ def _run_classify(args: argparse.Namespace, input_dir: str) -> int:
     if getattr(args, "overwrite", False):
         overrides["overwrite"] = True
     overrides.update(dict(args.overrides))
-    run_bundle_config(SUBCOMMAND_CONFIGS["generate"], overrides, run_id="classify", init_id="classify_initialize")
+    run_bundle_config(SUBCOMMAND_CONFIGS["classify"], overrides, tracking=args.tracking)
     return 0
 
 
-_NOT_OVERRIDES = {"command", "overrides", "multi_gpu", "classify"}
+_NOT_OVERRIDES = {"command", "overrides", "multi_gpu", "classify", "tracking"}
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -357,9 +366,9 @@ def _main(argv: list[str]) -> int:
         return _run_classify(args, args.classify)
     overrides = _overrides(args)
     config = SUBCOMMAND_CONFIGS[args.command]
-    if args.command == "train-gan" and args.multi_gpu:
-        config = [config, "multi_gpu_train.json"]
-    run_bundle_config(config, overrides)
+    if getattr(args, "multi_gpu", False):
+        config = [config, MULTI_GPU_CONFIGS[args.command]]
+    run_bundle_config(config, overrides, tracking=args.tracking)
     return 0
 
 

@@ -5,10 +5,10 @@ chooses the CPU budget, points each config at the previous step's outputs, and g
 evaluation reports into one comparison table. Layout of ``out_dir``::
 
     data/phantoms/            the phantom dataset (datalist.json, NIfTI slices)
-    models/generator.pt       G_ema of the tiny conditional StyleGAN2-ADA (train_gan.json)
+    models/generator/generator.pt  G_ema of the tiny conditional StyleGAN2-ADA (train_gan.json)
     samples/ checkpoints/     GAN sample grids and training state
-    classifiers/<strategy>/   models/model.pt + validation report per strategy (train_classifier.json)
-    report/                   metrics_table.md / .csv, gan_samples.png, <strategy>/ (evaluate.json:
+    classifiers/<strategy>/   models/model.pt + classifier.json per strategy (train.json)
+    report/                   metrics_table.md / .csv, gan_samples.png, <strategy>/ (train.json + evaluate.json:
                               metrics.json/.csv/.md, confusion matrices, reliability diagram), summary.json
 """
 
@@ -180,8 +180,8 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, phantom_counts, va
     for s in strategies:
         step(f"train {s}")
         target = out / "classifiers" / s
-        run_bundle_config("train_classifier.json", {
-            **common, "strategy": s, "output_dir": str(target), "epochs": epochs,
+        run_bundle_config("train.json", {
+            **common, "strategy": s, "output_dir": str(target), "max_epochs": epochs,
             "batch_size": cfg["classifier_batch_size"], "tensorboard": False,
             "strategy_kwargs": dict(cfg["strategy_kwargs"].get(s, {})),
         }, bundle=bundle, bundle_logging=bundle_logging)
@@ -192,7 +192,7 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, phantom_counts, va
     for s in strategies:
         step(f"evaluate {s}")
         reports[s] = report / s
-        run_bundle_config("evaluate.json", {**common, "ckpt_path": str(trained[s]), "output_dir": str(reports[s])},
+        run_bundle_config(["train.json", "evaluate.json"], {**common, "ckpt_path": str(trained[s]), "output_dir": str(reports[s])},
                           bundle=bundle, bundle_logging=bundle_logging)
         done(f"evaluate {s}")
 
@@ -206,7 +206,7 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, phantom_counts, va
         files.append(grid)
     for s in strategies:
         files += sorted(p for p in reports[s].iterdir() if p.is_file())
-    files.append(out / "models" / "generator.pt")
+    files.append(out / "models" / "generator" / "generator.pt")
     files += [trained[s] for s in strategies]
     done("report")
     bar.close()

@@ -25,10 +25,10 @@ def small_generator(seed=0):
 
 @pytest.fixture(scope="module")
 def tiny_bundle_root(tmp_path_factory):
-    """A bundle_root whose models/generator.pt is a fresh tiny-preset generator over 3 classes."""
+    """A bundle_root whose models/generator/generator.pt is a fresh tiny-preset generator over 3 classes."""
     root = tmp_path_factory.mktemp("root")
     torch.manual_seed(0)
-    Generator(**get_preset("tiny")["G"], c_dim=K, class_names=["a", "b", "c"]).save_checkpoint(root / "models" / "generator.pt")
+    Generator(**get_preset("tiny")["G"], c_dim=K, class_names=["a", "b", "c"]).save_checkpoint(root / "models" / "generator" / "generator.pt")
     return root
 
 

@@ -50,7 +50,7 @@ def test_subcommand_options_become_config_overrides(tmp_path):
         "--epochs", "2", "--set", "strategy_kwargs={'synthetic_ratio': 1.0}"])
     overrides = cli._overrides(args)
     assert overrides["bundle_root"] == str(tmp_path.resolve())
-    assert overrides["strategy"] == "gemix" and overrides["epochs"] == 2
+    assert overrides["strategy"] == "gemix" and overrides["max_epochs"] == 2 and "epochs" not in overrides
     assert overrides["datalist"].endswith("d.json") and overrides["datalist"].startswith("/")
     assert overrides["strategy_kwargs"] == {"synthetic_ratio": 1.0}
     assert "dataset_dir" not in overrides and "seed" not in overrides

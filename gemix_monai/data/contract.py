@@ -3,7 +3,7 @@
 A generator or classifier is only meaningful on data preprocessed the way its training data was, with
 the classes in the same order. :class:`Preprocessing` is that recipe (size, channels, CT window or
 intensity rule, orientation); :class:`DataContract` adds the class names. Both are written into
-``models/generator.pt`` and ``models/classifier.json``; :func:`check_contract` refuses data or a model
+``models/generator/generator.pt`` and ``models/classifier.json``; :func:`check_contract` refuses data or a model
 whose contract differs, naming both sides.
 
 :func:`decide_intensity` is the one place where a dataset's intensity handling is chosen: a CT

@@ -45,14 +45,27 @@ from gemix_monai.handlers.tsne import FeatureTSNEPlotter
 from gemix_monai.metrics.clinical import ClinicalResult, metric_higher_is_better, validate_class_names
 from gemix_monai.metrics.ignite_clinical import ClinicalMetrics
 from gemix_monai.mixing import to_soft_label
-from gemix_monai.utils import atomic_torch_save, safe_torch_load
+from gemix_monai.handlers.checkpoint import AtomicCheckpointSaver
+from gemix_monai.utils import safe_torch_load
 
 __all__ = [
     "STRATEGY_NAMES",
     "CHECKPOINT_NAME",
     "CHECKPOINT_INFO_NAME",
     "StrategyPrepareBatch",
-    "BestModelSaver",
+    "StrategySetEpoch",
+    "KeyMetricEarlyStopping",
+    "ClassifierInfoWriter",
+    "ClassificationCSVWriter",
+    "key_metric_cmp_fn",
+    "eval_prepare_batch",
+    "strategy_generator",
+    "strategy_options",
+    "class_weighted_sampler",
+    "check_num_classes",
+    "check_generator_fits",
+    "check_classify_inputs",
+    "write_predictions_csv",
     "TrainingResult",
     "class_balanced_weights",
     "create_classifier_evaluator",
@@ -113,7 +126,7 @@ class StrategyPrepareBatch:
         return image, label
 
 
-def _eval_prepare_batch(batchdata: Mapping, device=None, non_blocking: bool = False, **kwargs):
+def eval_prepare_batch(batchdata: Mapping, device=None, non_blocking: bool = False, **kwargs):
     """Evaluation batches: images to the device, labels (class indices or one-hot) kept as given."""
     if not isinstance(batchdata, Mapping) or "image" not in batchdata or "label" not in batchdata:
         keys = sorted(map(str, batchdata)) if isinstance(batchdata, Mapping) else type(batchdata).__name__
@@ -141,42 +154,16 @@ def _atomic_write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-class BestModelSaver:
-    """After each validation, save the network's state dict atomically when ``metric_name`` improved.
-
-    Also writes ``info`` (architecture, class names), the best value and its epoch to ``info_path``
-    (JSON) so that ``load_classifier`` can rebuild the network.
-    """
-
-    def __init__(self, network: torch.nn.Module, path: str | os.PathLike, metric_name: str, *,
-                 higher_is_better: bool | None = None, info: Mapping[str, Any] | None = None,
-                 info_path: str | os.PathLike | None = None) -> None:
-        self.network, self.path, self.metric_name = network, Path(path), metric_name
-        self.higher_is_better = metric_higher_is_better(metric_name) if higher_is_better is None else higher_is_better
-        self.info = dict(info or {})
-        self.info_path = Path(info_path) if info_path is not None else self.path.with_name(CHECKPOINT_INFO_NAME)
-        self.best_value: float | None = None
-        self.best_epoch: int | None = None
-
-    def attach(self, engine: Engine) -> None:
-        if not engine.has_event_handler(self, Events.EPOCH_COMPLETED):
-            engine.add_event_handler(Events.EPOCH_COMPLETED, self)
-
-    def __call__(self, engine: Engine) -> None:
-        if self.metric_name not in engine.state.metrics:
-            raise KeyError(f"metric {self.metric_name!r} not in engine.state.metrics ({sorted(engine.state.metrics)})")
-        value = float(engine.state.metrics[self.metric_name])
-        better = self.best_value is None or (value > self.best_value if self.higher_is_better else value < self.best_value)
-        if not better:
-            return
-        self.best_value, self.best_epoch = value, int(engine.state.epoch)
-        state = {k: v.detach().cpu() for k, v in _unwrap(self.network).state_dict().items()}
-        atomic_torch_save(state, self.path)
-        _atomic_write_json(self.info_path, {**self.info, "key_metric": self.metric_name, "best_metric": value,
-                                            "best_epoch": self.best_epoch, "checkpoint": self.path.name})
+def key_metric_cmp_fn(key_metric: str) -> Callable[[float, float], bool]:
+    """``metric_cmp_fn`` of a MONAI evaluator for ``key_metric``: ``>`` for higher-is-better metrics, ``<`` for
+    ``fnr/*``, ``positive_fnr`` and ``ece``. MONAI starts ``state.best_metric`` at -1, which a lower-is-better
+    comparison would never beat: the first validation (``best == -1``) always counts as an improvement."""
+    if metric_higher_is_better(key_metric):
+        return lambda current, best: current > best
+    return lambda current, best: best == -1 or current < best
 
 
-class _SetEpoch:
+class StrategySetEpoch:
     """New synthetic draws each epoch (``Strategy.set_epoch``), before the epoch's batches are read."""
 
     def __init__(self, strategy) -> None:
@@ -187,6 +174,86 @@ class _SetEpoch:
 
     def __call__(self, engine: Engine) -> None:
         self.strategy.set_epoch(engine.state.epoch)
+
+
+_SetEpoch = StrategySetEpoch
+
+
+class KeyMetricEarlyStopping:
+    """Trainer handler: MONAI's ``EarlyStopHandler`` on the evaluator's key metric, direction included.
+
+    Attached to the trainer (``train#handlers``), it attaches an ``EarlyStopHandler(trainer=<this trainer>)`` to
+    ``evaluator``: in a bundle config the evaluator's handlers cannot reference the trainer (the trainer refers
+    to the evaluator through ``ValidationHandler``, and references may not form a cycle).
+    """
+
+    def __init__(self, evaluator: Engine, patience: int, key_metric: str | None = None, min_delta: float = 0.0) -> None:
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"early_stopping_patience must be a positive integer, got {patience!r}")
+        self.evaluator, self.patience, self.key_metric, self.min_delta = evaluator, patience, key_metric, min_delta
+        self.handler: EarlyStopHandler | None = None
+
+    def attach(self, trainer: Engine) -> None:
+        key = self.key_metric or self.evaluator.state.key_metric_name
+        sign = 1.0 if metric_higher_is_better(key) else -1.0
+        self.handler = EarlyStopHandler(patience=self.patience, min_delta=self.min_delta, trainer=trainer, epoch_level=True,
+                                        score_function=lambda engine: sign * float(engine.state.metrics[key]))
+        self.handler.attach(self.evaluator)
+
+
+def _atomic_write_json(path: Path, payload: dict) -> None:
+    from gemix_monai.utils import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode("utf-8"))
+
+
+def _json_plain(value):
+    """Config values (tuples, tensors, contracts) as JSON values."""
+    if hasattr(value, "to_dict"):
+        return _json_plain(value.to_dict())
+    if isinstance(value, Mapping):
+        return {str(k): _json_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_plain(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return value
+
+
+class ClassifierInfoWriter:
+    """Evaluator handler writing ``classifier.json`` beside the checkpoint that ``CheckpointSaver`` writes.
+
+    ``info`` describes the network (``network``, ``in_channels``, ``num_classes``, ``class_names``, ``strategy``,
+    the data ``contract``...); after each validation whose key metric improved (MONAI's ``state.best_metric`` /
+    ``best_metric_epoch``), and after the first one, the file is rewritten atomically with ``key_metric``,
+    ``best_metric``, ``best_epoch`` and ``checkpoint`` added. ``load_classifier``, ``classify_folder``, evaluate.json
+    and inference.json read it. Attach it to the evaluator after the ``CheckpointSaver`` so both describe one epoch.
+    """
+
+    def __init__(self, path: str | os.PathLike, info: Mapping[str, Any], checkpoint_name: str = CHECKPOINT_NAME) -> None:
+        self.path = Path(path)
+        self.info = {"format": "gemix-classifier/1", **_json_plain(dict(info))}
+        self.checkpoint_name = checkpoint_name
+        self.written_epoch: int | None = None
+
+    def attach(self, engine: Engine) -> None:
+        if not engine.has_event_handler(self, Events.EPOCH_COMPLETED):
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if idist.get_rank() != 0:
+            return
+        state = engine.state
+        best_epoch = getattr(state, "best_metric_epoch", -1)
+        if self.written_epoch is not None and best_epoch != state.epoch:
+            return
+        improved = best_epoch == state.epoch and best_epoch != -1
+        key = getattr(state, "key_metric_name", None)
+        self.written_epoch = int(state.epoch)
+        _atomic_write_json(self.path, {**self.info, "key_metric": key,
+                                       "best_metric": float(state.best_metric) if improved else None,
+                                       "best_epoch": int(best_epoch) if improved else None,
+                                       "checkpoint": self.checkpoint_name})
 
 
 # ---------------------------------------------------------------------------------------------- factories
@@ -233,14 +300,13 @@ def create_classifier_evaluator(
     if report_dir is not None:
         handlers.append(ClassificationReportWriter(metric, report_dir, per_epoch=per_epoch_reports,
                                                    epoch_transform=global_epoch_transform))
-    higher = metric_higher_is_better(key_metric)
     evaluator = SupervisedEvaluator(
         device=device,
         val_data_loader=val_loader,
         network=network,
-        prepare_batch=_eval_prepare_batch,
+        prepare_batch=eval_prepare_batch,
         key_val_metric={key_metric: metric},
-        metric_cmp_fn=(lambda cur, best: cur > best) if higher else (lambda cur, best: cur < best),
+        metric_cmp_fn=key_metric_cmp_fn(key_metric),
         val_handlers=handlers + list(val_handlers),
         amp=amp and device.type == "cuda",
         decollate=False,
@@ -313,13 +379,16 @@ def create_classifier_trainer(
         handlers.append(ValidationHandler(interval=val_interval, validator=evaluator, epoch_level=True))
         key = evaluator.state.key_metric_name
         if checkpoint_path is not None:
-            saver = BestModelSaver(network, checkpoint_path, key, info=checkpoint_info)
-            saver.attach(evaluator)
+            # the best network by the key metric: MONAI's CheckpointSaver (written atomically, see
+            # gemix_monai.handlers.checkpoint) and classifier.json beside it, both on the evaluator
+            checkpoint_path = Path(checkpoint_path)
+            AtomicCheckpointSaver(str(checkpoint_path.parent), {"model": network}, save_key_metric=True,
+                                  key_metric_name=key, key_metric_filename=checkpoint_path.name,
+                                  key_metric_negative_sign=not metric_higher_is_better(key)).attach(evaluator)
+            ClassifierInfoWriter(checkpoint_path.with_name(CHECKPOINT_INFO_NAME), dict(checkpoint_info or {}),
+                                 checkpoint_name=checkpoint_path.name).attach(evaluator)
         if early_stopping_patience is not None:
-            sign = 1.0 if metric_higher_is_better(key) else -1.0
-            stopper = EarlyStopHandler(patience=early_stopping_patience,
-                                       score_function=lambda engine: sign * float(engine.state.metrics[key]), epoch_level=True)
-            stopper.attach(evaluator)
+            handlers.append(KeyMetricEarlyStopping(evaluator, early_stopping_patience, key))
     elif checkpoint_path is not None or early_stopping_patience is not None:
         raise ValueError("checkpoint_path and early_stopping_patience need an evaluator (they follow its key metric)")
     trainer = SupervisedTrainer(
@@ -335,10 +404,6 @@ def create_classifier_trainer(
         amp=amp and device.type == "cuda",
         decollate=False,
     )
-    if evaluator is not None and early_stopping_patience is not None:
-        stopper.set_trainer(trainer)
-    if evaluator is not None and checkpoint_path is not None:
-        trainer.best_model_saver = saver
     return trainer
 
 
@@ -504,22 +569,12 @@ def train_classifier(
 
     data_contract = contract_of(real_train)
     if generator_checkpoint is not None and strategy not in ("real", "pixel_mixup"):
-        _check_generator_fits(generator_checkpoint, names, data_contract)
+        check_generator_fits(generator_checkpoint, names, data_contract)
 
-    kwargs = dict(strategy_kwargs or {})
-    real_labels = _labels_of(real_train) if class_weighted_sampling else None
-    if class_weighted_sampling and strategy not in ("real", "pixel_mixup"):
-        kwargs.setdefault("class_weights", class_balanced_weights(real_labels, num_classes).tolist())
+    kwargs = strategy_options(strategy, strategy_kwargs, real_train, num_classes, class_weighted_sampling)
     strat = build_strategy(strategy, real_train, num_classes, generator=generator_checkpoint, seed=seed,
                            device=device if generator_checkpoint is not None else None, **kwargs)
-
-    sampler = None
-    if class_weighted_sampling and strategy != "synthetic_only":
-        per_class = class_balanced_weights(real_labels, num_classes)
-        item_w = torch.ones(len(strat.dataset), dtype=torch.float64)  # synthetic items keep weight 1
-        item_w[: len(real_labels)] = per_class[real_labels]
-        sampler = WeightedRandomSampler(item_w, num_samples=len(strat.dataset), replacement=True,
-                                        generator=torch.Generator().manual_seed(seed))
+    sampler = class_weighted_sampler(strat, real_train, num_classes, seed, enabled=class_weighted_sampling)
     train_loader = DataLoader(strat.dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
                               num_workers=num_workers, drop_last=len(strat.dataset) > batch_size)
 
@@ -558,7 +613,8 @@ def train_classifier(
     )
     trainer_ref["t"] = trainer
     trainer.run()
-    saver: BestModelSaver = trainer.best_model_saver
+    best_epoch = evaluator.state.best_metric_epoch if evaluator.state.best_metric_epoch != -1 else None
+    best_value = float(evaluator.state.best_metric) if best_epoch is not None else None
 
     report = None
     if final_report:
@@ -569,11 +625,50 @@ def train_classifier(
         report = evaluate_classifier(net, val_loader, out / "val_report", names, positive_class=positive_class,
                                      device=device, amp=amp, tsne_layer=layer, tsne_sources=sources,
                                      tsne_max_points=tsne_max_points)
-    return TrainingResult(out, checkpoint, saver.best_value, saver.best_epoch, key_metric, len(strat.dataset),
+    return TrainingResult(out, checkpoint, best_value, best_epoch, key_metric, len(strat.dataset),
                           dict(strat.info), history, report)
 
 
-def _check_generator_fits(generator, class_names: Sequence[str], data_contract) -> None:
+def strategy_generator(strategy: str, generator) -> Any:
+    """The generator a strategy reads: ``generator`` for the synthetic strategies, ``None`` for ``real`` and
+    ``pixel_mixup`` (which need no generator, so a missing ``generator.pt`` does not matter to them)."""
+    return None if strategy in ("real", "pixel_mixup") else generator
+
+
+def strategy_options(strategy: str, strategy_kwargs: Mapping[str, Any] | None, real_dataset, num_classes: int,
+                     class_weighted_sampling: bool = False) -> dict:
+    """``build_strategy`` keyword arguments: ``strategy_kwargs`` plus, with ``class_weighted_sampling`` and a
+    synthetic strategy, inverse-frequency ``class_weights`` for the synthetic labels."""
+    kwargs = dict(strategy_kwargs or {})
+    if class_weighted_sampling and strategy not in ("real", "pixel_mixup"):
+        kwargs.setdefault("class_weights", class_balanced_weights(_labels_of(real_dataset), num_classes).tolist())
+    return kwargs
+
+
+def class_weighted_sampler(strategy, real_dataset, num_classes: int, seed: int = 0, *, enabled: bool = True):
+    """A ``WeightedRandomSampler`` over ``strategy.dataset`` drawing real items ~ 1/class frequency (synthetic
+    items weigh 1), or ``None`` when not ``enabled`` or for ``synthetic_only``."""
+    if not enabled or strategy.name == "synthetic_only":
+        return None
+    real_labels = _labels_of(real_dataset)
+    per_class = class_balanced_weights(real_labels, num_classes)
+    item_w = torch.ones(len(strategy.dataset), dtype=torch.float64)  # synthetic items keep weight 1
+    item_w[: len(real_labels)] = per_class[real_labels]
+    return WeightedRandomSampler(item_w, num_samples=len(strategy.dataset), replacement=True,
+                                 generator=torch.Generator().manual_seed(seed))
+
+
+def check_num_classes(num_classes, class_names: Sequence[str], where: str = "the training data") -> int:
+    """``num_classes`` as an int that matches ``class_names`` (a ``ValueError`` naming both otherwise)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got num_classes={num_classes!r}")
+    if len(class_names) != num_classes:
+        raise ValueError(f"num_classes={num_classes} does not match the {len(class_names)} classes of {where} "
+                         f"({list(class_names)}); leave num_classes out to take it from the data")
+    return num_classes
+
+
+def check_generator_fits(generator, class_names: Sequence[str], data_contract) -> None:
     """A generator used for synthesis must share the training data's classes (in order) and preprocessing."""
     from gemix_monai.generators.protocol import load_generator
 
@@ -806,6 +901,127 @@ def _classify_transform(info: Mapping, fallback: Mapping | None = None):
     return get_transforms(**kwargs)
 
 
+def check_classify_inputs(checkpoint, input_dir, output_csv, *, overwrite: bool = False) -> list[Path]:
+    """What folder classification needs before any work: the checkpoint and its ``classifier.json``, an output CSV
+    that may be written, and at least one image under ``input_dir``; returns the images (:func:`find_images`).
+
+    Raises ``ValueError`` for an unset argument, ``FileExistsError`` for an existing CSV without ``overwrite``,
+    ``FileNotFoundError`` naming a missing folder, checkpoint or ``classifier.json``, ``ValueError`` when the
+    folder holds no supported image (naming it and the suffixes looked for).
+    """
+    for name, value in (("checkpoint", checkpoint), ("input_dir", input_dir), ("output_csv", output_csv)):
+        if value is None:
+            raise ValueError(f"classify: {name} is not set (bundle: set dataset_dir, ckpt_path and predictions_csv)")
+    checkpoint, output_csv = Path(checkpoint), Path(output_csv)
+    if output_csv.exists() and not overwrite:
+        raise FileExistsError(f"{output_csv} already exists; pass overwrite=True (command line: --overwrite) to replace it, "
+                              "or choose another output file")
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"classifier checkpoint not found: {checkpoint}")
+    info_path = checkpoint.with_name(CHECKPOINT_INFO_NAME)
+    if not info_path.is_file():
+        raise FileNotFoundError(f"{info_path} not found: classification takes the network, class count and class names "
+                                f"from the {CHECKPOINT_INFO_NAME} that training writes beside {checkpoint.name}")
+    files = find_images(input_dir)
+    if not files:
+        raise ValueError(f"no images to classify in {input_dir} (searched recursively, any letter case, for "
+                         f"{', '.join(_image_suffixes())})")
+    return files
+
+
+def write_predictions_csv(output_csv: str | os.PathLike, filenames: Sequence[str], probabilities: torch.Tensor,
+                          class_names: Sequence[str], *, where: str = "the classifier") -> Path:
+    """Write ``filename, predicted_class, p(<class name>)...`` (one row per image, probabilities in label order)
+    atomically; NaN/inf probabilities raise naming the first images concerned."""
+    import csv
+    import io
+
+    from gemix_monai.utils import atomic_write_bytes
+
+    p = torch.as_tensor(probabilities, dtype=torch.float32).reshape(len(filenames), len(class_names))
+    if not torch.isfinite(p).all():
+        bad = [filenames[i] for i in torch.nonzero(~torch.isfinite(p).all(1)).flatten().tolist()][:5]
+        raise ValueError(f"{where} gives NaN/inf probabilities for {bad}")
+    k = len(class_names)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["filename", "predicted_class", *(f"p({n})" for n in class_names)])
+    for name, row in zip(filenames, p.tolist()):
+        writer.writerow([name, class_names[max(range(k), key=row.__getitem__)], *(f"{v:.8g}" for v in row)])
+    return atomic_write_bytes(output_csv, buf.getvalue().encode())
+
+
+def _filename_of(image) -> str | None:
+    meta = getattr(image, "meta", None)
+    name = meta.get("filename_or_obj") if isinstance(meta, Mapping) else None
+    if isinstance(name, (list, tuple)):
+        name = name[0] if name else None
+    return str(name) if name is not None else None
+
+
+class ClassificationCSVWriter:
+    """Evaluator handler (inference.json ``handlers``): the CSV of :func:`write_predictions_csv` for every image.
+
+    Reads each item's ``pred`` (class probabilities after ``postprocessing``) from the decollated engine output
+    and its file name from the ``image`` meta data of the decollated batch (``filename_or_obj``, as ``LoadImaged``
+    records it); names are written relative to ``root_dir`` when given. The CSV is written atomically when the run
+    completes, so an interrupted run leaves no partial file. MONAI's ``ClassificationSaver`` writes neither a header
+    nor class names, hence this handler.
+    """
+
+    def __init__(self, output_csv: str | os.PathLike, class_names: Sequence[str], *, root_dir: str | os.PathLike | None = None,
+                 pred_key: str = "pred", image_key: str = "image") -> None:
+        self.output_csv = Path(output_csv)
+        self.class_names = list(class_names)
+        self.root_dir = Path(root_dir) if root_dir is not None else None
+        self.pred_key, self.image_key = pred_key, image_key
+        self.filenames: list[str] = []
+        self.probabilities: list[torch.Tensor] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.COMPLETED, self._write)
+
+    def _reset(self, engine: Engine) -> None:
+        self.filenames, self.probabilities = [], []
+
+    def _name(self, name: str | None, index: int) -> str:
+        if name is None:
+            return f"item_{index}"
+        if self.root_dir is not None:
+            try:
+                return Path(name).resolve().relative_to(self.root_dir.resolve()).as_posix()
+            except ValueError:
+                pass
+        return name
+
+    def _collect(self, engine: Engine) -> None:
+        batch, output = engine.state.batch, engine.state.output
+        if isinstance(output, Mapping):  # decollate=False: one dict per batch
+            preds = _plain(output[self.pred_key])
+            images = batch[self.image_key] if isinstance(batch, Mapping) else None
+            meta = getattr(images, "meta", {}) or {}
+            names = meta.get("filename_or_obj", [None] * len(preds))
+            names = [names] if isinstance(names, str) else list(names)
+        else:
+            preds = torch.stack([_plain(o[self.pred_key]).reshape(-1) for o in output])
+            items = batch if isinstance(batch, (list, tuple)) else [None] * len(output)
+            names = [_filename_of(b.get(self.image_key)) if isinstance(b, Mapping) else None for b in items]
+        k = len(self.class_names)
+        preds = preds.detach().float().cpu().reshape(len(preds), -1)
+        if preds.shape[1] != k:
+            raise ValueError(f"the network returns {preds.shape[1]} values per image; the classifier has {k} classes")
+        start = len(self.filenames)
+        self.filenames += [self._name(n, start + i) for i, n in enumerate(names)]
+        self.probabilities.append(preds)
+
+    def _write(self, engine: Engine) -> None:
+        probs = torch.cat(self.probabilities) if self.probabilities else torch.zeros(0, len(self.class_names))
+        write_predictions_csv(self.output_csv, self.filenames, probs, self.class_names)
+        logger.info("wrote %s (%d images)", self.output_csv, len(self.filenames))
+
+
 def classify_folder(checkpoint: str | os.PathLike, input_dir: str | os.PathLike, output_csv: str | os.PathLike, *,
                     overwrite: bool = False, device: str | torch.device | None = None, batch_size: int = 32,
                     transform: Callable | None = None, preprocessing: Mapping | None = None) -> Path:
@@ -825,30 +1041,11 @@ def classify_folder(checkpoint: str | os.PathLike, input_dir: str | os.PathLike,
     suffixes looked for) or the checkpoint does not fit its description. Nothing is written unless every image
     was classified (the CSV is written atomically at the end).
     """
-    import csv
-    import io
-
-    from gemix_monai.utils import atomic_write_bytes
-
-    for name, value in (("checkpoint", checkpoint), ("input_dir", input_dir), ("output_csv", output_csv)):
-        if value is None:
-            raise ValueError(f"classify_folder: {name} is not set (bundle: set input_dir, ckpt_path and predictions_csv)")
-    checkpoint, input_dir, output_csv = Path(checkpoint), Path(input_dir), Path(output_csv)
-    if output_csv.exists() and not overwrite:
-        raise FileExistsError(f"{output_csv} already exists; pass overwrite=True (command line: --overwrite) to replace it, "
-                              "or choose another output file")
+    files = check_classify_inputs(checkpoint, input_dir, output_csv, overwrite=overwrite)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"classifier checkpoint not found: {checkpoint}")
+    checkpoint, input_dir, output_csv = Path(checkpoint), Path(input_dir), Path(output_csv)
     info_path = checkpoint.with_name(CHECKPOINT_INFO_NAME)
-    if not info_path.is_file():
-        raise FileNotFoundError(f"{info_path} not found: classify_folder takes the network, class count and class names "
-                                f"from the {CHECKPOINT_INFO_NAME} that train_classifier writes beside {checkpoint.name}")
-    files = find_images(input_dir)
-    if not files:
-        raise ValueError(f"no images to classify in {input_dir} (searched recursively, any letter case, for "
-                         f"{', '.join(_image_suffixes())})")
     device = _device(device)
     net, info = load_classifier(checkpoint, device=device)
     k = int(info["num_classes"])
@@ -856,8 +1053,8 @@ def classify_folder(checkpoint: str | os.PathLike, input_dir: str | os.PathLike,
     tf = transform if transform is not None else _classify_transform(info, preprocessing)
     logger.info("classifying %d images under %s with %s (%d classes)", len(files), input_dir, checkpoint, k)
 
-    # A plain loop rather than SupervisedEvaluator + ClassificationSaver: there are no labels or metrics, and
-    # ClassificationSaver writes neither a header nor class names, so the CSV is written here anyway.
+    # The programmatic twin of the bundle's inference.json (SupervisedEvaluator + CheckpointLoader +
+    # ClassificationCSVWriter): a plain loop, the same preprocessing and the same CSV writer.
     loader = DataLoader(MonaiDataset([{"image": str(f)} for f in files], tf), batch_size=batch_size, shuffle=False,
                         num_workers=0)
     probs = []
@@ -870,16 +1067,11 @@ def classify_folder(checkpoint: str | os.PathLike, input_dir: str | os.PathLike,
                 raise ValueError(f"{checkpoint}: the network returns shape {tuple(logits.shape)}, expected [N, {k}] "
                                  f"(num_classes in {info_path})")
             probs.append(torch.softmax(logits.float(), dim=1).cpu())
-    p = torch.cat(probs)
-    if not torch.isfinite(p).all():
-        bad = [files[i] for i in torch.nonzero(~torch.isfinite(p).all(1)).flatten().tolist()][:5]
-        raise ValueError(f"{checkpoint} gives NaN/inf probabilities for {bad}")
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["filename", "predicted_class", *(f"p({n})" for n in names)])
-    for f, row in zip(files, p.tolist()):
-        writer.writerow([f.relative_to(input_dir).as_posix(), names[max(range(k), key=row.__getitem__)],
-                         *(f"{v:.8g}" for v in row)])
-    atomic_write_bytes(output_csv, buf.getvalue().encode())
+    write_predictions_csv(output_csv, [f.relative_to(input_dir).as_posix() for f in files], torch.cat(probs), names,
+                          where=str(checkpoint))
     logger.info("wrote %s", output_csv)
     return output_csv
+
+
+_eval_prepare_batch = eval_prepare_batch  # the name used before the bundle referenced it
+_check_generator_fits = check_generator_fits

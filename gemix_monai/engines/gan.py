@@ -48,7 +48,8 @@ Output layout of :func:`train_gan` (only rank 0 writes)::
     output_dir/
       checkpoints/latest.pt        full training state (G, G_ema, D, optimizers, ADA p, counters, RNG)
       checkpoints/gan-<kimg>.pt    numbered snapshots when keep_snapshots=True
-      models/generator.pt          G_ema in the generator format of docs/design.md
+      models/generator/generator.pt  G_ema in the generator format of docs/design.md (a subfolder: MONAI Label
+                                   offers every models/*.pt as a classifier weight file)
       samples/fakes-<images>.png   sample grids: one row per class, then class-to-class walks
       tensorboard/                 scalars (losses, R1, path length, ADA p and r_t, images/s)
 """
@@ -383,7 +384,7 @@ class ConditionalGanTrainer(Engine):
             class_names = g_names if g_names is not None else [f"class_{i}" for i in range(num_classes)]
         elif g_names is not None and list(g_names) != list(class_names):
             raise ValueError(f"class_names {list(class_names)} differ from the generator's class_names {list(g_names)}; "
-                             "build the Generator with the same class_names (they are saved in models/generator.pt)")
+                             "build the Generator with the same class_names (they are saved in models/generator/generator.pt)")
         self.class_names = list(class_names)
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"class_names has {len(self.class_names)} names but num_classes={num_classes}")
@@ -712,7 +713,7 @@ def create_gan_trainer(train_data, *, G, D, augment_pipe=None, options: GanTrain
 
     Handlers, in firing order: generator EMA, ADA p update (when ``options.ada_target`` is set
     and an ``augment_pipe`` is given), and — with an ``output_dir`` — checkpoints every
-    ``checkpoint_kimg`` and at the end (plus ``models/generator.pt``), sample grids every
+    ``checkpoint_kimg`` and at the end (plus ``models/generator/generator.pt``), sample grids every
     ``sample_kimg``, TensorBoard scalars every ``log_every`` steps, and a progress bar (rank 0).
     ``resume`` is ``None``, ``"auto"`` (``output_dir/checkpoints/latest.pt`` when present) or a
     checkpoint path; a checkpoint that is damaged or was trained with other networks, batch size or
@@ -860,13 +861,13 @@ def train_gan(train_data, output_dir, *, preset="tiny", num_classes: int | None 
               checkpoint_kimg: float | None = None, sample_kimg: float | None = None, log_every: int = 10,
               keep_snapshots: bool = False, progress: bool = True, nproc_per_node: int | None = None,
               backend: str | None = None, **options) -> Path:
-    """Train a conditional StyleGAN2-ADA on ``train_data`` and return ``output_dir/models/generator.pt``.
+    """Train a conditional StyleGAN2-ADA on ``train_data`` and return ``output_dir/models/generator/generator.pt``.
 
     Args:
         train_data: a map-style dataset (e.g. ``monai.data.Dataset``), a ``DataLoader`` (its
             dataset is used; batching is redone reproducibly) or a list of
             ``{"image": [C, R, R] in [-1, 1], "label": int}`` dicts.
-        output_dir: where ``checkpoints/``, ``models/generator.pt``, ``samples/`` and
+        output_dir: where ``checkpoints/``, ``models/generator/generator.pt``, ``samples/`` and
             ``tensorboard/`` go (see the module docstring).
         preset: a name for ``gemix_monai.networks.presets.get_preset`` or a dict with ``G``/``D``
             kwargs and training hyper-parameters.
@@ -902,4 +903,6 @@ def train_gan(train_data, output_dir, *, preset="tiny", num_classes: int | None 
             parallel.run(_train_process, cfg)
     else:
         _train_process(0, cfg)
-    return Path(output_dir) / "models" / "generator.pt"
+    from gemix_monai.handlers.gan import GENERATOR_SUBPATH
+
+    return Path(output_dir) / GENERATOR_SUBPATH

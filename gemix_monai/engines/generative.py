@@ -5,7 +5,7 @@ process function runs one optimisation step per *global batch*; the data order i
 ``(seed, batch index)`` (``GlobalBatchSampler``) and every random draw of a step (latents, diffusion noise and
 timesteps, condition dropout) comes from a generator seeded by ``(seed, iteration, phase)``, so a run killed and
 resumed from ``checkpoints/latest.pt`` repeats the uninterrupted run exactly (CPU). The StyleGAN2 handlers are
-reused: EMA of the generator (``GeneratorEmaHandler``), atomic checkpoints + ``models/generator.pt``
+reused: EMA of the generator (``GeneratorEmaHandler``), atomic checkpoints + ``models/generator/generator.pt``
 (``GanCheckpointHandler``), sample grids (``SampleGridHandler``), TensorBoard scalars.
 
 Steps:
@@ -16,7 +16,7 @@ Steps:
   is replaced by the null (zero) context with probability ``p_uncond`` (classifier-free guidance); AdamW.
 
 Single process only (multi-GPU training is the StyleGAN2 engine's). Output layout as :func:`~gemix_monai.engines.gan.train_gan`:
-``checkpoints/latest.pt`` (format ``gemix-dcgan-training/1`` / ``gemix-diffusion-training/1``), ``models/generator.pt``
+``checkpoints/latest.pt`` (format ``gemix-dcgan-training/1`` / ``gemix-diffusion-training/1``), ``models/generator/generator.pt``
 (``gemix-dcgan/1`` / ``gemix-diffusion/1``, the EMA generator), ``samples/fakes-<images>.png``, ``tensorboard/``.
 """
 
@@ -370,7 +370,7 @@ def train_family(family: str, train_data, output_dir, *, preset="tiny", num_clas
                  sample_kimg: float | None = None, log_every: int = 10, keep_snapshots: bool = False,
                  progress: bool = True, **options) -> Path:
     """Train a ``dcgan`` or ``diffusion`` generator on ``train_data`` (as :func:`~gemix_monai.engines.gan.train_gan`)
-    and return ``output_dir/models/generator.pt``. ``preset``: a name (``tiny``, ``32``, ``64``, ``128``) or dict;
+    and return ``output_dir/models/generator/generator.pt``. ``preset``: a name (``tiny``, ``32``, ``64``, ``128``) or dict;
     ``**options``: :class:`GenerativeTrainingOptions` fields (the preset's values by default)."""
     family = _check_family(family)
     if class_names is None and num_classes is None:
@@ -398,12 +398,14 @@ def train_family(family: str, train_data, output_dir, *, preset="tiny", num_clas
                                         sample_kimg=sample_kimg, log_every=log_every, keep_snapshots=keep_snapshots,
                                         progress=progress, resume=resume)
     trainer.run()
-    return Path(output_dir) / "models" / "generator.pt"
+    from gemix_monai.handlers.gan import GENERATOR_SUBPATH
+
+    return Path(output_dir) / GENERATOR_SUBPATH
 
 
 def train_generator(train_data, output_dir, *, family: str = "stylegan2", preset="tiny", nproc_per_node: int | None = None,
                     batch_gpu: int | None = None, backend: str | None = None, **kwargs) -> Path:
-    """Train a generator of any family and return ``output_dir/models/generator.pt`` (its format tag names the family).
+    """Train a generator of any family and return ``output_dir/models/generator/generator.pt`` (its format tag names the family).
 
     ``family="stylegan2"`` (default) is exactly :func:`~gemix_monai.engines.gan.train_gan`; ``"dcgan"`` and
     ``"diffusion"`` are :func:`train_family` (single process: ``nproc_per_node`` > 1 is refused).

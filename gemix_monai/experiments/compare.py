@@ -8,7 +8,7 @@ evaluated on the test split. Then ``summary.md``/``.csv``/``.png`` and ``cells.c
 
 **Cells.** Each unit of work is a *cell* with its own folder ``<out>/cells/<cell id>/``:
 
-- ``<dataset>/gan/g<G>``: the GAN of GAN seed ``G`` (``models/generator.pt``, its training checkpoints);
+- ``<dataset>/gan/g<G>``: the GAN of GAN seed ``G`` (``models/generator/generator.pt``, its training checkpoints);
   with ``generators`` (``--generators stylegan2 dcgan diffusion``) each further family ``F`` has
   ``<dataset>/gan-<F>/g<G>`` and its generator arms are labelled ``<arm>@<F>`` (cells
   ``<dataset>/<network>/<arm>@<F>/g<G>-s<S>``); the default StyleGAN2 keeps the unsuffixed ids and labels, so
@@ -302,6 +302,8 @@ def _gan_budget(s: dict, family: str) -> dict:
 
 def plan_cells(out, s: dict, arms: Sequence[Arm], source: str, dataset: dict, tag: str, device: str | None) -> list[Cell]:
     """All cells in dependency order: the GAN cells (per family and GAN seed), then the classifier cells seed by seed."""
+    from gemix_monai.handlers.gan import GENERATOR_SUBPATH  # where train_gan exports the generator
+
     out = Path(out)
     # data options (get_dataset keywords) are part of every cell's config only when given, so that
     # folders made before they existed stay valid
@@ -349,7 +351,7 @@ def plan_cells(out, s: dict, arms: Sequence[Arm], source: str, dataset: dict, ta
                     cells.append(Cell(f"{tag}/{net}/{arm.name}/g{g}-s{seed}", "classifier",
                                       {**common, **arm_cfg, "gan_seed": g, "gan": _gan_budget(s, arm.family)},
                                       {"source": source, "device": device, "gan_cell": gid,
-                                       "generator": str(out / "cells" / gid / "models" / "generator.pt"), **teacher},
+                                       "generator": str(out / "cells" / gid / GENERATOR_SUBPATH), **teacher},
                                       (gid,) + ((teacher["teacher_cell"],) if teacher else ())))
     return cells
 
@@ -437,6 +439,9 @@ def run_classifier_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     if kwargs.get("teacher") == "real":
         kwargs["teacher"] = runtime["teacher"]
     generator = runtime.get("generator")
+    legacy = Path(generator).parent.parent / "generator.pt" if generator else None  # before models/generator/
+    if generator and not Path(generator).is_file() and legacy is not None and legacy.is_file():
+        generator = str(legacy)
     if config["gan"] is not None and not (generator and Path(generator).is_file()):
         raise FileNotFoundError(f"generator of {runtime.get('gan_cell')} not found at {generator}; run that cell first")
     res = train_classifier(

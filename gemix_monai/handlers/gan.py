@@ -34,7 +34,12 @@ __all__ = [
     "render_sample_grid",
     "compose_sample_grid",
     "walk_pairs",
+    "GENERATOR_SUBPATH",
 ]
+
+#: Where a GAN run puts its exported generator, relative to its output folder. Not directly in ``models/``:
+#: MONAI Label's bundle tasks offer every ``models/*.pt`` as a weight file of the bundle's classifier.
+GENERATOR_SUBPATH = Path("models") / "generator" / "generator.pt"
 
 
 def _every_images(engine, every_images: float) -> bool:
@@ -167,7 +172,7 @@ class GanCheckpointHandler(_EveryImagesHandler):
     """Save the full training state every ``every_kimg`` and at the end, and export ``G_ema``.
 
     Writes (rank 0, atomically) ``output_dir/checkpoints/latest.pt`` (plus
-    ``checkpoints/gan-<kimg>.pt`` when ``keep_snapshots``) and ``output_dir/models/generator.pt``.
+    ``checkpoints/gan-<kimg>.pt`` when ``keep_snapshots``) and ``output_dir/models/generator/generator.pt``.
     All files load with ``torch.load(..., weights_only=True)``.
     """
 
@@ -183,7 +188,7 @@ class GanCheckpointHandler(_EveryImagesHandler):
 
     @property
     def generator_path(self) -> Path:
-        return self.output_dir / "models" / "generator.pt"
+        return self.output_dir / GENERATOR_SUBPATH
 
     def save(self, engine: Engine) -> None:
         if engine.state.iteration == self._saved_at:
@@ -318,10 +323,15 @@ class SampleGridHandler(_EveryImagesHandler):
                                            generate_options=self.generate_options)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / f"fakes-{engine.images_seen:09d}.png"
+        grid = compose_sample_grid(tiles, labels)
         png = io.BytesIO()
-        compose_sample_grid(tiles, labels).save(png, format="PNG")
+        grid.save(png, format="PNG")
         atomic_write_bytes(path, png.getvalue())
         self.last_path = path
+        # the same grid in TensorBoard, through the SummaryWriter of the engine's GanTensorBoardHandler
+        writer = getattr(engine, "summary_writer", None)
+        if writer is not None:
+            writer.add_image("Samples/grid", np.asarray(grid.convert("RGB")), engine.images_seen, dataformats="HWC")
 
 
 
@@ -352,6 +362,7 @@ class GanTensorBoardHandler:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.log_dir))
+        engine.summary_writer = self.writer  # shared: SampleGridHandler adds its grids as images
         self._t0, self._images0 = time.perf_counter(), engine.images_seen
 
     def _iteration(self, engine: Engine) -> None:
@@ -385,6 +396,7 @@ class GanTensorBoardHandler:
             self.writer.flush()
             self.writer.close()
             self.writer = None
+        engine.summary_writer = None
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._start)

@@ -15,8 +15,12 @@ def classifier_infer_task(bundle_path: str | os.PathLike, conf: dict | None = No
     A request ``{"image": <path to a CT slice>, "device": "cpu"}`` returns
     ``(None, {"prediction": [{"idx", "label", "score"}, ...]})`` with one softmax score per class.
 
-    ``add_post_restore`` is off: MONAI Label's ``Restored`` resizes segmentation masks back to the
-    input image, which has no meaning for a class-probability vector.
+    MONAI Label's defaults otherwise apply, ``add_post_restore`` included: inference.json's ``postprocessing``
+    drops the input image's meta data, so ``Restored`` (which resizes a segmentation back to the input image)
+    leaves the class-probability vector alone. ``load_strict`` is on: a weight file that does not fit
+    ``network_def`` is an error, not a warning. MONAI Label's stock ``monaibundle`` app builds
+    ``BundleInferTask(path, conf)`` with no ``type``: it then takes the type from the folder name, so name the
+    bundle folder e.g. ``gemix_classification`` there (docs: bundle/docs/README.md, "MONAI Label").
     """
     try:
         from monailabel.tasks.infer.bundle import BundleInferTask
@@ -29,8 +33,7 @@ def classifier_infer_task(bundle_path: str | os.PathLike, conf: dict | None = No
     path = Path(bundle_path)
     missing = [p for p in ("configs/inference.json", "configs/metadata.json", "models/model.pt") if not (path / p).is_file()]
     if missing:
-        raise FileNotFoundError(f"bundle {path} lacks {missing}; train the classifier first (configs/train_classifier.json)")
-    kwargs.setdefault("add_post_restore", False)
+        raise FileNotFoundError(f"bundle {path} lacks {missing}; train the classifier first (configs/train.json)")
     kwargs.setdefault("load_strict", True)
     task = BundleInferTask(str(path), dict(conf or {}), type="classification", **kwargs)
     if not task.is_valid():

@@ -36,21 +36,23 @@ def copy_bundle(dst: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_bundle(tmp_path_factory, tiny_datalist) -> Path:
-    """A bundle copy after ``train_gan.json`` (one step) and ``train_classifier.json`` (one epoch)."""
+    """A bundle copy after ``train_gan.json`` (one step) and ``train.json`` (one epoch)."""
     from gemix_monai.cli import run_bundle_config
 
     root = copy_bundle(tmp_path_factory.mktemp("bundle") / "bundle")
     common = {"bundle_root": str(root), "datalist": str(tiny_datalist), "device": "cpu"}
     run_bundle_config("train_gan.json", {**common, "max_kimg": 0.016, "batch_size": 16, "progress": False}, bundle=root)
-    run_bundle_config("train_classifier.json", {**common, "epochs": 1, "tensorboard": False}, bundle=root)
+    run_bundle_config("train.json", {**common, "max_epochs": 1, "tensorboard": False}, bundle=root)
     return root
 
 
-def parse_config(name: str, bundle: Path = REPO_BUNDLE, **overrides):
+def parse_config(name: str | list[str], bundle: Path = REPO_BUNDLE, **overrides):
+    """A parser over ``name`` (or a list of config files merged in order, as ``--config_file "['a','b']"``)."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
-    parser.read_config(str(bundle / "configs" / name))
+    names = [name] if isinstance(name, str) else list(name)
+    parser.read_config([str(bundle / "configs" / n) for n in names] if len(names) > 1 else str(bundle / "configs" / names[0]))
     parser.read_meta(str(bundle / "configs" / "metadata.json"))
     parser.update(overrides)
     return parser

@@ -5,16 +5,17 @@ import torch
 
 from .conftest import parse_config
 
-CONFIGS = ("train_gan.json", "train_classifier.json", "evaluate.json", "inference.json")
+CONFIGS = ("train_gan.json", "train.json", ["train.json", "evaluate.json"], "inference.json", "generate.json")
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", CONFIGS, ids=str)
 def test_config_has_run_section_and_bundle_root(name):
     parser = parse_config(name)
     assert parser.get("run"), f"{name} has no run section"
     assert parser.get("bundle_root") == "."
     # training configs fix the size; evaluation and inference take the trained model's stored contract
-    assert parser.get("image_size") == (32 if name.startswith("train") else None)
+    if name != "generate.json":
+        assert parser.get("image_size") == (32 if isinstance(name, str) and name.startswith("train") else None)
 
 
 def test_inference_components_monai_label_needs_instantiate():
@@ -26,32 +27,35 @@ def test_inference_components_monai_label_needs_instantiate():
 
 @pytest.mark.parametrize(("name", "ds_id"), [
     ("train_gan.json", "train_dataset"),
-    ("train_classifier.json", "train#dataset"),
-    ("train_classifier.json", "validate#dataset"),
-    ("evaluate.json", "dataset"),
+    ("train.json", "train#dataset"),
+    ("train.json", "validate#dataset"),
+    (["train.json", "evaluate.json"], "validate#dataset"),
 ])
 def test_config_datasets_yield_the_training_stream(name, ds_id, tiny_datalist):
-    overrides = {"image_size": 32} if name == "evaluate.json" else {}
+    overrides = {"image_size": 32, "model_contract": None, "class_names": ["cyst", "hemangioma", "metastasis"]} \
+        if name != "train.json" and name != "train_gan.json" else {}
     parser = parse_config(name, datalist=str(tiny_datalist), **overrides)
     item = parser.get_parsed_content(ds_id)[0]
     assert tuple(item["image"].shape) == (1, 32, 32)
     assert float(item["image"].min()) >= -1.0 and float(item["image"].max()) <= 1.0
     assert isinstance(item["label"], int)
-    if name == "train_classifier.json":
+    if name == "train.json":
         assert isinstance(parser.get_parsed_content("network_def"), torch.nn.Module)
 
 
 def test_validation_data_is_held_to_the_training_contract(tiny_datalist):
-    parser = parse_config("train_classifier.json", datalist=str(tiny_datalist))
-    assert parser.get("validate#dataset#contract") == "$@train#dataset.contract"
-    train, val = parser.get_parsed_content("train#dataset"), parser.get_parsed_content("validate#dataset")
-    assert train.contract == val.contract and train.preprocessing == parser.get_parsed_content("train#preprocessing")
+    parser = parse_config("train.json", datalist=str(tiny_datalist))
+    assert parser.get("validate#source#contract") == "$@train#source.contract"
+    train, val = parser.get_parsed_content("train#source"), parser.get_parsed_content("validate#source")
+    assert train.contract == val.contract
+    assert parser.get_parsed_content("train#preprocessing") is train.transform
+    assert parser.get_parsed_content("train#dataset").transform is train.transform
 
 
 def test_gan_and_classifier_decide_the_same_preprocessing(tiny_datalist):
     gan = parse_config("train_gan.json", datalist=str(tiny_datalist))
-    clf = parse_config("train_classifier.json", datalist=str(tiny_datalist))
-    assert gan.get_parsed_content("train_dataset").contract == clf.get_parsed_content("train#dataset").contract
+    clf = parse_config("train.json", datalist=str(tiny_datalist))
+    assert gan.get_parsed_content("train_dataset").contract == clf.get_parsed_content("train#source").contract
     for k in ("image_size", "hu_window", "intensity", "split_seed", "in_channels"):
         assert gan.get(k) == clf.get(k), k
 
@@ -62,7 +66,7 @@ def test_multi_gpu_overrides_merge_into_train_gan():
     from .conftest import REPO_BUNDLE
 
     parser = ConfigParser()
-    parser.read_config([str(REPO_BUNDLE / "configs" / "train_gan.json"), str(REPO_BUNDLE / "configs" / "multi_gpu_train.json")])
+    parser.read_config([str(REPO_BUNDLE / "configs" / "train_gan.json"), str(REPO_BUNDLE / "configs" / "multi_gpu_train_gan.json")])
     assert parser.get_parsed_content("nproc_per_node") == max(torch.cuda.device_count(), 1)
     assert parser.get_parsed_content("device") is None
     assert parser.get("trainer#nproc_per_node") == "@nproc_per_node"
@@ -78,9 +82,9 @@ def test_hu_window_none_from_the_command_line_switches_windowing_off(value):
 
 
 def test_dataset_dir_override_reads_a_class_per_folder_tree(tiny_datalist):
-    parser = parse_config("train_classifier.json", dataset_dir=str(tiny_datalist.parent / "training"))
+    parser = parse_config("train.json", dataset_dir=str(tiny_datalist.parent / "training"))
     train = parser.get_parsed_content("train#dataset")
     val = parser.get_parsed_content("validate#dataset")
-    assert train.class_names == ["cyst", "hemangioma", "metastasis"]
+    assert parser.get_parsed_content("class_names") == ["cyst", "hemangioma", "metastasis"]
     assert len(train) > 0 and len(val) > 0 and len(train) + len(val) <= 18
     assert tuple(train[0]["image"].shape) == (1, 32, 32)

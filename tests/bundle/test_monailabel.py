@@ -123,7 +123,7 @@ def test_generate_task_then_classifier_task_on_the_generated_image(classifier_ta
 
     from gemix_monai.monailabel import GenerateImageTask
 
-    generate = GenerateImageTask(trained_bundle / "models" / "generator.pt", output_dir=tmp_path)
+    generate = GenerateImageTask(trained_bundle / "models" / "generator" / "generator.pt", output_dir=tmp_path)
     assert generate.type == "others" and generate.labels == ["cyst", "hemangioma", "metastasis"]
     path, info = generate({"soft_label": {"hemangioma": 0.3, "metastasis": 0.7}, "seed": 3})
     assert info["soft_label"] == pytest.approx([0.0, 0.3, 0.7])
@@ -157,3 +157,98 @@ def test_missing_classifier_checkpoint_is_named(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="models/model.pt"):
         classifier_infer_task(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------- the stock app's classes
+
+
+def _copy_trained(trained_bundle, dst):
+    import shutil
+
+    shutil.copytree(trained_bundle, dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def stock_named_bundle(trained_bundle, tmp_path_factory):
+    """The trained bundle in a folder named as MONAI Label's stock ``monaibundle`` app needs (``*classification*``)."""
+    return _copy_trained(trained_bundle, tmp_path_factory.mktemp("apps") / "gemix_classification")
+
+
+def test_stock_bundle_infer_task_with_default_arguments_serves_the_classifier(stock_named_bundle, trained_bundle,
+                                                                              tiny_datalist):
+    # what monailabel's sample-apps/monaibundle/main.py does for every bundle: BundleInferTask(path, conf)
+    from monailabel.tasks.infer.bundle import BundleInferTask
+
+    task = BundleInferTask(str(stock_named_bundle), {})
+    assert task.is_valid() and task.type == "classification" and task.add_post_restore
+    # generator.pt lives in models/generator/: the only weight file offered for the classifier is model.pt
+    assert task._config["model_filename"] == ["model.pt"]
+    image = sorted((tiny_datalist.parent / "test").rglob("*.nii.gz"))[0]
+    label_file, result = task({"image": str(image), "device": "cpu"})
+    assert label_file is None
+    scores = torch.tensor([p["score"] for p in result["prediction"]])
+    assert [p["label"] for p in result["prediction"]] == ["cyst", "hemangioma", "metastasis"]
+    torch.testing.assert_close(scores, _direct_probabilities(trained_bundle, image), rtol=1e-5, atol=1e-6)
+
+
+def test_bundle_infer_task_of_type_classification_with_post_restore_on(trained_bundle, tiny_datalist):
+    # a folder named "bundle" with type="classification" and MONAI Label's Restored post transform (the default)
+    from monailabel.tasks.infer.bundle import BundleInferTask
+
+    task = BundleInferTask(str(trained_bundle), {}, type="classification")
+    assert task.add_post_restore and trained_bundle.name == "bundle"
+    image = sorted((tiny_datalist.parent / "test").rglob("*.nii.gz"))[-1]
+    _, result = task({"image": str(image), "device": "cpu"})
+    scores = torch.tensor([p["score"] for p in result["prediction"]])
+    torch.testing.assert_close(scores, _direct_probabilities(trained_bundle, image), rtol=1e-5, atol=1e-6)
+
+
+class _Datastore:
+    """The one method ``BundleTrainTask`` calls on MONAI Label's datastore."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def datalist(self):
+        return self.items
+
+
+def test_stock_bundle_train_task_trains_train_json_with_its_overrides(trained_bundle, tiny_datalist, tmp_path):
+    import json
+
+    from monailabel.tasks.train.bundle import BundleTrainTask
+
+    bundle = _copy_trained(trained_bundle, tmp_path / "gemix_classification")
+    before = (bundle / "models" / "model.pt").stat().st_mtime_ns
+    datalist = json.loads(tiny_datalist.read_text())
+    items = [{"image": str(tiny_datalist.parent / it["image"]), "label": it["label"]} for it in datalist["training"]]
+    task = BundleTrainTask(str(bundle), {})
+    assert task.is_valid()
+    assert task.config()["model_filename"] == ["model.pt"]
+    # BundleTrainTask overrides train#trainer#max_epochs, train#dataset#data, validate#dataset#data, train#handlers
+    # (adding a CheckpointLoader of models/model.pt) and device, then runs train.json's "run"
+    task({"model": "gemix_classification", "max_epochs": 2, "device": "cpu", "multi_gpu": False, "val_split": 0.25,
+          "pretrained": True}, _Datastore(items))
+    info = json.loads((bundle / "models" / "classifier.json").read_text())
+    assert info["class_names"] == ["cyst", "hemangioma", "metastasis"] and info["best_epoch"] in (1, 2)
+    assert (bundle / "models" / "model.pt").stat().st_mtime_ns > before
+    from gemix_monai.engines.classifier import load_classifier
+
+    load_classifier(bundle / "models" / "model.pt")  # what inference.json and the infer task load
+
+
+def test_sample_app_registers_classifier_and_generator_tasks(trained_bundle):
+    import ast
+    from pathlib import Path
+
+    import gemix_monai.monailabel.sample_app as sample_app
+    from gemix_monai.monailabel.app import gemix_tasks
+
+    infers, trainers = gemix_tasks(trained_bundle, {"device": "cpu"})
+    assert infers["gemix_classification"].type == "classification" and infers["gemix_classification"].is_valid()
+    assert infers["gemix_generator"].type == "others" and infers["gemix_generator"].is_valid()
+    assert trainers["gemix_classification"].is_valid()
+    # the app folder's main.py defines the MONAILabelApp subclass (MONAI Label's server modules are not installed here)
+    tree = ast.parse((Path(sample_app.__file__).parent / "main.py").read_text())
+    assert any(isinstance(n, ast.Assign) and n.targets[0].id == "MyApp" for n in tree.body)

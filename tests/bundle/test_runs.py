@@ -11,12 +11,14 @@ from gemix_monai.cli import run_bundle_config
 from .conftest import error_chain, parse_config
 
 
-def test_train_gan_writes_the_generator_where_inference_loads_it(trained_bundle):
+def test_train_gan_writes_the_generator_where_generate_loads_it(trained_bundle):
     from gemix_monai.networks import Generator
 
-    parser = parse_config("inference.json", trained_bundle, bundle_root=str(trained_bundle))
+    parser = parse_config("generate.json", trained_bundle, bundle_root=str(trained_bundle))
     path = parser.get_parsed_content("generator_path")
-    assert path == str(trained_bundle / "models" / "generator.pt")
+    assert path == str(trained_bundle / "models" / "generator" / "generator.pt")
+    # not directly in models/: MONAI Label offers every models/*.pt as a weight file of the classifier
+    assert sorted(p.name for p in (trained_bundle / "models").glob("*.pt")) == ["model.pt"]
     g = Generator.from_checkpoint(path)
     assert g.c_dim == 3 and g.img_resolution == 32
     assert list(g.class_names) == ["cyst", "hemangioma", "metastasis"]
@@ -24,8 +26,8 @@ def test_train_gan_writes_the_generator_where_inference_loads_it(trained_bundle)
 
 def test_train_classifier_writes_the_model_where_evaluate_loads_it(trained_bundle, tiny_datalist, tmp_path):
     out = tmp_path / "eval"
-    run_bundle_config("evaluate.json", {"bundle_root": str(trained_bundle), "datalist": str(tiny_datalist),
-                                        "output_dir": str(out), "device": "cpu"}, bundle=trained_bundle)
+    run_bundle_config(["train.json", "evaluate.json"], {"bundle_root": str(trained_bundle), "datalist": str(tiny_datalist),
+                                                        "output_dir": str(out), "device": "cpu"}, bundle=trained_bundle)
     report = json.loads((out / "metrics.json").read_text())
     assert report["num_samples"] == 6
     assert report["class_names"] == ["cyst", "hemangioma", "metastasis"]
@@ -33,9 +35,9 @@ def test_train_classifier_writes_the_model_where_evaluate_loads_it(trained_bundl
     assert (out / "confusion_matrix.png").is_file()
 
 
-def test_inference_exports_a_synthetic_set_with_soft_labels(trained_bundle, tmp_path):
+def test_generate_exports_a_synthetic_set_with_soft_labels(trained_bundle, tmp_path):
     out = tmp_path / "synthetic"
-    run_bundle_config("inference.json", {"bundle_root": str(trained_bundle), "output_dir": str(out), "num_images": 5,
+    run_bundle_config("generate.json", {"bundle_root": str(trained_bundle), "output_dir": str(out), "num_images": 5,
                                          "sampler_name": "gemix", "device": "cpu"}, bundle=trained_bundle)
     datalist = json.loads((out / "datalist.json").read_text())
     items = datalist["training"]
@@ -46,17 +48,21 @@ def test_inference_exports_a_synthetic_set_with_soft_labels(trained_bundle, tmp_
     assert all((out / item["image"]).is_file() or (out / "images").exists() for item in items)
 
 
-def test_inference_classify_override_predicts_every_input_image(trained_bundle, tiny_datalist, tmp_path):
+def test_inference_classifies_every_image_of_dataset_dir(trained_bundle, tiny_datalist, tmp_path):
     test_dir = tiny_datalist.parent / "test"
-    run_bundle_config("inference.json", {"bundle_root": str(trained_bundle), "input_dir": str(test_dir),
-                                         "predictions_dir": str(tmp_path), "device": "cpu"},
-                      run_id="classify", init_id="classify_initialize", bundle=trained_bundle)
+    run_bundle_config("inference.json", {"bundle_root": str(trained_bundle), "dataset_dir": str(test_dir),
+                                         "output_dir": str(tmp_path), "device": "cpu"}, bundle=trained_bundle)
     with open(tmp_path / "predictions.csv") as f:
         header, *rows = list(csv.reader(f))
     assert header == ["filename", "predicted_class", "p(cyst)", "p(hemangioma)", "p(metastasis)"]
     assert len(rows) == len(list(test_dir.rglob("*.nii.gz"))) == 6
     for row in rows:
         assert sum(float(v) for v in row[2:]) == pytest.approx(1.0, abs=1e-5)
+    # the same numbers as the programmatic API (classify_folder), which the bundle's evaluator replaces
+    from gemix_monai.engines.classifier import classify_folder
+
+    direct = classify_folder(trained_bundle / "models" / "model.pt", test_dir, tmp_path / "direct.csv", device="cpu")
+    assert direct.read_text() == (tmp_path / "predictions.csv").read_text()
 
 
 @pytest.mark.parametrize("use_trace", [False, True])
@@ -81,15 +87,15 @@ def test_ckpt_export_gives_a_torchscript_classifier_that_predicts_the_same(train
 def test_missing_dataset_dir_fails_before_training_naming_the_path(tmp_path):
     missing = tmp_path / "no_such_dataset"
     with pytest.raises(Exception) as info:
-        run_bundle_config("train_classifier.json", {"bundle_root": str(tmp_path), "dataset_dir": str(missing)})
+        run_bundle_config("train.json", {"bundle_root": str(tmp_path), "dataset_dir": str(missing)})
     assert str(missing) in error_chain(info.value)
     assert not (tmp_path / "models").exists()
 
 
 def test_unknown_strategy_fails_before_training_listing_the_choices(tiny_datalist, tmp_path):
     with pytest.raises(Exception) as info:
-        run_bundle_config("train_classifier.json", {"bundle_root": str(tmp_path), "datalist": str(tiny_datalist),
-                                                    "strategy": "cutmixx"})
+        run_bundle_config("train.json", {"bundle_root": str(tmp_path), "datalist": str(tiny_datalist),
+                                         "strategy": "cutmixx"})
     chain = error_chain(info.value)
     assert "cutmixx" in chain and "pixel_mixup" in chain and "gemix" in chain
     assert not (tmp_path / "models").exists()
@@ -97,23 +103,26 @@ def test_unknown_strategy_fails_before_training_listing_the_choices(tiny_datalis
 
 def test_class_count_that_does_not_match_the_checkpoint_is_refused(trained_bundle, tiny_datalist, tmp_path):
     with pytest.raises(Exception) as info:
-        run_bundle_config("evaluate.json", {"bundle_root": str(trained_bundle), "datalist": str(tiny_datalist),
-                                            "output_dir": str(tmp_path), "num_classes": 4}, bundle=trained_bundle)
+        run_bundle_config(["train.json", "evaluate.json"], {"bundle_root": str(trained_bundle), "datalist": str(tiny_datalist),
+                                                            "output_dir": str(tmp_path), "num_classes": 4}, bundle=trained_bundle)
     chain = error_chain(info.value)
     assert "num_classes=4" in chain and "model.pt" in chain
 
 
 def test_class_count_that_does_not_match_the_dataset_is_refused_by_training(tiny_datalist, tmp_path):
     with pytest.raises(Exception) as info:
-        run_bundle_config("train_classifier.json", {"bundle_root": str(tmp_path), "datalist": str(tiny_datalist),
-                                                    "num_classes": 4, "epochs": 1})
+        run_bundle_config("train.json", {"bundle_root": str(tmp_path), "datalist": str(tiny_datalist),
+                                         "num_classes": 4, "max_epochs": 1})
     assert "num_classes=4" in error_chain(info.value)
 
 
-def test_inference_classify_takes_the_class_count_from_the_checkpoint(trained_bundle, tiny_datalist, tmp_path):
-    run_bundle_config("inference.json", {"bundle_root": str(trained_bundle), "num_classes": 2,
-                                         "input_dir": str(tiny_datalist.parent / "test"),
-                                         "predictions_dir": str(tmp_path), "device": "cpu"},
-                      run_id="classify", init_id="classify_initialize", bundle=trained_bundle)
+def test_inference_takes_the_class_count_from_the_checkpoint_and_refuses_a_contradiction(trained_bundle, tiny_datalist,
+                                                                                        tmp_path):
+    common = {"bundle_root": str(trained_bundle), "dataset_dir": str(tiny_datalist.parent / "test"), "device": "cpu"}
+    run_bundle_config("inference.json", {**common, "output_dir": str(tmp_path)}, bundle=trained_bundle)
     with open(tmp_path / "predictions.csv") as f:
         assert next(csv.reader(f))[2:] == ["p(cyst)", "p(hemangioma)", "p(metastasis)"]
+    with pytest.raises(Exception) as info:
+        run_bundle_config("inference.json", {**common, "num_classes": 2, "output_dir": str(tmp_path / "two")},
+                          bundle=trained_bundle)
+    assert "num_classes=2" in error_chain(info.value) and not (tmp_path / "two" / "predictions.csv").exists()

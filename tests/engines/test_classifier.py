@@ -9,7 +9,8 @@ from monai.data import DataLoader, Dataset
 
 from gemix_monai.engines.classifier import (
     CHECKPOINT_INFO_NAME,
-    BestModelSaver,
+    ClassifierInfoWriter,
+    key_metric_cmp_fn,
     StrategyPrepareBatch,
     class_balanced_weights,
     create_classifier_evaluator,
@@ -164,28 +165,48 @@ def test_early_stopping_ends_training_when_the_key_metric_stalls(train_ds, val_d
                                         checkpoint_path=tmp_path / "model.pt")
     trainer.run()
     assert trainer.state.epoch == 2
-    assert trainer.best_model_saver.best_epoch == 1
+    assert evaluator.state.best_metric_epoch == 1
+    assert json.loads((tmp_path / CHECKPOINT_INFO_NAME).read_text())["best_epoch"] == 1
 
 
-@pytest.mark.parametrize("higher,values,best_epoch", [(True, [0.2, 0.5, 0.4], 2), (False, [0.3, 0.1, 0.2], 2)])
-def test_best_model_saver_follows_the_metric_direction(tmp_path, higher, values, best_epoch):
-    from ignite.engine import Engine
+@pytest.mark.parametrize("key,values,best_epoch", [("macro_f1", [0.2, 0.5, 0.4], 2), ("fnr/benign", [0.3, 0.1, 0.2], 2),
+                                                   ("fnr/benign", [0.0, 0.1, 0.2], 1)])
+def test_checkpoint_saver_and_info_follow_the_metric_direction(tmp_path, key, values, best_epoch):
+    """MONAI's CheckpointSaver (atomic subclass) + classifier.json, driven by MONAI's best-metric bookkeeping."""
+    from ignite.engine import Engine, Events
+    from monai.engines.utils import default_metric_cmp_fn  # noqa: F401  (MONAI's default is '>' only)
+
+    from gemix_monai.handlers.checkpoint import AtomicCheckpointSaver
+    from gemix_monai.metrics.clinical import metric_higher_is_better
 
     net = torch.nn.Linear(2, 2)
-    saver = BestModelSaver(net, tmp_path / "model.pt", "m", higher_is_better=higher, info={"network": "x"})
     engine = Engine(lambda e, b: None)
+    engine.state.key_metric_name, engine.state.best_metric, engine.state.best_metric_epoch = key, -1, -1
+    cmp = key_metric_cmp_fn(key)
+
+    @engine.on(Events.EPOCH_COMPLETED)
+    def _compare(e):  # what MONAI's Workflow registers for its key metric
+        if cmp(e.state.metrics[key], e.state.best_metric):
+            e.state.best_metric, e.state.best_metric_epoch = e.state.metrics[key], e.state.epoch
+
+    AtomicCheckpointSaver(str(tmp_path), {"model": net}, save_key_metric=True, key_metric_name=key,
+                          key_metric_filename="model.pt", key_metric_negative_sign=not metric_higher_is_better(key)).attach(engine)
+    ClassifierInfoWriter(tmp_path / CHECKPOINT_INFO_NAME, {"network": "x"}).attach(engine)
     for epoch, value in enumerate(values, start=1):
-        engine.state.epoch, engine.state.metrics = epoch, {"m": value}
-        if epoch == best_epoch:
-            with torch.no_grad():
-                net.weight.fill_(float(epoch))
-        saver(engine)
-    assert saver.best_epoch == best_epoch
+        engine.state.epoch, engine.state.metrics = epoch, {key: value}
+        with torch.no_grad():
+            net.weight.fill_(float(epoch))
+        engine.fire_event(Events.EPOCH_COMPLETED)
+    assert engine.state.best_metric_epoch == best_epoch
     assert torch.load(tmp_path / "model.pt", weights_only=True)["weight"].eq(float(best_epoch)).all()
+    info = json.loads((tmp_path / CHECKPOINT_INFO_NAME).read_text())
+    assert info["best_epoch"] == best_epoch and info["best_metric"] == values[best_epoch - 1] and info["key_metric"] == key
 
 
-def test_fnr_key_metric_is_minimised_by_default(tmp_path):
-    assert BestModelSaver(torch.nn.Linear(1, 1), tmp_path / "m.pt", "fnr/malignant").higher_is_better is False
+def test_fnr_key_metric_is_minimised_by_default():
+    cmp = key_metric_cmp_fn("fnr/malignant")
+    assert cmp(0.0, -1) and cmp(0.1, 0.2) and not cmp(0.3, 0.2)
+    assert key_metric_cmp_fn("macro_f1")(0.3, 0.2)
 
 
 def test_prepare_batch_makes_one_hot_labels_and_applies_the_batch_transform():

@@ -158,9 +158,9 @@ def test_checkpoint_round_trip_restores_every_piece(uninterrupted, data, tmp_pat
 
 def test_exported_generator_is_the_ema_generator_and_loads_safely(uninterrupted):
     trainer, _, out = uninterrupted
-    raw = safe_torch_load(out / "models" / "generator.pt")
+    raw = safe_torch_load(out / "models" / "generator" / "generator.pt")
     assert raw["format"] == "gemix-generator/1" and raw["class_names"] == ["normal", "pneumonia"]
-    G = Generator.from_checkpoint(out / "models" / "generator.pt")
+    G = Generator.from_checkpoint(out / "models" / "generator" / "generator.pt")
     for k, v in trainer.G_ema.state_dict().items():
         assert torch.equal(G.state_dict()[k], v), k
 
@@ -172,7 +172,7 @@ def test_train_gan_smoke_writes_checkpoint_generator_sample_grid_and_tensorboard
     data = blob_dataset(256, num_classes=2, seed=2)
     path = train_gan(data, tmp_path, preset="tiny", class_names=["left", "right"], max_kimg=0.008, batch_size=4,
                      seed=0, log_every=1, sample_kimg=1.0, progress=False)
-    assert path == tmp_path / "models" / "generator.pt" and path.is_file()
+    assert path == tmp_path / "models" / "generator" / "generator.pt" and path.is_file()
     assert (tmp_path / "checkpoints" / "latest.pt").is_file()
     assert not [p for p in tmp_path.rglob("*.tmp")]
 
@@ -189,6 +189,9 @@ def test_train_gan_smoke_writes_checkpoint_generator_sample_grid_and_tensorboard
     assert {"Loss/G", "Loss/D", "Loss/r1_penalty", "ADA/p", "Speed/images_per_s"} <= tags
     losses = [e.value for e in events.Scalars("Loss/G")] + [e.value for e in events.Scalars("Loss/D")]
     assert len(losses) == 2 * 2 and all(math.isfinite(v) for v in losses)
+    # the sample grid reaches TensorBoard too, at the step (images seen) of its PNG
+    images = events.Images("Samples/grid")
+    assert [e.step for e in images] == [8] and (images[0].height, images[0].width) == grid.shape[:2]
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,7 @@ def test_another_batch_size_names_the_file_and_how_to_start_over(trained, data, 
 def test_a_file_that_is_not_a_training_checkpoint_is_named(trained, data, tmp_path):
     out = _copy(trained, tmp_path)
     with pytest.raises(ValueError, match=r"generator\.pt: not a GAN training checkpoint \(format 'gemix-generator/1'"):
-        _trainer(data, out, resume=str(out / "models" / "generator.pt"))
+        _trainer(data, out, resume=str(out / "models" / "generator" / "generator.pt"))
 
 
 def test_a_missing_resume_path_lists_the_accepted_values(data, tmp_path):

@@ -55,9 +55,9 @@ class FakeRunners:
 
     def gan(self, config, runtime, cell_dir):
         self._count(cell_dir)
-        (Path(cell_dir) / "models").mkdir(parents=True, exist_ok=True)
-        (Path(cell_dir) / "models" / "generator.pt").write_bytes(b"fake")
-        return {"generator": "models/generator.pt"}
+        (Path(cell_dir) / "models" / "generator").mkdir(parents=True, exist_ok=True)
+        (Path(cell_dir) / "models" / "generator" / "generator.pt").write_bytes(b"fake")
+        return {"generator": "models/generator/generator.pt"}
 
     def classifier(self, config, runtime, cell_dir):
         self._count(cell_dir)

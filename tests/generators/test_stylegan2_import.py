@@ -572,7 +572,7 @@ def test_a_network_that_is_not_a_generator_is_refused(tmp_path):
 
 def test_cli_writes_a_checkpoint_that_from_checkpoint_and_generate_use(snapshot_env, tmp_path, capsys):
     G_src, _, path, marker = snapshot_env
-    out = tmp_path / "run" / "models" / "generator.pt"
+    out = tmp_path / "run" / "models" / "generator" / "generator.pt"
     rc = cli.main(["import-stylegan2", str(path), "--out", str(out), "--class-names", "cyst", "hemangioma", "metastasis"])
     assert rc == 0 and out.is_file()
     assert str(out) in capsys.readouterr().out
@@ -587,7 +587,7 @@ def test_cli_writes_a_checkpoint_that_from_checkpoint_and_generate_use(snapshot_
     assert torch.allclose(G.generate(labels, z=z), G_src.generate(labels, z=z), atol=1e-6)
     assert not marker.exists()
 
-    # The bundle's `generate` subcommand reads it from <bundle-root>/models/generator.pt.
+    # The bundle's `generate` subcommand reads it from <bundle-root>/models/generator/generator.pt.
     rc = cli.main(["generate", "--bundle-root", str(tmp_path / "run"), "--num-images", "3", "--device", "cpu",
                    "--output-dir", str(tmp_path / "synthetic"), "--set", "image_format=png"])
     assert rc == 0
