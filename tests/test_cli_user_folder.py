@@ -32,7 +32,7 @@ def test_user_folder_trains_and_evaluates_scaled_with_a_fixed_split(user_folder,
     root = tmp_path / "run"
     common = ["--bundle-root", str(root), "--dataset-dir", str(user_folder), "--device", "cpu"]
     assert cli.main(["train-gan", *common, "--max-kimg", "0.016", "--batch-size", "4"]) == 0
-    generator = root / "models" / "generator.pt"
+    generator = root / "models" / "generator" / "generator.pt"
     import torch
 
     stored = torch.load(generator, weights_only=True)["contract"]

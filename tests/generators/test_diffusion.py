@@ -47,15 +47,15 @@ def test_train_resume_and_strategies(phantom_train, tmp_path):
 
     full = check_resume("diffusion", phantom_train, tmp_path, steps=3, kill_at=2)
     out = tmp_path / "full"
-    ckpt = torch.load(out / "models" / "generator.pt", weights_only=True)
+    ckpt = torch.load(out / "models" / "generator" / "generator.pt", weights_only=True)
     assert ckpt["format"] == DIFFUSION_FORMAT and ckpt["contract"] == phantom_train.contract.to_dict()
     assert list((out / "samples").glob("fakes-*.png"))
-    G = load_generator(out / "models" / "generator.pt")
+    G = load_generator(out / "models" / "generator" / "generator.pt")
     assert isinstance(G, ConditionalDiffusionGenerator) and isinstance(G, ConditionalGenerator)
     assert torch.equal(G.generate(torch.eye(3), seed=1, num_inference_steps=2),
                        full.G_ema.generate(torch.eye(3), seed=1, num_inference_steps=2))
 
-    path = out / "models" / "generator.pt"
+    path = out / "models" / "generator" / "generator.pt"
     G.num_inference_steps = 2  # keep the strategy's generation cheap
     strat = build_strategy("gemix", phantom_train, 3, generator=G, seed=0, synthetic_ratio=1.0)
     item = strat.dataset[len(phantom_train)]
