@@ -7,9 +7,14 @@ evaluation reports into one comparison table. Layout of ``out_dir``::
     data/phantoms/            the phantom dataset (datalist.json, NIfTI slices)
     models/generator/generator.pt  G_ema of the tiny conditional StyleGAN2-ADA (train_gan.json)
     samples/ checkpoints/     GAN sample grids and training state
-    classifiers/<strategy>/   models/model.pt + classifier.json per strategy (train.json)
-    report/                   metrics_table.md / .csv, gan_samples.png, <strategy>/ (train.json + evaluate.json:
+    classifiers/<strategy>/seed<k>/  models/model.pt + classifier.json per strategy and seed (train.json)
+    report/                   intervals.md (mean ± 95 % interval over the seeds and paired differences against
+                              real and pixel_mixup), metrics_table.md / .csv (seed 0), gan_samples.png,
+                              <strategy>/ (seed 0) and <strategy>/seed<k>/ (train.json + evaluate.json:
                               metrics.json/.csv/.md, confusion matrices, reliability diagram), summary.json
+
+One seed is an anecdote: the demo trains every classifier with ``seeds`` seeds (same GAN, same split) and
+prints the paired differences with their intervals (``gemix_monai.experiments.stats``), as ``compare`` does.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ DEMO_DEFAULTS = {
     "phantom_counts": (433, 70, 178),
     "gan_kimg": 10.0,
     "gan_batch_size": 16,
-    "epochs": 15,
+    "epochs": 10,
+    "seeds": 3,
     "classifier_batch_size": 32,
     "strategies": ("real", "pixel_mixup", "gemix"),
     "strategy_kwargs": {"gemix": {"synthetic_ratio": 0.5}},
@@ -84,18 +90,62 @@ def write_metrics_table(reports: dict[str, Path], out_dir: Path) -> tuple[Path, 
     return md, csv_path, rows
 
 
+def write_interval_table(reports: dict[tuple[str, int], Path], strategies: Sequence[str], n_seeds: int,
+                         out_dir: Path, metrics: Sequence[str] = ("macro_f1", "balanced_accuracy", "macro_auroc")) -> Path:
+    """``intervals.md``: per strategy the mean and 95 % t-interval over the seeds, then the paired differences
+    (same seed) against ``real`` and ``pixel_mixup`` with their intervals (docs/experiments.md, "Intervals")."""
+    from gemix_monai.experiments.stats import paired_interval, t_interval
+
+    values: dict[str, dict[str, dict[int, float]]] = {}
+    class_names: list[str] = []
+    for (s, k), path in reports.items():
+        payload = json.loads((Path(path) / "metrics.json").read_text(encoding="utf-8"))
+        class_names = list(payload["class_names"])
+        for m, v in payload["metrics"].items():
+            values.setdefault(s, {}).setdefault(m, {})[k] = float(v)
+    shown = list(metrics) + [f"fnr/{c}" for c in class_names]
+
+    def cell(iv) -> str:
+        return f"{iv.mean:.3f} [{iv.lo:.3f}, {iv.hi:.3f}]" if iv.defined else f"{iv.mean:.3f} (n={iv.n}: no interval)"
+
+    lines = [f"# Strategies over {n_seeds} seed(s): mean [95 % t-interval]", "",
+             "Same GAN, same split, the classifier's seed varies. Higher is better except `fnr/*`.", "",
+             "| strategy | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
+    for s in strategies:
+        lines.append(f"| {s} | " + " | ".join(cell(t_interval(list(values[s][m].values()))) for m in shown) + " |")
+    for base in ("real", "pixel_mixup"):
+        if base not in strategies:
+            continue
+        others = [s for s in strategies if s != base]
+        if not others:
+            continue
+        lines += ["", f"## Paired difference: strategy − {base} (same seed)", "",
+                  "An interval that excludes 0 is marked *; with few seeds most will not.", "",
+                  "| strategy | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
+        for s in others:
+            cells = []
+            for m in shown:
+                iv = paired_interval(values[s][m], values[base][m])
+                star = "*" if iv.defined and (iv.lo > 0 or iv.hi < 0) else ""
+                cells.append(f"{iv.mean:+.3f}{star} [{iv.lo:+.3f}, {iv.hi:+.3f}]" if iv.defined else f"{iv.mean:+.3f} (n={iv.n})")
+            lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    path = out_dir / "intervals.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def run_demo(out_dir: str | Path = "gemix_demo", *, gan_kimg: float | None = None, epochs: int | None = None,
              strategies: Sequence[str] | None = None, seed: int = 0, phantom_counts: Sequence[int] | None = None,
              val_counts: Sequence[int] | None = None, test_counts: Sequence[int] | None = None,
              device: str = "cpu", bundle: str | Path | None = None, verbose: bool = True,
-             quiet: bool = False) -> DemoResult:
+             quiet: bool = False, seeds: int | None = None) -> DemoResult:
     """Run the whole pipeline on CPU-sized settings and write the report directory (see the module docstring).
 
     ``quiet=True`` shows progress bars and warnings only (the engines' per-iteration INFO logs are
     off); ``verbose=False`` also hides the bars and the final summary.
     """
     with _quiet_logs() if quiet else contextlib.nullcontext():
-        return _run_demo(out_dir, gan_kimg=gan_kimg, epochs=epochs, strategies=strategies, seed=seed,
+        return _run_demo(out_dir, gan_kimg=gan_kimg, epochs=epochs, strategies=strategies, seed=seed, seeds=seeds,
                          phantom_counts=phantom_counts, val_counts=val_counts, test_counts=test_counts, device=device,
                          bundle=bundle, verbose=verbose, bundle_logging=not quiet)
 
@@ -128,7 +178,7 @@ def _quiet_logs():
             lg.disabled = disabled
 
 
-def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, phantom_counts, val_counts, test_counts, device, bundle,
+def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, seeds, phantom_counts, val_counts, test_counts, device, bundle,
               verbose, bundle_logging) -> DemoResult:
     from tqdm.auto import tqdm
 
@@ -148,7 +198,11 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, phantom_counts, va
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
     start, cpu_start = time.perf_counter(), time.process_time()
-    steps = ["phantoms", "train GAN"] + [f"train {s}" for s in strategies] + [f"evaluate {s}" for s in strategies] + ["report"]
+    n_seeds = int(cfg["seeds"] if seeds is None else seeds)
+    if n_seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds!r}")
+    runs = [(s, k) for k in range(n_seeds) for s in strategies]
+    steps = ["phantoms", "train GAN"] + [f"train {s} seed {k}" for s, k in runs] + [f"evaluate {s} seed {k}" for s, k in runs] + ["report"]
     bar = tqdm(total=len(steps), desc="gemix demo", unit="step", disable=not verbose)
     timings: dict[str, float] = {}
     cpu_timings: dict[str, float] = {}
@@ -176,29 +230,32 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, phantom_counts, va
                       bundle=bundle, bundle_logging=bundle_logging)
     done("train GAN")
 
-    trained: dict[str, Path] = {}
-    for s in strategies:
-        step(f"train {s}")
-        target = out / "classifiers" / s
+    trained: dict[tuple[str, int], Path] = {}
+    for s, k in runs:
+        step(f"train {s} seed {k}")
+        target = out / "classifiers" / s / f"seed{k}"
         run_bundle_config("train.json", {
-            **common, "strategy": s, "output_dir": str(target), "max_epochs": epochs,
+            **common, "seed": seed + k, "strategy": s, "output_dir": str(target), "max_epochs": epochs,
             "batch_size": cfg["classifier_batch_size"], "tensorboard": False,
             "strategy_kwargs": dict(cfg["strategy_kwargs"].get(s, {})),
         }, bundle=bundle, bundle_logging=bundle_logging)
-        trained[s] = target / "models" / "model.pt"
-        done(f"train {s}")
+        trained[s, k] = target / "models" / "model.pt"
+        done(f"train {s} seed {k}")
 
-    reports: dict[str, Path] = {}
-    for s in strategies:
-        step(f"evaluate {s}")
-        reports[s] = report / s
-        run_bundle_config(["train.json", "evaluate.json"], {**common, "ckpt_path": str(trained[s]), "output_dir": str(reports[s])},
+    all_reports: dict[tuple[str, int], Path] = {}
+    for s, k in runs:
+        step(f"evaluate {s} seed {k}")
+        all_reports[s, k] = report / s if k == 0 else report / s / f"seed{k}"
+        run_bundle_config(["train.json", "evaluate.json"], {**common, "ckpt_path": str(trained[s, k]),
+                                                           "output_dir": str(all_reports[s, k])},
                           bundle=bundle, bundle_logging=bundle_logging)
-        done(f"evaluate {s}")
+        done(f"evaluate {s} seed {k}")
 
     step("report")
+    reports = {s: all_reports[s, 0] for s in strategies}
     md, csv_path, rows = write_metrics_table(reports, report)
-    files = [md, csv_path]
+    intervals_md = write_interval_table(all_reports, strategies, n_seeds, report)
+    files = [intervals_md, md, csv_path]
     grids = sorted((out / "samples").glob("fakes-*.png"))
     if grids:
         grid = report / "gan_samples.png"
@@ -207,7 +264,7 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, phantom_counts, va
     for s in strategies:
         files += sorted(p for p in reports[s].iterdir() if p.is_file())
     files.append(out / "models" / "generator" / "generator.pt")
-    files += [trained[s] for s in strategies]
+    files += [trained[s, k] for s, k in runs]
     done("report")
     bar.close()
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
@@ -219,7 +276,7 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, phantom_counts, va
         "step_seconds": {k: round(v, 1) for k, v in timings.items()},
         "step_cpu_seconds": {k: round(v, 1) for k, v in cpu_timings.items()},
         "settings": {**{k: v for k, v in cfg.items() if k != "strategies"}, "gan_kimg": gan_kimg, "epochs": epochs,
-                     "strategies": list(strategies), "phantom_counts": list(counts), "seed": seed},
+                     "strategies": list(strategies), "phantom_counts": list(counts), "seed": seed, "seeds": n_seeds},
         "metrics": rows, "files": [str(f.relative_to(out)) for f in files],
     }, indent=2) + "\n", encoding="utf-8")
     files.insert(0, summary)
@@ -227,7 +284,7 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, phantom_counts, va
     result = DemoResult(out, report, files, rows, elapsed)
     if verbose:
         print(f"\ngemix demo finished in {elapsed / 60:.1f} min ({cpu / 60:.1f} CPU-min); report directory: {report}")
-        print(md.read_text(encoding="utf-8"))
+        print(intervals_md.read_text(encoding="utf-8"))
         print("files written:")
         for f in files:
             print(f"  {f}")

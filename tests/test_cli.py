@@ -98,7 +98,7 @@ def test_demo_writes_the_report_directory(tmp_path, capsys):
     import logging
 
     result = run_demo(tmp_path / "demo", gan_kimg=0.016, epochs=1, phantom_counts=(8, 4, 6), val_counts=(2, 2, 2),
-                      test_counts=(3, 3, 3), quiet=True)
+                      test_counts=(3, 3, 3), quiet=True, seeds=2)
     assert not logging.getLogger("monai.handlers.StatsHandler").disabled  # quiet mode restores the loggers
     report = result.report_dir
     table = (report / "metrics_table.md").read_text()
@@ -116,6 +116,12 @@ def test_demo_writes_the_report_directory(tmp_path, capsys):
     assert sum(summary["step_seconds"].values()) <= summary["seconds"] + 0.05 * len(summary["step_seconds"])
     printed = capsys.readouterr().out
     assert "files written:" in printed and str(report / "metrics_table.md") in printed
+    # two seeds per strategy: intervals and paired differences, printed and written
+    intervals = (report / "intervals.md").read_text()
+    assert "over 2 seed(s)" in intervals and "## Paired difference: strategy − real" in intervals
+    assert "| gemix |" in intervals and "Paired difference" in printed
+    assert json.loads((report / "gemix" / "seed1" / "metrics.json").read_text())["num_samples"] == 9
+    assert summary["settings"]["seeds"] == 2
 
 
 def test_demo_refuses_unknown_strategies(tmp_path):
