@@ -621,8 +621,15 @@ def audit_command(args) -> int:
     gen = load_generator(args.generator, device=device)
     source = args.datalist or args.dataset_dir
     size = args.image_size or gen.img_resolution
-    train = get_dataset(source, "training", size, channels=gen.img_channels)
-    heldout = get_dataset(source, args.heldout_split, size, channels=gen.img_channels)
+    # the data options of the command line; the generator's stored contract (classes, preprocessing) must match
+    options = {"hu_window": getattr(args, "hu_window", None) or "auto", "intensity": getattr(args, "intensity", None) or "auto",
+               "split_seed": getattr(args, "split_seed", None) or 0, "on_duplicate": getattr(args, "on_duplicate", None) or "error",
+               "validate": getattr(args, "data_check", None) or "full", "contract": getattr(gen, "contract", None)}
+    for key in ("hu_window", "intensity"):
+        if isinstance(options[key], str) and "," in options[key]:
+            options[key] = [float(v) for v in options[key].split(",")]
+    train = get_dataset(source, "training", size, channels=gen.img_channels, **options)
+    heldout = get_dataset(source, args.heldout_split, size, channels=gen.img_channels, **options)
     result = run_audit(gen, train, heldout, args.out, feature_network=args.classifier, num_per_class=args.num_per_class,
                        seed=args.seed, device=device, heldout_name=f"{args.heldout_split} split",
                        generator_name=str(args.generator))
