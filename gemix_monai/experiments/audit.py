@@ -256,8 +256,9 @@ def _group_metrics(img, feat, t_img, t_feat, nn_pix, nn_feat, threshold, *, k, k
 
 
 def _display(img: torch.Tensor) -> np.ndarray:
-    """An image [C, H, W] in [-1, 1] as RGB [H, W, 3] in [0, 1] (channel 0 in grey unless there are 3 channels)."""
-    x = ((img.detach().cpu().float() + 1) / 2).clamp(0, 1)
+    """An image [C, x, y] (MONAI order) in [-1, 1] as RGB rows × columns [y, x, 3] in [0, 1] (channel 0 in grey
+    unless there are 3 channels): the picture the right way up (docs/data.md, "Orientation")."""
+    x = ((img.detach().cpu().float() + 1) / 2).clamp(0, 1).transpose(-1, -2)
     return (x.permute(1, 2, 0) if x.shape[0] == 3 else x[0].unsqueeze(-1).expand(-1, -1, 3)).numpy()
 
 

@@ -190,3 +190,14 @@ def test_a_feature_module_needs_its_layer_named(phantoms, tmp_path):
     result = run_audit(CopyingGenerator(train), train, heldout, tmp_path, feature_network=net, feature_layer="2",
                        num_per_class=2, kid_subsets=1)
     assert result.report["feature_network"]["layer"] == "2" and result.flagged
+
+
+def test_pictures_show_monai_ordered_images_the_right_way_up():
+    import torch
+
+    from gemix_monai.experiments.audit import _display
+
+    image = torch.zeros(1, 4, 2)  # [C, x, y]: 4 columns wide, 2 rows high
+    image[0, :, 0] = 1.0  # the top row of the picture
+    shown = _display(image)
+    assert shown.shape == (2, 4, 3) and shown[0].min() == 1.0 and shown[1].max() == 0.5
