@@ -35,9 +35,10 @@ import torch
 import torch.nn.functional as F
 from ignite.engine import Engine
 
+from gemix_monai.mixing.labels import to_soft_label
 from gemix_monai.utils import safe_torch_load
 
-from .gan import (GlobalBatchSampler, _as_dataset, _collate, _item_labels, _plain_config, as_soft_labels, get_rng_state,
+from .gan import (GlobalBatchSampler, _as_dataset, _collate, _item_labels, _plain_config, get_rng_state,
                   set_rng_state, train_gan, validate_gan_dataset)
 
 __all__ = ["GENERATOR_FAMILIES", "GenerativeTrainingOptions", "GenerativeTrainer", "build_family_networks",
@@ -205,7 +206,7 @@ class GenerativeTrainer(Engine):
     def _iteration(self, engine, batch) -> dict:
         dev, it = self.device, self.state.iteration
         x = batch["image"].to(dev, non_blocking=True).float()
-        c = as_soft_labels(batch["label"], self.num_classes, name="batch['label']").to(dev)
+        c = to_soft_label(batch["label"], self.num_classes, name="batch['label']", batched=True).to(dev)
         if self.family == "dcgan":
             with self._keyed_rng(it, 0):
                 self.D.requires_grad_(True)
