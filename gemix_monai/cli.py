@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-classifier", help="train a classifier with one strategy (configs/train.json)")
     _common_args(p)
     _data_args(p)
-    p.add_argument("--strategy", help="real, pixel_mixup, gemix, genmix, ... (see gemix_monai.engines.classifier.STRATEGY_NAMES)")
+    p.add_argument("--strategy", help="real, pixel_mixup, gemix, genmix, ... (see gemix_monai.transforms.STRATEGIES)")
     p.add_argument("--epochs", dest="max_epochs", type=int, help="training epochs (config id max_epochs)")
     p.add_argument("--network", dest="network_name", help="tiny, resnet18, resnet50, densenet121, efficientnet-b0")
     p.add_argument("--output-dir")

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gemix_monai.utils import atomic_write_json
+
 __all__ = ["DEMO_DEFAULTS", "DemoResult", "run_demo", "write_metrics_table"]
 
 #: The CPU budget: sized to finish well within 10 minutes on 2 cores (see docs/demo.md for measurements).
@@ -134,13 +136,13 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, phantom_counts, va
 
     from gemix_monai.cli import run_bundle_config
     from gemix_monai.data import ensure_default_dataset
-    from gemix_monai.engines.classifier import STRATEGY_NAMES
+    from gemix_monai.transforms.strategies import STRATEGIES
 
     cfg = dict(DEMO_DEFAULTS)
     strategies = tuple(strategies or cfg["strategies"])
-    unknown = [s for s in strategies if s not in STRATEGY_NAMES]
+    unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
-        raise ValueError(f"unknown strategies {unknown}; expected names from {list(STRATEGY_NAMES)}")
+        raise ValueError(f"unknown strategies {unknown}; expected names from {list(STRATEGIES)}")
     gan_kimg = cfg["gan_kimg"] if gan_kimg is None else float(gan_kimg)
     epochs = cfg["epochs"] if epochs is None else int(epochs)
     counts = tuple(phantom_counts or cfg["phantom_counts"])
@@ -214,14 +216,14 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, phantom_counts, va
     summary = report / "summary.json"
     # CPU seconds (all threads of this process) next to wall seconds: on a shared machine the wall
     # clock measures the neighbours as much as the demo.
-    summary.write_text(json.dumps({
+    atomic_write_json(summary, {
         "seconds": round(elapsed, 1), "cpu_seconds": round(cpu, 1),
         "step_seconds": {k: round(v, 1) for k, v in timings.items()},
         "step_cpu_seconds": {k: round(v, 1) for k, v in cpu_timings.items()},
         "settings": {**{k: v for k, v in cfg.items() if k != "strategies"}, "gan_kimg": gan_kimg, "epochs": epochs,
                      "strategies": list(strategies), "phantom_counts": list(counts), "seed": seed},
         "metrics": rows, "files": [str(f.relative_to(out)) for f in files],
-    }, indent=2) + "\n", encoding="utf-8")
+    })
     files.insert(0, summary)
 
     result = DemoResult(out, report, files, rows, elapsed)

@@ -92,3 +92,13 @@ def test_safe_torch_load_names_a_truncated_file(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(ValueError, match="ck.pt"):
         safe_torch_load(path)
+
+
+def test_atomic_write_json_writes_indented_json_and_leaves_no_temporary_file(tmp_path):
+    import json
+
+    from gemix_monai.utils import atomic_write_json
+
+    path = atomic_write_json(tmp_path / "sub" / "a.json", {"b": [1, 2]})
+    assert path.read_text(encoding="utf-8") == json.dumps({"b": [1, 2]}, indent=2) + "\n"
+    assert [p.name for p in path.parent.iterdir()] == ["a.json"]

@@ -45,8 +45,9 @@ from gemix_monai.handlers.tsne import FeatureTSNEPlotter
 from gemix_monai.metrics.clinical import ClinicalResult, metric_higher_is_better, validate_class_names
 from gemix_monai.metrics.ignite_clinical import ClinicalMetrics
 from gemix_monai.mixing import to_soft_label
+from gemix_monai.transforms.strategies import STRATEGIES
 from gemix_monai.handlers.checkpoint import AtomicCheckpointSaver
-from gemix_monai.utils import safe_torch_load
+from gemix_monai.utils import atomic_write_json, plain_tensor, safe_torch_load
 
 __all__ = [
     "STRATEGY_NAMES",
@@ -82,17 +83,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-STRATEGY_NAMES = ("real", "pixel_mixup", "synthetic_only", "real+synthetic", "gemix", "gemix_code", "softmax_t", "genmix")
+#: The strategy names, in the order of :data:`gemix_monai.transforms.strategies.STRATEGIES` (their one source).
+STRATEGY_NAMES = tuple(STRATEGIES)
 CHECKPOINT_NAME = "model.pt"
 CHECKPOINT_INFO_NAME = "classifier.json"
 
 
 # ---------------------------------------------------------------------------------------------- batches
 
-
-def _plain(x) -> torch.Tensor:
-    t = torch.as_tensor(x)
-    return t.as_tensor() if hasattr(t, "as_tensor") else t
 
 
 class StrategyPrepareBatch:
@@ -115,14 +113,14 @@ class StrategyPrepareBatch:
         for key in (self.image_key, self.label_key):
             if key not in batchdata:
                 raise KeyError(f"batch has no key {key!r} (keys: {sorted(map(str, batchdata))})")
-        image = _plain(batchdata[self.image_key]).to(device=device, non_blocking=non_blocking, **kwargs).float()
-        label = torch.as_tensor(to_soft_label(_plain(batchdata[self.label_key]), self.num_classes))
+        image = plain_tensor(batchdata[self.image_key]).to(device=device, non_blocking=non_blocking, **kwargs).float()
+        label = torch.as_tensor(to_soft_label(plain_tensor(batchdata[self.label_key]), self.num_classes))
         label = label.to(device=device, non_blocking=non_blocking).float()
         if label.ndim != 2 or label.shape[0] != image.shape[0]:
             raise ValueError(f"labels of a batch of {image.shape[0]} images must become [B, {self.num_classes}], got {tuple(label.shape)}")
         if self.batch_transform is not None:
             out = self.batch_transform({self.image_key: image, self.label_key: label})
-            image, label = _plain(out[self.image_key]).float(), _plain(out[self.label_key]).float()
+            image, label = plain_tensor(out[self.image_key]).float(), plain_tensor(out[self.label_key]).float()
         return image, label
 
 
@@ -131,8 +129,8 @@ def eval_prepare_batch(batchdata: Mapping, device=None, non_blocking: bool = Fal
     if not isinstance(batchdata, Mapping) or "image" not in batchdata or "label" not in batchdata:
         keys = sorted(map(str, batchdata)) if isinstance(batchdata, Mapping) else type(batchdata).__name__
         raise KeyError(f"evaluation batches must be dicts with 'image' and 'label', got {keys}")
-    image = _plain(batchdata["image"]).to(device=device, non_blocking=non_blocking, **kwargs).float()
-    return image, _plain(batchdata["label"]).to(device=device, non_blocking=non_blocking)
+    image = plain_tensor(batchdata["image"]).to(device=device, non_blocking=non_blocking, **kwargs).float()
+    return image, plain_tensor(batchdata["label"]).to(device=device, non_blocking=non_blocking)
 
 
 # ---------------------------------------------------------------------------------------------- handlers
@@ -145,13 +143,6 @@ def _loss_of(output: Mapping) -> float:
 
 def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
     return network.module if isinstance(network, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)) else network
-
-
-def _atomic_write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def key_metric_cmp_fn(key_metric: str) -> Callable[[float, float], bool]:
@@ -201,12 +192,6 @@ class KeyMetricEarlyStopping:
         self.handler.attach(self.evaluator)
 
 
-def _atomic_write_json(path: Path, payload: dict) -> None:
-    from gemix_monai.utils import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode("utf-8"))
-
-
 def _json_plain(value):
     """Config values (tuples, tensors, contracts) as JSON values."""
     if hasattr(value, "to_dict"):
@@ -250,7 +235,7 @@ class ClassifierInfoWriter:
         improved = best_epoch == state.epoch and best_epoch != -1
         key = getattr(state, "key_metric_name", None)
         self.written_epoch = int(state.epoch)
-        _atomic_write_json(self.path, {**self.info, "key_metric": key,
+        atomic_write_json(self.path, {**self.info, "key_metric": key,
                                        "best_metric": float(state.best_metric) if improved else None,
                                        "best_epoch": int(best_epoch) if improved else None,
                                        "checkpoint": self.checkpoint_name})
@@ -423,7 +408,7 @@ def _read_datalist(path: Path, section: str, transform) -> tuple[MonaiDataset, l
     return MonaiDataset(items, transform), class_names
 
 
-def _as_dataset(data, transform, section: str, name: str) -> tuple[Dataset, list[str] | None]:
+def _dataset_and_class_names(data, transform, section: str, name: str) -> tuple[Dataset, list[str] | None]:
     """A map-style dataset from a Dataset, a list of item dicts, or a datalist JSON path."""
     if isinstance(data, (str, os.PathLike)):
         return _read_datalist(Path(data), section, transform)
@@ -446,7 +431,7 @@ def _labels_of(dataset: Dataset) -> torch.Tensor:
         raw = [dataset[i]["label"] for i in range(len(dataset))]
     labels = []
     for y in raw:
-        t = torch.as_tensor(_plain(y)).reshape(-1)
+        t = torch.as_tensor(plain_tensor(y)).reshape(-1)
         labels.append(int(t.argmax()) if t.numel() > 1 else int(t[0]))  # one-hot/soft label or class index
     return torch.tensor(labels, dtype=torch.long)
 
@@ -483,7 +468,7 @@ def _first_image_shape(dataset: Dataset) -> tuple[int, ...]:
     item = dataset[0]
     if not isinstance(item, Mapping) or "image" not in item:
         raise KeyError("training items must be dicts with an 'image' key")
-    return tuple(torch.as_tensor(_plain(item["image"])).shape)
+    return tuple(torch.as_tensor(plain_tensor(item["image"])).shape)
 
 
 def train_classifier(
@@ -552,11 +537,11 @@ def train_classifier(
     from monai.utils import set_determinism
 
     set_determinism(seed=seed)
-    real_train, names_from_list = _as_dataset(train_data, train_transform, "training", "train_data")
+    real_train, names_from_list = _dataset_and_class_names(train_data, train_transform, "training", "train_data")
     if isinstance(val_data, torch.utils.data.DataLoader):
         val_loader = val_data
     else:
-        val_ds, _ = _as_dataset(val_data, val_transform, "validation", "val_data")
+        val_ds, _ = _dataset_and_class_names(val_data, val_transform, "validation", "val_data")
         val_loader = DataLoader(val_ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     if class_names is None:
         class_names = names_from_list
@@ -820,7 +805,7 @@ def evaluate_classifier(
     if isinstance(test_data, torch.utils.data.DataLoader):
         loader, names_from_list = test_data, None
     else:
-        ds, names_from_list = _as_dataset(test_data, transform, section, "test_data")
+        ds, names_from_list = _dataset_and_class_names(test_data, transform, section, "test_data")
         loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
     stored = contract_of(info.get("contract")) if info.get("contract") else None
     data_contract = contract_of(getattr(loader, "dataset", None))
@@ -999,13 +984,13 @@ class ClassificationCSVWriter:
     def _collect(self, engine: Engine) -> None:
         batch, output = engine.state.batch, engine.state.output
         if isinstance(output, Mapping):  # decollate=False: one dict per batch
-            preds = _plain(output[self.pred_key])
+            preds = plain_tensor(output[self.pred_key])
             images = batch[self.image_key] if isinstance(batch, Mapping) else None
             meta = getattr(images, "meta", {}) or {}
             names = meta.get("filename_or_obj", [None] * len(preds))
             names = [names] if isinstance(names, str) else list(names)
         else:
-            preds = torch.stack([_plain(o[self.pred_key]).reshape(-1) for o in output])
+            preds = torch.stack([plain_tensor(o[self.pred_key]).reshape(-1) for o in output])
             items = batch if isinstance(batch, (list, tuple)) else [None] * len(output)
             names = [_filename_of(b.get(self.image_key)) if isinstance(b, Mapping) else None for b in items]
         k = len(self.class_names)

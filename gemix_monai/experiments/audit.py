@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from gemix_monai.metrics import quality as Q
-from gemix_monai.utils import atomic_write_bytes
+from gemix_monai.utils import atomic_write_bytes, atomic_write_json, plain_tensor
 
 __all__ = ["AUDIT_FORMAT", "AuditResult", "run_audit", "audit_command"]
 
@@ -79,10 +79,6 @@ class AuditResult:
 # ---------------------------------------------------------------------------------------------- inputs
 
 
-def _plain(x) -> torch.Tensor:
-    t = torch.as_tensor(x)
-    return t.as_tensor() if hasattr(t, "as_tensor") else t
-
 
 def _stack(dataset, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """All items of a map-style dataset (or list) of ``{"image": [C, H, W], "label": int}`` as tensors."""
@@ -97,12 +93,12 @@ def _stack(dataset, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         item = dataset[i]
         if not isinstance(item, Mapping) or "image" not in item or "label" not in item:
             raise ValueError(f"{name}[{i}] must be a dict with 'image' and 'label', got {type(item).__name__}")
-        img = _plain(item["image"]).detach().cpu().to(torch.float32)
+        img = plain_tensor(item["image"]).detach().cpu().to(torch.float32)
         if img.ndim != 3:
             raise ValueError(f"{name}[{i}]: expected an image [C, H, W], got shape {tuple(img.shape)}")
         if images and img.shape != images[0].shape:
             raise ValueError(f"{name}[{i}]: image shape {tuple(img.shape)} differs from {name}[0]'s {tuple(images[0].shape)}")
-        label = _plain(item["label"]).reshape(-1)
+        label = plain_tensor(item["label"]).reshape(-1)
         if label.numel() != 1:
             raise ValueError(f"{name}[{i}]: expected an integer class label, got shape {tuple(label.shape)}")
         images.append(img)
@@ -516,7 +512,7 @@ def run_audit(
     kwargs = {"seed": seed, "batch_size": batch_size, "truncation_psi": truncation_psi}
     if device is not None:
         kwargs["device"] = device
-    s_img = _plain(gen.generate(onehot, **kwargs)).detach().cpu().to(torch.float32)
+    s_img = plain_tensor(gen.generate(onehot, **kwargs)).detach().cpu().to(torch.float32)
     expected = (int(s_lab.numel()), int(gen.img_channels), int(gen.img_resolution), int(gen.img_resolution))
     if tuple(s_img.shape) != expected:
         raise ValueError(f"generator.generate returned shape {tuple(s_img.shape)}, expected {expected}")
@@ -602,7 +598,7 @@ def run_audit(
         "undefined": undefined,
     }
     files = {
-        "json": atomic_write_bytes(out / "audit.json", (json.dumps(report, indent=2) + "\n").encode("utf-8")),
+        "json": atomic_write_json(out / "audit.json", report),
         "md": atomic_write_bytes(out / "audit.md", _markdown(report).encode("utf-8")),
         "memorisation": _memorisation_figure(out / "memorisation.png", s_img, s_lab, t_img, t_lab, names, d_pix, i_pix,
                                              d_feat, i_feat, num_pairs_shown, f_info["description"],

@@ -122,10 +122,10 @@ def _variant_keys() -> set[str]:
 
 
 def _check_strategy(name: str, where: str) -> None:
-    from gemix_monai.engines.classifier import STRATEGY_NAMES
+    from gemix_monai.transforms.strategies import STRATEGIES
 
-    if name not in STRATEGY_NAMES:
-        raise ValueError(f"unknown strategy {name!r} in {where}; expected one of {list(STRATEGY_NAMES)}")
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r} in {where}; expected one of {list(STRATEGIES)}")
 
 
 def _make_arm(name: str, strategy: str, kwargs: Mapping | None, where: str) -> Arm:
@@ -179,10 +179,10 @@ def _resolve_arms(strategies: Sequence[str], variants) -> list[Arm]:
         for v in variants or ():
             arm = v if isinstance(v, Arm) else parse_variant(v)
             defined[arm.name] = arm
-    from gemix_monai.engines.classifier import STRATEGY_NAMES
+    from gemix_monai.transforms.strategies import STRATEGIES
 
     for name in defined:
-        if name in STRATEGY_NAMES:
+        if name in STRATEGIES:
             raise ValueError(f"variant name {name!r} is a strategy name; give the variant its own name (e.g. {name}@...)")
     arms: list[Arm] = []
     for s in strategies:

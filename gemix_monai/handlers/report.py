@@ -9,7 +9,7 @@ to 1: each row shows where the cases of one true class went) and ``reliability.p
 from __future__ import annotations
 
 import csv
-import json
+import io
 import os
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from ignite.engine import Engine, Events
 
 from gemix_monai.metrics.clinical import ClinicalResult
 from gemix_monai.metrics.ignite_clinical import ClinicalMetrics
+from gemix_monai.utils import atomic_write_bytes, atomic_write_json
 
 __all__ = ["REPORT_FILES", "write_classification_report", "ClassificationReportWriter"]
 
@@ -44,16 +45,11 @@ def new_figure(**kwargs):
     return fig
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _save_figure(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """``fig`` as a PNG at ``path``, written atomically (a reader never sees a half-written image)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _fmt(value: float, undefined: bool) -> str:
@@ -104,7 +100,7 @@ def _plot_confusion(result: ClinicalResult, path: Path, normalised: bool) -> Non
             v = float(cm[i, j])
             ax.text(j, i, f"{v:.2f}" if normalised else f"{int(v)}", ha="center", va="center",
                     color="white" if v > threshold else "black", fontsize=8 if k > 6 else 10)
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_reliability(result: ClinicalResult, path: Path) -> None:
@@ -131,7 +127,7 @@ def _plot_reliability(result: ClinicalResult, path: Path) -> None:
     ax_n.set_xlim(0, 1)
     ax_n.set_xlabel("confidence (top probability)")
     ax_n.set_ylabel("samples")
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def write_classification_report(result: ClinicalResult, output_dir: str | os.PathLike, title: str = "Classification report") -> dict[str, Path]:
@@ -157,20 +153,19 @@ def write_classification_report(result: ClinicalResult, output_dir: str | os.Pat
                              "confidence_sum": result.calibration[:, 1].tolist(),
                              "correct": result.calibration[:, 2].tolist()},
     }
-    _atomic_write_text(out / "metrics.json", json.dumps(payload, indent=2) + "\n")
+    atomic_write_json(out / "metrics.json", payload)
     written["metrics.json"] = out / "metrics.json"
 
-    tmp = out / ".metrics.csv.tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["name", "value", "undefined"])
-        undef = set(result.undefined)
-        for name, value in result.scalars.items():
-            w.writerow([name, repr(float(value)), int(name in undef)])
-    os.replace(tmp, out / "metrics.csv")
+    table = io.StringIO(newline="")
+    w = csv.writer(table)
+    w.writerow(["name", "value", "undefined"])
+    undef = set(result.undefined)
+    for name, value in result.scalars.items():
+        w.writerow([name, repr(float(value)), int(name in undef)])
+    atomic_write_bytes(out / "metrics.csv", table.getvalue().encode("utf-8"))
     written["metrics.csv"] = out / "metrics.csv"
 
-    _atomic_write_text(out / "metrics.md", _markdown(result, title))
+    atomic_write_bytes(out / "metrics.md", _markdown(result, title).encode("utf-8"))
     written["metrics.md"] = out / "metrics.md"
 
     for normalised, name in ((False, "confusion_matrix.png"), (True, "confusion_matrix_normalised.png")):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from gemix_monai.handlers.report import new_figure
+from gemix_monai.handlers.report import new_figure, save_figure
 
 __all__ = ["extract_features", "feature_tsne", "plot_feature_tsne", "FeatureTSNEPlotter"]
 
@@ -156,12 +156,7 @@ def plot_feature_tsne(
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)
 
 
 class FeatureTSNEPlotter:

@@ -24,14 +24,14 @@ TRAINING_FORMAT_PREFIX = "gemix-gan-training/"
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
 
 
-def _plain(value, where: str):
+def _checkpointable(value, where: str):
     """``value`` as plain lists/dicts/numbers/strings (what ``torch.load(weights_only=True)`` reads)."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, dict):
-        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+        return {str(k): _checkpointable(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v, where) for v in value]
+        return [_checkpointable(v, where) for v in value]
     raise TypeError(f"Generator: {where} must hold only numbers, strings, lists and dicts (checkpointable), got {type(value).__name__}")
 
 
@@ -80,7 +80,7 @@ class Generator(nn.Module):
             raise ValueError(f"Generator: class_names must be a list of c_dim={c_dim} strings, got {class_names!r}")
         mapping_kwargs = dict(mapping_kwargs or {})
         synthesis_kwargs = dict(synthesis_kwargs or {})
-        self.init_kwargs = _plain(
+        self.init_kwargs = _checkpointable(
             dict(
                 z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
                 class_names=list(class_names), mapping_kwargs=mapping_kwargs, synthesis_kwargs=synthesis_kwargs,
@@ -223,7 +223,7 @@ class Generator(nn.Module):
             clash = sorted(set(map(str, extra)) & set(payload))
             if clash:
                 raise ValueError(f"save_checkpoint: extra may not replace the entries {clash}")
-            payload.update(_plain(dict(extra), "extra"))
+            payload.update(_checkpointable(dict(extra), "extra"))
         return str(atomic_torch_save(payload, path))
 
     @classmethod

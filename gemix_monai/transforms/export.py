@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from gemix_monai.mixing import SoftLabelSampler
-from gemix_monai.utils import atomic_write_bytes
+from gemix_monai.utils import atomic_write_bytes, atomic_write_json
 
 from .synthetic import SyntheticDataset
 
@@ -161,7 +161,7 @@ def export_synthetic(generator, sampler: SoftLabelSampler, out_dir: str | os.Pat
             raise ValueError(f"{out} already holds an export made with different settings ({detail}); "
                              "export to a new folder or delete the old one")
     else:
-        atomic_write_bytes(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+        atomic_write_json(manifest_path, manifest)
 
     # Temporary files of an interrupted run are never complete: remove them.
     for stale in images_dir.glob(".*.tmp"):
