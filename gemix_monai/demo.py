@@ -1,6 +1,6 @@
 """The main job: phantoms → tiny GAN → classifiers (real, pixel mixup, GeMix) → clinical report.
 
-Every step is one run of a bundle config (``gemix_monai.cli.run_bundle_config``); this module only
+Every step is one run of a bundle config (``gemix_monai.bundle.run_bundle_config``); this module only
 chooses the CPU budget, points each config at the previous step's outputs, and gathers the
 evaluation reports into one comparison table. Layout of ``out_dir``::
 
@@ -134,7 +134,7 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, phantom_counts, va
               verbose, bundle_logging) -> DemoResult:
     from tqdm.auto import tqdm
 
-    from gemix_monai.cli import run_bundle_config
+    from gemix_monai.bundle import run_bundle_config
     from gemix_monai.data import ensure_default_dataset
     from gemix_monai.transforms.strategies import STRATEGIES
 

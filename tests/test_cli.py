@@ -123,3 +123,9 @@ def test_demo_refuses_unknown_strategies(tmp_path):
 
     with pytest.raises(ValueError, match="mixmatch"):
         run_demo(tmp_path, strategies=["real", "mixmatch"])
+
+
+def test_demo_and_cli_share_bundle_helpers_without_importing_each_other():
+    code = ("import sys, gemix_monai.demo, gemix_monai.bundle as b; assert 'gemix_monai.cli' not in sys.modules; "
+            "import gemix_monai.cli as c; assert c.run_bundle_config is b.run_bundle_config")
+    subprocess.run([sys.executable, "-c", code], check=True)
