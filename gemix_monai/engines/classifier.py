@@ -167,9 +167,6 @@ class StrategySetEpoch:
         self.strategy.set_epoch(engine.state.epoch)
 
 
-_SetEpoch = StrategySetEpoch
-
-
 class KeyMetricEarlyStopping:
     """Trainer handler: MONAI's ``EarlyStopHandler`` on the evaluator's key metric, direction included.
 
@@ -356,7 +353,7 @@ def create_classifier_trainer(
         StatsHandler(tag_name="train_loss", output_transform=_loss_of),
     ]
     if strategy is not None:
-        handlers.append(_SetEpoch(strategy))
+        handlers.append(StrategySetEpoch(strategy))
     if tensorboard_dir is not None:
         handlers.append(TensorBoardStatsHandler(log_dir=str(tensorboard_dir), tag_name="train_loss",
                                                 output_transform=_loss_of))
@@ -1057,6 +1054,3 @@ def classify_folder(checkpoint: str | os.PathLike, input_dir: str | os.PathLike,
     logger.info("wrote %s", output_csv)
     return output_csv
 
-
-_eval_prepare_batch = eval_prepare_batch  # the name used before the bundle referenced it
-_check_generator_fits = check_generator_fits

@@ -821,7 +821,6 @@ def _train_process(local_rank, cfg: dict):
     G, D, augment_pipe, preset = build_networks(cfg["preset"], num_classes=cfg["num_classes"],
                                                 class_names=cfg["class_names"])
     opts = {k: v for k, v in preset.items() if k not in ("G", "D", "augment")}
-    opts.update(preset.get("training", {}) if isinstance(preset.get("training"), Mapping) else {})
     opts.update({k: v for k, v in cfg["options"].items() if v is not None})
     options = GanTrainingOptions.from_mapping(opts)
     trainer = create_gan_trainer(

@@ -169,7 +169,3 @@ class ConditionalGeneratorBase(nn.Module):
         if not isinstance(ckpt, dict):
             raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
         return cls.from_payload(ckpt, str(path), device, **expected)
-
-
-def _as_list(value: Sequence[int]) -> list[int]:
-    return [int(v) for v in value]
