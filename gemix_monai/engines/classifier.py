@@ -28,7 +28,7 @@ from typing import Any
 import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
-from monai.data import DataLoader
+from monai.data import DataLoader, DistributedSampler
 from monai.data import Dataset as MonaiDataset
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.handlers import EarlyStopHandler, LrScheduleHandler, StatsHandler, TensorBoardStatsHandler, ValidationHandler
@@ -534,12 +534,19 @@ def train_classifier(
     from monai.utils import set_determinism
 
     set_determinism(seed=seed)
+    world, rank = idist.get_world_size(), idist.get_rank()
+    if batch_size % world:
+        raise ValueError(f"batch_size={batch_size} (the global batch) must be divisible by the {world} processes")
+    if world > 1 and class_weighted_sampling:
+        raise ValueError("class_weighted_sampling is single-process only; train without it or in one process")
     real_train, names_from_list = _dataset_and_class_names(train_data, train_transform, "training", "train_data")
     if isinstance(val_data, torch.utils.data.DataLoader):
         val_loader = val_data
     else:
         val_ds, _ = _dataset_and_class_names(val_data, val_transform, "validation", "val_data")
-        val_loader = DataLoader(val_ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        # each process validates its share; ClinicalMetrics reduces the counts over the processes
+        val_sampler = DistributedSampler(val_ds, shuffle=False, even_divisible=False) if world > 1 else None
+        val_loader = DataLoader(val_ds, batch_size=batch_size, shuffle=False, sampler=val_sampler, num_workers=num_workers)
     if class_names is None:
         class_names = names_from_list
     if num_classes is None:
@@ -557,7 +564,11 @@ def train_classifier(
     strat = build_strategy(strategy, real_train, num_classes, generator=generator_checkpoint, seed=seed,
                            device=device if generator_checkpoint is not None else None, **kwargs)
     sampler = class_weighted_sampler(strat, real_train, num_classes, seed, enabled=class_weighted_sampling)
-    train_loader = DataLoader(strat.dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
+    if sampler is None:
+        # One seeded permutation per epoch (MONAI's workflow calls set_epoch), dealt round-robin to the processes:
+        # batch i of the n processes together holds the items of batch i of a single process, whatever n is.
+        sampler = DistributedSampler(strat.dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    train_loader = DataLoader(strat.dataset, batch_size=batch_size // world, shuffle=False, sampler=sampler,
                               num_workers=num_workers, drop_last=len(strat.dataset) > batch_size)
 
     layer = tsne_layer
@@ -571,13 +582,15 @@ def train_classifier(
     else:
         arch, net = None, network
     net = net.to(device)
+    if world > 1:  # gradients averaged over the processes: the same step as one process with the global batch
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
     info = {"format": "gemix-classifier/1", "network": arch, "in_channels": in_channels, "num_classes": num_classes,
             "class_names": list(names), "strategy": strategy, "seed": seed}
     if data_contract is not None:
         # classes + preprocessing of the training data: evaluate/classify apply and check it (docs/data.md)
         info["contract"] = data_contract.to_dict()
 
-    tb_dir = out / "tensorboard" if tensorboard else None
+    tb_dir = out / "tensorboard" if tensorboard and rank == 0 else None
     trainer_ref: dict[str, Engine] = {}
     evaluator = create_classifier_evaluator(
         net, val_loader, num_classes, names, key_metric=key_metric, positive_class=positive_class, device=device,
@@ -600,9 +613,11 @@ def train_classifier(
 
     report = None
     if final_report:
+        idist.barrier()  # rank 0 wrote the checkpoint
+        net = _unwrap(net)
         net.load_state_dict(safe_torch_load(checkpoint, map_location=device))
         sources = None
-        if layer is not None:
+        if layer is not None and world == 1:
             sources = strategy_feature_sources(strat, train_loader, val_loader, num_classes, tsne_max_points)
         report = evaluate_classifier(net, val_loader, out / "val_report", names, positive_class=positive_class,
                                      device=device, amp=amp, tsne_layer=layer, tsne_sources=sources,

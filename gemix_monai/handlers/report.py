@@ -13,6 +13,7 @@ import io
 import os
 from pathlib import Path
 
+import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
 
@@ -208,6 +209,8 @@ class ClassificationReportWriter:
         if self.metric.result is None:
             raise RuntimeError("ClassificationReportWriter ran before its ClinicalMetrics was computed; "
                                "attach the metric to the same engine and write on COMPLETED")
+        if idist.get_rank() != 0:  # the result is already reduced over the processes; one writer
+            return
         out = self.output_dir
         if self.per_epoch:
             n = self.epoch_transform(engine.state.epoch) if self.epoch_transform else engine.state.epoch
