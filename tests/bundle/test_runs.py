@@ -126,3 +126,27 @@ def test_inference_takes_the_class_count_from_the_checkpoint_and_refuses_a_contr
         run_bundle_config("inference.json", {**common, "num_classes": 2, "output_dir": str(tmp_path / "two")},
                           bundle=trained_bundle)
     assert "num_classes=2" in error_chain(info.value) and not (tmp_path / "two" / "predictions.csv").exists()
+
+
+@pytest.mark.slow
+def test_multi_gpu_overlay_trains_the_classifier_in_two_gloo_processes_on_cpu(tiny_datalist, tmp_path):
+    """multi_gpu_train.json under torchrun: gloo without CUDA, metrics reduced over ranks, one checkpoint."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import copy_bundle
+
+    root = copy_bundle(tmp_path / "bundle")
+    configs = "['" + "','".join(str(root / "configs" / n) for n in ("train.json", "multi_gpu_train.json")) + "']"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "monai.bundle", "run",
+           "--config_file", configs, "--meta_file", str(root / "configs" / "metadata.json"), "--bundle_root", str(root),
+           "--datalist", str(tiny_datalist), "--max_epochs", "1", "--batch_size", "4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (root / "models" / "model.pt").is_file()
+    assert json.loads((root / "models" / "classifier.json").read_text())["best_epoch"] == 1
+    # both ranks log the same (reduced) validation metrics
+    best = [line.split("best value:")[1] for line in (done.stdout + done.stderr).splitlines() if "best value:" in line]
+    assert len(best) == 2 and best[0] == best[1]
