@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from gemix_monai.mixing import DirichletBetaSampler, DirichletSampler, OneHotSampler, TemperatureSoftmaxSampler, build_sampler
+from gemix_monai.mixing import (
+    DirichletBetaSampler,
+    DirichletSampler,
+    OneHotSampler,
+    TemperatureSoftmaxSampler,
+    build_sampler,
+)
 from gemix_monai.networks import Generator
 from gemix_monai.networks.presets import get_preset
 

@@ -93,9 +93,9 @@ def test_bundle_dir_override_must_point_at_a_bundle(tmp_path, monkeypatch):
 
 
 def test_demo_writes_the_report_directory(tmp_path, capsys):
-    from gemix_monai.demo import run_demo
-
     import logging
+
+    from gemix_monai.demo import run_demo
 
     result = run_demo(tmp_path / "demo", gan_kimg=0.016, epochs=1, phantom_counts=(8, 4, 6), val_counts=(2, 2, 2),
                       test_counts=(3, 3, 3), quiet=True)

@@ -34,19 +34,19 @@ from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.handlers import EarlyStopHandler, LrScheduleHandler, StatsHandler, TensorBoardStatsHandler, ValidationHandler
 from torch.utils.data import Dataset, WeightedRandomSampler
 
+from gemix_monai.data.contract import check_class_names, check_contract, contract_of
 from gemix_monai.engines.classifier_networks import (
     FEATURE_LAYERS,
     SoftTargetCrossEntropy,
     build_classifier_network,
 )
-from gemix_monai.data.contract import check_class_names, check_contract, contract_of
+from gemix_monai.handlers.checkpoint import AtomicCheckpointSaver
 from gemix_monai.handlers.report import ClassificationReportWriter
 from gemix_monai.handlers.tsne import FeatureTSNEPlotter
 from gemix_monai.metrics.clinical import ClinicalResult, metric_higher_is_better, validate_class_names
 from gemix_monai.metrics.ignite_clinical import ClinicalMetrics
 from gemix_monai.mixing import to_soft_label
 from gemix_monai.transforms.strategies import STRATEGIES
-from gemix_monai.handlers.checkpoint import AtomicCheckpointSaver
 from gemix_monai.utils import atomic_write_json, plain_tensor, safe_torch_load
 
 __all__ = [

@@ -38,8 +38,17 @@ from ignite.engine import Engine
 from gemix_monai.mixing.labels import to_soft_label
 from gemix_monai.utils import safe_torch_load
 
-from .gan import (GlobalBatchSampler, _as_dataset, _collate, _item_labels, _plain_config, get_rng_state,
-                  set_rng_state, train_gan, validate_gan_dataset)
+from .gan import (
+    GlobalBatchSampler,
+    _as_dataset,
+    _collate,
+    _item_labels,
+    _plain_config,
+    get_rng_state,
+    set_rng_state,
+    train_gan,
+    validate_gan_dataset,
+)
 
 __all__ = ["GENERATOR_FAMILIES", "GenerativeTrainingOptions", "GenerativeTrainer", "build_family_networks",
            "create_generative_trainer", "train_family", "train_generator"]
@@ -329,7 +338,12 @@ def create_generative_trainer(family: str, train_data, *, G, D=None, options=Non
                               resume=None) -> GenerativeTrainer:
     """A :class:`GenerativeTrainer` with the StyleGAN2 engine's handlers (EMA; with an ``output_dir``: checkpoints,
     sample grids, TensorBoard); ``resume`` is ``None``, ``"auto"`` or a checkpoint path, as for ``create_gan_trainer``."""
-    from gemix_monai.handlers.gan import GanCheckpointHandler, GanTensorBoardHandler, GeneratorEmaHandler, SampleGridHandler
+    from gemix_monai.handlers.gan import (
+        GanCheckpointHandler,
+        GanTensorBoardHandler,
+        GeneratorEmaHandler,
+        SampleGridHandler,
+    )
 
     if options is None:
         options = GenerativeTrainingOptions()

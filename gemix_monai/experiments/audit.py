@@ -20,7 +20,6 @@ and synthetic rows per class) and, when the audit trained its own feature networ
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import os

@@ -693,7 +693,7 @@ def _markdown(out, cells, rows, arms, s, dataset, metrics, records) -> str:
             if base not in arm_names:
                 continue
             lines += [f"### Paired differences: strategy - `{base}` (`{net}`)", "",
-                      f"Matched by (GAN seed, seed); `*` marks an interval that excludes 0.", "",
+                      "Matched by (GAN seed, seed); `*` marks an interval that excludes 0.", "",
                       "| strategy | n | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
             for arm in arm_names:
                 if (net, arm, f"- {base}", metrics[0]) not in by:

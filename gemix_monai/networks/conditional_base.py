@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import numbers
 import os
-from collections.abc import Sequence
 
 import torch
 from torch import nn

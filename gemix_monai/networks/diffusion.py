@@ -23,7 +23,6 @@ from collections.abc import Sequence
 import torch
 
 from gemix_monai.networks.conditional_base import ConditionalGeneratorBase, check_batch_size, check_seed_value
-from gemix_monai.networks.labels import as_soft_labels
 
 __all__ = ["DIFFUSION_FORMAT", "DIFFUSION_TRAINING_FORMAT", "DIFFUSION_PRESET_NAMES", "ConditionalDiffusionGenerator",
            "diffusion_preset"]

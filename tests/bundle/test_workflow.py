@@ -81,7 +81,7 @@ def test_handler_override_reaches_training(tiny_datalist, tmp_path):
 
 
 def test_mlflow_tracking_records_train_evaluate_and_inference(trained_bundle, tiny_datalist, tmp_path):
-    mlflow = pytest.importorskip("mlflow", reason="install mlflow (or mlflow-skinny) to test MONAI's tracking handlers")
+    pytest.importorskip("mlflow", reason="install mlflow (or mlflow-skinny) to test MONAI's tracking handlers")
     from mlflow.tracking import MlflowClient
 
     pytest.importorskip("sqlalchemy", reason="MLflow's local SQLite store needs sqlalchemy and alembic")

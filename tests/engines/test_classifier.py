@@ -10,12 +10,12 @@ from monai.data import DataLoader, Dataset
 from gemix_monai.engines.classifier import (
     CHECKPOINT_INFO_NAME,
     ClassifierInfoWriter,
-    key_metric_cmp_fn,
     StrategyPrepareBatch,
     class_balanced_weights,
     create_classifier_evaluator,
     create_classifier_trainer,
     evaluate_classifier,
+    key_metric_cmp_fn,
     load_classifier,
     train_classifier,
 )

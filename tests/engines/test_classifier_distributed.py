@@ -7,7 +7,6 @@ import socket
 import ignite.distributed as idist
 import pytest
 import torch
-
 from _classifier_dist_worker import batchnorm_free_network, train_worker
 
 

@@ -6,7 +6,6 @@ import socket
 
 import ignite.distributed as idist
 import torch
-
 from _gan_dist_worker import blob_dataset, train_worker
 
 

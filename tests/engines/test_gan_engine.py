@@ -8,9 +8,9 @@ import random
 import numpy as np
 import pytest
 import torch
+from _gan_dist_worker import blob_dataset, small_options, tiny_networks
 from ignite.engine import Events
 
-from _gan_dist_worker import blob_dataset, small_options, tiny_networks
 from gemix_monai.engines import gan_loss
 from gemix_monai.engines.gan import (
     CHECKPOINT_FORMAT,

@@ -8,9 +8,9 @@ import types
 import numpy as np
 import pytest
 import torch
+from _gan_dist_worker import blob_dataset, small_options, tiny_networks
 from torch import nn
 
-from _gan_dist_worker import blob_dataset, small_options, tiny_networks
 from gemix_monai.engines.gan import create_gan_trainer
 from gemix_monai.handlers.gan import (
     GanCheckpointHandler,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from _gan_dist_worker import blob_dataset, small_options
+
 from gemix_monai.engines.gan import build_networks, create_gan_trainer
 from gemix_monai.networks import get_preset
 

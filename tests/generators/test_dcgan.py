@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
+from _family_train import check_resume
 
-from _family_train import check_resume, phantom_datalist, phantom_train  # noqa: F401 (fixtures)
 from gemix_monai.generators import ConditionalGenerator, load_generator
 from gemix_monai.networks.dcgan import DCGAN_FORMAT, DCGANDiscriminator, DCGANGenerator, dcgan_preset
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _family_train import check_resume, perturb
 
-from _family_train import check_resume, phantom_datalist, phantom_train  # noqa: F401 (fixtures)
-from _family_train import perturb
 from gemix_monai.generators import ConditionalGenerator, load_generator
 from gemix_monai.networks.diffusion import DIFFUSION_FORMAT, ConditionalDiffusionGenerator, diffusion_preset
 

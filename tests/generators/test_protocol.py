@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _family_train import perturb
 
-from _family_train import perturb, phantom_datalist, phantom_train  # noqa: F401 (fixtures)
 from gemix_monai.generators import GENERATOR_FORMATS, ConditionalGenerator, load_generator
 
 

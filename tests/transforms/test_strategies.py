@@ -2,7 +2,14 @@ import pytest
 import torch
 from monai.data import DataLoader
 
-from gemix_monai.transforms import STRATEGIES, GenMixd, RealSyntheticDataset, SoftMixUpd, SyntheticDataset, build_strategy
+from gemix_monai.transforms import (
+    STRATEGIES,
+    GenMixd,
+    RealSyntheticDataset,
+    SoftMixUpd,
+    SyntheticDataset,
+    build_strategy,
+)
 
 K = 3
 
