@@ -31,7 +31,8 @@ def bundle_dir() -> Path:
     path = Path(env) if env else Path(__file__).resolve().parents[1] / "bundle"
     if not (path / "configs" / "metadata.json").is_file():
         raise FileNotFoundError(
-            f"MONAI bundle not found at {path} (no configs/metadata.json); set GEMIX_BUNDLE_DIR to the bundle folder")
+            f"MONAI bundle not found at {path} (no configs/metadata.json); set GEMIX_BUNDLE_DIR to the bundle folder"
+        )
     return path
 
 
@@ -50,9 +51,16 @@ def parse_override(text: str) -> tuple[str, object]:
     return key, value
 
 
-def run_bundle_config(config: str | list[str], overrides: dict | None = None, *, run_id: str = "run",
-                      init_id: str = "initialize", bundle: str | os.PathLike | None = None, bundle_logging: bool = True,
-                      tracking: str | dict | None = None):
+def run_bundle_config(
+    config: str | list[str],
+    overrides: dict | None = None,
+    *,
+    run_id: str = "run",
+    init_id: str = "initialize",
+    bundle: str | os.PathLike | None = None,
+    bundle_logging: bool = True,
+    tracking: str | dict | None = None,
+):
     """Run ``bundle/configs/<config>`` (or a list merged in order) with ``monai.bundle.run``.
 
     ``bundle_logging=False`` leaves Python logging as the caller configured it instead of applying
@@ -70,6 +78,11 @@ def run_bundle_config(config: str | list[str], overrides: dict | None = None, *,
     overrides = {k: v for k, v in (overrides or {}).items()}
     if tracking is not None:
         overrides["tracking"] = tracking
-    return run(run_id=run_id, init_id=init_id, config_file=files if len(files) > 1 else files[0],
-               meta_file=str(root / "configs" / "metadata.json"),
-               logging_file=str(root / "configs" / "logging.conf") if bundle_logging else False, **overrides)
+    return run(
+        run_id=run_id,
+        init_id=init_id,
+        config_file=files if len(files) > 1 else files[0],
+        meta_file=str(root / "configs" / "metadata.json"),
+        logging_file=str(root / "configs" / "logging.conf") if bundle_logging else False,
+        **overrides,
+    )

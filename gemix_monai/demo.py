@@ -71,9 +71,14 @@ def write_metrics_table(reports: dict[str, Path], out_dir: Path) -> tuple[Path, 
     columns = [m for m in TABLE_METRICS if any(m in r for r in rows.values())] + [f"fnr/{c}" for c in class_names]
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "metrics_table.md"
-    lines = ["# Strategy comparison (test split)", "",
-             "Higher is better except `ece` and `fnr/<class>` (false-negative rate per class).", "",
-             "| strategy | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    lines = [
+        "# Strategy comparison (test split)",
+        "",
+        "Higher is better except `ece` and `fnr/<class>` (false-negative rate per class).",
+        "",
+        "| strategy | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
     for strategy, r in rows.items():
         lines.append(f"| {strategy} | " + " | ".join(f"{r[c]:.4f}" for c in columns) + " |")
     md.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -86,26 +91,51 @@ def write_metrics_table(reports: dict[str, Path], out_dir: Path) -> tuple[Path, 
     return md, csv_path, rows
 
 
-def run_demo(out_dir: str | Path = "gemix_demo", *, gan_kimg: float | None = None, epochs: int | None = None,
-             strategies: Sequence[str] | None = None, seed: int = 0, phantom_counts: Sequence[int] | None = None,
-             val_counts: Sequence[int] | None = None, test_counts: Sequence[int] | None = None,
-             device: str = "cpu", bundle: str | Path | None = None, verbose: bool = True,
-             quiet: bool = False) -> DemoResult:
+def run_demo(
+    out_dir: str | Path = "gemix_demo",
+    *,
+    gan_kimg: float | None = None,
+    epochs: int | None = None,
+    strategies: Sequence[str] | None = None,
+    seed: int = 0,
+    phantom_counts: Sequence[int] | None = None,
+    val_counts: Sequence[int] | None = None,
+    test_counts: Sequence[int] | None = None,
+    device: str = "cpu",
+    bundle: str | Path | None = None,
+    verbose: bool = True,
+    quiet: bool = False,
+) -> DemoResult:
     """Run the whole pipeline on CPU-sized settings and write the report directory (see the module docstring).
 
     ``quiet=True`` shows progress bars and warnings only (the engines' per-iteration INFO logs are
     off); ``verbose=False`` also hides the bars and the final summary.
     """
     with _quiet_logs() if quiet else contextlib.nullcontext():
-        return _run_demo(out_dir, gan_kimg=gan_kimg, epochs=epochs, strategies=strategies, seed=seed,
-                         phantom_counts=phantom_counts, val_counts=val_counts, test_counts=test_counts, device=device,
-                         bundle=bundle, verbose=verbose, bundle_logging=not quiet)
+        return _run_demo(
+            out_dir,
+            gan_kimg=gan_kimg,
+            epochs=epochs,
+            strategies=strategies,
+            seed=seed,
+            phantom_counts=phantom_counts,
+            val_counts=val_counts,
+            test_counts=test_counts,
+            device=device,
+            bundle=bundle,
+            verbose=verbose,
+            bundle_logging=not quiet,
+        )
 
 
 #: Loggers that MONAI sets up with their own handler and level (re-set to INFO whenever a handler is
 #: built), so quiet mode disables them: per-iteration statistics and the bundle runner's input summary.
-_SILENCED_LOGGERS = ("monai.handlers.StatsHandler", "monai.bundle.scripts", "monai.bundle.workflows",
-                     "monai.data.nvimgcodec_pydicom_plugin")
+_SILENCED_LOGGERS = (
+    "monai.handlers.StatsHandler",
+    "monai.bundle.scripts",
+    "monai.bundle.workflows",
+    "monai.data.nvimgcodec_pydicom_plugin",
+)
 
 
 @contextlib.contextmanager
@@ -130,8 +160,21 @@ def _quiet_logs():
             lg.disabled = disabled
 
 
-def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, phantom_counts, val_counts, test_counts, device, bundle,
-              verbose, bundle_logging) -> DemoResult:
+def _run_demo(
+    out_dir,
+    *,
+    gan_kimg,
+    epochs,
+    strategies,
+    seed,
+    phantom_counts,
+    val_counts,
+    test_counts,
+    device,
+    bundle,
+    verbose,
+    bundle_logging,
+) -> DemoResult:
     from tqdm.auto import tqdm
 
     from gemix_monai.bundle import run_bundle_config
@@ -150,7 +193,12 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, phantom_counts, va
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
     start, cpu_start = time.perf_counter(), time.process_time()
-    steps = ["phantoms", "train GAN"] + [f"train {s}" for s in strategies] + [f"evaluate {s}" for s in strategies] + ["report"]
+    steps = (
+        ["phantoms", "train GAN"]
+        + [f"train {s}" for s in strategies]
+        + [f"evaluate {s}" for s in strategies]
+        + ["report"]
+    )
     bar = tqdm(total=len(steps), desc="gemix demo", unit="step", disable=not verbose)
     timings: dict[str, float] = {}
     cpu_timings: dict[str, float] = {}
@@ -167,26 +215,50 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, phantom_counts, va
     common = {"bundle_root": str(out), "seed": seed, "device": device, "image_size": cfg["image_size"]}
 
     step("phantoms")
-    datalist = ensure_default_dataset(out / "data" / "phantoms", image_size=cfg["image_size"], counts=counts, seed=seed,
-                                      val_counts=val_counts, test_counts=test_counts)
+    datalist = ensure_default_dataset(
+        out / "data" / "phantoms",
+        image_size=cfg["image_size"],
+        counts=counts,
+        seed=seed,
+        val_counts=val_counts,
+        test_counts=test_counts,
+    )
     common["datalist"] = str(datalist)
     done("phantoms")
 
     step("train GAN")
-    run_bundle_config("train_gan.json", {**common, "max_kimg": gan_kimg, "batch_size": cfg["gan_batch_size"],
-                                         "sample_kimg": gan_kimg, "checkpoint_kimg": gan_kimg},
-                      bundle=bundle, bundle_logging=bundle_logging)
+    run_bundle_config(
+        "train_gan.json",
+        {
+            **common,
+            "max_kimg": gan_kimg,
+            "batch_size": cfg["gan_batch_size"],
+            "sample_kimg": gan_kimg,
+            "checkpoint_kimg": gan_kimg,
+        },
+        bundle=bundle,
+        bundle_logging=bundle_logging,
+    )
     done("train GAN")
 
     trained: dict[str, Path] = {}
     for s in strategies:
         step(f"train {s}")
         target = out / "classifiers" / s
-        run_bundle_config("train.json", {
-            **common, "strategy": s, "output_dir": str(target), "max_epochs": epochs,
-            "batch_size": cfg["classifier_batch_size"], "tensorboard": False,
-            "strategy_kwargs": dict(cfg["strategy_kwargs"].get(s, {})),
-        }, bundle=bundle, bundle_logging=bundle_logging)
+        run_bundle_config(
+            "train.json",
+            {
+                **common,
+                "strategy": s,
+                "output_dir": str(target),
+                "max_epochs": epochs,
+                "batch_size": cfg["classifier_batch_size"],
+                "tensorboard": False,
+                "strategy_kwargs": dict(cfg["strategy_kwargs"].get(s, {})),
+            },
+            bundle=bundle,
+            bundle_logging=bundle_logging,
+        )
         trained[s] = target / "models" / "model.pt"
         done(f"train {s}")
 
@@ -194,8 +266,12 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, phantom_counts, va
     for s in strategies:
         step(f"evaluate {s}")
         reports[s] = report / s
-        run_bundle_config(["train.json", "evaluate.json"], {**common, "ckpt_path": str(trained[s]), "output_dir": str(reports[s])},
-                          bundle=bundle, bundle_logging=bundle_logging)
+        run_bundle_config(
+            ["train.json", "evaluate.json"],
+            {**common, "ckpt_path": str(trained[s]), "output_dir": str(reports[s])},
+            bundle=bundle,
+            bundle_logging=bundle_logging,
+        )
         done(f"evaluate {s}")
 
     step("report")
@@ -216,14 +292,25 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, phantom_counts, va
     summary = report / "summary.json"
     # CPU seconds (all threads of this process) next to wall seconds: on a shared machine the wall
     # clock measures the neighbours as much as the demo.
-    atomic_write_json(summary, {
-        "seconds": round(elapsed, 1), "cpu_seconds": round(cpu, 1),
-        "step_seconds": {k: round(v, 1) for k, v in timings.items()},
-        "step_cpu_seconds": {k: round(v, 1) for k, v in cpu_timings.items()},
-        "settings": {**{k: v for k, v in cfg.items() if k != "strategies"}, "gan_kimg": gan_kimg, "epochs": epochs,
-                     "strategies": list(strategies), "phantom_counts": list(counts), "seed": seed},
-        "metrics": rows, "files": [str(f.relative_to(out)) for f in files],
-    })
+    atomic_write_json(
+        summary,
+        {
+            "seconds": round(elapsed, 1),
+            "cpu_seconds": round(cpu, 1),
+            "step_seconds": {k: round(v, 1) for k, v in timings.items()},
+            "step_cpu_seconds": {k: round(v, 1) for k, v in cpu_timings.items()},
+            "settings": {
+                **{k: v for k, v in cfg.items() if k != "strategies"},
+                "gan_kimg": gan_kimg,
+                "epochs": epochs,
+                "strategies": list(strategies),
+                "phantom_counts": list(counts),
+                "seed": seed,
+            },
+            "metrics": rows,
+            "files": [str(f.relative_to(out)) for f in files],
+        },
+    )
     files.insert(0, summary)
 
     result = DemoResult(out, report, files, rows, elapsed)

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_torch_save", "safe_torch_load", "check_truncation_psi", "plain_tensor"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_torch_save",
+    "safe_torch_load",
+    "check_truncation_psi",
+    "plain_tensor",
+]
 
 
 def _current_umask() -> int:
@@ -106,10 +113,16 @@ def check_truncation_psi(truncation_psi) -> float:
     if isinstance(truncation_psi, torch.Tensor) and truncation_psi.numel() == 1:
         truncation_psi = truncation_psi.item()
     limit = float(torch.finfo(torch.float32).max)  # the networks compute in float32
-    if (isinstance(truncation_psi, bool) or not isinstance(truncation_psi, numbers.Real)
-            or not math.isfinite(truncation_psi) or abs(truncation_psi) > limit):
-        raise ValueError(f"truncation_psi must be a finite number (1 = no truncation, 0 = the average w) of magnitude "
-                         f"<= {limit:.6g} (float32), got {truncation_psi!r}")
+    if (
+        isinstance(truncation_psi, bool)
+        or not isinstance(truncation_psi, numbers.Real)
+        or not math.isfinite(truncation_psi)
+        or abs(truncation_psi) > limit
+    ):
+        raise ValueError(
+            f"truncation_psi must be a finite number (1 = no truncation, 0 = the average w) of magnitude "
+            f"<= {limit:.6g} (float32), got {truncation_psi!r}"
+        )
     return float(truncation_psi)
 
 

@@ -79,7 +79,9 @@ def test_failed_write_of_the_data_names_the_target(tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     real_fdopen = os.fdopen
-    monkeypatch.setattr(os, "fdopen", lambda fd, mode="r", *a, **k: Full(fd, "wb") if "w" in mode else real_fdopen(fd, mode, *a, **k))
+    monkeypatch.setattr(
+        os, "fdopen", lambda fd, mode="r", *a, **k: Full(fd, "wb") if "w" in mode else real_fdopen(fd, mode, *a, **k)
+    )
     target = tmp_path / "t.bin"
     with pytest.raises(OSError, match="No space left") as info:
         atomic_write_bytes(target, b"data")

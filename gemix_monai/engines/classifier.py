@@ -92,7 +92,6 @@ CHECKPOINT_INFO_NAME = "classifier.json"
 # ---------------------------------------------------------------------------------------------- batches
 
 
-
 class StrategyPrepareBatch:
     """MONAI ``prepare_batch``: move a collated batch to the device, apply the strategy's batch transform.
 
@@ -101,15 +100,22 @@ class StrategyPrepareBatch:
     on the device, so a generator-backed transform can draw its partners there.
     """
 
-    def __init__(self, num_classes: int, batch_transform: Callable[[dict], dict] | None = None,
-                 image_key: str = "image", label_key: str = "label") -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        batch_transform: Callable[[dict], dict] | None = None,
+        image_key: str = "image",
+        label_key: str = "label",
+    ) -> None:
         self.num_classes = int(num_classes)
         self.batch_transform = batch_transform
         self.image_key, self.label_key = image_key, label_key
 
     def __call__(self, batchdata: Mapping, device=None, non_blocking: bool = False, **kwargs):
         if not isinstance(batchdata, Mapping):
-            raise TypeError(f"expected a dict batch with {self.image_key!r} and {self.label_key!r}, got {type(batchdata).__name__}")
+            raise TypeError(
+                f"expected a dict batch with {self.image_key!r} and {self.label_key!r}, got {type(batchdata).__name__}"
+            )
         for key in (self.image_key, self.label_key):
             if key not in batchdata:
                 raise KeyError(f"batch has no key {key!r} (keys: {sorted(map(str, batchdata))})")
@@ -117,7 +123,9 @@ class StrategyPrepareBatch:
         label = torch.as_tensor(to_soft_label(plain_tensor(batchdata[self.label_key]), self.num_classes))
         label = label.to(device=device, non_blocking=non_blocking).float()
         if label.ndim != 2 or label.shape[0] != image.shape[0]:
-            raise ValueError(f"labels of a batch of {image.shape[0]} images must become [B, {self.num_classes}], got {tuple(label.shape)}")
+            raise ValueError(
+                f"labels of a batch of {image.shape[0]} images must become [B, {self.num_classes}], got {tuple(label.shape)}"
+            )
         if self.batch_transform is not None:
             out = self.batch_transform({self.image_key: image, self.label_key: label})
             image, label = plain_tensor(out[self.image_key]).float(), plain_tensor(out[self.label_key]).float()
@@ -142,7 +150,11 @@ def _loss_of(output: Mapping) -> float:
 
 
 def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
-    return network.module if isinstance(network, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)) else network
+    return (
+        network.module
+        if isinstance(network, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel))
+        else network
+    )
 
 
 def key_metric_cmp_fn(key_metric: str) -> Callable[[float, float], bool]:
@@ -184,8 +196,13 @@ class KeyMetricEarlyStopping:
     def attach(self, trainer: Engine) -> None:
         key = self.key_metric or self.evaluator.state.key_metric_name
         sign = 1.0 if metric_higher_is_better(key) else -1.0
-        self.handler = EarlyStopHandler(patience=self.patience, min_delta=self.min_delta, trainer=trainer, epoch_level=True,
-                                        score_function=lambda engine: sign * float(engine.state.metrics[key]))
+        self.handler = EarlyStopHandler(
+            patience=self.patience,
+            min_delta=self.min_delta,
+            trainer=trainer,
+            epoch_level=True,
+            score_function=lambda engine: sign * float(engine.state.metrics[key]),
+        )
         self.handler.attach(self.evaluator)
 
 
@@ -212,7 +229,9 @@ class ClassifierInfoWriter:
     and inference.json read it. Attach it to the evaluator after the ``CheckpointSaver`` so both describe one epoch.
     """
 
-    def __init__(self, path: str | os.PathLike, info: Mapping[str, Any], checkpoint_name: str = CHECKPOINT_NAME) -> None:
+    def __init__(
+        self, path: str | os.PathLike, info: Mapping[str, Any], checkpoint_name: str = CHECKPOINT_NAME
+    ) -> None:
         self.path = Path(path)
         self.info = {"format": "gemix-classifier/1", **_json_plain(dict(info))}
         self.checkpoint_name = checkpoint_name
@@ -232,10 +251,16 @@ class ClassifierInfoWriter:
         improved = best_epoch == state.epoch and best_epoch != -1
         key = getattr(state, "key_metric_name", None)
         self.written_epoch = int(state.epoch)
-        atomic_write_json(self.path, {**self.info, "key_metric": key,
-                                       "best_metric": float(state.best_metric) if improved else None,
-                                       "best_epoch": int(best_epoch) if improved else None,
-                                       "checkpoint": self.checkpoint_name})
+        atomic_write_json(
+            self.path,
+            {
+                **self.info,
+                "key_metric": key,
+                "best_metric": float(state.best_metric) if improved else None,
+                "best_epoch": int(best_epoch) if improved else None,
+                "checkpoint": self.checkpoint_name,
+            },
+        )
 
 
 # ---------------------------------------------------------------------------------------------- factories
@@ -274,14 +299,25 @@ def create_classifier_evaluator(
     # Accumulators live where the collective ops run: the process's device in a distributed run (NCCL
     # reduces CUDA tensors only), the CPU otherwise.
     metric_device = device if idist.get_world_size() > 1 else "cpu"
-    metric = ClinicalMetrics(num_classes, names, key_metric=key_metric, positive_class=positive_class, device=metric_device)
+    metric = ClinicalMetrics(
+        num_classes, names, key_metric=key_metric, positive_class=positive_class, device=metric_device
+    )
     handlers: list = [StatsHandler(iteration_log=False, output_transform=lambda x: None)]
     if tensorboard_dir is not None:
-        handlers.append(TensorBoardStatsHandler(log_dir=str(tensorboard_dir), iteration_log=False, output_transform=lambda x: None,
-                                                global_epoch_transform=global_epoch_transform or (lambda e: e)))
+        handlers.append(
+            TensorBoardStatsHandler(
+                log_dir=str(tensorboard_dir),
+                iteration_log=False,
+                output_transform=lambda x: None,
+                global_epoch_transform=global_epoch_transform or (lambda e: e),
+            )
+        )
     if report_dir is not None:
-        handlers.append(ClassificationReportWriter(metric, report_dir, per_epoch=per_epoch_reports,
-                                                   epoch_transform=global_epoch_transform))
+        handlers.append(
+            ClassificationReportWriter(
+                metric, report_dir, per_epoch=per_epoch_reports, epoch_transform=global_epoch_transform
+            )
+        )
     evaluator = SupervisedEvaluator(
         device=device,
         val_data_loader=val_loader,
@@ -355,8 +391,9 @@ def create_classifier_trainer(
     if strategy is not None:
         handlers.append(StrategySetEpoch(strategy))
     if tensorboard_dir is not None:
-        handlers.append(TensorBoardStatsHandler(log_dir=str(tensorboard_dir), tag_name="train_loss",
-                                                output_transform=_loss_of))
+        handlers.append(
+            TensorBoardStatsHandler(log_dir=str(tensorboard_dir), tag_name="train_loss", output_transform=_loss_of)
+        )
     if evaluator is not None:
         handlers.append(ValidationHandler(interval=val_interval, validator=evaluator, epoch_level=True))
         key = evaluator.state.key_metric_name
@@ -364,11 +401,19 @@ def create_classifier_trainer(
             # the best network by the key metric: MONAI's CheckpointSaver (written atomically, see
             # gemix_monai.handlers.checkpoint) and classifier.json beside it, both on the evaluator
             checkpoint_path = Path(checkpoint_path)
-            AtomicCheckpointSaver(str(checkpoint_path.parent), {"model": network}, save_key_metric=True,
-                                  key_metric_name=key, key_metric_filename=checkpoint_path.name,
-                                  key_metric_negative_sign=not metric_higher_is_better(key)).attach(evaluator)
-            ClassifierInfoWriter(checkpoint_path.with_name(CHECKPOINT_INFO_NAME), dict(checkpoint_info or {}),
-                                 checkpoint_name=checkpoint_path.name).attach(evaluator)
+            AtomicCheckpointSaver(
+                str(checkpoint_path.parent),
+                {"model": network},
+                save_key_metric=True,
+                key_metric_name=key,
+                key_metric_filename=checkpoint_path.name,
+                key_metric_negative_sign=not metric_higher_is_better(key),
+            ).attach(evaluator)
+            ClassifierInfoWriter(
+                checkpoint_path.with_name(CHECKPOINT_INFO_NAME),
+                dict(checkpoint_info or {}),
+                checkpoint_name=checkpoint_path.name,
+            ).attach(evaluator)
         if early_stopping_patience is not None:
             handlers.append(KeyMetricEarlyStopping(evaluator, early_stopping_patience, key))
     elif checkpoint_path is not None or early_stopping_patience is not None:
@@ -416,13 +461,21 @@ def _dataset_and_class_names(data, transform, section: str, name: str) -> tuple[
         return data, list(names) if names is not None else None
     if isinstance(data, Sequence) and data and isinstance(data[0], Mapping):
         return MonaiDataset(list(data), transform), None
-    raise TypeError(f"{name} must be a Dataset, a list of {{'image', 'label'}} dicts or a datalist JSON path, got {type(data).__name__}")
+    raise TypeError(
+        f"{name} must be a Dataset, a list of {{'image', 'label'}} dicts or a datalist JSON path, got {type(data).__name__}"
+    )
 
 
 def _labels_of(dataset: Dataset) -> torch.Tensor:
     """Class indices of a dataset's items, from ``dataset.data`` when present (no image reads)."""
     items = getattr(dataset, "data", None)
-    if isinstance(items, Sequence) and len(items) == len(dataset) and items and isinstance(items[0], Mapping) and "label" in items[0]:
+    if (
+        isinstance(items, Sequence)
+        and len(items) == len(dataset)
+        and items
+        and isinstance(items[0], Mapping)
+        and "label" in items[0]
+    ):
         raw = [it["label"] for it in items]
     else:
         raw = [dataset[i]["label"] for i in range(len(dataset))]
@@ -546,7 +599,9 @@ def train_classifier(
         val_ds, _ = _dataset_and_class_names(val_data, val_transform, "validation", "val_data")
         # each process validates its share; ClinicalMetrics reduces the counts over the processes
         val_sampler = DistributedSampler(val_ds, shuffle=False, even_divisible=False) if world > 1 else None
-        val_loader = DataLoader(val_ds, batch_size=batch_size, shuffle=False, sampler=val_sampler, num_workers=num_workers)
+        val_loader = DataLoader(
+            val_ds, batch_size=batch_size, shuffle=False, sampler=val_sampler, num_workers=num_workers
+        )
     if class_names is None:
         class_names = names_from_list
     if num_classes is None:
@@ -561,15 +616,28 @@ def train_classifier(
         check_generator_fits(generator_checkpoint, names, data_contract)
 
     kwargs = strategy_options(strategy, strategy_kwargs, real_train, num_classes, class_weighted_sampling)
-    strat = build_strategy(strategy, real_train, num_classes, generator=generator_checkpoint, seed=seed,
-                           device=device if generator_checkpoint is not None else None, **kwargs)
+    strat = build_strategy(
+        strategy,
+        real_train,
+        num_classes,
+        generator=generator_checkpoint,
+        seed=seed,
+        device=device if generator_checkpoint is not None else None,
+        **kwargs,
+    )
     sampler = class_weighted_sampler(strat, real_train, num_classes, seed, enabled=class_weighted_sampling)
     if sampler is None:
         # One seeded permutation per epoch (MONAI's workflow calls set_epoch), dealt round-robin to the processes:
         # batch i of the n processes together holds the items of batch i of a single process, whatever n is.
         sampler = DistributedSampler(strat.dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
-    train_loader = DataLoader(strat.dataset, batch_size=batch_size // world, shuffle=False, sampler=sampler,
-                              num_workers=num_workers, drop_last=len(strat.dataset) > batch_size)
+    train_loader = DataLoader(
+        strat.dataset,
+        batch_size=batch_size // world,
+        shuffle=False,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=len(strat.dataset) > batch_size,
+    )
 
     layer = tsne_layer
     if tsne_layer == "default":
@@ -584,8 +652,15 @@ def train_classifier(
     net = net.to(device)
     if world > 1:  # gradients averaged over the processes: the same step as one process with the global batch
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
-    info = {"format": "gemix-classifier/1", "network": arch, "in_channels": in_channels, "num_classes": num_classes,
-            "class_names": list(names), "strategy": strategy, "seed": seed}
+    info = {
+        "format": "gemix-classifier/1",
+        "network": arch,
+        "in_channels": in_channels,
+        "num_classes": num_classes,
+        "class_names": list(names),
+        "strategy": strategy,
+        "seed": seed,
+    }
     if data_contract is not None:
         # classes + preprocessing of the training data: evaluate/classify apply and check it (docs/data.md)
         info["contract"] = data_contract.to_dict()
@@ -593,18 +668,39 @@ def train_classifier(
     tb_dir = out / "tensorboard" if tensorboard and rank == 0 else None
     trainer_ref: dict[str, Engine] = {}
     evaluator = create_classifier_evaluator(
-        net, val_loader, num_classes, names, key_metric=key_metric, positive_class=positive_class, device=device,
-        amp=amp, tensorboard_dir=tb_dir, global_epoch_transform=lambda e: trainer_ref["t"].state.epoch if "t" in trainer_ref else e,
+        net,
+        val_loader,
+        num_classes,
+        names,
+        key_metric=key_metric,
+        positive_class=positive_class,
+        device=device,
+        amp=amp,
+        tensorboard_dir=tb_dir,
+        global_epoch_transform=lambda e: trainer_ref["t"].state.epoch if "t" in trainer_ref else e,
     )
     history: list[dict[str, float]] = []
-    evaluator.add_event_handler(Events.COMPLETED, lambda e: history.append(
-        {"epoch": float(e.state.epoch), **{k: float(v) for k, v in e.state.metrics.items()}}))
+    evaluator.add_event_handler(
+        Events.COMPLETED,
+        lambda e: history.append({"epoch": float(e.state.epoch), **{k: float(v) for k, v in e.state.metrics.items()}}),
+    )
     checkpoint = out / "models" / CHECKPOINT_NAME
     trainer = create_classifier_trainer(
-        net, train_loader, num_classes, max_epochs=epochs, lr=lr, weight_decay=weight_decay, strategy=strat,
+        net,
+        train_loader,
+        num_classes,
+        max_epochs=epochs,
+        lr=lr,
+        weight_decay=weight_decay,
+        strategy=strat,
         loss_function=loss_function,
-        evaluator=evaluator, checkpoint_path=checkpoint, checkpoint_info=info,
-        early_stopping_patience=early_stopping_patience, device=device, amp=amp, tensorboard_dir=tb_dir,
+        evaluator=evaluator,
+        checkpoint_path=checkpoint,
+        checkpoint_info=info,
+        early_stopping_patience=early_stopping_patience,
+        device=device,
+        amp=amp,
+        tensorboard_dir=tb_dir,
     )
     trainer_ref["t"] = trainer
     trainer.run()
@@ -619,11 +715,21 @@ def train_classifier(
         sources = None
         if layer is not None and world == 1:
             sources = strategy_feature_sources(strat, train_loader, val_loader, num_classes, tsne_max_points)
-        report = evaluate_classifier(net, val_loader, out / "val_report", names, positive_class=positive_class,
-                                     device=device, amp=amp, tsne_layer=layer, tsne_sources=sources,
-                                     tsne_max_points=tsne_max_points)
-    return TrainingResult(out, checkpoint, best_value, best_epoch, key_metric, len(strat.dataset),
-                          dict(strat.info), history, report)
+        report = evaluate_classifier(
+            net,
+            val_loader,
+            out / "val_report",
+            names,
+            positive_class=positive_class,
+            device=device,
+            amp=amp,
+            tsne_layer=layer,
+            tsne_sources=sources,
+            tsne_max_points=tsne_max_points,
+        )
+    return TrainingResult(
+        out, checkpoint, best_value, best_epoch, key_metric, len(strat.dataset), dict(strat.info), history, report
+    )
 
 
 def strategy_generator(strategy: str, generator) -> Any:
@@ -632,8 +738,13 @@ def strategy_generator(strategy: str, generator) -> Any:
     return None if strategy in ("real", "pixel_mixup") else generator
 
 
-def strategy_options(strategy: str, strategy_kwargs: Mapping[str, Any] | None, real_dataset, num_classes: int,
-                     class_weighted_sampling: bool = False) -> dict:
+def strategy_options(
+    strategy: str,
+    strategy_kwargs: Mapping[str, Any] | None,
+    real_dataset,
+    num_classes: int,
+    class_weighted_sampling: bool = False,
+) -> dict:
     """``build_strategy`` keyword arguments: ``strategy_kwargs`` plus, with ``class_weighted_sampling`` and a
     synthetic strategy, inverse-frequency ``class_weights`` for the synthetic labels."""
     kwargs = dict(strategy_kwargs or {})
@@ -651,8 +762,9 @@ def class_weighted_sampler(strategy, real_dataset, num_classes: int, seed: int =
     per_class = class_balanced_weights(real_labels, num_classes)
     item_w = torch.ones(len(strategy.dataset), dtype=torch.float64)  # synthetic items keep weight 1
     item_w[: len(real_labels)] = per_class[real_labels]
-    return WeightedRandomSampler(item_w, num_samples=len(strategy.dataset), replacement=True,
-                                 generator=torch.Generator().manual_seed(seed))
+    return WeightedRandomSampler(
+        item_w, num_samples=len(strategy.dataset), replacement=True, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def check_num_classes(num_classes, class_names: Sequence[str], where: str = "the training data") -> int:
@@ -660,8 +772,10 @@ def check_num_classes(num_classes, class_names: Sequence[str], where: str = "the
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got num_classes={num_classes!r}")
     if len(class_names) != num_classes:
-        raise ValueError(f"num_classes={num_classes} does not match the {len(class_names)} classes of {where} "
-                         f"({list(class_names)}); leave num_classes out to take it from the data")
+        raise ValueError(
+            f"num_classes={num_classes} does not match the {len(class_names)} classes of {where} "
+            f"({list(class_names)}); leave num_classes out to take it from the data"
+        )
     return num_classes
 
 
@@ -689,7 +803,9 @@ def strategy_feature_sources(strat, train_loader, val_loader, num_classes: int, 
         idx = list(range(num_real, min(len(ds), num_real + max_points)))
         sources["synthetic"] = DataLoader(torch.utils.data.Subset(ds, idx), batch_size=64)
     elif strat.name == "synthetic_only":
-        sources["synthetic"] = DataLoader(torch.utils.data.Subset(ds, list(range(min(len(ds), max_points)))), batch_size=64)
+        sources["synthetic"] = DataLoader(
+            torch.utils.data.Subset(ds, list(range(min(len(ds), max_points)))), batch_size=64
+        )
     if strat.batch_transform is not None:
         prepare = StrategyPrepareBatch(num_classes, strat.batch_transform)
 
@@ -726,8 +842,9 @@ def read_classifier_info(checkpoint: str | os.PathLike) -> dict:
     return info
 
 
-def classifier_transform(checkpoint: str | os.PathLike, *, image_size=None, hu_window="auto", intensity="auto",
-                         channels=None):
+def classifier_transform(
+    checkpoint: str | os.PathLike, *, image_size=None, hu_window="auto", intensity="auto", channels=None
+):
     """The preprocessing a classifier was trained with (its stored contract), for images given one by one.
 
     Explicit options that differ from the stored contract raise naming both; without a stored contract
@@ -736,28 +853,47 @@ def classifier_transform(checkpoint: str | os.PathLike, *, image_size=None, hu_w
     from gemix_monai.data.contract import Preprocessing
 
     info = read_classifier_info(checkpoint)
-    given = {"image_size": image_size, "channels": channels, "hu_window": None if hu_window in ("auto", None) or (
-        isinstance(hu_window, str) and hu_window.lower() == "none") else hu_window, "intensity": intensity}
+    given = {
+        "image_size": image_size,
+        "channels": channels,
+        "hu_window": None
+        if hu_window in ("auto", None) or (isinstance(hu_window, str) and hu_window.lower() == "none")
+        else hu_window,
+        "intensity": intensity,
+    }
     stored = contract_of(info.get("contract")) if info.get("contract") else None
     if stored is None:
-        pp = Preprocessing(image_size=int(image_size or 32), channels=int(channels or info.get("in_channels") or 1),
-                           hu_window=given["hu_window"], intensity=intensity)
+        pp = Preprocessing(
+            image_size=int(image_size or 32),
+            channels=int(channels or info.get("in_channels") or 1),
+            hu_window=given["hu_window"],
+            intensity=intensity,
+        )
         return pp.transforms(num_classes=info.get("num_classes"))
     pp = stored.preprocessing
     explicit = {k: v for k, v in given.items() if v is not None and not (k == "intensity" and v == "auto")}
     if hu_window == "auto":
         explicit.pop("hu_window", None)
     if explicit:
-        wanted = Preprocessing(**{**{k: getattr(pp, k) for k in ("image_size", "channels", "hu_window", "intensity")},
-                                  **explicit})
+        wanted = Preprocessing(
+            **{**{k: getattr(pp, k) for k in ("image_size", "channels", "hu_window", "intensity")}, **explicit}
+        )
         if wanted != pp:
-            raise ValueError(f"classifier {checkpoint} was trained with [{pp.describe()}]; the options given ask for "
-                             f"[{wanted.describe()}]: leave them out to use the stored preprocessing")
+            raise ValueError(
+                f"classifier {checkpoint} was trained with [{pp.describe()}]; the options given ask for "
+                f"[{wanted.describe()}]: leave them out to use the stored preprocessing"
+            )
     return pp.transforms(num_classes=len(stored.class_names))
 
 
-def load_classifier(checkpoint: str | os.PathLike, *, network: str | None = None, in_channels: int | None = None,
-                    num_classes: int | None = None, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+def load_classifier(
+    checkpoint: str | os.PathLike,
+    *,
+    network: str | None = None,
+    in_channels: int | None = None,
+    num_classes: int | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.nn.Module, dict]:
     """Rebuild a trained classifier from ``model.pt`` and its ``classifier.json`` (or explicit arguments)."""
     path = Path(checkpoint)
     info_path = path.with_name(CHECKPOINT_INFO_NAME)
@@ -765,7 +901,9 @@ def load_classifier(checkpoint: str | os.PathLike, *, network: str | None = None
     network = network or info.get("network")
     in_channels = in_channels or info.get("in_channels")
     num_classes = num_classes or info.get("num_classes")
-    missing = [n for n, v in (("network", network), ("in_channels", in_channels), ("num_classes", num_classes)) if v is None]
+    missing = [
+        n for n, v in (("network", network), ("in_channels", in_channels), ("num_classes", num_classes)) if v is None
+    ]
     if missing:
         raise ValueError(f"cannot rebuild the classifier of {path}: no {info_path.name} beside it; pass {missing}")
     net = build_classifier_network(network, int(in_channels), int(num_classes))
@@ -773,8 +911,10 @@ def load_classifier(checkpoint: str | os.PathLike, *, network: str | None = None
     try:
         net.load_state_dict(state)
     except RuntimeError as e:
-        raise ValueError(f"checkpoint {path} does not fit network {network!r} (in_channels={in_channels}, "
-                         f"num_classes={num_classes}): {e}") from e
+        raise ValueError(
+            f"checkpoint {path} does not fit network {network!r} (in_channels={in_channels}, "
+            f"num_classes={num_classes}): {e}"
+        ) from e
     return net.to(device), info
 
 
@@ -812,8 +952,9 @@ def evaluate_classifier(
     if isinstance(network_or_checkpoint, torch.nn.Module):
         net = network_or_checkpoint.to(device)
     else:
-        net, info = load_classifier(network_or_checkpoint, network=network, in_channels=in_channels,
-                                    num_classes=num_classes, device=device)
+        net, info = load_classifier(
+            network_or_checkpoint, network=network, in_channels=in_channels, num_classes=num_classes, device=device
+        )
     if isinstance(test_data, torch.utils.data.DataLoader):
         loader, names_from_list = test_data, None
     else:
@@ -824,7 +965,9 @@ def evaluate_classifier(
     if stored is not None and data_contract is not None:
         check_contract(stored, data_contract, f"classifier {network_or_checkpoint}", "the evaluation data")
     elif info.get("class_names") and names_from_list:
-        check_class_names(info["class_names"], names_from_list, f"classifier {network_or_checkpoint}", "the evaluation data")
+        check_class_names(
+            info["class_names"], names_from_list, f"classifier {network_or_checkpoint}", "the evaluation data"
+        )
     names = class_names or info.get("class_names") or names_from_list
     k = num_classes or info.get("num_classes") or (len(names) if names else None)
     if k is None:
@@ -832,10 +975,27 @@ def evaluate_classifier(
     names = validate_class_names(int(k), names)
     handlers = []
     if tsne_layer is not None:
-        handlers.append(FeatureTSNEPlotter(net, tsne_layer, dict(tsne_sources or {"real": loader}), Path(output_dir) / "tsne.png",
-                                           class_names=names, max_points=tsne_max_points))
-    evaluator = create_classifier_evaluator(net, loader, int(k), names, positive_class=positive_class, device=device,
-                                            amp=amp, report_dir=output_dir, val_handlers=handlers)
+        handlers.append(
+            FeatureTSNEPlotter(
+                net,
+                tsne_layer,
+                dict(tsne_sources or {"real": loader}),
+                Path(output_dir) / "tsne.png",
+                class_names=names,
+                max_points=tsne_max_points,
+            )
+        )
+    evaluator = create_classifier_evaluator(
+        net,
+        loader,
+        int(k),
+        names,
+        positive_class=positive_class,
+        device=device,
+        amp=amp,
+        report_dir=output_dir,
+        val_handlers=handlers,
+    )
     evaluator.run()
     return evaluator.clinical_metrics.result
 
@@ -890,7 +1050,9 @@ def _classify_transform(info: Mapping, fallback: Mapping | None = None):
         return stored.preprocessing.transforms(num_classes=len(stored.class_names))
     recorded = info.get("preprocessing")
     if recorded is not None and not isinstance(recorded, Mapping):
-        raise ValueError(f"classifier.json 'preprocessing' must be a dict of get_transforms arguments, got {recorded!r}")
+        raise ValueError(
+            f"classifier.json 'preprocessing' must be a dict of get_transforms arguments, got {recorded!r}"
+        )
     kwargs = dict(DEFAULT_CLASSIFY_PREPROCESSING)
     kwargs.update(fallback or {})
     kwargs["channels"] = int(info["in_channels"])
@@ -911,23 +1073,35 @@ def check_classify_inputs(checkpoint, input_dir, output_csv, *, overwrite: bool 
             raise ValueError(f"classify: {name} is not set (bundle: set dataset_dir, ckpt_path and predictions_csv)")
     checkpoint, output_csv = Path(checkpoint), Path(output_csv)
     if output_csv.exists() and not overwrite:
-        raise FileExistsError(f"{output_csv} already exists; pass overwrite=True (command line: --overwrite) to replace it, "
-                              "or choose another output file")
+        raise FileExistsError(
+            f"{output_csv} already exists; pass overwrite=True (command line: --overwrite) to replace it, "
+            "or choose another output file"
+        )
     if not checkpoint.is_file():
         raise FileNotFoundError(f"classifier checkpoint not found: {checkpoint}")
     info_path = checkpoint.with_name(CHECKPOINT_INFO_NAME)
     if not info_path.is_file():
-        raise FileNotFoundError(f"{info_path} not found: classification takes the network, class count and class names "
-                                f"from the {CHECKPOINT_INFO_NAME} that training writes beside {checkpoint.name}")
+        raise FileNotFoundError(
+            f"{info_path} not found: classification takes the network, class count and class names "
+            f"from the {CHECKPOINT_INFO_NAME} that training writes beside {checkpoint.name}"
+        )
     files = find_images(input_dir)
     if not files:
-        raise ValueError(f"no images to classify in {input_dir} (searched recursively, any letter case, for "
-                         f"{', '.join(_image_suffixes())})")
+        raise ValueError(
+            f"no images to classify in {input_dir} (searched recursively, any letter case, for "
+            f"{', '.join(_image_suffixes())})"
+        )
     return files
 
 
-def write_predictions_csv(output_csv: str | os.PathLike, filenames: Sequence[str], probabilities: torch.Tensor,
-                          class_names: Sequence[str], *, where: str = "the classifier") -> Path:
+def write_predictions_csv(
+    output_csv: str | os.PathLike,
+    filenames: Sequence[str],
+    probabilities: torch.Tensor,
+    class_names: Sequence[str],
+    *,
+    where: str = "the classifier",
+) -> Path:
     """Write ``filename, predicted_class, p(<class name>)...`` (one row per image, probabilities in label order)
     atomically; NaN/inf probabilities raise naming the first images concerned."""
     import csv
@@ -966,8 +1140,15 @@ class ClassificationCSVWriter:
     nor class names, hence this handler.
     """
 
-    def __init__(self, output_csv: str | os.PathLike, class_names: Sequence[str], *, root_dir: str | os.PathLike | None = None,
-                 pred_key: str = "pred", image_key: str = "image") -> None:
+    def __init__(
+        self,
+        output_csv: str | os.PathLike,
+        class_names: Sequence[str],
+        *,
+        root_dir: str | os.PathLike | None = None,
+        pred_key: str = "pred",
+        image_key: str = "image",
+    ) -> None:
         self.output_csv = Path(output_csv)
         self.class_names = list(class_names)
         self.root_dir = Path(root_dir) if root_dir is not None else None
@@ -1019,9 +1200,17 @@ class ClassificationCSVWriter:
         logger.info("wrote %s (%d images)", self.output_csv, len(self.filenames))
 
 
-def classify_folder(checkpoint: str | os.PathLike, input_dir: str | os.PathLike, output_csv: str | os.PathLike, *,
-                    overwrite: bool = False, device: str | torch.device | None = None, batch_size: int = 32,
-                    transform: Callable | None = None, preprocessing: Mapping | None = None) -> Path:
+def classify_folder(
+    checkpoint: str | os.PathLike,
+    input_dir: str | os.PathLike,
+    output_csv: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    device: str | torch.device | None = None,
+    batch_size: int = 32,
+    transform: Callable | None = None,
+    preprocessing: Mapping | None = None,
+) -> Path:
     """Classify every image under ``input_dir`` with ``checkpoint`` (``model.pt`` + ``classifier.json``); write a CSV.
 
     The CSV has a header ``filename, predicted_class, p(<class name>)...`` (one probability column per class of
@@ -1052,8 +1241,9 @@ def classify_folder(checkpoint: str | os.PathLike, input_dir: str | os.PathLike,
 
     # The programmatic twin of the bundle's inference.json (SupervisedEvaluator + CheckpointLoader +
     # ClassificationCSVWriter): a plain loop, the same preprocessing and the same CSV writer.
-    loader = DataLoader(MonaiDataset([{"image": str(f)} for f in files], tf), batch_size=batch_size, shuffle=False,
-                        num_workers=0)
+    loader = DataLoader(
+        MonaiDataset([{"image": str(f)} for f in files], tf), batch_size=batch_size, shuffle=False, num_workers=0
+    )
     probs = []
     net.eval()
     with torch.no_grad():
@@ -1061,11 +1251,13 @@ def classify_folder(checkpoint: str | os.PathLike, input_dir: str | os.PathLike,
             x = torch.as_tensor(batch["image"]).to(device=device, dtype=torch.float32)
             logits = net(x)
             if logits.ndim != 2 or logits.shape[1] != k:
-                raise ValueError(f"{checkpoint}: the network returns shape {tuple(logits.shape)}, expected [N, {k}] "
-                                 f"(num_classes in {info_path})")
+                raise ValueError(
+                    f"{checkpoint}: the network returns shape {tuple(logits.shape)}, expected [N, {k}] "
+                    f"(num_classes in {info_path})"
+                )
             probs.append(torch.softmax(logits.float(), dim=1).cpu())
-    write_predictions_csv(output_csv, [f.relative_to(input_dir).as_posix() for f in files], torch.cat(probs), names,
-                          where=str(checkpoint))
+    write_predictions_csv(
+        output_csv, [f.relative_to(input_dir).as_posix() for f in files], torch.cat(probs), names, where=str(checkpoint)
+    )
     logger.info("wrote %s", output_csv)
     return output_csv
-

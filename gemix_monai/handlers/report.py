@@ -31,8 +31,18 @@ REPORT_FILES = (
     "confusion_matrix_normalised.png",
     "reliability.png",
 )
-OVERALL = ("accuracy", "balanced_accuracy", "macro_f1", "macro_f2", "macro_auroc", "ece",
-           "positive_fnr", "positive_sensitivity", "positive_specificity", "positive_auroc")
+OVERALL = (
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "macro_f2",
+    "macro_auroc",
+    "ece",
+    "positive_fnr",
+    "positive_sensitivity",
+    "positive_specificity",
+    "positive_auroc",
+)
 PER_CLASS = ("sensitivity", "specificity", "precision", "fnr", "f1", "f2", "auroc")
 
 
@@ -70,8 +80,13 @@ def _markdown(result: ClinicalResult, title: str) -> str:
     for c, name in enumerate(result.class_names):
         cells = [_fmt(s[f"{m}/{name}"], f"{m}/{name}" in undef) for m in cols]
         lines.append(f"| {name} | {support[c]} | " + " | ".join(cells) + " |")
-    lines += ["", "Confusion matrix (rows = truth, columns = prediction):", "",
-              "| truth \\ prediction | " + " | ".join(result.class_names) + " |", "|---" * (len(result.class_names) + 1) + "|"]
+    lines += [
+        "",
+        "Confusion matrix (rows = truth, columns = prediction):",
+        "",
+        "| truth \\ prediction | " + " | ".join(result.class_names) + " |",
+        "|---" * (len(result.class_names) + 1) + "|",
+    ]
     for c, name in enumerate(result.class_names):
         lines.append(f"| {name} | " + " | ".join(str(v) for v in result.confusion_matrix[c].tolist()) + " |")
     if undef:
@@ -99,8 +114,15 @@ def _plot_confusion(result: ClinicalResult, path: Path, normalised: bool) -> Non
     for i in range(k):
         for j in range(k):
             v = float(cm[i, j])
-            ax.text(j, i, f"{v:.2f}" if normalised else f"{int(v)}", ha="center", va="center",
-                    color="white" if v > threshold else "black", fontsize=8 if k > 6 else 10)
+            ax.text(
+                j,
+                i,
+                f"{v:.2f}" if normalised else f"{int(v)}",
+                ha="center",
+                va="center",
+                color="white" if v > threshold else "black",
+                fontsize=8 if k > 6 else 10,
+            )
     save_figure(fig, path)
 
 
@@ -131,7 +153,9 @@ def _plot_reliability(result: ClinicalResult, path: Path) -> None:
     save_figure(fig, path)
 
 
-def write_classification_report(result: ClinicalResult, output_dir: str | os.PathLike, title: str = "Classification report") -> dict[str, Path]:
+def write_classification_report(
+    result: ClinicalResult, output_dir: str | os.PathLike, title: str = "Classification report"
+) -> dict[str, Path]:
     """Write the report files for one evaluation; returns ``file name -> path``.
 
     ``reliability.png`` needs probabilities: it is skipped (and absent from the returned dict) for a
@@ -150,9 +174,11 @@ def write_classification_report(result: ClinicalResult, output_dir: str | os.Pat
         "metrics": result.scalars,
         "undefined": list(result.undefined),
         "confusion_matrix": result.confusion_matrix.tolist(),
-        "calibration_bins": {"count": result.calibration[:, 0].tolist(),
-                             "confidence_sum": result.calibration[:, 1].tolist(),
-                             "correct": result.calibration[:, 2].tolist()},
+        "calibration_bins": {
+            "count": result.calibration[:, 0].tolist(),
+            "confidence_sum": result.calibration[:, 1].tolist(),
+            "correct": result.calibration[:, 2].tolist(),
+        },
     }
     atomic_write_json(out / "metrics.json", payload)
     written["metrics.json"] = out / "metrics.json"
@@ -189,8 +215,16 @@ class ClassificationReportWriter:
         epoch_transform: returns the number used for ``epoch_<n>`` (e.g. the trainer's epoch).
     """
 
-    def __init__(self, metric: ClinicalMetrics, output_dir: str | os.PathLike, *, event=Events.COMPLETED,
-                 per_epoch: bool = False, epoch_transform=None, title: str = "Classification report") -> None:
+    def __init__(
+        self,
+        metric: ClinicalMetrics,
+        output_dir: str | os.PathLike,
+        *,
+        event=Events.COMPLETED,
+        per_epoch: bool = False,
+        epoch_transform=None,
+        title: str = "Classification report",
+    ) -> None:
         if not isinstance(metric, ClinicalMetrics):
             raise TypeError(f"metric must be a ClinicalMetrics, got {type(metric).__name__}")
         self.metric = metric
@@ -207,8 +241,10 @@ class ClassificationReportWriter:
 
     def __call__(self, engine: Engine) -> None:
         if self.metric.result is None:
-            raise RuntimeError("ClassificationReportWriter ran before its ClinicalMetrics was computed; "
-                               "attach the metric to the same engine and write on COMPLETED")
+            raise RuntimeError(
+                "ClassificationReportWriter ran before its ClinicalMetrics was computed; "
+                "attach the metric to the same engine and write on COMPLETED"
+            )
         if idist.get_rank() != 0:  # the result is already reduced over the processes; one writer
             return
         out = self.output_dir

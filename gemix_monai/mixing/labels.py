@@ -54,8 +54,10 @@ def check_simplex(labels: torch.Tensor, name: str = "label", atol: float = SIMPL
         else:
             why = f"sums to {float(sums[row]):.6g}, not 1 (tolerance {atol:g})"
         values = [round(v, 6) for v in rows[row].tolist()[:16]]
-        raise ValueError(f"{name} must be points of the probability simplex (entries >= 0, rows sum to 1 "
-                         f"within {atol:g}); row {row} {why}: {values}")
+        raise ValueError(
+            f"{name} must be points of the probability simplex (entries >= 0, rows sum to 1 "
+            f"within {atol:g}); row {row} {why}: {values}"
+        )
     return labels
 
 
@@ -103,16 +105,19 @@ def to_soft_label(label, num_classes: int | None, *, name: str = "label", batche
             return out.cpu().numpy() if as_numpy else out
         if t.numel() and not torch.equal(t, t.round()):
             width = "[N, K]" if batched else "[..., K]"
-            raise ValueError(f"{name}: soft labels must be {width.replace('K', str(k))} (last axis = num_classes) "
-                             f"or hold whole-number class indices, found shape {list(t.shape)}")
+            raise ValueError(
+                f"{name}: soft labels must be {width.replace('K', str(k))} (last axis = num_classes) "
+                f"or hold whole-number class indices, found shape {list(t.shape)}"
+            )
         t = t.round().long()
     else:
         t = t.long()
     if t.ndim >= 2 and t.shape[-1] == 1:
         t = t[..., 0]
     if k is None:
-        raise ValueError(f"{name}: got class indices (shape {tuple(t.shape)}); pass num_classes to turn them "
-                         "into one-hot labels")
+        raise ValueError(
+            f"{name}: got class indices (shape {tuple(t.shape)}); pass num_classes to turn them into one-hot labels"
+        )
     if t.numel():
         lo, hi = int(t.min()), int(t.max())
         if lo < 0 or hi >= k:
@@ -145,16 +150,25 @@ def as_soft_labels(value, num_classes: int, name: str = "soft_labels", device=No
         try:
             labels = torch.as_tensor(np.asarray(value, dtype=np.float32))
         except (TypeError, ValueError) as e:
-            raise TypeError(f"{name} must be a [N, {num_classes}] tensor, array or list of rows of numbers, "
-                            f"got {type(value).__name__}: {e}") from e
+            raise TypeError(
+                f"{name} must be a [N, {num_classes}] tensor, array or list of rows of numbers, "
+                f"got {type(value).__name__}: {e}"
+            ) from e
     if labels.dtype == torch.bool or labels.is_complex():
         raise TypeError(f"{name} must hold real numbers, got dtype {labels.dtype}")
     if labels.ndim != 2:
-        hint = (" (a hard label index must first become a one-hot row, e.g. gemix_monai.mixing.to_soft_label)"
-                if labels.ndim <= 1 else "")
-        raise ValueError(f"{name} must have shape [N, {num_classes}] (one row per image), got shape {tuple(labels.shape)}{hint}")
+        hint = (
+            " (a hard label index must first become a one-hot row, e.g. gemix_monai.mixing.to_soft_label)"
+            if labels.ndim <= 1
+            else ""
+        )
+        raise ValueError(
+            f"{name} must have shape [N, {num_classes}] (one row per image), got shape {tuple(labels.shape)}{hint}"
+        )
     if labels.shape[1] != num_classes:
-        raise ValueError(f"{name} rows must have length {num_classes} (the number of classes), got rows of length {labels.shape[1]}")
+        raise ValueError(
+            f"{name} rows must have length {num_classes} (the number of classes), got rows of length {labels.shape[1]}"
+        )
     labels = labels.to(device=device if device is not None else labels.device, dtype=torch.float32)
     if check:
         check_simplex(labels, name)

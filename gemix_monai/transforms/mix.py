@@ -28,7 +28,6 @@ __all__ = ["ToSoftLabel", "ToSoftLabeld", "SoftMixUp", "SoftMixUpd", "GenMix", "
 GENMIX_PARTNERS = ("synthetic", "union")
 
 
-
 def _restore(values: torch.Tensor, like) -> Any:
     """``values`` in the type (MetaTensor with its metadata, tensor or ndarray) of ``like``."""
     return convert_to_dst_type(values, dst=like, dtype=values.dtype)[0]
@@ -89,11 +88,15 @@ class SoftMixUp(Randomizable, Transform):
         x = plain_tensor(images)
         y = to_soft_label(labels, self.num_classes, name="labels", batched=True)
         if y.ndim != 2 or x.ndim < 2 or x.shape[0] != y.shape[0]:
-            raise ValueError(f"SoftMixUp works on batches: images [B, C, ...] and labels [B, K] or [B], got {tuple(x.shape)} and {tuple(y.shape)}")
+            raise ValueError(
+                f"SoftMixUp works on batches: images [B, C, ...] and labels [B, K] or [B], got {tuple(x.shape)} and {tuple(y.shape)}"
+            )
         if randomize or self._lam is None:
             self.randomize(x.shape[0])
         if self._lam.shape[0] != x.shape[0]:
-            raise ValueError(f"randomize=False reuses parameters drawn for a batch of {self._lam.shape[0]}, got a batch of {x.shape[0]}")
+            raise ValueError(
+                f"randomize=False reuses parameters drawn for a batch of {self._lam.shape[0]}, got a batch of {x.shape[0]}"
+            )
         perm = self._perm.to(x.device)
         mx, my = blend(x, y, x[perm], y[perm.to(y.device)], self._lam)
         return _restore(mx, images), my
@@ -105,8 +108,14 @@ class SoftMixUpd(Randomizable, MapTransform):
 
     backend = SoftMixUp.backend
 
-    def __init__(self, keys: KeysCollection = "image", label_key: str = "label", alpha: float = 0.4,
-                 num_classes: int | None = None, allow_missing_keys: bool = False):
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        label_key: str = "label",
+        alpha: float = 0.4,
+        num_classes: int | None = None,
+        allow_missing_keys: bool = False,
+    ):
         MapTransform.__init__(self, keys, allow_missing_keys)
         self.label_key = label_key
         self.mixer = SoftMixUp(alpha, num_classes)
@@ -128,7 +137,9 @@ class SoftMixUpd(Randomizable, MapTransform):
             return d
         labels = to_soft_label(d[self.label_key], self.mixer.num_classes, name=self.label_key, batched=True)
         if labels.ndim != 2:
-            raise ValueError(f"SoftMixUpd works on collated batches: {self.label_key!r} must be [B, K] or [B], got shape {tuple(labels.shape)}")
+            raise ValueError(
+                f"SoftMixUpd works on collated batches: {self.label_key!r} must be [B, K] or [B], got shape {tuple(labels.shape)}"
+            )
         self.randomize(labels.shape[0])
         mixed_labels = None
         for key in keys:
@@ -172,25 +183,37 @@ class GenMix(Randomizable, Transform):
         if batch_size is None:
             self._lam = self._lam[0]
         # Partner indices 0..B-1 name synthetic samples, B..2B-1 real ones.
-        self._partner_index = torch.arange(n) if self.partner == "synthetic" else torch.from_numpy(self.R.randint(0, 2 * n, size=n).astype(np.int64))
+        self._partner_index = (
+            torch.arange(n)
+            if self.partner == "synthetic"
+            else torch.from_numpy(self.R.randint(0, 2 * n, size=n).astype(np.int64))
+        )
 
     def __call__(self, real_images, real_labels, synthetic_images, synthetic_labels, randomize: bool = True):
         xr, xs = plain_tensor(real_images), plain_tensor(synthetic_images)
         yr = to_soft_label(real_labels, self.num_classes, name="real_labels")
         ys = to_soft_label(synthetic_labels, self.num_classes, name="synthetic_labels").to(yr.device)
         if yr.shape != ys.shape:
-            raise ValueError(f"real and synthetic labels must have the same shape, got {tuple(yr.shape)} and {tuple(ys.shape)}")
+            raise ValueError(
+                f"real and synthetic labels must have the same shape, got {tuple(yr.shape)} and {tuple(ys.shape)}"
+            )
         if xr.shape != xs.shape:
-            raise ValueError(f"real and synthetic images must have the same shape, got {tuple(xr.shape)} and {tuple(xs.shape)}")
+            raise ValueError(
+                f"real and synthetic images must have the same shape, got {tuple(xr.shape)} and {tuple(xs.shape)}"
+            )
         batched = yr.ndim == 2
         if not batched and self.partner == "union":
-            raise ValueError("partner='union' draws partners from a batch; call GenMix on batches [B, C, ...] with labels [B, K]")
+            raise ValueError(
+                "partner='union' draws partners from a batch; call GenMix on batches [B, C, ...] with labels [B, K]"
+            )
         if batched and xr.shape[0] != yr.shape[0]:
             raise ValueError(f"images and labels must share the batch size, got {xr.shape[0]} and {yr.shape[0]}")
         if randomize or self._lam is None:
             self.randomize(yr.shape[0] if batched else None)
         if batched and (self._lam.ndim != 1 or self._lam.shape[0] != yr.shape[0]):
-            raise ValueError(f"randomize=False reuses parameters drawn for another batch size; got a batch of {yr.shape[0]}")
+            raise ValueError(
+                f"randomize=False reuses parameters drawn for another batch size; got a batch of {yr.shape[0]}"
+            )
         xs = xs.to(device=xr.device, dtype=xr.dtype if torch.is_floating_point(xr) else torch.float32)
         if self.partner == "union":
             idx = self._partner_index.to(xr.device)
@@ -211,16 +234,26 @@ class GenMixd(Randomizable, MapTransform):
 
     backend = GenMix.backend
 
-    def __init__(self, keys: KeysCollection = "image", label_key: str = "label", alpha: float = 0.3, partner: str = "synthetic",
-                 synthetic=None, synthetic_prefix: str = "synthetic_", num_classes: int | None = None,
-                 allow_missing_keys: bool = False):
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        label_key: str = "label",
+        alpha: float = 0.3,
+        partner: str = "synthetic",
+        synthetic=None,
+        synthetic_prefix: str = "synthetic_",
+        num_classes: int | None = None,
+        allow_missing_keys: bool = False,
+    ):
         MapTransform.__init__(self, keys, allow_missing_keys)
         self.label_key = label_key
         self.synthetic = synthetic
         self.synthetic_prefix = synthetic_prefix
         self.mixer = GenMix(alpha, partner, num_classes)
         if synthetic is not None and len(self.keys) != 1:
-            raise ValueError(f"a synthetic source generates one image per sample, so keys must name one image key, got {self.keys}")
+            raise ValueError(
+                f"a synthetic source generates one image per sample, so keys must name one image key, got {self.keys}"
+            )
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> "GenMixd":
         super().set_random_state(seed, state)
@@ -235,7 +268,9 @@ class GenMixd(Randomizable, MapTransform):
             if labels.ndim != 2:
                 raise ValueError("GenMixd with a synthetic source works on collated batches (labels [B, K])")
             if labels.shape[-1] != self.synthetic.num_classes:
-                raise ValueError(f"{self.label_key}: {labels.shape[-1]} classes, but the synthetic source has {self.synthetic.num_classes}")
+                raise ValueError(
+                    f"{self.label_key}: {labels.shape[-1]} classes, but the synthetic source has {self.synthetic.num_classes}"
+                )
             seed = int(self.R.randint(0, 2**31 - 1))
             images, syn_labels = self.synthetic.draw(labels.shape[0], rng=seed)
             return {keys[0]: images}, syn_labels
@@ -243,7 +278,9 @@ class GenMixd(Randomizable, MapTransform):
         for key in keys:
             skey = f"{self.synthetic_prefix}{key}"
             if skey not in d:
-                raise KeyError(f"GenMixd: no synthetic partner for {key!r}: key {skey!r} missing and no synthetic source given")
+                raise KeyError(
+                    f"GenMixd: no synthetic partner for {key!r}: key {skey!r} missing and no synthetic source given"
+                )
             out[key] = d[skey]
         lkey = f"{self.synthetic_prefix}{self.label_key}"
         if lkey not in d:

@@ -20,8 +20,9 @@ def _free_port() -> int:
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path):
     from gemix_monai.data import generate_phantom_dataset
 
-    datalist = generate_phantom_dataset(tmp_path / "data", image_size=32, counts=(8, 4, 4), val_counts=(2, 2, 2),
-                                        test_counts=(2, 2, 2))
+    datalist = generate_phantom_dataset(
+        tmp_path / "data", image_size=32, counts=(8, 4, 4), val_counts=(2, 2, 2), test_counts=(2, 2, 2)
+    )
     cfg = dict(datalist=str(datalist), seed=3)
     train_worker(0, dict(cfg, result=tmp_path / "one.pt", output_dir=tmp_path / "one"))
     with idist.Parallel(backend="gloo", nproc_per_node=2, master_port=_free_port()) as parallel:
@@ -46,6 +47,8 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     initial = batchnorm_free_network(3).state_dict()
     assert any(not torch.allclose(initial[k], v) for k, v in one["state"].items())  # training moved the weights
     # only rank 0 wrote files: the TensorBoard streams (trainer's and evaluator's) of one process, one report
-    writers = {p.name.split(".")[-2] for p in (tmp_path / "two" / "tensorboard").iterdir()}  # events.out.tfevents.T.host.PID.N
+    writers = {
+        p.name.split(".")[-2] for p in (tmp_path / "two" / "tensorboard").iterdir()
+    }  # events.out.tfevents.T.host.PID.N
     assert len(writers) == 1
     assert (tmp_path / "two" / "val_report" / "metrics.json").is_file()

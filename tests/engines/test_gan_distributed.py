@@ -17,7 +17,9 @@ def _free_port() -> int:
 
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path):
     # global batch 4 = 2 micro-batches of 2: accumulated in one process, or one per process
-    cfg = dict(data=blob_dataset(16, seed=4), seed=5, options=dict(max_kimg=0.008, batch_gpu=2, r1_interval=1, pl_interval=1))
+    cfg = dict(
+        data=blob_dataset(16, seed=4), seed=5, options=dict(max_kimg=0.008, batch_gpu=2, r1_interval=1, pl_interval=1)
+    )
     train_worker(0, dict(cfg, result=tmp_path / "one.pt"))
     with idist.Parallel(backend="gloo", nproc_per_node=2, master_port=_free_port()) as parallel:
         parallel.run(train_worker, dict(cfg, result=tmp_path / "two.pt", output_dir=tmp_path / "run"))

@@ -81,7 +81,9 @@ def test_batched_float_vector_is_a_batch_of_indices_not_one_soft_label():
 
 def test_errors_name_the_argument_and_the_first_bad_row():
     labels = torch.tensor([[1.0, 0.0], [0.3, 0.3], [0.9, 0.9]])
-    with pytest.raises(ValueError, match=r"batch\['label'\] must be points of the probability simplex.*row 1 sums to 0.6"):
+    with pytest.raises(
+        ValueError, match=r"batch\['label'\] must be points of the probability simplex.*row 1 sums to 0.6"
+    ):
         to_soft_label(labels, 2, name="batch['label']")
 
 
