@@ -17,6 +17,7 @@ state dict (``torch.load(..., weights_only=True)``), described by ``models/class
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -68,6 +69,7 @@ __all__ = [
     "check_classify_inputs",
     "write_predictions_csv",
     "TrainingResult",
+    "ClassifierTrainingOptions",
     "class_balanced_weights",
     "create_classifier_evaluator",
     "create_classifier_trainer",
@@ -521,36 +523,51 @@ def _first_image_shape(dataset: Dataset) -> tuple[int, ...]:
     return tuple(torch.as_tensor(plain_tensor(item["image"])).shape)
 
 
+@dataclass
+class ClassifierTrainingOptions:
+    """The settings of :func:`train_classifier` (see its docstring), checked when built."""
+
+    strategy: str = "real"
+    network: str | torch.nn.Module = "resnet18"
+    num_classes: int | None = None
+    class_names: Sequence[str] | None = None
+    generator_checkpoint: Any = None
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    loss_function: Callable | None = None
+    seed: int = 0
+    key_metric: str = "macro_f1"
+    positive_class: str | int | None = None
+    early_stopping_patience: int | None = None
+    class_weighted_sampling: bool = False
+    strategy_kwargs: Mapping[str, Any] | None = None
+    train_transform: Callable | None = None
+    val_transform: Callable | None = None
+    num_workers: int = 0
+    device: str | torch.device | None = None
+    amp: bool = True
+    tensorboard: bool = True
+    final_report: bool = True
+    tsne_layer: str | None = None
+    tsne_max_points: int = 300
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGY_NAMES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; expected one of {list(STRATEGY_NAMES)}")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
 def train_classifier(
     train_data,
     val_data,
     output_dir: str | os.PathLike,
-    *,
-    strategy: str = "real",
-    network: str | torch.nn.Module = "resnet18",
-    num_classes: int | None = None,
-    class_names: Sequence[str] | None = None,
-    generator_checkpoint=None,
-    epochs: int = 10,
-    batch_size: int = 32,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    loss_function: Callable | None = None,
-    seed: int = 0,
-    key_metric: str = "macro_f1",
-    positive_class: str | int | None = None,
-    early_stopping_patience: int | None = None,
-    class_weighted_sampling: bool = False,
-    strategy_kwargs: Mapping[str, Any] | None = None,
-    train_transform=None,
-    val_transform=None,
-    num_workers: int = 0,
-    device: str | torch.device | None = None,
-    amp: bool = True,
-    tensorboard: bool = True,
-    final_report: bool = True,
-    tsne_layer: str | None = None,
-    tsne_max_points: int = 300,
+    options: ClassifierTrainingOptions | None = None,
+    **kwargs,
 ) -> TrainingResult:
     """Train a classifier with one augmentation strategy and keep the best network on validation.
 
@@ -559,6 +576,8 @@ def train_classifier(
             ``gemix_monai.data.get_dataset(source, split)``, whose ``class_names`` are used), a list
             of such dicts, or a datalist JSON path (then ``train_transform``/``val_transform`` load the
             images; sections ``training`` and ``validation``). ``val_data`` may also be a ``DataLoader``.
+        options: the settings below as one :class:`ClassifierTrainingOptions`; keyword arguments (the
+            dataclass's field names) override its fields, or build it on their own.
         output_dir: gets ``models/model.pt`` (best state dict), ``models/classifier.json``,
             ``tensorboard/``, ``val_report/`` (report of the best network on ``val_data``) and, with
             ``tsne_layer``, ``val_report/tsne.png``.
@@ -576,34 +595,29 @@ def train_classifier(
     """
     from gemix_monai.transforms.strategies import build_strategy
 
-    if strategy not in STRATEGY_NAMES:
-        raise ValueError(f"unknown strategy {strategy!r}; expected one of {list(STRATEGY_NAMES)}")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    o = dataclasses.replace(options, **kwargs) if options is not None else ClassifierTrainingOptions(**kwargs)
     out = Path(output_dir)
-    device = _device(device)
+    device = _device(o.device)
     from monai.utils import set_determinism
 
-    set_determinism(seed=seed)
+    set_determinism(seed=o.seed)
     world, rank = idist.get_world_size(), idist.get_rank()
-    if batch_size % world:
-        raise ValueError(f"batch_size={batch_size} (the global batch) must be divisible by the {world} processes")
-    if world > 1 and class_weighted_sampling:
+    if o.batch_size % world:
+        raise ValueError(f"batch_size={o.batch_size} (the global batch) must be divisible by the {world} processes")
+    if world > 1 and o.class_weighted_sampling:
         raise ValueError("class_weighted_sampling is single-process only; train without it or in one process")
-    real_train, names_from_list = _dataset_and_class_names(train_data, train_transform, "training", "train_data")
+    real_train, names_from_list = _dataset_and_class_names(train_data, o.train_transform, "training", "train_data")
     if isinstance(val_data, torch.utils.data.DataLoader):
         val_loader = val_data
     else:
-        val_ds, _ = _dataset_and_class_names(val_data, val_transform, "validation", "val_data")
+        val_ds, _ = _dataset_and_class_names(val_data, o.val_transform, "validation", "val_data")
         # each process validates its share; ClinicalMetrics reduces the counts over the processes
         val_sampler = DistributedSampler(val_ds, shuffle=False, even_divisible=False) if world > 1 else None
         val_loader = DataLoader(
-            val_ds, batch_size=batch_size, shuffle=False, sampler=val_sampler, num_workers=num_workers
+            val_ds, batch_size=o.batch_size, shuffle=False, sampler=val_sampler, num_workers=o.num_workers
         )
-    if class_names is None:
-        class_names = names_from_list
+    class_names = o.class_names if o.class_names is not None else names_from_list
+    num_classes = o.num_classes
     if num_classes is None:
         if class_names is None:
             raise ValueError("num_classes is required when class_names are not given (nor in the datalist)")
@@ -612,43 +626,43 @@ def train_classifier(
     in_channels = _first_image_shape(real_train)[0]
 
     data_contract = contract_of(real_train)
-    if generator_checkpoint is not None and strategy not in ("real", "pixel_mixup"):
-        check_generator_fits(generator_checkpoint, names, data_contract)
+    if o.generator_checkpoint is not None and o.strategy not in ("real", "pixel_mixup"):
+        check_generator_fits(o.generator_checkpoint, names, data_contract)
 
-    kwargs = strategy_options(strategy, strategy_kwargs, real_train, num_classes, class_weighted_sampling)
+    kwargs = strategy_options(o.strategy, o.strategy_kwargs, real_train, num_classes, o.class_weighted_sampling)
     strat = build_strategy(
-        strategy,
+        o.strategy,
         real_train,
         num_classes,
-        generator=generator_checkpoint,
-        seed=seed,
-        device=device if generator_checkpoint is not None else None,
+        generator=o.generator_checkpoint,
+        seed=o.seed,
+        device=device if o.generator_checkpoint is not None else None,
         **kwargs,
     )
-    sampler = class_weighted_sampler(strat, real_train, num_classes, seed, enabled=class_weighted_sampling)
+    sampler = class_weighted_sampler(strat, real_train, num_classes, o.seed, enabled=o.class_weighted_sampling)
     if sampler is None:
         # One seeded permutation per epoch (MONAI's workflow calls set_epoch), dealt round-robin to the processes:
         # batch i of the n processes together holds the items of batch i of a single process, whatever n is.
-        sampler = DistributedSampler(strat.dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        sampler = DistributedSampler(strat.dataset, num_replicas=world, rank=rank, shuffle=True, seed=o.seed)
     train_loader = DataLoader(
         strat.dataset,
-        batch_size=batch_size // world,
+        batch_size=o.batch_size // world,
         shuffle=False,
         sampler=sampler,
-        num_workers=num_workers,
-        drop_last=len(strat.dataset) > batch_size,
+        num_workers=o.num_workers,
+        drop_last=len(strat.dataset) > o.batch_size,
     )
 
-    layer = tsne_layer
-    if tsne_layer == "default":
-        if not isinstance(network, str):
+    layer = o.tsne_layer
+    if o.tsne_layer == "default":
+        if not isinstance(o.network, str):
             raise ValueError("tsne_layer='default' needs a network name; name the layer of a custom network instead")
-        layer = FEATURE_LAYERS[network]
-    if isinstance(network, str):
-        arch = network
-        net = build_classifier_network(network, in_channels, num_classes)
+        layer = FEATURE_LAYERS[o.network]
+    if isinstance(o.network, str):
+        arch = o.network
+        net = build_classifier_network(o.network, in_channels, num_classes)
     else:
-        arch, net = None, network
+        arch, net = None, o.network
     net = net.to(device)
     if world > 1:  # gradients averaged over the processes: the same step as one process with the global batch
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
@@ -658,24 +672,24 @@ def train_classifier(
         "in_channels": in_channels,
         "num_classes": num_classes,
         "class_names": list(names),
-        "strategy": strategy,
-        "seed": seed,
+        "strategy": o.strategy,
+        "seed": o.seed,
     }
     if data_contract is not None:
         # classes + preprocessing of the training data: evaluate/classify apply and check it (docs/data.md)
         info["contract"] = data_contract.to_dict()
 
-    tb_dir = out / "tensorboard" if tensorboard and rank == 0 else None
+    tb_dir = out / "tensorboard" if o.tensorboard and rank == 0 else None
     trainer_ref: dict[str, Engine] = {}
     evaluator = create_classifier_evaluator(
         net,
         val_loader,
         num_classes,
         names,
-        key_metric=key_metric,
-        positive_class=positive_class,
+        key_metric=o.key_metric,
+        positive_class=o.positive_class,
         device=device,
-        amp=amp,
+        amp=o.amp,
         tensorboard_dir=tb_dir,
         global_epoch_transform=lambda e: trainer_ref["t"].state.epoch if "t" in trainer_ref else e,
     )
@@ -689,17 +703,17 @@ def train_classifier(
         net,
         train_loader,
         num_classes,
-        max_epochs=epochs,
-        lr=lr,
-        weight_decay=weight_decay,
+        max_epochs=o.epochs,
+        lr=o.lr,
+        weight_decay=o.weight_decay,
         strategy=strat,
-        loss_function=loss_function,
+        loss_function=o.loss_function,
         evaluator=evaluator,
         checkpoint_path=checkpoint,
         checkpoint_info=info,
-        early_stopping_patience=early_stopping_patience,
+        early_stopping_patience=o.early_stopping_patience,
         device=device,
-        amp=amp,
+        amp=o.amp,
         tensorboard_dir=tb_dir,
     )
     trainer_ref["t"] = trainer
@@ -708,27 +722,27 @@ def train_classifier(
     best_value = float(evaluator.state.best_metric) if best_epoch is not None else None
 
     report = None
-    if final_report:
+    if o.final_report:
         idist.barrier()  # rank 0 wrote the checkpoint
         net = _unwrap(net)
         net.load_state_dict(safe_torch_load(checkpoint, map_location=device))
         sources = None
         if layer is not None and world == 1:
-            sources = strategy_feature_sources(strat, train_loader, val_loader, num_classes, tsne_max_points)
+            sources = strategy_feature_sources(strat, train_loader, val_loader, num_classes, o.tsne_max_points)
         report = evaluate_classifier(
             net,
             val_loader,
             out / "val_report",
             names,
-            positive_class=positive_class,
+            positive_class=o.positive_class,
             device=device,
-            amp=amp,
+            amp=o.amp,
             tsne_layer=layer,
             tsne_sources=sources,
-            tsne_max_points=tsne_max_points,
+            tsne_max_points=o.tsne_max_points,
         )
     return TrainingResult(
-        out, checkpoint, best_value, best_epoch, key_metric, len(strat.dataset), dict(strat.info), history, report
+        out, checkpoint, best_value, best_epoch, o.key_metric, len(strat.dataset), dict(strat.info), history, report
     )
 
 

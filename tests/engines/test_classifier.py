@@ -442,3 +442,16 @@ def test_feature_sources_show_what_each_strategy_trains_on(strategy, sources, tr
     for name, batches in found.items():
         features, labels = extract_features(net, "pool", batches, max_points=10)
         assert features.shape == (10, 32) and labels.max() < 3, name
+
+
+def test_options_dataclass_and_keywords_are_one_api(tmp_path):
+    from gemix_monai.engines.classifier import ClassifierTrainingOptions
+
+    options = ClassifierTrainingOptions(strategy="gemix", epochs=3)
+    assert options.batch_size == 32 and options.key_metric == "macro_f1"
+    with pytest.raises(ValueError, match="epochs must be a positive int, got 0"):  # a keyword overrides a field
+        train_classifier([], [], tmp_path, options=options, epochs=0)
+    with pytest.raises(ValueError, match="unknown strategy 'mixup'"):
+        train_classifier([], [], tmp_path, strategy="mixup")
+    with pytest.raises(TypeError, match="epoch"):
+        train_classifier([], [], tmp_path, epoch=3)
