@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-
-import ignite.distributed as idist
 import pytest
 import torch
 from _classifier_dist_worker import batchnorm_free_network, train_worker
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from _distributed import one_and_two_processes
 
 
 @pytest.mark.slow
@@ -24,12 +16,12 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
         tmp_path / "data", image_size=32, counts=(8, 4, 4), val_counts=(2, 2, 2), test_counts=(2, 2, 2)
     )
     cfg = dict(datalist=str(datalist), seed=3)
-    train_worker(0, dict(cfg, result=tmp_path / "one.pt", output_dir=tmp_path / "one"))
-    with idist.Parallel(backend="gloo", nproc_per_node=2, master_port=_free_port()) as parallel:
-        parallel.run(train_worker, dict(cfg, result=tmp_path / "two.pt", output_dir=tmp_path / "two", tensorboard=True))
-
-    one = torch.load(tmp_path / "one.pt", weights_only=True)
-    two = torch.load(tmp_path / "two.pt", weights_only=True)
+    one, two = one_and_two_processes(
+        train_worker,
+        dict(cfg, output_dir=tmp_path / "one"),
+        dict(cfg, output_dir=tmp_path / "two", tensorboard=True),
+        tmp_path,
+    )
     assert one["world_size"] == 1 and two["world_size"] == 2
     # per-epoch validation metrics (reduced over both processes' halves of the validation split)
     assert len(one["history"]) == len(two["history"]) == 2
