@@ -27,11 +27,15 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
 def _sources(pattern):
-    return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "csrc", "**", pattern), recursive=True))
+    return sorted(
+        os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "csrc", "**", pattern), recursive=True)
+    )
 
 
 def _is_toolkit(folder):
-    return os.path.isfile(os.path.join(folder, "bin", "nvcc")) and os.path.isfile(os.path.join(folder, "include", "cuda_runtime.h"))
+    return os.path.isfile(os.path.join(folder, "bin", "nvcc")) and os.path.isfile(
+        os.path.join(folder, "include", "cuda_runtime.h")
+    )
 
 
 def _toolkit_candidates(system_root="/usr/local"):
@@ -117,8 +121,14 @@ def _extensions():
             extra_compile_args={"cxx": cxx_flags},
             extra_link_args=["-fopenmp"] if os.name != "nt" else [],
         )
-    where = f", CUDA toolkit {cuda_home}, TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', '(torch default)')}" if with_cuda else ""
-    print(f"gemix_monai: building _C with {'CPU and CUDA' if with_cuda else 'CPU'} kernels ({len(ext.sources)} sources{where})")
+    where = (
+        f", CUDA toolkit {cuda_home}, TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', '(torch default)')}"
+        if with_cuda
+        else ""
+    )
+    print(
+        f"gemix_monai: building _C with {'CPU and CUDA' if with_cuda else 'CPU'} kernels ({len(ext.sources)} sources{where})"
+    )
     return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
 
 

@@ -18,90 +18,50 @@ KEY=VALUE`` overrides any other config id (``--set epochs=3 --set "strategy_kwar
 from __future__ import annotations
 
 import argparse
-import ast
-import os
 import sys
 from pathlib import Path
 
+# bundle_dir, parse_override and run_bundle_config live in gemix_monai.bundle (demo uses them too); they stay
+# importable from here for existing callers.
+from gemix_monai.bundle import MULTI_GPU_CONFIGS, SUBCOMMAND_CONFIGS, bundle_dir, parse_override, run_bundle_config
+
 __all__ = ["main", "bundle_dir", "run_bundle_config", "parse_override"]
-
-#: Config file(s) each subcommand runs; a list is merged in order (MONAI's ``--config_file "['a.json','b.json']"``).
-SUBCOMMAND_CONFIGS = {
-    "train-gan": "train_gan.json",
-    "generate": "generate.json",
-    "train-classifier": "train.json",
-    "evaluate": ["train.json", "evaluate.json"],
-    "classify": "inference.json",
-}
-#: ``--multi-gpu`` overlays (one process per GPU; train.json's is for ``torchrun``, as in the MONAI model zoo).
-MULTI_GPU_CONFIGS = {"train-gan": "multi_gpu_train_gan.json"}
-
-
-def bundle_dir() -> Path:
-    """The bundle shipped with this checkout: ``$GEMIX_BUNDLE_DIR`` or ``<repo>/bundle``."""
-    env = os.environ.get("GEMIX_BUNDLE_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parents[1] / "bundle"
-    if not (path / "configs" / "metadata.json").is_file():
-        raise FileNotFoundError(
-            f"MONAI bundle not found at {path} (no configs/metadata.json); set GEMIX_BUNDLE_DIR to the bundle folder")
-    return path
-
-
-def parse_override(text: str) -> tuple[str, object]:
-    """``"key=value"`` → ``(key, value)``; the value is a Python literal when it parses as one, else a string."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {text!r}")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    if not key:
-        raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE with a non-empty key, got {text!r}")
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
-    return key, value
-
-
-def run_bundle_config(config: str | list[str], overrides: dict | None = None, *, run_id: str = "run",
-                      init_id: str = "initialize", bundle: str | os.PathLike | None = None, bundle_logging: bool = True,
-                      tracking: str | dict | None = None):
-    """Run ``bundle/configs/<config>`` (or a list merged in order) with ``monai.bundle.run``.
-
-    ``bundle_logging=False`` leaves Python logging as the caller configured it instead of applying
-    ``configs/logging.conf`` (INFO for every logger). ``tracking``: MONAI's experiment tracking (``"mlflow"``, a
-    settings file or dict), which appends its handlers to ``train#handlers``, ``validate#handlers`` and ``handlers``.
-    """
-    from monai.bundle import run
-
-    root = Path(bundle) if bundle is not None else bundle_dir()
-    names = [config] if isinstance(config, str) else list(config)
-    files = [str(root / "configs" / n) for n in names]
-    for f in files:
-        if not Path(f).is_file():
-            raise FileNotFoundError(f"bundle config not found: {f}")
-    overrides = {k: v for k, v in (overrides or {}).items()}
-    if tracking is not None:
-        overrides["tracking"] = tracking
-    return run(run_id=run_id, init_id=init_id, config_file=files if len(files) > 1 else files[0],
-               meta_file=str(root / "configs" / "metadata.json"),
-               logging_file=str(root / "configs" / "logging.conf") if bundle_logging else False, **overrides)
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--dataset-dir", help="image folder / CSV / .npz source (default: the embedded phantoms)")
     g.add_argument("--datalist", help="MONAI datalist JSON with class_names and training/validation/test")
-    p.add_argument("--image-size", type=int, help="pixels per side (default 32, the tiny preset; evaluate: the model's)")
-    p.add_argument("--hu-window", help="CT window: auto (default: decided from the data, a CT window only for data known "
-                                       "to be CT), none, abdomen, lung, liver, mediastinum, brain, bone, or WIDTH,LEVEL")
-    p.add_argument("--intensity", help="scaling of non-CT data: auto (default: 8-bit files by 0..255, others by per-image "
-                                       "0.5-99.5 percentiles), uint8, uint16, percentile, minmax, or LOW,HIGH")
-    p.add_argument("--split-seed", type=int, help="seed of the automatic split (written once beside the data; default 0). "
-                                                  "--seed never changes the split")
-    p.add_argument("--on-duplicate", choices=("error", "drop"),
-                   help="an image in two splits: error (default) or drop the held-out copy")
-    p.add_argument("--no-validate", dest="data_check", action="store_const", const="headers",
-                   help="skip decoding every image before the run (header checks only)")
+    p.add_argument(
+        "--image-size", type=int, help="pixels per side (default 32, the tiny preset; evaluate: the model's)"
+    )
+    p.add_argument(
+        "--hu-window",
+        help="CT window: auto (default: decided from the data, a CT window only for data known "
+        "to be CT), none, abdomen, lung, liver, mediastinum, brain, bone, or WIDTH,LEVEL",
+    )
+    p.add_argument(
+        "--intensity",
+        help="scaling of non-CT data: auto (default: 8-bit files by 0..255, others by per-image "
+        "0.5-99.5 percentiles), uint8, uint16, percentile, minmax, or LOW,HIGH",
+    )
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        help="seed of the automatic split (written once beside the data; default 0). --seed never changes the split",
+    )
+    p.add_argument(
+        "--on-duplicate",
+        choices=("error", "drop"),
+        help="an image in two splits: error (default) or drop the held-out copy",
+    )
+    p.add_argument(
+        "--no-validate",
+        dest="data_check",
+        action="store_const",
+        const="headers",
+        help="skip decoding every image before the run (header checks only)",
+    )
 
 
 def _pair_or_name(text: str):
@@ -110,92 +70,153 @@ def _pair_or_name(text: str):
         try:
             return [float(v) for v in text.split(",")]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a name or two numbers LOW,HIGH / WIDTH,LEVEL, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected a name or two numbers LOW,HIGH / WIDTH,LEVEL, got {text!r}"
+            ) from None
     return text
 
 
 def _common_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bundle-root", default=None,
-                   help="folder where models/ and outputs go and where the previous step's checkpoints are looked for (default: .)")
+    p.add_argument(
+        "--bundle-root",
+        default=None,
+        help="folder where models/ and outputs go and where the previous step's checkpoints are looked for (default: .)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="e.g. cpu, cuda, cuda:1")
-    p.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[], metavar="KEY=VALUE",
-                   help="override any config id (repeatable)")
-    p.add_argument("--tracking", help="MONAI experiment tracking: mlflow (its tracking_uri via --set tracking_uri=...), "
-                                      "or a JSON settings file")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        type=parse_override,
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config id (repeatable)",
+    )
+    p.add_argument(
+        "--tracking",
+        help="MONAI experiment tracking: mlflow (its tracking_uri via --set tracking_uri=...), or a JSON settings file",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gemix-monai",
         description="Generative mixup for medical imaging: each subcommand runs one config of the MONAI bundle.",
-        epilog="Errors are printed as one line; add --verbose to any subcommand for the full traceback.")
+        epilog="Errors are printed as one line; add --verbose to any subcommand for the full traceback.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("phantoms", help="write the embedded CT liver-lesion phantom dataset (NIfTI/DICOM + datalist)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--counts", type=int, nargs=3, metavar=("CYST", "HEMANGIOMA", "METASTASIS"),
-                   help="training images per class (default 433 70 178)")
+    p.add_argument(
+        "--counts",
+        type=int,
+        nargs=3,
+        metavar=("CYST", "HEMANGIOMA", "METASTASIS"),
+        help="training images per class (default 433 70 178)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", dest="fmt", choices=("nifti", "dicom"), default="nifti")
 
-    p = sub.add_parser("train-gan", help="stage I: train the conditional generator, StyleGAN2-ADA by default "
-                                         "(configs/train_gan.json)")
+    p = sub.add_parser(
+        "train-gan", help="stage I: train the conditional generator, StyleGAN2-ADA by default (configs/train_gan.json)"
+    )
     _common_args(p)
     _data_args(p)
-    p.add_argument("--generator", dest="generator_family", choices=("stylegan2", "dcgan", "diffusion"),
-                   help="generator family (default stylegan2); every family writes models/generator/generator.pt with its format tag")
+    p.add_argument(
+        "--generator",
+        dest="generator_family",
+        choices=("stylegan2", "dcgan", "diffusion"),
+        help="generator family (default stylegan2); every family writes models/generator/generator.pt with its format tag",
+    )
     p.add_argument("--max-kimg", type=float, help="training length in thousands of real images")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--preset", dest="gan_preset", help="network preset: tiny, 32, 64, 128 (and 256 for stylegan2)")
-    p.add_argument("--multi-gpu", action="store_true", help="merge configs/multi_gpu_train_gan.json (ignite.distributed)")
+    p.add_argument(
+        "--multi-gpu", action="store_true", help="merge configs/multi_gpu_train_gan.json (ignite.distributed)"
+    )
 
-    p = sub.add_parser("generate", help="export a synthetic set from models/generator/generator.pt (configs/generate.json)")
+    p = sub.add_parser(
+        "generate", help="export a synthetic set from models/generator/generator.pt (configs/generate.json)"
+    )
     _common_args(p)
     p.add_argument("--num-images", type=int)
     p.add_argument("--per-class", type=int)
     p.add_argument("--sampler", dest="sampler_name", help="gemix, gemix_code, softmax_t, one_hot, dirichlet")
     p.add_argument("--output-dir")
-    p.add_argument("--classify", metavar="INPUT_DIR",
-                   help="alias of `gemix-monai classify INPUT_DIR` (writes <bundle-root>/predictions/predictions.csv)")
+    p.add_argument(
+        "--classify",
+        metavar="INPUT_DIR",
+        help="alias of `gemix-monai classify INPUT_DIR` (writes <bundle-root>/predictions/predictions.csv)",
+    )
 
     p = sub.add_parser("train-classifier", help="train a classifier with one strategy (configs/train.json)")
     _common_args(p)
     _data_args(p)
-    p.add_argument("--strategy", help="real, pixel_mixup, gemix, genmix, ... (see gemix_monai.engines.classifier.STRATEGY_NAMES)")
+    p.add_argument("--strategy", help="real, pixel_mixup, gemix, genmix, ... (see gemix_monai.transforms.STRATEGIES)")
     p.add_argument("--epochs", dest="max_epochs", type=int, help="training epochs (config id max_epochs)")
     p.add_argument("--network", dest="network_name", help="tiny, resnet18, resnet50, densenet121, efficientnet-b0")
     p.add_argument("--output-dir")
 
-    p = sub.add_parser("evaluate", help="clinical report of models/model.pt on a test split (configs/train.json + evaluate.json)")
+    p = sub.add_parser(
+        "evaluate", help="clinical report of models/model.pt on a test split (configs/train.json + evaluate.json)"
+    )
     _common_args(p)
     _data_args(p)
     p.add_argument("--ckpt-path")
     p.add_argument("--output-dir")
     p.add_argument("--split", help="training, validation or test (default)")
 
-    p = sub.add_parser("validate", help="read every image fully and print a per-split summary; non-zero exit on any problem")
+    p = sub.add_parser(
+        "validate", help="read every image fully and print a per-split summary; non-zero exit on any problem"
+    )
     _data_args(p)
     p.add_argument("--splits", nargs="+", default=["training", "validation", "test"], help="splits to check")
     p.add_argument("--skip-bad", action="store_true", help="report bad entries and continue (on_error='skip')")
     p.add_argument("--json", dest="json_out", help="also write the summaries to this JSON file")
-    p = sub.add_parser("import-stylegan2", help="convert a StyleGAN2-ADA network-snapshot-*.pkl into a generator checkpoint, "
-                                                 "reading it without running its code (docs/generators.md)")
+    p = sub.add_parser(
+        "import-stylegan2",
+        help="convert a StyleGAN2-ADA network-snapshot-*.pkl into a generator checkpoint, "
+        "reading it without running its code (docs/generators.md)",
+    )
     p.add_argument("snapshot", help="network-snapshot-*.pkl written by NVIDIA's StyleGAN2-ADA (PyTorch) training")
-    p.add_argument("--out", required=True, help="generator checkpoint to write, e.g. runs/exp1/models/generator/generator.pt")
-    p.add_argument("--class-names", nargs="+", default=None, metavar="NAME", help="one name per class, in label order (default class_0 ...)")
-    p.add_argument("--which", choices=("G_ema", "G"), default="G_ema", help="which generator of the snapshot (default G_ema)")
-    p = sub.add_parser("audit", help="synthetic-quality audit of a generator against the real data (FD, KID, "
-                                     "precision/recall, MS-SSIM diversity, memorisation), with a held-out real floor")
+    p.add_argument(
+        "--out", required=True, help="generator checkpoint to write, e.g. runs/exp1/models/generator/generator.pt"
+    )
+    p.add_argument(
+        "--class-names",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="one name per class, in label order (default class_0 ...)",
+    )
+    p.add_argument(
+        "--which", choices=("G_ema", "G"), default="G_ema", help="which generator of the snapshot (default G_ema)"
+    )
+    p = sub.add_parser(
+        "audit",
+        help="synthetic-quality audit of a generator against the real data (FD, KID, "
+        "precision/recall, MS-SSIM diversity, memorisation), with a held-out real floor",
+    )
     _data_args(p)
     p.add_argument("--generator", required=True, help="generator checkpoint (models/generator/generator.pt)")
-    p.add_argument("--classifier", help="feature classifier trained on the real training split only (models/model.pt "
-                                        "beside classifier.json); default: the audit trains a tiny one")
+    p.add_argument(
+        "--classifier",
+        help="feature classifier trained on the real training split only (models/model.pt "
+        "beside classifier.json); default: the audit trains a tiny one",
+    )
     p.add_argument("--out", required=True, help="output folder for audit.json, audit.md and the figures")
-    p.add_argument("--num-per-class", type=int, help="synthetic images per class (default: the held-out split's counts)")
-    p.add_argument("--heldout-split", choices=("validation", "test"), default="validation",
-                   help="real split scored as the floor (default validation)")
+    p.add_argument(
+        "--num-per-class", type=int, help="synthetic images per class (default: the held-out split's counts)"
+    )
+    p.add_argument(
+        "--heldout-split",
+        choices=("validation", "test"),
+        default="validation",
+        help="real split scored as the floor (default validation)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="e.g. cpu, cuda (default: cuda when available)")
     _classify_parser(sub)
@@ -204,12 +225,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="gemix_demo", help="output folder (default ./gemix_demo)")
     p.add_argument("--gan-kimg", type=float, default=None, help="GAN training length (default: the demo budget)")
     p.add_argument("--epochs", type=int, default=None, help="classifier epochs per strategy")
-    p.add_argument("--seeds", type=int, default=None, help="classifier seeds per strategy (default 3): intervals and paired differences")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="classifier seeds per strategy (default 3): intervals and paired differences",
+    )
     p.add_argument("--strategies", nargs="+", default=None, help="default: real pixel_mixup gemix")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--verbose", action="store_true", help="full INFO logs of every engine (default: progress bars only)")
+    p.add_argument(
+        "--verbose", action="store_true", help="full INFO logs of every engine (default: progress bars only)"
+    )
 
-    p = sub.add_parser("compare", help="every strategy x seeds x networks with one budget: resumable cells, intervals (docs/experiments.md)")
+    p = sub.add_parser(
+        "compare",
+        help="every strategy x seeds x networks with one budget: resumable cells, intervals (docs/experiments.md)",
+    )
     from gemix_monai.experiments.compare import add_compare_arguments
 
     add_compare_arguments(p)
@@ -217,11 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _classify_parser(sub) -> None:
-    p = sub.add_parser("classify", help="classify every image under a folder with models/model.pt into a CSV "
-                                        "(configs/inference.json)")
-    p.add_argument("input_dir", metavar="INPUT_DIR", help="folder searched recursively for supported images (any letter case)")
+    p = sub.add_parser(
+        "classify", help="classify every image under a folder with models/model.pt into a CSV (configs/inference.json)"
+    )
+    p.add_argument(
+        "input_dir", metavar="INPUT_DIR", help="folder searched recursively for supported images (any letter case)"
+    )
     _common_args(p)
-    p.add_argument("--ckpt-path", help="classifier checkpoint (default <bundle-root>/models/model.pt; classifier.json beside it)")
+    p.add_argument(
+        "--ckpt-path", help="classifier checkpoint (default <bundle-root>/models/model.pt; classifier.json beside it)"
+    )
     p.add_argument("--output", help="CSV to write (default <bundle-root>/predictions/predictions.csv)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output CSV")
     p.add_argument("--batch-size", type=int)
@@ -270,11 +306,15 @@ def _validate(args) -> int:
     from gemix_monai.data.errors import DataError
 
     source = args.datalist or args.dataset_dir
-    options = {"image_size": args.image_size, "split_seed": args.split_seed or 0,
-               "hu_window": _pair_or_name(args.hu_window) if args.hu_window else "auto",
-               "intensity": _pair_or_name(args.intensity) if args.intensity else "auto",
-               "on_duplicate": args.on_duplicate or "error", "validate": args.data_check or "full",
-               "on_error": "skip" if args.skip_bad else "raise"}
+    options = {
+        "image_size": args.image_size,
+        "split_seed": args.split_seed or 0,
+        "hu_window": _pair_or_name(args.hu_window) if args.hu_window else "auto",
+        "intensity": _pair_or_name(args.intensity) if args.intensity else "auto",
+        "on_duplicate": args.on_duplicate or "error",
+        "validate": args.data_check or "full",
+        "on_error": "skip" if args.skip_bad else "raise",
+    }
     summaries, failed = [], False
     for split in args.splits:
         try:
@@ -334,7 +374,9 @@ def _main(argv: list[str]) -> int:
     if args.command == "phantoms":
         from gemix_monai.data import generate_phantom_dataset
 
-        path = generate_phantom_dataset(args.out, image_size=args.image_size, counts=args.counts, seed=args.seed, fmt=args.fmt)
+        path = generate_phantom_dataset(
+            args.out, image_size=args.image_size, counts=args.counts, seed=args.seed, fmt=args.fmt
+        )
         print(f"phantom dataset written; datalist: {path}")
         return 0
     if args.command == "import-stylegan2":
@@ -350,8 +392,15 @@ def _main(argv: list[str]) -> int:
     if args.command == "demo":
         from gemix_monai.demo import run_demo
 
-        run_demo(args.out, gan_kimg=args.gan_kimg, epochs=args.epochs, strategies=args.strategies, seed=args.seed, seeds=args.seeds,
-                 quiet=not args.verbose)
+        run_demo(
+            args.out,
+            gan_kimg=args.gan_kimg,
+            epochs=args.epochs,
+            strategies=args.strategies,
+            seed=args.seed,
+            seeds=args.seeds,
+            quiet=not args.verbose,
+        )
         return 0
     if args.command == "audit":
         from gemix_monai.experiments.audit import audit_command

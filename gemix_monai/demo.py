@@ -1,6 +1,6 @@
 """The main job: phantoms → tiny GAN → classifiers (real, pixel mixup, GeMix) → clinical report.
 
-Every step is one run of a bundle config (``gemix_monai.cli.run_bundle_config``); this module only
+Every step is one run of a bundle config (``gemix_monai.bundle.run_bundle_config``); this module only
 chooses the CPU budget, points each config at the previous step's outputs, and gathers the
 evaluation reports into one comparison table. Layout of ``out_dir``::
 
@@ -29,6 +29,8 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from gemix_monai.utils import atomic_write_bytes, atomic_write_json
 
 __all__ = ["DEMO_DEFAULTS", "DemoResult", "run_demo", "write_metrics_table"]
 
@@ -75,9 +77,14 @@ def write_metrics_table(reports: dict[str, Path], out_dir: Path) -> tuple[Path, 
     columns = [m for m in TABLE_METRICS if any(m in r for r in rows.values())] + [f"fnr/{c}" for c in class_names]
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "metrics_table.md"
-    lines = ["# Strategy comparison (test split)", "",
-             "Higher is better except `ece` and `fnr/<class>` (false-negative rate per class).", "",
-             "| strategy | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    lines = [
+        "# Strategy comparison (test split)",
+        "",
+        "Higher is better except `ece` and `fnr/<class>` (false-negative rate per class).",
+        "",
+        "| strategy | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
     for strategy, r in rows.items():
         lines.append(f"| {strategy} | " + " | ".join(f"{r[c]:.4f}" for c in columns) + " |")
     md.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -90,8 +97,13 @@ def write_metrics_table(reports: dict[str, Path], out_dir: Path) -> tuple[Path, 
     return md, csv_path, rows
 
 
-def write_interval_table(reports: dict[tuple[str, int], Path], strategies: Sequence[str], n_seeds: int,
-                         out_dir: Path, metrics: Sequence[str] = ("macro_f1", "balanced_accuracy", "macro_auroc")) -> Path:
+def write_interval_table(
+    reports: dict[tuple[str, int], Path],
+    strategies: Sequence[str],
+    n_seeds: int,
+    out_dir: Path,
+    metrics: Sequence[str] = ("macro_f1", "balanced_accuracy", "macro_auroc"),
+) -> Path:
     """``intervals.md``: per strategy the mean and 95 % t-interval over the seeds, then the paired differences
     (same seed) against ``real`` and ``pixel_mixup`` with their intervals (docs/experiments.md, "Intervals")."""
     from gemix_monai.experiments.stats import paired_interval, t_interval
@@ -108,9 +120,14 @@ def write_interval_table(reports: dict[tuple[str, int], Path], strategies: Seque
     def cell(iv) -> str:
         return f"{iv.mean:.3f} [{iv.lo:.3f}, {iv.hi:.3f}]" if iv.defined else f"{iv.mean:.3f} (n={iv.n}: no interval)"
 
-    lines = [f"# Strategies over {n_seeds} seed(s): mean [95 % t-interval]", "",
-             "Same GAN, same split, the classifier's seed varies. Higher is better except `fnr/*`.", "",
-             "| strategy | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
+    lines = [
+        f"# Strategies over {n_seeds} seed(s): mean [95 % t-interval]",
+        "",
+        "Same GAN, same split, the classifier's seed varies. Higher is better except `fnr/*`.",
+        "",
+        "| strategy | " + " | ".join(shown) + " |",
+        "|---|" + "---|" * len(shown),
+    ]
     for s in strategies:
         lines.append(f"| {s} | " + " | ".join(cell(t_interval(list(values[s][m].values()))) for m in shown) + " |")
     for base in ("real", "pixel_mixup"):
@@ -119,41 +136,76 @@ def write_interval_table(reports: dict[tuple[str, int], Path], strategies: Seque
         others = [s for s in strategies if s != base]
         if not others:
             continue
-        lines += ["", f"## Paired difference: strategy − {base} (same seed)", "",
-                  "An interval that excludes 0 is marked *; with few seeds most will not.", "",
-                  "| strategy | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
+        lines += [
+            "",
+            f"## Paired difference: strategy − {base} (same seed)",
+            "",
+            "An interval that excludes 0 is marked *; with few seeds most will not.",
+            "",
+            "| strategy | " + " | ".join(shown) + " |",
+            "|---|" + "---|" * len(shown),
+        ]
         for s in others:
             cells = []
             for m in shown:
                 iv = paired_interval(values[s][m], values[base][m])
                 star = "*" if iv.defined and (iv.lo > 0 or iv.hi < 0) else ""
-                cells.append(f"{iv.mean:+.3f}{star} [{iv.lo:+.3f}, {iv.hi:+.3f}]" if iv.defined else f"{iv.mean:+.3f} (n={iv.n})")
+                cells.append(
+                    f"{iv.mean:+.3f}{star} [{iv.lo:+.3f}, {iv.hi:+.3f}]" if iv.defined else f"{iv.mean:+.3f} (n={iv.n})"
+                )
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
     path = out_dir / "intervals.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
     return path
 
 
-def run_demo(out_dir: str | Path = "gemix_demo", *, gan_kimg: float | None = None, epochs: int | None = None,
-             strategies: Sequence[str] | None = None, seed: int = 0, phantom_counts: Sequence[int] | None = None,
-             val_counts: Sequence[int] | None = None, test_counts: Sequence[int] | None = None,
-             device: str = "cpu", bundle: str | Path | None = None, verbose: bool = True,
-             quiet: bool = False, seeds: int | None = None) -> DemoResult:
+def run_demo(
+    out_dir: str | Path = "gemix_demo",
+    *,
+    gan_kimg: float | None = None,
+    epochs: int | None = None,
+    strategies: Sequence[str] | None = None,
+    seed: int = 0,
+    phantom_counts: Sequence[int] | None = None,
+    val_counts: Sequence[int] | None = None,
+    test_counts: Sequence[int] | None = None,
+    device: str = "cpu",
+    bundle: str | Path | None = None,
+    verbose: bool = True,
+    quiet: bool = False,
+    seeds: int | None = None,
+) -> DemoResult:
     """Run the whole pipeline on CPU-sized settings and write the report directory (see the module docstring).
 
     ``quiet=True`` shows progress bars and warnings only (the engines' per-iteration INFO logs are
     off); ``verbose=False`` also hides the bars and the final summary.
     """
     with _quiet_logs() if quiet else contextlib.nullcontext():
-        return _run_demo(out_dir, gan_kimg=gan_kimg, epochs=epochs, strategies=strategies, seed=seed, seeds=seeds,
-                         phantom_counts=phantom_counts, val_counts=val_counts, test_counts=test_counts, device=device,
-                         bundle=bundle, verbose=verbose, bundle_logging=not quiet)
+        return _run_demo(
+            out_dir,
+            gan_kimg=gan_kimg,
+            epochs=epochs,
+            strategies=strategies,
+            seed=seed,
+            seeds=seeds,
+            phantom_counts=phantom_counts,
+            val_counts=val_counts,
+            test_counts=test_counts,
+            device=device,
+            bundle=bundle,
+            verbose=verbose,
+            bundle_logging=not quiet,
+        )
 
 
 #: Loggers that MONAI sets up with their own handler and level (re-set to INFO whenever a handler is
 #: built), so quiet mode disables them: per-iteration statistics and the bundle runner's input summary.
-_SILENCED_LOGGERS = ("monai.handlers.StatsHandler", "monai.bundle.scripts", "monai.bundle.workflows",
-                     "monai.data.nvimgcodec_pydicom_plugin")
+_SILENCED_LOGGERS = (
+    "monai.handlers.StatsHandler",
+    "monai.bundle.scripts",
+    "monai.bundle.workflows",
+    "monai.data.nvimgcodec_pydicom_plugin",
+)
 
 
 @contextlib.contextmanager
@@ -178,19 +230,33 @@ def _quiet_logs():
             lg.disabled = disabled
 
 
-def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, seeds, phantom_counts, val_counts, test_counts, device, bundle,
-              verbose, bundle_logging) -> DemoResult:
+def _run_demo(
+    out_dir,
+    *,
+    gan_kimg,
+    epochs,
+    strategies,
+    seed,
+    seeds,
+    phantom_counts,
+    val_counts,
+    test_counts,
+    device,
+    bundle,
+    verbose,
+    bundle_logging,
+) -> DemoResult:
     from tqdm.auto import tqdm
 
-    from gemix_monai.cli import run_bundle_config
+    from gemix_monai.bundle import run_bundle_config
     from gemix_monai.data import ensure_default_dataset
-    from gemix_monai.engines.classifier import STRATEGY_NAMES
+    from gemix_monai.transforms.strategies import STRATEGIES
 
     cfg = dict(DEMO_DEFAULTS)
     strategies = tuple(strategies or cfg["strategies"])
-    unknown = [s for s in strategies if s not in STRATEGY_NAMES]
+    unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
-        raise ValueError(f"unknown strategies {unknown}; expected names from {list(STRATEGY_NAMES)}")
+        raise ValueError(f"unknown strategies {unknown}; expected names from {list(STRATEGIES)}")
     gan_kimg = cfg["gan_kimg"] if gan_kimg is None else float(gan_kimg)
     epochs = cfg["epochs"] if epochs is None else int(epochs)
     counts = tuple(phantom_counts or cfg["phantom_counts"])
@@ -202,7 +268,12 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, seeds, phantom_cou
     if n_seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds!r}")
     runs = [(s, k) for k in range(n_seeds) for s in strategies]
-    steps = ["phantoms", "train GAN"] + [f"train {s} seed {k}" for s, k in runs] + [f"evaluate {s} seed {k}" for s, k in runs] + ["report"]
+    steps = (
+        ["phantoms", "train GAN"]
+        + [f"train {s} seed {k}" for s, k in runs]
+        + [f"evaluate {s} seed {k}" for s, k in runs]
+        + ["report"]
+    )
     bar = tqdm(total=len(steps), desc="gemix demo", unit="step", disable=not verbose)
     timings: dict[str, float] = {}
     cpu_timings: dict[str, float] = {}
@@ -219,26 +290,51 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, seeds, phantom_cou
     common = {"bundle_root": str(out), "seed": seed, "device": device, "image_size": cfg["image_size"]}
 
     step("phantoms")
-    datalist = ensure_default_dataset(out / "data" / "phantoms", image_size=cfg["image_size"], counts=counts, seed=seed,
-                                      val_counts=val_counts, test_counts=test_counts)
+    datalist = ensure_default_dataset(
+        out / "data" / "phantoms",
+        image_size=cfg["image_size"],
+        counts=counts,
+        seed=seed,
+        val_counts=val_counts,
+        test_counts=test_counts,
+    )
     common["datalist"] = str(datalist)
     done("phantoms")
 
     step("train GAN")
-    run_bundle_config("train_gan.json", {**common, "max_kimg": gan_kimg, "batch_size": cfg["gan_batch_size"],
-                                         "sample_kimg": gan_kimg, "checkpoint_kimg": gan_kimg},
-                      bundle=bundle, bundle_logging=bundle_logging)
+    run_bundle_config(
+        "train_gan.json",
+        {
+            **common,
+            "max_kimg": gan_kimg,
+            "batch_size": cfg["gan_batch_size"],
+            "sample_kimg": gan_kimg,
+            "checkpoint_kimg": gan_kimg,
+        },
+        bundle=bundle,
+        bundle_logging=bundle_logging,
+    )
     done("train GAN")
 
     trained: dict[tuple[str, int], Path] = {}
     for s, k in runs:
         step(f"train {s} seed {k}")
         target = out / "classifiers" / s / f"seed{k}"
-        run_bundle_config("train.json", {
-            **common, "seed": seed + k, "strategy": s, "output_dir": str(target), "max_epochs": epochs,
-            "batch_size": cfg["classifier_batch_size"], "tensorboard": False,
-            "strategy_kwargs": dict(cfg["strategy_kwargs"].get(s, {})),
-        }, bundle=bundle, bundle_logging=bundle_logging)
+        run_bundle_config(
+            "train.json",
+            {
+                **common,
+                "seed": seed + k,
+                "strategy": s,
+                "output_dir": str(target),
+                "max_epochs": epochs,
+                "batch_size": cfg["classifier_batch_size"],
+                "tensorboard": False,
+                "strategy_kwargs": dict(cfg["strategy_kwargs"].get(s, {})),
+            },
+            bundle=bundle,
+            bundle_logging=bundle_logging,
+        )
         trained[s, k] = target / "models" / "model.pt"
         done(f"train {s} seed {k}")
 
@@ -246,9 +342,12 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, seeds, phantom_cou
     for s, k in runs:
         step(f"evaluate {s} seed {k}")
         all_reports[s, k] = report / s if k == 0 else report / s / f"seed{k}"
-        run_bundle_config(["train.json", "evaluate.json"], {**common, "ckpt_path": str(trained[s, k]),
-                                                           "output_dir": str(all_reports[s, k])},
-                          bundle=bundle, bundle_logging=bundle_logging)
+        run_bundle_config(
+            ["train.json", "evaluate.json"],
+            {**common, "ckpt_path": str(trained[s, k]), "output_dir": str(all_reports[s, k])},
+            bundle=bundle,
+            bundle_logging=bundle_logging,
+        )
         done(f"evaluate {s} seed {k}")
 
     step("report")
@@ -271,14 +370,26 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, seeds, phantom_cou
     summary = report / "summary.json"
     # CPU seconds (all threads of this process) next to wall seconds: on a shared machine the wall
     # clock measures the neighbours as much as the demo.
-    summary.write_text(json.dumps({
-        "seconds": round(elapsed, 1), "cpu_seconds": round(cpu, 1),
-        "step_seconds": {k: round(v, 1) for k, v in timings.items()},
-        "step_cpu_seconds": {k: round(v, 1) for k, v in cpu_timings.items()},
-        "settings": {**{k: v for k, v in cfg.items() if k != "strategies"}, "gan_kimg": gan_kimg, "epochs": epochs,
-                     "strategies": list(strategies), "phantom_counts": list(counts), "seed": seed, "seeds": n_seeds},
-        "metrics": rows, "files": [str(f.relative_to(out)) for f in files],
-    }, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(
+        summary,
+        {
+            "seconds": round(elapsed, 1),
+            "cpu_seconds": round(cpu, 1),
+            "step_seconds": {k: round(v, 1) for k, v in timings.items()},
+            "step_cpu_seconds": {k: round(v, 1) for k, v in cpu_timings.items()},
+            "settings": {
+                **{k: v for k, v in cfg.items() if k != "strategies"},
+                "gan_kimg": gan_kimg,
+                "epochs": epochs,
+                "strategies": list(strategies),
+                "phantom_counts": list(counts),
+                "seed": seed,
+                "seeds": n_seeds,
+            },
+            "metrics": rows,
+            "files": [str(f.relative_to(out)) for f in files],
+        },
+    )
     files.insert(0, summary)
 
     result = DemoResult(out, report, files, rows, elapsed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import math
 import numbers
 import os
@@ -13,7 +14,14 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_write_bytes", "atomic_torch_save", "safe_torch_load", "check_truncation_psi"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_torch_save",
+    "safe_torch_load",
+    "check_truncation_psi",
+    "plain_tensor",
+]
 
 
 def _current_umask() -> int:
@@ -73,6 +81,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = 
     return path
 
 
+def atomic_write_json(path: str | os.PathLike, payload, *, durable: bool = True) -> Path:
+    """``payload`` as indented UTF-8 JSON (with a final newline) through :func:`atomic_write_bytes`."""
+    return atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode("utf-8"), durable=durable)
+
+
 def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
     """``torch.save`` written through :func:`atomic_write_bytes` (temporary file, fsync, rename)."""
     buffer = io.BytesIO()
@@ -100,8 +113,20 @@ def check_truncation_psi(truncation_psi) -> float:
     if isinstance(truncation_psi, torch.Tensor) and truncation_psi.numel() == 1:
         truncation_psi = truncation_psi.item()
     limit = float(torch.finfo(torch.float32).max)  # the networks compute in float32
-    if (isinstance(truncation_psi, bool) or not isinstance(truncation_psi, numbers.Real)
-            or not math.isfinite(truncation_psi) or abs(truncation_psi) > limit):
-        raise ValueError(f"truncation_psi must be a finite number (1 = no truncation, 0 = the average w) of magnitude "
-                         f"<= {limit:.6g} (float32), got {truncation_psi!r}")
+    if (
+        isinstance(truncation_psi, bool)
+        or not isinstance(truncation_psi, numbers.Real)
+        or not math.isfinite(truncation_psi)
+        or abs(truncation_psi) > limit
+    ):
+        raise ValueError(
+            f"truncation_psi must be a finite number (1 = no truncation, 0 = the average w) of magnitude "
+            f"<= {limit:.6g} (float32), got {truncation_psi!r}"
+        )
     return float(truncation_psi)
+
+
+def plain_tensor(x) -> torch.Tensor:
+    """``x`` as a plain ``torch.Tensor``: a MONAI ``MetaTensor`` loses its metadata, arrays and numbers are converted."""
+    t = torch.as_tensor(x)
+    return t.as_tensor() if hasattr(t, "as_tensor") else t

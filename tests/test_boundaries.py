@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from gemix_monai.mixing import DirichletBetaSampler, DirichletSampler, OneHotSampler, TemperatureSoftmaxSampler, build_sampler
+from gemix_monai.mixing import (
+    DirichletBetaSampler,
+    DirichletSampler,
+    OneHotSampler,
+    TemperatureSoftmaxSampler,
+    build_sampler,
+)
 from gemix_monai.networks import Generator
 from gemix_monai.networks.presets import get_preset
 
@@ -19,8 +25,15 @@ K = 3
 
 def small_generator(seed=0):
     torch.manual_seed(seed)
-    return Generator(z_dim=8, c_dim=K, w_dim=16, img_resolution=16, img_channels=1, mapping_kwargs=dict(num_layers=2),
-                     synthesis_kwargs=dict(channel_base=256, channel_max=16, num_fp16_res=0))
+    return Generator(
+        z_dim=8,
+        c_dim=K,
+        w_dim=16,
+        img_resolution=16,
+        img_channels=1,
+        mapping_kwargs=dict(num_layers=2),
+        synthesis_kwargs=dict(channel_base=256, channel_max=16, num_fp16_res=0),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +41,9 @@ def tiny_bundle_root(tmp_path_factory):
     """A bundle_root whose models/generator/generator.pt is a fresh tiny-preset generator over 3 classes."""
     root = tmp_path_factory.mktemp("root")
     torch.manual_seed(0)
-    Generator(**get_preset("tiny")["G"], c_dim=K, class_names=["a", "b", "c"]).save_checkpoint(root / "models" / "generator" / "generator.pt")
+    Generator(**get_preset("tiny")["G"], c_dim=K, class_names=["a", "b", "c"]).save_checkpoint(
+        root / "models" / "generator" / "generator.pt"
+    )
     return root
 
 
@@ -43,17 +58,20 @@ def error_chain(exc):
 # ------------------------------------------------------------------------------------------------ samplers
 
 
-@pytest.mark.parametrize(("factory", "kwargs", "name", "bound"), [
-    (TemperatureSoftmaxSampler, {"temperature": 1e-320}, "temperature", "must be in [1.46855e-306, 1.79769e+308]"),
-    (TemperatureSoftmaxSampler, {"temperature": 1e-300, "bias": 1e10}, "temperature", "bias=10000000000.0"),
-    (TemperatureSoftmaxSampler, {"bias": 1e308}, "bias", "must be in [-2.24712e+307, 2.24712e+307]"),
-    (TemperatureSoftmaxSampler, {"bias": -1e308}, "bias", "must be in [-2.24712e+307, 2.24712e+307]"),
-    (TemperatureSoftmaxSampler, {"sigma": 1e308}, "sigma", "must be in [0, 3.51112e+305]"),
-    (DirichletBetaSampler, {"alpha_hi": 1e308}, "alpha_hi", "must be in [2.22507e-308, 1.49808e+307]"),
-    (DirichletBetaSampler, {"alpha_lo": 1e-320}, "alpha_lo", "must be in [2.22507e-308, 1.49808e+307]"),
-    (DirichletBetaSampler, {"beta": 1e308}, "beta", "must be in [2.22507e-308, 4.49423e+307]"),
-    (DirichletSampler, {"alpha_lo": 1e308}, "alpha_lo", "must be in [2.22507e-308, 1.49808e+307]"),
-])
+@pytest.mark.parametrize(
+    ("factory", "kwargs", "name", "bound"),
+    [
+        (TemperatureSoftmaxSampler, {"temperature": 1e-320}, "temperature", "must be in [1.46855e-306, 1.79769e+308]"),
+        (TemperatureSoftmaxSampler, {"temperature": 1e-300, "bias": 1e10}, "temperature", "bias=10000000000.0"),
+        (TemperatureSoftmaxSampler, {"bias": 1e308}, "bias", "must be in [-2.24712e+307, 2.24712e+307]"),
+        (TemperatureSoftmaxSampler, {"bias": -1e308}, "bias", "must be in [-2.24712e+307, 2.24712e+307]"),
+        (TemperatureSoftmaxSampler, {"sigma": 1e308}, "sigma", "must be in [0, 3.51112e+305]"),
+        (DirichletBetaSampler, {"alpha_hi": 1e308}, "alpha_hi", "must be in [2.22507e-308, 1.49808e+307]"),
+        (DirichletBetaSampler, {"alpha_lo": 1e-320}, "alpha_lo", "must be in [2.22507e-308, 1.49808e+307]"),
+        (DirichletBetaSampler, {"beta": 1e308}, "beta", "must be in [2.22507e-308, 4.49423e+307]"),
+        (DirichletSampler, {"alpha_lo": 1e308}, "alpha_lo", "must be in [2.22507e-308, 1.49808e+307]"),
+    ],
+)
 def test_extreme_sampler_parameters_are_refused_with_the_safe_range(factory, kwargs, name, bound):
     with pytest.raises(ValueError) as info:
         factory(K, **kwargs)
@@ -62,14 +80,17 @@ def test_extreme_sampler_parameters_are_refused_with_the_safe_range(factory, kwa
     assert bound in message and "float64" in message
 
 
-@pytest.mark.parametrize(("factory", "kwargs"), [
-    (TemperatureSoftmaxSampler, {"temperature": 1e-300}),
-    (TemperatureSoftmaxSampler, {"temperature": 1e300, "bias": 1e300, "sigma": 1e300}),
-    (TemperatureSoftmaxSampler, {"bias": -2.2e307, "temperature": 0.5}),
-    (DirichletBetaSampler, {"alpha_hi": 1.49e307, "alpha_lo": 1.49e307, "beta": 4.49e307}),
-    (DirichletBetaSampler, {"alpha_hi": 2.3e-308, "alpha_lo": 2.3e-308, "beta": 2.3e-308}),
-    (DirichletSampler, {"alpha_hi": 1e-300, "alpha_lo": 1e300}),
-])
+@pytest.mark.parametrize(
+    ("factory", "kwargs"),
+    [
+        (TemperatureSoftmaxSampler, {"temperature": 1e-300}),
+        (TemperatureSoftmaxSampler, {"temperature": 1e300, "bias": 1e300, "sigma": 1e300}),
+        (TemperatureSoftmaxSampler, {"bias": -2.2e307, "temperature": 0.5}),
+        (DirichletBetaSampler, {"alpha_hi": 1.49e307, "alpha_lo": 1.49e307, "beta": 4.49e307}),
+        (DirichletBetaSampler, {"alpha_hi": 2.3e-308, "alpha_lo": 2.3e-308, "beta": 2.3e-308}),
+        (DirichletSampler, {"alpha_hi": 1e-300, "alpha_lo": 1e300}),
+    ],
+)
 def test_parameters_at_the_edge_of_the_range_draw_finite_labels_on_the_simplex(factory, kwargs):
     labels = factory(K, seed=0, **kwargs).sample(512)
     assert torch.isfinite(labels).all()
@@ -100,7 +121,9 @@ def test_sampler_reseed_checks_the_seed_too():
 
 
 def test_build_sampler_names_an_argument_the_sampler_does_not_take():
-    with pytest.raises(ValueError, match=r"sampler 'gemix' does not take \['temperature'\]; its arguments are .*alpha_hi"):
+    with pytest.raises(
+        ValueError, match=r"sampler 'gemix' does not take \['temperature'\]; its arguments are .*alpha_hi"
+    ):
         build_sampler("gemix", K, temperature=0.5)
     assert build_sampler("softmax_t", K, temperature=0.5).temperature == 0.5
 
@@ -162,8 +185,10 @@ def test_synthetic_dataset_and_source_check_psi_and_seed():
             SyntheticDataset(G, OneHotSampler(K), num_images=2, seed=seed)
 
 
-@pytest.mark.parametrize(("kwargs", "name"), [({"truncation_psi": math.nan}, "truncation_psi"), ({"seed": -3}, "seed"),
-                                              ({"seed": 2**40}, "seed")])
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [({"truncation_psi": math.nan}, "truncation_psi"), ({"seed": -3}, "seed"), ({"seed": 2**40}, "seed")],
+)
 def test_export_synthetic_refuses_before_writing_anything(tmp_path, kwargs, name):
     from gemix_monai.transforms import export_synthetic
 
@@ -179,6 +204,7 @@ def generate_task_cls(monkeypatch):
     try:
         import monailabel.interfaces.tasks.infer_v2  # noqa: F401
     except Exception:
+
         class InferTask:
             def __init__(self, type, labels, dimension, description, config=None):
                 self._config = dict(config or {})
@@ -196,13 +222,16 @@ def generate_task_cls(monkeypatch):
         sys.modules.pop("gemix_monai.monailabel.generator", None)
 
 
-@pytest.mark.parametrize(("request_", "message"), [
-    ({"label": 0, "truncation_psi": math.nan}, "truncation_psi must be a finite number"),
-    ({"label": 0, "truncation_psi": "inf"}, "truncation_psi must be a finite number"),
-    ({"label": 0, "truncation_psi": "abc"}, "request truncation_psi must be a finite number"),
-    ({"label": 0, "seed": -1}, r"request seed must be an integer in \[0, 2\*\*32\)"),
-    ({"label": 0, "seed": 2**32}, r"request seed must be an integer in \[0, 2\*\*32\)"),
-])
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        ({"label": 0, "truncation_psi": math.nan}, "truncation_psi must be a finite number"),
+        ({"label": 0, "truncation_psi": "inf"}, "truncation_psi must be a finite number"),
+        ({"label": 0, "truncation_psi": "abc"}, "request truncation_psi must be a finite number"),
+        ({"label": 0, "seed": -1}, r"request seed must be an integer in \[0, 2\*\*32\)"),
+        ({"label": 0, "seed": 2**32}, r"request seed must be an integer in \[0, 2\*\*32\)"),
+    ],
+)
 def test_monai_label_generate_task_refuses_bad_numbers(generate_task_cls, tmp_path, request_, message):
     path = tmp_path / "generator.pt"
     small_generator().save_checkpoint(path)
@@ -221,8 +250,22 @@ def _generate(root, tmp_path, *extra):
     from gemix_monai.cli import main
 
     out = tmp_path / "synthetic"
-    rc = main(["generate", "--bundle-root", str(root), "--output-dir", str(out), "--num-images", "2", "--device", "cpu",
-               "--sampler", "softmax_t", *extra])
+    rc = main(
+        [
+            "generate",
+            "--bundle-root",
+            str(root),
+            "--output-dir",
+            str(out),
+            "--num-images",
+            "2",
+            "--device",
+            "cpu",
+            "--sampler",
+            "softmax_t",
+            *extra,
+        ]
+    )
     return rc, out
 
 
@@ -244,5 +287,13 @@ def test_cli_generate_refuses_a_zero_temperature_naming_it(tiny_bundle_root, tmp
 
 def test_cli_generate_refuses_a_sampler_kwarg_the_sampler_does_not_take(tiny_bundle_root, tmp_path):
     with pytest.raises(Exception) as info:
-        _generate(tiny_bundle_root, tmp_path, "--sampler", "gemix", "--set", "sampler_kwargs={'temperature': 0.5}", "--verbose")
+        _generate(
+            tiny_bundle_root,
+            tmp_path,
+            "--sampler",
+            "gemix",
+            "--set",
+            "sampler_kwargs={'temperature': 0.5}",
+            "--verbose",
+        )
     assert "sampler 'gemix' does not take ['temperature']" in error_chain(info.value)

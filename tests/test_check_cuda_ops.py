@@ -15,8 +15,12 @@ OPS = ("bias_act", "bias_act_grad", "upfirdn2d", "modulate_weight", "modulate_we
 
 @pytest.mark.skipif(get_extension() is None or has_cuda_kernels(), reason="needs a CPU-only build of gemix_monai._C")
 def test_a_cpu_only_build_fails_naming_each_missing_cuda_kernel():
-    result = subprocess.run([sys.executable, str(ROOT / ".ci" / "check_cuda_ops.py"), get_extension().__file__],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / ".ci" / "check_cuda_ops.py"), get_extension().__file__],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "compiled without GEMIX_WITH_CUDA" in result.stderr
     for op in OPS:

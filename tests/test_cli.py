@@ -12,7 +12,9 @@ SUBCOMMANDS = ("phantoms", "train-gan", "generate", "train-classifier", "evaluat
 
 
 def test_help_lists_every_subcommand():
-    out = subprocess.run([sys.executable, "-m", "gemix_monai.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "gemix_monai.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for name in SUBCOMMANDS:
         assert name in out
 
@@ -25,13 +27,16 @@ def test_each_subcommand_has_help(name, capsys):
     assert "usage: gemix-monai " + name in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("epochs=3", ("epochs", 3)),
-    ("hu_window=None", ("hu_window", None)),
-    ("hu_window=lung", ("hu_window", "lung")),
-    ("strategy_kwargs={'synthetic_ratio': 1.0}", ("strategy_kwargs", {"synthetic_ratio": 1.0})),
-    ("network_name=resnet18", ("network_name", "resnet18")),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("epochs=3", ("epochs", 3)),
+        ("hu_window=None", ("hu_window", None)),
+        ("hu_window=lung", ("hu_window", "lung")),
+        ("strategy_kwargs={'synthetic_ratio': 1.0}", ("strategy_kwargs", {"synthetic_ratio": 1.0})),
+        ("network_name=resnet18", ("network_name", "resnet18")),
+    ],
+)
 def test_set_values_parse_as_python_literals_or_strings(text, expected):
     assert cli.parse_override(text) == expected
 
@@ -45,9 +50,21 @@ def test_set_without_key_and_value_is_refused(text):
 
 
 def test_subcommand_options_become_config_overrides(tmp_path):
-    args = cli.build_parser().parse_args([
-        "train-classifier", "--bundle-root", str(tmp_path), "--datalist", "d.json", "--strategy", "gemix",
-        "--epochs", "2", "--set", "strategy_kwargs={'synthetic_ratio': 1.0}"])
+    args = cli.build_parser().parse_args(
+        [
+            "train-classifier",
+            "--bundle-root",
+            str(tmp_path),
+            "--datalist",
+            "d.json",
+            "--strategy",
+            "gemix",
+            "--epochs",
+            "2",
+            "--set",
+            "strategy_kwargs={'synthetic_ratio': 1.0}",
+        ]
+    )
     overrides = cli._overrides(args)
     assert overrides["bundle_root"] == str(tmp_path.resolve())
     assert overrides["strategy"] == "gemix" and overrides["max_epochs"] == 2 and "epochs" not in overrides
@@ -93,12 +110,20 @@ def test_bundle_dir_override_must_point_at_a_bundle(tmp_path, monkeypatch):
 
 
 def test_demo_writes_the_report_directory(tmp_path, capsys):
-    from gemix_monai.demo import run_demo
-
     import logging
 
-    result = run_demo(tmp_path / "demo", gan_kimg=0.016, epochs=1, phantom_counts=(8, 4, 6), val_counts=(2, 2, 2),
-                      test_counts=(3, 3, 3), quiet=True, seeds=2)
+    from gemix_monai.demo import run_demo
+
+    result = run_demo(
+        tmp_path / "demo",
+        gan_kimg=0.016,
+        epochs=1,
+        phantom_counts=(8, 4, 6),
+        val_counts=(2, 2, 2),
+        test_counts=(3, 3, 3),
+        quiet=True,
+        seeds=2,
+    )
     assert not logging.getLogger("monai.handlers.StatsHandler").disabled  # quiet mode restores the loggers
     report = result.report_dir
     table = (report / "metrics_table.md").read_text()
@@ -129,3 +154,11 @@ def test_demo_refuses_unknown_strategies(tmp_path):
 
     with pytest.raises(ValueError, match="mixmatch"):
         run_demo(tmp_path, strategies=["real", "mixmatch"])
+
+
+def test_demo_and_cli_share_bundle_helpers_without_importing_each_other():
+    code = (
+        "import sys, gemix_monai.demo, gemix_monai.bundle as b; assert 'gemix_monai.cli' not in sys.modules; "
+        "import gemix_monai.cli as c; assert c.run_bundle_config is b.run_bundle_config"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -43,8 +43,25 @@ def test_user_folder_trains_and_evaluates_scaled_with_a_fixed_split(user_folder,
     before = split_file.read_bytes()
     for seed in ("0", "1"):
         out = root / f"clf{seed}"
-        assert cli.main(["train-classifier", *common, "--seed", seed, "--strategy", "gemix", "--epochs", "1",
-                         "--output-dir", str(out), "--set", "tensorboard=False"]) == 0
+        assert (
+            cli.main(
+                [
+                    "train-classifier",
+                    *common,
+                    "--seed",
+                    seed,
+                    "--strategy",
+                    "gemix",
+                    "--epochs",
+                    "1",
+                    "--output-dir",
+                    str(out),
+                    "--set",
+                    "tensorboard=False",
+                ]
+            )
+            == 0
+        )
         info = json.loads((out / "models" / "classifier.json").read_text())
         assert info["contract"] == stored  # same data, same decision: the generator fits
     assert split_file.read_bytes() == before  # --seed never re-splits
@@ -53,6 +70,8 @@ def test_user_folder_trains_and_evaluates_scaled_with_a_fixed_split(user_folder,
     assert cli.main(["evaluate", *common, "--ckpt-path", str(ckpt), "--output-dir", str(root / "eval")]) == 0
     assert json.loads((root / "eval" / "metrics.json").read_text())["class_names"] == ["normal", "pneumonia"]
     capsys.readouterr()
-    rc = cli.main(["evaluate", *common, "--ckpt-path", str(ckpt), "--hu-window", "abdomen", "--output-dir", str(root / "bad")])
+    rc = cli.main(
+        ["evaluate", *common, "--ckpt-path", str(ckpt), "--hu-window", "abdomen", "--output-dir", str(root / "bad")]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and ("preprocessing differs" in err or "CT window" in err)

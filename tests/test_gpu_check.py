@@ -16,8 +16,14 @@ STEPS = ("build", "registration", "cuda-tests", "ops", "generator-fp16", "genera
 
 
 def run(*args, env=None, timeout=60):
-    return subprocess.run(["bash", str(SCRIPT), *args], cwd=ROOT, env={**os.environ, **(env or {})},
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_dry_run_lists_every_step_and_writes_nothing(tmp_path):
@@ -27,8 +33,12 @@ def test_dry_run_lists_every_step_and_writes_nothing(tmp_path):
     assert tuple(listed) == STEPS
     assert "FORCE_CUDA=1" in result.stdout and "--no-build-isolation --no-deps" in result.stdout
     assert "pytest" in result.stdout and "tests/networks/test_cuda.py" in result.stdout and "-m cuda" in result.stdout
-    for bench in ("benchmarks/ops.py --device cuda", "benchmarks.generator --device cuda", "--mixed-precision bfloat16",
-                  "benchmarks/augmentation.py --device cuda"):
+    for bench in (
+        "benchmarks/ops.py --device cuda",
+        "benchmarks.generator --device cuda",
+        "--mixed-precision bfloat16",
+        "benchmarks/augmentation.py --device cuda",
+    ):
         assert bench in result.stdout
     assert list(tmp_path.iterdir()) == []
 
@@ -40,7 +50,9 @@ def test_unknown_argument_is_refused():
 
 def _fake_nvidia_smi(folder: Path) -> Path:
     stub = folder / "nvidia-smi"
-    stub.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.' >&2\nexit 9\n")
+    stub.write_text(
+        "#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.' >&2\nexit 9\n"
+    )
     stub.chmod(0o755)
     return folder
 
@@ -66,8 +78,22 @@ def test_every_test_skipped_without_a_device_is_selected_by_the_cuda_marker():
     """gpu_check runs `pytest -m cuda`: the conftest hook gives every test that a CUDA skip guards
     that marker, whether or not its module spelled it."""
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q", "-m", "cuda", "tests/networks/test_cuda.py"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--collect-only",
+            "-q",
+            "-m",
+            "cuda",
+            "tests/networks/test_cuda.py",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     ids = [line for line in result.stdout.splitlines() if "::" in line]
     assert result.returncode == 0, result.stdout + result.stderr
@@ -98,8 +124,12 @@ def _fake_gpu_machine(tmp_path: Path) -> dict:
     python.write_text(FAKE_PYTHON)
     for f in (smi, python):
         f.chmod(0o755)
-    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHON": str(python),
-            "OUT": str(tmp_path / "out"), "GPU_CHECK_LOGS": str(tmp_path / "logs")}
+    return {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PYTHON": str(python),
+        "OUT": str(tmp_path / "out"),
+        "GPU_CHECK_LOGS": str(tmp_path / "logs"),
+    }
 
 
 def test_a_failing_step_is_reported_and_the_others_still_run(tmp_path):
@@ -107,7 +137,11 @@ def test_a_failing_step_is_reported_and_the_others_still_run(tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     report = (tmp_path / "out" / "gpu_check.md").read_text()
     assert "NVIDIA H100 80GB HBM3, 580.159.04, 9.0" in report and "torch 9.9.9+cu130, CUDA 13.0" in report
-    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in report.splitlines() if line.startswith("| ") and "---" not in line}
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2].strip()
+        for line in report.splitlines()
+        if line.startswith("| ") and "---" not in line
+    }
     assert rows["ops"] == "FAILED (exit 3)" and "kernel exploded" in report
     assert rows["cuda-tests"].startswith("FAILED (CUDA tests were skipped")
     for step in ("build", "registration", "generator-fp16", "generator-bf16", "augmentation"):

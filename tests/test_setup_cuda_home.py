@@ -1,7 +1,6 @@
 """setup.py finds the CUDA toolkit itself: the first folder holding bin/nvcc AND
 include/cuda_runtime.h, looking through a launcher `nvcc` on the PATH that is not in the toolkit."""
 
-import os
 from pathlib import Path
 
 import pytest

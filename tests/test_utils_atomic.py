@@ -79,7 +79,9 @@ def test_failed_write_of_the_data_names_the_target(tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     real_fdopen = os.fdopen
-    monkeypatch.setattr(os, "fdopen", lambda fd, mode="r", *a, **k: Full(fd, "wb") if "w" in mode else real_fdopen(fd, mode, *a, **k))
+    monkeypatch.setattr(
+        os, "fdopen", lambda fd, mode="r", *a, **k: Full(fd, "wb") if "w" in mode else real_fdopen(fd, mode, *a, **k)
+    )
     target = tmp_path / "t.bin"
     with pytest.raises(OSError, match="No space left") as info:
         atomic_write_bytes(target, b"data")
@@ -92,3 +94,13 @@ def test_safe_torch_load_names_a_truncated_file(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(ValueError, match="ck.pt"):
         safe_torch_load(path)
+
+
+def test_atomic_write_json_writes_indented_json_and_leaves_no_temporary_file(tmp_path):
+    import json
+
+    from gemix_monai.utils import atomic_write_json
+
+    path = atomic_write_json(tmp_path / "sub" / "a.json", {"b": [1, 2]})
+    assert path.read_text(encoding="utf-8") == json.dumps({"b": [1, 2]}, indent=2) + "\n"
+    assert [p.name for p in path.parent.iterdir()] == ["a.json"]

@@ -1,7 +1,12 @@
 """gemix_monai.engines"""
 
 # classifier training/evaluation (strategy switch, clinical metrics, reports), imported on first use
-_CLASSIFIER_API = ("create_classifier_evaluator", "create_classifier_trainer", "evaluate_classifier", "train_classifier")
+_CLASSIFIER_API = (
+    "create_classifier_evaluator",
+    "create_classifier_trainer",
+    "evaluate_classifier",
+    "train_classifier",
+)
 
 
 def __getattr__(name):
@@ -10,6 +15,7 @@ def __getattr__(name):
 
         return getattr(classifier, name)
     raise AttributeError(f"module 'gemix_monai.engines' has no attribute {name!r}")
+
 
 # conditional StyleGAN2-ADA training (Ignite engine, phase schedule, exact resume, multi-process)
 from gemix_monai.engines.gan import (  # noqa: E402

@@ -17,6 +17,7 @@ state dict (``torch.load(..., weights_only=True)``), described by ``models/class
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -28,25 +29,26 @@ from typing import Any
 import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
-from monai.data import DataLoader
+from monai.data import DataLoader, DistributedSampler
 from monai.data import Dataset as MonaiDataset
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.handlers import EarlyStopHandler, LrScheduleHandler, StatsHandler, TensorBoardStatsHandler, ValidationHandler
 from torch.utils.data import Dataset, WeightedRandomSampler
 
+from gemix_monai.data.contract import check_class_names, check_contract, contract_of
 from gemix_monai.engines.classifier_networks import (
     FEATURE_LAYERS,
     SoftTargetCrossEntropy,
     build_classifier_network,
 )
-from gemix_monai.data.contract import check_class_names, check_contract, contract_of
+from gemix_monai.handlers.checkpoint import AtomicCheckpointSaver
 from gemix_monai.handlers.report import ClassificationReportWriter
 from gemix_monai.handlers.tsne import FeatureTSNEPlotter
 from gemix_monai.metrics.clinical import ClinicalResult, metric_higher_is_better, validate_class_names
 from gemix_monai.metrics.ignite_clinical import ClinicalMetrics
 from gemix_monai.mixing import to_soft_label
-from gemix_monai.handlers.checkpoint import AtomicCheckpointSaver
-from gemix_monai.utils import safe_torch_load
+from gemix_monai.transforms.strategies import STRATEGIES
+from gemix_monai.utils import atomic_write_json, plain_tensor, safe_torch_load
 
 __all__ = [
     "STRATEGY_NAMES",
@@ -67,6 +69,7 @@ __all__ = [
     "check_classify_inputs",
     "write_predictions_csv",
     "TrainingResult",
+    "ClassifierTrainingOptions",
     "class_balanced_weights",
     "create_classifier_evaluator",
     "create_classifier_trainer",
@@ -82,17 +85,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-STRATEGY_NAMES = ("real", "pixel_mixup", "synthetic_only", "real+synthetic", "gemix", "gemix_code", "softmax_t", "genmix")
+#: The strategy names, in the order of :data:`gemix_monai.transforms.strategies.STRATEGIES` (their one source).
+STRATEGY_NAMES = tuple(STRATEGIES)
 CHECKPOINT_NAME = "model.pt"
 CHECKPOINT_INFO_NAME = "classifier.json"
 
 
 # ---------------------------------------------------------------------------------------------- batches
-
-
-def _plain(x) -> torch.Tensor:
-    t = torch.as_tensor(x)
-    return t.as_tensor() if hasattr(t, "as_tensor") else t
 
 
 class StrategyPrepareBatch:
@@ -103,26 +102,35 @@ class StrategyPrepareBatch:
     on the device, so a generator-backed transform can draw its partners there.
     """
 
-    def __init__(self, num_classes: int, batch_transform: Callable[[dict], dict] | None = None,
-                 image_key: str = "image", label_key: str = "label") -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        batch_transform: Callable[[dict], dict] | None = None,
+        image_key: str = "image",
+        label_key: str = "label",
+    ) -> None:
         self.num_classes = int(num_classes)
         self.batch_transform = batch_transform
         self.image_key, self.label_key = image_key, label_key
 
     def __call__(self, batchdata: Mapping, device=None, non_blocking: bool = False, **kwargs):
         if not isinstance(batchdata, Mapping):
-            raise TypeError(f"expected a dict batch with {self.image_key!r} and {self.label_key!r}, got {type(batchdata).__name__}")
+            raise TypeError(
+                f"expected a dict batch with {self.image_key!r} and {self.label_key!r}, got {type(batchdata).__name__}"
+            )
         for key in (self.image_key, self.label_key):
             if key not in batchdata:
                 raise KeyError(f"batch has no key {key!r} (keys: {sorted(map(str, batchdata))})")
-        image = _plain(batchdata[self.image_key]).to(device=device, non_blocking=non_blocking, **kwargs).float()
-        label = torch.as_tensor(to_soft_label(_plain(batchdata[self.label_key]), self.num_classes))
+        image = plain_tensor(batchdata[self.image_key]).to(device=device, non_blocking=non_blocking, **kwargs).float()
+        label = torch.as_tensor(to_soft_label(plain_tensor(batchdata[self.label_key]), self.num_classes))
         label = label.to(device=device, non_blocking=non_blocking).float()
         if label.ndim != 2 or label.shape[0] != image.shape[0]:
-            raise ValueError(f"labels of a batch of {image.shape[0]} images must become [B, {self.num_classes}], got {tuple(label.shape)}")
+            raise ValueError(
+                f"labels of a batch of {image.shape[0]} images must become [B, {self.num_classes}], got {tuple(label.shape)}"
+            )
         if self.batch_transform is not None:
             out = self.batch_transform({self.image_key: image, self.label_key: label})
-            image, label = _plain(out[self.image_key]).float(), _plain(out[self.label_key]).float()
+            image, label = plain_tensor(out[self.image_key]).float(), plain_tensor(out[self.label_key]).float()
         return image, label
 
 
@@ -131,8 +139,8 @@ def eval_prepare_batch(batchdata: Mapping, device=None, non_blocking: bool = Fal
     if not isinstance(batchdata, Mapping) or "image" not in batchdata or "label" not in batchdata:
         keys = sorted(map(str, batchdata)) if isinstance(batchdata, Mapping) else type(batchdata).__name__
         raise KeyError(f"evaluation batches must be dicts with 'image' and 'label', got {keys}")
-    image = _plain(batchdata["image"]).to(device=device, non_blocking=non_blocking, **kwargs).float()
-    return image, _plain(batchdata["label"]).to(device=device, non_blocking=non_blocking)
+    image = plain_tensor(batchdata["image"]).to(device=device, non_blocking=non_blocking, **kwargs).float()
+    return image, plain_tensor(batchdata["label"]).to(device=device, non_blocking=non_blocking)
 
 
 # ---------------------------------------------------------------------------------------------- handlers
@@ -144,14 +152,11 @@ def _loss_of(output: Mapping) -> float:
 
 
 def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
-    return network.module if isinstance(network, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)) else network
-
-
-def _atomic_write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    return (
+        network.module
+        if isinstance(network, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel))
+        else network
+    )
 
 
 def key_metric_cmp_fn(key_metric: str) -> Callable[[float, float], bool]:
@@ -176,9 +181,6 @@ class StrategySetEpoch:
         self.strategy.set_epoch(engine.state.epoch)
 
 
-_SetEpoch = StrategySetEpoch
-
-
 class KeyMetricEarlyStopping:
     """Trainer handler: MONAI's ``EarlyStopHandler`` on the evaluator's key metric, direction included.
 
@@ -196,15 +198,14 @@ class KeyMetricEarlyStopping:
     def attach(self, trainer: Engine) -> None:
         key = self.key_metric or self.evaluator.state.key_metric_name
         sign = 1.0 if metric_higher_is_better(key) else -1.0
-        self.handler = EarlyStopHandler(patience=self.patience, min_delta=self.min_delta, trainer=trainer, epoch_level=True,
-                                        score_function=lambda engine: sign * float(engine.state.metrics[key]))
+        self.handler = EarlyStopHandler(
+            patience=self.patience,
+            min_delta=self.min_delta,
+            trainer=trainer,
+            epoch_level=True,
+            score_function=lambda engine: sign * float(engine.state.metrics[key]),
+        )
         self.handler.attach(self.evaluator)
-
-
-def _atomic_write_json(path: Path, payload: dict) -> None:
-    from gemix_monai.utils import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode("utf-8"))
 
 
 def _json_plain(value):
@@ -230,7 +231,9 @@ class ClassifierInfoWriter:
     and inference.json read it. Attach it to the evaluator after the ``CheckpointSaver`` so both describe one epoch.
     """
 
-    def __init__(self, path: str | os.PathLike, info: Mapping[str, Any], checkpoint_name: str = CHECKPOINT_NAME) -> None:
+    def __init__(
+        self, path: str | os.PathLike, info: Mapping[str, Any], checkpoint_name: str = CHECKPOINT_NAME
+    ) -> None:
         self.path = Path(path)
         self.info = {"format": "gemix-classifier/1", **_json_plain(dict(info))}
         self.checkpoint_name = checkpoint_name
@@ -250,10 +253,16 @@ class ClassifierInfoWriter:
         improved = best_epoch == state.epoch and best_epoch != -1
         key = getattr(state, "key_metric_name", None)
         self.written_epoch = int(state.epoch)
-        _atomic_write_json(self.path, {**self.info, "key_metric": key,
-                                       "best_metric": float(state.best_metric) if improved else None,
-                                       "best_epoch": int(best_epoch) if improved else None,
-                                       "checkpoint": self.checkpoint_name})
+        atomic_write_json(
+            self.path,
+            {
+                **self.info,
+                "key_metric": key,
+                "best_metric": float(state.best_metric) if improved else None,
+                "best_epoch": int(best_epoch) if improved else None,
+                "checkpoint": self.checkpoint_name,
+            },
+        )
 
 
 # ---------------------------------------------------------------------------------------------- factories
@@ -292,14 +301,25 @@ def create_classifier_evaluator(
     # Accumulators live where the collective ops run: the process's device in a distributed run (NCCL
     # reduces CUDA tensors only), the CPU otherwise.
     metric_device = device if idist.get_world_size() > 1 else "cpu"
-    metric = ClinicalMetrics(num_classes, names, key_metric=key_metric, positive_class=positive_class, device=metric_device)
+    metric = ClinicalMetrics(
+        num_classes, names, key_metric=key_metric, positive_class=positive_class, device=metric_device
+    )
     handlers: list = [StatsHandler(iteration_log=False, output_transform=lambda x: None)]
     if tensorboard_dir is not None:
-        handlers.append(TensorBoardStatsHandler(log_dir=str(tensorboard_dir), iteration_log=False, output_transform=lambda x: None,
-                                                global_epoch_transform=global_epoch_transform or (lambda e: e)))
+        handlers.append(
+            TensorBoardStatsHandler(
+                log_dir=str(tensorboard_dir),
+                iteration_log=False,
+                output_transform=lambda x: None,
+                global_epoch_transform=global_epoch_transform or (lambda e: e),
+            )
+        )
     if report_dir is not None:
-        handlers.append(ClassificationReportWriter(metric, report_dir, per_epoch=per_epoch_reports,
-                                                   epoch_transform=global_epoch_transform))
+        handlers.append(
+            ClassificationReportWriter(
+                metric, report_dir, per_epoch=per_epoch_reports, epoch_transform=global_epoch_transform
+            )
+        )
     evaluator = SupervisedEvaluator(
         device=device,
         val_data_loader=val_loader,
@@ -371,10 +391,11 @@ def create_classifier_trainer(
         StatsHandler(tag_name="train_loss", output_transform=_loss_of),
     ]
     if strategy is not None:
-        handlers.append(_SetEpoch(strategy))
+        handlers.append(StrategySetEpoch(strategy))
     if tensorboard_dir is not None:
-        handlers.append(TensorBoardStatsHandler(log_dir=str(tensorboard_dir), tag_name="train_loss",
-                                                output_transform=_loss_of))
+        handlers.append(
+            TensorBoardStatsHandler(log_dir=str(tensorboard_dir), tag_name="train_loss", output_transform=_loss_of)
+        )
     if evaluator is not None:
         handlers.append(ValidationHandler(interval=val_interval, validator=evaluator, epoch_level=True))
         key = evaluator.state.key_metric_name
@@ -382,11 +403,19 @@ def create_classifier_trainer(
             # the best network by the key metric: MONAI's CheckpointSaver (written atomically, see
             # gemix_monai.handlers.checkpoint) and classifier.json beside it, both on the evaluator
             checkpoint_path = Path(checkpoint_path)
-            AtomicCheckpointSaver(str(checkpoint_path.parent), {"model": network}, save_key_metric=True,
-                                  key_metric_name=key, key_metric_filename=checkpoint_path.name,
-                                  key_metric_negative_sign=not metric_higher_is_better(key)).attach(evaluator)
-            ClassifierInfoWriter(checkpoint_path.with_name(CHECKPOINT_INFO_NAME), dict(checkpoint_info or {}),
-                                 checkpoint_name=checkpoint_path.name).attach(evaluator)
+            AtomicCheckpointSaver(
+                str(checkpoint_path.parent),
+                {"model": network},
+                save_key_metric=True,
+                key_metric_name=key,
+                key_metric_filename=checkpoint_path.name,
+                key_metric_negative_sign=not metric_higher_is_better(key),
+            ).attach(evaluator)
+            ClassifierInfoWriter(
+                checkpoint_path.with_name(CHECKPOINT_INFO_NAME),
+                dict(checkpoint_info or {}),
+                checkpoint_name=checkpoint_path.name,
+            ).attach(evaluator)
         if early_stopping_patience is not None:
             handlers.append(KeyMetricEarlyStopping(evaluator, early_stopping_patience, key))
     elif checkpoint_path is not None or early_stopping_patience is not None:
@@ -423,7 +452,7 @@ def _read_datalist(path: Path, section: str, transform) -> tuple[MonaiDataset, l
     return MonaiDataset(items, transform), class_names
 
 
-def _as_dataset(data, transform, section: str, name: str) -> tuple[Dataset, list[str] | None]:
+def _dataset_and_class_names(data, transform, section: str, name: str) -> tuple[Dataset, list[str] | None]:
     """A map-style dataset from a Dataset, a list of item dicts, or a datalist JSON path."""
     if isinstance(data, (str, os.PathLike)):
         return _read_datalist(Path(data), section, transform)
@@ -434,19 +463,27 @@ def _as_dataset(data, transform, section: str, name: str) -> tuple[Dataset, list
         return data, list(names) if names is not None else None
     if isinstance(data, Sequence) and data and isinstance(data[0], Mapping):
         return MonaiDataset(list(data), transform), None
-    raise TypeError(f"{name} must be a Dataset, a list of {{'image', 'label'}} dicts or a datalist JSON path, got {type(data).__name__}")
+    raise TypeError(
+        f"{name} must be a Dataset, a list of {{'image', 'label'}} dicts or a datalist JSON path, got {type(data).__name__}"
+    )
 
 
 def _labels_of(dataset: Dataset) -> torch.Tensor:
     """Class indices of a dataset's items, from ``dataset.data`` when present (no image reads)."""
     items = getattr(dataset, "data", None)
-    if isinstance(items, Sequence) and len(items) == len(dataset) and items and isinstance(items[0], Mapping) and "label" in items[0]:
+    if (
+        isinstance(items, Sequence)
+        and len(items) == len(dataset)
+        and items
+        and isinstance(items[0], Mapping)
+        and "label" in items[0]
+    ):
         raw = [it["label"] for it in items]
     else:
         raw = [dataset[i]["label"] for i in range(len(dataset))]
     labels = []
     for y in raw:
-        t = torch.as_tensor(_plain(y)).reshape(-1)
+        t = torch.as_tensor(plain_tensor(y)).reshape(-1)
         labels.append(int(t.argmax()) if t.numel() > 1 else int(t[0]))  # one-hot/soft label or class index
     return torch.tensor(labels, dtype=torch.long)
 
@@ -483,39 +520,54 @@ def _first_image_shape(dataset: Dataset) -> tuple[int, ...]:
     item = dataset[0]
     if not isinstance(item, Mapping) or "image" not in item:
         raise KeyError("training items must be dicts with an 'image' key")
-    return tuple(torch.as_tensor(_plain(item["image"])).shape)
+    return tuple(torch.as_tensor(plain_tensor(item["image"])).shape)
+
+
+@dataclass
+class ClassifierTrainingOptions:
+    """The settings of :func:`train_classifier` (see its docstring), checked when built."""
+
+    strategy: str = "real"
+    network: str | torch.nn.Module = "resnet18"
+    num_classes: int | None = None
+    class_names: Sequence[str] | None = None
+    generator_checkpoint: Any = None
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    loss_function: Callable | None = None
+    seed: int = 0
+    key_metric: str = "macro_f1"
+    positive_class: str | int | None = None
+    early_stopping_patience: int | None = None
+    class_weighted_sampling: bool = False
+    strategy_kwargs: Mapping[str, Any] | None = None
+    train_transform: Callable | None = None
+    val_transform: Callable | None = None
+    num_workers: int = 0
+    device: str | torch.device | None = None
+    amp: bool = True
+    tensorboard: bool = True
+    final_report: bool = True
+    tsne_layer: str | None = None
+    tsne_max_points: int = 300
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGY_NAMES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; expected one of {list(STRATEGY_NAMES)}")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def train_classifier(
     train_data,
     val_data,
     output_dir: str | os.PathLike,
-    *,
-    strategy: str = "real",
-    network: str | torch.nn.Module = "resnet18",
-    num_classes: int | None = None,
-    class_names: Sequence[str] | None = None,
-    generator_checkpoint=None,
-    epochs: int = 10,
-    batch_size: int = 32,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    loss_function: Callable | None = None,
-    seed: int = 0,
-    key_metric: str = "macro_f1",
-    positive_class: str | int | None = None,
-    early_stopping_patience: int | None = None,
-    class_weighted_sampling: bool = False,
-    strategy_kwargs: Mapping[str, Any] | None = None,
-    train_transform=None,
-    val_transform=None,
-    num_workers: int = 0,
-    device: str | torch.device | None = None,
-    amp: bool = True,
-    tensorboard: bool = True,
-    final_report: bool = True,
-    tsne_layer: str | None = None,
-    tsne_max_points: int = 300,
+    options: ClassifierTrainingOptions | None = None,
+    **kwargs,
 ) -> TrainingResult:
     """Train a classifier with one augmentation strategy and keep the best network on validation.
 
@@ -524,6 +576,8 @@ def train_classifier(
             ``gemix_monai.data.get_dataset(source, split)``, whose ``class_names`` are used), a list
             of such dicts, or a datalist JSON path (then ``train_transform``/``val_transform`` load the
             images; sections ``training`` and ``validation``). ``val_data`` may also be a ``DataLoader``.
+        options: the settings below as one :class:`ClassifierTrainingOptions`; keyword arguments (the
+            dataclass's field names) override its fields, or build it on their own.
         output_dir: gets ``models/model.pt`` (best state dict), ``models/classifier.json``,
             ``tensorboard/``, ``val_report/`` (report of the best network on ``val_data``) and, with
             ``tsne_layer``, ``val_report/tsne.png``.
@@ -541,25 +595,29 @@ def train_classifier(
     """
     from gemix_monai.transforms.strategies import build_strategy
 
-    if strategy not in STRATEGY_NAMES:
-        raise ValueError(f"unknown strategy {strategy!r}; expected one of {list(STRATEGY_NAMES)}")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    o = dataclasses.replace(options, **kwargs) if options is not None else ClassifierTrainingOptions(**kwargs)
     out = Path(output_dir)
-    device = _device(device)
+    device = _device(o.device)
     from monai.utils import set_determinism
 
-    set_determinism(seed=seed)
-    real_train, names_from_list = _as_dataset(train_data, train_transform, "training", "train_data")
+    set_determinism(seed=o.seed)
+    world, rank = idist.get_world_size(), idist.get_rank()
+    if o.batch_size % world:
+        raise ValueError(f"batch_size={o.batch_size} (the global batch) must be divisible by the {world} processes")
+    if world > 1 and o.class_weighted_sampling:
+        raise ValueError("class_weighted_sampling is single-process only; train without it or in one process")
+    real_train, names_from_list = _dataset_and_class_names(train_data, o.train_transform, "training", "train_data")
     if isinstance(val_data, torch.utils.data.DataLoader):
         val_loader = val_data
     else:
-        val_ds, _ = _as_dataset(val_data, val_transform, "validation", "val_data")
-        val_loader = DataLoader(val_ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    if class_names is None:
-        class_names = names_from_list
+        val_ds, _ = _dataset_and_class_names(val_data, o.val_transform, "validation", "val_data")
+        # each process validates its share; ClinicalMetrics reduces the counts over the processes
+        val_sampler = DistributedSampler(val_ds, shuffle=False, even_divisible=False) if world > 1 else None
+        val_loader = DataLoader(
+            val_ds, batch_size=o.batch_size, shuffle=False, sampler=val_sampler, num_workers=o.num_workers
+        )
+    class_names = o.class_names if o.class_names is not None else names_from_list
+    num_classes = o.num_classes
     if num_classes is None:
         if class_names is None:
             raise ValueError("num_classes is required when class_names are not given (nor in the datalist)")
@@ -568,48 +626,95 @@ def train_classifier(
     in_channels = _first_image_shape(real_train)[0]
 
     data_contract = contract_of(real_train)
-    if generator_checkpoint is not None and strategy not in ("real", "pixel_mixup"):
-        check_generator_fits(generator_checkpoint, names, data_contract)
+    if o.generator_checkpoint is not None and o.strategy not in ("real", "pixel_mixup"):
+        check_generator_fits(o.generator_checkpoint, names, data_contract)
 
-    kwargs = strategy_options(strategy, strategy_kwargs, real_train, num_classes, class_weighted_sampling)
-    strat = build_strategy(strategy, real_train, num_classes, generator=generator_checkpoint, seed=seed,
-                           device=device if generator_checkpoint is not None else None, **kwargs)
-    sampler = class_weighted_sampler(strat, real_train, num_classes, seed, enabled=class_weighted_sampling)
-    train_loader = DataLoader(strat.dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
-                              num_workers=num_workers, drop_last=len(strat.dataset) > batch_size)
+    kwargs = strategy_options(o.strategy, o.strategy_kwargs, real_train, num_classes, o.class_weighted_sampling)
+    strat = build_strategy(
+        o.strategy,
+        real_train,
+        num_classes,
+        generator=o.generator_checkpoint,
+        seed=o.seed,
+        device=device if o.generator_checkpoint is not None else None,
+        **kwargs,
+    )
+    sampler = class_weighted_sampler(strat, real_train, num_classes, o.seed, enabled=o.class_weighted_sampling)
+    if sampler is None:
+        # One seeded permutation per epoch (MONAI's workflow calls set_epoch), dealt round-robin to the processes:
+        # batch i of the n processes together holds the items of batch i of a single process, whatever n is.
+        sampler = DistributedSampler(strat.dataset, num_replicas=world, rank=rank, shuffle=True, seed=o.seed)
+    train_loader = DataLoader(
+        strat.dataset,
+        batch_size=o.batch_size // world,
+        shuffle=False,
+        sampler=sampler,
+        num_workers=o.num_workers,
+        drop_last=len(strat.dataset) > o.batch_size,
+    )
 
-    layer = tsne_layer
-    if tsne_layer == "default":
-        if not isinstance(network, str):
+    layer = o.tsne_layer
+    if o.tsne_layer == "default":
+        if not isinstance(o.network, str):
             raise ValueError("tsne_layer='default' needs a network name; name the layer of a custom network instead")
-        layer = FEATURE_LAYERS[network]
-    if isinstance(network, str):
-        arch = network
-        net = build_classifier_network(network, in_channels, num_classes)
+        layer = FEATURE_LAYERS[o.network]
+    if isinstance(o.network, str):
+        arch = o.network
+        net = build_classifier_network(o.network, in_channels, num_classes)
     else:
-        arch, net = None, network
+        arch, net = None, o.network
     net = net.to(device)
-    info = {"format": "gemix-classifier/1", "network": arch, "in_channels": in_channels, "num_classes": num_classes,
-            "class_names": list(names), "strategy": strategy, "seed": seed}
+    if world > 1:  # gradients averaged over the processes: the same step as one process with the global batch
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
+    info = {
+        "format": "gemix-classifier/1",
+        "network": arch,
+        "in_channels": in_channels,
+        "num_classes": num_classes,
+        "class_names": list(names),
+        "strategy": o.strategy,
+        "seed": o.seed,
+    }
     if data_contract is not None:
         # classes + preprocessing of the training data: evaluate/classify apply and check it (docs/data.md)
         info["contract"] = data_contract.to_dict()
 
-    tb_dir = out / "tensorboard" if tensorboard else None
+    tb_dir = out / "tensorboard" if o.tensorboard and rank == 0 else None
     trainer_ref: dict[str, Engine] = {}
     evaluator = create_classifier_evaluator(
-        net, val_loader, num_classes, names, key_metric=key_metric, positive_class=positive_class, device=device,
-        amp=amp, tensorboard_dir=tb_dir, global_epoch_transform=lambda e: trainer_ref["t"].state.epoch if "t" in trainer_ref else e,
+        net,
+        val_loader,
+        num_classes,
+        names,
+        key_metric=o.key_metric,
+        positive_class=o.positive_class,
+        device=device,
+        amp=o.amp,
+        tensorboard_dir=tb_dir,
+        global_epoch_transform=lambda e: trainer_ref["t"].state.epoch if "t" in trainer_ref else e,
     )
     history: list[dict[str, float]] = []
-    evaluator.add_event_handler(Events.COMPLETED, lambda e: history.append(
-        {"epoch": float(e.state.epoch), **{k: float(v) for k, v in e.state.metrics.items()}}))
+    evaluator.add_event_handler(
+        Events.COMPLETED,
+        lambda e: history.append({"epoch": float(e.state.epoch), **{k: float(v) for k, v in e.state.metrics.items()}}),
+    )
     checkpoint = out / "models" / CHECKPOINT_NAME
     trainer = create_classifier_trainer(
-        net, train_loader, num_classes, max_epochs=epochs, lr=lr, weight_decay=weight_decay, strategy=strat,
-        loss_function=loss_function,
-        evaluator=evaluator, checkpoint_path=checkpoint, checkpoint_info=info,
-        early_stopping_patience=early_stopping_patience, device=device, amp=amp, tensorboard_dir=tb_dir,
+        net,
+        train_loader,
+        num_classes,
+        max_epochs=o.epochs,
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        strategy=strat,
+        loss_function=o.loss_function,
+        evaluator=evaluator,
+        checkpoint_path=checkpoint,
+        checkpoint_info=info,
+        early_stopping_patience=o.early_stopping_patience,
+        device=device,
+        amp=o.amp,
+        tensorboard_dir=tb_dir,
     )
     trainer_ref["t"] = trainer
     trainer.run()
@@ -617,16 +722,28 @@ def train_classifier(
     best_value = float(evaluator.state.best_metric) if best_epoch is not None else None
 
     report = None
-    if final_report:
+    if o.final_report:
+        idist.barrier()  # rank 0 wrote the checkpoint
+        net = _unwrap(net)
         net.load_state_dict(safe_torch_load(checkpoint, map_location=device))
         sources = None
-        if layer is not None:
-            sources = strategy_feature_sources(strat, train_loader, val_loader, num_classes, tsne_max_points)
-        report = evaluate_classifier(net, val_loader, out / "val_report", names, positive_class=positive_class,
-                                     device=device, amp=amp, tsne_layer=layer, tsne_sources=sources,
-                                     tsne_max_points=tsne_max_points)
-    return TrainingResult(out, checkpoint, best_value, best_epoch, key_metric, len(strat.dataset),
-                          dict(strat.info), history, report)
+        if layer is not None and world == 1:
+            sources = strategy_feature_sources(strat, train_loader, val_loader, num_classes, o.tsne_max_points)
+        report = evaluate_classifier(
+            net,
+            val_loader,
+            out / "val_report",
+            names,
+            positive_class=o.positive_class,
+            device=device,
+            amp=o.amp,
+            tsne_layer=layer,
+            tsne_sources=sources,
+            tsne_max_points=o.tsne_max_points,
+        )
+    return TrainingResult(
+        out, checkpoint, best_value, best_epoch, o.key_metric, len(strat.dataset), dict(strat.info), history, report
+    )
 
 
 def strategy_generator(strategy: str, generator) -> Any:
@@ -635,8 +752,13 @@ def strategy_generator(strategy: str, generator) -> Any:
     return None if strategy in ("real", "pixel_mixup") else generator
 
 
-def strategy_options(strategy: str, strategy_kwargs: Mapping[str, Any] | None, real_dataset, num_classes: int,
-                     class_weighted_sampling: bool = False) -> dict:
+def strategy_options(
+    strategy: str,
+    strategy_kwargs: Mapping[str, Any] | None,
+    real_dataset,
+    num_classes: int,
+    class_weighted_sampling: bool = False,
+) -> dict:
     """``build_strategy`` keyword arguments: ``strategy_kwargs`` plus, with ``class_weighted_sampling`` and a
     synthetic strategy, inverse-frequency ``class_weights`` for the synthetic labels."""
     kwargs = dict(strategy_kwargs or {})
@@ -654,8 +776,9 @@ def class_weighted_sampler(strategy, real_dataset, num_classes: int, seed: int =
     per_class = class_balanced_weights(real_labels, num_classes)
     item_w = torch.ones(len(strategy.dataset), dtype=torch.float64)  # synthetic items keep weight 1
     item_w[: len(real_labels)] = per_class[real_labels]
-    return WeightedRandomSampler(item_w, num_samples=len(strategy.dataset), replacement=True,
-                                 generator=torch.Generator().manual_seed(seed))
+    return WeightedRandomSampler(
+        item_w, num_samples=len(strategy.dataset), replacement=True, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def check_num_classes(num_classes, class_names: Sequence[str], where: str = "the training data") -> int:
@@ -663,8 +786,10 @@ def check_num_classes(num_classes, class_names: Sequence[str], where: str = "the
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got num_classes={num_classes!r}")
     if len(class_names) != num_classes:
-        raise ValueError(f"num_classes={num_classes} does not match the {len(class_names)} classes of {where} "
-                         f"({list(class_names)}); leave num_classes out to take it from the data")
+        raise ValueError(
+            f"num_classes={num_classes} does not match the {len(class_names)} classes of {where} "
+            f"({list(class_names)}); leave num_classes out to take it from the data"
+        )
     return num_classes
 
 
@@ -692,7 +817,9 @@ def strategy_feature_sources(strat, train_loader, val_loader, num_classes: int, 
         idx = list(range(num_real, min(len(ds), num_real + max_points)))
         sources["synthetic"] = DataLoader(torch.utils.data.Subset(ds, idx), batch_size=64)
     elif strat.name == "synthetic_only":
-        sources["synthetic"] = DataLoader(torch.utils.data.Subset(ds, list(range(min(len(ds), max_points)))), batch_size=64)
+        sources["synthetic"] = DataLoader(
+            torch.utils.data.Subset(ds, list(range(min(len(ds), max_points)))), batch_size=64
+        )
     if strat.batch_transform is not None:
         prepare = StrategyPrepareBatch(num_classes, strat.batch_transform)
 
@@ -729,8 +856,9 @@ def read_classifier_info(checkpoint: str | os.PathLike) -> dict:
     return info
 
 
-def classifier_transform(checkpoint: str | os.PathLike, *, image_size=None, hu_window="auto", intensity="auto",
-                         channels=None):
+def classifier_transform(
+    checkpoint: str | os.PathLike, *, image_size=None, hu_window="auto", intensity="auto", channels=None
+):
     """The preprocessing a classifier was trained with (its stored contract), for images given one by one.
 
     Explicit options that differ from the stored contract raise naming both; without a stored contract
@@ -739,28 +867,47 @@ def classifier_transform(checkpoint: str | os.PathLike, *, image_size=None, hu_w
     from gemix_monai.data.contract import Preprocessing
 
     info = read_classifier_info(checkpoint)
-    given = {"image_size": image_size, "channels": channels, "hu_window": None if hu_window in ("auto", None) or (
-        isinstance(hu_window, str) and hu_window.lower() == "none") else hu_window, "intensity": intensity}
+    given = {
+        "image_size": image_size,
+        "channels": channels,
+        "hu_window": None
+        if hu_window in ("auto", None) or (isinstance(hu_window, str) and hu_window.lower() == "none")
+        else hu_window,
+        "intensity": intensity,
+    }
     stored = contract_of(info.get("contract")) if info.get("contract") else None
     if stored is None:
-        pp = Preprocessing(image_size=int(image_size or 32), channels=int(channels or info.get("in_channels") or 1),
-                           hu_window=given["hu_window"], intensity=intensity)
+        pp = Preprocessing(
+            image_size=int(image_size or 32),
+            channels=int(channels or info.get("in_channels") or 1),
+            hu_window=given["hu_window"],
+            intensity=intensity,
+        )
         return pp.transforms(num_classes=info.get("num_classes"))
     pp = stored.preprocessing
     explicit = {k: v for k, v in given.items() if v is not None and not (k == "intensity" and v == "auto")}
     if hu_window == "auto":
         explicit.pop("hu_window", None)
     if explicit:
-        wanted = Preprocessing(**{**{k: getattr(pp, k) for k in ("image_size", "channels", "hu_window", "intensity")},
-                                  **explicit})
+        wanted = Preprocessing(
+            **{**{k: getattr(pp, k) for k in ("image_size", "channels", "hu_window", "intensity")}, **explicit}
+        )
         if wanted != pp:
-            raise ValueError(f"classifier {checkpoint} was trained with [{pp.describe()}]; the options given ask for "
-                             f"[{wanted.describe()}]: leave them out to use the stored preprocessing")
+            raise ValueError(
+                f"classifier {checkpoint} was trained with [{pp.describe()}]; the options given ask for "
+                f"[{wanted.describe()}]: leave them out to use the stored preprocessing"
+            )
     return pp.transforms(num_classes=len(stored.class_names))
 
 
-def load_classifier(checkpoint: str | os.PathLike, *, network: str | None = None, in_channels: int | None = None,
-                    num_classes: int | None = None, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+def load_classifier(
+    checkpoint: str | os.PathLike,
+    *,
+    network: str | None = None,
+    in_channels: int | None = None,
+    num_classes: int | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.nn.Module, dict]:
     """Rebuild a trained classifier from ``model.pt`` and its ``classifier.json`` (or explicit arguments)."""
     path = Path(checkpoint)
     info_path = path.with_name(CHECKPOINT_INFO_NAME)
@@ -768,7 +915,9 @@ def load_classifier(checkpoint: str | os.PathLike, *, network: str | None = None
     network = network or info.get("network")
     in_channels = in_channels or info.get("in_channels")
     num_classes = num_classes or info.get("num_classes")
-    missing = [n for n, v in (("network", network), ("in_channels", in_channels), ("num_classes", num_classes)) if v is None]
+    missing = [
+        n for n, v in (("network", network), ("in_channels", in_channels), ("num_classes", num_classes)) if v is None
+    ]
     if missing:
         raise ValueError(f"cannot rebuild the classifier of {path}: no {info_path.name} beside it; pass {missing}")
     net = build_classifier_network(network, int(in_channels), int(num_classes))
@@ -776,8 +925,10 @@ def load_classifier(checkpoint: str | os.PathLike, *, network: str | None = None
     try:
         net.load_state_dict(state)
     except RuntimeError as e:
-        raise ValueError(f"checkpoint {path} does not fit network {network!r} (in_channels={in_channels}, "
-                         f"num_classes={num_classes}): {e}") from e
+        raise ValueError(
+            f"checkpoint {path} does not fit network {network!r} (in_channels={in_channels}, "
+            f"num_classes={num_classes}): {e}"
+        ) from e
     return net.to(device), info
 
 
@@ -815,19 +966,22 @@ def evaluate_classifier(
     if isinstance(network_or_checkpoint, torch.nn.Module):
         net = network_or_checkpoint.to(device)
     else:
-        net, info = load_classifier(network_or_checkpoint, network=network, in_channels=in_channels,
-                                    num_classes=num_classes, device=device)
+        net, info = load_classifier(
+            network_or_checkpoint, network=network, in_channels=in_channels, num_classes=num_classes, device=device
+        )
     if isinstance(test_data, torch.utils.data.DataLoader):
         loader, names_from_list = test_data, None
     else:
-        ds, names_from_list = _as_dataset(test_data, transform, section, "test_data")
+        ds, names_from_list = _dataset_and_class_names(test_data, transform, section, "test_data")
         loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
     stored = contract_of(info.get("contract")) if info.get("contract") else None
     data_contract = contract_of(getattr(loader, "dataset", None))
     if stored is not None and data_contract is not None:
         check_contract(stored, data_contract, f"classifier {network_or_checkpoint}", "the evaluation data")
     elif info.get("class_names") and names_from_list:
-        check_class_names(info["class_names"], names_from_list, f"classifier {network_or_checkpoint}", "the evaluation data")
+        check_class_names(
+            info["class_names"], names_from_list, f"classifier {network_or_checkpoint}", "the evaluation data"
+        )
     names = class_names or info.get("class_names") or names_from_list
     k = num_classes or info.get("num_classes") or (len(names) if names else None)
     if k is None:
@@ -835,10 +989,27 @@ def evaluate_classifier(
     names = validate_class_names(int(k), names)
     handlers = []
     if tsne_layer is not None:
-        handlers.append(FeatureTSNEPlotter(net, tsne_layer, dict(tsne_sources or {"real": loader}), Path(output_dir) / "tsne.png",
-                                           class_names=names, max_points=tsne_max_points))
-    evaluator = create_classifier_evaluator(net, loader, int(k), names, positive_class=positive_class, device=device,
-                                            amp=amp, report_dir=output_dir, val_handlers=handlers)
+        handlers.append(
+            FeatureTSNEPlotter(
+                net,
+                tsne_layer,
+                dict(tsne_sources or {"real": loader}),
+                Path(output_dir) / "tsne.png",
+                class_names=names,
+                max_points=tsne_max_points,
+            )
+        )
+    evaluator = create_classifier_evaluator(
+        net,
+        loader,
+        int(k),
+        names,
+        positive_class=positive_class,
+        device=device,
+        amp=amp,
+        report_dir=output_dir,
+        val_handlers=handlers,
+    )
     evaluator.run()
     return evaluator.clinical_metrics.result
 
@@ -893,7 +1064,9 @@ def _classify_transform(info: Mapping, fallback: Mapping | None = None):
         return stored.preprocessing.transforms(num_classes=len(stored.class_names))
     recorded = info.get("preprocessing")
     if recorded is not None and not isinstance(recorded, Mapping):
-        raise ValueError(f"classifier.json 'preprocessing' must be a dict of get_transforms arguments, got {recorded!r}")
+        raise ValueError(
+            f"classifier.json 'preprocessing' must be a dict of get_transforms arguments, got {recorded!r}"
+        )
     kwargs = dict(DEFAULT_CLASSIFY_PREPROCESSING)
     kwargs.update(fallback or {})
     kwargs["channels"] = int(info["in_channels"])
@@ -914,23 +1087,35 @@ def check_classify_inputs(checkpoint, input_dir, output_csv, *, overwrite: bool 
             raise ValueError(f"classify: {name} is not set (bundle: set dataset_dir, ckpt_path and predictions_csv)")
     checkpoint, output_csv = Path(checkpoint), Path(output_csv)
     if output_csv.exists() and not overwrite:
-        raise FileExistsError(f"{output_csv} already exists; pass overwrite=True (command line: --overwrite) to replace it, "
-                              "or choose another output file")
+        raise FileExistsError(
+            f"{output_csv} already exists; pass overwrite=True (command line: --overwrite) to replace it, "
+            "or choose another output file"
+        )
     if not checkpoint.is_file():
         raise FileNotFoundError(f"classifier checkpoint not found: {checkpoint}")
     info_path = checkpoint.with_name(CHECKPOINT_INFO_NAME)
     if not info_path.is_file():
-        raise FileNotFoundError(f"{info_path} not found: classification takes the network, class count and class names "
-                                f"from the {CHECKPOINT_INFO_NAME} that training writes beside {checkpoint.name}")
+        raise FileNotFoundError(
+            f"{info_path} not found: classification takes the network, class count and class names "
+            f"from the {CHECKPOINT_INFO_NAME} that training writes beside {checkpoint.name}"
+        )
     files = find_images(input_dir)
     if not files:
-        raise ValueError(f"no images to classify in {input_dir} (searched recursively, any letter case, for "
-                         f"{', '.join(_image_suffixes())})")
+        raise ValueError(
+            f"no images to classify in {input_dir} (searched recursively, any letter case, for "
+            f"{', '.join(_image_suffixes())})"
+        )
     return files
 
 
-def write_predictions_csv(output_csv: str | os.PathLike, filenames: Sequence[str], probabilities: torch.Tensor,
-                          class_names: Sequence[str], *, where: str = "the classifier") -> Path:
+def write_predictions_csv(
+    output_csv: str | os.PathLike,
+    filenames: Sequence[str],
+    probabilities: torch.Tensor,
+    class_names: Sequence[str],
+    *,
+    where: str = "the classifier",
+) -> Path:
     """Write ``filename, predicted_class, p(<class name>)...`` (one row per image, probabilities in label order)
     atomically; NaN/inf probabilities raise naming the first images concerned."""
     import csv
@@ -969,8 +1154,15 @@ class ClassificationCSVWriter:
     nor class names, hence this handler.
     """
 
-    def __init__(self, output_csv: str | os.PathLike, class_names: Sequence[str], *, root_dir: str | os.PathLike | None = None,
-                 pred_key: str = "pred", image_key: str = "image") -> None:
+    def __init__(
+        self,
+        output_csv: str | os.PathLike,
+        class_names: Sequence[str],
+        *,
+        root_dir: str | os.PathLike | None = None,
+        pred_key: str = "pred",
+        image_key: str = "image",
+    ) -> None:
         self.output_csv = Path(output_csv)
         self.class_names = list(class_names)
         self.root_dir = Path(root_dir) if root_dir is not None else None
@@ -999,13 +1191,13 @@ class ClassificationCSVWriter:
     def _collect(self, engine: Engine) -> None:
         batch, output = engine.state.batch, engine.state.output
         if isinstance(output, Mapping):  # decollate=False: one dict per batch
-            preds = _plain(output[self.pred_key])
+            preds = plain_tensor(output[self.pred_key])
             images = batch[self.image_key] if isinstance(batch, Mapping) else None
             meta = getattr(images, "meta", {}) or {}
             names = meta.get("filename_or_obj", [None] * len(preds))
             names = [names] if isinstance(names, str) else list(names)
         else:
-            preds = torch.stack([_plain(o[self.pred_key]).reshape(-1) for o in output])
+            preds = torch.stack([plain_tensor(o[self.pred_key]).reshape(-1) for o in output])
             items = batch if isinstance(batch, (list, tuple)) else [None] * len(output)
             names = [_filename_of(b.get(self.image_key)) if isinstance(b, Mapping) else None for b in items]
         k = len(self.class_names)
@@ -1022,9 +1214,17 @@ class ClassificationCSVWriter:
         logger.info("wrote %s (%d images)", self.output_csv, len(self.filenames))
 
 
-def classify_folder(checkpoint: str | os.PathLike, input_dir: str | os.PathLike, output_csv: str | os.PathLike, *,
-                    overwrite: bool = False, device: str | torch.device | None = None, batch_size: int = 32,
-                    transform: Callable | None = None, preprocessing: Mapping | None = None) -> Path:
+def classify_folder(
+    checkpoint: str | os.PathLike,
+    input_dir: str | os.PathLike,
+    output_csv: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    device: str | torch.device | None = None,
+    batch_size: int = 32,
+    transform: Callable | None = None,
+    preprocessing: Mapping | None = None,
+) -> Path:
     """Classify every image under ``input_dir`` with ``checkpoint`` (``model.pt`` + ``classifier.json``); write a CSV.
 
     The CSV has a header ``filename, predicted_class, p(<class name>)...`` (one probability column per class of
@@ -1055,8 +1255,9 @@ def classify_folder(checkpoint: str | os.PathLike, input_dir: str | os.PathLike,
 
     # The programmatic twin of the bundle's inference.json (SupervisedEvaluator + CheckpointLoader +
     # ClassificationCSVWriter): a plain loop, the same preprocessing and the same CSV writer.
-    loader = DataLoader(MonaiDataset([{"image": str(f)} for f in files], tf), batch_size=batch_size, shuffle=False,
-                        num_workers=0)
+    loader = DataLoader(
+        MonaiDataset([{"image": str(f)} for f in files], tf), batch_size=batch_size, shuffle=False, num_workers=0
+    )
     probs = []
     net.eval()
     with torch.no_grad():
@@ -1064,14 +1265,13 @@ def classify_folder(checkpoint: str | os.PathLike, input_dir: str | os.PathLike,
             x = torch.as_tensor(batch["image"]).to(device=device, dtype=torch.float32)
             logits = net(x)
             if logits.ndim != 2 or logits.shape[1] != k:
-                raise ValueError(f"{checkpoint}: the network returns shape {tuple(logits.shape)}, expected [N, {k}] "
-                                 f"(num_classes in {info_path})")
+                raise ValueError(
+                    f"{checkpoint}: the network returns shape {tuple(logits.shape)}, expected [N, {k}] "
+                    f"(num_classes in {info_path})"
+                )
             probs.append(torch.softmax(logits.float(), dim=1).cpu())
-    write_predictions_csv(output_csv, [f.relative_to(input_dir).as_posix() for f in files], torch.cat(probs), names,
-                          where=str(checkpoint))
+    write_predictions_csv(
+        output_csv, [f.relative_to(input_dir).as_posix() for f in files], torch.cat(probs), names, where=str(checkpoint)
+    )
     logger.info("wrote %s", output_csv)
     return output_csv
-
-
-_eval_prepare_batch = eval_prepare_batch  # the name used before the bundle referenced it
-_check_generator_fits = check_generator_fits

@@ -21,7 +21,13 @@ import torch
 from monai.networks.blocks import Convolution
 from torch import nn
 
-__all__ = ["CLASSIFIER_NETWORKS", "FEATURE_LAYERS", "TinyClassifier", "build_classifier_network", "SoftTargetCrossEntropy"]
+__all__ = [
+    "CLASSIFIER_NETWORKS",
+    "FEATURE_LAYERS",
+    "TinyClassifier",
+    "build_classifier_network",
+    "SoftTargetCrossEntropy",
+]
 
 CLASSIFIER_NETWORKS = ("tiny", "resnet18", "resnet50", "densenet121", "efficientnet-b0")
 FEATURE_LAYERS = {
@@ -39,21 +45,27 @@ class TinyClassifier(nn.Module):
     Modules: ``features`` (the conv blocks), ``pool`` (global average, output ``[B, C_last]``), ``fc``.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, channels: Sequence[int] = (8, 16, 32), spatial_dims: int = 2):
+    def __init__(
+        self, in_channels: int, num_classes: int, channels: Sequence[int] = (8, 16, 32), spatial_dims: int = 2
+    ):
         super().__init__()
         blocks, c_in = [], in_channels
         for c_out in channels:
             blocks.append(Convolution(spatial_dims, c_in, c_out, strides=2, kernel_size=3, act="PRELU", norm="BATCH"))
             c_in = c_out
         self.features = nn.Sequential(*blocks)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1) if spatial_dims == 2 else nn.AdaptiveAvgPool3d(1), nn.Flatten())
+        self.pool = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1) if spatial_dims == 2 else nn.AdaptiveAvgPool3d(1), nn.Flatten()
+        )
         self.fc = nn.Linear(c_in, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.pool(self.features(x)))
 
 
-def build_classifier_network(name: str, in_channels: int, num_classes: int, spatial_dims: int = 2, **kwargs) -> nn.Module:
+def build_classifier_network(
+    name: str, in_channels: int, num_classes: int, spatial_dims: int = 2, **kwargs
+) -> nn.Module:
     """A randomly initialised classifier returning logits ``[B, num_classes]`` (see the module table)."""
     if not isinstance(in_channels, int) or in_channels < 1:
         raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
@@ -64,14 +76,22 @@ def build_classifier_network(name: str, in_channels: int, num_classes: int, spat
     from monai.networks import nets
 
     if name in ("resnet18", "resnet50"):
-        return getattr(nets, name)(pretrained=False, spatial_dims=spatial_dims, n_input_channels=in_channels,
-                                   num_classes=num_classes, **kwargs)
+        return getattr(nets, name)(
+            pretrained=False, spatial_dims=spatial_dims, n_input_channels=in_channels, num_classes=num_classes, **kwargs
+        )
     if name == "densenet121":
-        return nets.DenseNet121(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=num_classes,
-                                pretrained=False, **kwargs)
+        return nets.DenseNet121(
+            spatial_dims=spatial_dims, in_channels=in_channels, out_channels=num_classes, pretrained=False, **kwargs
+        )
     if name == "efficientnet-b0":
-        return nets.EfficientNetBN("efficientnet-b0", pretrained=False, spatial_dims=spatial_dims,
-                                   in_channels=in_channels, num_classes=num_classes, **kwargs)
+        return nets.EfficientNetBN(
+            "efficientnet-b0",
+            pretrained=False,
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            **kwargs,
+        )
     raise ValueError(f"unknown network {name!r}; expected one of {list(CLASSIFIER_NETWORKS)}")
 
 
@@ -101,7 +121,9 @@ class SoftTargetCrossEntropy(nn.Module):
                 raise ValueError(f"target has class index out of range 0..{k - 1}")
             target = nn.functional.one_hot(idx, k).to(logits.dtype)
         if target.shape != (b, k):
-            raise ValueError(f"target must be [B, K] = [{b}, {k}] soft labels or [B] indices, got {tuple(target.shape)}")
+            raise ValueError(
+                f"target must be [B, K] = [{b}, {k}] soft labels or [B] indices, got {tuple(target.shape)}"
+            )
         target = target.float()  # float32 even under autocast: log-probabilities of rare classes underflow in fp16
         sums = target.detach().sum(dim=1)
         if bool((target.detach() < -self.atol).any()) or bool(((sums - 1).abs() > self.atol).any()):

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import os
 import random
@@ -70,6 +71,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine
 
+from gemix_monai.mixing.labels import to_soft_label
 from gemix_monai.utils import safe_torch_load
 
 from . import gan_loss
@@ -165,32 +167,9 @@ class GanTrainingOptions:
 # labels and input validation
 
 
-def as_soft_labels(label: torch.Tensor, num_classes: int, *, name: str = "label") -> torch.Tensor:
-    """Integer class indices ``[N]`` (or ``[N, 1]``) → one-hot ``[N, K]``; soft labels ``[N, K]`` pass.
-
-    Raises a ``ValueError`` naming ``name`` when an index is outside ``0..K-1`` or a soft label
-    has the wrong width or is not on the simplex.
-    """
-    label = torch.as_tensor(label)
-    if label.ndim == 2 and label.shape[1] == 1 and not label.is_floating_point():
-        label = label[:, 0]
-    if label.ndim == 1:
-        if label.is_floating_point():
-            if not torch.all(label == label.round()):
-                raise ValueError(f"{name}: expected integer class indices 0..{num_classes - 1}, found non-integer values")
-        idx = label.long()
-        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= num_classes):
-            bad = idx[(idx < 0) | (idx >= num_classes)][0].item()
-            raise ValueError(f"{name}: class index {bad} is out of range; expected 0..{num_classes - 1} ({num_classes} classes)")
-        return torch.nn.functional.one_hot(idx, num_classes).float()
-    if label.ndim == 2:
-        if label.shape[1] != num_classes:
-            raise ValueError(f"{name}: soft labels must be [N, {num_classes}], found shape {list(label.shape)}")
-        label = label.float()
-        if torch.any(label < -1e-6) or torch.any((label.sum(1) - 1).abs() > 1e-3):
-            raise ValueError(f"{name}: soft labels must lie on the probability simplex (non-negative, rows summing to 1)")
-        return label
-    raise ValueError(f"{name}: expected class indices [N] or soft labels [N, {num_classes}], found shape {list(label.shape)}")
+#: Batch labels (class indices ``[N]``/``[N, 1]`` or soft labels ``[N, K]``) -> ``[N, K]``: the one validator of
+#: :mod:`gemix_monai.mixing.labels` with ``batched=True`` (a 1-D vector is always a batch of indices).
+as_soft_labels = functools.partial(to_soft_label, batched=True)
 
 
 def _item_labels(dataset) -> list | None:
@@ -842,7 +821,6 @@ def _train_process(local_rank, cfg: dict):
     G, D, augment_pipe, preset = build_networks(cfg["preset"], num_classes=cfg["num_classes"],
                                                 class_names=cfg["class_names"])
     opts = {k: v for k, v in preset.items() if k not in ("G", "D", "augment")}
-    opts.update(preset.get("training", {}) if isinstance(preset.get("training"), Mapping) else {})
     opts.update({k: v for k, v in cfg["options"].items() if v is not None})
     options = GanTrainingOptions.from_mapping(opts)
     trainer = create_gan_trainer(

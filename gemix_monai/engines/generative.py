@@ -35,13 +35,30 @@ import torch
 import torch.nn.functional as F
 from ignite.engine import Engine
 
+from gemix_monai.mixing.labels import to_soft_label
 from gemix_monai.utils import safe_torch_load
 
-from .gan import (GlobalBatchSampler, _as_dataset, _collate, _item_labels, _plain_config, as_soft_labels, get_rng_state,
-                  set_rng_state, train_gan, validate_gan_dataset)
+from .gan import (
+    GlobalBatchSampler,
+    _as_dataset,
+    _collate,
+    _item_labels,
+    _plain_config,
+    get_rng_state,
+    set_rng_state,
+    train_gan,
+    validate_gan_dataset,
+)
 
-__all__ = ["GENERATOR_FAMILIES", "GenerativeTrainingOptions", "GenerativeTrainer", "build_family_networks",
-           "create_generative_trainer", "train_family", "train_generator"]
+__all__ = [
+    "GENERATOR_FAMILIES",
+    "GenerativeTrainingOptions",
+    "GenerativeTrainer",
+    "build_family_networks",
+    "create_generative_trainer",
+    "train_family",
+    "train_generator",
+]
 
 GENERATOR_FAMILIES = ("stylegan2", "dcgan", "diffusion")
 
@@ -94,8 +111,9 @@ def _check_family(family: str) -> str:
     return family
 
 
-def build_family_networks(family: str, preset="tiny", *, num_classes: int, class_names: Sequence[str] | None = None,
-                          img_channels: int = 1):
+def build_family_networks(
+    family: str, preset="tiny", *, num_classes: int, class_names: Sequence[str] | None = None, img_channels: int = 1
+):
     """``(G, D or None, preset dict)`` for ``family`` in ``dcgan``/``diffusion`` (``preset`` a name or dict)."""
     family = _check_family(family)
     if family == "dcgan":
@@ -109,10 +127,14 @@ def build_family_networks(family: str, preset="tiny", *, num_classes: int, class
         from gemix_monai.networks.diffusion import ConditionalDiffusionGenerator, diffusion_preset
 
         p = dict(preset) if isinstance(preset, Mapping) else diffusion_preset(preset)
-        G = ConditionalDiffusionGenerator(c_dim=num_classes, img_channels=img_channels, class_names=class_names, **p["G"])
+        G = ConditionalDiffusionGenerator(
+            c_dim=num_classes, img_channels=img_channels, class_names=class_names, **p["G"]
+        )
         return G, None, p
-    raise ValueError("build_family_networks builds dcgan/diffusion networks; StyleGAN2 networks come from "
-                     "gemix_monai.engines.gan.build_networks")
+    raise ValueError(
+        "build_family_networks builds dcgan/diffusion networks; StyleGAN2 networks come from "
+        "gemix_monai.engines.gan.build_networks"
+    )
 
 
 class GenerativeTrainer(Engine):
@@ -122,32 +144,53 @@ class GenerativeTrainer(Engine):
     ``class_names``, ``rank``, ``stateful_handlers``, ``training_state_dict()``.
     """
 
-    def __init__(self, family: str, G, D, train_data, options: GenerativeTrainingOptions, *, num_classes: int,
-                 class_names: Sequence[str] | None = None, device=None, seed: int = 0, num_workers: int = 0):
+    def __init__(
+        self,
+        family: str,
+        G,
+        D,
+        train_data,
+        options: GenerativeTrainingOptions,
+        *,
+        num_classes: int,
+        class_names: Sequence[str] | None = None,
+        device=None,
+        seed: int = 0,
+        num_workers: int = 0,
+    ):
         super().__init__(self._iteration)
         self.family = _check_family(family)
         if self.family == "stylegan2":
             raise ValueError("StyleGAN2 is trained by gemix_monai.engines.gan (train_gan / ConditionalGanTrainer)")
         if (D is None) != (self.family == "diffusion"):
-            raise ValueError(f"family {family!r}: {'no discriminator' if family == 'diffusion' else 'a discriminator'} expected")
+            raise ValueError(
+                f"family {family!r}: {'no discriminator' if family == 'diffusion' else 'a discriminator'} expected"
+            )
         self.rank, self.world_size = 0, 1
-        self.device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = (
+            torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        )
         self.options, self.seed, self.num_workers = options, int(seed), num_workers
         self.num_classes = int(num_classes)
         if G.c_dim != self.num_classes:
             raise ValueError(f"num_classes={num_classes} but the generator was built with c_dim={G.c_dim}")
         self.class_names = list(class_names) if class_names is not None else list(G.class_names)
         if self.class_names != list(G.class_names):
-            raise ValueError(f"class_names {self.class_names} differ from the generator's class_names {list(G.class_names)}")
+            raise ValueError(
+                f"class_names {self.class_names} differ from the generator's class_names {list(G.class_names)}"
+            )
         self.train_data = train_data
-        validate_gan_dataset(train_data, img_resolution=G.img_resolution, img_channels=G.img_channels,
-                             num_classes=self.num_classes)
+        validate_gan_dataset(
+            train_data, img_resolution=G.img_resolution, img_channels=G.img_channels, num_classes=self.num_classes
+        )
         contract = getattr(train_data, "contract", None)
         self.contract = contract.to_dict() if hasattr(contract, "to_dict") else None
         if self.contract is not None:
             if list(self.contract["class_names"]) != self.class_names:
-                raise ValueError(f"the training data's classes {self.contract['class_names']} differ from class_names "
-                                 f"{self.class_names}")
+                raise ValueError(
+                    f"the training data's classes {self.contract['class_names']} differ from class_names "
+                    f"{self.class_names}"
+                )
             G.contract = self.contract
         self.G = G.to(self.device).train()
         self.D = D.to(self.device).train() if D is not None else None
@@ -177,9 +220,16 @@ class GenerativeTrainer(Engine):
         return max(1, math.ceil(self.options.max_kimg * 1000 / self.options.batch_size))
 
     def make_data_loader(self, start_batch: int = 0) -> torch.utils.data.DataLoader:
-        sampler = GlobalBatchSampler(len(self.train_data), self.options.batch_size, seed=self.seed, start_batch=start_batch)
-        return torch.utils.data.DataLoader(self.train_data, batch_sampler=sampler, num_workers=self.num_workers,
-                                           collate_fn=_collate, pin_memory=self.device.type == "cuda")
+        sampler = GlobalBatchSampler(
+            len(self.train_data), self.options.batch_size, seed=self.seed, start_batch=start_batch
+        )
+        return torch.utils.data.DataLoader(
+            self.train_data,
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=_collate,
+            pin_memory=self.device.type == "cuda",
+        )
 
     def run(self, data=None, max_epochs=None, epoch_length=None, max_iters=None):  # noqa: D401
         """Train until ``options.max_kimg`` (or ``max_iters``), continuing from the current iteration."""
@@ -205,7 +255,7 @@ class GenerativeTrainer(Engine):
     def _iteration(self, engine, batch) -> dict:
         dev, it = self.device, self.state.iteration
         x = batch["image"].to(dev, non_blocking=True).float()
-        c = as_soft_labels(batch["label"], self.num_classes, name="batch['label']").to(dev)
+        c = to_soft_label(batch["label"], self.num_classes, name="batch['label']", batched=True).to(dev)
         if self.family == "dcgan":
             with self._keyed_rng(it, 0):
                 self.D.requires_grad_(True)
@@ -224,15 +274,20 @@ class GenerativeTrainer(Engine):
                 self.opt_G.zero_grad(set_to_none=True)
                 loss_g.backward()
                 self.opt_G.step()
-            return {"loss_G": float(loss_g.detach()), "loss_D": float(loss_d.detach()), "D_real": float(real_logits.detach().mean()),
-                    "D_fake": float(fake_logits.detach().mean())}
+            return {
+                "loss_G": float(loss_g.detach()),
+                "loss_D": float(loss_d.detach()),
+                "D_real": float(real_logits.detach().mean()),
+                "D_fake": float(fake_logits.detach().mean()),
+            }
         with self._keyed_rng(it, 0):
             noise = torch.randn_like(x)
             t = torch.randint(0, self.scheduler.num_train_timesteps, (x.shape[0],), device=dev).long()
             keep = (torch.rand(x.shape[0], device=dev) >= self.options.p_uncond).float()[:, None]
             cond = self.G.context(c * keep)  # dropped rows: the zero (null) context
-            pred = self.inferer(inputs=x, diffusion_model=self.G.unet, noise=noise, timesteps=t, condition=cond,
-                                mode="crossattn")
+            pred = self.inferer(
+                inputs=x, diffusion_model=self.G.unet, noise=noise, timesteps=t, condition=cond, mode="crossattn"
+            )
             loss = F.mse_loss(pred.float(), noise)
             self.opt_G.zero_grad(set_to_none=True)
             loss.backward()
@@ -254,30 +309,45 @@ class GenerativeTrainer(Engine):
             "D": self.D.state_dict() if self.D is not None else {},
             "opt_G": self.opt_G.state_dict(),
             "opt_D": self.opt_D.state_dict() if self.opt_D is not None else {},
-            "counters": {"iteration": self.state.iteration, "epoch": self.state.epoch, "images_seen": self.images_seen,
-                         "batch_size": self.options.batch_size},
+            "counters": {
+                "iteration": self.state.iteration,
+                "epoch": self.state.epoch,
+                "images_seen": self.images_seen,
+                "batch_size": self.options.batch_size,
+            },
             "data": {"seed": self.seed, "next_global_batch": self.state.iteration, "num_items": len(self.train_data)},
             "rng": get_rng_state(),
             "handlers": {name: h.state_dict() for name, h in self.stateful_handlers.items()},
-            "config": {"G": dict(self.G.init_kwargs), "D": dict(getattr(self.D, "init_kwargs", {}) or {}),
-                       "options": self.options.to_dict(), "num_classes": self.num_classes, "family": self.family},
+            "config": {
+                "G": dict(self.G.init_kwargs),
+                "D": dict(getattr(self.D, "init_kwargs", {}) or {}),
+                "options": self.options.to_dict(),
+                "num_classes": self.num_classes,
+                "family": self.family,
+            },
             "class_names": list(self.class_names),
             "contract": self.contract,
         }
 
     def load_training_state(self, state: Mapping) -> None:
         if state.get("format") != self.training_format:
-            raise ValueError(f"not a {self.family} training checkpoint: format={state.get('format')!r}, "
-                             f"expected {self.training_format!r}")
+            raise ValueError(
+                f"not a {self.family} training checkpoint: format={state.get('format')!r}, "
+                f"expected {self.training_format!r}"
+            )
         if state["counters"]["batch_size"] != self.options.batch_size:
-            raise ValueError(f"checkpoint was trained with batch_size={state['counters']['batch_size']}, this run uses "
-                             f"{self.options.batch_size}; exact resume needs the same batch size")
+            raise ValueError(
+                f"checkpoint was trained with batch_size={state['counters']['batch_size']}, this run uses "
+                f"{self.options.batch_size}; exact resume needs the same batch size"
+            )
         if list(state["class_names"]) != self.class_names:
             raise ValueError(f"checkpoint class_names {state['class_names']} differ from {self.class_names}")
         stored = state.get("contract")
         if stored is not None and self.contract is not None and stored != self.contract:
-            raise ValueError(f"the checkpoint was trained on data preprocessed as {stored.get('preprocessing')}, this "
-                             f"run's data is {self.contract.get('preprocessing')}")
+            raise ValueError(
+                f"the checkpoint was trained on data preprocessed as {stored.get('preprocessing')}, this "
+                f"run's data is {self.contract.get('preprocessing')}"
+            )
         self.G.load_state_dict(state["G"])
         self.G_ema.load_state_dict(state["G_ema"])
         self.opt_G.load_state_dict(state["opt_G"])
@@ -295,8 +365,10 @@ class GenerativeTrainer(Engine):
 
 def _resume(trainer: GenerativeTrainer, path: Path, output_dir) -> None:
     def error(detail):
-        return ValueError(f"cannot resume {trainer.family} training from {path}: {detail}. To start over, train into a "
-                          f"new output_dir (instead of {output_dir}) or pass resume=None")
+        return ValueError(
+            f"cannot resume {trainer.family} training from {path}: {detail}. To start over, train into a "
+            f"new output_dir (instead of {output_dir}) or pass resume=None"
+        )
 
     try:
         state = safe_torch_load(path, map_location="cpu")
@@ -310,8 +382,11 @@ def _resume(trainer: GenerativeTrainer, path: Path, output_dir) -> None:
     for net, mod in (("G", trainer.G), ("D", trainer.D)):
         a = _plain_config(dict(stored.get(net) or {}))
         b = _plain_config(dict(getattr(mod, "init_kwargs", {}) or {}))
-        diffs += [f"{net}.{k}: stored {a.get(k)!r}, requested {b.get(k)!r}" for k in sorted(set(a) | set(b))
-                  if k != "class_names" and a.get(k) != b.get(k)]
+        diffs += [
+            f"{net}.{k}: stored {a.get(k)!r}, requested {b.get(k)!r}"
+            for k in sorted(set(a) | set(b))
+            if k != "class_names" and a.get(k) != b.get(k)
+        ]
     if diffs:
         raise error("it was trained with other networks (" + "; ".join(diffs[:8]) + ")")
     try:
@@ -321,34 +396,69 @@ def _resume(trainer: GenerativeTrainer, path: Path, output_dir) -> None:
     trainer.logger.info("resumed from %s at iteration %d", path, trainer.state.iteration)
 
 
-def create_generative_trainer(family: str, train_data, *, G, D=None, options=None, num_classes: int,
-                              class_names: Sequence[str] | None = None, output_dir=None, device=None, seed: int = 0,
-                              num_workers: int = 0, checkpoint_kimg: float | None = None, sample_kimg: float | None = None,
-                              log_every: int = 10, keep_snapshots: bool = False, progress: bool = True,
-                              resume=None) -> GenerativeTrainer:
+def create_generative_trainer(
+    family: str,
+    train_data,
+    *,
+    G,
+    D=None,
+    options=None,
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+    output_dir=None,
+    device=None,
+    seed: int = 0,
+    num_workers: int = 0,
+    checkpoint_kimg: float | None = None,
+    sample_kimg: float | None = None,
+    log_every: int = 10,
+    keep_snapshots: bool = False,
+    progress: bool = True,
+    resume=None,
+) -> GenerativeTrainer:
     """A :class:`GenerativeTrainer` with the StyleGAN2 engine's handlers (EMA; with an ``output_dir``: checkpoints,
     sample grids, TensorBoard); ``resume`` is ``None``, ``"auto"`` or a checkpoint path, as for ``create_gan_trainer``."""
-    from gemix_monai.handlers.gan import GanCheckpointHandler, GanTensorBoardHandler, GeneratorEmaHandler, SampleGridHandler
+    from gemix_monai.handlers.gan import (
+        GanCheckpointHandler,
+        GanTensorBoardHandler,
+        GeneratorEmaHandler,
+        SampleGridHandler,
+    )
 
     if options is None:
         options = GenerativeTrainingOptions()
     elif isinstance(options, Mapping):
         options = GenerativeTrainingOptions.from_mapping(options)
-    trainer = GenerativeTrainer(family, G, D, train_data, options, num_classes=num_classes, class_names=class_names,
-                                device=device, seed=seed, num_workers=num_workers)
+    trainer = GenerativeTrainer(
+        family,
+        G,
+        D,
+        train_data,
+        options,
+        num_classes=num_classes,
+        class_names=class_names,
+        device=device,
+        seed=seed,
+        num_workers=num_workers,
+    )
     GeneratorEmaHandler(options.ema_kimg, options.ema_rampup).attach(trainer)
     if output_dir is not None:
         output_dir = Path(output_dir)
         every = max(options.max_kimg / 4, options.batch_size / 1000)
-        GanCheckpointHandler(output_dir, every_kimg=checkpoint_kimg or every, keep_snapshots=keep_snapshots).attach(trainer)
+        GanCheckpointHandler(output_dir, every_kimg=checkpoint_kimg or every, keep_snapshots=keep_snapshots).attach(
+            trainer
+        )
         grid_options = {"num_inference_steps": options.sample_steps} if trainer.family == "diffusion" else {}
-        SampleGridHandler(output_dir / "samples", every_kimg=sample_kimg or every, seed=seed,
-                          generate_options=grid_options).attach(trainer)
+        SampleGridHandler(
+            output_dir / "samples", every_kimg=sample_kimg or every, seed=seed, generate_options=grid_options
+        ).attach(trainer)
         GanTensorBoardHandler(output_dir / "tensorboard", every_n_iterations=log_every).attach(trainer)
     if progress:
         from ignite.handlers import ProgressBar
 
-        ProgressBar(persist=False).attach(trainer, output_transform=lambda out: {k: out[k] for k in ("loss_G", "loss_D") if k in out})
+        ProgressBar(persist=False).attach(
+            trainer, output_transform=lambda out: {k: out[k] for k in ("loss_G", "loss_D") if k in out}
+        )
     if resume is not None:
         if resume == "auto":
             if output_dir is None:
@@ -358,17 +468,35 @@ def create_generative_trainer(family: str, train_data, *, G, D=None, options=Non
         else:
             path = Path(resume)
             if not path.is_file():
-                raise FileNotFoundError(f"resume checkpoint not found: {path} (resume takes None, 'auto' or a checkpoint path)")
+                raise FileNotFoundError(
+                    f"resume checkpoint not found: {path} (resume takes None, 'auto' or a checkpoint path)"
+                )
         if path is not None:
             _resume(trainer, path, output_dir)
     return trainer
 
 
-def train_family(family: str, train_data, output_dir, *, preset="tiny", num_classes: int | None = None,
-                 class_names: Sequence[str] | None = None, max_kimg: float | None = None, batch_size: int | None = None,
-                 seed: int = 0, resume=None, device=None, num_workers: int = 0, checkpoint_kimg: float | None = None,
-                 sample_kimg: float | None = None, log_every: int = 10, keep_snapshots: bool = False,
-                 progress: bool = True, **options) -> Path:
+def train_family(
+    family: str,
+    train_data,
+    output_dir,
+    *,
+    preset="tiny",
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    max_kimg: float | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    resume=None,
+    device=None,
+    num_workers: int = 0,
+    checkpoint_kimg: float | None = None,
+    sample_kimg: float | None = None,
+    log_every: int = 10,
+    keep_snapshots: bool = False,
+    progress: bool = True,
+    **options,
+) -> Path:
     """Train a ``dcgan`` or ``diffusion`` generator on ``train_data`` (as :func:`~gemix_monai.engines.gan.train_gan`)
     and return ``output_dir/models/generator/generator.pt``. ``preset``: a name (``tiny``, ``32``, ``64``, ``128``) or dict;
     ``**options``: :class:`GenerativeTrainingOptions` fields (the preset's values by default)."""
@@ -388,23 +516,48 @@ def train_family(family: str, train_data, output_dir, *, preset="tiny", num_clas
     first = dataset[0]
     channels = int(torch.as_tensor(first["image"]).shape[0]) if isinstance(first, Mapping) and "image" in first else 1
     torch.manual_seed(seed)  # network initialisation
-    G, D, p = build_family_networks(family, preset, num_classes=num_classes, class_names=class_names, img_channels=channels)
+    G, D, p = build_family_networks(
+        family, preset, num_classes=num_classes, class_names=class_names, img_channels=channels
+    )
     opts = {k: v for k, v in p.items() if k not in ("G", "D", "name", "resolution")}
     opts.update({k: v for k, v in options.items() if v is not None})
     opts.update({k: v for k, v in (("max_kimg", max_kimg), ("batch_size", batch_size)) if v is not None})
-    trainer = create_generative_trainer(family, dataset, G=G, D=D, options=GenerativeTrainingOptions.from_mapping(opts),
-                                        num_classes=num_classes, class_names=class_names, output_dir=output_dir,
-                                        device=device, seed=seed, num_workers=num_workers, checkpoint_kimg=checkpoint_kimg,
-                                        sample_kimg=sample_kimg, log_every=log_every, keep_snapshots=keep_snapshots,
-                                        progress=progress, resume=resume)
+    trainer = create_generative_trainer(
+        family,
+        dataset,
+        G=G,
+        D=D,
+        options=GenerativeTrainingOptions.from_mapping(opts),
+        num_classes=num_classes,
+        class_names=class_names,
+        output_dir=output_dir,
+        device=device,
+        seed=seed,
+        num_workers=num_workers,
+        checkpoint_kimg=checkpoint_kimg,
+        sample_kimg=sample_kimg,
+        log_every=log_every,
+        keep_snapshots=keep_snapshots,
+        progress=progress,
+        resume=resume,
+    )
     trainer.run()
     from gemix_monai.handlers.gan import GENERATOR_SUBPATH
 
     return Path(output_dir) / GENERATOR_SUBPATH
 
 
-def train_generator(train_data, output_dir, *, family: str = "stylegan2", preset="tiny", nproc_per_node: int | None = None,
-                    batch_gpu: int | None = None, backend: str | None = None, **kwargs) -> Path:
+def train_generator(
+    train_data,
+    output_dir,
+    *,
+    family: str = "stylegan2",
+    preset="tiny",
+    nproc_per_node: int | None = None,
+    batch_gpu: int | None = None,
+    backend: str | None = None,
+    **kwargs,
+) -> Path:
     """Train a generator of any family and return ``output_dir/models/generator/generator.pt`` (its format tag names the family).
 
     ``family="stylegan2"`` (default) is exactly :func:`~gemix_monai.engines.gan.train_gan`; ``"dcgan"`` and
@@ -412,9 +565,18 @@ def train_generator(train_data, output_dir, *, family: str = "stylegan2", preset
     """
     family = _check_family(family or "stylegan2")
     if family == "stylegan2":
-        return train_gan(train_data, output_dir, preset=preset, nproc_per_node=nproc_per_node, batch_gpu=batch_gpu,
-                         backend=backend, **kwargs)
+        return train_gan(
+            train_data,
+            output_dir,
+            preset=preset,
+            nproc_per_node=nproc_per_node,
+            batch_gpu=batch_gpu,
+            backend=backend,
+            **kwargs,
+        )
     if nproc_per_node and nproc_per_node > 1:
-        raise ValueError(f"generator family {family!r} trains in one process; multi-process training "
-                         f"(nproc_per_node={nproc_per_node}) is available for stylegan2 only")
+        raise ValueError(
+            f"generator family {family!r} trains in one process; multi-process training "
+            f"(nproc_per_node={nproc_per_node}) is available for stylegan2 only"
+        )
     return train_family(family, train_data, output_dir, preset=preset, **kwargs)

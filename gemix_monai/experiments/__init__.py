@@ -9,5 +9,12 @@ and ``audit`` (the synthetic-quality audit).
 from gemix_monai.experiments.audit import AuditResult, run_audit
 from gemix_monai.experiments.stats import Interval, bootstrap_interval, paired_differences, paired_interval, t_interval
 
-__all__ = ["AuditResult", "run_audit", "Interval", "t_interval", "bootstrap_interval", "paired_differences",
-           "paired_interval"]
+__all__ = [
+    "AuditResult",
+    "run_audit",
+    "Interval",
+    "t_interval",
+    "bootstrap_interval",
+    "paired_differences",
+    "paired_interval",
+]

@@ -20,7 +20,6 @@ and synthetic rows per class) and, when the audit trained its own feature networ
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import os
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 
 from gemix_monai.metrics import quality as Q
-from gemix_monai.utils import atomic_write_bytes
+from gemix_monai.utils import atomic_write_bytes, atomic_write_json, plain_tensor
 
 __all__ = ["AUDIT_FORMAT", "AuditResult", "run_audit", "audit_command"]
 
@@ -79,17 +78,14 @@ class AuditResult:
 # ---------------------------------------------------------------------------------------------- inputs
 
 
-def _plain(x) -> torch.Tensor:
-    t = torch.as_tensor(x)
-    return t.as_tensor() if hasattr(t, "as_tensor") else t
-
-
 def _stack(dataset, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """All items of a map-style dataset (or list) of ``{"image": [C, H, W], "label": int}`` as tensors."""
     try:
         n = len(dataset)
     except TypeError as e:
-        raise TypeError(f"{name} must be a map-style dataset or a list of {{'image', 'label'}} dicts, got {type(dataset).__name__}") from e
+        raise TypeError(
+            f"{name} must be a map-style dataset or a list of {{'image', 'label'}} dicts, got {type(dataset).__name__}"
+        ) from e
     if n == 0:
         raise ValueError(f"{name} is empty")
     images, labels = [], []
@@ -97,12 +93,14 @@ def _stack(dataset, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         item = dataset[i]
         if not isinstance(item, Mapping) or "image" not in item or "label" not in item:
             raise ValueError(f"{name}[{i}] must be a dict with 'image' and 'label', got {type(item).__name__}")
-        img = _plain(item["image"]).detach().cpu().to(torch.float32)
+        img = plain_tensor(item["image"]).detach().cpu().to(torch.float32)
         if img.ndim != 3:
             raise ValueError(f"{name}[{i}]: expected an image [C, H, W], got shape {tuple(img.shape)}")
         if images and img.shape != images[0].shape:
-            raise ValueError(f"{name}[{i}]: image shape {tuple(img.shape)} differs from {name}[0]'s {tuple(images[0].shape)}")
-        label = _plain(item["label"]).reshape(-1)
+            raise ValueError(
+                f"{name}[{i}]: image shape {tuple(img.shape)} differs from {name}[0]'s {tuple(images[0].shape)}"
+            )
+        label = plain_tensor(item["label"]).reshape(-1)
         if label.numel() != 1:
             raise ValueError(f"{name}[{i}]: expected an integer class label, got shape {tuple(label.shape)}")
         images.append(img)
@@ -117,8 +115,10 @@ def _generator(generator, device):
         return load_generator(generator, device=device or "cpu")
     missing = [a for a in ("generate", "c_dim", "img_resolution", "img_channels") if not hasattr(generator, a)]
     if missing:
-        raise TypeError(f"generator must be a checkpoint path or have generate/c_dim/img_resolution/img_channels; "
-                        f"{type(generator).__name__} lacks {missing}")
+        raise TypeError(
+            f"generator must be a checkpoint path or have generate/c_dim/img_resolution/img_channels; "
+            f"{type(generator).__name__} lacks {missing}"
+        )
     return generator
 
 
@@ -127,77 +127,141 @@ def _check_inputs(gen, names_gen, sets: dict[str, tuple[torch.Tensor, torch.Tens
     k, r, c = int(gen.c_dim), int(gen.img_resolution), int(gen.img_channels)
     for name, (images, labels, names) in sets.items():
         if names is not None and len(names) != k:
-            raise ValueError(f"class count mismatch: the generator has {k} classes {list(names_gen)} "
-                             f"but {name} has {len(names)} classes {list(names)}")
+            raise ValueError(
+                f"class count mismatch: the generator has {k} classes {list(names_gen)} "
+                f"but {name} has {len(names)} classes {list(names)}"
+            )
         if int(labels.min()) < 0 or int(labels.max()) >= k:
-            raise ValueError(f"class count mismatch: the generator has {k} classes {list(names_gen)} "
-                             f"but {name} has labels from {int(labels.min())} to {int(labels.max())}")
+            raise ValueError(
+                f"class count mismatch: the generator has {k} classes {list(names_gen)} "
+                f"but {name} has labels from {int(labels.min())} to {int(labels.max())}"
+            )
         if names is not None and list(names) != list(names_gen) and not all(_GENERIC_NAME.match(n) for n in names_gen):
-            raise ValueError(f"class names differ: the generator's are {list(names_gen)}, {name}'s are {list(names)} "
-                             "(same order expected: label k of the data must be class k of the generator)")
+            raise ValueError(
+                f"class names differ: the generator's are {list(names_gen)}, {name}'s are {list(names)} "
+                "(same order expected: label k of the data must be class k of the generator)"
+            )
         h, w = images.shape[2:]
         if (h, w) != (r, r):
-            raise ValueError(f"resolution mismatch: the generator makes {r}x{r} images but {name} images are {h}x{w} "
-                             f"(load the data with image_size={r})")
+            raise ValueError(
+                f"resolution mismatch: the generator makes {r}x{r} images but {name} images are {h}x{w} "
+                f"(load the data with image_size={r})"
+            )
         if images.shape[1] != c:
-            raise ValueError(f"channel mismatch: the generator makes {c}-channel images but {name} images have {images.shape[1]}")
+            raise ValueError(
+                f"channel mismatch: the generator makes {c}-channel images but {name} images have {images.shape[1]}"
+            )
 
 
 # ---------------------------------------------------------------------------------------------- features
 
 
-def _feature_network(feature_network, feature_layer, train_images, train_labels, names, out_dir: Path, *, seed,
-                     device, feature_epochs, feature_arch):
+def _feature_network(
+    feature_network,
+    feature_layer,
+    train_images,
+    train_labels,
+    names,
+    out_dir: Path,
+    *,
+    seed,
+    device,
+    feature_epochs,
+    feature_arch,
+):
     from gemix_monai.engines.classifier import load_classifier, train_classifier
     from gemix_monai.engines.classifier_networks import FEATURE_LAYERS
 
     if feature_network is None:
         items = [{"image": img, "label": int(y)} for img, y in zip(train_images, train_labels)]
         folder = out_dir / "feature_classifier"
-        result = train_classifier(items, items, folder, strategy="real", network=feature_arch, num_classes=len(names),
-                                  class_names=names, epochs=feature_epochs, batch_size=32, seed=seed, device=device,
-                                  amp=False, tensorboard=False, final_report=False)
+        result = train_classifier(
+            items,
+            items,
+            folder,
+            strategy="real",
+            network=feature_arch,
+            num_classes=len(names),
+            class_names=names,
+            epochs=feature_epochs,
+            batch_size=32,
+            seed=seed,
+            device=device,
+            amp=False,
+            tensorboard=False,
+            final_report=False,
+        )
         net, _ = load_classifier(result.checkpoint, device=device or "cpu")
         layer = feature_layer or FEATURE_LAYERS[feature_arch]
-        info = {"source": "trained by this audit", "checkpoint": str(result.checkpoint), "network": feature_arch,
-                "layer": layer, "epochs": feature_epochs, "strategy": "real",
-                "trained_on": "the real training split only (validated on the training split too: no held-out image seen)"}
+        info = {
+            "source": "trained by this audit",
+            "checkpoint": str(result.checkpoint),
+            "network": feature_arch,
+            "layer": layer,
+            "epochs": feature_epochs,
+            "strategy": "real",
+            "trained_on": "the real training split only (validated on the training split too: no held-out image seen)",
+        }
     elif isinstance(feature_network, (str, os.PathLike)):
         net, meta = load_classifier(feature_network, device=device or "cpu")
         arch = meta.get("network")
         if meta.get("in_channels") not in (None, int(train_images.shape[1])):
-            raise ValueError(f"channel mismatch: the feature classifier {feature_network} takes {meta['in_channels']}-channel "
-                             f"images but the data have {int(train_images.shape[1])}")
+            raise ValueError(
+                f"channel mismatch: the feature classifier {feature_network} takes {meta['in_channels']}-channel "
+                f"images but the data have {int(train_images.shape[1])}"
+            )
         if feature_layer is None and arch not in FEATURE_LAYERS:
             raise ValueError(f"{feature_network}: network {arch!r} has no default feature layer; pass feature_layer=")
         layer = feature_layer or FEATURE_LAYERS[arch]
         strategy = meta.get("strategy")
         if strategy not in (None, "real"):
-            logger.warning("feature classifier %s was trained with strategy %r (per classifier.json), not 'real': its "
-                           "features have seen synthetic images", feature_network, strategy)
-        info = {"source": f"checkpoint {feature_network}", "checkpoint": str(feature_network), "network": arch, "layer": layer,
-                "strategy": strategy,
-                "trained_on": ("the real training split only, as declared by the caller (the audit cannot check "
-                               "which images the checkpoint saw)" if strategy in (None, "real") else
-                               f"strategy {strategy!r} per classifier.json: NOT real-only")}
+            logger.warning(
+                "feature classifier %s was trained with strategy %r (per classifier.json), not 'real': its "
+                "features have seen synthetic images",
+                feature_network,
+                strategy,
+            )
+        info = {
+            "source": f"checkpoint {feature_network}",
+            "checkpoint": str(feature_network),
+            "network": arch,
+            "layer": layer,
+            "strategy": strategy,
+            "trained_on": (
+                "the real training split only, as declared by the caller (the audit cannot check "
+                "which images the checkpoint saw)"
+                if strategy in (None, "real")
+                else f"strategy {strategy!r} per classifier.json: NOT real-only"
+            ),
+        }
     elif isinstance(feature_network, torch.nn.Module):
         if feature_layer is None:
             raise ValueError("feature_network is a module: name its feature layer with feature_layer=")
         net, layer = feature_network.to(device or "cpu"), feature_layer
-        info = {"source": "module passed by the caller", "network": type(feature_network).__name__, "layer": layer,
-                "trained_on": "as declared by the caller (must be the real training split only)"}
+        info = {
+            "source": "module passed by the caller",
+            "network": type(feature_network).__name__,
+            "layer": layer,
+            "trained_on": "as declared by the caller (must be the real training split only)",
+        }
     else:
-        raise TypeError(f"feature_network must be None, a classifier checkpoint path or a torch module, got {type(feature_network).__name__}")
-    info["description"] = (f"{info['network']} classifier, layer {layer!r}, {info['source']}; trained on "
-                           f"{info['trained_on']}; no ImageNet/Inception weights")
+        raise TypeError(
+            f"feature_network must be None, a classifier checkpoint path or a torch module, got {type(feature_network).__name__}"
+        )
+    info["description"] = (
+        f"{info['network']} classifier, layer {layer!r}, {info['source']}; trained on "
+        f"{info['trained_on']}; no ImageNet/Inception weights"
+    )
     return net, layer, info
 
 
 def _features(net, layer, images: torch.Tensor, batch_size: int, device) -> torch.Tensor:
     from gemix_monai.handlers.tsne import extract_features
 
-    batches = [(images[i : i + batch_size], torch.zeros(min(batch_size, images.shape[0] - i), dtype=torch.int64))
-               for i in range(0, images.shape[0], batch_size)]
+    batches = [
+        (images[i : i + batch_size], torch.zeros(min(batch_size, images.shape[0] - i), dtype=torch.int64))
+        for i in range(0, images.shape[0], batch_size)
+    ]
     feats, _ = extract_features(net, layer, batches, device=device)
     return feats.to(torch.float64)
 
@@ -212,8 +276,23 @@ def _finite(value):
     return value if math.isfinite(value) else None
 
 
-def _group_metrics(img, feat, t_img, t_feat, nn_pix, nn_feat, threshold, *, k, kid_subsets, kid_subset_size,
-                   max_pairs, seed, undefined: list, where: str) -> dict:
+def _group_metrics(
+    img,
+    feat,
+    t_img,
+    t_feat,
+    nn_pix,
+    nn_feat,
+    threshold,
+    *,
+    k,
+    kid_subsets,
+    kid_subset_size,
+    max_pairs,
+    seed,
+    undefined: list,
+    where: str,
+) -> dict:
     """Every metric of one set (one class or all) against the matching training images."""
     out: dict[str, Any] = {"n": int(img.shape[0]), "n_train": int(t_img.shape[0])}
 
@@ -231,12 +310,18 @@ def _group_metrics(img, feat, t_img, t_feat, nn_pix, nn_feat, threshold, *, k, k
                 undefined.append({"where": where, "metrics": [key], "reason": "not finite"})
 
     attempt(["fd"], lambda: [Q.frechet_distance(feat, t_feat)])
-    attempt(["kid", "kid_std"], lambda: (lambda r: [r.mean, r.std])(
-        Q.kid(feat, t_feat, num_subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)))
+    attempt(
+        ["kid", "kid_std"],
+        lambda: (lambda r: [r.mean, r.std])(
+            Q.kid(feat, t_feat, num_subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
+        ),
+    )
     k_eff = min(k, img.shape[0] - 1, t_img.shape[0] - 1)
     out["k"] = int(k_eff)
-    attempt(["precision", "recall"], lambda: (lambda r: [r.precision, r.recall])(
-        Q.precision_recall(t_feat, feat, k=k_eff if k_eff >= 1 else k)))
+    attempt(
+        ["precision", "recall"],
+        lambda: (lambda r: [r.precision, r.recall])(Q.precision_recall(t_feat, feat, k=k_eff if k_eff >= 1 else k)),
+    )
     attempt(["ms_ssim"], lambda: [Q.mean_pairwise_ms_ssim(img, max_pairs=max_pairs, seed=seed)[0]])
     if nn_pix.numel():
         out["nn_pixel_median"] = float(torch.quantile(nn_pix, 0.5))  # the mean of the middle two for even n
@@ -297,15 +382,19 @@ def _tile_figure(canvas: np.ndarray, side: int, inch_per_tile: float, texts, tit
     return _save_figure(fig, path)
 
 
-def _memorisation_figure(path, synth, s_labels, train, t_labels, names, nn_pix, idx_pix, nn_feat, idx_feat, n_show,
-                         feature_desc, thresholds):
+def _memorisation_figure(
+    path, synth, s_labels, train, t_labels, names, nn_pix, idx_pix, nn_feat, idx_feat, n_show, feature_desc, thresholds
+):
     import textwrap
 
     n_show = max(1, min(n_show, synth.shape[0]))
     side = int(synth.shape[-1])
     gap_x, gap_y = max(2, side // 8), max(8, side // 2)
     tiles, texts = [], []
-    orders = ((torch.argsort(nn_pix)[:n_show], idx_pix, nn_pix, "pixel"), (torch.argsort(nn_feat)[:n_show], idx_feat, nn_feat, "feature"))
+    orders = (
+        (torch.argsort(nn_pix)[:n_show], idx_pix, nn_pix, "pixel"),
+        (torch.argsort(nn_feat)[:n_show], idx_feat, nn_feat, "feature"),
+    )
     for row in range(n_show):
         tiles.append([])
         for col, (order, idx, dist, space) in enumerate(orders):
@@ -315,11 +404,19 @@ def _memorisation_figure(path, synth, s_labels, train, t_labels, names, nn_pix, 
             y = gap_y + row * (side + gap_y) - 1
             x0 = (3 * col) * (side + gap_x)
             texts.append((x0, y, f"syn #{s} ({names[int(s_labels[s])]})", {"va": "bottom"}))
-            texts.append((x0 + side + gap_x, y, f"train #{t} ({names[int(t_labels[t])]})\n{space} L2 {float(dist[s]):.3g}",
-                          {"va": "bottom"}))
-    title = ("Closest synthetic/training pairs: left by pixel L2, right by feature L2.\n"
-             f"Floor (held-out real, {thresholds[0]:.0%} quantile of NN distance): pixel {thresholds[1]:.3g}, "
-             f"feature {thresholds[2]:.3g}\n" + textwrap.fill(f"features: {feature_desc}", 100))
+            texts.append(
+                (
+                    x0 + side + gap_x,
+                    y,
+                    f"train #{t} ({names[int(t_labels[t])]})\n{space} L2 {float(dist[s]):.3g}",
+                    {"va": "bottom"},
+                )
+            )
+    title = (
+        "Closest synthetic/training pairs: left by pixel L2, right by feature L2.\n"
+        f"Floor (held-out real, {thresholds[0]:.0%} quantile of NN distance): pixel {thresholds[1]:.3g}, "
+        f"feature {thresholds[2]:.3g}\n" + textwrap.fill(f"features: {feature_desc}", 100)
+    )
     return _tile_figure(_mosaic(tiles, side, gap_x, gap_y), side, 1.3, texts, title, path)
 
 
@@ -401,15 +498,28 @@ def _markdown(report: dict) -> str:
         f"{', '.join(mem['flagged_classes']) or 'none'}).",
     ]
     if mem.get("heldout_exact_copies"):
-        lines.append(f"\nWarning: {mem['heldout_exact_copies']} held-out image(s) are exact copies of training images: "
-                     "the splits overlap, so the floor is too low.")
-    lines += ["", "Closest pairs (pixel L2), shown in memorisation.png:", "",
-              "| synthetic # | class | train # | pixel L2 | feature L2 to the same train image |", "|---|---|---|---|---|"]
+        lines.append(
+            f"\nWarning: {mem['heldout_exact_copies']} held-out image(s) are exact copies of training images: "
+            "the splits overlap, so the floor is too low."
+        )
+    lines += [
+        "",
+        "Closest pairs (pixel L2), shown in memorisation.png:",
+        "",
+        "| synthetic # | class | train # | pixel L2 | feature L2 to the same train image |",
+        "|---|---|---|---|---|",
+    ]
     for p in mem["closest_pixel_pairs"]:
-        lines.append(f"| {p['synthetic_index']} | {p['class']} | {p['train_index']} | {p['pixel_distance']:.4g} | "
-                     f"{_fmt(p.get('feature_distance_same_pair'))} |")
+        lines.append(
+            f"| {p['synthetic_index']} | {p['class']} | {p['train_index']} | {p['pixel_distance']:.4g} | "
+            f"{_fmt(p.get('feature_distance_same_pair'))} |"
+        )
     if report["undefined"]:
-        lines += ["", "Undefined values (n/a): " + "; ".join(f"{u['where']} {u['metrics']}: {u['reason']}" for u in report["undefined"])]
+        lines += [
+            "",
+            "Undefined values (n/a): "
+            + "; ".join(f"{u['where']} {u['metrics']}: {u['reason']}" for u in report["undefined"]),
+        ]
     lines += [
         "",
         "## How to read",
@@ -496,7 +606,9 @@ def run_audit(
     h_img, h_lab = _stack(heldout_dataset, "heldout_dataset")
     t_names = getattr(train_dataset, "class_names", None)
     h_names = getattr(heldout_dataset, "class_names", None)
-    _check_inputs(gen, names_gen, {"train_dataset": (t_img, t_lab, t_names), "heldout_dataset": (h_img, h_lab, h_names)})
+    _check_inputs(
+        gen, names_gen, {"train_dataset": (t_img, t_lab, t_names), "heldout_dataset": (h_img, h_lab, h_names)}
+    )
     names = list(t_names) if t_names is not None else names_gen
 
     h_counts = [int((h_lab == c).sum()) for c in range(k_cls)]
@@ -517,15 +629,25 @@ def run_audit(
     kwargs = {"seed": seed, "batch_size": batch_size, "truncation_psi": truncation_psi}
     if device is not None:
         kwargs["device"] = device
-    s_img = _plain(gen.generate(onehot, **kwargs)).detach().cpu().to(torch.float32)
+    s_img = plain_tensor(gen.generate(onehot, **kwargs)).detach().cpu().to(torch.float32)
     expected = (int(s_lab.numel()), int(gen.img_channels), int(gen.img_resolution), int(gen.img_resolution))
     if tuple(s_img.shape) != expected:
         raise ValueError(f"generator.generate returned shape {tuple(s_img.shape)}, expected {expected}")
     if not bool(torch.isfinite(s_img).all()):
         raise ValueError("generator.generate returned NaN or infinite pixels")
 
-    net, layer, f_info = _feature_network(feature_network, feature_layer, t_img, t_lab, names, out, seed=seed,
-                                          device=device, feature_epochs=feature_epochs, feature_arch=feature_arch)
+    net, layer, f_info = _feature_network(
+        feature_network,
+        feature_layer,
+        t_img,
+        t_lab,
+        names,
+        out,
+        seed=seed,
+        device=device,
+        feature_epochs=feature_epochs,
+        feature_arch=feature_arch,
+    )
     feat_device = device or next(net.parameters()).device
     t_feat = _features(net, layer, t_img, batch_size, feat_device)
     s_feat = _features(net, layer, s_img, batch_size, feat_device)
@@ -549,53 +671,112 @@ def run_audit(
         per_class = {}
         for c, cname in enumerate(names):
             sel, tsel = lab == c, t_lab == c
-            per_class[cname] = _group_metrics(img[sel], feat[sel], t_img[tsel], t_feat[tsel], d_pix[sel], d_feat[sel],
-                                              pix_threshold, undefined=undefined, where=f"{src}/{cname}", **common)
-        overall = _group_metrics(img, feat, t_img, t_feat, d_pix, d_feat, pix_threshold, undefined=undefined,
-                                 where=f"{src}/overall", **common)
+            per_class[cname] = _group_metrics(
+                img[sel],
+                feat[sel],
+                t_img[tsel],
+                t_feat[tsel],
+                d_pix[sel],
+                d_feat[sel],
+                pix_threshold,
+                undefined=undefined,
+                where=f"{src}/{cname}",
+                **common,
+            )
+        overall = _group_metrics(
+            img,
+            feat,
+            t_img,
+            t_feat,
+            d_pix,
+            d_feat,
+            pix_threshold,
+            undefined=undefined,
+            where=f"{src}/overall",
+            **common,
+        )
         overall["suspect_fraction_feature"] = float((d_feat < feat_threshold).double().mean())
         metrics[src] = {"per_class": per_class, "overall": overall}
     train_diversity = {}
     for c, cname in enumerate(names):
         sel = t_lab == c
-        train_diversity[cname] = _finite(Q.mean_pairwise_ms_ssim(t_img[sel], max_pairs=max_ssim_pairs, seed=seed)[0]) if int(sel.sum()) >= 2 else None
+        train_diversity[cname] = (
+            _finite(Q.mean_pairwise_ms_ssim(t_img[sel], max_pairs=max_ssim_pairs, seed=seed)[0])
+            if int(sel.sum()) >= 2
+            else None
+        )
 
     syn = metrics["synthetic"]
-    flagged_classes = [c for c, e in syn["per_class"].items()
-                       if e["n"] and (e["exact_copies"] or (e["suspect_fraction"] or 0) > flag_fraction)]
+    flagged_classes = [
+        c
+        for c, e in syn["per_class"].items()
+        if e["n"] and (e["exact_copies"] or (e["suspect_fraction"] or 0) > flag_fraction)
+    ]
     flagged_overall = bool(syn["overall"]["exact_copies"] or syn["overall"]["suspect_fraction"] > flag_fraction)
     d_pix, i_pix, d_feat, i_feat = nn["synthetic"]
     n_show = max(1, min(num_pairs_shown, s_img.shape[0]))
     closest = []
     for s in torch.argsort(d_pix)[:n_show].tolist():
         t = int(i_pix[s])
-        closest.append({"synthetic_index": s, "class": names[int(s_lab[s])], "train_index": t,
-                        "train_class": names[int(t_lab[t])], "pixel_distance": float(d_pix[s]),
-                        "feature_distance_same_pair": float(torch.dist(s_feat[s], t_feat[t]))})
-    closest_feat = [{"synthetic_index": s, "class": names[int(s_lab[s])], "train_index": int(i_feat[s]),
-                     "feature_distance": float(d_feat[s])} for s in torch.argsort(d_feat)[:n_show].tolist()]
+        closest.append(
+            {
+                "synthetic_index": s,
+                "class": names[int(s_lab[s])],
+                "train_index": t,
+                "train_class": names[int(t_lab[t])],
+                "pixel_distance": float(d_pix[s]),
+                "feature_distance_same_pair": float(torch.dist(s_feat[s], t_feat[t])),
+            }
+        )
+    closest_feat = [
+        {
+            "synthetic_index": s,
+            "class": names[int(s_lab[s])],
+            "train_index": int(i_feat[s]),
+            "feature_distance": float(d_feat[s]),
+        }
+        for s in torch.argsort(d_feat)[:n_show].tolist()
+    ]
     memorisation = {
-        "quantile": memorisation_quantile, "flag_fraction": flag_fraction, "exact_copy_rms": EXACT_COPY_RMS,
-        "pixel_threshold": pix_threshold, "feature_threshold": feat_threshold,
-        "flagged": bool(flagged_overall or flagged_classes), "flagged_overall": flagged_overall,
-        "flagged_classes": flagged_classes, "heldout_exact_copies": metrics["real_floor"]["overall"]["exact_copies"],
-        "closest_pixel_pairs": closest, "closest_feature_pairs": closest_feat,
-        "nearest_train": {"pixel_index": i_pix.tolist(), "pixel_distance": d_pix.tolist(),
-                          "feature_index": i_feat.tolist(), "feature_distance": d_feat.tolist(),
-                          "synthetic_class": s_lab.tolist()},
+        "quantile": memorisation_quantile,
+        "flag_fraction": flag_fraction,
+        "exact_copy_rms": EXACT_COPY_RMS,
+        "pixel_threshold": pix_threshold,
+        "feature_threshold": feat_threshold,
+        "flagged": bool(flagged_overall or flagged_classes),
+        "flagged_overall": flagged_overall,
+        "flagged_classes": flagged_classes,
+        "heldout_exact_copies": metrics["real_floor"]["overall"]["exact_copies"],
+        "closest_pixel_pairs": closest,
+        "closest_feature_pairs": closest_feat,
+        "nearest_train": {
+            "pixel_index": i_pix.tolist(),
+            "pixel_distance": d_pix.tolist(),
+            "feature_index": i_feat.tolist(),
+            "feature_distance": d_feat.tolist(),
+            "synthetic_class": s_lab.tolist(),
+        },
     }
 
     gen_desc = generator_name or (str(generator) if isinstance(generator, (str, os.PathLike)) else type(gen).__name__)
     report = {
         "format": AUDIT_FORMAT,
         "generator": gen_desc,
-        "resolution": int(gen.img_resolution), "channels": int(gen.img_channels),
+        "resolution": int(gen.img_resolution),
+        "channels": int(gen.img_channels),
         "class_names": names,
         "heldout_name": heldout_name,
         "feature_network": f_info,
-        "settings": {"num_per_class": counts, "seed": seed, "k": k, "kid_subsets": kid_subsets,
-                     "kid_subset_size": kid_subset_size, "max_ssim_pairs": max_ssim_pairs,
-                     "ms_ssim": Q.ms_ssim_params(int(gen.img_resolution)), "truncation_psi": truncation_psi},
+        "settings": {
+            "num_per_class": counts,
+            "seed": seed,
+            "k": k,
+            "kid_subsets": kid_subsets,
+            "kid_subset_size": kid_subset_size,
+            "max_ssim_pairs": max_ssim_pairs,
+            "ms_ssim": Q.ms_ssim_params(int(gen.img_resolution)),
+            "truncation_psi": truncation_psi,
+        },
         "counts": {"train": [int((t_lab == c).sum()) for c in range(k_cls)], "heldout": h_counts, "synthetic": counts},
         "metrics": metrics,
         "train_ms_ssim": train_diversity,
@@ -603,11 +784,23 @@ def run_audit(
         "undefined": undefined,
     }
     files = {
-        "json": atomic_write_bytes(out / "audit.json", (json.dumps(report, indent=2) + "\n").encode("utf-8")),
+        "json": atomic_write_json(out / "audit.json", report),
         "md": atomic_write_bytes(out / "audit.md", _markdown(report).encode("utf-8")),
-        "memorisation": _memorisation_figure(out / "memorisation.png", s_img, s_lab, t_img, t_lab, names, d_pix, i_pix,
-                                             d_feat, i_feat, num_pairs_shown, f_info["description"],
-                                             (memorisation_quantile, pix_threshold, feat_threshold)),
+        "memorisation": _memorisation_figure(
+            out / "memorisation.png",
+            s_img,
+            s_lab,
+            t_img,
+            t_lab,
+            names,
+            d_pix,
+            i_pix,
+            d_feat,
+            i_feat,
+            num_pairs_shown,
+            f_info["description"],
+            (memorisation_quantile, pix_threshold, feat_threshold),
+        ),
         "samples": _samples_figure(out / "samples.png", t_img, t_lab, s_img, s_lab, names, samples_per_row, seed),
     }
     return AuditResult(out, report, files)
@@ -623,20 +816,36 @@ def audit_command(args) -> int:
     source = args.datalist or args.dataset_dir
     size = args.image_size or gen.img_resolution
     # the data options of the command line; the generator's stored contract (classes, preprocessing) must match
-    options = {"hu_window": getattr(args, "hu_window", None) or "auto", "intensity": getattr(args, "intensity", None) or "auto",
-               "split_seed": getattr(args, "split_seed", None) or 0, "on_duplicate": getattr(args, "on_duplicate", None) or "error",
-               "validate": getattr(args, "data_check", None) or "full", "contract": getattr(gen, "contract", None)}
+    options = {
+        "hu_window": getattr(args, "hu_window", None) or "auto",
+        "intensity": getattr(args, "intensity", None) or "auto",
+        "split_seed": getattr(args, "split_seed", None) or 0,
+        "on_duplicate": getattr(args, "on_duplicate", None) or "error",
+        "validate": getattr(args, "data_check", None) or "full",
+        "contract": getattr(gen, "contract", None),
+    }
     for key in ("hu_window", "intensity"):
         if isinstance(options[key], str) and "," in options[key]:
             options[key] = [float(v) for v in options[key].split(",")]
     train = get_dataset(source, "training", size, channels=gen.img_channels, **options)
     heldout = get_dataset(source, args.heldout_split, size, channels=gen.img_channels, **options)
-    result = run_audit(gen, train, heldout, args.out, feature_network=args.classifier, num_per_class=args.num_per_class,
-                       seed=args.seed, device=device, heldout_name=f"{args.heldout_split} split",
-                       generator_name=str(args.generator))
+    result = run_audit(
+        gen,
+        train,
+        heldout,
+        args.out,
+        feature_network=args.classifier,
+        num_per_class=args.num_per_class,
+        seed=args.seed,
+        device=device,
+        heldout_name=f"{args.heldout_split} split",
+        generator_name=str(args.generator),
+    )
     o = result.report["metrics"]
     print(f"audit written to {result.out_dir} (features: {result.report['feature_network']['description']})")
     for key in ("fd", "kid", "precision", "recall", "ms_ssim"):
-        print(f"  {key:10s} synthetic {_fmt(o['synthetic']['overall'][key]):>10s}   real floor {_fmt(o['real_floor']['overall'][key]):>10s}")
+        print(
+            f"  {key:10s} synthetic {_fmt(o['synthetic']['overall'][key]):>10s}   real floor {_fmt(o['real_floor']['overall'][key]):>10s}"
+        )
     print(f"  memorisation flagged: {'YES' if result.flagged else 'no'}")
     return 0

@@ -50,9 +50,22 @@ from pathlib import Path
 from gemix_monai.experiments.stats import METHODS, Interval, paired_differences
 from gemix_monai.experiments.stats import interval as compute_interval
 
-__all__ = ["COMPARE_DEFAULTS", "SUMMARY_METRICS", "PLOT_METRICS", "BASELINES", "Arm", "Cell", "CellConfigError",
-           "parse_variant", "plan_cells", "run_cell", "run_compare", "write_summary", "add_compare_arguments",
-           "compare_from_args"]
+__all__ = [
+    "COMPARE_DEFAULTS",
+    "SUMMARY_METRICS",
+    "PLOT_METRICS",
+    "BASELINES",
+    "Arm",
+    "Cell",
+    "CellConfigError",
+    "parse_variant",
+    "plan_cells",
+    "run_cell",
+    "run_compare",
+    "write_summary",
+    "add_compare_arguments",
+    "compare_from_args",
+]
 
 #: CPU-sized defaults (the GAN and data budget of ``gemix-monai demo``; see docs/experiments.md).
 COMPARE_DEFAULTS = {
@@ -122,10 +135,10 @@ def _variant_keys() -> set[str]:
 
 
 def _check_strategy(name: str, where: str) -> None:
-    from gemix_monai.engines.classifier import STRATEGY_NAMES
+    from gemix_monai.transforms.strategies import STRATEGIES
 
-    if name not in STRATEGY_NAMES:
-        raise ValueError(f"unknown strategy {name!r} in {where}; expected one of {list(STRATEGY_NAMES)}")
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r} in {where}; expected one of {list(STRATEGIES)}")
 
 
 def _make_arm(name: str, strategy: str, kwargs: Mapping | None, where: str) -> Arm:
@@ -135,8 +148,10 @@ def _make_arm(name: str, strategy: str, kwargs: Mapping | None, where: str) -> A
     kwargs = dict(kwargs or {})
     unknown = sorted(set(kwargs) - _variant_keys())
     if unknown:
-        raise ValueError(f"variant {name!r} in {where}: unknown keyword(s) {unknown}; expected keys of "
-                         f"build_strategy or {list(EXTRA_VARIANT_KEYS)}: {sorted(_variant_keys())}")
+        raise ValueError(
+            f"variant {name!r} in {where}: unknown keyword(s) {unknown}; expected keys of "
+            f"build_strategy or {list(EXTRA_VARIANT_KEYS)}: {sorted(_variant_keys())}"
+        )
     return Arm(name, strategy, kwargs)
 
 
@@ -170,8 +185,9 @@ def _resolve_arms(strategies: Sequence[str], variants) -> list[Arm]:
             if isinstance(spec, str):
                 arm = parse_variant(f"{name}={spec}")
             elif isinstance(spec, Mapping) and "strategy" in spec:
-                arm = _make_arm(name, spec["strategy"], {k: v for k, v in spec.items() if k != "strategy"},
-                                f"variants[{name!r}]")
+                arm = _make_arm(
+                    name, spec["strategy"], {k: v for k, v in spec.items() if k != "strategy"}, f"variants[{name!r}]"
+                )
             else:
                 raise ValueError(f"variants[{name!r}]: expected 'STRATEGY:{{...}}' or a dict with a 'strategy' key")
             defined[arm.name] = arm
@@ -179,11 +195,13 @@ def _resolve_arms(strategies: Sequence[str], variants) -> list[Arm]:
         for v in variants or ():
             arm = v if isinstance(v, Arm) else parse_variant(v)
             defined[arm.name] = arm
-    from gemix_monai.engines.classifier import STRATEGY_NAMES
+    from gemix_monai.transforms.strategies import STRATEGIES
 
     for name in defined:
-        if name in STRATEGY_NAMES:
-            raise ValueError(f"variant name {name!r} is a strategy name; give the variant its own name (e.g. {name}@...)")
+        if name in STRATEGIES:
+            raise ValueError(
+                f"variant name {name!r} is a strategy name; give the variant its own name (e.g. {name}@...)"
+            )
     arms: list[Arm] = []
     for s in strategies:
         if s in defined:
@@ -217,12 +235,19 @@ class Cell:
 
 
 def _tag(path: Path) -> str:
-    name = path.parent.name if path.is_file() and path.stem in ("datalist", "dataset") else path.stem if path.is_file() else path.name
+    name = (
+        path.parent.name
+        if path.is_file() and path.stem in ("datalist", "dataset")
+        else path.stem
+        if path.is_file()
+        else path.name
+    )
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "dataset"
 
 
-def _resolve_dataset(out: Path, dataset_dir, datalist, image_size: int, phantom_counts, val_counts, test_counts,
-                     create: bool) -> tuple[str, dict, str]:
+def _resolve_dataset(
+    out: Path, dataset_dir, datalist, image_size: int, phantom_counts, val_counts, test_counts, create: bool
+) -> tuple[str, dict, str]:
     """``(source for get_dataset, descriptor recorded in every cell config, tag used in cell ids)``."""
     if dataset_dir is not None and datalist is not None:
         raise ValueError("give dataset_dir or datalist, not both")
@@ -242,8 +267,15 @@ def _resolve_dataset(out: Path, dataset_dir, datalist, image_size: int, phantom_
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder.parent / f".{folder.name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            ensure_default_dataset(folder, image_size=image_size, counts=phantom_counts, seed=0,
-                                   val_counts=val_counts, test_counts=test_counts, verify_hashes=False)
+            ensure_default_dataset(
+                folder,
+                image_size=image_size,
+                counts=phantom_counts,
+                seed=0,
+                val_counts=val_counts,
+                test_counts=test_counts,
+                verify_hashes=False,
+            )
     return str(folder / "datalist.json"), descriptor, "phantoms"
 
 
@@ -300,7 +332,9 @@ def _gan_budget(s: dict, family: str) -> dict:
     return budget
 
 
-def plan_cells(out, s: dict, arms: Sequence[Arm], source: str, dataset: dict, tag: str, device: str | None) -> list[Cell]:
+def plan_cells(
+    out, s: dict, arms: Sequence[Arm], source: str, dataset: dict, tag: str, device: str | None
+) -> list[Cell]:
     """All cells in dependency order: the GAN cells (per family and GAN seed), then the classifier cells seed by seed."""
     from gemix_monai.handlers.gan import GENERATOR_SUBPATH  # where train_gan exports the generator
 
@@ -315,44 +349,100 @@ def plan_cells(out, s: dict, arms: Sequence[Arm], source: str, dataset: dict, ta
         for g in s["gan_seeds"]:
             gid = f"{tag}/gan/g{g}" if family == "stylegan2" else f"{tag}/gan-{family}/g{g}"
             gan_ids[family, g] = gid
-            cells.append(Cell(gid, "gan", {"kind": "gan", "dataset": dataset, "image_size": s["image_size"],
-                                           "gan_seed": g, "gan": _gan_budget(s, family), **data},
-                              {"source": source, "device": device}))
-    common = {"kind": "classifier", "dataset": dataset, "image_size": s["image_size"], "epochs": s["epochs"],
-              "batch_size": s["batch_size"], "learning_rate": s["learning_rate"], "weight_decay": s["weight_decay"],
-              "key_metric": s["key_metric"], **data}
+            cells.append(
+                Cell(
+                    gid,
+                    "gan",
+                    {
+                        "kind": "gan",
+                        "dataset": dataset,
+                        "image_size": s["image_size"],
+                        "gan_seed": g,
+                        "gan": _gan_budget(s, family),
+                        **data,
+                    },
+                    {"source": source, "device": device},
+                )
+            )
+    common = {
+        "kind": "classifier",
+        "dataset": dataset,
+        "image_size": s["image_size"],
+        "epochs": s["epochs"],
+        "batch_size": s["batch_size"],
+        "learning_rate": s["learning_rate"],
+        "weight_decay": s["weight_decay"],
+        "key_metric": s["key_metric"],
+        **data,
+    }
     planned: set[str] = set()
     for seed in s["seeds"]:
         for net in s["networks"]:
             for arm in arms:
-                arm_cfg = {"network": net, "arm": arm.name, "strategy": arm.strategy, "strategy_kwargs": dict(arm.kwargs),
-                           "seed": seed}
+                arm_cfg = {
+                    "network": net,
+                    "arm": arm.name,
+                    "strategy": arm.strategy,
+                    "strategy_kwargs": dict(arm.kwargs),
+                    "seed": seed,
+                }
                 if not arm.needs_generator:
                     if f"{tag}/{net}/{arm.name}/s{seed}" in planned:
                         continue
                     planned.add(f"{tag}/{net}/{arm.name}/s{seed}")
-                    cells.append(Cell(f"{tag}/{net}/{arm.name}/s{seed}", "classifier",
-                                      {**common, **arm_cfg, "gan_seed": None, "gan": None},
-                                      {"source": source, "device": device, "generator": None}))
+                    cells.append(
+                        Cell(
+                            f"{tag}/{net}/{arm.name}/s{seed}",
+                            "classifier",
+                            {**common, **arm_cfg, "gan_seed": None, "gan": None},
+                            {"source": source, "device": device, "generator": None},
+                        )
+                    )
                     continue
                 teacher = {}
                 if arm.kwargs.get("teacher") == "real":
                     # the teacher is this seed's `real` classifier: trained on the real training split only
                     tid = f"{tag}/{net}/real/s{seed}"
                     if tid not in planned:
-                        cells.append(Cell(tid, "classifier", {**common, "network": net, "arm": "real", "strategy": "real",
-                                                               "strategy_kwargs": {}, "seed": seed, "gan_seed": None,
-                                                               "gan": None},
-                                          {"source": source, "device": device, "generator": None}))
+                        cells.append(
+                            Cell(
+                                tid,
+                                "classifier",
+                                {
+                                    **common,
+                                    "network": net,
+                                    "arm": "real",
+                                    "strategy": "real",
+                                    "strategy_kwargs": {},
+                                    "seed": seed,
+                                    "gan_seed": None,
+                                    "gan": None,
+                                },
+                                {"source": source, "device": device, "generator": None},
+                            )
+                        )
                         planned.add(tid)
-                    teacher = {"teacher_cell": tid, "teacher": str(out / "cells" / tid / "train" / "models" / "model.pt")}
+                    teacher = {
+                        "teacher_cell": tid,
+                        "teacher": str(out / "cells" / tid / "train" / "models" / "model.pt"),
+                    }
                 for g in s["gan_seeds"]:
                     gid = gan_ids[arm.family, g]
-                    cells.append(Cell(f"{tag}/{net}/{arm.name}/g{g}-s{seed}", "classifier",
-                                      {**common, **arm_cfg, "gan_seed": g, "gan": _gan_budget(s, arm.family)},
-                                      {"source": source, "device": device, "gan_cell": gid,
-                                       "generator": str(out / "cells" / gid / GENERATOR_SUBPATH), **teacher},
-                                      (gid,) + ((teacher["teacher_cell"],) if teacher else ())))
+                    cells.append(
+                        Cell(
+                            f"{tag}/{net}/{arm.name}/g{g}-s{seed}",
+                            "classifier",
+                            {**common, **arm_cfg, "gan_seed": g, "gan": _gan_budget(s, arm.family)},
+                            {
+                                "source": source,
+                                "device": device,
+                                "gan_cell": gid,
+                                "generator": str(out / "cells" / gid / GENERATOR_SUBPATH),
+                                **teacher,
+                            },
+                            (gid,) + ((teacher["teacher_cell"],) if teacher else ()),
+                        )
+                    )
     return cells
 
 
@@ -387,7 +477,8 @@ def check_cell_config(cell: Cell, out: Path) -> None:
         name, was, now = diff
         raise CellConfigError(
             f"cell {cell.id}: field {name!r} was {was!r} in {path}, now {now!r}; results made with different "
-            f"settings are not mixed: use another --out folder (or delete that cell folder) to change {name!r}")
+            f"settings are not mixed: use another --out folder (or delete that cell folder) to change {name!r}"
+        )
 
 
 def is_finished(cell: Cell, out: Path) -> bool:
@@ -417,10 +508,20 @@ def run_gan_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
 
     ds = get_dataset(runtime["source"], "training", config["image_size"], cache=True, **config.get("data", {}))
     gan = config["gan"]
-    path = train_generator(ds, cell_dir, family=gan.get("family", "stylegan2"), preset=gan["preset"],
-                     class_names=ds.class_names, max_kimg=gan["kimg"],
-                     batch_size=gan["batch_size"], seed=config["gan_seed"], resume="auto", device=runtime["device"],
-                     sample_kimg=gan["kimg"], progress=False)
+    path = train_generator(
+        ds,
+        cell_dir,
+        family=gan.get("family", "stylegan2"),
+        preset=gan["preset"],
+        class_names=ds.class_names,
+        max_kimg=gan["kimg"],
+        batch_size=gan["batch_size"],
+        seed=config["gan_seed"],
+        resume="auto",
+        device=runtime["device"],
+        sample_kimg=gan["kimg"],
+        progress=False,
+    )
     return {"generator": str(Path(path).relative_to(cell_dir)), "num_train_items": len(ds)}
 
 
@@ -445,19 +546,38 @@ def run_classifier_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     if config["gan"] is not None and not (generator and Path(generator).is_file()):
         raise FileNotFoundError(f"generator of {runtime.get('gan_cell')} not found at {generator}; run that cell first")
     res = train_classifier(
-        train_ds, val_ds, cell_dir / "train", strategy=config["strategy"], network=config["network"],
-        class_names=train_ds.class_names, generator_checkpoint=generator if config["gan"] is not None else None,
-        epochs=config["epochs"], batch_size=config["batch_size"], lr=config["learning_rate"],
-        weight_decay=config["weight_decay"], seed=config["seed"], key_metric=config["key_metric"],
-        class_weighted_sampling=class_weighted, strategy_kwargs=kwargs, device=runtime["device"],
-        tensorboard=False, final_report=False)
+        train_ds,
+        val_ds,
+        cell_dir / "train",
+        strategy=config["strategy"],
+        network=config["network"],
+        class_names=train_ds.class_names,
+        generator_checkpoint=generator if config["gan"] is not None else None,
+        epochs=config["epochs"],
+        batch_size=config["batch_size"],
+        lr=config["learning_rate"],
+        weight_decay=config["weight_decay"],
+        seed=config["seed"],
+        key_metric=config["key_metric"],
+        class_weighted_sampling=class_weighted,
+        strategy_kwargs=kwargs,
+        device=runtime["device"],
+        tensorboard=False,
+        final_report=False,
+    )
     report = cell_dir / "test_report"
     evaluate_classifier(res.checkpoint, test_ds, report, train_ds.class_names, device=runtime["device"])
     payload = json.loads((report / "metrics.json").read_text(encoding="utf-8"))
-    return {"metrics": {k: float(v) for k, v in payload["metrics"].items()}, "undefined": payload.get("undefined", []),
-            "class_names": payload["class_names"], "num_test_samples": payload["num_samples"],
-            "best_epoch": res.best_epoch, "best_val_metric": res.best_metric, "num_train_items": res.num_train_items,
-            "strategy_info": json.loads(json.dumps(res.strategy_info, default=str))}
+    return {
+        "metrics": {k: float(v) for k, v in payload["metrics"].items()},
+        "undefined": payload.get("undefined", []),
+        "class_names": payload["class_names"],
+        "num_test_samples": payload["num_samples"],
+        "best_epoch": res.best_epoch,
+        "best_val_metric": res.best_metric,
+        "num_train_items": res.num_train_items,
+        "strategy_info": json.loads(json.dumps(res.strategy_info, default=str)),
+    }
 
 
 RUNNERS = {"gan": "run_gan_cell", "classifier": "run_classifier_cell"}
@@ -476,17 +596,34 @@ def run_cell(cell: Cell, out, *, verbose: bool = False, quiet: bool = True) -> b
         check_cell_config(cell, out)
         from gemix_monai.utils import atomic_write_bytes
 
-        atomic_write_bytes(cell_dir / "cell.json", _json_bytes({"id": cell.id, "kind": cell.kind, "config": cell.config,
-                                                                 "runtime": cell.runtime, "deps": list(cell.deps)}))
+        atomic_write_bytes(
+            cell_dir / "cell.json",
+            _json_bytes(
+                {
+                    "id": cell.id,
+                    "kind": cell.kind,
+                    "config": cell.config,
+                    "runtime": cell.runtime,
+                    "deps": list(cell.deps),
+                }
+            ),
+        )
         runner = globals()[RUNNERS[cell.kind]]
         start, cpu = time.perf_counter(), time.process_time()
         from gemix_monai.demo import _quiet_logs
 
         with _quiet_logs() if quiet else contextlib.nullcontext():
             fields = runner(cell.config, cell.runtime, cell_dir)
-        result = {"id": cell.id, "kind": cell.kind, **fields, "seconds": round(time.perf_counter() - start, 2),
-                  "cpu_seconds": round(time.process_time() - cpu, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                  "device": cell.runtime.get("device"), "config": cell.config}
+        result = {
+            "id": cell.id,
+            "kind": cell.kind,
+            **fields,
+            "seconds": round(time.perf_counter() - start, 2),
+            "cpu_seconds": round(time.process_time() - cpu, 2),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "device": cell.runtime.get("device"),
+            "config": cell.config,
+        }
         atomic_write_bytes(cell_dir / "result.json", _json_bytes(result))
     return True
 
@@ -522,13 +659,22 @@ def _run_parallel(cells: list[Cell], out: Path, jobs: int, *, verbose: bool, qui
             d = c.dir(out)
             d.mkdir(parents=True, exist_ok=True)
             check_cell_config(c, out)
-            atomic_write_bytes(d / "cell.json", _json_bytes({"id": c.id, "kind": c.kind, "config": c.config,
-                                                             "runtime": c.runtime, "deps": list(c.deps)}))
+            atomic_write_bytes(
+                d / "cell.json",
+                _json_bytes(
+                    {"id": c.id, "kind": c.kind, "config": c.config, "runtime": c.runtime, "deps": list(c.deps)}
+                ),
+            )
             log = open(d / "log.txt", "ab")
             cmd = [sys.executable, "-m", "gemix_monai.experiments.compare", "--cell-dir", str(d), "--out", str(out)]
             if not quiet:
                 cmd.append("--verbose")
-            running[c.id] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), c, log, time.perf_counter())
+            running[c.id] = (
+                subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
+                c,
+                log,
+                time.perf_counter(),
+            )
         if not running:
             if pending:
                 raise RuntimeError(f"cells cannot start, their dependencies are missing: {[c.id for c in pending]}")
@@ -573,9 +719,19 @@ def _load_results(cells: Sequence[Cell], out: Path) -> list[dict]:
         if c.kind != "classifier" or not is_finished(c, out):
             continue
         r = json.loads((c.dir(out) / "result.json").read_text(encoding="utf-8"))
-        rows.append({"cell_id": c.id, "network": c.config["network"], "strategy": c.config["arm"],
-                     "base_strategy": c.config["strategy"], "gan_seed": c.config["gan_seed"], "seed": c.config["seed"],
-                     "seconds": r.get("seconds"), "class_names": r["class_names"], "metrics": r["metrics"]})
+        rows.append(
+            {
+                "cell_id": c.id,
+                "network": c.config["network"],
+                "strategy": c.config["arm"],
+                "base_strategy": c.config["strategy"],
+                "gan_seed": c.config["gan_seed"],
+                "seed": c.config["seed"],
+                "seconds": r.get("seconds"),
+                "class_names": r["class_names"],
+                "metrics": r["metrics"],
+            }
+        )
     return rows
 
 
@@ -588,8 +744,15 @@ def _per_seed(rows: list[dict], network: str, arm: str, metric: str) -> dict[int
     return {s: sum(v) / len(v) for s, v in by_seed.items()}
 
 
-def summarize(rows: list[dict], networks: Sequence[str], arms: Sequence[str], *, method: str = "t",
-              confidence: float = 0.95, seed: int = 0) -> tuple[list[str], list[dict]]:
+def summarize(
+    rows: list[dict],
+    networks: Sequence[str],
+    arms: Sequence[str],
+    *,
+    method: str = "t",
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[list[str], list[dict]]:
     """``(metrics, long-format records)``: one record per (network, arm, metric), then the paired ones."""
     classes = next((r["class_names"] for r in rows), [])
     metrics = list(SUMMARY_METRICS) + [f"fnr/{c}" for c in classes]
@@ -609,7 +772,9 @@ def summarize(rows: list[dict], networks: Sequence[str], arms: Sequence[str], *,
                     a, b = _per_seed(rows, net, arm, m), _per_seed(rows, net, base, m)
                     _, diffs = paired_differences(a, b)  # matched by seed
                     iv = compute_interval(diffs, method, confidence, seed=seed)
-                    records.append({"network": net, "strategy": arm, "comparison": f"- {base}", "metric": m, "interval": iv})
+                    records.append(
+                        {"network": net, "strategy": arm, "comparison": f"- {base}", "metric": m, "interval": iv}
+                    )
     return metrics, records
 
 
@@ -630,37 +795,83 @@ def write_summary(out, cells: Sequence[Cell], arms: Sequence[Arm], s: dict, data
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["cell_id", "network", "strategy", "base_strategy", "gan_seed", "seed", "seconds", *metrics, *extra])
     for r in rows:
-        w.writerow([r["cell_id"], r["network"], r["strategy"], r["base_strategy"], "" if r["gan_seed"] is None else r["gan_seed"],
-                    r["seed"], r["seconds"], *(repr(float(r["metrics"][m])) if m in r["metrics"] else "" for m in [*metrics, *extra])])
+        w.writerow(
+            [
+                r["cell_id"],
+                r["network"],
+                r["strategy"],
+                r["base_strategy"],
+                "" if r["gan_seed"] is None else r["gan_seed"],
+                r["seed"],
+                r["seconds"],
+                *(repr(float(r["metrics"][m])) if m in r["metrics"] else "" for m in [*metrics, *extra]),
+            ]
+        )
     files["cells.csv"] = atomic_write_bytes(out / "cells.csv", buf.getvalue().encode(), durable=False)
 
     # summary.csv: long format
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["network", "strategy", "comparison", "metric", "n", "mean", "ci_lo", "ci_hi", "half_width", "method",
-                "confidence", "defined", "excludes_zero"])
+    w.writerow(
+        [
+            "network",
+            "strategy",
+            "comparison",
+            "metric",
+            "n",
+            "mean",
+            "ci_lo",
+            "ci_hi",
+            "half_width",
+            "method",
+            "confidence",
+            "defined",
+            "excludes_zero",
+        ]
+    )
     for rec in records:
         iv: Interval = rec["interval"]
-        w.writerow([rec["network"], rec["strategy"], rec["comparison"], rec["metric"], iv.n, repr(iv.mean), repr(iv.lo),
-                    repr(iv.hi), repr(iv.half_width), iv.method, iv.confidence, iv.defined,
-                    iv.excludes_zero if rec["comparison"] else ""])
+        w.writerow(
+            [
+                rec["network"],
+                rec["strategy"],
+                rec["comparison"],
+                rec["metric"],
+                iv.n,
+                repr(iv.mean),
+                repr(iv.lo),
+                repr(iv.hi),
+                repr(iv.half_width),
+                iv.method,
+                iv.confidence,
+                iv.defined,
+                iv.excludes_zero if rec["comparison"] else "",
+            ]
+        )
     files["summary.csv"] = atomic_write_bytes(out / "summary.csv", buf.getvalue().encode(), durable=False)
 
-    files["summary.md"] = atomic_write_bytes(out / "summary.md", _markdown(out, cells, rows, arms, s, dataset, metrics, records).encode(),
-                                             durable=False)
+    files["summary.md"] = atomic_write_bytes(
+        out / "summary.md", _markdown(out, cells, rows, arms, s, dataset, metrics, records).encode(), durable=False
+    )
     files["summary.png"] = _plot(out / "summary.png", networks, arm_names, records, s)
     return files
 
 
 def _markdown(out, cells, rows, arms, s, dataset, metrics, records) -> str:
     pct = f"{s['confidence'] * 100:g} %"
-    how = (f"{pct} Student-t interval (n - 1 degrees of freedom)" if s["interval"] == "t"
-           else f"{pct} percentile bootstrap interval of the mean (10000 resamples, seed 0)")
+    how = (
+        f"{pct} Student-t interval (n - 1 degrees of freedom)"
+        if s["interval"] == "t"
+        else f"{pct} percentile bootstrap interval of the mean (10000 resamples, seed 0)"
+    )
     gan_cells = [c for c in cells if c.kind == "gan"]
-    gan_secs = [json.loads((c.dir(out) / "result.json").read_text())["seconds"] for c in gan_cells if is_finished(c, out)]
+    gan_secs = [
+        json.loads((c.dir(out) / "result.json").read_text())["seconds"] for c in gan_cells if is_finished(c, out)
+    ]
     n_clf = sum(c.kind == "classifier" for c in cells)
     lines = [
-        "# Strategy comparison on the test split", "",
+        "# Strategy comparison on the test split",
+        "",
         f"- dataset: `{json.dumps(dataset)}`",
         f"- classifier seeds: {s['seeds']} (n = {len(s['seeds'])}); GAN seeds: {s['gan_seeds']}",
         f"- generator families: {', '.join(s.get('generators', ['stylegan2']))} (arms `<strategy>@<family>`; unsuffixed: stylegan2)",
@@ -684,7 +895,12 @@ def _markdown(out, cells, rows, arms, s, dataset, metrics, records) -> str:
     by = {(r["network"], r["strategy"], r["comparison"], r["metric"]): r["interval"] for r in records}
     arm_names = [a.name for a in arms]
     for net in s["networks"]:
-        lines += [f"## Network `{net}`", "", "| strategy | n | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+        lines += [
+            f"## Network `{net}`",
+            "",
+            "| strategy | n | " + " | ".join(metrics) + " |",
+            "|---|---|" + "---|" * len(metrics),
+        ]
         for arm in arm_names:
             ivs = [by[(net, arm, "", m)] for m in metrics]
             lines.append(f"| {arm} | {ivs[0].n} | " + " | ".join(_fmt_interval(iv) for iv in ivs) + " |")
@@ -692,17 +908,28 @@ def _markdown(out, cells, rows, arms, s, dataset, metrics, records) -> str:
         for base in BASELINES:
             if base not in arm_names:
                 continue
-            lines += [f"### Paired differences: strategy - `{base}` (`{net}`)", "",
-                      f"Matched by (GAN seed, seed); `*` marks an interval that excludes 0.", "",
-                      "| strategy | n | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+            lines += [
+                f"### Paired differences: strategy - `{base}` (`{net}`)",
+                "",
+                "Matched by (GAN seed, seed); `*` marks an interval that excludes 0.",
+                "",
+                "| strategy | n | " + " | ".join(metrics) + " |",
+                "|---|---|" + "---|" * len(metrics),
+            ]
             for arm in arm_names:
                 if (net, arm, f"- {base}", metrics[0]) not in by:
                     continue
                 ivs = [by[(net, arm, f"- {base}", m)] for m in metrics]
-                lines.append(f"| {arm} | {ivs[0].n} | " + " | ".join(
-                    _fmt_interval(iv, signed=True) + (" *" if iv.excludes_zero else "") for iv in ivs) + " |")
+                lines.append(
+                    f"| {arm} | {ivs[0].n} | "
+                    + " | ".join(_fmt_interval(iv, signed=True) + (" *" if iv.excludes_zero else "") for iv in ivs)
+                    + " |"
+                )
             lines.append("")
-    lines += ["Raw per-cell results: `cells.csv`; long format with the paired rows: `summary.csv`; plot: `summary.png`.", ""]
+    lines += [
+        "Raw per-cell results: `cells.csv`; long format with the paired rows: `summary.csv`; plot: `summary.png`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -715,8 +942,12 @@ def _plot(path: Path, networks, arms, records, s) -> Path:
     from gemix_monai.utils import atomic_write_bytes
 
     by = {(r["network"], r["strategy"], r["metric"]): r["interval"] for r in records if not r["comparison"]}
-    fig, axes = plt.subplots(len(PLOT_METRICS), len(networks), figsize=(1.2 + 0.75 * len(arms) * len(networks) + 1.5, 3.2 * len(PLOT_METRICS)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(PLOT_METRICS),
+        len(networks),
+        figsize=(1.2 + 0.75 * len(arms) * len(networks) + 1.5, 3.2 * len(PLOT_METRICS)),
+        squeeze=False,
+    )
     for j, net in enumerate(networks):
         for i, m in enumerate(PLOT_METRICS):
             ax = axes[i][j]
@@ -725,8 +956,14 @@ def _plot(path: Path, networks, arms, records, s) -> Path:
                 if not math.isfinite(iv.mean):
                     continue
                 if iv.defined:
-                    ax.errorbar([x], [iv.mean], yerr=[[iv.mean - iv.lo], [iv.hi - iv.mean]], fmt="o", capsize=4,
-                                color="tab:blue" if arm not in BASELINES else "tab:gray")
+                    ax.errorbar(
+                        [x],
+                        [iv.mean],
+                        yerr=[[iv.mean - iv.lo], [iv.hi - iv.mean]],
+                        fmt="o",
+                        capsize=4,
+                        color="tab:blue" if arm not in BASELINES else "tab:gray",
+                    )
                 else:
                     ax.plot([x], [iv.mean], "x", color="tab:red")
             ax.set_xticks(range(len(arms)), arms, rotation=45, ha="right", fontsize=8)
@@ -734,8 +971,11 @@ def _plot(path: Path, networks, arms, records, s) -> Path:
             ax.grid(axis="y", alpha=0.3)
             if j == 0:
                 ax.set_ylabel(m)
-    fig.suptitle(f"test split, mean and {s['confidence'] * 100:g} % {s['interval']} interval over {len(s['seeds'])} seeds "
-                 "(x: interval undefined)", fontsize=9)
+    fig.suptitle(
+        f"test split, mean and {s['confidence'] * 100:g} % {s['interval']} interval over {len(s['seeds'])} seeds "
+        "(x: interval undefined)",
+        fontsize=9,
+    )
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -755,16 +995,39 @@ class CompareResult:
     seconds: float
 
 
-def run_compare(out="gemix_compare", *, dataset_dir=None, datalist=None, strategies: Sequence[str] | None = None,
-                seeds: int | Sequence[int] | None = None, gan_seeds: Sequence[int] | None = None,
-                networks: Sequence[str] | None = None, gan_kimg: float | None = None, gan_batch_size: int | None = None,
-                gan_preset: str | None = None, generators: Sequence[str] | None = None, epochs: int | None = None,
-                batch_size: int | None = None, learning_rate: float | None = None, weight_decay: float | None = None, image_size: int | None = None,
-                key_metric: str | None = None, variants=None, interval: str | None = None,
-                confidence: float | None = None, jobs: int = 1, cell: str | None = None, list_cells: bool = False,
-                device: str | None = None, phantom_counts: Sequence[int] | None = None,
-                val_counts: Sequence[int] | None = None, test_counts: Sequence[int] | None = None,
-                data_options: dict | None = None, verbose: bool = True, quiet: bool = True):
+def run_compare(
+    out="gemix_compare",
+    *,
+    dataset_dir=None,
+    datalist=None,
+    strategies: Sequence[str] | None = None,
+    seeds: int | Sequence[int] | None = None,
+    gan_seeds: Sequence[int] | None = None,
+    networks: Sequence[str] | None = None,
+    gan_kimg: float | None = None,
+    gan_batch_size: int | None = None,
+    gan_preset: str | None = None,
+    generators: Sequence[str] | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    weight_decay: float | None = None,
+    image_size: int | None = None,
+    key_metric: str | None = None,
+    variants=None,
+    interval: str | None = None,
+    confidence: float | None = None,
+    jobs: int = 1,
+    cell: str | None = None,
+    list_cells: bool = False,
+    device: str | None = None,
+    phantom_counts: Sequence[int] | None = None,
+    val_counts: Sequence[int] | None = None,
+    test_counts: Sequence[int] | None = None,
+    data_options: dict | None = None,
+    verbose: bool = True,
+    quiet: bool = True,
+):
     """Run (or resume) a comparison and write its summary; see the module docstring and docs/experiments.md.
 
     ``None`` arguments take :data:`COMPARE_DEFAULTS`. ``seeds`` is a count (seeds 0..N-1) or a list.
@@ -777,18 +1040,34 @@ def run_compare(out="gemix_compare", *, dataset_dir=None, datalist=None, strateg
     / ``test_counts``: per-class sizes of the default phantom dataset (written to ``<out>/data``).
     """
     start = time.perf_counter()
-    s = _settings(strategies=strategies, seeds=seeds, gan_seeds=gan_seeds, networks=networks, gan_kimg=gan_kimg,
-                  gan_batch_size=gan_batch_size, gan_preset=gan_preset, generators=generators, epochs=epochs,
-                  batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay, image_size=image_size,
-                  key_metric=key_metric, interval=interval, confidence=confidence, data_options=dict(data_options or {}))
+    s = _settings(
+        strategies=strategies,
+        seeds=seeds,
+        gan_seeds=gan_seeds,
+        networks=networks,
+        gan_kimg=gan_kimg,
+        gan_batch_size=gan_batch_size,
+        gan_preset=gan_preset,
+        generators=generators,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        image_size=image_size,
+        key_metric=key_metric,
+        interval=interval,
+        confidence=confidence,
+        data_options=dict(data_options or {}),
+    )
     arms = expand_arms(_resolve_arms(list(s["strategies"]), variants), s["generators"])
     out = Path(out).resolve()
     if device is None:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    source, dataset, tag = _resolve_dataset(out, dataset_dir, datalist, s["image_size"], phantom_counts, val_counts,
-                                            test_counts, create=not list_cells)
+    source, dataset, tag = _resolve_dataset(
+        out, dataset_dir, datalist, s["image_size"], phantom_counts, val_counts, test_counts, create=not list_cells
+    )
     cells = plan_cells(out, s, arms, source, dataset, tag, str(device))
     if list_cells:
         if verbose:
@@ -800,7 +1079,9 @@ def run_compare(out="gemix_compare", *, dataset_dir=None, datalist=None, strateg
     if cell is not None:
         match = [c for c in cells if c.id == cell]
         if not match:
-            raise ValueError(f"unknown cell {cell!r}; `--list-cells` prints the {len(cells)} cell ids of this comparison")
+            raise ValueError(
+                f"unknown cell {cell!r}; `--list-cells` prints the {len(cells)} cell ids of this comparison"
+            )
         ran = [cell] if run_cell(match[0], out, verbose=verbose, quiet=quiet) else []
         if verbose:
             print(f"cell {cell}: " + ("finished" if ran else "already finished, not recomputed"))
@@ -831,7 +1112,9 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--dataset-dir", help="image folder / CSV / .npz source (default: the embedded phantoms)")
     g.add_argument("--datalist", help="MONAI datalist JSON with class_names and training/validation/test")
-    p.add_argument("--strategies", nargs="+", help=f"strategies and variant names (default: {' '.join(d['strategies'])})")
+    p.add_argument(
+        "--strategies", nargs="+", help=f"strategies and variant names (default: {' '.join(d['strategies'])})"
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--seeds", type=int, help=f"number of classifier seeds, 0..N-1 (default {d['seeds']})")
     g.add_argument("--seed-list", type=int, nargs="+", help="explicit classifier seeds")
@@ -839,20 +1122,37 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--networks", nargs="+", help=f"classifier networks (default: {' '.join(d['networks'])})")
     p.add_argument("--gan-kimg", type=float, help=f"GAN training length per GAN seed (default {d['gan_kimg']:g})")
     p.add_argument("--gan-batch-size", type=int, help=f"default {d['gan_batch_size']}")
-    p.add_argument("--generators", nargs="+", choices=("stylegan2", "dcgan", "diffusion"),
-                   help="generator families, one row per family x generator strategy (default stylegan2; "
-                        "other families' arms are labelled <strategy>@<family>)")
+    p.add_argument(
+        "--generators",
+        nargs="+",
+        choices=("stylegan2", "dcgan", "diffusion"),
+        help="generator families, one row per family x generator strategy (default stylegan2; "
+        "other families' arms are labelled <strategy>@<family>)",
+    )
     p.add_argument("--epochs", type=int, help=f"classifier epochs per cell (default {d['epochs']})")
     p.add_argument("--batch-size", type=int, help=f"classifier batch (default {d['batch_size']})")
     p.add_argument("--image-size", type=int, help=f"pixels per side (default {d['image_size']})")
     p.add_argument("--hu-window", help="CT window (default auto: decided from the data; see docs/data.md)")
     p.add_argument("--intensity", help="scaling of non-CT data (default auto)")
-    p.add_argument("--split-seed", type=int, help="seed of the automatic split (default 0; written once beside the data)")
-    p.add_argument("--on-duplicate", choices=("error", "drop"), help="an image in two splits: error (default) or drop the held-out copy")
-    p.add_argument("--variant", action="append", default=[], metavar="NAME=STRATEGY:{...}",
-                   help="a named strategy setting, e.g. \"gemix@ratio0.5=gemix:{'synthetic_ratio': 0.5}\" (repeatable)")
+    p.add_argument(
+        "--split-seed", type=int, help="seed of the automatic split (default 0; written once beside the data)"
+    )
+    p.add_argument(
+        "--on-duplicate",
+        choices=("error", "drop"),
+        help="an image in two splits: error (default) or drop the held-out copy",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=STRATEGY:{...}",
+        help="a named strategy setting, e.g. \"gemix@ratio0.5=gemix:{'synthetic_ratio': 0.5}\" (repeatable)",
+    )
     p.add_argument("--interval", choices=METHODS, help="t (default) or bootstrap (percentile, seed 0)")
-    p.add_argument("--jobs", type=int, default=1, help="run the cells as N concurrent subprocesses (default 1: in-process)")
+    p.add_argument(
+        "--jobs", type=int, default=1, help="run the cells as N concurrent subprocesses (default 1: in-process)"
+    )
     p.add_argument("--cell", help="run only this cell (see --list-cells); no summary")
     p.add_argument("--list-cells", action="store_true", help="print the cell ids in dependency order and exit")
     p.add_argument("--device", help="e.g. cpu, cuda (default: cuda when available)")
@@ -861,13 +1161,29 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
 
 def compare_from_args(args: argparse.Namespace) -> int:
     """``gemix-monai compare`` with parsed :func:`add_compare_arguments` options."""
-    run_compare(args.out, dataset_dir=args.dataset_dir, datalist=args.datalist, strategies=args.strategies,
-                seeds=args.seed_list if args.seed_list else args.seeds, gan_seeds=args.gan_seeds,
-                networks=args.networks, gan_kimg=args.gan_kimg, gan_batch_size=args.gan_batch_size,
-                generators=getattr(args, "generators", None), epochs=args.epochs,
-                batch_size=args.batch_size, image_size=args.image_size, variants=args.variant, interval=args.interval,
-                jobs=args.jobs, cell=args.cell, list_cells=args.list_cells, device=args.device, quiet=not args.verbose,
-                data_options=_data_options(args))
+    run_compare(
+        args.out,
+        dataset_dir=args.dataset_dir,
+        datalist=args.datalist,
+        strategies=args.strategies,
+        seeds=args.seed_list if args.seed_list else args.seeds,
+        gan_seeds=args.gan_seeds,
+        networks=args.networks,
+        gan_kimg=args.gan_kimg,
+        gan_batch_size=args.gan_batch_size,
+        generators=getattr(args, "generators", None),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        image_size=args.image_size,
+        variants=args.variant,
+        interval=args.interval,
+        jobs=args.jobs,
+        cell=args.cell,
+        list_cells=args.list_cells,
+        device=args.device,
+        quiet=not args.verbose,
+        data_options=_data_options(args),
+    )
     return 0
 
 

@@ -23,8 +23,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["Interval", "t_interval", "bootstrap_interval", "interval", "paired_differences", "paired_interval",
-           "METHODS"]
+__all__ = [
+    "Interval",
+    "t_interval",
+    "bootstrap_interval",
+    "interval",
+    "paired_differences",
+    "paired_interval",
+    "METHODS",
+]
 
 METHODS = ("t", "bootstrap")
 
@@ -88,8 +95,9 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
     return Interval(mean, mean - half, mean + half, half, n, confidence, "t", True)
 
 
-def bootstrap_interval(values: Sequence[float], confidence: float = 0.95, *, n_resamples: int = 10000,
-                       seed: int = 0) -> Interval:
+def bootstrap_interval(
+    values: Sequence[float], confidence: float = 0.95, *, n_resamples: int = 10000, seed: int = 0
+) -> Interval:
     """Percentile bootstrap interval of the mean; the same ``seed`` gives the same interval."""
     _check_confidence(confidence)
     if n_resamples < 1:
@@ -105,8 +113,9 @@ def bootstrap_interval(values: Sequence[float], confidence: float = 0.95, *, n_r
     return Interval(float(x.mean()), lo, hi, (hi - lo) / 2.0, n, confidence, "bootstrap", True)
 
 
-def interval(values: Sequence[float], method: str = "t", confidence: float = 0.95, *, n_resamples: int = 10000,
-             seed: int = 0) -> Interval:
+def interval(
+    values: Sequence[float], method: str = "t", confidence: float = 0.95, *, n_resamples: int = 10000, seed: int = 0
+) -> Interval:
     """:func:`t_interval` (``method="t"``) or :func:`bootstrap_interval` (``method="bootstrap"``)."""
     if method == "t":
         return t_interval(values, confidence)

@@ -16,8 +16,14 @@ import torch
 
 from gemix_monai.utils import safe_torch_load
 
-__all__ = ["ConditionalGenerator", "GENERATOR_FORMATS", "GENERATOR_FAMILIES", "load_generator", "generator_family",
-           "check_generator"]
+__all__ = [
+    "ConditionalGenerator",
+    "GENERATOR_FORMATS",
+    "GENERATOR_FAMILIES",
+    "load_generator",
+    "generator_family",
+    "check_generator",
+]
 
 #: checkpoint ``format`` tag -> generator family (training checkpoints load their EMA generator).
 GENERATOR_FORMATS: dict[str, str] = {
@@ -83,8 +89,14 @@ def _family_class(family: str):
     return ConditionalDiffusionGenerator
 
 
-def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", *, expected_num_classes: int | None = None,
-                   expected_resolution: int | None = None, expected_channels: int | None = None):
+def load_generator(
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    *,
+    expected_num_classes: int | None = None,
+    expected_resolution: int | None = None,
+    expected_channels: int | None = None,
+):
     """Load any generator checkpoint by its ``format`` tag, in eval mode on ``device``.
 
     Tags: ``gemix-generator/1`` (StyleGAN2), ``gemix-dcgan/1``, ``gemix-diffusion/1`` and the training checkpoints of
@@ -99,11 +111,18 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
     if fmt is None and "G_ema" in ckpt:
         fmt = "gemix-gan-training/1"
     if fmt not in GENERATOR_FORMATS:
-        what = f"unknown generator format tag {fmt!r}" if fmt is not None else f"no 'format' tag (keys {sorted(map(str, ckpt))})"
+        what = (
+            f"unknown generator format tag {fmt!r}"
+            if fmt is not None
+            else f"no 'format' tag (keys {sorted(map(str, ckpt))})"
+        )
         raise ValueError(f"{path}: {what}; this version reads {sorted(GENERATOR_FORMATS)}")
     family = GENERATOR_FORMATS[fmt]
-    expected = dict(expected_num_classes=expected_num_classes, expected_resolution=expected_resolution,
-                    expected_channels=expected_channels)
+    expected = dict(
+        expected_num_classes=expected_num_classes,
+        expected_resolution=expected_resolution,
+        expected_channels=expected_channels,
+    )
     cls = _family_class(family)
     if family == "stylegan2":
         generator = cls.from_checkpoint(path, device=device, **expected)
@@ -116,6 +135,8 @@ def check_generator(generator, where: str = "generator") -> ConditionalGenerator
     """``generator`` itself when it satisfies :class:`ConditionalGenerator`, else a ``TypeError`` naming what lacks."""
     missing = [a for a in ("generate", "c_dim", "z_dim", "img_resolution", "img_channels") if not hasattr(generator, a)]
     if missing:
-        raise TypeError(f"{where} must be a generator checkpoint path or a ConditionalGenerator; "
-                        f"{type(generator).__name__} lacks {missing}")
+        raise TypeError(
+            f"{where} must be a generator checkpoint path or a ConditionalGenerator; "
+            f"{type(generator).__name__} lacks {missing}"
+        )
     return generator

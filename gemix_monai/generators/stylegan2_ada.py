@@ -54,9 +54,17 @@ UNCONDITIONAL_CLASS_NAMES = ("unconditional",)
 # Constructor arguments of the reference generator and their defaults there (a snapshot written by
 # its train.py sets every one of them explicitly; the defaults matter only for hand-built networks).
 _GENERATOR_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
-_MAPPING_DEFAULTS = dict(num_layers=8, embed_features=None, layer_features=None, activation="lrelu", lr_multiplier=0.01, w_avg_beta=0.995)
+_MAPPING_DEFAULTS = dict(
+    num_layers=8, embed_features=None, layer_features=None, activation="lrelu", lr_multiplier=0.01, w_avg_beta=0.995
+)
 _SYNTHESIS_DEFAULTS = dict(
-    channel_base=32768, channel_max=512, num_fp16_res=0, conv_clamp=None, architecture="skip", resample_filter=[1, 3, 3, 1], use_noise=True,
+    channel_base=32768,
+    channel_max=512,
+    num_fp16_res=0,
+    conv_clamp=None,
+    architecture="skip",
+    resample_filter=[1, 3, 3, 1],
+    use_noise=True,
 )
 # Synthesis arguments that only choose a memory layout: ignored.
 _SYNTHESIS_LAYOUT_ONLY = ("fp16_channels_last", "channels_last")
@@ -133,7 +141,9 @@ def _reconstruct_persistent(meta):
     if not isinstance(meta, dict):
         raise pickle.UnpicklingError(f"persistent-object metadata must be a dict, got {type(meta).__name__}")
     if meta.get("type") != "class":
-        raise pickle.UnpicklingError(f"persistent-object metadata of type {meta.get('type')!r} is not supported (expected 'class')")
+        raise pickle.UnpicklingError(
+            f"persistent-object metadata of type {meta.get('type')!r} is not supported (expected 'class')"
+        )
     class_name, module_src, state = meta.get("class_name"), meta.get("module_src"), meta.get("state")
     if not isinstance(class_name, str) or not isinstance(module_src, str) or not isinstance(state, dict):
         raise pickle.UnpicklingError(
@@ -149,14 +159,20 @@ def _load_storage_from_bytes(data):
     try:
         storage = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
     except Exception as e:  # torch's own restricted loader refused or could not parse it
-        raise pickle.UnpicklingError(f"a tensor storage inside the pickle cannot be read safely (torch.load weights_only=True): {type(e).__name__}: {e}") from e
+        raise pickle.UnpicklingError(
+            f"a tensor storage inside the pickle cannot be read safely (torch.load weights_only=True): {type(e).__name__}: {e}"
+        ) from e
     if not isinstance(storage, torch.TypedStorage):
-        raise pickle.UnpicklingError(f"a tensor storage inside the pickle holds a {type(storage).__name__}, expected a typed tensor storage")
+        raise pickle.UnpicklingError(
+            f"a tensor storage inside the pickle holds a {type(storage).__name__}, expected a typed tensor storage"
+        )
     return storage
 
 
 def _int_tuple(value, what: str) -> tuple[int, ...]:
-    if not isinstance(value, (tuple, list)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+    if not isinstance(value, (tuple, list)) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    ):
         raise pickle.UnpicklingError(f"tensor {what} must be a tuple of non-negative ints, got {value!r}")
     return tuple(value)
 
@@ -180,7 +196,9 @@ def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, 
     if all(s > 0 for s in size):  # (a 0-d tensor needs one element too)
         last = storage_offset + sum((s - 1) * st for s, st in zip(size, stride))
         if last >= storage.size():
-            raise pickle.UnpicklingError(f"tensor of size {size}, stride {stride}, offset {storage_offset} reaches past its storage of {storage.size()} elements")
+            raise pickle.UnpicklingError(
+                f"tensor of size {size}, stride {stride}, offset {storage_offset} reaches past its storage of {storage.size()} elements"
+            )
     return torch.empty((0,), dtype=storage.dtype).set_(storage, storage_offset, size, stride)
 
 
@@ -204,7 +222,12 @@ def _numpy_dtype(name, align=False, copy=False):
 
 
 def _numpy_scalar(dtype, data=None):
-    if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc" or dtype.fields is not None or dtype.subdtype is not None:
+    if (
+        not isinstance(dtype, np.dtype)
+        or dtype.kind not in "biufc"
+        or dtype.fields is not None
+        or dtype.subdtype is not None
+    ):
         raise pickle.UnpicklingError(f"numpy scalar of dtype {dtype!r} is not a plain number; refused")
     if not isinstance(data, bytes) or len(data) != dtype.itemsize:
         raise pickle.UnpicklingError(f"numpy scalar of dtype {dtype} needs {dtype.itemsize} bytes of data")
@@ -219,10 +242,14 @@ def _codecs_encode(text, encoding="utf-8"):
 
 
 _ALLOWED_GLOBALS = {
-    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _StandIn("torch_utils.persistence._reconstruct_persistent_obj", _reconstruct_persistent),
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _StandIn(
+        "torch_utils.persistence._reconstruct_persistent_obj", _reconstruct_persistent
+    ),
     ("torch._utils", "_rebuild_tensor_v2"): _StandIn("torch._utils._rebuild_tensor_v2", _rebuild_tensor),
     ("torch._utils", "_rebuild_parameter"): _StandIn("torch._utils._rebuild_parameter", _rebuild_parameter),
-    ("torch._utils", "_rebuild_parameter_with_state"): _StandIn("torch._utils._rebuild_parameter_with_state", _rebuild_parameter),
+    ("torch._utils", "_rebuild_parameter_with_state"): _StandIn(
+        "torch._utils._rebuild_parameter_with_state", _rebuild_parameter
+    ),
     ("torch.storage", "_load_from_bytes"): _StandIn("torch.storage._load_from_bytes", _load_storage_from_bytes),
     ("numpy.core.multiarray", "scalar"): _StandIn("numpy.core.multiarray.scalar", _numpy_scalar),
     ("numpy._core.multiarray", "scalar"): _StandIn("numpy._core.multiarray.scalar", _numpy_scalar),
@@ -254,7 +281,10 @@ class _SnapshotUnpickler(pickle.Unpickler):
         return found
 
     def persistent_load(self, pid):
-        raise UnsafePickleError(f"{self._source}: refusing to load: the pickle uses a persistent id ({pid!r}), which StyleGAN2-ADA snapshots do not", "persistent_load")
+        raise UnsafePickleError(
+            f"{self._source}: refusing to load: the pickle uses a persistent id ({pid!r}), which StyleGAN2-ADA snapshots do not",
+            "persistent_load",
+        )
 
 
 def _read_pickle(data: bytes, source: str):
@@ -264,7 +294,9 @@ def _read_pickle(data: bytes, source: str):
             "this project's generator checkpoints load with gemix_monai.networks.Generator.from_checkpoint"
         )
     if len(data) < 2 or data[0] != 0x80:
-        raise SnapshotError(f"{source}: not a pickle: a StyleGAN2-ADA snapshot starts with the pickle protocol byte 0x80, found {data[:8]!r}")
+        raise SnapshotError(
+            f"{source}: not a pickle: a StyleGAN2-ADA snapshot starts with the pickle protocol byte 0x80, found {data[:8]!r}"
+        )
     try:
         with warnings.catch_warnings():  # torch's storage classes warn about their own deprecation
             warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
@@ -297,7 +329,9 @@ def _load_snapshot(path: Path) -> tuple[bytes, dict]:
     data = path.read_bytes()
     snapshot = _read_pickle(data, str(path))
     if not isinstance(snapshot, dict):
-        raise SnapshotError(f"{path}: a StyleGAN2-ADA snapshot pickles a dict (G, D, G_ema, augment_pipe, training_set_kwargs), found {type(snapshot).__name__}")
+        raise SnapshotError(
+            f"{path}: a StyleGAN2-ADA snapshot pickles a dict (G, D, G_ema, augment_pipe, training_set_kwargs), found {type(snapshot).__name__}"
+        )
     return data, snapshot
 
 
@@ -305,7 +339,9 @@ def _load_snapshot(path: Path) -> tuple[bytes, dict]:
 # From records to a state dict and constructor arguments
 
 
-def _flatten_record(record: PersistentRecord, prefix: str, out: dict, where: str, seen: frozenset = frozenset()) -> None:
+def _flatten_record(
+    record: PersistentRecord, prefix: str, out: dict, where: str, seen: frozenset = frozenset()
+) -> None:
     """``record``'s parameters and persistent buffers, and its sub-modules', into ``out`` (like ``state_dict()``)."""
     if id(record) in seen:
         raise SnapshotError(f"{where}: sub-module {prefix.rstrip('.')} contains itself (a cycle); not a network")
@@ -329,7 +365,9 @@ def _flatten_record(record: PersistentRecord, prefix: str, out: dict, where: str
         if sub is None:
             continue
         if not isinstance(sub, PersistentRecord):
-            raise SnapshotError(f"{where}: sub-module {prefix}{name} is a {type(sub).__name__}, expected a persistent network object")
+            raise SnapshotError(
+                f"{where}: sub-module {prefix}{name} is a {type(sub).__name__}, expected a persistent network object"
+            )
         _flatten_record(sub, f"{prefix}{name}.", out, where, seen)
 
 
@@ -339,7 +377,9 @@ def _record_init_kwargs(record: PersistentRecord, where: str) -> dict:
     if not isinstance(args, (tuple, list)) or not isinstance(kwargs, Mapping):
         raise SnapshotError(f"{where}: the generator's _init_args/_init_kwargs must be a tuple and a dict")
     if len(args) > len(_GENERATOR_ARGS):
-        raise SnapshotError(f"{where}: the generator was built with {len(args)} positional arguments, at most {len(_GENERATOR_ARGS)} expected")
+        raise SnapshotError(
+            f"{where}: the generator was built with {len(args)} positional arguments, at most {len(_GENERATOR_ARGS)} expected"
+        )
     init = dict(zip(_GENERATOR_ARGS, args))
     for key, value in kwargs.items():
         if key in init:
@@ -361,7 +401,9 @@ def _as_int(value, name: str, where: str) -> int:
 def _generator_config(init_kwargs: Mapping, where: str) -> tuple[dict, dict]:
     """The reference generator's constructor arguments → (our Generator kwargs without class names, notes)."""
     if not isinstance(init_kwargs, Mapping):
-        raise SnapshotError(f"{where}: init_kwargs must be a dict of the generator's constructor arguments, got {type(init_kwargs).__name__}")
+        raise SnapshotError(
+            f"{where}: init_kwargs must be a dict of the generator's constructor arguments, got {type(init_kwargs).__name__}"
+        )
     unknown = sorted(set(map(str, init_kwargs)) - set(_GENERATOR_ARGS))
     if unknown:
         raise SnapshotError(f"{where}: unknown generator arguments {unknown}; expected {list(_GENERATOR_ARGS)}")
@@ -370,9 +412,13 @@ def _generator_config(init_kwargs: Mapping, where: str) -> tuple[dict, dict]:
         raise SnapshotError(f"{where}: the generator's init kwargs lack {missing}")
     z_dim, c_dim, w_dim, resolution, channels = (_as_int(init_kwargs[k], k, where) for k in _GENERATOR_ARGS[:5])
     if z_dim < 1 or w_dim < 1 or channels < 1 or c_dim < 0:
-        raise SnapshotError(f"{where}: need z_dim, w_dim, img_channels >= 1 and c_dim >= 0, got z_dim={z_dim}, w_dim={w_dim}, img_channels={channels}, c_dim={c_dim}")
+        raise SnapshotError(
+            f"{where}: need z_dim, w_dim, img_channels >= 1 and c_dim >= 0, got z_dim={z_dim}, w_dim={w_dim}, img_channels={channels}, c_dim={c_dim}"
+        )
     if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION or resolution & (resolution - 1):
-        raise SnapshotError(f"{where}: img_resolution {resolution} is not supported: it must be a power of two in {MIN_RESOLUTION}..{MAX_RESOLUTION}")
+        raise SnapshotError(
+            f"{where}: img_resolution {resolution} is not supported: it must be a power of two in {MIN_RESOLUTION}..{MAX_RESOLUTION}"
+        )
 
     mapping_in = init_kwargs.get("mapping_kwargs") or {}
     synthesis_in = init_kwargs.get("synthesis_kwargs") or {}
@@ -381,7 +427,9 @@ def _generator_config(init_kwargs: Mapping, where: str) -> tuple[dict, dict]:
             raise SnapshotError(f"{where}: {name} must be a dict, got {type(value).__name__}")
     unknown = sorted(set(map(str, mapping_in)) - set(_MAPPING_DEFAULTS))
     if unknown:
-        raise SnapshotError(f"{where}: unsupported mapping_kwargs {unknown}; this importer understands {sorted(_MAPPING_DEFAULTS)}")
+        raise SnapshotError(
+            f"{where}: unsupported mapping_kwargs {unknown}; this importer understands {sorted(_MAPPING_DEFAULTS)}"
+        )
     mapping = {**_MAPPING_DEFAULTS, **mapping_in}
     mapping["num_layers"] = _as_int(mapping["num_layers"], "mapping_kwargs['num_layers']", where)
     if not 1 <= mapping["num_layers"] <= 8:
@@ -394,7 +442,9 @@ def _generator_config(init_kwargs: Mapping, where: str) -> tuple[dict, dict]:
     known = set(_SYNTHESIS_DEFAULTS) | set(_SYNTHESIS_LAYOUT_ONLY) | set(_SYNTHESIS_FIXED)
     unknown = sorted(set(map(str, synthesis_in)) - known)
     if unknown:
-        raise SnapshotError(f"{where}: unsupported synthesis_kwargs {unknown}; this importer understands {sorted(known)}")
+        raise SnapshotError(
+            f"{where}: unsupported synthesis_kwargs {unknown}; this importer understands {sorted(known)}"
+        )
     synthesis = {**_SYNTHESIS_DEFAULTS, **{k: v for k, v in synthesis_in.items() if k not in _SYNTHESIS_LAYOUT_ONLY}}
     architecture = synthesis.pop("architecture")
     if architecture not in SUPPORTED_ARCHITECTURES:
@@ -404,12 +454,20 @@ def _generator_config(init_kwargs: Mapping, where: str) -> tuple[dict, dict]:
         )
     for key, required in _SYNTHESIS_FIXED.items():
         if key in synthesis and synthesis.pop(key) != required:
-            raise SnapshotError(f"{where}: unsupported synthesis_kwargs['{key}'] = {synthesis_in[key]!r}; only {required!r} is supported")
+            raise SnapshotError(
+                f"{where}: unsupported synthesis_kwargs['{key}'] = {synthesis_in[key]!r}; only {required!r} is supported"
+            )
     for key in ("channel_base", "channel_max", "num_fp16_res"):
         synthesis[key] = _as_int(synthesis[key], f"synthesis_kwargs['{key}']", where)
     taps = synthesis["resample_filter"]
-    if not isinstance(taps, (list, tuple)) or not taps or not all(isinstance(t, numbers.Real) and not isinstance(t, bool) for t in taps):
-        raise SnapshotError(f"{where}: synthesis_kwargs['resample_filter'] must be a list of numbers (1-D taps), got {taps!r}")
+    if (
+        not isinstance(taps, (list, tuple))
+        or not taps
+        or not all(isinstance(t, numbers.Real) and not isinstance(t, bool) for t in taps)
+    ):
+        raise SnapshotError(
+            f"{where}: synthesis_kwargs['resample_filter'] must be a list of numbers (1-D taps), got {taps!r}"
+        )
     synthesis["resample_filter"] = [float(t) for t in taps]
     clamp = synthesis["conv_clamp"]
     if clamp is not None and (isinstance(clamp, bool) or not isinstance(clamp, numbers.Real)):
@@ -424,8 +482,13 @@ def _generator_config(init_kwargs: Mapping, where: str) -> tuple[dict, dict]:
         mapping["w_avg_beta"] = float(mapping["w_avg_beta"])
 
     config = dict(
-        z_dim=z_dim, c_dim=1 if unconditional else c_dim, w_dim=w_dim, img_resolution=resolution, img_channels=channels,
-        mapping_kwargs=mapping, synthesis_kwargs=synthesis,
+        z_dim=z_dim,
+        c_dim=1 if unconditional else c_dim,
+        w_dim=w_dim,
+        img_resolution=resolution,
+        img_channels=channels,
+        mapping_kwargs=mapping,
+        synthesis_kwargs=synthesis,
     )
     return config, dict(unconditional=unconditional, z_dim=z_dim)
 
@@ -477,7 +540,9 @@ def _map_state(ref_state: Mapping, G: Generator, notes: dict, where: str) -> dic
         if notes["unconditional"] and our_name == "mapping.layers.0.weight":
             z_dim = notes["z_dim"]
             if value.shape != (ours.shape[0], z_dim):
-                wrong.append(f"{ref_name}: {tuple(value.shape)} in the snapshot, {(ours.shape[0], z_dim)} expected from its init kwargs")
+                wrong.append(
+                    f"{ref_name}: {tuple(value.shape)} in the snapshot, {(ours.shape[0], z_dim)} expected from its init kwargs"
+                )
                 continue
             # Our first layer also sees the 1-wide embedding, so its run-time gain is lr/sqrt(z_dim + 1)
             # instead of lr/sqrt(z_dim): rescale the stored weights to keep the product, zero the extra column.
@@ -487,7 +552,9 @@ def _map_state(ref_state: Mapping, G: Generator, notes: dict, where: str) -> dic
             # Stored for a transposed convolution; ours is a correlation: flip both spatial axes (docs/generators.md).
             value = value.flip([2, 3])
         if value.shape != ours.shape:
-            wrong.append(f"{ref_name}: {tuple(value.shape)} in the snapshot, {tuple(ours.shape)} expected from its init kwargs")
+            wrong.append(
+                f"{ref_name}: {tuple(value.shape)} in the snapshot, {tuple(ours.shape)} expected from its init kwargs"
+            )
             continue
         out[our_name] = value
 
@@ -497,7 +564,9 @@ def _map_state(ref_state: Mapping, G: Generator, notes: dict, where: str) -> dic
         if name in used:
             continue
         if name.endswith("resample_filter"):
-            stored = torch.as_tensor(np.asarray(ref_state[name]) if not isinstance(ref_state[name], torch.Tensor) else ref_state[name]).to(torch.float32)
+            stored = torch.as_tensor(
+                np.asarray(ref_state[name]) if not isinstance(ref_state[name], torch.Tensor) else ref_state[name]
+            ).to(torch.float32)
             if stored.shape != expected_filter.shape or not torch.allclose(stored, expected_filter, atol=1e-6, rtol=0):
                 raise SnapshotError(
                     f"{where}: {name} is not the resampling filter implied by synthesis_kwargs['resample_filter'] = "
@@ -513,8 +582,10 @@ def _map_state(ref_state: Mapping, G: Generator, notes: dict, where: str) -> dic
     if unexpected:
         problems.append(f"unexpected entries {sorted(unexpected)[:8]}{' …' if len(unexpected) > 8 else ''}")
     if problems:
-        raise SnapshotError(f"{where}: the generator's weights do not match its init kwargs ({G.init_kwargs['img_resolution']} px, "
-                            f"c_dim={G.c_dim if not notes['unconditional'] else 0}): " + "; ".join(problems))
+        raise SnapshotError(
+            f"{where}: the generator's weights do not match its init kwargs ({G.init_kwargs['img_resolution']} px, "
+            f"c_dim={G.c_dim if not notes['unconditional'] else 0}): " + "; ".join(problems)
+        )
     return out
 
 
@@ -558,17 +629,30 @@ def import_stylegan2_ada_state_dict(
     if class_names is None:
         class_names = list(UNCONDITIONAL_CLASS_NAMES) if notes["unconditional"] else None
     elif isinstance(class_names, str) or len(class_names) != config["c_dim"]:
-        count = "1 (the snapshot is unconditional, c_dim=0, and becomes a one-class generator)" if notes["unconditional"] else str(config["c_dim"])
-        raise ValueError(f"class_names: the generator has {count} classes, got {len(class_names) if not isinstance(class_names, str) else 1} names: {class_names!r}")
+        count = (
+            "1 (the snapshot is unconditional, c_dim=0, and becomes a one-class generator)"
+            if notes["unconditional"]
+            else str(config["c_dim"])
+        )
+        raise ValueError(
+            f"class_names: the generator has {count} classes, got {len(class_names) if not isinstance(class_names, str) else 1} names: {class_names!r}"
+        )
     if not isinstance(state_dict, Mapping):
         raise SnapshotError(f"{source}: state_dict must be a dict of tensors, got {type(state_dict).__name__}")
     G = Generator(**config, class_names=class_names)
     G.load_state_dict(_map_state(state_dict, G, notes, source), strict=True)
-    G.imported_from = {"source": "stylegan2-ada-pytorch", "input": source, "init_kwargs": _plain_data(dict(init_kwargs)), "unconditional": notes["unconditional"]}
+    G.imported_from = {
+        "source": "stylegan2-ada-pytorch",
+        "input": source,
+        "init_kwargs": _plain_data(dict(init_kwargs)),
+        "unconditional": notes["unconditional"],
+    }
     return G.eval().requires_grad_(False)
 
 
-def import_stylegan2_ada(path: str | os.PathLike, class_names: Sequence[str] | None = None, which: str = "G_ema") -> Generator:
+def import_stylegan2_ada(
+    path: str | os.PathLike, class_names: Sequence[str] | None = None, which: str = "G_ema"
+) -> Generator:
     """Read a StyleGAN2-ADA ``network-snapshot-*.pkl`` safely and return its generator as ours.
 
     Args:
@@ -590,7 +674,9 @@ def import_stylegan2_ada(path: str | os.PathLike, class_names: Sequence[str] | N
     path = Path(path)
     data, snapshot = _load_snapshot(path)
     if which not in snapshot:
-        raise SnapshotError(f"{path}: the snapshot has no {which!r} entry (found keys {sorted(map(str, snapshot))}); is it a StyleGAN2-ADA network-snapshot pickle?")
+        raise SnapshotError(
+            f"{path}: the snapshot has no {which!r} entry (found keys {sorted(map(str, snapshot))}); is it a StyleGAN2-ADA network-snapshot pickle?"
+        )
     record = snapshot[which]
     where = f"{path} [{which}]"
     if not isinstance(record, PersistentRecord):
@@ -601,8 +687,12 @@ def import_stylegan2_ada(path: str | os.PathLike, class_names: Sequence[str] | N
     _flatten_record(record, "", state, where)
     G = import_stylegan2_ada_state_dict(state, _record_init_kwargs(record, where), class_names, source=where)
     G.imported_from.update(
-        input="network snapshot", file=path.name, sha256=hashlib.sha256(data).hexdigest(), network=which,
-        class_name=record.class_name, persistence_version=_plain_data(record.version),
+        input="network snapshot",
+        file=path.name,
+        sha256=hashlib.sha256(data).hexdigest(),
+        network=which,
+        class_name=record.class_name,
+        persistence_version=_plain_data(record.version),
     )
     return G
 

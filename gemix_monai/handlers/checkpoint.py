@@ -52,11 +52,22 @@ class AtomicDiskSaver(BaseSaveHandler):
 class AtomicCheckpointSaver(CheckpointSaver):
     """``monai.handlers.CheckpointSaver`` whose files are written atomically (see the module docstring)."""
 
-    def __init__(self, save_dir: str, save_dict: dict, *args, final_filename: str | None = None,
-                 key_metric_filename: str | None = None, **kwargs) -> None:
-        super().__init__(save_dir, save_dict, *args, final_filename=final_filename,
-                         key_metric_filename=key_metric_filename, **kwargs)
-        for checkpoint, fixed in ((self._final_checkpoint, final_filename), (self._key_metric_checkpoint, key_metric_filename),
-                                  (self._interval_checkpoint, None)):
+    def __init__(
+        self,
+        save_dir: str,
+        save_dict: dict,
+        *args,
+        final_filename: str | None = None,
+        key_metric_filename: str | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            save_dir, save_dict, *args, final_filename=final_filename, key_metric_filename=key_metric_filename, **kwargs
+        )
+        for checkpoint, fixed in (
+            (self._final_checkpoint, final_filename),
+            (self._key_metric_checkpoint, key_metric_filename),
+            (self._interval_checkpoint, None),
+        ):
             if checkpoint is not None:
                 checkpoint.save_handler = AtomicDiskSaver(save_dir, fixed)

@@ -117,7 +117,12 @@ class AdaptiveAugmentHandler:
         self.count += float(out["real_count"])
         if engine.state.iteration % self.interval == 0 and self.count > 0:
             self.last_r_t = self.sign_sum / self.count
-            step = np.sign(self.last_r_t - self.target) * engine.options.batch_size * self.interval / (self.ada_kimg * 1000)
+            step = (
+                np.sign(self.last_r_t - self.target)
+                * engine.options.batch_size
+                * self.interval
+                / (self.ada_kimg * 1000)
+            )
             p = float(engine.augment_pipe.p)
             engine.augment_pipe.set_p(min(max(p + float(step), 0.0), 1.0))
             self.sign_sum, self.count = 0.0, 0.0
@@ -128,7 +133,11 @@ class AdaptiveAugmentHandler:
         return {"sign_sum": self.sign_sum, "count": self.count, "last_r_t": self.last_r_t}
 
     def load_state_dict(self, state: dict) -> None:
-        self.sign_sum, self.count, self.last_r_t = float(state["sign_sum"]), float(state["count"]), float(state["last_r_t"])
+        self.sign_sum, self.count, self.last_r_t = (
+            float(state["sign_sum"]),
+            float(state["count"]),
+            float(state["last_r_t"]),
+        )
 
     def attach(self, engine: Engine) -> None:
         if getattr(engine, "augment_pipe", None) is None:
@@ -146,8 +155,15 @@ def _export_generator(G_ema, class_names: Sequence[str], path: Path) -> None:
     if hasattr(G_ema, "save_checkpoint"):
         G_ema.save_checkpoint(path)
     else:
-        atomic_torch_save({"format": "gemix-generator/1", "config": dict(G_ema.init_kwargs),
-                           "class_names": list(class_names), "state_dict": G_ema.state_dict()}, path)
+        atomic_torch_save(
+            {
+                "format": "gemix-generator/1",
+                "config": dict(G_ema.init_kwargs),
+                "class_names": list(class_names),
+                "state_dict": G_ema.state_dict(),
+            },
+            path,
+        )
 
 
 class _EveryImagesHandler:
@@ -204,7 +220,6 @@ class GanCheckpointHandler(_EveryImagesHandler):
             _export_generator(engine.G_ema, engine.class_names, self.generator_path)
 
 
-
 # ---------------------------------------------------------------------------------------------
 # sample grids
 
@@ -218,8 +233,17 @@ def walk_pairs(num_classes: int, max_rows: int | None = None) -> list[tuple[int,
 
 
 @torch.no_grad()
-def render_sample_grid(G, class_names: Sequence[str], *, num_columns: int = 8, max_walk_rows: int | None = None,
-                       seed: int = 0, truncation_psi: float = 1.0, device=None, generate_options: dict | None = None):
+def render_sample_grid(
+    G,
+    class_names: Sequence[str],
+    *,
+    num_columns: int = 8,
+    max_walk_rows: int | None = None,
+    seed: int = 0,
+    truncation_psi: float = 1.0,
+    device=None,
+    generate_options: dict | None = None,
+):
     """Generate the tiles of a sample grid.
 
     Rows ``0..K−1``: class ``k`` (one-hot label) for ``num_columns`` fixed latents, the same
@@ -255,10 +279,16 @@ def render_sample_grid(G, class_names: Sequence[str], *, num_columns: int = 8, m
         labels.append(f"{class_names[i]}->{class_names[j]}")
     z, c = torch.cat(zs).to(device), torch.cat(cs).to(device)
     if getattr(G, "family", "stylegan2") == "stylegan2":
-        images = torch.cat([G(zb, cb, truncation_psi=truncation_psi, noise_mode="const").float().cpu()
-                            for zb, cb in zip(z.split(64), c.split(64))])
+        images = torch.cat(
+            [
+                G(zb, cb, truncation_psi=truncation_psi, noise_mode="const").float().cpu()
+                for zb, cb in zip(z.split(64), c.split(64))
+            ]
+        )
     else:
-        images = G.generate(c, z=z, truncation_psi=truncation_psi, batch_size=64, **(generate_options or {})).float().cpu()
+        images = (
+            G.generate(c, z=z, truncation_psi=truncation_psi, batch_size=64, **(generate_options or {})).float().cpu()
+        )
     return images.reshape(len(labels), num_columns, *images.shape[1:]), labels
 
 
@@ -288,7 +318,9 @@ def compose_sample_grid(tiles: torch.Tensor, row_labels: Sequence[str], *, paddi
     font = ImageFont.load_default()
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     margin = max(int(measure.textlength(label, font=font)) for label in row_labels) + 2 * padding + 4
-    canvas = Image.new("RGB", (margin + cols * (size + padding) + padding, rows * (size + padding) + padding), (0, 0, 0))
+    canvas = Image.new(
+        "RGB", (margin + cols * (size + padding) + padding, rows * (size + padding) + padding), (0, 0, 0)
+    )
     draw = ImageDraw.Draw(canvas)
     for r in range(rows):
         top = padding + r * (size + padding)
@@ -305,8 +337,16 @@ class SampleGridHandler(_EveryImagesHandler):
     ``seed``, so successive grids show the same samples evolving.
     """
 
-    def __init__(self, output_dir, every_kimg: float, *, num_columns: int = 8, max_walk_rows: int | None = None,
-                 seed: int = 0, generate_options: dict | None = None):
+    def __init__(
+        self,
+        output_dir,
+        every_kimg: float,
+        *,
+        num_columns: int = 8,
+        max_walk_rows: int | None = None,
+        seed: int = 0,
+        generate_options: dict | None = None,
+    ):
         self.output_dir = Path(output_dir)
         self.every_images = every_kimg * 1000
         self.num_columns, self.max_walk_rows, self.seed = num_columns, max_walk_rows, seed
@@ -318,9 +358,14 @@ class SampleGridHandler(_EveryImagesHandler):
         if engine.state.iteration == self._saved_at or engine.rank != 0:
             return
         self._saved_at = engine.state.iteration
-        tiles, labels = render_sample_grid(engine.G_ema, engine.class_names, num_columns=self.num_columns,
-                                           max_walk_rows=self.max_walk_rows, seed=self.seed,
-                                           generate_options=self.generate_options)
+        tiles, labels = render_sample_grid(
+            engine.G_ema,
+            engine.class_names,
+            num_columns=self.num_columns,
+            max_walk_rows=self.max_walk_rows,
+            seed=self.seed,
+            generate_options=self.generate_options,
+        )
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / f"fakes-{engine.images_seen:09d}.png"
         grid = compose_sample_grid(tiles, labels)
@@ -334,12 +379,18 @@ class SampleGridHandler(_EveryImagesHandler):
             writer.add_image("Samples/grid", np.asarray(grid.convert("RGB")), engine.images_seen, dataformats="HWC")
 
 
-
 # ---------------------------------------------------------------------------------------------
 # TensorBoard
 
-_TAGS = {"loss_G": "Loss/G", "loss_D": "Loss/D", "r1_penalty": "Loss/r1_penalty", "pl_penalty": "Loss/pl_penalty",
-         "pl_length": "Metrics/pl_length", "D_real": "Metrics/D_real", "D_fake": "Metrics/D_fake"}
+_TAGS = {
+    "loss_G": "Loss/G",
+    "loss_D": "Loss/D",
+    "r1_penalty": "Loss/r1_penalty",
+    "pl_penalty": "Loss/pl_penalty",
+    "pl_length": "Metrics/pl_length",
+    "D_real": "Metrics/D_real",
+    "D_fake": "Metrics/D_fake",
+}
 
 
 class GanTensorBoardHandler:

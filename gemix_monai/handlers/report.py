@@ -9,15 +9,17 @@ to 1: each row shows where the cases of one true class went) and ``reliability.p
 from __future__ import annotations
 
 import csv
-import json
+import io
 import os
 from pathlib import Path
 
+import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
 
 from gemix_monai.metrics.clinical import ClinicalResult
 from gemix_monai.metrics.ignite_clinical import ClinicalMetrics
+from gemix_monai.utils import atomic_write_bytes, atomic_write_json
 
 __all__ = ["REPORT_FILES", "write_classification_report", "ClassificationReportWriter"]
 
@@ -29,8 +31,18 @@ REPORT_FILES = (
     "confusion_matrix_normalised.png",
     "reliability.png",
 )
-OVERALL = ("accuracy", "balanced_accuracy", "macro_f1", "macro_f2", "macro_auroc", "ece",
-           "positive_fnr", "positive_sensitivity", "positive_specificity", "positive_auroc")
+OVERALL = (
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "macro_f2",
+    "macro_auroc",
+    "ece",
+    "positive_fnr",
+    "positive_sensitivity",
+    "positive_specificity",
+    "positive_auroc",
+)
 PER_CLASS = ("sensitivity", "specificity", "precision", "fnr", "f1", "f2", "auroc")
 
 
@@ -44,16 +56,11 @@ def new_figure(**kwargs):
     return fig
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _save_figure(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """``fig`` as a PNG at ``path``, written atomically (a reader never sees a half-written image)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _fmt(value: float, undefined: bool) -> str:
@@ -73,8 +80,13 @@ def _markdown(result: ClinicalResult, title: str) -> str:
     for c, name in enumerate(result.class_names):
         cells = [_fmt(s[f"{m}/{name}"], f"{m}/{name}" in undef) for m in cols]
         lines.append(f"| {name} | {support[c]} | " + " | ".join(cells) + " |")
-    lines += ["", "Confusion matrix (rows = truth, columns = prediction):", "",
-              "| truth \\ prediction | " + " | ".join(result.class_names) + " |", "|---" * (len(result.class_names) + 1) + "|"]
+    lines += [
+        "",
+        "Confusion matrix (rows = truth, columns = prediction):",
+        "",
+        "| truth \\ prediction | " + " | ".join(result.class_names) + " |",
+        "|---" * (len(result.class_names) + 1) + "|",
+    ]
     for c, name in enumerate(result.class_names):
         lines.append(f"| {name} | " + " | ".join(str(v) for v in result.confusion_matrix[c].tolist()) + " |")
     if undef:
@@ -102,9 +114,16 @@ def _plot_confusion(result: ClinicalResult, path: Path, normalised: bool) -> Non
     for i in range(k):
         for j in range(k):
             v = float(cm[i, j])
-            ax.text(j, i, f"{v:.2f}" if normalised else f"{int(v)}", ha="center", va="center",
-                    color="white" if v > threshold else "black", fontsize=8 if k > 6 else 10)
-    _save_figure(fig, path)
+            ax.text(
+                j,
+                i,
+                f"{v:.2f}" if normalised else f"{int(v)}",
+                ha="center",
+                va="center",
+                color="white" if v > threshold else "black",
+                fontsize=8 if k > 6 else 10,
+            )
+    save_figure(fig, path)
 
 
 def _plot_reliability(result: ClinicalResult, path: Path) -> None:
@@ -131,10 +150,12 @@ def _plot_reliability(result: ClinicalResult, path: Path) -> None:
     ax_n.set_xlim(0, 1)
     ax_n.set_xlabel("confidence (top probability)")
     ax_n.set_ylabel("samples")
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
-def write_classification_report(result: ClinicalResult, output_dir: str | os.PathLike, title: str = "Classification report") -> dict[str, Path]:
+def write_classification_report(
+    result: ClinicalResult, output_dir: str | os.PathLike, title: str = "Classification report"
+) -> dict[str, Path]:
     """Write the report files for one evaluation; returns ``file name -> path``.
 
     ``reliability.png`` needs probabilities: it is skipped (and absent from the returned dict) for a
@@ -153,24 +174,25 @@ def write_classification_report(result: ClinicalResult, output_dir: str | os.Pat
         "metrics": result.scalars,
         "undefined": list(result.undefined),
         "confusion_matrix": result.confusion_matrix.tolist(),
-        "calibration_bins": {"count": result.calibration[:, 0].tolist(),
-                             "confidence_sum": result.calibration[:, 1].tolist(),
-                             "correct": result.calibration[:, 2].tolist()},
+        "calibration_bins": {
+            "count": result.calibration[:, 0].tolist(),
+            "confidence_sum": result.calibration[:, 1].tolist(),
+            "correct": result.calibration[:, 2].tolist(),
+        },
     }
-    _atomic_write_text(out / "metrics.json", json.dumps(payload, indent=2) + "\n")
+    atomic_write_json(out / "metrics.json", payload)
     written["metrics.json"] = out / "metrics.json"
 
-    tmp = out / ".metrics.csv.tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["name", "value", "undefined"])
-        undef = set(result.undefined)
-        for name, value in result.scalars.items():
-            w.writerow([name, repr(float(value)), int(name in undef)])
-    os.replace(tmp, out / "metrics.csv")
+    table = io.StringIO(newline="")
+    w = csv.writer(table)
+    w.writerow(["name", "value", "undefined"])
+    undef = set(result.undefined)
+    for name, value in result.scalars.items():
+        w.writerow([name, repr(float(value)), int(name in undef)])
+    atomic_write_bytes(out / "metrics.csv", table.getvalue().encode("utf-8"))
     written["metrics.csv"] = out / "metrics.csv"
 
-    _atomic_write_text(out / "metrics.md", _markdown(result, title))
+    atomic_write_bytes(out / "metrics.md", _markdown(result, title).encode("utf-8"))
     written["metrics.md"] = out / "metrics.md"
 
     for normalised, name in ((False, "confusion_matrix.png"), (True, "confusion_matrix_normalised.png")):
@@ -193,8 +215,16 @@ class ClassificationReportWriter:
         epoch_transform: returns the number used for ``epoch_<n>`` (e.g. the trainer's epoch).
     """
 
-    def __init__(self, metric: ClinicalMetrics, output_dir: str | os.PathLike, *, event=Events.COMPLETED,
-                 per_epoch: bool = False, epoch_transform=None, title: str = "Classification report") -> None:
+    def __init__(
+        self,
+        metric: ClinicalMetrics,
+        output_dir: str | os.PathLike,
+        *,
+        event=Events.COMPLETED,
+        per_epoch: bool = False,
+        epoch_transform=None,
+        title: str = "Classification report",
+    ) -> None:
         if not isinstance(metric, ClinicalMetrics):
             raise TypeError(f"metric must be a ClinicalMetrics, got {type(metric).__name__}")
         self.metric = metric
@@ -211,8 +241,12 @@ class ClassificationReportWriter:
 
     def __call__(self, engine: Engine) -> None:
         if self.metric.result is None:
-            raise RuntimeError("ClassificationReportWriter ran before its ClinicalMetrics was computed; "
-                               "attach the metric to the same engine and write on COMPLETED")
+            raise RuntimeError(
+                "ClassificationReportWriter ran before its ClinicalMetrics was computed; "
+                "attach the metric to the same engine and write on COMPLETED"
+            )
+        if idist.get_rank() != 0:  # the result is already reduced over the processes; one writer
+            return
         out = self.output_dir
         if self.per_epoch:
             n = self.epoch_transform(engine.state.epoch) if self.epoch_transform else engine.state.epoch

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from gemix_monai.handlers.report import new_figure
+from gemix_monai.handlers.report import new_figure, save_figure
 
 __all__ = ["extract_features", "feature_tsne", "plot_feature_tsne", "FeatureTSNEPlotter"]
 
@@ -131,7 +131,9 @@ def plot_feature_tsne(
     labels = [_hard_labels(groups[g][1]) for g in names]
     for g, f, y in zip(names, feats, labels):
         if f.ndim != 2 or f.shape[0] != y.shape[0]:
-            raise ValueError(f"group {g!r}: features must be [N, D] with N labels, got {tuple(f.shape)} and {tuple(y.shape)}")
+            raise ValueError(
+                f"group {g!r}: features must be [N, D] with N labels, got {tuple(f.shape)} and {tuple(y.shape)}"
+            )
     if len({f.shape[1] for f in feats}) != 1:
         raise ValueError(f"all groups need the same feature size, got {[f.shape[1] for f in feats]}")
     emb = feature_tsne(torch.cat(feats), perplexity=perplexity, seed=seed)
@@ -146,22 +148,34 @@ def plot_feature_tsne(
     start = 0
     for g, f in zip(names, feats):
         stop = start + f.shape[0]
-        ax.scatter(emb[start:stop, 0], emb[start:stop, 1], c=[cmap(int(c) % cmap.N) for c in all_labels[start:stop]],
-                   marker=MARKERS.get(g, "x"), s=18, alpha=0.75, linewidths=0.3, edgecolors="black")
+        ax.scatter(
+            emb[start:stop, 0],
+            emb[start:stop, 1],
+            c=[cmap(int(c) % cmap.N) for c in all_labels[start:stop]],
+            marker=MARKERS.get(g, "x"),
+            s=18,
+            alpha=0.75,
+            linewidths=0.3,
+            edgecolors="black",
+        )
         start = stop
     handles = [Line2D([], [], linestyle="", marker=MARKERS.get(g, "x"), color="gray", label=g) for g in names]
-    handles += [Line2D([], [], linestyle="", marker="o", color=cmap(c % cmap.N),
-                       label=class_names[c] if class_names is not None else str(c)) for c in range(k)]
+    handles += [
+        Line2D(
+            [],
+            [],
+            linestyle="",
+            marker="o",
+            color=cmap(c % cmap.N),
+            label=class_names[c] if class_names is not None else str(c),
+        )
+        for c in range(k)
+    ]
     ax.legend(handles=handles, fontsize=7, loc="best")
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)
 
 
 class FeatureTSNEPlotter:
@@ -176,10 +190,20 @@ class FeatureTSNEPlotter:
         max_points: per source (t-SNE is O(N²)).
     """
 
-    def __init__(self, network: torch.nn.Module, layer: str, sources: Mapping[str, Iterable],
-                 output_path: str | os.PathLike, *, class_names: Sequence[str] | None = None,
-                 max_points: int = 500, event=Events.COMPLETED, per_epoch: bool = False,
-                 perplexity: float = 30.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        layer: str,
+        sources: Mapping[str, Iterable],
+        output_path: str | os.PathLike,
+        *,
+        class_names: Sequence[str] | None = None,
+        max_points: int = 500,
+        event=Events.COMPLETED,
+        per_epoch: bool = False,
+        perplexity: float = 30.0,
+        seed: int = 0,
+    ) -> None:
         _module(network, layer)
         if not sources:
             raise ValueError("sources must name at least one iterable of batches")
@@ -194,8 +218,10 @@ class FeatureTSNEPlotter:
             engine.add_event_handler(self.event, self)
 
     def __call__(self, engine: Engine) -> None:
-        groups = {name: extract_features(self.network, self.layer, batches, max_points=self.max_points)
-                  for name, batches in self.sources.items()}
+        groups = {
+            name: extract_features(self.network, self.layer, batches, max_points=self.max_points)
+            for name, batches in self.sources.items()
+        }
         path = self.output_path
         if self.per_epoch:
             path = path.with_name(f"{path.stem}_epoch{engine.state.epoch}{path.suffix}")

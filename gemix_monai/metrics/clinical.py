@@ -121,7 +121,9 @@ def check_labels(y_true, num_classes: int, name: str = "y_true") -> torch.Tensor
             )
         y = y.argmax(dim=1)
     if y.ndim != 1:
-        raise ValueError(f"{name} must be class indices of shape [N] (or [N, 1], or one-hot [N, K]), got {tuple(y.shape)}")
+        raise ValueError(
+            f"{name} must be class indices of shape [N] (or [N, 1], or one-hot [N, K]), got {tuple(y.shape)}"
+        )
     if y.is_floating_point():
         if not bool((y == y.round()).all()):
             raise ValueError(f"{name} must hold integer class indices, found non-integer values")
@@ -130,7 +132,9 @@ def check_labels(y_true, num_classes: int, name: str = "y_true") -> torch.Tensor
     y = y.long().cpu()
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
         bad = y[(y < 0) | (y >= num_classes)][0].item()
-        raise ValueError(f"{name} has label {bad} out of range: expected 0..{num_classes - 1} (num_classes={num_classes})")
+        raise ValueError(
+            f"{name} has label {bad} out of range: expected 0..{num_classes - 1} (num_classes={num_classes})"
+        )
     return y
 
 
@@ -145,14 +149,18 @@ def check_probabilities(probs, num_classes: int, atol: float = 1e-3, name: str =
     if not bool(torch.isfinite(p).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     if p.numel() and (float(p.min()) < -atol or float(p.max()) > 1 + atol):
-        raise ValueError(f"{name} must lie in [0, 1]; found values in [{float(p.min()):.4g}, {float(p.max()):.4g}] "
-                         "(pass logits with input_type='logits' if these are scores)")
+        raise ValueError(
+            f"{name} must lie in [0, 1]; found values in [{float(p.min()):.4g}, {float(p.max()):.4g}] "
+            "(pass logits with input_type='logits' if these are scores)"
+        )
     sums = p.sum(dim=1)
     bad = (sums - 1).abs() > atol
     if bool(bad.any()):
         i = int(bad.nonzero()[0, 0])
-        raise ValueError(f"{name} rows must sum to 1 (within {atol}); row {i} sums to {float(sums[i]):.6g} "
-                         "(pass logits with input_type='logits' if these are scores)")
+        raise ValueError(
+            f"{name} rows must sum to 1 (within {atol}); row {i} sums to {float(sums[i]):.6g} "
+            "(pass logits with input_type='logits' if these are scores)"
+        )
     return p
 
 
@@ -331,7 +339,9 @@ def calibration_bins(y_true, probs, n_bins: int = ECE_BINS, num_classes: int | N
     return table
 
 
-def expected_calibration_error(y_true=None, probs=None, n_bins: int = ECE_BINS, *, bins: torch.Tensor | None = None) -> float:
+def expected_calibration_error(
+    y_true=None, probs=None, n_bins: int = ECE_BINS, *, bins: torch.Tensor | None = None
+) -> float:
     """ECE = sum_b |B_b|/N * |accuracy(B_b) - confidence(B_b)| over equal-width confidence bins.
 
     Give either ``y_true`` and ``probs`` or a precomputed ``bins`` table from :func:`calibration_bins`.
@@ -470,8 +480,11 @@ def clinical_metrics(
             raise ValueError(f"y_true has {y.shape[0]} samples but probs has {p.shape[0]}")
         cm = confusion_matrix(y, p.argmax(dim=1), num_classes)
         return summarize_clinical_metrics(
-            cm, names, auroc_per_class=auroc(y, p, num_classes),
-            calibration=calibration_bins(y, p, n_bins, num_classes), positive_class=positive_class,
+            cm,
+            names,
+            auroc_per_class=auroc(y, p, num_classes),
+            calibration=calibration_bins(y, p, n_bins, num_classes),
+            positive_class=positive_class,
         )
     cm = confusion_matrix(y, y_pred, num_classes)
     return summarize_clinical_metrics(cm, names, positive_class=positive_class)

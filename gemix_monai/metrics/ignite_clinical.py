@@ -96,12 +96,16 @@ class ClinicalMetrics(Metric):
         self.result: ClinicalResult | None = None
         # Checks the positive class and the key metric name now rather than at the end of an epoch.
         probe = summarize_clinical_metrics(
-            torch.eye(num_classes, dtype=torch.long), self.class_names,
+            torch.eye(num_classes, dtype=torch.long),
+            self.class_names,
             auroc_per_class=auroc(torch.arange(num_classes), torch.eye(num_classes)),
-            calibration=torch.ones(n_bins, 3, dtype=torch.float64), positive_class=positive_class,
+            calibration=torch.ones(n_bins, 3, dtype=torch.float64),
+            positive_class=positive_class,
         )
         if key_metric not in probe.scalars:
-            raise ValueError(f"key_metric {key_metric!r} is not a published name; choose one of {sorted(probe.scalars)}")
+            raise ValueError(
+                f"key_metric {key_metric!r} is not a published name; choose one of {sorted(probe.scalars)}"
+            )
         super().__init__(output_transform=output_transform, device=device, skip_unrolling=True)
 
     @reinit__is_reduced
@@ -157,7 +161,10 @@ class ClinicalMetrics(Metric):
         if int(cm.sum()) == 0:
             raise NotComputableError("ClinicalMetrics must have at least one example before it can be computed")
         self.result = summarize_clinical_metrics(
-            cm, self.class_names, auroc_per_class=auroc(labels, probs, k), calibration=bins,
+            cm,
+            self.class_names,
+            auroc_per_class=auroc(labels, probs, k),
+            calibration=bins,
             positive_class=self.positive_class,
         )
         return dict(self.result.scalars)

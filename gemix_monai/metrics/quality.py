@@ -135,8 +135,16 @@ class KIDResult:
     subset_size: int
 
 
-def kid(features_a, features_b, *, num_subsets: int = 100, subset_size: int = 1000, seed: int = 0,
-        degree: int = 3, coef0: float = 1.0) -> KIDResult:
+def kid(
+    features_a,
+    features_b,
+    *,
+    num_subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = 0,
+    degree: int = 3,
+    coef0: float = 1.0,
+) -> KIDResult:
     """Kernel (Inception) distance: :func:`mmd2_unbiased_polynomial` averaged over random subsets.
 
     Each of ``num_subsets`` rounds draws ``s = min(subset_size, N_a, N_b)`` rows of each set without
@@ -184,9 +192,13 @@ def nearest_neighbours(queries, references, *, chunk: int = 256) -> tuple[torch.
     q = torch.as_tensor(queries).detach().cpu()
     r = torch.as_tensor(references).detach().cpu()
     if q.ndim < 2 or r.ndim < 2:
-        raise ValueError(f"queries and references need a leading batch axis, got shapes {tuple(q.shape)} and {tuple(r.shape)}")
+        raise ValueError(
+            f"queries and references need a leading batch axis, got shapes {tuple(q.shape)} and {tuple(r.shape)}"
+        )
     if q.shape[1:] != r.shape[1:]:
-        raise ValueError(f"queries and references must have the same item shape, got {tuple(q.shape[1:])} and {tuple(r.shape[1:])}")
+        raise ValueError(
+            f"queries and references must have the same item shape, got {tuple(q.shape[1:])} and {tuple(r.shape[1:])}"
+        )
     if r.shape[0] == 0:
         raise ValueError("references is empty")
     q = q.reshape(q.shape[0], -1).to(torch.float64)
@@ -292,8 +304,15 @@ def _ms_ssim_metric(height: int, width: int):
     if height != width:
         raise ValueError(f"MS-SSIM here expects square images, got {height}x{width}")
     p = ms_ssim_params(int(height))
-    return MultiScaleSSIMMetric(spatial_dims=2, data_range=1.0, kernel_type="gaussian", kernel_size=p["kernel_size"],
-                                kernel_sigma=p["kernel_sigma"], weights=p["weights"], reduction="none")
+    return MultiScaleSSIMMetric(
+        spatial_dims=2,
+        data_range=1.0,
+        kernel_type="gaussian",
+        kernel_size=p["kernel_size"],
+        kernel_sigma=p["kernel_sigma"],
+        weights=p["weights"],
+        reduction="none",
+    )
 
 
 def ms_ssim(images_a, images_b, *, batch_size: int = 256) -> torch.Tensor:
@@ -317,7 +336,9 @@ def ms_ssim(images_a, images_b, *, batch_size: int = 256) -> torch.Tensor:
     return torch.cat(out)
 
 
-def mean_pairwise_ms_ssim(images, *, max_pairs: int | None = 2000, seed: int = 0, batch_size: int = 256) -> tuple[float, int]:
+def mean_pairwise_ms_ssim(
+    images, *, max_pairs: int | None = 2000, seed: int = 0, batch_size: int = 256
+) -> tuple[float, int]:
     """Mean MS-SSIM over distinct pairs of one image set: a diversity score (lower = more diverse).
 
     All ``N(N−1)/2`` pairs are used when there are at most ``max_pairs`` of them, else ``max_pairs``
@@ -332,6 +353,10 @@ def mean_pairwise_ms_ssim(images, *, max_pairs: int | None = 2000, seed: int = 0
     if max_pairs is not None and total > max_pairs:
         pick = torch.from_numpy(np.sort(np.random.default_rng(seed).choice(total, max_pairs, replace=False)))
         ii, jj = ii[pick], jj[pick]
-    values = torch.cat([ms_ssim(x[ii[s : s + batch_size]], x[jj[s : s + batch_size]], batch_size=batch_size)
-                        for s in range(0, ii.numel(), batch_size)])
+    values = torch.cat(
+        [
+            ms_ssim(x[ii[s : s + batch_size]], x[jj[s : s + batch_size]], batch_size=batch_size)
+            for s in range(0, ii.numel(), batch_size)
+        ]
+    )
     return float(values.mean()), int(ii.numel())

@@ -3,7 +3,7 @@
 The MONAI transforms and datasets built on these live in :mod:`gemix_monai.transforms`.
 """
 
-from .labels import SIMPLEX_ATOL, check_simplex, to_soft_label
+from .labels import SIMPLEX_ATOL, as_soft_labels, check_simplex, to_soft_label
 from .mix import blend, genmix, pixel_mixup, sample_genmix_lambda, sample_mixup_lambda, sample_permutation
 from .samplers import (
     SAMPLERS,
@@ -20,6 +20,7 @@ from .samplers import (
 
 __all__ = [
     "SIMPLEX_ATOL",
+    "as_soft_labels",
     "check_simplex",
     "to_soft_label",
     "blend",

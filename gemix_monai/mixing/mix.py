@@ -47,7 +47,9 @@ def _lam_like(lam, x: torch.Tensor, batched: bool) -> torch.Tensor:
         if lam_t.ndim == 0:
             lam_t = lam_t.expand(x.shape[0])
         if lam_t.shape != (x.shape[0],):
-            raise ValueError(f"lam must be a scalar or have one value per sample ({x.shape[0]}), got shape {tuple(lam_t.shape)}")
+            raise ValueError(
+                f"lam must be a scalar or have one value per sample ({x.shape[0]}), got shape {tuple(lam_t.shape)}"
+            )
     elif lam_t.numel() != 1:
         raise ValueError(f"lam must be a scalar for a single sample, got shape {tuple(lam_t.shape)}")
     if ((lam_t < 0) | (lam_t > 1)).any():
@@ -55,7 +57,9 @@ def _lam_like(lam, x: torch.Tensor, batched: bool) -> torch.Tensor:
     return lam_t.to(device=x.device)
 
 
-def blend(x_a: torch.Tensor, y_a: torch.Tensor, x_b: torch.Tensor, y_b: torch.Tensor, lam) -> tuple[torch.Tensor, torch.Tensor]:
+def blend(
+    x_a: torch.Tensor, y_a: torch.Tensor, x_b: torch.Tensor, y_b: torch.Tensor, lam
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(lam*x_a + (1-lam)*x_b, lam*y_a + (1-lam)*y_b)``.
 
     Batched when the labels are ``[B, K]`` (``lam`` scalar or ``[B]``); a single sample when they are ``[K]``.
@@ -67,7 +71,9 @@ def blend(x_a: torch.Tensor, y_a: torch.Tensor, x_b: torch.Tensor, y_b: torch.Te
         raise ValueError(f"labels to mix must both be [K] or [B, K], got {tuple(y_a.shape)} and {tuple(y_b.shape)}")
     batched = y_a.ndim == 2
     if batched and (x_a.ndim < 2 or x_a.shape[0] != y_a.shape[0]):
-        raise ValueError(f"images [B, C, ...] and labels [B, K] must share B, got {tuple(x_a.shape)} and {tuple(y_a.shape)}")
+        raise ValueError(
+            f"images [B, C, ...] and labels [B, K] must share B, got {tuple(x_a.shape)} and {tuple(y_a.shape)}"
+        )
     dtype = x_a.dtype if torch.is_floating_point(x_a) else torch.float32
     lam_t = _lam_like(lam, x_a, batched)
     lx = lam_t.to(dtype).reshape((-1,) + (1,) * (x_a.ndim - 1)) if batched else lam_t.to(dtype).reshape(())
@@ -98,5 +104,7 @@ def pixel_mixup(images, labels, lam, permutation) -> tuple[torch.Tensor, torch.T
         raise ValueError(f"pixel_mixup needs batched soft labels [B, K], got shape {tuple(labels.shape)}")
     perm = torch.as_tensor(permutation, dtype=torch.long, device=images.device)
     if perm.shape != (images.shape[0],):
-        raise ValueError(f"permutation must have one index per sample ({images.shape[0]}), got shape {tuple(perm.shape)}")
+        raise ValueError(
+            f"permutation must have one index per sample ({images.shape[0]}), got shape {tuple(perm.shape)}"
+        )
     return blend(images, labels, images[perm], labels[perm.to(labels.device)], lam)

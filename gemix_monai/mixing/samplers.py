@@ -68,8 +68,10 @@ def check_seed(seed, name: str = "seed", *, allow_none: bool = True) -> int | No
     if seed is None and allow_none:
         return None
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) < _SEED_LIMIT:
-        raise ValueError(f"{name} must be an integer in [0, 2**32) = [0, {_SEED_LIMIT - 1}]"
-                         f"{' or None' if allow_none else ''}, got {seed!r}")
+        raise ValueError(
+            f"{name} must be an integer in [0, 2**32) = [0, {_SEED_LIMIT - 1}]"
+            f"{' or None' if allow_none else ''}, got {seed!r}"
+        )
     return int(seed)
 
 
@@ -102,7 +104,12 @@ def _alpha_max(k: int) -> float:
 def _class_probabilities(class_weights, k: int) -> np.ndarray | None:
     if class_weights is None:
         return None
-    w = np.asarray(torch.as_tensor(class_weights).detach().cpu().numpy() if isinstance(class_weights, torch.Tensor) else class_weights, dtype=np.float64)
+    w = np.asarray(
+        torch.as_tensor(class_weights).detach().cpu().numpy()
+        if isinstance(class_weights, torch.Tensor)
+        else class_weights,
+        dtype=np.float64,
+    )
     if w.ndim != 1 or w.shape[0] != k:
         raise ValueError(f"class_weights must have one entry per class (length {k}), got shape {tuple(w.shape)}")
     if not np.all(np.isfinite(w)) or (w < 0).any():
@@ -148,7 +155,9 @@ def _choose_other_classes(rng, probs: np.ndarray | None, first: np.ndarray, k: i
     p[np.arange(b), first] = 0.0
     totals = p.sum(1, keepdims=True)
     if b and (totals <= 0).any():
-        raise ValueError("class_weights leave a single class with positive weight: a two-class GeMix draw needs two distinct classes")
+        raise ValueError(
+            "class_weights leave a single class with positive weight: a two-class GeMix draw needs two distinct classes"
+        )
     return _inverse_cdf(p / totals, _uniform(rng, b))
 
 
@@ -200,7 +209,9 @@ def inverse_frequency_weights(labels, num_classes: int) -> list[float]:
     if arr.size == 0:
         raise ValueError("labels is empty: cannot compute class frequencies")
     if arr.dtype.kind not in "iu" or arr.min() < 0 or arr.max() >= k:
-        raise ValueError(f"labels must be integer class indices in 0..{k - 1}, got dtype {arr.dtype}, range {arr.min()}..{arr.max()}")
+        raise ValueError(
+            f"labels must be integer class indices in 0..{k - 1}, got dtype {arr.dtype}, range {arr.min()}..{arr.max()}"
+        )
     counts = np.bincount(arr.astype(np.int64), minlength=k).astype(np.float64)
     weights = np.where(counts > 0, arr.size / (k * np.maximum(counts, 1)), 0.0)
     return weights.tolist()
@@ -216,12 +227,16 @@ class SoftLabelSampler:
 
     def __init__(self, num_classes: int, class_weights: Sequence[float] | None = None, seed: int | None = None):
         self.num_classes = _check_num_classes(num_classes)
-        self.class_weights = None if class_weights is None else [float(w) for w in np.asarray(class_weights, dtype=np.float64).ravel()]
+        self.class_weights = (
+            None if class_weights is None else [float(w) for w in np.asarray(class_weights, dtype=np.float64).ravel()]
+        )
         self._probs = _class_probabilities(class_weights, self.num_classes)
         self.seed = check_seed(seed)
         self.rng = np.random.default_rng(self.seed)
 
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | np.random.Generator | None = None):
+    def set_random_state(
+        self, seed: int | None = None, state: np.random.RandomState | np.random.Generator | None = None
+    ):
         """Reseed the sampler's own random state (MONAI's ``Randomizable`` convention)."""
         self.rng = state if state is not None else np.random.default_rng(check_seed(seed))
         return self
@@ -238,14 +253,18 @@ class SoftLabelSampler:
         """
         return self.sample_with_info(batch_size, rng=rng, primary=primary, device=device)[0]
 
-    def sample_with_info(self, batch_size: int, rng: RngLike = None, primary=None, device=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def sample_with_info(
+        self, batch_size: int, rng: RngLike = None, primary=None, device=None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Like :meth:`sample`, also returning ``{"classes": [B, n] int64, ...}`` (sampler-specific extras)."""
         b = _batch_size(batch_size)
         labels, info = self._draw(b, as_rng(rng, self.rng), primary)
         # Belt and braces: the parameter bounds keep draws finite; a row that is not is never returned.
         if labels.size and (not np.all(np.isfinite(labels)) or not np.all(labels.sum(-1) > 0)):
-            raise ValueError(f"{type(self).__name__} drew a soft label that is NaN, infinite or all zero with parameters "
-                             f"{self.params()}; use less extreme parameters")
+            raise ValueError(
+                f"{type(self).__name__} drew a soft label that is NaN, infinite or all zero with parameters "
+                f"{self.params()}; use less extreme parameters"
+            )
         return _to_label_tensor(labels, device), {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in info.items()}
 
     def __call__(self, batch_size: int, rng: RngLike = None, primary=None, device=None) -> torch.Tensor:
@@ -276,15 +295,26 @@ class DirichletBetaSampler(SoftLabelSampler):
 
     name = "dirichlet_beta"
 
-    def __init__(self, num_classes: int, alpha_hi: float = 10.0, alpha_lo: float = 1.0, beta: float = 0.4,
-                 class_weights: Sequence[float] | None = None, seed: int | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        alpha_hi: float = 10.0,
+        alpha_lo: float = 1.0,
+        beta: float = 0.4,
+        class_weights: Sequence[float] | None = None,
+        seed: int | None = None,
+    ):
         super().__init__(num_classes, class_weights, seed)
         why = f" (float64: the {self.num_classes} Gamma draws of a Dirichlet row must sum to a finite number)"
         self.alpha_hi = _positive("alpha_hi", alpha_hi, _alpha_max(self.num_classes), why)
         self.alpha_lo = _positive("alpha_lo", alpha_lo, _alpha_max(self.num_classes), why)
-        self.beta = _positive("beta", beta, _BETA_MAX, " (float64: the two Gamma draws of a Beta draw must sum to a finite number)")
+        self.beta = _positive(
+            "beta", beta, _BETA_MAX, " (float64: the two Gamma draws of a Beta draw must sum to a finite number)"
+        )
         if self._probs is not None and (self._probs > 0).sum() < 2:
-            raise ValueError("class_weights must give at least two classes a positive weight: a GeMix draw blends two distinct classes")
+            raise ValueError(
+                "class_weights must give at least two classes a positive weight: a GeMix draw blends two distinct classes"
+            )
 
     def _draw(self, b, rng, primary):
         k = self.num_classes
@@ -308,8 +338,14 @@ class DirichletSampler(SoftLabelSampler):
 
     name = "dirichlet"
 
-    def __init__(self, num_classes: int, alpha_hi: float = 2.0, alpha_lo: float = 1.0,
-                 class_weights: Sequence[float] | None = None, seed: int | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        alpha_hi: float = 2.0,
+        alpha_lo: float = 1.0,
+        class_weights: Sequence[float] | None = None,
+        seed: int | None = None,
+    ):
         super().__init__(num_classes, class_weights, seed)
         why = f" (float64: the {self.num_classes} Gamma draws of a Dirichlet row must sum to a finite number)"
         self.alpha_hi = _positive("alpha_hi", alpha_hi, _alpha_max(self.num_classes), why)
@@ -323,7 +359,9 @@ class DirichletSampler(SoftLabelSampler):
         return {**super().params(), "alpha_hi": self.alpha_hi, "alpha_lo": self.alpha_lo}
 
 
-def gemix_code_sampler(num_classes: int, class_weights: Sequence[float] | None = None, seed: int | None = None) -> DirichletSampler:
+def gemix_code_sampler(
+    num_classes: int, class_weights: Sequence[float] | None = None, seed: int | None = None
+) -> DirichletSampler:
     """The preset that reproduces the public GeMix code: one ``Dir(2, 1, ..., 1)`` biased to a random class."""
     return DirichletSampler(num_classes, alpha_hi=2.0, alpha_lo=1.0, class_weights=class_weights, seed=seed)
 
@@ -336,18 +374,32 @@ class TemperatureSoftmaxSampler(SoftLabelSampler):
 
     name = "temperature_softmax"
 
-    def __init__(self, num_classes: int, bias: float = 2.0, temperature: float = 1.0, sigma: float = 1.0,
-                 class_weights: Sequence[float] | None = None, seed: int | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        bias: float = 2.0,
+        temperature: float = 1.0,
+        sigma: float = 1.0,
+        class_weights: Sequence[float] | None = None,
+        seed: int | None = None,
+    ):
         super().__init__(num_classes, class_weights, seed)
         # float64 bounds: logits bias + sigma * N(0, 1) stay within _LOGIT_MAX, and so do they divided by the temperature
         self.bias = _in_range("bias", bias, -_LOGIT_MAX / 2, _LOGIT_MAX / 2, " (float64: logits must stay finite)")
         if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not np.isfinite(sigma) or sigma < 0:
             raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
-        self.sigma = _in_range("sigma", sigma, 0.0, _LOGIT_MAX / (2 * _NORMAL_BOUND), " (float64: logits must stay finite)")
+        self.sigma = _in_range(
+            "sigma", sigma, 0.0, _LOGIT_MAX / (2 * _NORMAL_BOUND), " (float64: logits must stay finite)"
+        )
         logit_bound = abs(self.bias) + _NORMAL_BOUND * self.sigma
-        self.temperature = _positive("temperature", temperature, _F64_MAX,
-                                     f" (float64: logits up to {logit_bound:.6g} from bias={self.bias!r} and sigma={self.sigma!r} "
-                                     "divided by the temperature must stay finite)", lo=logit_bound / _LOGIT_MAX)
+        self.temperature = _positive(
+            "temperature",
+            temperature,
+            _F64_MAX,
+            f" (float64: logits up to {logit_bound:.6g} from bias={self.bias!r} and sigma={self.sigma!r} "
+            "divided by the temperature must stay finite)",
+            lo=logit_bound / _LOGIT_MAX,
+        )
 
     def _draw(self, b, rng, primary):
         k = self.num_classes

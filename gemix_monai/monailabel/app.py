@@ -50,8 +50,13 @@ def make_app_class():
         def __init__(self, app_dir, studies, conf):
             bundle = conf.get("bundle") or str(Path(__file__).resolve().parents[2] / "bundle")
             self._infers, self._trainers = gemix_tasks(bundle, conf)
-            super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="gemix-monai",
-                             description="GeMix: classifier and soft-label generator of a gemix-monai bundle")
+            super().__init__(
+                app_dir=app_dir,
+                studies=studies,
+                conf=conf,
+                name="gemix-monai",
+                description="GeMix: classifier and soft-label generator of a gemix-monai bundle",
+            )
 
         def init_infers(self):
             return self._infers

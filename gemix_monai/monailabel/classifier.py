@@ -26,12 +26,13 @@ def classifier_infer_task(bundle_path: str | os.PathLike, conf: dict | None = No
         from monailabel.tasks.infer.bundle import BundleInferTask
     except ImportError as e:
         raise ImportError(
-            "serving the classifier needs MONAI Label: pip install 'gemix-monai[monailabel]' "
-            f"(import failed: {e})"
+            f"serving the classifier needs MONAI Label: pip install 'gemix-monai[monailabel]' (import failed: {e})"
         ) from e
 
     path = Path(bundle_path)
-    missing = [p for p in ("configs/inference.json", "configs/metadata.json", "models/model.pt") if not (path / p).is_file()]
+    missing = [
+        p for p in ("configs/inference.json", "configs/metadata.json", "models/model.pt") if not (path / p).is_file()
+    ]
     if missing:
         raise FileNotFoundError(f"bundle {path} lacks {missing}; train the classifier first (configs/train.json)")
     kwargs.setdefault("load_strict", True)

@@ -35,7 +35,9 @@ def parse_soft_label(request: Mapping, class_names: Sequence[str]) -> torch.Tens
         else:
             values = [float(v) for v in raw]
         if len(values) != k:
-            raise ValueError(f"request soft_label has {len(values)} entries; the generator has {k} classes {list(class_names)}")
+            raise ValueError(
+                f"request soft_label has {len(values)} entries; the generator has {k} classes {list(class_names)}"
+            )
         label = torch.tensor(values, dtype=torch.float32)
         if not torch.isfinite(label).all() or (label < 0).any() or float(label.sum()) <= 0:
             raise ValueError(f"request soft_label must be non-negative with a positive sum, got {values}")
@@ -48,7 +50,9 @@ def parse_soft_label(request: Mapping, class_names: Sequence[str]) -> torch.Tens
             try:
                 idx = int(raw)
             except (TypeError, ValueError):
-                raise ValueError(f"request label {raw!r} is neither a class name {list(class_names)} nor an index") from None
+                raise ValueError(
+                    f"request label {raw!r} is neither a class name {list(class_names)} nor an index"
+                ) from None
             if not 0 <= idx < k:
                 raise ValueError(f"request label index {idx} out of range [0, {k})")
         label = torch.zeros(k, dtype=torch.float32)
@@ -70,8 +74,15 @@ class GenerateImageTask(InferTask):
     ``hu_window=None`` it holds the generator's float32 output in [-1, 1].
     """
 
-    def __init__(self, generator_path: str | os.PathLike, *, hu_window="abdomen", output_dir: str | os.PathLike | None = None,
-                 device: str = "cpu", description: str = "Generate an image for a soft label (GeMix class manifold)"):
+    def __init__(
+        self,
+        generator_path: str | os.PathLike,
+        *,
+        hu_window="abdomen",
+        output_dir: str | os.PathLike | None = None,
+        device: str = "cpu",
+        description: str = "Generate an image for a soft label (GeMix class manifold)",
+    ):
         from gemix_monai.generators.protocol import load_generator
 
         self.generator_path = Path(generator_path)
@@ -81,8 +92,13 @@ class GenerateImageTask(InferTask):
         self.class_names = list(names)
         self.hu_window = hu_window
         self.output_dir = Path(output_dir) if output_dir is not None else None
-        super().__init__(type=InferType.OTHERS, labels=self.class_names, dimension=2, description=description,
-                         config={"seed": 0, "truncation_psi": 1.0})
+        super().__init__(
+            type=InferType.OTHERS,
+            labels=self.class_names,
+            dimension=2,
+            description=description,
+            config={"seed": 0, "truncation_psi": 1.0},
+        )
 
     def is_valid(self) -> bool:
         return self.generator_path.is_file()
@@ -93,15 +109,22 @@ class GenerateImageTask(InferTask):
 
         soft_label = parse_soft_label(request, self.class_names)
         seed = request.get("seed", self._config["seed"])
-        seed = check_seed(int(seed) if isinstance(seed, str) and seed.strip().isdigit() else seed, "request seed", allow_none=False)
+        seed = check_seed(
+            int(seed) if isinstance(seed, str) and seed.strip().isdigit() else seed, "request seed", allow_none=False
+        )
         psi = request.get("truncation_psi", self._config["truncation_psi"])
         try:  # a JSON request may carry the number as a string ("0.7"), which float() reads
             psi = float(psi) if isinstance(psi, str) else psi
         except ValueError:
             raise ValueError(f"request truncation_psi must be a finite number, got {psi!r}") from None
         psi = check_truncation_psi(psi)
-        image = self.generator.generate(soft_label[None], truncation_psi=psi, noise_mode="const", batch_size=1,
-                                        device=self.device, seed=seed)[0].detach().cpu()
+        image = (
+            self.generator.generate(
+                soft_label[None], truncation_psi=psi, noise_mode="const", batch_size=1, device=self.device, seed=seed
+            )[0]
+            .detach()
+            .cpu()
+        )
         ext = request.get("result_extension", ".nii.gz")
         path = self._write(image, ext)
         return str(path), {

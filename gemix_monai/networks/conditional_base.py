@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import numbers
 import os
-from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -29,7 +28,9 @@ def plain_config(value, where: str = "config"):
         return {str(k): plain_config(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain_config(v, where) for v in value]
-    raise TypeError(f"{where} must hold only numbers, strings, lists and dicts (checkpointable), got {type(value).__name__}")
+    raise TypeError(
+        f"{where} must hold only numbers, strings, lists and dicts (checkpointable), got {type(value).__name__}"
+    )
 
 
 def check_seed_value(seed) -> int | None:
@@ -45,8 +46,12 @@ def check_batch_size(batch_size) -> int:
 
 
 def check_resolution(name: str, img_resolution: int, low: int = 16, high: int = 256) -> None:
-    if (not isinstance(img_resolution, int) or isinstance(img_resolution, bool) or not low <= img_resolution <= high
-            or img_resolution & (img_resolution - 1)):
+    if (
+        not isinstance(img_resolution, int)
+        or isinstance(img_resolution, bool)
+        or not low <= img_resolution <= high
+        or img_resolution & (img_resolution - 1)
+    ):
         raise ValueError(f"{name}: img_resolution must be a power of two in {low}..{high}, got {img_resolution!r}")
 
 
@@ -68,7 +73,11 @@ class ConditionalGeneratorBase(nn.Module):
         check_resolution(name, img_resolution)
         if class_names is None:
             class_names = [f"class_{k}" for k in range(c_dim)]
-        elif isinstance(class_names, str) or len(class_names) != c_dim or not all(isinstance(n, str) for n in class_names):
+        elif (
+            isinstance(class_names, str)
+            or len(class_names) != c_dim
+            or not all(isinstance(n, str) for n in class_names)
+        ):
             raise ValueError(f"{name}: class_names must be a list of c_dim={c_dim} strings, got {class_names!r}")
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         self.class_names = list(class_names)
@@ -95,7 +104,9 @@ class ConditionalGeneratorBase(nn.Module):
         else:
             z = torch.as_tensor(z)
             if z.ndim != 2 or tuple(z.shape) != (n, self.z_dim):
-                raise ValueError(f"z must have shape [N, z_dim] = [{n}, {self.z_dim}] (one row per soft label), got {tuple(z.shape)}")
+                raise ValueError(
+                    f"z must have shape [N, z_dim] = [{n}, {self.z_dim}] (one row per soft label), got {tuple(z.shape)}"
+                )
         return labels.to(device), z.to(device=device, dtype=torch.float32)
 
     def _device(self, device) -> torch.device:
@@ -109,7 +120,9 @@ class ConditionalGeneratorBase(nn.Module):
             return torch.empty(0, *shape, device=device)
         out = torch.cat(images)
         if not bool(torch.isfinite(out).all()):
-            raise ValueError("the generator produced NaN/inf values; a checkpoint with finite weights gives finite images")
+            raise ValueError(
+                "the generator produced NaN/inf values; a checkpoint with finite weights gives finite images"
+            )
         return out.clamp_(-1, 1).to(torch.float32)
 
     # -- checkpoints -------------------------------------------------------------------------------
@@ -117,8 +130,12 @@ class ConditionalGeneratorBase(nn.Module):
         """Write ``{"format": FORMAT, "config": init_kwargs, "class_names", "state_dict", "contract"}`` atomically;
         the file loads with ``torch.load(weights_only=True)``."""
         state = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
-        payload = {"format": self.FORMAT, "config": copy.deepcopy(self.init_kwargs), "class_names": list(self.class_names),
-                   "state_dict": state}
+        payload = {
+            "format": self.FORMAT,
+            "config": copy.deepcopy(self.init_kwargs),
+            "class_names": list(self.class_names),
+            "state_dict": state,
+        }
         if getattr(self, "contract", None) is not None:
             payload["contract"] = copy.deepcopy(self.contract)
         if extra:
@@ -129,8 +146,16 @@ class ConditionalGeneratorBase(nn.Module):
         return str(atomic_torch_save(payload, path))
 
     @classmethod
-    def from_payload(cls, ckpt: dict, where: str = "checkpoint", device="cpu", *, expected_resolution: int | None = None,
-                     expected_channels: int | None = None, expected_num_classes: int | None = None):
+    def from_payload(
+        cls,
+        ckpt: dict,
+        where: str = "checkpoint",
+        device="cpu",
+        *,
+        expected_resolution: int | None = None,
+        expected_channels: int | None = None,
+        expected_num_classes: int | None = None,
+    ):
         """Rebuild from an already loaded checkpoint dict (generator file or this family's training checkpoint)."""
         fmt = ckpt.get("format")
         if fmt == cls.FORMAT:
@@ -147,15 +172,19 @@ class ConditionalGeneratorBase(nn.Module):
             raise ValueError(f"{where}: format {fmt!r} is not a {cls.family} generator ({cls.FORMAT!r})")
         if ckpt.get("class_names") is not None:
             config["class_names"] = list(ckpt["class_names"])
-        for what, key, expected in (("resolution", "img_resolution", expected_resolution),
-                                    ("number of image channels", "img_channels", expected_channels),
-                                    ("number of classes", "c_dim", expected_num_classes)):
+        for what, key, expected in (
+            ("resolution", "img_resolution", expected_resolution),
+            ("number of image channels", "img_channels", expected_channels),
+            ("number of classes", "c_dim", expected_num_classes),
+        ):
             if expected is not None and config.get(key) != expected:
                 raise ValueError(f"{where}: the generator's {what} ({key}) is {config.get(key)}, expected {expected}")
         try:
             generator = cls(**config)
         except TypeError as e:
-            raise ValueError(f"{where}: the stored {cls.family} config does not match this version's arguments: {e}") from e
+            raise ValueError(
+                f"{where}: the stored {cls.family} config does not match this version's arguments: {e}"
+            ) from e
         try:
             generator.load_state_dict(state, strict=True)
         except RuntimeError as e:
@@ -169,7 +198,3 @@ class ConditionalGeneratorBase(nn.Module):
         if not isinstance(ckpt, dict):
             raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
         return cls.from_payload(ckpt, str(path), device, **expected)
-
-
-def _as_list(value: Sequence[int]) -> list[int]:
-    return [int(v) for v in value]

@@ -23,7 +23,14 @@ from gemix_monai.networks.conditional_base import ConditionalGeneratorBase, chec
 from gemix_monai.networks.labels import as_soft_labels
 from gemix_monai.utils import check_truncation_psi
 
-__all__ = ["DCGAN_FORMAT", "DCGAN_TRAINING_FORMAT", "DCGAN_PRESET_NAMES", "DCGANGenerator", "DCGANDiscriminator", "dcgan_preset"]
+__all__ = [
+    "DCGAN_FORMAT",
+    "DCGAN_TRAINING_FORMAT",
+    "DCGAN_PRESET_NAMES",
+    "DCGANGenerator",
+    "DCGANDiscriminator",
+    "dcgan_preset",
+]
 
 DCGAN_FORMAT = "gemix-dcgan/1"
 DCGAN_TRAINING_FORMAT = "gemix-dcgan-training/1"
@@ -49,26 +56,60 @@ class DCGANGenerator(ConditionalGeneratorBase):
     TRAINING_FORMAT = DCGAN_TRAINING_FORMAT
     family = "dcgan"
 
-    def __init__(self, z_dim: int, c_dim: int, img_resolution: int, img_channels: int = 1,
-                 class_names: Sequence[str] | None = None, embed_dim: int = 32, base_channels: int = 256,
-                 min_channels: int = 16):
+    def __init__(
+        self,
+        z_dim: int,
+        c_dim: int,
+        img_resolution: int,
+        img_channels: int = 1,
+        class_names: Sequence[str] | None = None,
+        embed_dim: int = 32,
+        base_channels: int = 256,
+        min_channels: int = 16,
+    ):
         super().__init__()
         from monai.networks.nets import Generator as MonaiGenerator
 
-        self._setup(c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels, class_names=class_names,
-                    init_kwargs=dict(z_dim=z_dim, c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                     embed_dim=embed_dim, base_channels=base_channels, min_channels=min_channels))
+        self._setup(
+            c_dim=c_dim,
+            img_resolution=img_resolution,
+            img_channels=img_channels,
+            class_names=class_names,
+            init_kwargs=dict(
+                z_dim=z_dim,
+                c_dim=c_dim,
+                img_resolution=img_resolution,
+                img_channels=img_channels,
+                embed_dim=embed_dim,
+                base_channels=base_channels,
+                min_channels=min_channels,
+            ),
+        )
         if not isinstance(z_dim, int) or z_dim < 1:
             raise ValueError(f"DCGANGenerator: z_dim must be an int >= 1, got {z_dim!r}")
         self.z_dim, self.embed_dim = z_dim, embed_dim
         n = _num_up(img_resolution)
         channels = [max(base_channels // 2 ** (i + 1), min_channels) for i in range(n - 1)] + [img_channels]
         self.embed = nn.Linear(c_dim, embed_dim)
-        self.net = MonaiGenerator(latent_shape=(z_dim + embed_dim,), start_shape=(base_channels, 4, 4), channels=channels,
-                                  strides=[2] * n, kernel_size=3, num_res_units=0, act="relu", norm="batch")
+        self.net = MonaiGenerator(
+            latent_shape=(z_dim + embed_dim,),
+            start_shape=(base_channels, 4, 4),
+            channels=channels,
+            strides=[2] * n,
+            kernel_size=3,
+            num_res_units=0,
+            act="relu",
+            norm="batch",
+        )
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1.0, noise_mode: str = "const",
-                check_labels: bool = True) -> torch.Tensor:
+    def forward(
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor,
+        truncation_psi: float = 1.0,
+        noise_mode: str = "const",
+        check_labels: bool = True,
+    ) -> torch.Tensor:
         """``truncation_psi`` scales ``z`` towards 0 (the DCGAN analogue of StyleGAN's truncation); ``noise_mode``
         is accepted for the common sampler interface and has no effect (a DCGAN has no per-layer noise)."""
         c = as_soft_labels(c, self.c_dim, name="c", check=check_labels)
@@ -76,8 +117,17 @@ class DCGANGenerator(ConditionalGeneratorBase):
         return torch.tanh(self.net(x))
 
     @torch.no_grad()
-    def generate(self, soft_labels, z: torch.Tensor | None = None, truncation_psi: float = 1.0, noise_mode: str = "const",
-                 batch_size: int = 64, device=None, seed: int | None = None, **options) -> torch.Tensor:
+    def generate(
+        self,
+        soft_labels,
+        z: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        noise_mode: str = "const",
+        batch_size: int = 64,
+        device=None,
+        seed: int | None = None,
+        **options,
+    ) -> torch.Tensor:
         """Images ``[N, C, R, R]`` in [-1, 1] for soft labels ``[N, K]`` (rows on the simplex); deterministic for a
         given ``seed`` or ``z``. Unknown ``options`` are an error naming them."""
         if options:
@@ -89,8 +139,10 @@ class DCGANGenerator(ConditionalGeneratorBase):
         was_training = self.training
         self.eval()
         try:
-            images = [self(z[i:i + batch_size], labels[i:i + batch_size], truncation_psi, check_labels=False)
-                      for i in range(0, labels.shape[0], batch_size)]
+            images = [
+                self(z[i : i + batch_size], labels[i : i + batch_size], truncation_psi, check_labels=False)
+                for i in range(0, labels.shape[0], batch_size)
+            ]
         finally:
             self.train(was_training)
         return self._finish(images, labels.shape[0], self.image_shape, dev)
@@ -99,20 +151,41 @@ class DCGANGenerator(ConditionalGeneratorBase):
 class DCGANDiscriminator(nn.Module):
     """Projection discriminator on MONAI's ``Discriminator``: ``D(x [N, C, R, R], c [N, K]) → logits [N, 1]``."""
 
-    def __init__(self, c_dim: int, img_resolution: int, img_channels: int = 1, base_channels: int = 32,
-                 max_channels: int = 256, dropout: float | None = None):
+    def __init__(
+        self,
+        c_dim: int,
+        img_resolution: int,
+        img_channels: int = 1,
+        base_channels: int = 32,
+        max_channels: int = 256,
+        dropout: float | None = None,
+    ):
         super().__init__()
         from monai.networks.nets import Discriminator as MonaiDiscriminator
 
         n = _num_up(img_resolution)
-        channels = [min(base_channels * 2 ** i, max_channels) for i in range(n)]
+        channels = [min(base_channels * 2**i, max_channels) for i in range(n)]
         self.c_dim = c_dim
-        self.init_kwargs = dict(c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                base_channels=base_channels, max_channels=max_channels, dropout=dropout)
-        self.net = MonaiDiscriminator(in_shape=(img_channels, img_resolution, img_resolution), channels=channels,
-                                      strides=[2] * n, kernel_size=3, num_res_units=0, act=_LRELU, norm=None,
-                                      dropout=dropout, last_act=None)
-        features = channels[-1] * (img_resolution // 2 ** n) ** 2
+        self.init_kwargs = dict(
+            c_dim=c_dim,
+            img_resolution=img_resolution,
+            img_channels=img_channels,
+            base_channels=base_channels,
+            max_channels=max_channels,
+            dropout=dropout,
+        )
+        self.net = MonaiDiscriminator(
+            in_shape=(img_channels, img_resolution, img_resolution),
+            channels=channels,
+            strides=[2] * n,
+            kernel_size=3,
+            num_res_units=0,
+            act=_LRELU,
+            norm=None,
+            dropout=dropout,
+            last_act=None,
+        )
+        features = channels[-1] * (img_resolution // 2**n) ** 2
         self.project = nn.Linear(c_dim, features, bias=False)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -136,5 +209,15 @@ def dcgan_preset(name: str = "tiny") -> dict:
         g = dict(z_dim=128, embed_dim=32, base_channels=min(64 * res // 8, 512), min_channels=32)
         d = dict(base_channels=32, max_channels=512)
         batch = 64
-    return {"name": name, "resolution": res, "G": dict(g, img_resolution=res), "D": dict(d, img_resolution=res),
-            "batch_size": batch, "g_lr": 2e-4, "d_lr": 2e-4, "betas": [0.5, 0.999], "ema_kimg": 1.0, "ema_rampup": 0.05}
+    return {
+        "name": name,
+        "resolution": res,
+        "G": dict(g, img_resolution=res),
+        "D": dict(d, img_resolution=res),
+        "batch_size": batch,
+        "g_lr": 2e-4,
+        "d_lr": 2e-4,
+        "betas": [0.5, 0.999],
+        "ema_kimg": 1.0,
+        "ema_rampup": 0.05,
+    }

@@ -23,10 +23,14 @@ from collections.abc import Sequence
 import torch
 
 from gemix_monai.networks.conditional_base import ConditionalGeneratorBase, check_batch_size, check_seed_value
-from gemix_monai.networks.labels import as_soft_labels
 
-__all__ = ["DIFFUSION_FORMAT", "DIFFUSION_TRAINING_FORMAT", "DIFFUSION_PRESET_NAMES", "ConditionalDiffusionGenerator",
-           "diffusion_preset"]
+__all__ = [
+    "DIFFUSION_FORMAT",
+    "DIFFUSION_TRAINING_FORMAT",
+    "DIFFUSION_PRESET_NAMES",
+    "ConditionalDiffusionGenerator",
+    "diffusion_preset",
+]
 
 DIFFUSION_FORMAT = "gemix-diffusion/1"
 DIFFUSION_TRAINING_FORMAT = "gemix-diffusion-training/1"
@@ -60,48 +64,99 @@ class ConditionalDiffusionGenerator(ConditionalGeneratorBase):
     TRAINING_FORMAT = DIFFUSION_TRAINING_FORMAT
     family = "diffusion"
 
-    def __init__(self, c_dim: int, img_resolution: int, img_channels: int = 1, class_names: Sequence[str] | None = None,
-                 channels: Sequence[int] = (32, 64, 64), attention_levels: Sequence[bool] = (False, True, True),
-                 num_res_blocks: int = 1, num_head_channels: int = 32, norm_num_groups: int = 16,
-                 num_train_timesteps: int = 1000, schedule: str = "linear_beta", beta_start: float = 1e-4,
-                 beta_end: float = 2e-2, num_inference_steps: int = 50, guidance_scale: float = 1.0):
+    def __init__(
+        self,
+        c_dim: int,
+        img_resolution: int,
+        img_channels: int = 1,
+        class_names: Sequence[str] | None = None,
+        channels: Sequence[int] = (32, 64, 64),
+        attention_levels: Sequence[bool] = (False, True, True),
+        num_res_blocks: int = 1,
+        num_head_channels: int = 32,
+        norm_num_groups: int = 16,
+        num_train_timesteps: int = 1000,
+        schedule: str = "linear_beta",
+        beta_start: float = 1e-4,
+        beta_end: float = 2e-2,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 1.0,
+    ):
         super().__init__()
         from monai.networks.nets import DiffusionModelUNet
 
         channels, attention_levels = [int(c) for c in channels], [bool(a) for a in attention_levels]
-        self._setup(c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels, class_names=class_names,
-                    init_kwargs=dict(c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                     channels=channels, attention_levels=attention_levels, num_res_blocks=num_res_blocks,
-                                     num_head_channels=num_head_channels, norm_num_groups=norm_num_groups,
-                                     num_train_timesteps=num_train_timesteps, schedule=schedule, beta_start=beta_start,
-                                     beta_end=beta_end, num_inference_steps=num_inference_steps,
-                                     guidance_scale=guidance_scale))
+        self._setup(
+            c_dim=c_dim,
+            img_resolution=img_resolution,
+            img_channels=img_channels,
+            class_names=class_names,
+            init_kwargs=dict(
+                c_dim=c_dim,
+                img_resolution=img_resolution,
+                img_channels=img_channels,
+                channels=channels,
+                attention_levels=attention_levels,
+                num_res_blocks=num_res_blocks,
+                num_head_channels=num_head_channels,
+                norm_num_groups=norm_num_groups,
+                num_train_timesteps=num_train_timesteps,
+                schedule=schedule,
+                beta_start=beta_start,
+                beta_end=beta_end,
+                num_inference_steps=num_inference_steps,
+                guidance_scale=guidance_scale,
+            ),
+        )
         if not any(attention_levels):
-            raise ValueError("ConditionalDiffusionGenerator: at least one attention level is needed (the label enters "
-                             "through cross-attention)")
+            raise ValueError(
+                "ConditionalDiffusionGenerator: at least one attention level is needed (the label enters "
+                "through cross-attention)"
+            )
         self.z_dim = img_channels * img_resolution * img_resolution
         self.num_train_timesteps, self.schedule = _check_steps(num_train_timesteps, "num_train_timesteps"), schedule
         self.beta_start, self.beta_end = float(beta_start), float(beta_end)
         self.num_inference_steps = _check_steps(num_inference_steps, "num_inference_steps")
         self.guidance_scale = _check_scale(guidance_scale)
-        self.unet = DiffusionModelUNet(spatial_dims=2, in_channels=img_channels, out_channels=img_channels,
-                                       channels=channels, attention_levels=attention_levels,
-                                       num_res_blocks=num_res_blocks, num_head_channels=num_head_channels,
-                                       norm_num_groups=norm_num_groups, with_conditioning=True, cross_attention_dim=c_dim)
+        self.unet = DiffusionModelUNet(
+            spatial_dims=2,
+            in_channels=img_channels,
+            out_channels=img_channels,
+            channels=channels,
+            attention_levels=attention_levels,
+            num_res_blocks=num_res_blocks,
+            num_head_channels=num_head_channels,
+            norm_num_groups=norm_num_groups,
+            with_conditioning=True,
+            cross_attention_dim=c_dim,
+        )
 
     # -- schedules ---------------------------------------------------------------------------------
     def train_scheduler(self):
         from monai.networks.schedulers import DDPMScheduler
 
-        return DDPMScheduler(num_train_timesteps=self.num_train_timesteps, schedule=self.schedule,
-                             beta_start=self.beta_start, beta_end=self.beta_end)
+        return DDPMScheduler(
+            num_train_timesteps=self.num_train_timesteps,
+            schedule=self.schedule,
+            beta_start=self.beta_start,
+            beta_end=self.beta_end,
+        )
 
     def sample_scheduler(self, num_inference_steps: int | None = None):
         from monai.networks.schedulers import DDIMScheduler
 
-        scheduler = DDIMScheduler(num_train_timesteps=self.num_train_timesteps, schedule=self.schedule,
-                                  beta_start=self.beta_start, beta_end=self.beta_end, clip_sample=True)
-        steps = self.num_inference_steps if num_inference_steps is None else _check_steps(num_inference_steps, "num_inference_steps")
+        scheduler = DDIMScheduler(
+            num_train_timesteps=self.num_train_timesteps,
+            schedule=self.schedule,
+            beta_start=self.beta_start,
+            beta_end=self.beta_end,
+            clip_sample=True,
+        )
+        steps = (
+            self.num_inference_steps
+            if num_inference_steps is None
+            else _check_steps(num_inference_steps, "num_inference_steps")
+        )
         scheduler.set_timesteps(min(steps, self.num_train_timesteps))
         return scheduler
 
@@ -116,17 +171,29 @@ class ConditionalDiffusionGenerator(ConditionalGeneratorBase):
         return self.unet(x, timesteps=timesteps, context=ctx)
 
     @torch.no_grad()
-    def generate(self, soft_labels, z: torch.Tensor | None = None, truncation_psi: float = 1.0, noise_mode: str = "const",
-                 batch_size: int = 64, device=None, seed: int | None = None, num_inference_steps: int | None = None,
-                 guidance_scale: float | None = None, **options) -> torch.Tensor:
+    def generate(
+        self,
+        soft_labels,
+        z: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        noise_mode: str = "const",
+        batch_size: int = 64,
+        device=None,
+        seed: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        **options,
+    ) -> torch.Tensor:
         """Images ``[N, C, R, R]`` in [-1, 1] by DDIM (η = 0) from ``x_T = z.view(N, C, R, R)`` (drawn with ``seed``
         when not given). ``truncation_psi`` other than 1 is refused (a diffusion model has no truncation);
         ``noise_mode`` is accepted for the common interface (DDIM with η = 0 adds no noise)."""
         if options:
             raise TypeError(f"ConditionalDiffusionGenerator.generate got unknown options {sorted(options)}")
         if float(truncation_psi) != 1.0:
-            raise ValueError(f"truncation_psi={truncation_psi!r}: a diffusion generator has no truncation (use 1.0; "
-                             "guidance_scale trades diversity for fidelity instead)")
+            raise ValueError(
+                f"truncation_psi={truncation_psi!r}: a diffusion generator has no truncation (use 1.0; "
+                "guidance_scale trades diversity for fidelity instead)"
+            )
         seed, batch_size = check_seed_value(seed), check_batch_size(batch_size)
         scale = self.guidance_scale if guidance_scale is None else _check_scale(guidance_scale)
         from monai.inferers import DiffusionInferer
@@ -140,10 +207,19 @@ class ConditionalDiffusionGenerator(ConditionalGeneratorBase):
         images = []
         try:
             for i in range(0, labels.shape[0], batch_size):
-                noise = z[i:i + batch_size].reshape(-1, *self.image_shape)
-                images.append(inferer.sample(noise, self.unet, scheduler, conditioning=self.context(labels[i:i + batch_size]),
-                                             mode="crossattn", verbose=False, cfg=None if scale == 1.0 else scale,
-                                             cfg_fill_value=0.0))
+                noise = z[i : i + batch_size].reshape(-1, *self.image_shape)
+                images.append(
+                    inferer.sample(
+                        noise,
+                        self.unet,
+                        scheduler,
+                        conditioning=self.context(labels[i : i + batch_size]),
+                        mode="crossattn",
+                        verbose=False,
+                        cfg=None if scale == 1.0 else scale,
+                        cfg_fill_value=0.0,
+                    )
+                )
         finally:
             self.train(was_training)
         return self._finish(images, labels.shape[0], self.image_shape, dev)
@@ -156,14 +232,48 @@ def diffusion_preset(name: str = "tiny") -> dict:
     if name not in DIFFUSION_PRESET_NAMES:
         raise ValueError(f"unknown diffusion preset {name!r}; expected one of {list(DIFFUSION_PRESET_NAMES)}")
     if name == "tiny":
-        g = dict(img_resolution=32, channels=[8, 16, 16], attention_levels=[False, False, True], num_res_blocks=1,
-                 num_head_channels=8, norm_num_groups=4, num_train_timesteps=1000, num_inference_steps=50)
-        return {"name": name, "resolution": 32, "G": g, "batch_size": 16, "lr": 1e-3, "p_uncond": 0.1,
-                "ema_kimg": 1.0, "ema_rampup": 0.05, "sample_steps": 10}
+        g = dict(
+            img_resolution=32,
+            channels=[8, 16, 16],
+            attention_levels=[False, False, True],
+            num_res_blocks=1,
+            num_head_channels=8,
+            norm_num_groups=4,
+            num_train_timesteps=1000,
+            num_inference_steps=50,
+        )
+        return {
+            "name": name,
+            "resolution": 32,
+            "G": g,
+            "batch_size": 16,
+            "lr": 1e-3,
+            "p_uncond": 0.1,
+            "ema_kimg": 1.0,
+            "ema_rampup": 0.05,
+            "sample_steps": 10,
+        }
     res = int(name)
     channels = [64, 128, 128] if res == 32 else [64, 128, 256, 256]
     attention = [False, True, True] if res == 32 else [False, False, True, True]
-    g = dict(img_resolution=res, channels=channels, attention_levels=attention, num_res_blocks=2, num_head_channels=32,
-             norm_num_groups=32, num_train_timesteps=1000, num_inference_steps=50)
-    return {"name": name, "resolution": res, "G": g, "batch_size": 32 if res <= 64 else 16, "lr": 1e-4, "p_uncond": 0.1,
-            "ema_kimg": 10.0, "ema_rampup": 0.05, "sample_steps": 25}
+    g = dict(
+        img_resolution=res,
+        channels=channels,
+        attention_levels=attention,
+        num_res_blocks=2,
+        num_head_channels=32,
+        norm_num_groups=32,
+        num_train_timesteps=1000,
+        num_inference_steps=50,
+    )
+    return {
+        "name": name,
+        "resolution": res,
+        "G": g,
+        "batch_size": 32 if res <= 64 else 16,
+        "lr": 1e-4,
+        "p_uncond": 0.1,
+        "ema_kimg": 10.0,
+        "ema_rampup": 0.05,
+        "sample_steps": 25,
+    }

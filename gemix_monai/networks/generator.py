@@ -24,15 +24,17 @@ TRAINING_FORMAT_PREFIX = "gemix-gan-training/"
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
 
 
-def _plain(value, where: str):
+def _checkpointable(value, where: str):
     """``value`` as plain lists/dicts/numbers/strings (what ``torch.load(weights_only=True)`` reads)."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, dict):
-        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+        return {str(k): _checkpointable(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v, where) for v in value]
-    raise TypeError(f"Generator: {where} must hold only numbers, strings, lists and dicts (checkpointable), got {type(value).__name__}")
+        return [_checkpointable(v, where) for v in value]
+    raise TypeError(
+        f"Generator: {where} must hold only numbers, strings, lists and dicts (checkpointable), got {type(value).__name__}"
+    )
 
 
 class Generator(nn.Module):
@@ -67,23 +69,43 @@ class Generator(nn.Module):
         synthesis_kwargs: dict | None = None,
     ):
         super().__init__()
-        for name, value in (("z_dim", z_dim), ("c_dim", c_dim), ("w_dim", w_dim), ("img_resolution", img_resolution), ("img_channels", img_channels)):
+        for name, value in (
+            ("z_dim", z_dim),
+            ("c_dim", c_dim),
+            ("w_dim", w_dim),
+            ("img_resolution", img_resolution),
+            ("img_channels", img_channels),
+        ):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"Generator: {name} must be an int, got {value!r}")
         if z_dim < 1 or c_dim < 1 or w_dim < 1 or img_channels < 1:
-            raise ValueError(f"Generator: z_dim, c_dim, w_dim and img_channels must be >= 1, got {z_dim}, {c_dim}, {w_dim}, {img_channels}")
+            raise ValueError(
+                f"Generator: z_dim, c_dim, w_dim and img_channels must be >= 1, got {z_dim}, {c_dim}, {w_dim}, {img_channels}"
+            )
         if not (MIN_RESOLUTION <= img_resolution <= MAX_RESOLUTION) or img_resolution & (img_resolution - 1):
-            raise ValueError(f"Generator: img_resolution must be a power of two in {MIN_RESOLUTION}..{MAX_RESOLUTION}, got {img_resolution}")
+            raise ValueError(
+                f"Generator: img_resolution must be a power of two in {MIN_RESOLUTION}..{MAX_RESOLUTION}, got {img_resolution}"
+            )
         if class_names is None:
             class_names = [f"class_{k}" for k in range(c_dim)]
-        elif isinstance(class_names, str) or len(class_names) != c_dim or not all(isinstance(n, str) for n in class_names):
+        elif (
+            isinstance(class_names, str)
+            or len(class_names) != c_dim
+            or not all(isinstance(n, str) for n in class_names)
+        ):
             raise ValueError(f"Generator: class_names must be a list of c_dim={c_dim} strings, got {class_names!r}")
         mapping_kwargs = dict(mapping_kwargs or {})
         synthesis_kwargs = dict(synthesis_kwargs or {})
-        self.init_kwargs = _plain(
+        self.init_kwargs = _checkpointable(
             dict(
-                z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-                class_names=list(class_names), mapping_kwargs=mapping_kwargs, synthesis_kwargs=synthesis_kwargs,
+                z_dim=z_dim,
+                c_dim=c_dim,
+                w_dim=w_dim,
+                img_resolution=img_resolution,
+                img_channels=img_channels,
+                class_names=list(class_names),
+                mapping_kwargs=mapping_kwargs,
+                synthesis_kwargs=synthesis_kwargs,
             ),
             "init_kwargs",
         )
@@ -92,7 +114,9 @@ class Generator(nn.Module):
         self.class_names = list(class_names)
         #: classes + preprocessing of the data it was trained on (a dict, docs/data.md), or None
         self.contract = None
-        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **synthesis_kwargs)
+        self.synthesis = SynthesisNetwork(
+            w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **synthesis_kwargs
+        )
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **mapping_kwargs)
 
@@ -111,7 +135,14 @@ class Generator(nn.Module):
         ``noise_mode``: ``"random"`` (training), ``"const"`` (deterministic) or ``"none"``.
         ``update_emas=True`` updates the mapping's ``w_avg`` (training only).
         """
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas, check_labels=check_labels)
+        ws = self.mapping(
+            z,
+            c,
+            truncation_psi=truncation_psi,
+            truncation_cutoff=truncation_cutoff,
+            update_emas=update_emas,
+            check_labels=check_labels,
+        )
         return self.synthesis(ws, noise_mode=noise_mode)
 
     # ------------------------------------------------------------------------------------------
@@ -165,7 +196,9 @@ class Generator(nn.Module):
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         truncation_psi = check_truncation_psi(truncation_psi)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32):
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32
+        ):
             raise ValueError(f"seed must be an integer in [0, 2**32) or None, got {seed!r}")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
@@ -181,7 +214,9 @@ class Generator(nn.Module):
         else:
             z = torch.as_tensor(z)
             if z.ndim != 2 or z.shape != (n, self.z_dim):
-                raise ValueError(f"z must have shape [N, z_dim] = [{n}, {self.z_dim}] (one row per soft label), got {tuple(z.shape)}")
+                raise ValueError(
+                    f"z must have shape [N, z_dim] = [{n}, {self.z_dim}] (one row per soft label), got {tuple(z.shape)}"
+                )
         rng_devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=rng_devices, enabled=seed is not None):
             if seed is not None:
@@ -201,8 +236,10 @@ class Generator(nn.Module):
         # The clamp below would turn inf into a saturated image and keep NaN: refuse both (one sync per call).
         finite = torch.stack([torch.isfinite(im).all() for im in images]).all()
         if not bool(finite):
-            raise ValueError(f"the generator produced NaN/inf values (truncation_psi={truncation_psi!r}); a finite "
-                             "truncation_psi of moderate size and a checkpoint with finite weights give finite images")
+            raise ValueError(
+                f"the generator produced NaN/inf values (truncation_psi={truncation_psi!r}); a finite "
+                "truncation_psi of moderate size and a checkpoint with finite weights give finite images"
+            )
         images = [im.clamp_(-1, 1) for im in images]
         return torch.cat(images).to(torch.float32)
 
@@ -215,7 +252,12 @@ class Generator(nn.Module):
         docs/generators.md); :meth:`from_checkpoint` ignores them. They may not replace the four above.
         """
         state = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
-        payload = {"format": GENERATOR_FORMAT, "config": copy.deepcopy(self.init_kwargs), "class_names": list(self.class_names), "state_dict": state}
+        payload = {
+            "format": GENERATOR_FORMAT,
+            "config": copy.deepcopy(self.init_kwargs),
+            "class_names": list(self.class_names),
+            "state_dict": state,
+        }
         if getattr(self, "contract", None) is not None:
             # classes + preprocessing of the training data (docs/data.md, "The stored contract")
             payload["contract"] = copy.deepcopy(self.contract)
@@ -223,7 +265,7 @@ class Generator(nn.Module):
             clash = sorted(set(map(str, extra)) & set(payload))
             if clash:
                 raise ValueError(f"save_checkpoint: extra may not replace the entries {clash}")
-            payload.update(_plain(dict(extra), "extra"))
+            payload.update(_checkpointable(dict(extra), "extra"))
         return str(atomic_torch_save(payload, path))
 
     @classmethod
@@ -259,10 +301,14 @@ class Generator(nn.Module):
         elif "G_ema" in ckpt and (fmt is None or str(fmt).startswith(TRAINING_FORMAT_PREFIX)):
             config = ckpt["config"].get("G") if isinstance(ckpt.get("config"), dict) else None
             if not isinstance(config, dict):
-                raise ValueError(f"{path}: training checkpoint has 'G_ema' but no 'config' -> 'G' (the generator's init kwargs)")
+                raise ValueError(
+                    f"{path}: training checkpoint has 'G_ema' but no 'config' -> 'G' (the generator's init kwargs)"
+                )
             config, state = dict(config), ckpt["G_ema"]
         elif fmt is not None:
-            raise ValueError(f"{path}: unsupported checkpoint format {fmt!r}; this version reads {GENERATOR_FORMAT!r} and {TRAINING_FORMAT_PREFIX}* files")
+            raise ValueError(
+                f"{path}: unsupported checkpoint format {fmt!r}; this version reads {GENERATOR_FORMAT!r} and {TRAINING_FORMAT_PREFIX}* files"
+            )
         else:
             raise ValueError(
                 f"{path}: not a generator checkpoint: expected format {GENERATOR_FORMAT!r} or a training checkpoint with "
@@ -281,7 +327,9 @@ class Generator(nn.Module):
         try:
             generator = cls(**config)
         except TypeError as e:
-            raise ValueError(f"{path}: the stored generator config does not match this version's Generator arguments: {e}") from e
+            raise ValueError(
+                f"{path}: the stored generator config does not match this version's Generator arguments: {e}"
+            ) from e
         try:
             generator.load_state_dict(state, strict=True)
         except RuntimeError as e:

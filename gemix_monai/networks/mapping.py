@@ -12,7 +12,6 @@ from gemix_monai.utils import check_truncation_psi
 __all__ = ["MappingNetwork", "check_truncation_psi"]
 
 
-
 class MappingNetwork(nn.Module):
     """``w = MLP(concat(norm2(z), norm2(embed(c))))``, broadcast to ``num_ws`` copies (docs/maths.md §2).
 
@@ -53,7 +52,9 @@ class MappingNetwork(nn.Module):
     ):
         super().__init__()
         if z_dim < 0 or c_dim < 1 or w_dim < 1:
-            raise ValueError(f"MappingNetwork: need z_dim >= 0, c_dim >= 1, w_dim >= 1, got z_dim={z_dim}, c_dim={c_dim}, w_dim={w_dim}")
+            raise ValueError(
+                f"MappingNetwork: need z_dim >= 0, c_dim >= 1, w_dim >= 1, got z_dim={z_dim}, c_dim={c_dim}, w_dim={w_dim}"
+            )
         if not 1 <= num_layers <= 8:
             raise ValueError(f"MappingNetwork: num_layers must be in 1..8, got {num_layers}")
         if num_ws is not None and num_ws < 1:
@@ -93,7 +94,9 @@ class MappingNetwork(nn.Module):
         if truncation_psi != 1 and not torch.compiler.is_compiling():
             truncation_psi = check_truncation_psi(truncation_psi)
         ref = self.embed.weight
-        c = as_soft_labels(c, self.c_dim, name="c", device=ref.device, check=check_labels and not torch.compiler.is_compiling())
+        c = as_soft_labels(
+            c, self.c_dim, name="c", device=ref.device, check=check_labels and not torch.compiler.is_compiling()
+        )
         parts = []
         if self.z_dim > 0:
             if z is None or z.ndim != 2 or z.shape[1] != self.z_dim:
@@ -114,7 +117,9 @@ class MappingNetwork(nn.Module):
             x = x.unsqueeze(1).repeat(1, self.num_ws, 1)
         if truncation_psi != 1:
             if self.w_avg_beta is None:
-                raise ValueError("truncation_psi != 1 needs w_avg, but this mapping network was built with w_avg_beta=None")
+                raise ValueError(
+                    "truncation_psi != 1 needs w_avg, but this mapping network was built with w_avg_beta=None"
+                )
             if self.num_ws is None:
                 x = self.w_avg.lerp(x, truncation_psi)
             else:

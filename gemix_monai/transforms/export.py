@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from gemix_monai.mixing import SoftLabelSampler
-from gemix_monai.utils import atomic_write_bytes
+from gemix_monai.utils import atomic_write_bytes, atomic_write_json
 
 from .synthetic import SyntheticDataset
 
@@ -105,9 +105,19 @@ def _generator_fingerprint(generator, path: Path | None) -> str:
     return h.hexdigest()
 
 
-def export_synthetic(generator, sampler: SoftLabelSampler, out_dir: str | os.PathLike, num_images: int | None = None,
-                     per_class: int | None = None, seed: int = 0, fmt: str = "nifti", truncation_psi: float = 1.0,
-                     batch_size: int = 64, device: str | torch.device | None = None, progress: bool = False) -> Path:
+def export_synthetic(
+    generator,
+    sampler: SoftLabelSampler,
+    out_dir: str | os.PathLike,
+    num_images: int | None = None,
+    per_class: int | None = None,
+    seed: int = 0,
+    fmt: str = "nifti",
+    truncation_psi: float = 1.0,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> Path:
     """Generate synthetic images to ``out_dir`` and index them; returns the path of ``datalist.json``.
 
     Layout: ``out_dir/images/synth_000000.nii.gz`` (or ``.png``), ``sha256sums.txt`` (the images' checksums,
@@ -123,8 +133,16 @@ def export_synthetic(generator, sampler: SoftLabelSampler, out_dir: str | os.Pat
     if fmt not in _EXTENSIONS:
         raise ValueError(f"fmt must be one of {sorted(_EXTENSIONS)}, got {fmt!r}")
     # seed and truncation_psi are checked (ValueError naming them) by SyntheticDataset before anything is written
-    dataset = SyntheticDataset(generator, sampler, num_images=num_images, per_class=per_class, seed=seed,
-                               truncation_psi=truncation_psi, batch_size=batch_size, device=device)
+    dataset = SyntheticDataset(
+        generator,
+        sampler,
+        num_images=num_images,
+        per_class=per_class,
+        seed=seed,
+        truncation_psi=truncation_psi,
+        batch_size=batch_size,
+        device=device,
+    )
     out = Path(out_dir)
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
@@ -158,10 +176,12 @@ def export_synthetic(generator, sampler: SoftLabelSampler, out_dir: str | os.Pat
         differs = sorted(k for k in set(comparable) | set(prev_cmp) if comparable.get(k) != prev_cmp.get(k))
         if differs:
             detail = "; ".join(f"{k}: folder has {prev_cmp.get(k)!r}, asked for {comparable.get(k)!r}" for k in differs)
-            raise ValueError(f"{out} already holds an export made with different settings ({detail}); "
-                             "export to a new folder or delete the old one")
+            raise ValueError(
+                f"{out} already holds an export made with different settings ({detail}); "
+                "export to a new folder or delete the old one"
+            )
     else:
-        atomic_write_bytes(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+        atomic_write_json(manifest_path, manifest)
 
     # Temporary files of an interrupted run are never complete: remove them.
     for stale in images_dir.glob(".*.tmp"):
@@ -186,8 +206,11 @@ def export_synthetic(generator, sampler: SoftLabelSampler, out_dir: str | os.Pat
     if damaged:
         shown = ", ".join(str(images_dir / names[i]) for i in damaged[:10])
         more = f" and {len(damaged) - 10} more" if len(damaged) > 10 else ""
-        warnings.warn(f"export_synthetic: {len(damaged)} file(s) in {out} do not match the checksum recorded in "
-                      f"{checksums_path.name} (damaged, truncated or replaced) and are regenerated: {shown}{more}", stacklevel=2)
+        warnings.warn(
+            f"export_synthetic: {len(damaged)} file(s) in {out} do not match the checksum recorded in "
+            f"{checksums_path.name} (damaged, truncated or replaced) and are regenerated: {shown}{more}",
+            stacklevel=2,
+        )
     todo = set(missing + damaged + unrecorded)
     # Generate whole aligned chunks [c*batch_size, (c+1)*batch_size), as a fresh run does, and write only the files
     # needed: float results depend on the batch a sample is computed in, so this regenerates the same bytes.

@@ -20,35 +20,12 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 
-from gemix_monai.mixing import blend, check_simplex, sample_genmix_lambda, sample_mixup_lambda, sample_permutation, to_soft_label
+from gemix_monai.mixing import blend, sample_genmix_lambda, sample_mixup_lambda, sample_permutation, to_soft_label
+from gemix_monai.utils import plain_tensor
 
 __all__ = ["ToSoftLabel", "ToSoftLabeld", "SoftMixUp", "SoftMixUpd", "GenMix", "GenMixd", "GENMIX_PARTNERS"]
 
 GENMIX_PARTNERS = ("synthetic", "union")
-
-
-def _plain(x) -> torch.Tensor:
-    t = torch.as_tensor(x)
-    return t.as_tensor() if hasattr(t, "as_tensor") else t
-
-
-def _soft(labels, num_classes: int | None, name: str, batched: bool = False) -> torch.Tensor:
-    """Labels as float32 soft labels: floats with K columns pass through (checked), indices need ``num_classes``.
-
-    With ``batched=True`` a 1-D label vector is always a batch of class indices (MONAI pipelines often cast
-    indices to float, and a batch of K float indices must not be read as one soft label).
-    """
-    t = _plain(labels)
-    is_soft_shape = t.ndim >= 2 if batched else t.ndim >= 1
-    if torch.is_floating_point(t) and is_soft_shape and (num_classes is None or t.shape[-1] == num_classes):
-        return check_simplex(t.float(), name)
-    if batched and t.ndim == 1 and torch.is_floating_point(t):
-        if not torch.equal(t, t.round()):
-            raise ValueError(f"{name}: a 1-D label vector of a batch must hold whole-number class indices, got {t.tolist()[:8]}")
-        t = t.round().long()
-    if num_classes is None:
-        raise ValueError(f"{name}: got class indices (shape {tuple(t.shape)}, dtype {t.dtype}); pass num_classes to turn them into one-hot labels")
-    return to_soft_label(t, num_classes)
 
 
 def _restore(values: torch.Tensor, like) -> Any:
@@ -108,14 +85,18 @@ class SoftMixUp(Randomizable, Transform):
         self._perm = sample_permutation(batch_size, self.R)
 
     def __call__(self, images, labels, randomize: bool = True):
-        x = _plain(images)
-        y = _soft(labels, self.num_classes, "labels", batched=True)
+        x = plain_tensor(images)
+        y = to_soft_label(labels, self.num_classes, name="labels", batched=True)
         if y.ndim != 2 or x.ndim < 2 or x.shape[0] != y.shape[0]:
-            raise ValueError(f"SoftMixUp works on batches: images [B, C, ...] and labels [B, K] or [B], got {tuple(x.shape)} and {tuple(y.shape)}")
+            raise ValueError(
+                f"SoftMixUp works on batches: images [B, C, ...] and labels [B, K] or [B], got {tuple(x.shape)} and {tuple(y.shape)}"
+            )
         if randomize or self._lam is None:
             self.randomize(x.shape[0])
         if self._lam.shape[0] != x.shape[0]:
-            raise ValueError(f"randomize=False reuses parameters drawn for a batch of {self._lam.shape[0]}, got a batch of {x.shape[0]}")
+            raise ValueError(
+                f"randomize=False reuses parameters drawn for a batch of {self._lam.shape[0]}, got a batch of {x.shape[0]}"
+            )
         perm = self._perm.to(x.device)
         mx, my = blend(x, y, x[perm], y[perm.to(y.device)], self._lam)
         return _restore(mx, images), my
@@ -127,8 +108,14 @@ class SoftMixUpd(Randomizable, MapTransform):
 
     backend = SoftMixUp.backend
 
-    def __init__(self, keys: KeysCollection = "image", label_key: str = "label", alpha: float = 0.4,
-                 num_classes: int | None = None, allow_missing_keys: bool = False):
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        label_key: str = "label",
+        alpha: float = 0.4,
+        num_classes: int | None = None,
+        allow_missing_keys: bool = False,
+    ):
         MapTransform.__init__(self, keys, allow_missing_keys)
         self.label_key = label_key
         self.mixer = SoftMixUp(alpha, num_classes)
@@ -148,9 +135,11 @@ class SoftMixUpd(Randomizable, MapTransform):
         keys = list(self.key_iterator(d))
         if not keys:
             return d
-        labels = _soft(d[self.label_key], self.mixer.num_classes, self.label_key, batched=True)
+        labels = to_soft_label(d[self.label_key], self.mixer.num_classes, name=self.label_key, batched=True)
         if labels.ndim != 2:
-            raise ValueError(f"SoftMixUpd works on collated batches: {self.label_key!r} must be [B, K] or [B], got shape {tuple(labels.shape)}")
+            raise ValueError(
+                f"SoftMixUpd works on collated batches: {self.label_key!r} must be [B, K] or [B], got shape {tuple(labels.shape)}"
+            )
         self.randomize(labels.shape[0])
         mixed_labels = None
         for key in keys:
@@ -194,25 +183,37 @@ class GenMix(Randomizable, Transform):
         if batch_size is None:
             self._lam = self._lam[0]
         # Partner indices 0..B-1 name synthetic samples, B..2B-1 real ones.
-        self._partner_index = torch.arange(n) if self.partner == "synthetic" else torch.from_numpy(self.R.randint(0, 2 * n, size=n).astype(np.int64))
+        self._partner_index = (
+            torch.arange(n)
+            if self.partner == "synthetic"
+            else torch.from_numpy(self.R.randint(0, 2 * n, size=n).astype(np.int64))
+        )
 
     def __call__(self, real_images, real_labels, synthetic_images, synthetic_labels, randomize: bool = True):
-        xr, xs = _plain(real_images), _plain(synthetic_images)
-        yr = _soft(real_labels, self.num_classes, "real_labels")
-        ys = _soft(synthetic_labels, self.num_classes, "synthetic_labels").to(yr.device)
+        xr, xs = plain_tensor(real_images), plain_tensor(synthetic_images)
+        yr = to_soft_label(real_labels, self.num_classes, name="real_labels")
+        ys = to_soft_label(synthetic_labels, self.num_classes, name="synthetic_labels").to(yr.device)
         if yr.shape != ys.shape:
-            raise ValueError(f"real and synthetic labels must have the same shape, got {tuple(yr.shape)} and {tuple(ys.shape)}")
+            raise ValueError(
+                f"real and synthetic labels must have the same shape, got {tuple(yr.shape)} and {tuple(ys.shape)}"
+            )
         if xr.shape != xs.shape:
-            raise ValueError(f"real and synthetic images must have the same shape, got {tuple(xr.shape)} and {tuple(xs.shape)}")
+            raise ValueError(
+                f"real and synthetic images must have the same shape, got {tuple(xr.shape)} and {tuple(xs.shape)}"
+            )
         batched = yr.ndim == 2
         if not batched and self.partner == "union":
-            raise ValueError("partner='union' draws partners from a batch; call GenMix on batches [B, C, ...] with labels [B, K]")
+            raise ValueError(
+                "partner='union' draws partners from a batch; call GenMix on batches [B, C, ...] with labels [B, K]"
+            )
         if batched and xr.shape[0] != yr.shape[0]:
             raise ValueError(f"images and labels must share the batch size, got {xr.shape[0]} and {yr.shape[0]}")
         if randomize or self._lam is None:
             self.randomize(yr.shape[0] if batched else None)
         if batched and (self._lam.ndim != 1 or self._lam.shape[0] != yr.shape[0]):
-            raise ValueError(f"randomize=False reuses parameters drawn for another batch size; got a batch of {yr.shape[0]}")
+            raise ValueError(
+                f"randomize=False reuses parameters drawn for another batch size; got a batch of {yr.shape[0]}"
+            )
         xs = xs.to(device=xr.device, dtype=xr.dtype if torch.is_floating_point(xr) else torch.float32)
         if self.partner == "union":
             idx = self._partner_index.to(xr.device)
@@ -233,16 +234,26 @@ class GenMixd(Randomizable, MapTransform):
 
     backend = GenMix.backend
 
-    def __init__(self, keys: KeysCollection = "image", label_key: str = "label", alpha: float = 0.3, partner: str = "synthetic",
-                 synthetic=None, synthetic_prefix: str = "synthetic_", num_classes: int | None = None,
-                 allow_missing_keys: bool = False):
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        label_key: str = "label",
+        alpha: float = 0.3,
+        partner: str = "synthetic",
+        synthetic=None,
+        synthetic_prefix: str = "synthetic_",
+        num_classes: int | None = None,
+        allow_missing_keys: bool = False,
+    ):
         MapTransform.__init__(self, keys, allow_missing_keys)
         self.label_key = label_key
         self.synthetic = synthetic
         self.synthetic_prefix = synthetic_prefix
         self.mixer = GenMix(alpha, partner, num_classes)
         if synthetic is not None and len(self.keys) != 1:
-            raise ValueError(f"a synthetic source generates one image per sample, so keys must name one image key, got {self.keys}")
+            raise ValueError(
+                f"a synthetic source generates one image per sample, so keys must name one image key, got {self.keys}"
+            )
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> "GenMixd":
         super().set_random_state(seed, state)
@@ -257,7 +268,9 @@ class GenMixd(Randomizable, MapTransform):
             if labels.ndim != 2:
                 raise ValueError("GenMixd with a synthetic source works on collated batches (labels [B, K])")
             if labels.shape[-1] != self.synthetic.num_classes:
-                raise ValueError(f"{self.label_key}: {labels.shape[-1]} classes, but the synthetic source has {self.synthetic.num_classes}")
+                raise ValueError(
+                    f"{self.label_key}: {labels.shape[-1]} classes, but the synthetic source has {self.synthetic.num_classes}"
+                )
             seed = int(self.R.randint(0, 2**31 - 1))
             images, syn_labels = self.synthetic.draw(labels.shape[0], rng=seed)
             return {keys[0]: images}, syn_labels
@@ -265,12 +278,14 @@ class GenMixd(Randomizable, MapTransform):
         for key in keys:
             skey = f"{self.synthetic_prefix}{key}"
             if skey not in d:
-                raise KeyError(f"GenMixd: no synthetic partner for {key!r}: key {skey!r} missing and no synthetic source given")
+                raise KeyError(
+                    f"GenMixd: no synthetic partner for {key!r}: key {skey!r} missing and no synthetic source given"
+                )
             out[key] = d[skey]
         lkey = f"{self.synthetic_prefix}{self.label_key}"
         if lkey not in d:
             raise KeyError(f"GenMixd: synthetic label key {lkey!r} missing and no synthetic source given")
-        return out, _soft(d[lkey], self.mixer.num_classes, lkey)
+        return out, to_soft_label(d[lkey], self.mixer.num_classes, name=lkey)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -279,7 +294,7 @@ class GenMixd(Randomizable, MapTransform):
         keys = list(self.key_iterator(d))
         if not keys:
             return d
-        labels = _soft(d[self.label_key], self.mixer.num_classes, self.label_key)
+        labels = to_soft_label(d[self.label_key], self.mixer.num_classes, name=self.label_key)
         syn_images, syn_labels = self._synthetic_pairs(d, keys, labels)
         self.randomize(labels.shape[0] if labels.ndim == 2 else None)
         mixed_labels = None

@@ -51,13 +51,19 @@ def _named_class_weights(name: str, real_dataset, num_classes: int) -> list[floa
 
     labels = getattr(real_dataset, "labels", None)
     if labels is None:
-        labels = [int(torch.as_tensor(real_dataset[i]["label"]).reshape(-1).argmax()) if torch.as_tensor(
-            real_dataset[i]["label"]).numel() > 1 else int(real_dataset[i]["label"]) for i in range(len(real_dataset))]
+        labels = [
+            int(torch.as_tensor(real_dataset[i]["label"]).reshape(-1).argmax())
+            if torch.as_tensor(real_dataset[i]["label"]).numel() > 1
+            else int(real_dataset[i]["label"])
+            for i in range(len(real_dataset))
+        ]
     if name == "inverse_frequency":
         return inverse_frequency_weights(labels, num_classes)
     if name == "deficit":
         return deficit_class_weights(labels, num_classes)
-    raise ValueError(f"class_weights must be a list of {num_classes} numbers, 'inverse_frequency' or 'deficit', got {name!r}")
+    raise ValueError(
+        f"class_weights must be a list of {num_classes} numbers, 'inverse_frequency' or 'deficit', got {name!r}"
+    )
 
 
 @dataclass
@@ -76,13 +82,30 @@ class Strategy:
             self.dataset.set_epoch(epoch)
 
 
-def build_strategy(name: str, real_dataset: Dataset, num_classes: int, generator=None, *, sampler: str | None = None,
-                   sampler_kwargs: dict | None = None, class_weights=None, synthetic_ratio: float = 2.0,
-                   num_synthetic: int | None = None, mixup_alpha: float = 0.4, genmix_alpha: float = 0.3,
-                   genmix_partner: str = "synthetic", seed: int = 0, truncation_psi: float = 1.0,
-                   generation_batch_size: int = 64, device: str | torch.device | None = None, teacher=None,
-                   teacher_mode: str = "blend", teacher_weight: float = 0.5, teacher_tolerance: float = 0.5,
-                   teacher_tries: int = 4) -> Strategy:
+def build_strategy(
+    name: str,
+    real_dataset: Dataset,
+    num_classes: int,
+    generator=None,
+    *,
+    sampler: str | None = None,
+    sampler_kwargs: dict | None = None,
+    class_weights=None,
+    synthetic_ratio: float = 2.0,
+    num_synthetic: int | None = None,
+    mixup_alpha: float = 0.4,
+    genmix_alpha: float = 0.3,
+    genmix_partner: str = "synthetic",
+    seed: int = 0,
+    truncation_psi: float = 1.0,
+    generation_batch_size: int = 64,
+    device: str | torch.device | None = None,
+    teacher=None,
+    teacher_mode: str = "blend",
+    teacher_weight: float = 0.5,
+    teacher_tolerance: float = 0.5,
+    teacher_tries: int = 4,
+) -> Strategy:
     """Build one of :data:`STRATEGIES` (see the module docstring).
 
     Args:
@@ -114,11 +137,15 @@ def build_strategy(name: str, real_dataset: Dataset, num_classes: int, generator
     sampler_name = sampler or STRATEGIES[name]
     if isinstance(class_weights, str):
         class_weights = _named_class_weights(class_weights, real_dataset, num_classes)
-    label_sampler = build_sampler(sampler_name, num_classes, class_weights=class_weights, seed=seed, **(sampler_kwargs or {}))
+    label_sampler = build_sampler(
+        sampler_name, num_classes, class_weights=class_weights, seed=seed, **(sampler_kwargs or {})
+    )
     info = {"sampler": label_sampler.params()}
     if teacher is not None and name == "genmix":
-        raise ValueError("teacher labels apply to the strategies with a synthetic dataset (gemix, gemix_code, softmax_t, "
-                         "real+synthetic, synthetic_only), not to genmix")
+        raise ValueError(
+            "teacher labels apply to the strategies with a synthetic dataset (gemix, gemix_code, softmax_t, "
+            "real+synthetic, synthetic_only), not to genmix"
+        )
     tries = teacher_tries if teacher is not None and teacher_mode == "filter" else 1
 
     def checked(synthetic):
@@ -126,24 +153,74 @@ def build_strategy(name: str, real_dataset: Dataset, num_classes: int, generator
             return synthetic
         from .teacher import TeacherLabelledSynthetic
 
-        info["teacher"] = {"checkpoint": str(teacher) if not isinstance(teacher, torch.nn.Module) else "<module>",
-                           "mode": teacher_mode, "weight": teacher_weight, "tolerance": teacher_tolerance, "tries": tries}
-        return TeacherLabelledSynthetic(synthetic, teacher, mode=teacher_mode, weight=teacher_weight,
-                                        tolerance=teacher_tolerance, tries=tries, device=device)
+        info["teacher"] = {
+            "checkpoint": str(teacher) if not isinstance(teacher, torch.nn.Module) else "<module>",
+            "mode": teacher_mode,
+            "weight": teacher_weight,
+            "tolerance": teacher_tolerance,
+            "tries": tries,
+        }
+        return TeacherLabelledSynthetic(
+            synthetic,
+            teacher,
+            mode=teacher_mode,
+            weight=teacher_weight,
+            tolerance=teacher_tolerance,
+            tries=tries,
+            device=device,
+        )
+
     if name == "genmix":
-        source = SyntheticSource(load_generator(generator, device), label_sampler, truncation_psi=truncation_psi,
-                                 batch_size=generation_batch_size, device=device)
-        mix = GenMixd(keys="image", label_key="label", alpha=genmix_alpha, partner=genmix_partner, synthetic=source, num_classes=num_classes)
+        source = SyntheticSource(
+            load_generator(generator, device),
+            label_sampler,
+            truncation_psi=truncation_psi,
+            batch_size=generation_batch_size,
+            device=device,
+        )
+        mix = GenMixd(
+            keys="image",
+            label_key="label",
+            alpha=genmix_alpha,
+            partner=genmix_partner,
+            synthetic=source,
+            num_classes=num_classes,
+        )
         mix.set_random_state(seed)
-        return Strategy(name, real, mix, label_sampler, {**info, "genmix_alpha": genmix_alpha, "genmix_partner": genmix_partner})
+        return Strategy(
+            name, real, mix, label_sampler, {**info, "genmix_alpha": genmix_alpha, "genmix_partner": genmix_partner}
+        )
     n_real = len(real_dataset)
     if name == "synthetic_only":
         n = n_real if num_synthetic is None else int(num_synthetic)
-        synthetic = checked(SyntheticDataset(generator, label_sampler, num_images=n * tries, seed=seed,
-                                             truncation_psi=truncation_psi, batch_size=generation_batch_size, device=device))
+        synthetic = checked(
+            SyntheticDataset(
+                generator,
+                label_sampler,
+                num_images=n * tries,
+                seed=seed,
+                truncation_psi=truncation_psi,
+                batch_size=generation_batch_size,
+                device=device,
+            )
+        )
         return Strategy(name, synthetic, None, label_sampler, info)
     n_syn = int(round(synthetic_ratio * n_real))
-    synthetic = checked(SyntheticDataset(generator, label_sampler, num_images=n_syn * tries, seed=seed,
-                                         truncation_psi=truncation_psi, batch_size=generation_batch_size, device=device))
-    return Strategy(name, RealSyntheticDataset(real_dataset, synthetic, num_classes, ratio=synthetic_ratio), None,
-                    label_sampler, {**info, "synthetic_ratio": synthetic_ratio})
+    synthetic = checked(
+        SyntheticDataset(
+            generator,
+            label_sampler,
+            num_images=n_syn * tries,
+            seed=seed,
+            truncation_psi=truncation_psi,
+            batch_size=generation_batch_size,
+            device=device,
+        )
+    )
+    return Strategy(
+        name,
+        RealSyntheticDataset(real_dataset, synthetic, num_classes, ratio=synthetic_ratio),
+        None,
+        label_sampler,
+        {**info, "synthetic_ratio": synthetic_ratio},
+    )

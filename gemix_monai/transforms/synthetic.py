@@ -42,7 +42,9 @@ def load_generator(generator, device: str | torch.device | None = None):
         return load_any(generator, device="cpu" if device is None else device)
     missing = [a for a in _GENERATOR_API if not hasattr(generator, a)]
     if missing:
-        raise TypeError(f"generator must be a checkpoint path or have the Generator API; {type(generator).__name__} lacks {missing}")
+        raise TypeError(
+            f"generator must be a checkpoint path or have the Generator API; {type(generator).__name__} lacks {missing}"
+        )
     if device is not None and isinstance(generator, torch.nn.Module):
         generator = generator.to(device)  # generate() runs where the parameters are
     return generator
@@ -52,7 +54,9 @@ def _check_sampler(sampler, c_dim: int) -> SoftLabelSampler:
     if not hasattr(sampler, "sample") or not hasattr(sampler, "num_classes"):
         raise TypeError(f"sampler must be a soft-label sampler (gemix_monai.mixing), got {type(sampler).__name__}")
     if sampler.num_classes != c_dim:
-        raise ValueError(f"sampler draws labels over {sampler.num_classes} classes but the generator is conditioned on c_dim={c_dim}")
+        raise ValueError(
+            f"sampler draws labels over {sampler.num_classes} classes but the generator is conditioned on c_dim={c_dim}"
+        )
     return sampler
 
 
@@ -63,8 +67,15 @@ class SyntheticSource:
     ``output_device`` (default: where the generator put them). Used by :class:`GenMixd` inside a training loop.
     """
 
-    def __init__(self, generator, sampler: SoftLabelSampler, truncation_psi: float = 1.0, batch_size: int = 64,
-                 device: str | torch.device | None = None, output_device: str | torch.device | None = None):
+    def __init__(
+        self,
+        generator,
+        sampler: SoftLabelSampler,
+        truncation_psi: float = 1.0,
+        batch_size: int = 64,
+        device: str | torch.device | None = None,
+        output_device: str | torch.device | None = None,
+    ):
         self.truncation_psi = check_truncation_psi(truncation_psi)
         self.generator = load_generator(generator, device)
         self.sampler = _check_sampler(sampler, int(self.generator.c_dim))
@@ -89,13 +100,17 @@ class SyntheticSource:
         return images, labels
 
 
-def _generate(generator, labels: torch.Tensor, z: torch.Tensor, truncation_psi: float, batch_size: int, device) -> torch.Tensor:
+def _generate(
+    generator, labels: torch.Tensor, z: torch.Tensor, truncation_psi: float, batch_size: int, device
+) -> torch.Tensor:
     kwargs = {"z": z, "truncation_psi": truncation_psi, "noise_mode": "const", "batch_size": batch_size}
     if device is not None:
         kwargs["device"] = device
     images = generator.generate(labels, **kwargs)
     if images.ndim != 4 or images.shape[0] != labels.shape[0]:
-        raise ValueError(f"generator.generate returned shape {tuple(images.shape)}; expected [{labels.shape[0]}, C, R, R]")
+        raise ValueError(
+            f"generator.generate returned shape {tuple(images.shape)}; expected [{labels.shape[0]}, C, R, R]"
+        )
     return images.float()
 
 
@@ -117,13 +132,24 @@ class SyntheticDataset(Dataset):
     ``set_epoch(e)`` draws new images for epoch ``e`` (not seen by persistent workers).
     """
 
-    def __init__(self, generator, sampler: SoftLabelSampler, num_images: int | None = None, per_class: int | None = None,
-                 seed: int = 0, truncation_psi: float = 1.0, batch_size: int = 64, device: str | torch.device | None = None):
+    def __init__(
+        self,
+        generator,
+        sampler: SoftLabelSampler,
+        num_images: int | None = None,
+        per_class: int | None = None,
+        seed: int = 0,
+        truncation_psi: float = 1.0,
+        batch_size: int = 64,
+        device: str | torch.device | None = None,
+    ):
         if (num_images is None) == (per_class is None):
             raise ValueError("give exactly one of num_images (items per epoch) or per_class (items per class)")
         n = per_class if num_images is None else num_images
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"{'per_class' if num_images is None else 'num_images'} must be an integer >= 0, got {n!r}")
+            raise ValueError(
+                f"{'per_class' if num_images is None else 'num_images'} must be an integer >= 0, got {n!r}"
+            )
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self.seed = check_seed(seed, allow_none=False)
@@ -133,7 +159,11 @@ class SyntheticDataset(Dataset):
         self._generator = None if self.generator_path is not None else load_generator(generator, device)
         gen = self.generator
         self.c_dim, self.z_dim = int(gen.c_dim), int(gen.z_dim)
-        self.image_shape = (int(getattr(gen, "img_channels", 0)), int(getattr(gen, "img_resolution", 0)), int(getattr(gen, "img_resolution", 0)))
+        self.image_shape = (
+            int(getattr(gen, "img_channels", 0)),
+            int(getattr(gen, "img_resolution", 0)),
+            int(getattr(gen, "img_resolution", 0)),
+        )
         self.class_names = list(getattr(gen, "class_names", None) or [str(k) for k in range(self.c_dim)])
         self.sampler = _check_sampler(sampler, self.c_dim)
         self.per_class = None if per_class is None else int(per_class)
@@ -167,9 +197,11 @@ class SyntheticDataset(Dataset):
             wants_cuda = any(p.is_cuda for p in self._generator.parameters())
         bad_fork = getattr(torch.cuda, "_is_in_bad_fork", lambda: False)()
         if wants_cuda and bad_fork and torch.utils.data.get_worker_info() is not None:
-            raise RuntimeError("SyntheticDataset: a CUDA generator cannot run in DataLoader workers forked after CUDA was "
-                               "initialised; use num_workers=0 (generation already runs on the GPU) or "
-                               "multiprocessing_context='spawn'")
+            raise RuntimeError(
+                "SyntheticDataset: a CUDA generator cannot run in DataLoader workers forked after CUDA was "
+                "initialised; use num_workers=0 (generation already runs on the GPU) or "
+                "multiprocessing_context='spawn'"
+            )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -194,7 +226,9 @@ class SyntheticDataset(Dataset):
     def _check_indices(self, indices: Sequence[int]) -> np.ndarray:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_images):
-            raise IndexError(f"SyntheticDataset index out of range: got {idx.min()}..{idx.max()}, length {self.num_images}")
+            raise IndexError(
+                f"SyntheticDataset index out of range: got {idx.min()}..{idx.max()}, length {self.num_images}"
+            )
         return idx
 
     def labels_and_latents(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,7 +247,14 @@ class SyntheticDataset(Dataset):
         """Images ``[N, C, R, R]`` (CPU) and labels ``[N, K]`` of the given items, generated in chunks."""
         labels, z = self.labels_and_latents(indices)
         chunks = [
-            _generate(self.generator, labels[s : s + self.batch_size], z[s : s + self.batch_size], self.truncation_psi, self.batch_size, self.device).cpu()
+            _generate(
+                self.generator,
+                labels[s : s + self.batch_size],
+                z[s : s + self.batch_size],
+                self.truncation_psi,
+                self.batch_size,
+                self.device,
+            ).cpu()
             for s in range(0, labels.shape[0], self.batch_size)
         ]
         images = torch.cat(chunks) if chunks else torch.empty((0, *self.image_shape))
@@ -243,8 +284,15 @@ class RealSyntheticDataset(Dataset):
         Shuffle in the ``DataLoader`` to interleave them.
     """
 
-    def __init__(self, real: Dataset, synthetic: SyntheticDataset | None, num_classes: int, ratio: float | None = None,
-                 image_key: str = "image", label_key: str = "label"):
+    def __init__(
+        self,
+        real: Dataset,
+        synthetic: SyntheticDataset | None,
+        num_classes: int,
+        ratio: float | None = None,
+        image_key: str = "image",
+        label_key: str = "label",
+    ):
         to_soft_label(0, num_classes)
         self.real, self.synthetic, self.num_classes = real, synthetic, int(num_classes)
         self.image_key, self.label_key = image_key, label_key
@@ -263,7 +311,9 @@ class RealSyntheticDataset(Dataset):
                     raise ValueError(f"ratio must be >= 0 synthetic items per real item, got {ratio}")
                 self.num_synthetic = int(round(ratio * self.num_real))
                 if self.num_synthetic > len(synthetic):
-                    raise ValueError(f"ratio {ratio} needs {self.num_synthetic} synthetic items, the synthetic dataset has {len(synthetic)}")
+                    raise ValueError(
+                        f"ratio {ratio} needs {self.num_synthetic} synthetic items, the synthetic dataset has {len(synthetic)}"
+                    )
 
     def __len__(self) -> int:
         return self.num_real + self.num_synthetic
@@ -300,8 +350,10 @@ class RealSyntheticDataset(Dataset):
         real_shapes = {tuple(o["image"].shape) for o in out if not bool(o["is_synthetic"])}
         syn_shapes = {tuple(o["image"].shape) for o in out if bool(o["is_synthetic"])}
         if real_shapes and syn_shapes and real_shapes != syn_shapes:
-            raise ValueError(f"real images {sorted(real_shapes)} and synthetic images {sorted(syn_shapes)} differ in shape; "
-                             "resize the real data to the generator's resolution")
+            raise ValueError(
+                f"real images {sorted(real_shapes)} and synthetic images {sorted(syn_shapes)} differ in shape; "
+                "resize the real data to the generator's resolution"
+            )
         return out
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:

@@ -65,8 +65,18 @@ class TeacherLabelledSynthetic(torch.utils.data.Dataset):
         tries: candidates per slot for ``filter`` (ignored by ``blend``, which uses ``tries=1``).
     """
 
-    def __init__(self, synthetic, teacher, *, mode: str = "blend", weight: float = 0.5, tolerance: float = 0.5,
-                 tries: int = 4, device=None, batch_size: int = 256):
+    def __init__(
+        self,
+        synthetic,
+        teacher,
+        *,
+        mode: str = "blend",
+        weight: float = 0.5,
+        tolerance: float = 0.5,
+        tries: int = 4,
+        device=None,
+        batch_size: int = 256,
+    ):
         if mode not in TEACHER_MODES:
             raise ValueError(f"teacher mode must be one of {TEACHER_MODES}, got {mode!r}")
         if not (isinstance(weight, (int, float)) and 0.0 <= float(weight) <= 1.0):
@@ -106,8 +116,10 @@ class TeacherLabelledSynthetic(torch.utils.data.Dataset):
     @torch.no_grad()
     def _probs(self, images: torch.Tensor) -> torch.Tensor:
         dev = next(self.net.parameters()).device
-        out = [torch.softmax(self.net(images[s:s + self.batch_size].to(dev)).float(), dim=1).cpu()
-               for s in range(0, images.shape[0], self.batch_size)]
+        out = [
+            torch.softmax(self.net(images[s : s + self.batch_size].to(dev)).float(), dim=1).cpu()
+            for s in range(0, images.shape[0], self.batch_size)
+        ]
         return torch.cat(out) if out else torch.empty(0, self.c_dim)
 
     def _blend(self, labels, probs):

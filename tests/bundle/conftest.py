@@ -30,7 +30,9 @@ def tiny_datalist(tmp_path_factory) -> Path:
 
 
 def copy_bundle(dst: Path) -> Path:
-    shutil.copytree(REPO_BUNDLE, dst, ignore=shutil.ignore_patterns("models", "runs", "eval", "synthetic", "predictions"))
+    shutil.copytree(
+        REPO_BUNDLE, dst, ignore=shutil.ignore_patterns("models", "runs", "eval", "synthetic", "predictions")
+    )
     return dst
 
 
@@ -52,7 +54,9 @@ def parse_config(name: str | list[str], bundle: Path = REPO_BUNDLE, **overrides)
 
     parser = ConfigParser()
     names = [name] if isinstance(name, str) else list(name)
-    parser.read_config([str(bundle / "configs" / n) for n in names] if len(names) > 1 else str(bundle / "configs" / names[0]))
+    parser.read_config(
+        [str(bundle / "configs" / n) for n in names] if len(names) > 1 else str(bundle / "configs" / names[0])
+    )
     parser.read_meta(str(bundle / "configs" / "metadata.json"))
     parser.update(overrides)
     return parser

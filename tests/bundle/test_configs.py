@@ -25,15 +25,21 @@ def test_inference_components_monai_label_needs_instantiate():
         assert parser.get_parsed_content(component_id) is not None, component_id
 
 
-@pytest.mark.parametrize(("name", "ds_id"), [
-    ("train_gan.json", "train_dataset"),
-    ("train.json", "train#dataset"),
-    ("train.json", "validate#dataset"),
-    (["train.json", "evaluate.json"], "validate#dataset"),
-])
+@pytest.mark.parametrize(
+    ("name", "ds_id"),
+    [
+        ("train_gan.json", "train_dataset"),
+        ("train.json", "train#dataset"),
+        ("train.json", "validate#dataset"),
+        (["train.json", "evaluate.json"], "validate#dataset"),
+    ],
+)
 def test_config_datasets_yield_the_training_stream(name, ds_id, tiny_datalist):
-    overrides = {"image_size": 32, "model_contract": None, "class_names": ["cyst", "hemangioma", "metastasis"]} \
-        if name != "train.json" and name != "train_gan.json" else {}
+    overrides = (
+        {"image_size": 32, "model_contract": None, "class_names": ["cyst", "hemangioma", "metastasis"]}
+        if name != "train.json" and name != "train_gan.json"
+        else {}
+    )
     parser = parse_config(name, datalist=str(tiny_datalist), **overrides)
     item = parser.get_parsed_content(ds_id)[0]
     assert tuple(item["image"].shape) == (1, 32, 32)
@@ -66,7 +72,9 @@ def test_multi_gpu_overrides_merge_into_train_gan():
     from .conftest import REPO_BUNDLE
 
     parser = ConfigParser()
-    parser.read_config([str(REPO_BUNDLE / "configs" / "train_gan.json"), str(REPO_BUNDLE / "configs" / "multi_gpu_train_gan.json")])
+    parser.read_config(
+        [str(REPO_BUNDLE / "configs" / "train_gan.json"), str(REPO_BUNDLE / "configs" / "multi_gpu_train_gan.json")]
+    )
     assert parser.get_parsed_content("nproc_per_node") == max(torch.cuda.device_count(), 1)
     assert parser.get_parsed_content("device") is None
     assert parser.get("trainer#nproc_per_node") == "@nproc_per_node"

@@ -7,10 +7,29 @@ import torch
 
 from .conftest import REPO_BUNDLE, parse_config
 
-REQUIRED_KEYS = ("version", "monai_version", "pytorch_version", "numpy_version", "required_packages_version", "task",
-                 "description", "authors", "copyright", "network_data_format")
-TENSOR_KEYS = ("type", "format", "modality", "num_channels", "spatial_shape", "dtype", "value_range", "is_patch_data",
-               "channel_def")
+REQUIRED_KEYS = (
+    "version",
+    "monai_version",
+    "pytorch_version",
+    "numpy_version",
+    "required_packages_version",
+    "task",
+    "description",
+    "authors",
+    "copyright",
+    "network_data_format",
+)
+TENSOR_KEYS = (
+    "type",
+    "format",
+    "modality",
+    "num_channels",
+    "spatial_shape",
+    "dtype",
+    "value_range",
+    "is_patch_data",
+    "channel_def",
+)
 
 
 @pytest.fixture(scope="module")

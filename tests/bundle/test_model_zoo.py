@@ -59,12 +59,19 @@ def metadata():
 
 
 def test_schema_checker_catches_what_the_schema_forbids():
-    broken = {"version": 1, "network_data_format": {"inputs": {"image": {"num_channels": "1"}}, "outputs": {}},
-              "eval_metrics": {"macro_f1": "measured per run"}}
+    broken = {
+        "version": 1,
+        "network_data_format": {"inputs": {"image": {"num_channels": "1"}}, "outputs": {}},
+        "eval_metrics": {"macro_f1": "measured per run"},
+    }
     errors = "\n".join(schema_errors(broken, SCHEMA))
-    for fragment in ("metadata#version: expected string", "missing required key 'monai_version'",
-                     "eval_metrics#macro_f1: expected number", "inputs#image: missing required key 'dtype'",
-                     "inputs#image#num_channels: expected integer"):
+    for fragment in (
+        "metadata#version: expected string",
+        "missing required key 'monai_version'",
+        "eval_metrics#macro_f1: expected number",
+        "inputs#image: missing required key 'dtype'",
+        "inputs#image#num_channels: expected integer",
+    ):
         assert fragment in errors
 
 
@@ -81,7 +88,10 @@ def test_model_weights_are_shipped_or_described_in_large_files_yml():
     assert (REPO_BUNDLE / "models" / "model.pt").is_file() or "models/model.pt" in paths
     for path in ("models/model.pt", "models/generator/generator.pt"):
         assert {"path", "url", "hash_val", "hash_type"} <= set(paths[path]), path
-    assert "train.json" in paths["models/model.pt"]["url"] and "train_gan.json" in paths["models/generator/generator.pt"]["url"]
+    assert (
+        "train.json" in paths["models/model.pt"]["url"]
+        and "train_gan.json" in paths["models/generator/generator.pt"]["url"]
+    )
 
 
 def test_metadata_validates_against_the_vendored_schema(metadata):
@@ -117,8 +127,14 @@ def test_verify_net_in_out(config, metadata):
 
     out = metadata["network_data_format"]["outputs"]["pred"]
     overrides = {"num_classes": out["num_channels"]} if config == "train.json" else {}
-    verify_net_in_out(net_id="network_def", meta_file=str(REPO_BUNDLE / "configs" / "metadata.json"),
-                      config_file=str(REPO_BUNDLE / "configs" / config), device="cpu", n=2, **overrides)
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(REPO_BUNDLE / "configs" / "metadata.json"),
+        config_file=str(REPO_BUNDLE / "configs" / config),
+        device="cpu",
+        n=2,
+        **overrides,
+    )
 
 
 def test_network_def_exports_to_torchscript_with_the_declared_shapes(metadata, tmp_path):
@@ -133,8 +149,16 @@ def test_network_def_exports_to_torchscript_with_the_declared_shapes(metadata, t
         torch.testing.assert_close(torch.jit.load(str(path))(x), net(x))
 
 
-README_SECTIONS = ("Model Overview", "Data", "Training configuration", "Performance", "MONAI Bundle Commands",
-                   "System Configuration", "References", "License")
+README_SECTIONS = (
+    "Model Overview",
+    "Data",
+    "Training configuration",
+    "Performance",
+    "MONAI Bundle Commands",
+    "System Configuration",
+    "References",
+    "License",
+)
 
 
 @pytest.mark.parametrize("section", README_SECTIONS)

@@ -46,7 +46,10 @@ def _pip_install_monailabel():
 
 
 _install_monailabel()
-pytest.importorskip("monailabel", reason="MONAI Label is an optional extra: pip install 'gemix-monai[monailabel]' && pip install --no-deps monailabel")
+pytest.importorskip(
+    "monailabel",
+    reason="MONAI Label is an optional extra: pip install 'gemix-monai[monailabel]' && pip install --no-deps monailabel",
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -138,13 +141,16 @@ def test_generate_task_then_classifier_task_on_the_generated_image(classifier_ta
     torch.testing.assert_close(scores, _direct_probabilities(trained_bundle, path), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(("request_", "message"), [
-    ({}, "soft_label"),
-    ({"soft_label": [1, 0]}, "3 classes"),
-    ({"soft_label": {"tumour": 1}}, "tumour"),
-    ({"label": "tumour"}, "tumour"),
-    ({"soft_label": [-1, 1, 1]}, "non-negative"),
-])
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        ({}, "soft_label"),
+        ({"soft_label": [1, 0]}, "3 classes"),
+        ({"soft_label": {"tumour": 1}}, "tumour"),
+        ({"label": "tumour"}, "tumour"),
+        ({"soft_label": [-1, 1, 1]}, "non-negative"),
+    ],
+)
 def test_generate_task_rejects_bad_requests_by_name(request_, message):
     from gemix_monai.monailabel.generator import parse_soft_label
 
@@ -175,8 +181,9 @@ def stock_named_bundle(trained_bundle, tmp_path_factory):
     return _copy_trained(trained_bundle, tmp_path_factory.mktemp("apps") / "gemix_classification")
 
 
-def test_stock_bundle_infer_task_with_default_arguments_serves_the_classifier(stock_named_bundle, trained_bundle,
-                                                                              tiny_datalist):
+def test_stock_bundle_infer_task_with_default_arguments_serves_the_classifier(
+    stock_named_bundle, trained_bundle, tiny_datalist
+):
     # what monailabel's sample-apps/monaibundle/main.py does for every bundle: BundleInferTask(path, conf)
     from monailabel.tasks.infer.bundle import BundleInferTask
 
@@ -228,8 +235,17 @@ def test_stock_bundle_train_task_trains_train_json_with_its_overrides(trained_bu
     assert task.config()["model_filename"] == ["model.pt"]
     # BundleTrainTask overrides train#trainer#max_epochs, train#dataset#data, validate#dataset#data, train#handlers
     # (adding a CheckpointLoader of models/model.pt) and device, then runs train.json's "run"
-    task({"model": "gemix_classification", "max_epochs": 2, "device": "cpu", "multi_gpu": False, "val_split": 0.25,
-          "pretrained": True}, _Datastore(items))
+    task(
+        {
+            "model": "gemix_classification",
+            "max_epochs": 2,
+            "device": "cpu",
+            "multi_gpu": False,
+            "val_split": 0.25,
+            "pretrained": True,
+        },
+        _Datastore(items),
+    )
     info = json.loads((bundle / "models" / "classifier.json").read_text())
     assert info["class_names"] == ["cyst", "hemangioma", "metastasis"] and info["best_epoch"] in (1, 2)
     assert (bundle / "models" / "model.pt").stat().st_mtime_ns > before

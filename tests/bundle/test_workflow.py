@@ -15,8 +15,9 @@ def _workflow(files, kind, **overrides):
 
     cfg = REPO_BUNDLE / "configs"
     files = [str(cfg / f) for f in files] if isinstance(files, list) else str(cfg / files)
-    wf = ConfigWorkflow(config_file=files, meta_file=str(cfg / "metadata.json"), logging_file=False,
-                        workflow_type=kind, **overrides)
+    wf = ConfigWorkflow(
+        config_file=files, meta_file=str(cfg / "metadata.json"), logging_file=False, workflow_type=kind, **overrides
+    )
     wf.initialize()
     return wf
 
@@ -30,15 +31,32 @@ def test_train_json_has_every_training_property(tiny_datalist, tmp_path):
 
 
 def test_inference_json_has_every_inference_property(trained_bundle, tiny_datalist, tmp_path):
-    wf = _workflow("inference.json", "infer", bundle_root=str(trained_bundle), dataset_dir=str(tiny_datalist.parent / "test"),
-                   output_dir=str(tmp_path), device="cpu")
+    wf = _workflow(
+        "inference.json",
+        "infer",
+        bundle_root=str(trained_bundle),
+        dataset_dir=str(tiny_datalist.parent / "test"),
+        output_dir=str(tmp_path),
+        device="cpu",
+    )
     assert wf.check_properties() == []
     assert len(wf.dataset) == 6
 
 
 def _train(root, tiny_datalist, **overrides):
-    run_bundle_config("train.json", {"bundle_root": str(root), "datalist": str(tiny_datalist), "device": "cpu",
-                                     "max_epochs": 1, "tensorboard": False, **overrides}, bundle=root, bundle_logging=False)
+    run_bundle_config(
+        "train.json",
+        {
+            "bundle_root": str(root),
+            "datalist": str(tiny_datalist),
+            "device": "cpu",
+            "max_epochs": 1,
+            "tensorboard": False,
+            **overrides,
+        },
+        bundle=root,
+        bundle_logging=False,
+    )
     return torch.load(root / "models" / "model.pt", weights_only=True)
 
 
@@ -55,8 +73,13 @@ def test_optimizer_and_network_overrides_change_training(tiny_datalist, tmp_path
     assert any(not torch.equal(default[k], frozen[k]) for k in params)
 
     root = copy_bundle(tmp_path / "c")
-    net = {"_target_": "monai.networks.nets.Classifier", "in_shape": [1, 32, 32], "classes": 3,
-           "channels": [4, 8], "strides": [2, 2]}
+    net = {
+        "_target_": "monai.networks.nets.Classifier",
+        "in_shape": [1, 32, 32],
+        "classes": 3,
+        "channels": [4, 8],
+        "strides": [2, 2],
+    }
     other = _train(root, tiny_datalist, network_def=net)
     from monai.networks.nets import Classifier
 
@@ -74,14 +97,22 @@ def test_handler_override_reaches_training(tiny_datalist, tmp_path):
     parser = ConfigParser()
     parser.read_config(str(root / "configs" / "train.json"))
     handlers = parser["train"]["handlers"] + [handler]
-    _train(root, tiny_datalist, **{"train#handlers": handlers,
-                                   "run": ["$@train#trainer.run()",
-                                           f"$open({str(marker)!r}, 'w').write(str(len(@train#handlers#{len(handlers) - 1}.data)))"]})
+    _train(
+        root,
+        tiny_datalist,
+        **{
+            "train#handlers": handlers,
+            "run": [
+                "$@train#trainer.run()",
+                f"$open({str(marker)!r}, 'w').write(str(len(@train#handlers#{len(handlers) - 1}.data)))",
+            ],
+        },
+    )
     assert int(marker.read_text()) > 0  # EpochOutputStore, attached through train#handlers, saw every iteration
 
 
 def test_mlflow_tracking_records_train_evaluate_and_inference(trained_bundle, tiny_datalist, tmp_path):
-    mlflow = pytest.importorskip("mlflow", reason="install mlflow (or mlflow-skinny) to test MONAI's tracking handlers")
+    pytest.importorskip("mlflow", reason="install mlflow (or mlflow-skinny) to test MONAI's tracking handlers")
     from mlflow.tracking import MlflowClient
 
     pytest.importorskip("sqlalchemy", reason="MLflow's local SQLite store needs sqlalchemy and alembic")
@@ -94,12 +125,27 @@ def test_mlflow_tracking_records_train_evaluate_and_inference(trained_bundle, ti
         (root / "models" / f).write_bytes((trained_bundle / "models" / f).read_bytes())
     common = {"bundle_root": str(root), "device": "cpu", "tracking_uri": uri}
     data = {"datalist": str(tiny_datalist)}
-    run_bundle_config("train.json", {**common, **data, "max_epochs": 1, "tensorboard": False, "experiment_name": "train"},
-                      bundle=root, bundle_logging=False, tracking="mlflow")
-    run_bundle_config(["train.json", "evaluate.json"], {**common, **data, "experiment_name": "evaluate"}, bundle=root,
-                      bundle_logging=False, tracking="mlflow")
-    run_bundle_config("inference.json", {**common, "dataset_dir": str(tiny_datalist.parent / "test"),
-                                         "experiment_name": "inference"}, bundle=root, bundle_logging=False, tracking="mlflow")
+    run_bundle_config(
+        "train.json",
+        {**common, **data, "max_epochs": 1, "tensorboard": False, "experiment_name": "train"},
+        bundle=root,
+        bundle_logging=False,
+        tracking="mlflow",
+    )
+    run_bundle_config(
+        ["train.json", "evaluate.json"],
+        {**common, **data, "experiment_name": "evaluate"},
+        bundle=root,
+        bundle_logging=False,
+        tracking="mlflow",
+    )
+    run_bundle_config(
+        "inference.json",
+        {**common, "dataset_dir": str(tiny_datalist.parent / "test"), "experiment_name": "inference"},
+        bundle=root,
+        bundle_logging=False,
+        tracking="mlflow",
+    )
     client = MlflowClient(tracking_uri=uri)
     for name, metric in (("train", "train_loss"), ("evaluate", "macro_f1"), ("inference", None)):
         exp = client.get_experiment_by_name(name)

@@ -29,8 +29,9 @@ def small_phantoms(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("phantoms")
     return {
-        fmt: generate_phantom_dataset(root / fmt, image_size=48, counts=(4, 3, 3), seed=7, fmt=fmt,
-                                      val_counts=(1, 1, 1), test_counts=(2, 1, 1))
+        fmt: generate_phantom_dataset(
+            root / fmt, image_size=48, counts=(4, 3, 3), seed=7, fmt=fmt, val_counts=(1, 1, 1), test_counts=(2, 1, 1)
+        )
         for fmt in ("nifti", "dicom")
     }
 
@@ -68,4 +69,3 @@ def png_folder(tmp_path):
             arr = rng.integers(0, 60, size=(20, 30), dtype=np.uint8) + np.uint8(100 * label)
             _write_png(root / name / f"{name}_{i}.png", arr)
     return root
-

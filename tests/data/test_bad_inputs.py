@@ -82,8 +82,10 @@ def test_16_bit_png_with_12_bit_data_is_percentile_scaled_not_saturated(tmp_path
 
 
 def test_a_datalists_own_hu_window_is_applied(tmp_path, ct_small):
-    path = write_datalist({"class_names": ["a", "b"], "hu_window": "lung",
-                           "training": [{"image": str(ct_small), "label": 0}]}, tmp_path / "dl.json")
+    path = write_datalist(
+        {"class_names": ["a", "b"], "hu_window": "lung", "training": [{"image": str(ct_small), "label": 0}]},
+        tmp_path / "dl.json",
+    )
     ds = get_dataset(str(path), "training", 32)
     assert ds.hu_window == (1500.0, -600.0)
     expected = get_transforms(32, hu_window="lung")({"image": str(ct_small), "label": 0})["image"]
@@ -91,7 +93,9 @@ def test_a_datalists_own_hu_window_is_applied(tmp_path, ct_small):
 
 
 def test_ct_dicom_gets_a_ct_window_by_its_modality(tmp_path, ct_small):
-    path = write_datalist({"class_names": ["a", "b"], "training": [{"image": str(ct_small), "label": 0}]}, tmp_path / "d.json")
+    path = write_datalist(
+        {"class_names": ["a", "b"], "training": [{"image": str(ct_small), "label": 0}]}, tmp_path / "d.json"
+    )
     ds = get_dataset(str(path), "training", 32)
     assert ds.hu_window == (400.0, 50.0) and "Modality CT" in ds.contract.reason
 
@@ -139,12 +143,15 @@ def test_preprocessing_equals_monais_own_chain(tmp_path, write_png, shape):
     arr = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
     path = write_png(tmp_path / "x.png", arr)
     ours = get_transforms(max(shape), intensity="uint8")({"image": str(path), "label": 0})["image"]
-    theirs = Compose([LoadImaged("image"), EnsureChannelFirstd("image"),
-                      ScaleIntensityRanged("image", 0, 255, -1, 1, clip=True)])({"image": str(path)})["image"]
+    theirs = Compose(
+        [LoadImaged("image"), EnsureChannelFirstd("image"), ScaleIntensityRanged("image", 0, 255, -1, 1, clip=True)]
+    )({"image": str(path)})["image"]
     x, y = theirs.shape[1:]
     side = max(shape)
     x0, y0 = (side - x) // 2, (side - y) // 2  # the shorter side is padded symmetrically
-    torch.testing.assert_close(ours[:, x0:x0 + x, y0:y0 + y].as_tensor(), theirs.as_tensor().float(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        ours[:, x0 : x0 + x, y0 : y0 + y].as_tensor(), theirs.as_tensor().float(), atol=1e-6, rtol=0
+    )
 
 
 # ------------------------------------------------------------------ 4. splits made once and kept
@@ -178,9 +185,17 @@ def test_the_same_image_in_training_and_test_names_both_files(tmp_path, write_pn
     a = write_png(tmp_path / "a.png", arr)
     b = write_png(tmp_path / "copy of a.png", arr)
     c = write_png(tmp_path / "c.png", arr[::-1].copy())
-    dl = write_datalist({"class_names": ["x", "y"], "training": [{"image": str(a), "label": 0}, {"image": str(c), "label": 1}],
-                         "test": [{"image": str(b), "label": 0}]}, tmp_path / "dl.json")
-    with pytest.raises(DataValidationError, match=r"copy of a\.png: identical content .* as training\[0\] .*a\.png.*leaks"):
+    dl = write_datalist(
+        {
+            "class_names": ["x", "y"],
+            "training": [{"image": str(a), "label": 0}, {"image": str(c), "label": 1}],
+            "test": [{"image": str(b), "label": 0}],
+        },
+        tmp_path / "dl.json",
+    )
+    with pytest.raises(
+        DataValidationError, match=r"copy of a\.png: identical content .* as training\[0\] .*a\.png.*leaks"
+    ):
         get_dataset(str(dl), "training", 8)
     ds = get_dataset(str(dl), "training", 8, on_duplicate="drop")
     assert len(ds) == 2
@@ -188,8 +203,10 @@ def test_the_same_image_in_training_and_test_names_both_files(tmp_path, write_pn
 
 def test_one_path_with_two_labels_is_an_error(tmp_path, write_png):
     a = write_png(tmp_path / "a.png", np.zeros((8, 8), np.uint8))
-    dl = write_datalist({"class_names": ["x", "y"], "training": [{"image": str(a), "label": 0}, {"image": str(a), "label": 1}]},
-                        tmp_path / "dl.json")
+    dl = write_datalist(
+        {"class_names": ["x", "y"], "training": [{"image": str(a), "label": 0}, {"image": str(a), "label": 1}]},
+        tmp_path / "dl.json",
+    )
     with pytest.raises(DataValidationError, match="conflicting labels"):
         get_dataset(str(dl), "training", 8)
 
@@ -205,8 +222,10 @@ def test_nan_or_inf_voxels_fail_validation_naming_the_file(tmp_path, bad):
     nib.save(nib.Nifti1Image(arr, np.eye(4)), path)
     good = tmp_path / "good.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((8, 8), np.float32), np.eye(4)), good)
-    dl = write_datalist({"class_names": ["x", "y"], "training": [{"image": str(path), "label": 0},
-                                                                 {"image": str(good), "label": 1}]}, tmp_path / "dl.json")
+    dl = write_datalist(
+        {"class_names": ["x", "y"], "training": [{"image": str(path), "label": 0}, {"image": str(good), "label": 1}]},
+        tmp_path / "dl.json",
+    )
     with pytest.raises(DataValidationError, match=r"bad\.nii\.gz.*1 of 64 voxels are NaN or infinite"):
         get_dataset(str(dl), "training", 8)
     with pytest.raises(DataError, match="NaN or infinite"):
@@ -255,8 +274,15 @@ def test_a_stray_integer_label_does_not_make_extra_classes(tmp_path, write_png):
 
 def test_an_unknown_npz_needs_labels_0_to_k_minus_1(tmp_path):
     images = np.zeros((4, 8, 8), np.uint8)
-    np.savez(tmp_path / "mine.npz", train_images=images, train_labels=np.array([0, 1, 0, 7]),
-             val_images=images, val_labels=np.array([0, 1, 0, 1]), test_images=images, test_labels=np.array([0, 1, 1, 0]))
+    np.savez(
+        tmp_path / "mine.npz",
+        train_images=images,
+        train_labels=np.array([0, 1, 0, 7]),
+        val_images=images,
+        val_labels=np.array([0, 1, 0, 1]),
+        test_images=images,
+        test_labels=np.array([0, 1, 1, 0]),
+    )
     with pytest.raises(DataError, match=r"mine\.npz: label values \[0, 1, 7\].*pass class_names"):
         get_dataset(str(tmp_path / "mine.npz"), "training", 8)
 
@@ -271,7 +297,9 @@ def test_a_one_class_folder_names_the_folder(tmp_path, write_png):
 def test_a_missing_dataset_path_says_it_does_not_exist(tmp_path, capsys):
     rc = cli.main(["validate", "--dataset-dir", str(tmp_path / "nowhere")])
     assert rc == 1 and "does not exist" in capsys.readouterr().out
-    rc = cli.main(["train-gan", "--bundle-root", str(tmp_path), "--dataset-dir", str(tmp_path / "nowhere"), "--max-kimg", "0.01"])
+    rc = cli.main(
+        ["train-gan", "--bundle-root", str(tmp_path), "--dataset-dir", str(tmp_path / "nowhere"), "--max-kimg", "0.01"]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "does not exist" in err and str(tmp_path / "nowhere") in err and "Traceback" not in err
 

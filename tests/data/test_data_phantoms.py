@@ -19,8 +19,11 @@ from gemix_monai.data.phantoms import (
 
 
 def _digests(folder):
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    }
 
 
 @pytest.mark.parametrize("fmt", ["nifti", "dicom"])
@@ -55,7 +58,11 @@ def test_default_dataset_has_the_documented_class_counts(default_phantoms):
     datalist_path, _ = default_phantoms
     datalist = json.loads(datalist_path.read_text())
     assert datalist["class_names"] == list(CLASS_NAMES)
-    for split, counts in (("training", DEFAULT_TRAIN_COUNTS), ("validation", DEFAULT_VAL_COUNTS), ("test", DEFAULT_TEST_COUNTS)):
+    for split, counts in (
+        ("training", DEFAULT_TRAIN_COUNTS),
+        ("validation", DEFAULT_VAL_COUNTS),
+        ("test", DEFAULT_TEST_COUNTS),
+    ):
         labels = [item["label"] for item in datalist[split]]
         assert tuple(np.bincount(labels, minlength=3)) == counts, split
     assert all(item["image"].endswith(".nii.gz") for item in datalist["training"])

@@ -88,13 +88,16 @@ def test_write_then_read_keeps_entries_and_makes_paths_relative(tmp_path, png_fo
     assert read_datalist(path) == {**datalist, "validation": datalist["validation"], "test": datalist["test"]}
 
 
-@pytest.mark.parametrize("content,match", [
-    ("[1, 2]", "expected a JSON object"),
-    ('{"training": []}', "'class_names' must be a non-empty list"),
-    ('{"class_names": ["a"]}', "no split lists"),
-    ('{"class_names": ["a"], "training": [{"label": 0}]}', r"training\[0\] must be an object with an 'image' key"),
-    ("{not json", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ("[1, 2]", "expected a JSON object"),
+        ('{"training": []}', "'class_names' must be a non-empty list"),
+        ('{"class_names": ["a"]}', "no split lists"),
+        ('{"class_names": ["a"], "training": [{"label": 0}]}', r"training\[0\] must be an object with an 'image' key"),
+        ("{not json", "not valid JSON"),
+    ],
+)
 def test_malformed_datalist_json_is_named(tmp_path, content, match):
     path = tmp_path / "bad.json"
     path.write_text(content)
@@ -152,9 +155,14 @@ def _csv(tmp_path, rows, header="image,label,split"):
 
 
 def test_csv_with_class_names_and_splits(tmp_path):
-    path = _csv(tmp_path, ["a.png,cyst,train", "b.png,metastasis,train", "c.png,hemangioma,val", "/abs/d.png,cyst,test"])
+    path = _csv(
+        tmp_path, ["a.png,cyst,train", "b.png,metastasis,train", "c.png,hemangioma,val", "/abs/d.png,cyst,test"]
+    )
     datalist = build_datalist_from_csv(path, class_names=["cyst", "hemangioma", "metastasis"])
-    assert datalist["training"] == [{"image": str(tmp_path / "a.png"), "label": 0}, {"image": str(tmp_path / "b.png"), "label": 2}]
+    assert datalist["training"] == [
+        {"image": str(tmp_path / "a.png"), "label": 0},
+        {"image": str(tmp_path / "b.png"), "label": 2},
+    ]
     assert datalist["validation"] == [{"image": str(tmp_path / "c.png"), "label": 1}]
     assert datalist["test"] == [{"image": "/abs/d.png", "label": 0}]
 
@@ -166,13 +174,16 @@ def test_csv_with_integer_labels_and_no_split_column(tmp_path):
     assert sum(len(datalist[s]) for s in ("training", "validation", "test")) == 10
 
 
-@pytest.mark.parametrize("row,match", [
-    ("a.png,tumour,train", r"row 2: a.png: unknown class name 'tumour'"),
-    ("a.png,7,train", r"row 2: a.png: label 7 out of range \[0, 3\)"),
-    ("a.png,,train", r"row 2: a.png: empty 'label' \(image without a label\)"),
-    (",cyst,train", r"row 2: empty 'image'"),
-    ("a.png,cyst,holdout", r"row 2: a.png: split must be one of"),
-])
+@pytest.mark.parametrize(
+    "row,match",
+    [
+        ("a.png,tumour,train", r"row 2: a.png: unknown class name 'tumour'"),
+        ("a.png,7,train", r"row 2: a.png: label 7 out of range \[0, 3\)"),
+        ("a.png,,train", r"row 2: a.png: empty 'label' \(image without a label\)"),
+        (",cyst,train", r"row 2: empty 'image'"),
+        ("a.png,cyst,holdout", r"row 2: a.png: split must be one of"),
+    ],
+)
 def test_bad_csv_rows_are_named(tmp_path, row, match):
     path = _csv(tmp_path, ["ok.png,cyst,train", row])
     with pytest.raises(DataValidationError, match=match):

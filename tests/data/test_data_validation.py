@@ -52,18 +52,20 @@ def test_missing_file_is_named(tmp_path):
 
 def test_truncated_dicom_is_named(truncated_dicom):
     err = _problem([{"image": str(truncated_dicom), "label": 0}])
-    (where, reason), = err.problems
+    ((where, reason),) = err.problems
     assert "truncated.dcm" in where and "truncated" in reason.lower()
 
 
 def test_dicom_cut_inside_its_header_is_named(header_only_dicom):
     err = _problem([{"image": str(header_only_dicom), "label": 0}])
-    (where, reason), = err.problems
-    assert "cut_header.dcm" in where and ("truncated" in reason.lower() or "unreadable" in reason.lower() or "pixel data" in reason)
+    ((where, reason),) = err.problems
+    assert "cut_header.dcm" in where and (
+        "truncated" in reason.lower() or "unreadable" in reason.lower() or "pixel data" in reason
+    )
 
 
 def test_text_file_named_dcm_is_reported_as_not_dicom(not_a_dicom):
-    (where, reason), = _problem([{"image": str(not_a_dicom), "label": 0}]).problems
+    ((where, reason),) = _problem([{"image": str(not_a_dicom), "label": 0}]).problems
     assert "notes.dcm" in where and "DICOM" in reason
 
 
@@ -73,34 +75,47 @@ def test_truncated_uncompressed_nifti_is_named(tmp_path):
     path = tmp_path / "slice.nii"
     nib.save(nib.Nifti1Image(np.zeros((32, 32), np.int16), np.eye(4)), path)
     path.write_bytes(path.read_bytes()[:-100])
-    (where, reason), = _problem([{"image": str(path), "label": 0}]).problems
+    ((where, reason),) = _problem([{"image": str(path), "label": 0}]).problems
     assert "slice.nii" in where and "truncated NIfTI" in reason
 
 
 def test_volume_where_a_slice_was_expected_is_named(nibabel_data):
-    (where, reason), = _problem([{"image": str(nibabel_data / "anatomical.nii"), "label": 0}]).problems
+    ((where, reason),) = _problem([{"image": str(nibabel_data / "anatomical.nii"), "label": 0}]).problems
     assert "anatomical.nii" in where and "volume" in reason and "slice" in reason
 
 
 def test_volume_is_accepted_when_a_slice_will_be_chosen(nibabel_data):
-    good, _ = validate_items([{"image": str(nibabel_data / "anatomical.nii"), "label": 0}], num_classes=1, allow_volumes=True)
+    good, _ = validate_items(
+        [{"image": str(nibabel_data / "anatomical.nii"), "label": 0}], num_classes=1, allow_volumes=True
+    )
     assert len(good) == 1
 
 
 def test_4d_nifti_is_rejected(nibabel_data):
-    (_, reason), = _problem([{"image": str(nibabel_data / "example4d.nii.gz"), "label": 0}], allow_volumes=True).problems
+    ((_, reason),) = _problem(
+        [{"image": str(nibabel_data / "example4d.nii.gz"), "label": 0}], allow_volumes=True
+    ).problems
     assert "4-D" in reason
 
 
-@pytest.mark.parametrize("label,expected", [(3, "out of range [0, 3)"), (-1, "out of range"), (True, "integer"),
-                                            (1.5, "integer"), ("cyst", "integer"), (None, "integer")])
+@pytest.mark.parametrize(
+    "label,expected",
+    [
+        (3, "out of range [0, 3)"),
+        (-1, "out of range"),
+        (True, "integer"),
+        (1.5, "integer"),
+        ("cyst", "integer"),
+        (None, "integer"),
+    ],
+)
 def test_bad_labels_are_named(ct_small, label, expected):
-    (where, reason), = _problem([{"image": str(ct_small), "label": label}]).problems
+    ((where, reason),) = _problem([{"image": str(ct_small), "label": label}]).problems
     assert "training[0]" in where and expected in reason
 
 
 def test_entry_without_a_label_is_named(ct_small):
-    (where, reason), = _problem([{"image": str(ct_small)}]).problems
+    ((where, reason),) = _problem([{"image": str(ct_small)}]).problems
     assert "no 'label' key" in reason
 
 
@@ -110,8 +125,12 @@ def test_empty_split_is_an_error():
 
 
 def test_all_problems_are_listed_at_once(tmp_path, ct_small, truncated_dicom):
-    items = [{"image": str(ct_small), "label": 0}, {"image": str(tmp_path / "a.png"), "label": 0},
-             {"image": str(truncated_dicom), "label": 1}, {"image": str(ct_small), "label": 9}]
+    items = [
+        {"image": str(ct_small), "label": 0},
+        {"image": str(tmp_path / "a.png"), "label": 0},
+        {"image": str(truncated_dicom), "label": 1},
+        {"image": str(ct_small), "label": 9},
+    ]
     err = _problem(items)
     assert [w.split()[0] for w, _ in err.problems] == ["training[1]", "training[2]", "training[3]"]
     assert "3 bad entries" in str(err)
@@ -162,6 +181,8 @@ def test_get_dataset_rejects_unknown_sources(tmp_path):
 
 
 def test_datalist_with_label_out_of_range_fails_naming_the_entry(tmp_path, ct_small):
-    path = write_datalist({"class_names": ["a", "b"], "training": [{"image": str(ct_small), "label": 2}]}, tmp_path / "dl.json")
+    path = write_datalist(
+        {"class_names": ["a", "b"], "training": [{"image": str(ct_small), "label": 2}]}, tmp_path / "dl.json"
+    )
     with pytest.raises(DataValidationError, match=r"training\[0\].*CT_small.dcm: label 2 out of range \[0, 2\)"):
         get_dataset(str(path))

@@ -39,8 +39,18 @@ def small_options(**overrides) -> GanTrainingOptions:
     from gemix_monai.networks import get_preset
 
     values = get_preset("tiny")
-    values.update(batch_size=4, batch_gpu=4, max_kimg=0.012, pl_weight=2.0, pl_interval=2, r1_interval=2,
-                  ada_interval=1, ada_kimg=0.1, augment_p=0.3, style_mixing_prob=0.5)
+    values.update(
+        batch_size=4,
+        batch_gpu=4,
+        max_kimg=0.012,
+        pl_weight=2.0,
+        pl_interval=2,
+        r1_interval=2,
+        ada_interval=1,
+        ada_kimg=0.1,
+        augment_p=0.3,
+        style_mixing_prob=0.5,
+    )
     values.update(overrides)
     return GanTrainingOptions.from_mapping(values)
 
@@ -52,13 +62,32 @@ def train_worker(local_rank: int, cfg: dict) -> None:
 
     torch.set_num_threads(1)
     G, D, augment_pipe, _ = tiny_networks(seed=cfg["seed"])
-    trainer = create_gan_trainer(cfg["data"], G=G, D=D, augment_pipe=augment_pipe, options=small_options(**cfg["options"]),
-                                 num_classes=2, device="cpu", seed=cfg["seed"], progress=False,
-                                 output_dir=cfg.get("output_dir"), sample_kimg=1.0)
+    trainer = create_gan_trainer(
+        cfg["data"],
+        G=G,
+        D=D,
+        augment_pipe=augment_pipe,
+        options=small_options(**cfg["options"]),
+        num_classes=2,
+        device="cpu",
+        seed=cfg["seed"],
+        progress=False,
+        output_dir=cfg.get("output_dir"),
+        sample_kimg=1.0,
+    )
     outputs = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: outputs.append(dict(e.state.output)))
     trainer.run()
     if idist.get_rank() == 0:
-        torch.save({"G": trainer.G.state_dict(), "D": trainer.D.state_dict(), "G_ema": trainer.G_ema.state_dict(),
-                    "p": float(trainer.augment_pipe.p), "pl_mean": float(trainer.pl_mean), "outputs": outputs,
-                    "world_size": idist.get_world_size()}, cfg["result"])
+        torch.save(
+            {
+                "G": trainer.G.state_dict(),
+                "D": trainer.D.state_dict(),
+                "G_ema": trainer.G_ema.state_dict(),
+                "p": float(trainer.augment_pipe.p),
+                "pl_mean": float(trainer.pl_mean),
+                "outputs": outputs,
+                "world_size": idist.get_world_size(),
+            },
+            cfg["result"],
+        )

@@ -10,12 +10,12 @@ from monai.data import DataLoader, Dataset
 from gemix_monai.engines.classifier import (
     CHECKPOINT_INFO_NAME,
     ClassifierInfoWriter,
-    key_metric_cmp_fn,
     StrategyPrepareBatch,
     class_balanced_weights,
     create_classifier_evaluator,
     create_classifier_trainer,
     evaluate_classifier,
+    key_metric_cmp_fn,
     load_classifier,
     train_classifier,
 )
@@ -32,8 +32,10 @@ def make_items(n, seed):
     """Class k images are noise plus a class-dependent offset, so a tiny CNN can learn something."""
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % 3
-    return [{"image": (torch.randn(1, SIZE, SIZE, generator=g) * 0.3 + (int(y) - 1) * 0.5).clamp(-1, 1), "label": int(y)}
-            for y in labels]
+    return [
+        {"image": (torch.randn(1, SIZE, SIZE, generator=g) * 0.3 + (int(y) - 1) * 0.5).clamp(-1, 1), "label": int(y)}
+        for y in labels
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -52,29 +54,57 @@ def generator_checkpoint(tmp_path_factory):
     from gemix_monai.networks import Generator
 
     torch.manual_seed(0)
-    G = Generator(z_dim=8, c_dim=3, w_dim=8, img_resolution=SIZE, img_channels=1, mapping_kwargs={"num_layers": 2},
-                  synthesis_kwargs={"channel_base": 64, "channel_max": 8, "num_fp16_res": 0})
+    G = Generator(
+        z_dim=8,
+        c_dim=3,
+        w_dim=8,
+        img_resolution=SIZE,
+        img_channels=1,
+        mapping_kwargs={"num_layers": 2},
+        synthesis_kwargs={"channel_base": 64, "channel_max": 8, "num_fp16_res": 0},
+    )
     G.class_names = list(NAMES)
     return G.save_checkpoint(tmp_path_factory.mktemp("gen") / "generator.pt")
 
 
 # every name of STRATEGY_NAMES: items per epoch (24 real, synthetic_ratio 0.5) and whether targets are soft
-@pytest.mark.parametrize("strategy,num_items,soft_targets", [
-    ("real", 24, False), ("pixel_mixup", 24, True), ("synthetic_only", 24, True), ("real+synthetic", 36, False),
-    ("gemix", 36, True), ("gemix_code", 36, True), ("softmax_t", 36, True), ("genmix", 24, True),
-])
-def test_each_strategy_trains_on_its_own_data_and_keeps_a_loadable_best_checkpoint(strategy, num_items, soft_targets, train_ds, val_ds,
-                                                       generator_checkpoint, tmp_path):
+@pytest.mark.parametrize(
+    "strategy,num_items,soft_targets",
+    [
+        ("real", 24, False),
+        ("pixel_mixup", 24, True),
+        ("synthetic_only", 24, True),
+        ("real+synthetic", 36, False),
+        ("gemix", 36, True),
+        ("gemix_code", 36, True),
+        ("softmax_t", 36, True),
+        ("genmix", 24, True),
+    ],
+)
+def test_each_strategy_trains_on_its_own_data_and_keeps_a_loadable_best_checkpoint(
+    strategy, num_items, soft_targets, train_ds, val_ds, generator_checkpoint, tmp_path
+):
     targets = []
 
     def recording_loss(logits, target):
         targets.append(target.detach())
         return torch.nn.functional.cross_entropy(logits, target)
 
-    result = train_classifier(train_ds, val_ds, tmp_path, strategy=strategy, network="tiny", class_names=NAMES,
-                              generator_checkpoint=None if strategy in ("real", "pixel_mixup") else generator_checkpoint,
-                              epochs=1, batch_size=12, loss_function=recording_loss, tensorboard=False, final_report=False,
-                              strategy_kwargs={"synthetic_ratio": 0.5} if num_items == 36 else None)
+    result = train_classifier(
+        train_ds,
+        val_ds,
+        tmp_path,
+        strategy=strategy,
+        network="tiny",
+        class_names=NAMES,
+        generator_checkpoint=None if strategy in ("real", "pixel_mixup") else generator_checkpoint,
+        epochs=1,
+        batch_size=12,
+        loss_function=recording_loss,
+        tensorboard=False,
+        final_report=False,
+        strategy_kwargs={"synthetic_ratio": 0.5} if num_items == 36 else None,
+    )
     assert result.num_train_items == num_items
     target = torch.cat(targets)
     assert torch.allclose(target.sum(1), torch.ones(len(target)), atol=1e-5)
@@ -90,13 +120,25 @@ def test_the_strategy_grid_covers_every_strategy():
     from gemix_monai.engines.classifier import STRATEGY_NAMES
     from gemix_monai.transforms.strategies import STRATEGIES
 
-    assert set(STRATEGY_NAMES) == set(STRATEGIES) == {"real", "pixel_mixup", "synthetic_only", "real+synthetic", "gemix",
-                                                      "gemix_code", "softmax_t", "genmix"}
+    assert (
+        set(STRATEGY_NAMES)
+        == set(STRATEGIES)
+        == {"real", "pixel_mixup", "synthetic_only", "real+synthetic", "gemix", "gemix_code", "softmax_t", "genmix"}
+    )
 
 
 def test_training_writes_the_validation_report_and_tensorboard(train_ds, val_ds, tmp_path):
-    result = train_classifier(train_ds, val_ds, tmp_path, strategy="real", network="tiny", class_names=NAMES,
-                              epochs=2, batch_size=8, positive_class="malignant")
+    result = train_classifier(
+        train_ds,
+        val_ds,
+        tmp_path,
+        strategy="real",
+        network="tiny",
+        class_names=NAMES,
+        epochs=2,
+        batch_size=8,
+        positive_class="malignant",
+    )
     assert all((tmp_path / "val_report" / f).is_file() for f in REPORT_FILES)
     data = json.loads((tmp_path / "val_report" / "metrics.json").read_text())
     assert data["metrics"]["macro_f1"] == pytest.approx(result.best_metric)
@@ -113,8 +155,18 @@ def test_training_writes_the_validation_report_and_tensorboard(train_ds, val_ds,
 
 
 def test_evaluation_from_checkpoint_equals_functional_metrics(train_ds, val_ds, tmp_path):
-    train_classifier(train_ds, val_ds, tmp_path / "run", strategy="real", network="tiny", class_names=NAMES,
-                     epochs=1, batch_size=8, tensorboard=False, final_report=False)
+    train_classifier(
+        train_ds,
+        val_ds,
+        tmp_path / "run",
+        strategy="real",
+        network="tiny",
+        class_names=NAMES,
+        epochs=1,
+        batch_size=8,
+        tensorboard=False,
+        final_report=False,
+    )
     result = evaluate_classifier(tmp_path / "run" / "models" / "model.pt", val_ds, tmp_path / "report")
     net, _ = load_classifier(tmp_path / "run" / "models" / "model.pt")
     net.eval()
@@ -129,8 +181,19 @@ def test_evaluation_from_checkpoint_equals_functional_metrics(train_ds, val_ds, 
 
 
 def test_feature_tsne_of_real_and_mixed_points(train_ds, val_ds, tmp_path):
-    train_classifier(train_ds, val_ds, tmp_path, strategy="pixel_mixup", network="tiny", class_names=NAMES, epochs=1,
-                     batch_size=8, tensorboard=False, tsne_layer="default", tsne_max_points=24)
+    train_classifier(
+        train_ds,
+        val_ds,
+        tmp_path,
+        strategy="pixel_mixup",
+        network="tiny",
+        class_names=NAMES,
+        epochs=1,
+        batch_size=8,
+        tensorboard=False,
+        tsne_layer="default",
+        tsne_max_points=24,
+    )
     assert (tmp_path / "val_report" / "tsne.png").is_file()
 
 
@@ -148,8 +211,18 @@ def test_datalist_input_loads_images_and_class_names(tmp_path):
     datalist = tmp_path / "datalist.json"
     datalist.write_text(json.dumps({"class_names": NAMES, **entries}))
     transform = Compose([LoadImaged("image", reader="NumpyReader"), EnsureTyped("image")])
-    result = train_classifier(datalist, datalist, tmp_path / "run", network="tiny", epochs=1, batch_size=4,
-                              train_transform=transform, val_transform=transform, tensorboard=False, final_report=False)
+    result = train_classifier(
+        datalist,
+        datalist,
+        tmp_path / "run",
+        network="tiny",
+        epochs=1,
+        batch_size=4,
+        train_transform=transform,
+        val_transform=transform,
+        tensorboard=False,
+        final_report=False,
+    )
     info = json.loads((tmp_path / "run" / "models" / CHECKPOINT_INFO_NAME).read_text())
     assert info["class_names"] == NAMES and result.best_epoch == 1
 
@@ -157,20 +230,31 @@ def test_datalist_input_loads_images_and_class_names(tmp_path):
 def test_early_stopping_ends_training_when_the_key_metric_stalls(train_ds, val_ds, tmp_path):
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(SIZE * SIZE, 3))
-    evaluator = create_classifier_evaluator(net, DataLoader(val_ds, batch_size=6), 3, NAMES, key_metric="fnr/benign",
-                                            device="cpu")
+    evaluator = create_classifier_evaluator(
+        net, DataLoader(val_ds, batch_size=6), 3, NAMES, key_metric="fnr/benign", device="cpu"
+    )
     # lr = 0: the network never changes, so the validation metric never improves after epoch 1
-    trainer = create_classifier_trainer(net, DataLoader(train_ds, batch_size=8), 3, max_epochs=6, lr=0.0,
-                                        evaluator=evaluator, early_stopping_patience=1, device="cpu",
-                                        checkpoint_path=tmp_path / "model.pt")
+    trainer = create_classifier_trainer(
+        net,
+        DataLoader(train_ds, batch_size=8),
+        3,
+        max_epochs=6,
+        lr=0.0,
+        evaluator=evaluator,
+        early_stopping_patience=1,
+        device="cpu",
+        checkpoint_path=tmp_path / "model.pt",
+    )
     trainer.run()
     assert trainer.state.epoch == 2
     assert evaluator.state.best_metric_epoch == 1
     assert json.loads((tmp_path / CHECKPOINT_INFO_NAME).read_text())["best_epoch"] == 1
 
 
-@pytest.mark.parametrize("key,values,best_epoch", [("macro_f1", [0.2, 0.5, 0.4], 2), ("fnr/benign", [0.3, 0.1, 0.2], 2),
-                                                   ("fnr/benign", [0.0, 0.1, 0.2], 1)])
+@pytest.mark.parametrize(
+    "key,values,best_epoch",
+    [("macro_f1", [0.2, 0.5, 0.4], 2), ("fnr/benign", [0.3, 0.1, 0.2], 2), ("fnr/benign", [0.0, 0.1, 0.2], 1)],
+)
 def test_checkpoint_saver_and_info_follow_the_metric_direction(tmp_path, key, values, best_epoch):
     """MONAI's CheckpointSaver (atomic subclass) + classifier.json, driven by MONAI's best-metric bookkeeping."""
     from ignite.engine import Engine, Events
@@ -189,8 +273,14 @@ def test_checkpoint_saver_and_info_follow_the_metric_direction(tmp_path, key, va
         if cmp(e.state.metrics[key], e.state.best_metric):
             e.state.best_metric, e.state.best_metric_epoch = e.state.metrics[key], e.state.epoch
 
-    AtomicCheckpointSaver(str(tmp_path), {"model": net}, save_key_metric=True, key_metric_name=key,
-                          key_metric_filename="model.pt", key_metric_negative_sign=not metric_higher_is_better(key)).attach(engine)
+    AtomicCheckpointSaver(
+        str(tmp_path),
+        {"model": net},
+        save_key_metric=True,
+        key_metric_name=key,
+        key_metric_filename="model.pt",
+        key_metric_negative_sign=not metric_higher_is_better(key),
+    ).attach(engine)
     ClassifierInfoWriter(tmp_path / CHECKPOINT_INFO_NAME, {"network": "x"}).attach(engine)
     for epoch, value in enumerate(values, start=1):
         engine.state.epoch, engine.state.metrics = epoch, {key: value}
@@ -200,7 +290,9 @@ def test_checkpoint_saver_and_info_follow_the_metric_direction(tmp_path, key, va
     assert engine.state.best_metric_epoch == best_epoch
     assert torch.load(tmp_path / "model.pt", weights_only=True)["weight"].eq(float(best_epoch)).all()
     info = json.loads((tmp_path / CHECKPOINT_INFO_NAME).read_text())
-    assert info["best_epoch"] == best_epoch and info["best_metric"] == values[best_epoch - 1] and info["key_metric"] == key
+    assert (
+        info["best_epoch"] == best_epoch and info["best_metric"] == values[best_epoch - 1] and info["key_metric"] == key
+    )
 
 
 def test_fnr_key_metric_is_minimised_by_default():
@@ -235,23 +327,44 @@ def test_class_weighted_sampling_balances_the_classes_seen_in_training(train_ds,
         seen.append(target.argmax(1))
         return torch.nn.functional.cross_entropy(logits, target)
 
-    train_classifier(unbalanced, val_ds, tmp_path, network="tiny", class_names=NAMES, epochs=4, batch_size=5,
-                     class_weighted_sampling=True, loss_function=recording_loss, tensorboard=False, final_report=False)
+    train_classifier(
+        unbalanced,
+        val_ds,
+        tmp_path,
+        network="tiny",
+        class_names=NAMES,
+        epochs=4,
+        batch_size=5,
+        class_weighted_sampling=True,
+        loss_function=recording_loss,
+        tensorboard=False,
+        final_report=False,
+    )
     counts = torch.bincount(torch.cat(seen), minlength=3)
     # 8 normal vs 2 benign items: drawn uniformly, benign would be ~20 % of the draws; balanced, ~50 %
     assert counts[2] == 0 and counts[1] >= 0.3 * counts.sum()
 
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    (dict(strategy="cutmix"), ValueError, "unknown strategy 'cutmix'"),
-    (dict(strategy="gemix"), ValueError, "needs a generator"),
-    (dict(epochs=0), ValueError, "epochs"),
-    (dict(class_names=None), ValueError, "num_classes is required"),
-    (dict(class_names=["a", "b"]), ValueError, "out of range"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(strategy="cutmix"), ValueError, "unknown strategy 'cutmix'"),
+        (dict(strategy="gemix"), ValueError, "needs a generator"),
+        (dict(epochs=0), ValueError, "epochs"),
+        (dict(class_names=None), ValueError, "num_classes is required"),
+        (dict(class_names=["a", "b"]), ValueError, "out of range"),
+    ],
+)
 def test_bad_training_arguments_give_clear_errors(kwargs, error, match, train_ds, val_ds, tmp_path):
-    args = dict(strategy="real", network="tiny", class_names=NAMES, epochs=1, batch_size=8, tensorboard=False,
-                final_report=False)
+    args = dict(
+        strategy="real",
+        network="tiny",
+        class_names=NAMES,
+        epochs=1,
+        batch_size=8,
+        tensorboard=False,
+        final_report=False,
+    )
     args.update(kwargs)
     with pytest.raises(error, match=match):
         train_classifier(train_ds, val_ds, tmp_path, **args)
@@ -273,8 +386,18 @@ def test_checkpoint_without_info_needs_the_architecture(tmp_path):
 
 @requires_cuda
 def test_amp_training_on_cuda_keeps_a_float32_checkpoint(train_ds, val_ds, tmp_path):
-    result = train_classifier(train_ds, val_ds, tmp_path, network="tiny", class_names=NAMES, epochs=1, batch_size=8,
-                              device="cuda", amp=True, tensorboard=False)
+    result = train_classifier(
+        train_ds,
+        val_ds,
+        tmp_path,
+        network="tiny",
+        class_names=NAMES,
+        epochs=1,
+        batch_size=8,
+        device="cuda",
+        amp=True,
+        tensorboard=False,
+    )
     state = torch.load(result.checkpoint, weights_only=True)
     assert all(v.device.type == "cpu" for v in state.values())
     assert state["fc.weight"].dtype == torch.float32
@@ -289,20 +412,46 @@ def test_class_balanced_weights_equal_sklearn_balanced_weights():
     np.testing.assert_allclose(class_balanced_weights(y, 3).numpy(), expected)
 
 
-@pytest.mark.parametrize("strategy,sources", [
-    ("real", {"real"}), ("pixel_mixup", {"real", "mixed"}), ("synthetic_only", {"real", "synthetic"}),
-    ("gemix", {"real", "synthetic"}), ("genmix", {"real", "mixed"}),
-])
+@pytest.mark.parametrize(
+    "strategy,sources",
+    [
+        ("real", {"real"}),
+        ("pixel_mixup", {"real", "mixed"}),
+        ("synthetic_only", {"real", "synthetic"}),
+        ("gemix", {"real", "synthetic"}),
+        ("genmix", {"real", "mixed"}),
+    ],
+)
 def test_feature_sources_show_what_each_strategy_trains_on(strategy, sources, train_ds, val_ds, generator_checkpoint):
     from gemix_monai.engines.classifier import strategy_feature_sources
     from gemix_monai.handlers.tsne import extract_features
     from gemix_monai.transforms.strategies import build_strategy
 
-    strat = build_strategy(strategy, train_ds, 3, generator=None if strategy in ("real", "pixel_mixup") else generator_checkpoint,
-                           synthetic_ratio=0.5)
-    found = strategy_feature_sources(strat, DataLoader(strat.dataset, batch_size=8), DataLoader(val_ds, batch_size=8), 3, 10)
+    strat = build_strategy(
+        strategy,
+        train_ds,
+        3,
+        generator=None if strategy in ("real", "pixel_mixup") else generator_checkpoint,
+        synthetic_ratio=0.5,
+    )
+    found = strategy_feature_sources(
+        strat, DataLoader(strat.dataset, batch_size=8), DataLoader(val_ds, batch_size=8), 3, 10
+    )
     assert set(found) == sources
     net = build_classifier_network("tiny", 1, 3)
     for name, batches in found.items():
         features, labels = extract_features(net, "pool", batches, max_points=10)
         assert features.shape == (10, 32) and labels.max() < 3, name
+
+
+def test_options_dataclass_and_keywords_are_one_api(tmp_path):
+    from gemix_monai.engines.classifier import ClassifierTrainingOptions
+
+    options = ClassifierTrainingOptions(strategy="gemix", epochs=3)
+    assert options.batch_size == 32 and options.key_metric == "macro_f1"
+    with pytest.raises(ValueError, match="epochs must be a positive int, got 0"):  # a keyword overrides a field
+        train_classifier([], [], tmp_path, options=options, epochs=0)
+    with pytest.raises(ValueError, match="unknown strategy 'mixup'"):
+        train_classifier([], [], tmp_path, strategy="mixup")
+    with pytest.raises(TypeError, match="epoch"):
+        train_classifier([], [], tmp_path, epoch=3)

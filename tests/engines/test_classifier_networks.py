@@ -25,11 +25,14 @@ def test_tiny_network_takes_any_image_size_and_channels():
     assert net(torch.randn(1, 3, 24, 40)).shape == (1, 4)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(name="vgg", in_channels=1, num_classes=2), "unknown network 'vgg'"),
-    (dict(name="tiny", in_channels=0, num_classes=2), "in_channels"),
-    (dict(name="tiny", in_channels=1, num_classes=1), "num_classes"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(name="vgg", in_channels=1, num_classes=2), "unknown network 'vgg'"),
+        (dict(name="tiny", in_channels=0, num_classes=2), "in_channels"),
+        (dict(name="tiny", in_channels=1, num_classes=1), "num_classes"),
+    ],
+)
 def test_bad_network_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         build_classifier_network(**kwargs)
@@ -56,11 +59,14 @@ def test_soft_ce_gradient_flows_to_logits():
     assert logits.grad is not None and torch.isfinite(logits.grad).all()
 
 
-@pytest.mark.parametrize("target,match", [
-    (torch.full((4, 3), 0.5), "simplex"),
-    (torch.tensor([0, 1, 3, 0]), "out of range"),
-    (torch.full((4, 2), 0.5), r"\[4, 3\]"),
-])
+@pytest.mark.parametrize(
+    "target,match",
+    [
+        (torch.full((4, 3), 0.5), "simplex"),
+        (torch.tensor([0, 1, 3, 0]), "out of range"),
+        (torch.full((4, 2), 0.5), r"\[4, 3\]"),
+    ],
+)
 def test_soft_ce_rejects_bad_targets(target, match):
     with pytest.raises(ValueError, match=match):
         SoftTargetCrossEntropy()(torch.randn(4, 3), target)

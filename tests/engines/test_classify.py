@@ -34,8 +34,14 @@ def bundle_root(tmp_path_factory):
     net = build_classifier_network("tiny", 1, len(NAMES))
     (root / "models").mkdir()
     torch.save(net.state_dict(), root / "models" / "model.pt")
-    info = {"format": "gemix-classifier/1", "network": "tiny", "in_channels": 1, "num_classes": len(NAMES),
-            "class_names": NAMES, "preprocessing": {"image_size": 32, "hu_window": None, "intensity": "minmax"}}
+    info = {
+        "format": "gemix-classifier/1",
+        "network": "tiny",
+        "in_channels": 1,
+        "num_classes": len(NAMES),
+        "class_names": NAMES,
+        "preprocessing": {"image_size": 32, "hu_window": None, "intensity": "minmax"},
+    }
     (root / "models" / "classifier.json").write_text(json.dumps(info))
     return root
 
@@ -80,8 +86,12 @@ def test_find_images_is_recursive_case_insensitive_and_skips_hidden_and_other_fi
     assert [p.relative_to(images).as_posix() for p in find_images(images)] == EXPECTED
 
 
-def test_classify_folder_writes_a_header_and_one_row_per_image_with_the_checkpoint_classes(bundle_root, images, tmp_path):
-    out = classify_folder(bundle_root / "models" / "model.pt", images, tmp_path / "pred.csv", device="cpu", batch_size=2)
+def test_classify_folder_writes_a_header_and_one_row_per_image_with_the_checkpoint_classes(
+    bundle_root, images, tmp_path
+):
+    out = classify_folder(
+        bundle_root / "models" / "model.pt", images, tmp_path / "pred.csv", device="cpu", batch_size=2
+    )
     rows = _read(out)
     assert rows[0] == ["filename", "predicted_class", *(f"p({n})" for n in NAMES)]
     assert [r[0] for r in rows[1:]] == EXPECTED
@@ -108,7 +118,9 @@ def test_probabilities_are_the_network_softmax_on_the_recorded_preprocessing(bun
 def test_an_existing_csv_is_kept_unless_overwrite(bundle_root, images, tmp_path):
     out = tmp_path / "pred.csv"
     out.write_text("precious\n")
-    with pytest.raises(FileExistsError, match=rf"{out} already exists; pass overwrite=True \(command line: --overwrite\)"):
+    with pytest.raises(
+        FileExistsError, match=rf"{out} already exists; pass overwrite=True \(command line: --overwrite\)"
+    ):
         classify_folder(bundle_root / "models" / "model.pt", images, out, device="cpu")
     assert out.read_text() == "precious\n"
     classify_folder(bundle_root / "models" / "model.pt", images, out, device="cpu", overwrite=True)
@@ -160,16 +172,44 @@ def _cli(*argv):
 
 def test_cli_classify_writes_the_csv_and_refuses_to_overwrite_it(bundle_root, images, tmp_path):
     out = tmp_path / "cli.csv"
-    assert _cli("classify", str(images), "--bundle-root", str(bundle_root), "--output", str(out), "--device", "cpu") == 0
+    assert (
+        _cli("classify", str(images), "--bundle-root", str(bundle_root), "--output", str(out), "--device", "cpu") == 0
+    )
     rows = _read(out)
     assert rows[0][2:] == [f"p({n})" for n in NAMES] and len(rows) == 1 + len(EXPECTED)
     # the CLI prints the error as one line (exit 2); --verbose raises with the whole chain
-    assert _cli("classify", str(images), "--bundle-root", str(bundle_root), "--output", str(out), "--device", "cpu") == 2
+    assert (
+        _cli("classify", str(images), "--bundle-root", str(bundle_root), "--output", str(out), "--device", "cpu") == 2
+    )
     with pytest.raises(Exception) as info:
-        _cli("classify", str(images), "--bundle-root", str(bundle_root), "--output", str(out), "--device", "cpu", "--verbose")
+        _cli(
+            "classify",
+            str(images),
+            "--bundle-root",
+            str(bundle_root),
+            "--output",
+            str(out),
+            "--device",
+            "cpu",
+            "--verbose",
+        )
     assert f"{out} already exists" in _error_chain(info.value)
-    assert _cli("classify", str(images), "--bundle-root", str(bundle_root), "--output", str(out), "--device", "cpu",
-                "--overwrite", "--batch-size", "3") == 0
+    assert (
+        _cli(
+            "classify",
+            str(images),
+            "--bundle-root",
+            str(bundle_root),
+            "--output",
+            str(out),
+            "--device",
+            "cpu",
+            "--overwrite",
+            "--batch-size",
+            "3",
+        )
+        == 0
+    )
 
 
 def test_cli_classify_with_an_explicit_checkpoint_and_the_default_output(bundle_root, images, tmp_path):
@@ -177,8 +217,19 @@ def test_cli_classify_with_an_explicit_checkpoint_and_the_default_output(bundle_
 
     root = tmp_path / "root"
     shutil.copytree(bundle_root / "models", tmp_path / "elsewhere")
-    assert _cli("classify", str(images), "--bundle-root", str(root), "--ckpt-path", str(tmp_path / "elsewhere" / "model.pt"),
-                "--device", "cpu") == 0
+    assert (
+        _cli(
+            "classify",
+            str(images),
+            "--bundle-root",
+            str(root),
+            "--ckpt-path",
+            str(tmp_path / "elsewhere" / "model.pt"),
+            "--device",
+            "cpu",
+        )
+        == 0
+    )
     assert len(_read(root / "predictions" / "predictions.csv")) == 1 + len(EXPECTED)
 
 
@@ -194,8 +245,17 @@ def test_cli_classify_on_an_empty_folder_fails_naming_it(bundle_root, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(Exception) as info:
-        _cli("classify", str(empty), "--bundle-root", str(bundle_root), "--output", str(tmp_path / "x.csv"), "--device", "cpu",
-             "--verbose")
+        _cli(
+            "classify",
+            str(empty),
+            "--bundle-root",
+            str(bundle_root),
+            "--output",
+            str(tmp_path / "x.csv"),
+            "--device",
+            "cpu",
+            "--verbose",
+        )
     assert f"no images to classify in {empty}" in _error_chain(info.value)
 
 

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import socket
-
-import ignite.distributed as idist
 import torch
-
+from _distributed import one_and_two_processes
 from _gan_dist_worker import blob_dataset, train_worker
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path):
     # global batch 4 = 2 micro-batches of 2: accumulated in one process, or one per process
-    cfg = dict(data=blob_dataset(16, seed=4), seed=5, options=dict(max_kimg=0.008, batch_gpu=2, r1_interval=1, pl_interval=1))
-    train_worker(0, dict(cfg, result=tmp_path / "one.pt"))
-    with idist.Parallel(backend="gloo", nproc_per_node=2, master_port=_free_port()) as parallel:
-        parallel.run(train_worker, dict(cfg, result=tmp_path / "two.pt", output_dir=tmp_path / "run"))
-
-    one = torch.load(tmp_path / "one.pt", weights_only=True)
-    two = torch.load(tmp_path / "two.pt", weights_only=True)
+    cfg = dict(
+        data=blob_dataset(16, seed=4), seed=5, options=dict(max_kimg=0.008, batch_gpu=2, r1_interval=1, pl_interval=1)
+    )
+    one, two = one_and_two_processes(train_worker, cfg, dict(cfg, output_dir=tmp_path / "run"), tmp_path)
     assert one["world_size"] == 1 and two["world_size"] == 2
     assert len(one["outputs"]) == len(two["outputs"]) == 2
     for a, b in zip(one["outputs"], two["outputs"]):

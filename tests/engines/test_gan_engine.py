@@ -8,9 +8,9 @@ import random
 import numpy as np
 import pytest
 import torch
+from _gan_dist_worker import blob_dataset, small_options, tiny_networks
 from ignite.engine import Events
 
-from _gan_dist_worker import blob_dataset, small_options, tiny_networks
 from gemix_monai.engines import gan_loss
 from gemix_monai.engines.gan import (
     CHECKPOINT_FORMAT,
@@ -28,9 +28,22 @@ ITERATIONS = 3  # small_options: batch 4 -> max_kimg 0.012 is 3 steps
 
 def _trainer(data, output_dir, **kwargs):
     G, D, augment_pipe, _ = tiny_networks(seed=SEED, class_names=["normal", "pneumonia"])
-    return create_gan_trainer(data, G=G, D=D, augment_pipe=augment_pipe, options=small_options(), num_classes=2,
-                              class_names=["normal", "pneumonia"], output_dir=output_dir, device="cpu", seed=SEED,
-                              progress=False, checkpoint_kimg=0.004, sample_kimg=1.0, **kwargs)
+    return create_gan_trainer(
+        data,
+        G=G,
+        D=D,
+        augment_pipe=augment_pipe,
+        options=small_options(),
+        num_classes=2,
+        class_names=["normal", "pneumonia"],
+        output_dir=output_dir,
+        device="cpu",
+        seed=SEED,
+        progress=False,
+        checkpoint_kimg=0.004,
+        sample_kimg=1.0,
+        **kwargs,
+    )
 
 
 def _record(trainer):
@@ -129,8 +142,12 @@ def test_checkpoint_round_trip_restores_every_piece(uninterrupted, data, tmp_pat
     path = out / "checkpoints" / "latest.pt"
     state = torch.load(path, map_location="cpu", weights_only=True)
     assert state["format"] == CHECKPOINT_FORMAT
-    assert state["counters"] == {"iteration": ITERATIONS, "epoch": state["counters"]["epoch"],
-                                 "images_seen": 4 * ITERATIONS, "batch_size": 4}
+    assert state["counters"] == {
+        "iteration": ITERATIONS,
+        "epoch": state["counters"]["epoch"],
+        "images_seen": 4 * ITERATIONS,
+        "batch_size": 4,
+    }
 
     # disturb every global RNG, then restore into a fresh trainer
     torch.manual_seed(12345), np.random.seed(12345), random.seed(12345)
@@ -170,8 +187,18 @@ def test_train_gan_smoke_writes_checkpoint_generator_sample_grid_and_tensorboard
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     data = blob_dataset(256, num_classes=2, seed=2)
-    path = train_gan(data, tmp_path, preset="tiny", class_names=["left", "right"], max_kimg=0.008, batch_size=4,
-                     seed=0, log_every=1, sample_kimg=1.0, progress=False)
+    path = train_gan(
+        data,
+        tmp_path,
+        preset="tiny",
+        class_names=["left", "right"],
+        max_kimg=0.008,
+        batch_size=4,
+        seed=0,
+        log_every=1,
+        sample_kimg=1.0,
+        progress=False,
+    )
     assert path == tmp_path / "models" / "generator" / "generator.pt" and path.is_file()
     assert (tmp_path / "checkpoints" / "latest.pt").is_file()
     assert not [p for p in tmp_path.rglob("*.tmp")]
@@ -200,7 +227,10 @@ def test_train_gan_smoke_writes_checkpoint_generator_sample_grid_and_tensorboard
         (lambda d: d[0].update(image=torch.zeros(1, 16, 16)), r"shape \[1, 16, 16\].*\[1, 32, 32\]"),
         (lambda d: d[0].update(image=torch.zeros(3, 32, 32)), r"shape \[3, 32, 32\].*img_channels=1"),
         (lambda d: d[5].update(label=2), r"train_data\[5\]\['label'\] = 2 is out of range.*0\.\.1"),
-        (lambda d: d[0].update(image=torch.full((1, 32, 32), 255.0)), r"intensities span .*expected the range \[-1, 1\]"),
+        (
+            lambda d: d[0].update(image=torch.full((1, 32, 32), 255.0)),
+            r"intensities span .*expected the range \[-1, 1\]",
+        ),
         (lambda d: d[0].update(image="/data/img0.nii.gz"), r"file path"),
     ],
     ids=["resolution", "channels", "label-out-of-range", "intensity-range", "unloaded-path"],
@@ -216,11 +246,19 @@ def test_bad_input_fails_before_training_with_a_clear_message(mutate, message, t
 def test_micro_batch_must_respect_the_minibatch_std_group(data):
     G, D, augment_pipe, _ = tiny_networks()
     with pytest.raises(ValueError, match="minibatch-stddev group size 4 must divide batch_gpu=6"):
-        create_gan_trainer(data, G=G, D=D, augment_pipe=augment_pipe, options=small_options(batch_size=12, batch_gpu=6),
-                           num_classes=2, progress=False)
+        create_gan_trainer(
+            data,
+            G=G,
+            D=D,
+            augment_pipe=augment_pipe,
+            options=small_options(batch_size=12, batch_gpu=6),
+            num_classes=2,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="batch_gpu=3 must divide the per-process batch 4"):
-        create_gan_trainer(data, G=G, D=D, augment_pipe=augment_pipe, options=small_options(batch_gpu=3),
-                           num_classes=2, progress=False)
+        create_gan_trainer(
+            data, G=G, D=D, augment_pipe=augment_pipe, options=small_options(batch_gpu=3), num_classes=2, progress=False
+        )
 
 
 def test_soft_label_conversion_accepts_indices_and_simplex_rows_and_names_bad_values():
@@ -253,8 +291,16 @@ def test_global_batch_sampler_order_is_resumable_and_partitioned_across_ranks():
 @pytest.mark.parametrize("distribution, expected_class", [([1.0, 0.0], 0), ([0.0, 1.0], 1)])
 def test_dataset_label_source_conditions_G_on_the_class_distribution(data, distribution, expected_class):
     G, D, augment_pipe, _ = tiny_networks()
-    trainer = create_gan_trainer(data, G=G, D=D, augment_pipe=augment_pipe, options=small_options(gen_label_source="dataset"),
-                                 num_classes=2, label_distribution=distribution, progress=False)
+    trainer = create_gan_trainer(
+        data,
+        G=G,
+        D=D,
+        augment_pipe=augment_pipe,
+        options=small_options(gen_label_source="dataset"),
+        num_classes=2,
+        label_distribution=distribution,
+        progress=False,
+    )
     real_c = torch.eye(2)[[0, 1, 0, 1]]
     gen_c = trainer._sample_gen_c(real_c)
     assert torch.equal(gen_c, torch.eye(2)[[expected_class] * 4])
@@ -263,8 +309,9 @@ def test_dataset_label_source_conditions_G_on_the_class_distribution(data, distr
 def test_default_label_distribution_is_the_class_frequency_of_the_data():
     G, D, augment_pipe, _ = tiny_networks()
     data = blob_dataset(9, num_classes=2)[:7]  # labels 0,1,0,1,0,1,0
-    trainer = create_gan_trainer(data, G=G, D=D, augment_pipe=augment_pipe, options=small_options(), num_classes=2,
-                                 progress=False)
+    trainer = create_gan_trainer(
+        data, G=G, D=D, augment_pipe=augment_pipe, options=small_options(), num_classes=2, progress=False
+    )
     torch.testing.assert_close(trainer.label_distribution, torch.tensor([4 / 7, 3 / 7]))
 
 

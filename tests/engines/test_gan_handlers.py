@@ -8,9 +8,9 @@ import types
 import numpy as np
 import pytest
 import torch
+from _gan_dist_worker import blob_dataset, small_options, tiny_networks
 from torch import nn
 
-from _gan_dist_worker import blob_dataset, small_options, tiny_networks
 from gemix_monai.engines.gan import create_gan_trainer
 from gemix_monai.handlers.gan import (
     GanCheckpointHandler,
@@ -49,13 +49,22 @@ class _ConstantD(nn.Module):
         return (self.offset + 0 * img.mean(dim=(1, 2, 3))).unsqueeze(1)
 
 
-@pytest.mark.parametrize("offset, direction", [(5.0, +1), (-5.0, -1)], ids=["D-says-real-p-rises", "D-says-fake-p-falls"])
+@pytest.mark.parametrize(
+    "offset, direction", [(5.0, +1), (-5.0, -1)], ids=["D-says-real-p-rises", "D-says-fake-p-falls"]
+)
 def test_ada_p_tracks_the_sign_of_r_t_minus_target(offset, direction):
     G, _, augment_pipe, _ = tiny_networks()
     # one update after 2 steps of 4 images: step = batch·interval/(ada_kimg·1000) = 4·2/(0.04·1000) = 0.2
     options = small_options(max_kimg=0.008, augment_p=0.5, ada_kimg=0.04, ada_interval=2, r1_gamma=0.0, pl_weight=0.0)
-    trainer = create_gan_trainer(blob_dataset(8), G=G, D=_ConstantD(offset), augment_pipe=augment_pipe,
-                                 options=options, num_classes=2, progress=False)
+    trainer = create_gan_trainer(
+        blob_dataset(8),
+        G=G,
+        D=_ConstantD(offset),
+        augment_pipe=augment_pipe,
+        options=options,
+        num_classes=2,
+        progress=False,
+    )
     trainer.run()
     assert trainer.state.iteration == 2
     assert trainer.state.metrics["ada_r_t"] == direction  # sign(D(real)) is constant
@@ -63,8 +72,12 @@ def test_ada_p_tracks_the_sign_of_r_t_minus_target(offset, direction):
 
 
 def _fake_engine(state: dict, iteration: int = 1):
-    return types.SimpleNamespace(rank=0, state=types.SimpleNamespace(iteration=iteration), images_seen=iteration,
-                                 training_state_dict=lambda: state)
+    return types.SimpleNamespace(
+        rank=0,
+        state=types.SimpleNamespace(iteration=iteration),
+        images_seen=iteration,
+        training_state_dict=lambda: state,
+    )
 
 
 def test_checkpoint_write_failure_keeps_the_previous_file_and_leaves_no_temp_files(tmp_path, monkeypatch):
@@ -113,7 +126,7 @@ def test_sample_grid_has_a_row_per_class_then_simplex_walks_with_labels():
     assert image.shape[0] == 6 * (32 + 2) + 2
     margin = image.shape[1] - 4 * (32 + 2) - 2
     for r in range(6):  # every row has its label drawn in the margin
-        band = image[2 + r * 34: 2 + r * 34 + 32, :margin]
+        band = image[2 + r * 34 : 2 + r * 34 + 32, :margin]
         assert band.max() > 0, labels[r]
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from _gan_dist_worker import blob_dataset, small_options
+
 from gemix_monai.engines.gan import build_networks, create_gan_trainer
 from gemix_monai.networks import get_preset
 
@@ -15,9 +15,21 @@ NAMES = ["normal", "pneumonia"]
 def _trainer(data, out, preset="tiny", options=None, **kwargs):
     torch.manual_seed(0)
     G, D, augment_pipe, _ = build_networks(preset, num_classes=2, class_names=NAMES)
-    return create_gan_trainer(data, G=G, D=D, augment_pipe=augment_pipe, options=options or small_options(max_kimg=0.004),
-                              num_classes=2, class_names=NAMES, output_dir=out, device="cpu", seed=0, progress=False,
-                              sample_kimg=1.0, **kwargs)
+    return create_gan_trainer(
+        data,
+        G=G,
+        D=D,
+        augment_pipe=augment_pipe,
+        options=options or small_options(max_kimg=0.004),
+        num_classes=2,
+        class_names=NAMES,
+        output_dir=out,
+        device="cpu",
+        seed=0,
+        progress=False,
+        sample_kimg=1.0,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +69,9 @@ def test_resume_with_another_preset_names_the_file_both_configs_and_how_to_start
 def test_resume_from_another_paper_preset_names_both_presets(trained, data, tmp_path):
     """Stored ``tiny`` and requested ``32`` are recognised by name (the comparison happens before any weights load)."""
     out = _copy(trained, tmp_path)
-    with pytest.raises(ValueError, match=r"trained with preset 'tiny', this run asks for preset '32' \(G\.synthesis_kwargs"):
+    with pytest.raises(
+        ValueError, match=r"trained with preset 'tiny', this run asks for preset '32' \(G\.synthesis_kwargs"
+    ):
         _trainer(data, out, preset="32", resume="auto")
 
 
@@ -70,7 +84,9 @@ def test_a_damaged_latest_checkpoint_names_the_file_and_how_to_start_over(traine
     with pytest.raises(ValueError) as info:
         _trainer(data, out, resume="auto")
     message = str(info.value)
-    assert message.startswith(f"cannot resume GAN training from {latest}: the file cannot be read, it is damaged or truncated")
+    assert message.startswith(
+        f"cannot resume GAN training from {latest}: the file cannot be read, it is damaged or truncated"
+    )
     assert "resume=None" in message and "--set resume=None" in message
 
 
@@ -89,8 +105,11 @@ def test_a_damaged_checkpoint_lists_the_snapshots_kept_beside_it(data, tmp_path)
 
 def test_another_batch_size_names_the_file_and_how_to_start_over(trained, data, tmp_path):
     out = _copy(trained, tmp_path)
-    with pytest.raises(ValueError, match=r"cannot resume GAN training from .*latest\.pt: ValueError: checkpoint was trained "
-                                         r"with batch_size=4, this run uses 8.*resume=None"):
+    with pytest.raises(
+        ValueError,
+        match=r"cannot resume GAN training from .*latest\.pt: ValueError: checkpoint was trained "
+        r"with batch_size=4, this run uses 8.*resume=None",
+    ):
         _trainer(data, out, options=small_options(max_kimg=0.008, batch_size=8, batch_gpu=8), resume="auto")
 
 

@@ -26,7 +26,11 @@ def tiny_generator(phantoms):
     from gemix_monai.networks import Generator, get_preset
 
     torch.manual_seed(0)
-    return Generator(c_dim=3, class_names=list(phantoms[1].class_names), **get_preset("tiny")["G"]).eval().requires_grad_(False)
+    return (
+        Generator(c_dim=3, class_names=list(phantoms[1].class_names), **get_preset("tiny")["G"])
+        .eval()
+        .requires_grad_(False)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +61,11 @@ class CopyingGenerator:
             i = self.indices[c][seen[c] % len(self.indices[c])]
             seen[c] += 1
             self.returned.append(i)
-            out.append(torch.as_tensor(self.items[i]["image"]).as_tensor() if hasattr(self.items[i]["image"], "as_tensor")
-                       else torch.as_tensor(self.items[i]["image"]))
+            out.append(
+                torch.as_tensor(self.items[i]["image"]).as_tensor()
+                if hasattr(self.items[i]["image"], "as_tensor")
+                else torch.as_tensor(self.items[i]["image"])
+            )
         return torch.stack(out).float()
 
 
@@ -150,15 +157,49 @@ def test_cli_audit_runs_from_checkpoints(phantoms, tiny_generator, audited, tmp_
     gen_path = tmp_path / "generator.pt"
     tiny_generator.save_checkpoint(gen_path)
     checkpoint = audited.report["feature_network"]["checkpoint"]
-    assert cli.main(["audit", "--generator", str(gen_path), "--datalist", str(datalist), "--classifier", checkpoint,
-                     "--out", str(tmp_path / "out"), "--num-per-class", "4", "--seed", "1", "--device", "cpu"]) == 0
+    assert (
+        cli.main(
+            [
+                "audit",
+                "--generator",
+                str(gen_path),
+                "--datalist",
+                str(datalist),
+                "--classifier",
+                checkpoint,
+                "--out",
+                str(tmp_path / "out"),
+                "--num-per-class",
+                "4",
+                "--seed",
+                "1",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "out" / "audit.json").read_text())
     assert report["counts"]["synthetic"] == [4, 4, 4] and report["settings"]["seed"] == 1
     assert report["generator"] == str(gen_path) and report["heldout_name"] == "validation split"
     assert "memorisation flagged: no" in capsys.readouterr().out
     with pytest.raises(ValueError, match="resolution mismatch"):
-        cli.main(["audit", "--generator", str(gen_path), "--datalist", str(datalist), "--out", str(tmp_path / "bad"),
-                  "--image-size", "64", "--device", "cpu", "--verbose"])
+        cli.main(
+            [
+                "audit",
+                "--generator",
+                str(gen_path),
+                "--datalist",
+                str(datalist),
+                "--out",
+                str(tmp_path / "bad"),
+                "--image-size",
+                "64",
+                "--device",
+                "cpu",
+                "--verbose",
+            ]
+        )
 
 
 def test_cli_audit_help(capsys):
@@ -175,8 +216,15 @@ def test_a_feature_checkpoint_trained_with_synthetic_images_is_labelled_as_such(
     shutil.copytree(src, tmp_path / "models")
     info_path = tmp_path / "models" / "classifier.json"
     info_path.write_text(json.dumps({**json.loads(info_path.read_text()), "strategy": "gemix"}))
-    result = run_audit(CopyingGenerator(train), train, heldout, tmp_path / "out",
-                       feature_network=tmp_path / "models" / "model.pt", num_per_class=2, kid_subsets=1)
+    result = run_audit(
+        CopyingGenerator(train),
+        train,
+        heldout,
+        tmp_path / "out",
+        feature_network=tmp_path / "models" / "model.pt",
+        num_per_class=2,
+        kid_subsets=1,
+    )
     fn = result.report["feature_network"]
     assert fn["strategy"] == "gemix" and "NOT real-only" in fn["trained_on"]
     assert "NOT real-only" in (tmp_path / "out" / "audit.md").read_text()
@@ -187,8 +235,16 @@ def test_a_feature_module_needs_its_layer_named(phantoms, tmp_path):
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
     with pytest.raises(ValueError, match="feature_layer="):
         run_audit(CopyingGenerator(train), train, heldout, tmp_path, feature_network=net, num_per_class=2)
-    result = run_audit(CopyingGenerator(train), train, heldout, tmp_path, feature_network=net, feature_layer="2",
-                       num_per_class=2, kid_subsets=1)
+    result = run_audit(
+        CopyingGenerator(train),
+        train,
+        heldout,
+        tmp_path,
+        feature_network=net,
+        feature_layer="2",
+        num_per_class=2,
+        kid_subsets=1,
+    )
     assert result.report["feature_network"]["layer"] == "2" and result.flagged
 
 

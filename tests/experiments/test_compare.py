@@ -15,13 +15,27 @@ from gemix_monai.experiments import compare
 from gemix_monai.experiments.compare import COMPARE_DEFAULTS, CellConfigError, run_compare
 
 COUNTS = {"phantom_counts": (8, 4, 6), "val_counts": (2, 2, 2), "test_counts": (3, 3, 3)}
-TINY = {"strategies": ["real", "pixel_mixup", "gemix"], "seeds": 2, "networks": ["tiny"], "gan_kimg": 0.016,
-        "epochs": 1, "device": "cpu", "verbose": False, **COUNTS}
+TINY = {
+    "strategies": ["real", "pixel_mixup", "gemix"],
+    "seeds": 2,
+    "networks": ["tiny"],
+    "gan_kimg": 0.016,
+    "epochs": 1,
+    "device": "cpu",
+    "verbose": False,
+    **COUNTS,
+}
 CLASSES = ["cyst", "hemangioma", "metastasis"]
 ARMS = ("real", "pixel_mixup", "gemix")
-EXPECTED_IDS = ["phantoms/gan/g0",
-                "phantoms/tiny/real/s0", "phantoms/tiny/pixel_mixup/s0", "phantoms/tiny/gemix/g0-s0",
-                "phantoms/tiny/real/s1", "phantoms/tiny/pixel_mixup/s1", "phantoms/tiny/gemix/g0-s1"]
+EXPECTED_IDS = [
+    "phantoms/gan/g0",
+    "phantoms/tiny/real/s0",
+    "phantoms/tiny/pixel_mixup/s0",
+    "phantoms/tiny/gemix/g0-s0",
+    "phantoms/tiny/real/s1",
+    "phantoms/tiny/pixel_mixup/s1",
+    "phantoms/tiny/gemix/g0-s1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +51,13 @@ def tiny_compare(tmp_path_factory):
 def tiny_datalist(tmp_path_factory):
     from gemix_monai.data import generate_phantom_dataset
 
-    return generate_phantom_dataset(tmp_path_factory.mktemp("phantoms"), image_size=32, counts=(8, 4, 6),
-                                    val_counts=(2, 2, 2), test_counts=(3, 3, 3))
+    return generate_phantom_dataset(
+        tmp_path_factory.mktemp("phantoms"),
+        image_size=32,
+        counts=(8, 4, 6),
+        val_counts=(2, 2, 2),
+        test_counts=(3, 3, 3),
+    )
 
 
 class FakeRunners:
@@ -91,8 +110,13 @@ def test_tiny_compare_writes_summary_and_cells(tiny_compare):
     cells = _read_csv(out / "cells.csv")
     assert [r["cell_id"] for r in cells] == EXPECTED_IDS[1:]
     assert {(r["strategy"], r["seed"], r["gan_seed"]) for r in cells} == {
-        ("real", "0", ""), ("real", "1", ""), ("pixel_mixup", "0", ""), ("pixel_mixup", "1", ""),
-        ("gemix", "0", "0"), ("gemix", "1", "0")}
+        ("real", "0", ""),
+        ("real", "1", ""),
+        ("pixel_mixup", "0", ""),
+        ("pixel_mixup", "1", ""),
+        ("gemix", "0", "0"),
+        ("gemix", "1", "0"),
+    }
     for r in cells:  # every metric of the test report, numbers as written in the cell's result.json
         res = json.loads((out / "cells" / r["cell_id"] / "result.json").read_text())
         report = json.loads((out / "cells" / r["cell_id"] / "test_report" / "metrics.json").read_text())
@@ -168,7 +192,9 @@ def test_interrupted_run_continues_and_a_finished_run_only_rebuilds_the_summary(
     assert result.ran == [] and again.calls == []
     assert (out / "summary.md").is_file()
     rows = _read_csv(out / "summary.csv")
-    gemix_f1 = next(r for r in rows if r["strategy"] == "gemix" and r["metric"] == "macro_f1" and r["comparison"] == "- real")
+    gemix_f1 = next(
+        r for r in rows if r["strategy"] == "gemix" and r["metric"] == "macro_f1" and r["comparison"] == "- real"
+    )
     assert float(gemix_f1["mean"]) == pytest.approx(0.2) and gemix_f1["excludes_zero"] == "True"
 
 
@@ -176,18 +202,44 @@ def test_interrupted_run_continues_and_a_finished_run_only_rebuilds_the_summary(
 
 
 def _cli_args(out, datalist, *extra):
-    return ["compare", "--out", str(out), "--datalist", str(datalist), "--strategies", "real", "gemix",
-            "--seeds", "2", "--networks", "tiny", "--gan-kimg", "0.016", "--epochs", "1", "--device", "cpu", *extra]
+    return [
+        "compare",
+        "--out",
+        str(out),
+        "--datalist",
+        str(datalist),
+        "--strategies",
+        "real",
+        "gemix",
+        "--seeds",
+        "2",
+        "--networks",
+        "tiny",
+        "--gan-kimg",
+        "0.016",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
-def test_cell_runs_exactly_that_cell_and_list_cells_is_in_dependency_order(tmp_path, tiny_datalist, monkeypatch, capsys):
+def test_cell_runs_exactly_that_cell_and_list_cells_is_in_dependency_order(
+    tmp_path, tiny_datalist, monkeypatch, capsys
+):
     out = tmp_path / "run"
     runners = FakeRunners().install(monkeypatch)
     assert cli.main(_cli_args(out, tiny_datalist, "--list-cells")) == 0
     ids = capsys.readouterr().out.split()
     tag = tiny_datalist.parent.name
-    assert ids == [f"{tag}/gan/g0", f"{tag}/tiny/real/s0", f"{tag}/tiny/gemix/g0-s0", f"{tag}/tiny/real/s1",
-                   f"{tag}/tiny/gemix/g0-s1"]
+    assert ids == [
+        f"{tag}/gan/g0",
+        f"{tag}/tiny/real/s0",
+        f"{tag}/tiny/gemix/g0-s0",
+        f"{tag}/tiny/real/s1",
+        f"{tag}/tiny/gemix/g0-s1",
+    ]
     assert not out.exists() and runners.calls == []
 
     with pytest.raises(RuntimeError, match=f"needs cell {tag}/gan/g0 first"):
@@ -229,19 +281,44 @@ def _edit_kwargs_and_rerun(out, datalist):
     meta = json.loads(path.read_text())
     meta["config"]["strategy_kwargs"] = {"synthetic_ratio": 0.5}
     path.write_text(json.dumps(meta))
-    run_compare(out, datalist=datalist, strategies=["real", "gemix"], seeds=2, networks=["tiny"], gan_kimg=0.016,
-                epochs=1, device="cpu", verbose=False)
+    run_compare(
+        out,
+        datalist=datalist,
+        strategies=["real", "gemix"],
+        seeds=2,
+        networks=["tiny"],
+        gan_kimg=0.016,
+        epochs=1,
+        device="cpu",
+        verbose=False,
+    )
 
 
 def test_unknown_strategy_variant_or_keyword_is_refused_naming_it(tmp_path, tiny_datalist):
     with pytest.raises(ValueError, match="'mixmatch'"):
-        cli.main(["compare", "--out", str(tmp_path), "--datalist", str(tiny_datalist), "--strategies", "real", "mixmatch",
-                  "--verbose"])
+        cli.main(
+            [
+                "compare",
+                "--out",
+                str(tmp_path),
+                "--datalist",
+                str(tiny_datalist),
+                "--strategies",
+                "real",
+                "mixmatch",
+                "--verbose",
+            ]
+        )
     with pytest.raises(ValueError, match="'mixmatch'"):
         run_compare(tmp_path, datalist=tiny_datalist, variants=["x=mixmatch:{}"], list_cells=True, verbose=False)
     with pytest.raises(ValueError, match="synthetic_ration"):
-        run_compare(tmp_path, datalist=tiny_datalist, variants=["g=gemix:{'synthetic_ration': 1}"], list_cells=True,
-                    verbose=False)
+        run_compare(
+            tmp_path,
+            datalist=tiny_datalist,
+            variants=["g=gemix:{'synthetic_ration': 1}"],
+            list_cells=True,
+            verbose=False,
+        )
     with pytest.raises(ValueError, match="'vgg'"):
         run_compare(tmp_path, datalist=tiny_datalist, networks=["vgg"], list_cells=True, verbose=False)
     assert not any(tmp_path.glob("cells"))
@@ -249,10 +326,21 @@ def test_unknown_strategy_variant_or_keyword_is_refused_naming_it(tmp_path, tiny
 
 def test_variants_are_their_own_arms_with_kwargs_and_class_weighting(tmp_path, tiny_datalist):
     arm = compare.parse_variant("softmax_t@T0.5=softmax_t:{'sampler_kwargs': {'temperature': 0.5}}")
-    assert (arm.name, arm.strategy, arm.kwargs) == ("softmax_t@T0.5", "softmax_t", {"sampler_kwargs": {"temperature": 0.5}})
-    ids = run_compare(tmp_path, datalist=tiny_datalist, strategies=["real"], seeds=1, networks=["tiny"],
-                      variants=["gemix@ratio0.5=gemix:{'synthetic_ratio': 0.5}", "real@cw=real:{'class_weighted': True}"],
-                      list_cells=True, verbose=False)
+    assert (arm.name, arm.strategy, arm.kwargs) == (
+        "softmax_t@T0.5",
+        "softmax_t",
+        {"sampler_kwargs": {"temperature": 0.5}},
+    )
+    ids = run_compare(
+        tmp_path,
+        datalist=tiny_datalist,
+        strategies=["real"],
+        seeds=1,
+        networks=["tiny"],
+        variants=["gemix@ratio0.5=gemix:{'synthetic_ratio': 0.5}", "real@cw=real:{'class_weighted': True}"],
+        list_cells=True,
+        verbose=False,
+    )
     tag = tiny_datalist.parent.name
     assert ids == [f"{tag}/gan/g0", f"{tag}/tiny/real/s0", f"{tag}/tiny/gemix@ratio0.5/g0-s0", f"{tag}/tiny/real@cw/s0"]
     with pytest.raises(ValueError, match="strategy name"):
@@ -286,20 +374,40 @@ def test_bundle_config_has_the_same_defaults_and_runs(tmp_path, tiny_datalist, c
     parser.read_config(str(cli.bundle_dir() / "configs" / "compare.json"))
     for key, value in COMPARE_DEFAULTS.items():
         got = parser.get(key)
-        assert (list(got) if isinstance(value, tuple) else got) == (list(value) if isinstance(value, tuple) else value), key
-    cli.run_bundle_config("compare.json", {"out": str(tmp_path / "b"), "datalist": str(tiny_datalist),
-                                           "list_cells": True, "networks": ["tiny"], "seeds": 1,
-                                           "strategies": ["real", "gemix"]}, bundle_logging=False)
-    assert capsys.readouterr().out.split()[-3:] == [f"{tiny_datalist.parent.name}/gan/g0",
-                                                    f"{tiny_datalist.parent.name}/tiny/real/s0",
-                                                    f"{tiny_datalist.parent.name}/tiny/gemix/g0-s0"]
+        assert (list(got) if isinstance(value, tuple) else got) == (
+            list(value) if isinstance(value, tuple) else value
+        ), key
+    cli.run_bundle_config(
+        "compare.json",
+        {
+            "out": str(tmp_path / "b"),
+            "datalist": str(tiny_datalist),
+            "list_cells": True,
+            "networks": ["tiny"],
+            "seeds": 1,
+            "strategies": ["real", "gemix"],
+        },
+        bundle_logging=False,
+    )
+    assert capsys.readouterr().out.split()[-3:] == [
+        f"{tiny_datalist.parent.name}/gan/g0",
+        f"{tiny_datalist.parent.name}/tiny/real/s0",
+        f"{tiny_datalist.parent.name}/tiny/gemix/g0-s0",
+    ]
 
 
 def test_one_seed_reports_undefined_intervals_not_zero_width(tmp_path, tiny_datalist, monkeypatch):
     FakeRunners().install(monkeypatch)
     out = tmp_path / "run"
-    run_compare(out, datalist=tiny_datalist, strategies=["real", "gemix"], seeds=1, networks=["tiny"], device="cpu",
-                verbose=False)
+    run_compare(
+        out,
+        datalist=tiny_datalist,
+        strategies=["real", "gemix"],
+        seeds=1,
+        networks=["tiny"],
+        device="cpu",
+        verbose=False,
+    )
     rows = _read_csv(out / "summary.csv")
     assert rows and all(r["n"] == "1" and r["defined"] == "False" and r["ci_lo"] == "nan" for r in rows)
     assert all(r["excludes_zero"] == "False" for r in rows if r["comparison"])
@@ -310,9 +418,17 @@ def test_one_seed_reports_undefined_intervals_not_zero_width(tmp_path, tiny_data
 def test_a_teacher_variant_depends_on_the_real_classifier_of_its_seed(tmp_path, tiny_datalist):
     from gemix_monai.experiments.compare import run_compare
 
-    ids = run_compare(tmp_path, datalist=tiny_datalist, strategies=["gemix"], seeds=2, gan_kimg=0.016, epochs=1,
-                      variants=["gemix@teacher=gemix:{'teacher': 'real', 'teacher_mode': 'filter'}"],
-                      list_cells=True, verbose=False)
+    ids = run_compare(
+        tmp_path,
+        datalist=tiny_datalist,
+        strategies=["gemix"],
+        seeds=2,
+        gan_kimg=0.016,
+        epochs=1,
+        variants=["gemix@teacher=gemix:{'teacher': 'real', 'teacher_mode': 'filter'}"],
+        list_cells=True,
+        verbose=False,
+    )
     tag = tiny_datalist.parent.name
     assert f"{tag}/tiny/real/s1" in ids  # planned for the teacher even though `real` was not asked for
     assert ids.index(f"{tag}/tiny/real/s1") < ids.index(f"{tag}/tiny/gemix@teacher/g0-s1")

@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from gemix_monai.experiments.stats import (Interval, bootstrap_interval, interval, paired_differences, paired_interval,
-                                           t_interval)
+from gemix_monai.experiments.stats import (
+    Interval,
+    bootstrap_interval,
+    interval,
+    paired_differences,
+    paired_interval,
+    t_interval,
+)
 
 VALUES = [0.70, 0.72, 0.75, 0.71, 0.74]
 

@@ -15,8 +15,13 @@ from gemix_monai.engines.generative import build_family_networks, create_generat
 def phantom_datalist(tmp_path_factory):
     from gemix_monai.data import generate_phantom_dataset
 
-    return generate_phantom_dataset(tmp_path_factory.mktemp("phantoms"), image_size=32, counts=(6, 4, 4),
-                                    val_counts=(2, 2, 2), test_counts=(2, 2, 2))
+    return generate_phantom_dataset(
+        tmp_path_factory.mktemp("phantoms"),
+        image_size=32,
+        counts=(6, 4, 4),
+        val_counts=(2, 2, 2),
+        test_counts=(2, 2, 2),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +38,22 @@ def make_trainer(family, data, out, steps, resume=None):
     torch.manual_seed(0)
     G, D, _ = build_family_networks(family, "tiny", num_classes=3, class_names=data.class_names)
     opts = {"batch_size": BATCH, "max_kimg": steps * BATCH / 1000, "sample_steps": 2, "ema_kimg": 0.01}
-    return create_generative_trainer(family, data, G=G, D=D, options=opts, num_classes=3, class_names=data.class_names,
-                                     output_dir=out, device="cpu", seed=3, progress=False,
-                                     checkpoint_kimg=BATCH / 1000, sample_kimg=100.0, resume=resume)
+    return create_generative_trainer(
+        family,
+        data,
+        G=G,
+        D=D,
+        options=opts,
+        num_classes=3,
+        class_names=data.class_names,
+        output_dir=out,
+        device="cpu",
+        seed=3,
+        progress=False,
+        checkpoint_kimg=BATCH / 1000,
+        sample_kimg=100.0,
+        resume=resume,
+    )
 
 
 def perturb(module, scale: float = 0.05, seed: int = 0) -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
+from _family_train import check_resume
 
-from _family_train import check_resume, phantom_datalist, phantom_train  # noqa: F401 (fixtures)
 from gemix_monai.generators import ConditionalGenerator, load_generator
 from gemix_monai.networks.dcgan import DCGAN_FORMAT, DCGANDiscriminator, DCGANGenerator, dcgan_preset
 
@@ -42,7 +42,9 @@ def test_train_resume_and_strategies(phantom_train, tmp_path):
     ref = full.G_ema.generate(torch.eye(3), seed=1)
     assert torch.equal(G.generate(torch.eye(3), seed=1), ref)
 
-    strat = build_strategy("gemix", phantom_train, 3, generator=out / "models" / "generator" / "generator.pt", seed=0, synthetic_ratio=1.0)
+    strat = build_strategy(
+        "gemix", phantom_train, 3, generator=out / "models" / "generator" / "generator.pt", seed=0, synthetic_ratio=1.0
+    )
     items = strat.dataset.__getitems__([0, len(phantom_train)])
     assert items[1]["image"].shape == (1, 32, 32) and bool(items[1]["is_synthetic"])
     assert torch.isclose(items[1]["label"].sum(), torch.tensor(1.0))
@@ -57,8 +59,28 @@ def test_cli_train_gan_generator_dcgan_then_generate(phantom_datalist, tmp_path)
     from gemix_monai import cli
 
     root = tmp_path / "bundle_run"
-    assert cli.main(["train-gan", "--generator", "dcgan", "--bundle-root", str(root), "--datalist", str(phantom_datalist),
-                     "--max-kimg", "0.008", "--batch-size", "4", "--set", "sample_kimg=100.0", "--set", "progress=False"]) == 0
+    assert (
+        cli.main(
+            [
+                "train-gan",
+                "--generator",
+                "dcgan",
+                "--bundle-root",
+                str(root),
+                "--datalist",
+                str(phantom_datalist),
+                "--max-kimg",
+                "0.008",
+                "--batch-size",
+                "4",
+                "--set",
+                "sample_kimg=100.0",
+                "--set",
+                "progress=False",
+            ]
+        )
+        == 0
+    )
     ckpt = torch.load(root / "models" / "generator" / "generator.pt", weights_only=True)
     assert ckpt["format"] == DCGAN_FORMAT
     assert cli.main(["generate", "--bundle-root", str(root), "--num-images", "4", "--sampler", "gemix"]) == 0

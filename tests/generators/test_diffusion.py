@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _family_train import check_resume, perturb
 
-from _family_train import check_resume, phantom_datalist, phantom_train  # noqa: F401 (fixtures)
-from _family_train import perturb
 from gemix_monai.generators import ConditionalGenerator, load_generator
 from gemix_monai.networks.diffusion import DIFFUSION_FORMAT, ConditionalDiffusionGenerator, diffusion_preset
 
@@ -52,8 +51,10 @@ def test_train_resume_and_strategies(phantom_train, tmp_path):
     assert list((out / "samples").glob("fakes-*.png"))
     G = load_generator(out / "models" / "generator" / "generator.pt")
     assert isinstance(G, ConditionalDiffusionGenerator) and isinstance(G, ConditionalGenerator)
-    assert torch.equal(G.generate(torch.eye(3), seed=1, num_inference_steps=2),
-                       full.G_ema.generate(torch.eye(3), seed=1, num_inference_steps=2))
+    assert torch.equal(
+        G.generate(torch.eye(3), seed=1, num_inference_steps=2),
+        full.G_ema.generate(torch.eye(3), seed=1, num_inference_steps=2),
+    )
 
     path = out / "models" / "generator" / "generator.pt"
     G.num_inference_steps = 2  # keep the strategy's generation cheap

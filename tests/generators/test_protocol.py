@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _family_train import perturb
 
-from _family_train import perturb, phantom_datalist, phantom_train  # noqa: F401 (fixtures)
 from gemix_monai.generators import GENERATOR_FORMATS, ConditionalGenerator, load_generator
 
 
@@ -77,13 +77,13 @@ def test_unknown_tag_and_class_mismatch(tmp_path):
 
 def test_classifier_refuses_generator_of_other_classes(tmp_path):
     from gemix_monai.data.errors import DataError
-    from gemix_monai.engines.classifier import _check_generator_fits
+    from gemix_monai.engines.classifier import check_generator_fits
 
     G = _build("diffusion")
     path = tmp_path / "g.pt"
     G.save_checkpoint(path)
     with pytest.raises(DataError, match="classes differ"):
-        _check_generator_fits(path, ["x", "y"], None)
+        check_generator_fits(path, ["x", "y"], None)
 
 
 @pytest.mark.parametrize("family", ["dcgan", "diffusion"])

@@ -36,10 +36,17 @@ from gemix_monai.networks import Generator
 from gemix_monai.ops import setup_filter
 
 # ../shared/data beside the project root; GEMIX_SHARED_DATA_DIR points elsewhere (e.g. from a git worktree).
-SHARED_DATA = Path(os.environ.get("GEMIX_SHARED_DATA_DIR") or Path(__file__).resolve().parents[2] / ".." / "shared" / "data")
+SHARED_DATA = Path(
+    os.environ.get("GEMIX_SHARED_DATA_DIR") or Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+)
 REFERENCE_NPZ = SHARED_DATA / "sg2a_reference_tiny_G.npz"
 REFERENCE_INIT_KWARGS = dict(
-    z_dim=64, c_dim=3, w_dim=64, img_resolution=32, img_channels=1, mapping_kwargs=dict(num_layers=2),
+    z_dim=64,
+    c_dim=3,
+    w_dim=64,
+    img_resolution=32,
+    img_channels=1,
+    mapping_kwargs=dict(num_layers=2),
     synthesis_kwargs=dict(channel_base=1024, channel_max=32, num_fp16_res=0, conv_clamp=256),
 )
 BUFFERS = ("w_avg", "resample_filter", "noise_const")
@@ -49,13 +56,21 @@ BUFFERS = ("w_avg", "resample_filter", "noise_const")
 # Helpers: our generator in the reference code's names and conventions
 
 
-def make_source_generator(resolution=32, channels=1, c_dim=3, num_layers=2, num_fp16_res=0, channel_base=256, channel_max=16, seed=0):
+def make_source_generator(
+    resolution=32, channels=1, c_dim=3, num_layers=2, num_fp16_res=0, channel_base=256, channel_max=16, seed=0
+):
     """A small generator of ours with every weight perturbed (no zero noise strengths or biases)."""
     torch.manual_seed(seed)
     G = Generator(
-        z_dim=8, c_dim=c_dim, w_dim=16, img_resolution=resolution, img_channels=channels,
+        z_dim=8,
+        c_dim=c_dim,
+        w_dim=16,
+        img_resolution=resolution,
+        img_channels=channels,
         mapping_kwargs=dict(num_layers=num_layers),
-        synthesis_kwargs=dict(channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res, conv_clamp=256),
+        synthesis_kwargs=dict(
+            channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res, conv_clamp=256
+        ),
     )
     with torch.no_grad():
         for p in G.parameters():
@@ -67,9 +82,18 @@ def make_source_generator(resolution=32, channels=1, c_dim=3, num_layers=2, num_
 def reference_init_kwargs(G: Generator, c_dim=None) -> dict:
     syn = G.init_kwargs["synthesis_kwargs"]
     return dict(
-        z_dim=G.z_dim, c_dim=G.c_dim if c_dim is None else c_dim, w_dim=G.w_dim, img_resolution=G.img_resolution,
-        img_channels=G.img_channels, mapping_kwargs=dict(num_layers=G.init_kwargs["mapping_kwargs"]["num_layers"]),
-        synthesis_kwargs=dict(channel_base=syn["channel_base"], channel_max=syn["channel_max"], num_fp16_res=syn["num_fp16_res"], conv_clamp=syn["conv_clamp"]),
+        z_dim=G.z_dim,
+        c_dim=G.c_dim if c_dim is None else c_dim,
+        w_dim=G.w_dim,
+        img_resolution=G.img_resolution,
+        img_channels=G.img_channels,
+        mapping_kwargs=dict(num_layers=G.init_kwargs["mapping_kwargs"]["num_layers"]),
+        synthesis_kwargs=dict(
+            channel_base=syn["channel_base"],
+            channel_max=syn["channel_max"],
+            num_fp16_res=syn["num_fp16_res"],
+            conv_clamp=syn["conv_clamp"],
+        ),
     )
 
 
@@ -103,7 +127,9 @@ def class_name_of(path: str) -> str:
         return CLASS_NAMES[path]
     if last.startswith("b") and last[1:].isdigit():
         return "SynthesisBlock"
-    return {"conv0": "SynthesisLayer", "conv1": "SynthesisLayer", "torgb": "ToRGBLayer"}.get(last, "FullyConnectedLayer")
+    return {"conv0": "SynthesisLayer", "conv1": "SynthesisLayer", "torgb": "ToRGBLayer"}.get(
+        last, "FullyConnectedLayer"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -115,7 +141,7 @@ def _reconstruct_persistent_obj(meta):
     exec(compile(meta["module_src"], "<module_src>", "exec"), {})
     raise RuntimeError("the test stand-in cannot build " + meta["class_name"])
 '''
-EASYDICT_SRC = '''
+EASYDICT_SRC = """
 class EasyDict(dict):
     def __getattr__(self, name):
         try:
@@ -124,7 +150,7 @@ class EasyDict(dict):
             raise AttributeError(name)
     def __setattr__(self, name, value):
         self[name] = value
-'''
+"""
 
 
 @contextlib.contextmanager
@@ -171,7 +197,9 @@ def module_state(attributes=None, parameters=None, buffers=None, modules=None, i
     """A module ``__dict__`` as the reference code's persistence pickles it."""
     return {
         "training": False,
-        "_parameters": collections.OrderedDict((k, torch.nn.Parameter(v, requires_grad=False)) for k, v in (parameters or {}).items()),
+        "_parameters": collections.OrderedDict(
+            (k, torch.nn.Parameter(v, requires_grad=False)) for k, v in (parameters or {}).items()
+        ),
         "_buffers": collections.OrderedDict(buffers or {}),
         "_non_persistent_buffers_set": set(),
         "_backward_hooks": collections.OrderedDict(),
@@ -217,8 +245,17 @@ def generator_record(persistence, util, ref_state, init_kwargs, module_src):
     return build(tree, "")
 
 
-def write_snapshot(path: Path, src_root: Path, marker: Path, G_ema_src: dict | None, G_src: dict | None = None, init_kwargs=None,
-                   extra_state=None, drop=(), protocol=4) -> Path:
+def write_snapshot(
+    path: Path,
+    src_root: Path,
+    marker: Path,
+    G_ema_src: dict | None,
+    G_src: dict | None = None,
+    init_kwargs=None,
+    extra_state=None,
+    drop=(),
+    protocol=4,
+) -> Path:
     """Write ``network-snapshot-*.pkl`` with the reference layout; every ``module_src`` would create ``marker``."""
     module_src = f"import pathlib\npathlib.Path({str(marker)!r}).write_text('module_src was executed')\n"
     with reference_modules(src_root) as (persistence, util):
@@ -227,12 +264,24 @@ def write_snapshot(path: Path, src_root: Path, marker: Path, G_ema_src: dict | N
             snapshot[key] = generator_record(persistence, util, ref_state, init_kwargs, module_src)
         if extra_state is not None:
             snapshot["G_ema"].meta["state"]["extra"] = extra_state
-        d_state = module_state({"img_resolution": init_kwargs["img_resolution"]}, {"weight": torch.randn(4, 3)}, {"resample_filter": torch.ones(4, 4) / 16},
-                               init_kwargs=util.EasyDict(c_dim=init_kwargs["c_dim"], block_kwargs=util.EasyDict()))
+        d_state = module_state(
+            {"img_resolution": init_kwargs["img_resolution"]},
+            {"weight": torch.randn(4, 3)},
+            {"resample_filter": torch.ones(4, 4) / 16},
+            init_kwargs=util.EasyDict(c_dim=init_kwargs["c_dim"], block_kwargs=util.EasyDict()),
+        )
         snapshot["D"] = network_record(persistence, "Discriminator", d_state, module_src)
-        snapshot["augment_pipe"] = network_record(persistence, "AugmentPipe", module_state({"xflip": 1.0}, buffers={"p": torch.tensor(0.2)}), module_src)
-        snapshot["training_set_kwargs"] = util.EasyDict(class_name="training.dataset.ImageFolderDataset", path="data.zip", use_labels=True,
-                                                        max_size=np.int64(681), xflip=False, resolution=init_kwargs["img_resolution"])
+        snapshot["augment_pipe"] = network_record(
+            persistence, "AugmentPipe", module_state({"xflip": 1.0}, buffers={"p": torch.tensor(0.2)}), module_src
+        )
+        snapshot["training_set_kwargs"] = util.EasyDict(
+            class_name="training.dataset.ImageFolderDataset",
+            path="data.zip",
+            use_labels=True,
+            max_size=np.int64(681),
+            xflip=False,
+            resolution=init_kwargs["img_resolution"],
+        )
         for key in drop:
             del snapshot[key]
         path.write_bytes(pickle.dumps(snapshot, protocol=protocol))
@@ -244,8 +293,14 @@ def snapshot_env(tmp_path):
     """(source G_ema, source G, snapshot path, marker path) for a small conditional generator."""
     G_ema, G = make_source_generator(seed=0), make_source_generator(seed=1)
     marker = tmp_path / "MODULE_SRC_WAS_EXECUTED"
-    path = write_snapshot(tmp_path / "network-snapshot-000400.pkl", tmp_path / "ref_src", marker, reference_state(G_ema), reference_state(G),
-                          init_kwargs=reference_init_kwargs(G_ema))
+    path = write_snapshot(
+        tmp_path / "network-snapshot-000400.pkl",
+        tmp_path / "ref_src",
+        marker,
+        reference_state(G_ema),
+        reference_state(G),
+        init_kwargs=reference_init_kwargs(G_ema),
+    )
     return G_ema, G, path, marker
 
 
@@ -261,11 +316,14 @@ def images(G, n=4, seed=0, psi=1.0):
 # 1. Reference numbers
 
 
-@pytest.mark.skipif(not REFERENCE_NPZ.is_file(), reason=f"reference numbers not found at {REFERENCE_NPZ} (../shared/data beside the project root, or $GEMIX_SHARED_DATA_DIR)")
+@pytest.mark.skipif(
+    not REFERENCE_NPZ.is_file(),
+    reason=f"reference numbers not found at {REFERENCE_NPZ} (../shared/data beside the project root, or $GEMIX_SHARED_DATA_DIR)",
+)
 @pytest.mark.parametrize(("psi", "key"), [(1.0, "img_psi1"), (0.5, "img_psi05")])
 def test_reference_generator_is_reproduced_to_float32_precision(psi, key):
     data = np.load(REFERENCE_NPZ)
-    state = {k[len("state/"):]: data[k] for k in data.files if k.startswith("state/")}
+    state = {k[len("state/") :]: data[k] for k in data.files if k.startswith("state/")}
     G = import_stylegan2_ada_state_dict(state, REFERENCE_INIT_KWARGS, class_names=["a", "b", "c"])
     with torch.no_grad():
         img = G(torch.from_numpy(data["z"]), torch.from_numpy(data["c"]), truncation_psi=psi, noise_mode="const")
@@ -273,11 +331,14 @@ def test_reference_generator_is_reproduced_to_float32_precision(psi, key):
     assert err < 1e-5, f"max abs error {err:.3g} against {key}"
 
 
-@pytest.mark.skipif(not REFERENCE_NPZ.is_file(), reason=f"reference numbers not found at {REFERENCE_NPZ} (../shared/data beside the project root, or $GEMIX_SHARED_DATA_DIR)")
+@pytest.mark.skipif(
+    not REFERENCE_NPZ.is_file(),
+    reason=f"reference numbers not found at {REFERENCE_NPZ} (../shared/data beside the project root, or $GEMIX_SHARED_DATA_DIR)",
+)
 def test_reference_generator_without_the_kernel_flip_would_be_wrong():
     """The conv0 flip matters: importing unflipped kernels misses the reference images by far."""
     data = np.load(REFERENCE_NPZ)
-    state = {k[len("state/"):]: torch.from_numpy(data[k]) for k in data.files if k.startswith("state/")}
+    state = {k[len("state/") :]: torch.from_numpy(data[k]) for k in data.files if k.startswith("state/")}
     state = {k: (v.flip([2, 3]) if k.endswith("conv0.weight") else v) for k, v in state.items()}
     G = import_stylegan2_ada_state_dict(state, REFERENCE_INIT_KWARGS)
     with torch.no_grad():
@@ -292,7 +353,11 @@ def test_reference_generator_without_the_kernel_flip_would_be_wrong():
 def test_snapshot_imports_g_ema_by_default_and_g_on_request_without_running_module_src(snapshot_env):
     G_ema_src, G_src, path, marker = snapshot_env
     for which, source in (("G_ema", G_ema_src), ("G", G_src)):
-        G = import_stylegan2_ada(path, class_names=["cyst", "hemangioma", "metastasis"], which=which) if which == "G" else import_stylegan2_ada(path)
+        G = (
+            import_stylegan2_ada(path, class_names=["cyst", "hemangioma", "metastasis"], which=which)
+            if which == "G"
+            else import_stylegan2_ada(path)
+        )
         for psi in (1.0, 0.5):
             assert (images(G, psi=psi) - images(source, psi=psi)).abs().max().item() < 1e-6
         assert G.imported_from["network"] == which and G.imported_from["file"] == path.name
@@ -353,7 +418,14 @@ def test_a_module_that_contains_itself_is_refused(tmp_path):
 def test_older_pickle_protocols_import_too(tmp_path, protocol):
     G_src = make_source_generator()
     marker = tmp_path / "marker"
-    path = write_snapshot(tmp_path / "snap.pkl", tmp_path / "src", marker, reference_state(G_src), init_kwargs=reference_init_kwargs(G_src), protocol=protocol)
+    path = write_snapshot(
+        tmp_path / "snap.pkl",
+        tmp_path / "src",
+        marker,
+        reference_state(G_src),
+        init_kwargs=reference_init_kwargs(G_src),
+        protocol=protocol,
+    )
     G = import_stylegan2_ada(path)
     assert (images(G) - images(G_src)).abs().max().item() < 1e-6
     assert not marker.exists()
@@ -362,12 +434,14 @@ def test_older_pickle_protocols_import_too(tmp_path, protocol):
 @pytest.mark.parametrize(
     ("resolution", "channels", "c_dim", "num_layers", "num_fp16_res", "channel_base", "channel_max"),
     [
-        (32, 1, 2, 2, 0, 256, 16),   # the GeMix-paper / cifar-like shape: two mapping layers
-        (64, 3, 4, 8, 2, 256, 16),   # RGB, the default 8 mapping layers, float16 blocks (float32 on the CPU)
+        (32, 1, 2, 2, 0, 256, 16),  # the GeMix-paper / cifar-like shape: two mapping layers
+        (64, 3, 4, 8, 2, 256, 16),  # RGB, the default 8 mapping layers, float16 blocks (float32 on the CPU)
         (1024, 1, 2, 2, 4, 1024, 4),  # the largest resolution, with very narrow blocks
     ],
 )
-def test_supported_configurations_round_trip(resolution, channels, c_dim, num_layers, num_fp16_res, channel_base, channel_max):
+def test_supported_configurations_round_trip(
+    resolution, channels, c_dim, num_layers, num_fp16_res, channel_base, channel_max
+):
     G_src = make_source_generator(resolution, channels, c_dim, num_layers, num_fp16_res, channel_base, channel_max)
     G = import_stylegan2_ada_state_dict(reference_state(G_src), reference_init_kwargs(G_src))
     assert G.init_kwargs["synthesis_kwargs"]["num_fp16_res"] == num_fp16_res
@@ -387,13 +461,31 @@ def _reference_mapping(state, z, num_layers, lr_multiplier=0.01):
 
 def test_numpy_ints_and_a_noiseless_generator_are_accepted():
     torch.manual_seed(0)
-    G_src = Generator(8, 2, 16, 16, 1, mapping_kwargs=dict(num_layers=2, embed_features=4),
-                      synthesis_kwargs=dict(channel_base=128, channel_max=8, num_fp16_res=0, conv_clamp=None, use_noise=False))
-    init = dict(z_dim=np.int64(8), c_dim=np.int64(2), w_dim=16, img_resolution=16, img_channels=1,
-                mapping_kwargs=dict(num_layers=np.int64(2), embed_features=np.int64(4)),
-                synthesis_kwargs=dict(channel_base=128, channel_max=8, num_fp16_res=0, conv_clamp=None, use_noise=False, fp16_channels_last=True))
+    G_src = Generator(
+        8,
+        2,
+        16,
+        16,
+        1,
+        mapping_kwargs=dict(num_layers=2, embed_features=4),
+        synthesis_kwargs=dict(channel_base=128, channel_max=8, num_fp16_res=0, conv_clamp=None, use_noise=False),
+    )
+    init = dict(
+        z_dim=np.int64(8),
+        c_dim=np.int64(2),
+        w_dim=16,
+        img_resolution=16,
+        img_channels=1,
+        mapping_kwargs=dict(num_layers=np.int64(2), embed_features=np.int64(4)),
+        synthesis_kwargs=dict(
+            channel_base=128, channel_max=8, num_fp16_res=0, conv_clamp=None, use_noise=False, fp16_channels_last=True
+        ),
+    )
     G = import_stylegan2_ada_state_dict(reference_state(G_src), init)
-    assert G.init_kwargs["synthesis_kwargs"]["use_noise"] is False and G.init_kwargs["mapping_kwargs"]["embed_features"] == 4
+    assert (
+        G.init_kwargs["synthesis_kwargs"]["use_noise"] is False
+        and G.init_kwargs["mapping_kwargs"]["embed_features"] == 4
+    )
     assert (images(G) - images(G_src)).abs().max().item() < 1e-6
 
 
@@ -450,8 +542,14 @@ def test_pickles_that_would_run_code_are_refused_naming_the_global(tmp_path, mak
 def test_code_hidden_deep_inside_a_well_formed_snapshot_is_refused(tmp_path):
     G_src = make_source_generator()
     marker = tmp_path / "PWNED"
-    path = write_snapshot(tmp_path / "snap.pkl", tmp_path / "src", marker, reference_state(G_src), init_kwargs=reference_init_kwargs(G_src),
-                          extra_state=CallOnLoad(os.system, f"touch {marker}"))
+    path = write_snapshot(
+        tmp_path / "snap.pkl",
+        tmp_path / "src",
+        marker,
+        reference_state(G_src),
+        init_kwargs=reference_init_kwargs(G_src),
+        extra_state=CallOnLoad(os.system, f"touch {marker}"),
+    )
     with pytest.raises(UnsafePickleError, match="system'"):
         import_stylegan2_ada(path)
     assert not marker.exists()
@@ -459,7 +557,9 @@ def test_code_hidden_deep_inside_a_well_formed_snapshot_is_refused(tmp_path):
 
 def test_code_hidden_in_a_tensor_storage_is_refused(tmp_path):
     marker = tmp_path / "PWNED"
-    evil_storage = CallOnLoad(torch.storage._load_from_bytes, pickle.dumps(CallOnLoad(os.system, f"touch {marker}"), protocol=2))
+    evil_storage = CallOnLoad(
+        torch.storage._load_from_bytes, pickle.dumps(CallOnLoad(os.system, f"touch {marker}"), protocol=2)
+    )
     path = tmp_path / "evil.pkl"
     path.write_bytes(pickle.dumps({"G_ema": evil_storage}, protocol=4))
     with pytest.raises(SnapshotError, match="cannot be read safely"):
@@ -469,8 +569,13 @@ def test_code_hidden_in_a_tensor_storage_is_refused(tmp_path):
 
 def test_a_stand_in_cannot_be_altered_by_the_pickle(tmp_path):
     """A BUILD opcode aimed at an allowed function (e.g. to change its defaults) is refused."""
-    stream = (b"\x80\x04" + b"\x8c\x0ctorch._utils\x8c\x12_rebuild_tensor_v2\x93"  # STACK_GLOBAL
-              + b"}\x8c\x0c__defaults__)s" + b"b" + b".")  # {'__defaults__': ()} BUILD STOP
+    stream = (
+        b"\x80\x04"
+        + b"\x8c\x0ctorch._utils\x8c\x12_rebuild_tensor_v2\x93"  # STACK_GLOBAL
+        + b"}\x8c\x0c__defaults__)s"
+        + b"b"
+        + b"."
+    )  # {'__defaults__': ()} BUILD STOP
     path = tmp_path / "build.pkl"
     path.write_bytes(stream)
     with pytest.raises(SnapshotError, match="refused"):
@@ -500,9 +605,17 @@ def test_not_a_pickle_is_named(tmp_path):
 
 def test_missing_g_ema_and_wrong_network_are_named(tmp_path):
     G_src = make_source_generator()
-    path = write_snapshot(tmp_path / "snap.pkl", tmp_path / "src", tmp_path / "marker", reference_state(G_src),
-                          init_kwargs=reference_init_kwargs(G_src), drop=("G_ema",))
-    with pytest.raises(SnapshotError, match=r"no 'G_ema' entry \(found keys \['D', 'G', 'augment_pipe', 'training_set_kwargs'\]\)"):
+    path = write_snapshot(
+        tmp_path / "snap.pkl",
+        tmp_path / "src",
+        tmp_path / "marker",
+        reference_state(G_src),
+        init_kwargs=reference_init_kwargs(G_src),
+        drop=("G_ema",),
+    )
+    with pytest.raises(
+        SnapshotError, match=r"no 'G_ema' entry \(found keys \['D', 'G', 'augment_pipe', 'training_set_kwargs'\]\)"
+    ):
         import_stylegan2_ada(path)
     assert import_stylegan2_ada(path, which="G").c_dim == 3
     with pytest.raises(ValueError, match=r"which must be one of \('G_ema', 'G'\), got 'D'"):
@@ -526,7 +639,9 @@ def test_unsupported_architecture_is_refused_naming_it(tmp_path, architecture):
     init["synthesis_kwargs"]["architecture"] = architecture
     with pytest.raises(SnapshotError, match=f"unsupported synthesis architecture '{architecture}'"):
         import_stylegan2_ada_state_dict(reference_state(G_src), init)
-    path = write_snapshot(tmp_path / "snap.pkl", tmp_path / "src", tmp_path / "marker", reference_state(G_src), init_kwargs=init)
+    path = write_snapshot(
+        tmp_path / "snap.pkl", tmp_path / "src", tmp_path / "marker", reference_state(G_src), init_kwargs=init
+    )
     with pytest.raises(SnapshotError, match=f"'{architecture}'"):
         import_stylegan2_ada(path)
 
@@ -542,9 +657,18 @@ def test_unsupported_architecture_is_refused_naming_it(tmp_path, architecture):
         (lambda init, state: init.update(label_smoothing=0.1), r"unknown generator arguments \['label_smoothing'\]"),
         (lambda init, state: init.pop("w_dim"), r"lack \['w_dim'\]"),
         (lambda init, state: state.pop("mapping.fc1.bias"), r"missing entries \['mapping.fc1.bias'\]"),
-        (lambda init, state: state.update({"synthesis.b8.skip.weight": torch.zeros(1)}), r"unexpected entries \['synthesis.b8.skip.weight'\]"),
-        (lambda init, state: init.update(c_dim=2), r"wrong shape \['mapping.embed.weight: \(16, 3\) in the snapshot, \(16, 2\) expected"),
-        (lambda init, state: state.update({"synthesis.b8.resample_filter": torch.ones(4, 4)}), "synthesis.b8.resample_filter is not the resampling filter"),
+        (
+            lambda init, state: state.update({"synthesis.b8.skip.weight": torch.zeros(1)}),
+            r"unexpected entries \['synthesis.b8.skip.weight'\]",
+        ),
+        (
+            lambda init, state: init.update(c_dim=2),
+            r"wrong shape \['mapping.embed.weight: \(16, 3\) in the snapshot, \(16, 2\) expected",
+        ),
+        (
+            lambda init, state: state.update({"synthesis.b8.resample_filter": torch.ones(4, 4)}),
+            "synthesis.b8.resample_filter is not the resampling filter",
+        ),
     ],
 )
 def test_bad_configurations_and_weights_are_named(change, message):
@@ -573,7 +697,9 @@ def test_a_network_that_is_not_a_generator_is_refused(tmp_path):
 def test_cli_writes_a_checkpoint_that_from_checkpoint_and_generate_use(snapshot_env, tmp_path, capsys):
     G_src, _, path, marker = snapshot_env
     out = tmp_path / "run" / "models" / "generator" / "generator.pt"
-    rc = cli.main(["import-stylegan2", str(path), "--out", str(out), "--class-names", "cyst", "hemangioma", "metastasis"])
+    rc = cli.main(
+        ["import-stylegan2", str(path), "--out", str(out), "--class-names", "cyst", "hemangioma", "metastasis"]
+    )
     assert rc == 0 and out.is_file()
     assert str(out) in capsys.readouterr().out
     ckpt = torch.load(out, weights_only=True)
@@ -588,8 +714,21 @@ def test_cli_writes_a_checkpoint_that_from_checkpoint_and_generate_use(snapshot_
     assert not marker.exists()
 
     # The bundle's `generate` subcommand reads it from <bundle-root>/models/generator/generator.pt.
-    rc = cli.main(["generate", "--bundle-root", str(tmp_path / "run"), "--num-images", "3", "--device", "cpu",
-                   "--output-dir", str(tmp_path / "synthetic"), "--set", "image_format=png"])
+    rc = cli.main(
+        [
+            "generate",
+            "--bundle-root",
+            str(tmp_path / "run"),
+            "--num-images",
+            "3",
+            "--device",
+            "cpu",
+            "--output-dir",
+            str(tmp_path / "synthetic"),
+            "--set",
+            "image_format=png",
+        ]
+    )
     assert rc == 0
     assert len(list((tmp_path / "synthetic").rglob("*.png"))) == 3
 
@@ -618,7 +757,13 @@ def test_the_python_example_in_docs_generators_runs(tmp_path, monkeypatch):
     code = text.split("```python\n", 1)[1].split("```", 1)[0]
     G_src = make_source_generator(c_dim=2)
     marker = tmp_path / "marker"
-    write_snapshot(tmp_path / "network-snapshot-000400.pkl", tmp_path / "src", marker, reference_state(G_src), init_kwargs=reference_init_kwargs(G_src))
+    write_snapshot(
+        tmp_path / "network-snapshot-000400.pkl",
+        tmp_path / "src",
+        marker,
+        reference_state(G_src),
+        init_kwargs=reference_init_kwargs(G_src),
+    )
     monkeypatch.chdir(tmp_path)
     namespace = {}
     exec(compile(code, "docs/generators.md", "exec"), namespace)

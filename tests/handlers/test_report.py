@@ -19,8 +19,9 @@ def result():
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 3, (40,), generator=g)
     y[y == 2] = 1  # "covid" absent from the truth: its recall is 0/0 and must be flagged in the report
-    return clinical_metrics(y, torch.softmax(torch.randn(40, 3, generator=g), 1), class_names=NAMES,
-                            positive_class="pneumonia")
+    return clinical_metrics(
+        y, torch.softmax(torch.randn(40, 3, generator=g), 1), class_names=NAMES, positive_class="pneumonia"
+    )
 
 
 def test_every_report_file_is_written(tmp_path, result):

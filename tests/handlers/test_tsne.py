@@ -11,7 +11,10 @@ from gemix_monai.handlers.tsne import FeatureTSNEPlotter, extract_features, plot
 def _net():
     torch.manual_seed(0)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
         torch.nn.Linear(4, 3),
     )
 
@@ -51,7 +54,9 @@ def test_unknown_layer_lists_some_names():
 
 def test_plot_of_three_sources_is_written(tmp_path):
     net = _net()
-    groups = {name: extract_features(net, "3", _batches(seed=i)) for i, name in enumerate(["real", "synthetic", "mixed"])}
+    groups = {
+        name: extract_features(net, "3", _batches(seed=i)) for i, name in enumerate(["real", "synthetic", "mixed"])
+    }
     path = plot_feature_tsne(groups, tmp_path / "tsne.png", ["a", "b", "c"], perplexity=5)
     with Image.open(path) as im:
         assert im.format == "PNG"
@@ -65,8 +70,9 @@ def test_groups_with_different_feature_sizes_are_rejected(tmp_path):
 
 def test_handler_plots_after_evaluation(tmp_path):
     net = _net()
-    plotter = FeatureTSNEPlotter(net, "3", {"real": _batches(), "synthetic": _batches(seed=1)}, tmp_path / "t.png",
-                                 per_epoch=True, perplexity=5)
+    plotter = FeatureTSNEPlotter(
+        net, "3", {"real": _batches(), "synthetic": _batches(seed=1)}, tmp_path / "t.png", per_epoch=True, perplexity=5
+    )
     engine = Engine(lambda e, b: None)
     plotter.attach(engine)
     engine.run([0], max_epochs=1)

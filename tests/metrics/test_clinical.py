@@ -57,8 +57,11 @@ def test_per_class_ratios_equal_sklearn(scenario, k):
     np.testing.assert_allclose(cl.precision(cm).value.numpy(), skm.precision_score(yn, pn, **kw), atol=1e-12)
     np.testing.assert_allclose(cl.fbeta(cm, 1).value.numpy(), skm.f1_score(yn, pn, **kw), atol=1e-12)
     np.testing.assert_allclose(cl.fbeta(cm, 2).value.numpy(), skm.fbeta_score(yn, pn, beta=2, **kw), atol=1e-12)
-    np.testing.assert_allclose(cl.false_negative_rate(cm).value.numpy()[~cl.sensitivity(cm).undefined.numpy()],
-                               1 - skm.recall_score(yn, pn, **kw)[~cl.sensitivity(cm).undefined.numpy()], atol=1e-12)
+    np.testing.assert_allclose(
+        cl.false_negative_rate(cm).value.numpy()[~cl.sensitivity(cm).undefined.numpy()],
+        1 - skm.recall_score(yn, pn, **kw)[~cl.sensitivity(cm).undefined.numpy()],
+        atol=1e-12,
+    )
     spec = [skm.recall_score(yn != c, pn != c, zero_division=0) for c in labels]
     np.testing.assert_allclose(cl.specificity(cm).value.numpy(), spec, atol=1e-12)
 
@@ -162,8 +165,10 @@ def test_y_pred_without_probabilities_gives_confusion_metrics_only():
     assert r.scalars["accuracy"] == 0.75 and "ece" not in r.scalars and "macro_auroc" not in r.scalars
 
 
-@pytest.mark.parametrize("name,higher", [("macro_f1", True), ("sensitivity/a", True), ("fnr/a", False),
-                                         ("positive_fnr", False), ("ece", False)])
+@pytest.mark.parametrize(
+    "name,higher",
+    [("macro_f1", True), ("sensitivity/a", True), ("fnr/a", False), ("positive_fnr", False), ("ece", False)],
+)
 def test_metric_direction(name, higher):
     assert cl.metric_higher_is_better(name) is higher
 
@@ -178,7 +183,11 @@ P2 = torch.tensor([[0.7, 0.3], [0.2, 0.8]])
     [
         (dict(y_true=torch.tensor([0, 2]), probs=P2), ValueError, "y_true has label 2 out of range"),
         (dict(y_true=torch.tensor([0, -1]), probs=P2), ValueError, "out of range"),
-        (dict(y_true=torch.tensor([0, 1]), probs=torch.tensor([[0.7, 0.7], [0.2, 0.8]])), ValueError, "row 0 sums to 1.4"),
+        (
+            dict(y_true=torch.tensor([0, 1]), probs=torch.tensor([[0.7, 0.7], [0.2, 0.8]])),
+            ValueError,
+            "row 0 sums to 1.4",
+        ),
         (dict(y_true=torch.tensor([0, 1]), probs=torch.tensor([[2.0, -1.0], [0.2, 0.8]])), ValueError, r"\[0, 1\]"),
         (dict(y_true=torch.tensor([0, 1, 1]), probs=P2), ValueError, "3 samples but probs has 2"),
         (dict(y_true=torch.tensor([0, 1]), probs=torch.tensor([0.7, 0.3])), ValueError, "num_classes is required"),

@@ -47,12 +47,15 @@ def test_frechet_distance_of_one_dimensional_features_is_the_closed_form():
     assert frechet_distance(a, b) == pytest.approx((1 - 5) ** 2 + (1 - 2) ** 2)
 
 
-@pytest.mark.parametrize(("a", "b", "match"), [
-    (np.zeros((5, 3)), np.zeros((5, 4)), "same feature size"),
-    (np.zeros((1, 3)), np.zeros((5, 3)), "at least 2 rows"),
-    (np.zeros((5,)), np.zeros((5, 3)), r"2-D array \[N, D\]"),
-    (np.full((5, 3), np.nan), np.zeros((5, 3)), "NaN"),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "match"),
+    [
+        (np.zeros((5, 3)), np.zeros((5, 4)), "same feature size"),
+        (np.zeros((1, 3)), np.zeros((5, 3)), "at least 2 rows"),
+        (np.zeros((5,)), np.zeros((5, 3)), r"2-D array \[N, D\]"),
+        (np.full((5, 3), np.nan), np.zeros((5, 3)), "NaN"),
+    ],
+)
 def test_frechet_distance_refuses_bad_inputs(a, b, match):
     with pytest.raises(ValueError, match=match):
         frechet_distance(a, b)

@@ -4,7 +4,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gemix_monai.mixing import blend, genmix, pixel_mixup, sample_genmix_lambda, sample_mixup_lambda, sample_permutation, to_soft_label
+from gemix_monai.mixing import (
+    blend,
+    genmix,
+    pixel_mixup,
+    sample_genmix_lambda,
+    sample_mixup_lambda,
+    sample_permutation,
+    to_soft_label,
+)
 
 
 def _pairs(b=4, k=3, seed=0):

@@ -73,7 +73,11 @@ def test_same_seed_reproduces_exactly(name):
 @pytest.mark.parametrize("name", FACTORIES)
 @pytest.mark.parametrize("rng_kind", ["int", "generator", "random_state"])
 def test_explicit_rng_reproduces_exactly(name, rng_kind):
-    make = {"int": lambda: 7, "generator": lambda: np.random.default_rng(7), "random_state": lambda: np.random.RandomState(7)}[rng_kind]
+    make = {
+        "int": lambda: 7,
+        "generator": lambda: np.random.default_rng(7),
+        "random_state": lambda: np.random.RandomState(7),
+    }[rng_kind]
     sampler = FACTORIES[name](5, seed=0)
     assert torch.equal(sampler.sample(500, rng=make()), sampler.sample(500, rng=make()))
 
@@ -223,7 +227,9 @@ def test_softmax_two_class_mean_and_variance_match_quadrature(bias, temperature,
     f = 1 / (1 + np.exp(-x / temperature))
     mean = np.trapezoid(pdf * f, x)
     var = np.trapezoid(pdf * f**2, x) - mean**2
-    labels, info = TemperatureSoftmaxSampler(2, bias=bias, temperature=temperature, sigma=sigma, seed=11).sample_with_info(N)
+    labels, info = TemperatureSoftmaxSampler(
+        2, bias=bias, temperature=temperature, sigma=sigma, seed=11
+    ).sample_with_info(N)
     primary = labels.double()[torch.arange(N), info["classes"][:, 0]].numpy()
     assert abs(primary.mean() - mean) < 5 * np.sqrt(var / N)
     np.testing.assert_allclose(primary.var(), var, rtol=6 * np.sqrt(2 / N))

@@ -61,10 +61,30 @@ def test_bad_labels_raise_clear_errors(label, match):
         to_soft_label(label, 2)
 
 
-@pytest.mark.parametrize("k", [1, 0, 2.5, None])
+@pytest.mark.parametrize("k", [1, 0, 2.5, True])
 def test_num_classes_must_be_at_least_two(k):
     with pytest.raises(ValueError, match="num_classes must be an integer >= 2"):
         to_soft_label(0, k)
+
+
+def test_without_num_classes_soft_labels_pass_and_indices_are_refused_by_name():
+    soft = torch.tensor([[0.25, 0.75]])
+    assert torch.equal(to_soft_label(soft, None), soft)
+    with pytest.raises(ValueError, match="my_label: got class indices.*pass num_classes"):
+        to_soft_label(torch.tensor([1, 0]), None, name="my_label")
+
+
+def test_batched_float_vector_is_a_batch_of_indices_not_one_soft_label():
+    out = to_soft_label(torch.tensor([1.0, 0.0]), 2, batched=True)
+    assert torch.equal(out, torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
+
+
+def test_errors_name_the_argument_and_the_first_bad_row():
+    labels = torch.tensor([[1.0, 0.0], [0.3, 0.3], [0.9, 0.9]])
+    with pytest.raises(
+        ValueError, match=r"batch\['label'\] must be points of the probability simplex.*row 1 sums to 0.6"
+    ):
+        to_soft_label(labels, 2, name="batch['label']")
 
 
 def test_check_simplex_rejects_nan():

@@ -12,14 +12,25 @@ NARROW = dict(channel_base=256, channel_max=16, num_fp16_res=0)
 def make_generator(resolution=16, channels=1, c_dim=3, z_dim=8, w_dim=16, seed=0, **synthesis):
     torch.manual_seed(seed)
     return Generator(
-        z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=resolution, img_channels=channels,
-        mapping_kwargs=dict(num_layers=2), synthesis_kwargs={**NARROW, **synthesis},
+        z_dim=z_dim,
+        c_dim=c_dim,
+        w_dim=w_dim,
+        img_resolution=resolution,
+        img_channels=channels,
+        mapping_kwargs=dict(num_layers=2),
+        synthesis_kwargs={**NARROW, **synthesis},
     )
 
 
 def make_discriminator(resolution=16, channels=1, c_dim=3, seed=0, **kwargs):
     torch.manual_seed(seed)
-    return Discriminator(c_dim=c_dim, img_resolution=resolution, img_channels=channels, mapping_kwargs=dict(num_layers=2), **{**NARROW, **kwargs})
+    return Discriminator(
+        c_dim=c_dim,
+        img_resolution=resolution,
+        img_channels=channels,
+        mapping_kwargs=dict(num_layers=2),
+        **{**NARROW, **kwargs},
+    )
 
 
 def with_noise_strength(G, value=1.0):

@@ -63,7 +63,15 @@ def test_unknown_noise_mode_is_refused(make_generator):
 
 
 def test_mixed_precision_blocks_compute_in_float32_on_cpu():
-    synthesis = SynthesisNetwork(w_dim=16, img_resolution=32, img_channels=1, channel_base=256, channel_max=16, num_fp16_res=2, mixed_precision_dtype="bfloat16")
+    synthesis = SynthesisNetwork(
+        w_dim=16,
+        img_resolution=32,
+        img_channels=1,
+        channel_base=256,
+        channel_max=16,
+        num_fp16_res=2,
+        mixed_precision_dtype="bfloat16",
+    )
     assert [b.use_fp16 for b in synthesis.blocks] == [False, False, True, True]
     assert all(b.compute_dtype(torch.device("cpu")) == torch.float32 for b in synthesis.blocks)
     assert synthesis.blocks[-1].compute_dtype(torch.device("cuda")) == torch.bfloat16

@@ -26,7 +26,9 @@ def test_checkpoint_round_trip_gives_the_same_images(trained_like, tmp_path):
 
 
 def test_class_names_travel_with_the_checkpoint(tmp_path):
-    G = Generator(8, 2, 16, 16, 1, class_names=["normal", "pneumonia"], synthesis_kwargs=dict(channel_base=256, channel_max=16))
+    G = Generator(
+        8, 2, 16, 16, 1, class_names=["normal", "pneumonia"], synthesis_kwargs=dict(channel_base=256, channel_max=16)
+    )
     G.save_checkpoint(tmp_path / "g.pt")
     assert Generator.from_checkpoint(tmp_path / "g.pt").class_names == ["normal", "pneumonia"]
 
@@ -59,7 +61,9 @@ def test_checkpoint_for_another_task_is_refused_saying_which(trained_like, tmp_p
     path = trained_like.save_checkpoint(tmp_path / "g.pt")
     with pytest.raises(ValueError, match=message):
         Generator.from_checkpoint(path, **expected)
-    assert Generator.from_checkpoint(path, expected_resolution=16, expected_channels=2, expected_num_classes=3).c_dim == 3
+    assert (
+        Generator.from_checkpoint(path, expected_resolution=16, expected_channels=2, expected_num_classes=3).c_dim == 3
+    )
 
 
 def test_unknown_checkpoint_format_is_refused(trained_like, tmp_path):

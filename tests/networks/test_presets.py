@@ -5,7 +5,18 @@ import torch
 
 from gemix_monai.networks import PRESET_NAMES, AugmentPipe, Discriminator, Generator, get_preset
 
-TRAINING_KEYS = {"batch_size", "g_lr", "d_lr", "betas", "r1_gamma", "ema_kimg", "ema_rampup", "ada_target", "ada_interval", "ada_kimg"}
+TRAINING_KEYS = {
+    "batch_size",
+    "g_lr",
+    "d_lr",
+    "betas",
+    "r1_gamma",
+    "ema_kimg",
+    "ema_rampup",
+    "ada_target",
+    "ada_interval",
+    "ada_kimg",
+}
 
 
 @pytest.mark.parametrize("name", PRESET_NAMES)

@@ -127,7 +127,9 @@ def test_kernel_gradcheck_and_gradgradcheck_float64(impl, device, act):
 def test_bias_runs_along_any_dim(impl, device, dim, act):
     x, b = _data((3, 4, 5, 6), dim=dim)
     x, b = x.to(device), b.to(device)
-    torch.testing.assert_close(bias_act(x, b, dim=dim, act=act, impl=impl), bias_act(x, b, dim=dim, act=act, impl="ref"))
+    torch.testing.assert_close(
+        bias_act(x, b, dim=dim, act=act, impl=impl), bias_act(x, b, dim=dim, act=act, impl="ref")
+    )
 
 
 @pytest.mark.parametrize("impl,device", KERNELS)
@@ -136,7 +138,9 @@ def test_bias_runs_along_any_dim(impl, device, dim, act):
 def test_batch_sizes_and_channel_counts(impl, device, batch, channels):
     x, b = _data((batch, channels, 3, 2))
     x, b = x.to(device), b.to(device)
-    torch.testing.assert_close(bias_act(x, b, act="lrelu", clamp=1.0, impl=impl), bias_act(x, b, act="lrelu", clamp=1.0, impl="ref"))
+    torch.testing.assert_close(
+        bias_act(x, b, act="lrelu", clamp=1.0, impl=impl), bias_act(x, b, act="lrelu", clamp=1.0, impl="ref")
+    )
 
 
 @pytest.mark.parametrize("impl,device", KERNELS)
@@ -180,7 +184,9 @@ def test_negative_lrelu_slope_has_exact_gradients(impl):
 
 def test_negative_clamp_means_no_clamping():
     x, b = _data((2, 3, 4, 4))
-    torch.testing.assert_close(bias_act(x * 100, b, act="linear", clamp=-1, impl="ref"), x * 100 + b[None, :, None, None])
+    torch.testing.assert_close(
+        bias_act(x * 100, b, act="linear", clamp=-1, impl="ref"), x * 100 + b[None, :, None, None]
+    )
 
 
 @requires_cpp
@@ -225,9 +231,18 @@ def test_bad_input_is_rejected_with_the_argument_named(kwargs, error, names):
 @pytest.mark.skipif(not HAS_CPP, reason="gemix_monai._C with bias_act is not built")
 @pytest.mark.parametrize(
     ("act", "clamp", "uses_kernel"),
-    [("lrelu", None, True), ("relu", None, True), ("linear", 256.0, True), ("linear", None, False),
-     ("tanh", None, False), ("sigmoid", None, False), ("elu", None, False), ("selu", None, False),
-     ("softplus", None, False), ("swish", None, False)],
+    [
+        ("lrelu", None, True),
+        ("relu", None, True),
+        ("linear", 256.0, True),
+        ("linear", None, False),
+        ("tanh", None, False),
+        ("sigmoid", None, False),
+        ("elu", None, False),
+        ("selu", None, False),
+        ("softplus", None, False),
+        ("swish", None, False),
+    ],
 )
 def test_auto_on_cpu_uses_the_fused_kernel_only_where_it_is_faster(monkeypatch, act, clamp, uses_kernel):
     module = importlib.import_module("gemix_monai.ops.bias_act")  # the package re-exports a function of that name
@@ -239,8 +254,12 @@ def test_auto_on_cpu_uses_the_fused_kernel_only_where_it_is_faster(monkeypatch, 
     x, b = torch.randn(2, 4, 5, 5), torch.randn(4)
     y = bias_act(x, b, act=act, clamp=clamp)
     assert bool(calls) == uses_kernel
-    torch.testing.assert_close(y, module.bias_act_ref(x, b, 1, act, ACTIVATIONS[act].def_alpha,
-                                                      ACTIVATIONS[act].def_gain, -1.0 if clamp is None else clamp))
+    torch.testing.assert_close(
+        y,
+        module.bias_act_ref(
+            x, b, 1, act, ACTIVATIONS[act].def_alpha, ACTIVATIONS[act].def_gain, -1.0 if clamp is None else clamp
+        ),
+    )
 
 
 @pytest.mark.skipif(not HAS_CPP, reason="gemix_monai._C with bias_act is not built")

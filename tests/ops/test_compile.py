@@ -30,8 +30,17 @@ class SynthesisBlock(torch.nn.Module):
 
     def forward(self, x, img, w, noise):
         styles = w @ self.affine.t() + 1
-        x = modulated_conv2d(x, self.weight, styles, noise=noise * self.noise_strength, up=2, padding=1,
-                             resample_filter=self.resample_filter, fused=self.fused, impl=self.impl)
+        x = modulated_conv2d(
+            x,
+            self.weight,
+            styles,
+            noise=noise * self.noise_strength,
+            up=2,
+            padding=1,
+            resample_filter=self.resample_filter,
+            fused=self.fused,
+            impl=self.impl,
+        )
         x = bias_act(x, self.bias, act="lrelu", clamp=256.0, impl=self.impl)
         rgb_styles = (w @ self.rgb_affine.t()) * (self.rgb_weight.shape[1] ** -0.5)
         y = modulated_conv2d(x, self.rgb_weight, rgb_styles, demodulate=False, fused=self.fused, impl=self.impl)
@@ -58,7 +67,13 @@ def _run(block, fn):
 
 @pytest.mark.parametrize(
     "impl",
-    ["ref", None, pytest.param("cpp", marks=pytest.mark.skipif(not HAS_KERNELS, reason="the C++ extension with every kernel is not built"))],
+    [
+        "ref",
+        None,
+        pytest.param(
+            "cpp", marks=pytest.mark.skipif(not HAS_KERNELS, reason="the C++ extension with every kernel is not built")
+        ),
+    ],
 )
 @pytest.mark.parametrize("fused", [True, False])
 def test_block_compiles_without_graph_breaks_and_equals_eager(impl, fused):

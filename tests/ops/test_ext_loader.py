@@ -27,14 +27,21 @@ def _run_python(code: str, **env) -> subprocess.CompletedProcess:
     if "GEMIX_OPS" not in env:
         full_env.pop("GEMIX_OPS", None)
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
 @pytest.fixture
 def missing_extension(monkeypatch):
     """The loader's state as after a failed build: no module, a recorded cause, nothing warned yet."""
-    monkeypatch.setattr(_ext, "_state", {"tried": True, "module": None, "error": "simulated: no compiler", "warned": set()})
+    monkeypatch.setattr(
+        _ext, "_state", {"tried": True, "module": None, "error": "simulated: no compiler", "warned": set()}
+    )
 
 
 def test_env_ref_selects_the_reference(monkeypatch):
@@ -75,7 +82,9 @@ def test_invalid_impl_argument_raises_naming_impl():
 
 
 def test_forced_cpp_without_extension_raises_instead_of_falling_back(missing_extension):
-    with pytest.raises(RuntimeError, match="impl 'cpp' was forced but the extension is unavailable: simulated: no compiler"):
+    with pytest.raises(
+        RuntimeError, match="impl 'cpp' was forced but the extension is unavailable: simulated: no compiler"
+    ):
         resolve_impl("cpp", CPU, "upfirdn2d")
 
 

@@ -88,7 +88,9 @@ def test_plain_conv_equals_per_sample_convolution(impl, demodulate, batch):
 def test_fused_equals_non_fused(impl, up, down, demodulate):
     x, weight, styles = _data(n=3)
     kw = dict(up=up, down=down, padding=1, demodulate=demodulate, impl=impl)
-    torch.testing.assert_close(modulated_conv2d(x, weight, styles, fused=True, **kw), modulated_conv2d(x, weight, styles, fused=False, **kw))
+    torch.testing.assert_close(
+        modulated_conv2d(x, weight, styles, fused=True, **kw), modulated_conv2d(x, weight, styles, fused=False, **kw)
+    )
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -100,7 +102,9 @@ def test_resampling_is_exactly_the_composition_on_zero_extended_input(impl, up, 
     x, weight, styles = _data(k=k)
     f = setup_filter([1, 3, 3, 1]).double()
     margin = 4
-    y = modulated_conv2d(x, weight, styles, up=up, down=down, padding=padding, resample_filter=f, fused=fused, impl=impl)
+    y = modulated_conv2d(
+        x, weight, styles, up=up, down=down, padding=padding, resample_filter=f, fused=fused, impl=impl
+    )
     ref = _composition(F.pad(x, [margin] * 4), weight, styles, up, down, True, padding, f)
     crop = margin * up // down
     torch.testing.assert_close(y, ref[:, :, crop:-crop, crop:-crop])

@@ -98,8 +98,12 @@ def test_helpers_use_the_spec_padding():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, 2, 6, 6, generator=g, dtype=torch.float64)
     f = setup_filter([1, 2, 4, 2, 1])  # fw = 5
-    torch.testing.assert_close(upsample2d(x, f, impl="ref"), upfirdn2d(x, f, up=2, padding=(3, 1, 3, 1), gain=4, impl="ref"))
-    torch.testing.assert_close(downsample2d(x, f, impl="ref"), upfirdn2d(x, f, down=2, padding=(2, 1, 2, 1), impl="ref"))
+    torch.testing.assert_close(
+        upsample2d(x, f, impl="ref"), upfirdn2d(x, f, up=2, padding=(3, 1, 3, 1), gain=4, impl="ref")
+    )
+    torch.testing.assert_close(
+        downsample2d(x, f, impl="ref"), upfirdn2d(x, f, down=2, padding=(2, 1, 2, 1), impl="ref")
+    )
     torch.testing.assert_close(filter2d(x, f, impl="ref"), upfirdn2d(x, f, padding=(2, 2, 2, 2), impl="ref"))
 
 
@@ -138,7 +142,9 @@ def _check_against_reference(impl, x, f, up, down, pad, flip, gain, atol):
     actual = upfirdn2d(x, f, up=up, down=down, padding=pad, flip_filter=flip, gain=gain, impl=impl)
     assert actual.shape == expected.shape
     assert actual.dtype == x.dtype
-    assert actual.is_contiguous(memory_format=torch.channels_last) == expected.is_contiguous(memory_format=torch.channels_last)
+    assert actual.is_contiguous(memory_format=torch.channels_last) == expected.is_contiguous(
+        memory_format=torch.channels_last
+    )
     torch.testing.assert_close(actual, expected, atol=atol, rtol=atol)
 
 
@@ -167,7 +173,9 @@ def test_cpp_equals_reference_float32_layouts(shape, layout, up, down):
         x = torch.randn(shape[0], shape[1], shape[2], 2 * shape[3], generator=g)[..., ::2]
     f = setup_filter([1, 3, 3, 1])
     _check_against_reference("cpp", x, f, up, down, (2, 1, 1, 2), False, 1.0, 1e-5)
-    _check_against_reference("cpp", x, setup_filter([1, 3, 3, 1], separable=False), up, down, (1, 2, 2, 1), True, 4.0, 1e-5)
+    _check_against_reference(
+        "cpp", x, setup_filter([1, 3, 3, 1], separable=False), up, down, (1, 2, 2, 1), True, 4.0, 1e-5
+    )
 
 
 @requires_cpp
@@ -197,7 +205,9 @@ def test_cuda_equals_reference(up, down, dtype):
     # 37x35 spans several 32x32 output tiles; 4-tap and 12-tap filters hit the specialised kernels
     x64 = torch.randn(2, 6, 37, 35, generator=g, dtype=torch.float64)
     atol = {torch.float64: 1e-12, torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 1e-1}[dtype]
-    for (_, _, pad, (ndim, taps)), flip in itertools.product([c for c in KERNEL_GRID if c[:2] == (up, down)], (False, True)):
+    for (_, _, pad, (ndim, taps)), flip in itertools.product(
+        [c for c in KERNEL_GRID if c[:2] == (up, down)], (False, True)
+    ):
         f = _filter(taps, ndim, g).cuda()
         for layout in ("contiguous", "channels_last", "strided"):
             x = x64.to("cuda", dtype)
@@ -206,7 +216,9 @@ def test_cuda_equals_reference(up, down, dtype):
             elif layout == "strided":
                 x = x.transpose(2, 3)
             try:
-                expected = upfirdn2d(x.double(), f, up=up, down=down, padding=pad, flip_filter=flip, gain=1.5, impl="ref")
+                expected = upfirdn2d(
+                    x.double(), f, up=up, down=down, padding=pad, flip_filter=flip, gain=1.5, impl="ref"
+                )
             except ValueError:
                 continue
             actual = upfirdn2d(x, f, up=up, down=down, padding=pad, flip_filter=flip, gain=1.5, impl="cuda")
@@ -232,7 +244,12 @@ def test_cuda_gradients_are_exact():
 @pytest.mark.parametrize("impl", CPU_IMPLS)
 @pytest.mark.parametrize(
     "up,down,pad,ndim,flip",
-    [(1, 1, (1, 2, 2, 1), 1, False), (2, 1, (2, 1, 3, 0), 1, True), (1, 2, (1, 1, -1, 2), 2, False), (3, 2, (0, 2, 1, 1), 2, True)],
+    [
+        (1, 1, (1, 2, 2, 1), 1, False),
+        (2, 1, (2, 1, 3, 0), 1, True),
+        (1, 2, (1, 1, -1, 2), 2, False),
+        (3, 2, (0, 2, 1, 1), 2, True),
+    ],
 )
 def test_gradients_are_exact_to_second_order(impl, up, down, pad, ndim, flip):
     g = torch.Generator().manual_seed(4)
@@ -335,4 +352,7 @@ def test_filter_on_meta_device_is_rejected():
 def test_reference_function_matches_public_path():
     x = torch.randn(1, 2, 5, 5, dtype=torch.float64)
     f = torch.randn(3, dtype=torch.float64)
-    torch.testing.assert_close(upfirdn2d_ref(x, f, 2, 2, 1, 1, 1, 1, 1, 1, True, 2.0), upfirdn2d(x, f, up=2, padding=1, flip_filter=True, gain=2.0, impl="ref"))
+    torch.testing.assert_close(
+        upfirdn2d_ref(x, f, 2, 2, 1, 1, 1, 1, 1, 1, True, 2.0),
+        upfirdn2d(x, f, up=2, padding=1, flip_filter=True, gain=2.0, impl="ref"),
+    )

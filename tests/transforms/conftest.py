@@ -17,18 +17,28 @@ class StandInGenerator(torch.nn.Module):
         self.z_dim, self.c_dim, self.img_resolution, self.img_channels = z_dim, c_dim, img_resolution, img_channels
         self.class_names = [f"class{k}" for k in range(c_dim)]
         g = torch.Generator().manual_seed(seed)
-        self.weight = torch.nn.Parameter(torch.randn(z_dim + c_dim, img_channels * img_resolution**2, generator=g) / (z_dim + c_dim) ** 0.5)
+        self.weight = torch.nn.Parameter(
+            torch.randn(z_dim + c_dim, img_channels * img_resolution**2, generator=g) / (z_dim + c_dim) ** 0.5
+        )
 
     @torch.no_grad()
-    def generate(self, soft_labels, z=None, truncation_psi=1.0, noise_mode="const", batch_size=64, device=None, seed=None):
+    def generate(
+        self, soft_labels, z=None, truncation_psi=1.0, noise_mode="const", batch_size=64, device=None, seed=None
+    ):
         c = torch.as_tensor(soft_labels, dtype=torch.float32)
         assert c.ndim == 2 and c.shape[1] == self.c_dim, c.shape
         if z is None:
             z = torch.randn(c.shape[0], self.z_dim, generator=torch.Generator().manual_seed(seed or 0))
         assert z.shape == (c.shape[0], self.z_dim), z.shape
         device = torch.device(device) if device is not None else self.weight.device
-        out = [torch.tanh(truncation_psi * torch.cat([z[i : i + batch_size], c[i : i + batch_size]], 1).to(device) @ self.weight.to(device))
-               for i in range(0, c.shape[0], batch_size)]
+        out = [
+            torch.tanh(
+                truncation_psi
+                * torch.cat([z[i : i + batch_size], c[i : i + batch_size]], 1).to(device)
+                @ self.weight.to(device)
+            )
+            for i in range(0, c.shape[0], batch_size)
+        ]
         out = torch.cat(out) if out else torch.empty(0, self.img_channels * self.img_resolution**2, device=device)
         return out.view(-1, self.img_channels, self.img_resolution, self.img_resolution)
 
@@ -45,7 +55,11 @@ def tiny_generator():
 
     torch.manual_seed(0)
     kwargs = dict(get_preset("tiny")["G"])
-    return Generator(c_dim=NUM_CLASSES, class_names=["normal", "benign", "malignant"], **kwargs).eval().requires_grad_(False)
+    return (
+        Generator(c_dim=NUM_CLASSES, class_names=["normal", "benign", "malignant"], **kwargs)
+        .eval()
+        .requires_grad_(False)
+    )
 
 
 @pytest.fixture(scope="session")

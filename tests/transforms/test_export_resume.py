@@ -29,7 +29,12 @@ def test_checksums_are_recorded_for_every_image(standin_generator, tmp_path, fmt
     for p in images:
         assert sums[f"images/{p.name}"] == hashlib.sha256(p.read_bytes()).hexdigest()
     # sha256sum -c format: "<64 hex>  <path>", in image order
-    assert (tmp_path / CHECKSUMS_NAME).read_text().splitlines()[0].endswith("  images/synth_000000" + (".nii.gz" if fmt == "nifti" else ".png"))
+    assert (
+        (tmp_path / CHECKSUMS_NAME)
+        .read_text()
+        .splitlines()[0]
+        .endswith("  images/synth_000000" + (".nii.gz" if fmt == "nifti" else ".png"))
+    )
 
 
 @pytest.mark.parametrize("damage", ["truncate", "replace", "empty"])
@@ -51,7 +56,9 @@ def test_a_damaged_file_is_regenerated_on_resume_with_a_warning(counting_generat
     assert "synth_000004" in str(record[0].message) and "synth_000003" not in str(record[0].message)
     assert gen.calls == 1  # only the damaged file
     assert target.read_bytes() == original
-    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (tmp_path / "images").iterdir() if p != target} == others
+    assert {
+        p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (tmp_path / "images").iterdir() if p != target
+    } == others
     assert _sums(tmp_path)["images/synth_000004.nii.gz"] == hashlib.sha256(original).hexdigest()
     assert len((tmp_path / CHECKSUMS_NAME).read_text().splitlines()) == 7
 
@@ -95,8 +102,15 @@ def test_a_truncated_file_of_a_real_generator_export_is_regenerated_byte_for_byt
     from gemix_monai.networks import Generator
 
     torch.manual_seed(0)
-    G = Generator(z_dim=8, c_dim=K, w_dim=16, img_resolution=16, img_channels=1, mapping_kwargs=dict(num_layers=2),
-                  synthesis_kwargs=dict(channel_base=256, channel_max=16, num_fp16_res=0))
+    G = Generator(
+        z_dim=8,
+        c_dim=K,
+        w_dim=16,
+        img_resolution=16,
+        img_channels=1,
+        mapping_kwargs=dict(num_layers=2),
+        synthesis_kwargs=dict(channel_base=256, channel_max=16, num_fp16_res=0),
+    )
     path = tmp_path / "generator.pt"
     G.save_checkpoint(path)
     export_synthetic(str(path), DirichletBetaSampler(K), tmp_path / "out", num_images=5, seed=1, batch_size=2)

@@ -12,7 +12,9 @@ K = 3
 
 def _export(gen, out, **kw):
     kw.setdefault("num_images", 7)
-    return export_synthetic(gen, kw.pop("sampler", DirichletBetaSampler(K)), out, seed=kw.pop("seed", 5), batch_size=3, **kw)
+    return export_synthetic(
+        gen, kw.pop("sampler", DirichletBetaSampler(K)), out, seed=kw.pop("seed", 5), batch_size=3, **kw
+    )
 
 
 def _read_image(path):
@@ -29,7 +31,9 @@ def test_export_writes_images_csv_and_datalist(standin_generator, tmp_path, fmt)
     datalist = json.loads(datalist_path.read_text())
     assert datalist["sampler"] == DirichletBetaSampler(K).params() and datalist["seed"] == 5
     assert len(datalist["training"]) == 7 and datalist["class_names"] == standin_generator.class_names
-    images, labels = SyntheticDataset(standin_generator, DirichletBetaSampler(K), num_images=7, seed=5).generate(range(7))
+    images, labels = SyntheticDataset(standin_generator, DirichletBetaSampler(K), num_images=7, seed=5).generate(
+        range(7)
+    )
     rows = list(csv.reader((tmp_path / "labels.csv").open()))
     assert rows[0] == ["image", *standin_generator.class_names] and len(rows) == 8
     for i, entry in enumerate(datalist["training"]):
@@ -37,11 +41,15 @@ def test_export_writes_images_csv_and_datalist(standin_generator, tmp_path, fmt)
         np.testing.assert_allclose([float(v) for v in rows[i + 1][1:]], labels[i].numpy(), atol=1e-7)
         stored = _read_image(tmp_path / entry["image"])
         atol = 1 / 127.5 if fmt == "png" else 0
-        np.testing.assert_allclose(stored, images[i, 0].numpy(), atol=atol + 1e-5)  # BLAS blocking differs by batch size
+        np.testing.assert_allclose(
+            stored, images[i, 0].numpy(), atol=atol + 1e-5
+        )  # BLAS blocking differs by batch size
 
 
 def test_per_class_export_balances_classes(standin_generator, tmp_path):
-    datalist = json.loads(export_synthetic(standin_generator, OneHotSampler(K), tmp_path, per_class=2, batch_size=4).read_text())
+    datalist = json.loads(
+        export_synthetic(standin_generator, OneHotSampler(K), tmp_path, per_class=2, batch_size=4).read_text()
+    )
     classes = [int(np.argmax(e["label"])) for e in datalist["training"]]
     assert classes == [0, 0, 1, 1, 2, 2]
 
@@ -61,7 +69,11 @@ def test_export_resumes_after_an_interruption(counting_generator, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _export(crashing, tmp_path / "resumed")
     written = sorted(p.name for p in (tmp_path / "resumed" / "images").iterdir())
-    assert written == ["synth_000000.nii.gz", "synth_000001.nii.gz", "synth_000002.nii.gz"]  # first batch only, no temp file
+    assert written == [
+        "synth_000000.nii.gz",
+        "synth_000001.nii.gz",
+        "synth_000002.nii.gz",
+    ]  # first batch only, no temp file
     assert not (tmp_path / "resumed" / "datalist.json").exists()
     stamps = {name: (tmp_path / "resumed" / "images" / name).stat().st_mtime_ns for name in written}
     # A temp file left by a process killed mid-write is removed on resume.

@@ -22,7 +22,9 @@ def test_synthetic_dataset_from_a_checkpoint_path_in_dataloader_workers(tiny_gen
     assert images.shape == (4, 1, 32, 32) and (images.abs() <= 1).all()
     expected_labels, z = ds.labels_and_latents(range(4))
     assert torch.equal(labels, expected_labels)
-    torch.testing.assert_close(images, tiny_generator.generate(expected_labels, z=z, noise_mode="const"), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        images, tiny_generator.generate(expected_labels, z=z, noise_mode="const"), rtol=1e-4, atol=1e-5
+    )
     # Workers receive the path, not the loaded network.
     assert pickle.loads(pickle.dumps(ds))._generator is None
 

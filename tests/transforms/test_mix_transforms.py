@@ -95,7 +95,9 @@ def test_soft_mixup_needs_num_classes_for_indices():
 def test_soft_mixupd_agrees_with_the_array_form():
     x, y = _batch(5)
     mask = (x > 0).float()
-    d = SoftMixUpd(keys=("image", "mask"), label_key="label", num_classes=K).set_random_state(11)({"image": x, "mask": mask, "label": y})
+    d = SoftMixUpd(keys=("image", "mask"), label_key="label", num_classes=K).set_random_state(11)(
+        {"image": x, "mask": mask, "label": y}
+    )
     t = SoftMixUp(num_classes=K).set_random_state(11)
     mx, my = t(x, y)
     mm, _ = t(mask, y, randomize=False)
@@ -166,7 +168,9 @@ def test_genmix_union_needs_a_batch():
         GenMix(partner="union")(xr[0], to_soft_label(yr, K)[0], xs[0], ys[0])
 
 
-@pytest.mark.parametrize("kwargs, match", [({"alpha": 0}, "alpha must be"), ({"partner": "pool"}, "partner must be one of")])
+@pytest.mark.parametrize(
+    "kwargs, match", [({"alpha": 0}, "alpha must be"), ({"partner": "pool"}, "partner must be one of")]
+)
 def test_genmix_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GenMix(**kwargs)
@@ -222,7 +226,9 @@ def test_genmixd_with_a_source_generates_partners(standin_generator):
     out = t({"image": real, "label": torch.tensor([0, 1, 2, 0])})
     assert out["image"].shape == real.shape and not torch.equal(out["image"], real)
     assert (out["image"].abs() <= 1).all()
-    again = GenMixd(keys="image", synthetic=source, num_classes=K).set_random_state(0)({"image": real, "label": torch.tensor([0, 1, 2, 0])})
+    again = GenMixd(keys="image", synthetic=source, num_classes=K).set_random_state(0)(
+        {"image": real, "label": torch.tensor([0, 1, 2, 0])}
+    )
     assert torch.equal(out["image"], again["image"]) and torch.equal(out["label"], again["label"])
 
 
@@ -255,7 +261,8 @@ def test_property_batch_and_dictionary_forms_agree_on_any_batch(b, spatial, dtyp
 
     mx, my = GenMix(partner=partner, num_classes=K).set_random_state(seed)(xr, yr, xs, ys)
     d = GenMixd(keys="image", partner=partner, num_classes=K).set_random_state(seed)(
-        {"image": xr, "label": yr, "synthetic_image": xs, "synthetic_label": ys})
+        {"image": xr, "label": yr, "synthetic_image": xs, "synthetic_label": ys}
+    )
     assert torch.equal(d["image"], mx) and torch.equal(d["label"], my)
     assert mx.shape == xr.shape and mx.dtype == dtype and mx.device.type == device
     assert my.shape == (b, K) and my.dtype == torch.float32 and my.device.type == device

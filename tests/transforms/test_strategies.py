@@ -2,13 +2,26 @@ import pytest
 import torch
 from monai.data import DataLoader
 
-from gemix_monai.transforms import STRATEGIES, GenMixd, RealSyntheticDataset, SoftMixUpd, SyntheticDataset, build_strategy
+from gemix_monai.transforms import (
+    STRATEGIES,
+    GenMixd,
+    RealSyntheticDataset,
+    SoftMixUpd,
+    SyntheticDataset,
+    build_strategy,
+)
 
 K = 3
 
 
 def _first_batch(strategy, batch_size=6):
-    batch = next(iter(DataLoader(strategy.dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))))
+    batch = next(
+        iter(
+            DataLoader(
+                strategy.dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(0)
+            )
+        )
+    )
     return strategy.batch_transform(batch) if strategy.batch_transform is not None else batch
 
 
@@ -34,13 +47,23 @@ def test_every_strategy_yields_soft_labelled_batches(name, standin_generator, re
         ("genmix", RealSyntheticDataset, GenMixd, 10),
     ],
 )
-def test_strategy_is_one_dataset_and_at_most_one_transform(name, dataset_type, transform_type, n_items, standin_generator, real_dataset):
+def test_strategy_is_one_dataset_and_at_most_one_transform(
+    name, dataset_type, transform_type, n_items, standin_generator, real_dataset
+):
     strategy = build_strategy(name, real_dataset, K, generator=standin_generator)
     assert isinstance(strategy.dataset, dataset_type) and isinstance(strategy.batch_transform, transform_type)
     assert len(strategy.dataset) == n_items
 
 
-@pytest.mark.parametrize("name, sampler", [("real+synthetic", "one_hot"), ("gemix", "dirichlet_beta"), ("gemix_code", "dirichlet"), ("softmax_t", "temperature_softmax")])
+@pytest.mark.parametrize(
+    "name, sampler",
+    [
+        ("real+synthetic", "one_hot"),
+        ("gemix", "dirichlet_beta"),
+        ("gemix_code", "dirichlet"),
+        ("softmax_t", "temperature_softmax"),
+    ],
+)
 def test_strategy_uses_its_sampler(name, sampler, standin_generator, real_dataset):
     assert build_strategy(name, real_dataset, K, generator=standin_generator).sampler.name == sampler
 
@@ -52,7 +75,14 @@ def test_real_plus_synthetic_draws_hard_synthetic_labels(standin_generator, real
 
 
 def test_sampler_options_reach_the_sampler(standin_generator, real_dataset):
-    strategy = build_strategy("softmax_t", real_dataset, K, generator=standin_generator, sampler_kwargs={"temperature": 0.5}, class_weights=[1, 2, 3])
+    strategy = build_strategy(
+        "softmax_t",
+        real_dataset,
+        K,
+        generator=standin_generator,
+        sampler_kwargs={"temperature": 0.5},
+        class_weights=[1, 2, 3],
+    )
     assert strategy.sampler.temperature == 0.5 and strategy.sampler.class_weights == [1.0, 2.0, 3.0]
 
 

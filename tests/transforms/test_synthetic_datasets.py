@@ -77,7 +77,14 @@ def test_sampler_must_match_the_generators_classes(standin_generator):
         SyntheticDataset(standin_generator, DirichletBetaSampler(4), num_images=3)
 
 
-@pytest.mark.parametrize("kwargs, match", [({}, "exactly one of"), ({"num_images": 2, "per_class": 2}, "exactly one of"), ({"num_images": -1}, "num_images must be")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({}, "exactly one of"),
+        ({"num_images": 2, "per_class": 2}, "exactly one of"),
+        ({"num_images": -1}, "num_images must be"),
+    ],
+)
 def test_length_arguments_are_checked(standin_generator, kwargs, match):
     with pytest.raises(ValueError, match=match):
         SyntheticDataset(standin_generator, OneHotSampler(K), **kwargs)

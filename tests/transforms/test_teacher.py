@@ -66,8 +66,15 @@ def test_items_are_a_function_of_the_index(standin_generator):
     torch.testing.assert_close(a.generate([5, 1])[1], torch.stack([b.generate([5])[1][0], b.generate([1])[1][0]]))
 
 
-@pytest.mark.parametrize("kwargs,match", [({"mode": "vote"}, "mode"), ({"weight": 1.5}, "weight"),
-                                          ({"tolerance": 0.0}, "tolerance"), ({"mode": "filter", "tries": 0}, "tries")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"mode": "vote"}, "mode"),
+        ({"weight": 1.5}, "weight"),
+        ({"tolerance": 0.0}, "tolerance"),
+        ({"mode": "filter", "tries": 0}, "tries"),
+    ],
+)
 def test_bad_teacher_settings_are_named(standin_generator, kwargs, match):
     with pytest.raises(ValueError, match=match):
         TeacherLabelledSynthetic(_synthetic(standin_generator, 8), AlwaysClass(0), **kwargs)
@@ -81,8 +88,17 @@ def test_deficit_weights_fill_the_minority_first():
 
 def test_strategy_with_a_teacher_and_deficit_weights(standin_generator):
     real = [{"image": torch.zeros(1, 32, 32), "label": y} for y in [0] * 6 + [1] * 2 + [2] * 4]
-    strat = build_strategy("gemix", real, K, generator=standin_generator, synthetic_ratio=1.0, class_weights="deficit",
-                           teacher=AlwaysClass(0), teacher_mode="filter", teacher_tries=2)
+    strat = build_strategy(
+        "gemix",
+        real,
+        K,
+        generator=standin_generator,
+        synthetic_ratio=1.0,
+        class_weights="deficit",
+        teacher=AlwaysClass(0),
+        teacher_mode="filter",
+        teacher_tries=2,
+    )
     assert len(strat.dataset) == 24 and strat.info["teacher"]["mode"] == "filter"
     np.testing.assert_allclose(strat.sampler.class_probabilities, [0.0, 4 / 6, 2 / 6])
     with pytest.raises(ValueError, match="not to genmix"):
