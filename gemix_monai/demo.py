@@ -107,6 +107,21 @@ _SILENCED_LOGGERS = ("monai.handlers.StatsHandler", "monai.bundle.scripts", "mon
 
 
 @contextlib.contextmanager
+def _env_default(name: str, value: str | None):
+    """``os.environ[name] = value`` inside the block when the variable is unset (and value is not None)."""
+    import os
+
+    if value is None or name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
+@contextlib.contextmanager
 def _quiet_logs():
     root = logging.getLogger()
     root_level = root.level
@@ -171,9 +186,12 @@ def _run_demo(out_dir, *, gan_kimg, epochs, strategies, seed, phantom_counts, va
     done("phantoms")
 
     step("train GAN")
-    run_bundle_config("train_gan.json", {**common, "max_kimg": gan_kimg, "batch_size": cfg["gan_batch_size"],
-                                         "sample_kimg": gan_kimg, "checkpoint_kimg": gan_kimg},
-                      bundle=bundle, bundle_logging=bundle_logging)
+    # The GAN trains on the CPU fast path (channels_last, fused Adam: docs/benchmarks.md) unless the
+    # caller chose a path with GEMIX_FAST; the budget in DEMO_DEFAULTS was sized with it.
+    with _env_default("GEMIX_FAST", "1" if device == "cpu" else None):
+        run_bundle_config("train_gan.json", {**common, "max_kimg": gan_kimg, "batch_size": cfg["gan_batch_size"],
+                                             "sample_kimg": gan_kimg, "checkpoint_kimg": gan_kimg},
+                          bundle=bundle, bundle_logging=bundle_logging)
     done("train GAN")
 
     trained: dict[str, Path] = {}

@@ -122,14 +122,14 @@ def _uses_y(act: int, alpha: float) -> bool:
 
 
 @torch.library.custom_op("gemix::bias_act", mutates_args=())
-def _bias_act_op(
+def _bias_act_custom_op(
     x: torch.Tensor, b: torch.Tensor | None, dim: int, act: int, alpha: float, gain: float, clamp: float, impl: str
 ) -> torch.Tensor:
     get_extension()  # importing the extension registers torch.ops.gemix_C.*
     return torch.ops.gemix_C.bias_act(x, b, dim, act, alpha, gain, clamp)
 
 
-@_bias_act_op.register_fake
+@_bias_act_custom_op.register_fake
 def _(x, b, dim, act, alpha, gain, clamp, impl):
     return torch.empty_like(x)
 
@@ -183,7 +183,7 @@ def _bias_act_backward(ctx, dy):
     return dx, db, None, None, None, None, None, None
 
 
-_bias_act_op.register_autograd(_bias_act_backward, setup_context=_bias_act_setup_context)
+_bias_act_custom_op.register_autograd(_bias_act_backward, setup_context=_bias_act_setup_context)
 
 
 def _grad_setup_context(ctx, inputs, output):
@@ -274,7 +274,14 @@ class _LeanBiasActGrad(torch.autograd.Function):
 def _lean_ok() -> bool:
     from gemix_monai.fast import exact_fast
 
-    return exact_fast() and not torch.compiler.is_compiling()
+    return not torch.compiler.is_compiling() and exact_fast()
+
+
+def _bias_act_op(x, b, dim: int, act: int, alpha: float, gain: float, clamp: float, impl: str) -> torch.Tensor:
+    """The fused kernel: the registered op ``gemix::bias_act``, or its lean eager twin on the CPU."""
+    if impl == "cpp" and _lean_ok():
+        return _LeanBiasAct.apply(x, b, dim, act, alpha, gain, clamp)
+    return _bias_act_custom_op(x, b, dim, act, alpha, gain, clamp, impl)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -404,6 +411,4 @@ def bias_act(
             resolved = "ref"
     if resolved == "ref":
         return bias_act_ref(x, b, dim, act, alpha, gain, clamp)
-    if resolved == "cpp" and _lean_ok():
-        return _LeanBiasAct.apply(x, b, dim, spec.code, alpha, gain, clamp)
     return _bias_act_op(x, b, dim, spec.code, alpha, gain, clamp, resolved)
