@@ -81,6 +81,86 @@ def _child(args) -> dict:
     return out
 
 
+def _cpu_time(args) -> str:
+    """Compute-side comparison that machine load hardly moves: one thread, process CPU seconds per
+    step (not wall time), the variants alternating in one process, medians over ``--rounds``."""
+    import torch
+
+    from benchmarks.generator import build, training_phases
+
+    torch.set_num_threads(1)
+    dev = torch.device("cpu")
+    variants = ["old", "new"] + (["new+bf16"] if args.bf16 else [])
+    lines = ["", f"Compute only (`--cpu-time`): 1 thread, process CPU seconds per step, variants alternating in one process, "
+             f"medians of {args.rounds} rounds of 3 steps; load average {os.getloadavg()[0]:.1f} at the start.", "",
+             "| preset | path | CPU s / step | vs. old |", "|---|---|---|---|"]
+    for name in args.presets:
+        divisor, batch = PRESETS[name]
+        fns = {}
+        for v in variants:
+            os.environ["GEMIX_FAST"] = "0" if v == "old" else "1"
+            preset, G, D, augment = build(name, dev, divisor)
+            main, r1, pl = training_phases(preset, G, D, augment, batch, dev, fast=v != "old", bf16=v == "new+bf16", ema=True)
+            fns[v] = (main, r1, pl if preset["pl_weight"] > 0 else None)
+            main(), r1()
+        samples = {v: [] for v in variants}
+        for _ in range(args.rounds):
+            for v in variants:
+                os.environ["GEMIX_FAST"] = "0" if v == "old" else "1"
+                main, r1, pl = fns[v]
+                c0 = time.process_time()
+                for _ in range(3):
+                    main()
+                t_main = (time.process_time() - c0) / 3
+                c0 = time.process_time()
+                r1()
+                t_r1 = time.process_time() - c0
+                t_pl = 0.0
+                if pl is not None:
+                    c0 = time.process_time()
+                    pl()
+                    t_pl = time.process_time() - c0
+                samples[v].append(t_main + t_r1 / preset["r1_interval"] + t_pl / preset["pl_interval"])
+        base = statistics.median(samples["old"])
+        for v in variants:
+            m = statistics.median(samples[v])
+            lines.append(f"| {name} | {v} | {m:.3f} | ×{base / m:.2f} |")
+            print(lines[-1], flush=True)
+    lines.append(f"\nLoad average at the end: {os.getloadavg()[0]:.1f}.")
+    return "\n".join(lines)
+
+
+def _infer(args) -> str:
+    """``torch.no_grad()`` vs. autograd recording for G inference, alternating in one process:
+    process CPU seconds (1 thread: load-robust) and wall seconds at ``--threads``."""
+    import torch
+
+    from benchmarks.generator import build
+
+    os.environ["GEMIX_FAST"] = "1"
+    lines = ["", f"Inference (`--infer`): G(z, c, noise_mode=\"const\"), batch 8, the two modes alternating {args.rounds} × 5 calls, "
+             f"medians; load average {os.getloadavg()[0]:.1f} at the start.", "",
+             "| preset | threads | measure | no_grad (ms) | grad on (ms) | grad / no_grad |", "|---|---|---|---|---|---|"]
+    for name in args.presets:
+        divisor, _ = PRESETS[name]
+        preset, G, D, augment = build(name, torch.device("cpu"), divisor)
+        G.requires_grad_(True)
+        z, c = torch.randn(8, G.z_dim), torch.eye(2)[torch.arange(8) % 2]
+        for threads, clock, label in ((1, time.process_time, "CPU time"), (args.threads, time.perf_counter, "wall")):
+            torch.set_num_threads(threads)
+            samples = {"no_grad": [], "grad": []}
+            for _ in range(args.rounds * 5 + 2):
+                for mode in samples:
+                    with torch.set_grad_enabled(mode == "grad"):
+                        t0 = clock()
+                        G(z, c, noise_mode="const")
+                        samples[mode].append(clock() - t0)
+            a, b = (statistics.median(samples[m][2:]) for m in ("no_grad", "grad"))
+            lines.append(f"| {name} | {threads} | {label} | {a * 1e3:.1f} | {b * 1e3:.1f} | ×{b / a:.2f} |")
+            print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
 def _run_child(policy: str, args) -> dict:
     env = dict(os.environ)
     env.pop("OMP_WAIT_POLICY", None)
@@ -103,10 +183,29 @@ def main(argv=None):
     parser.add_argument("--bf16", action="store_true", help="also time bf16 math in the main steps (native-bf16 CPUs)")
     parser.add_argument("--min-time", type=float, default=0.5)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="only the 1-thread CPU-time comparison (appended to the section as its own table)")
+    parser.add_argument("--infer", action="store_true", help="only the no_grad vs. grad-on inference comparison")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(_child(args)))
+        return
+    if args.infer:
+        text = _infer(args)
+        print(text)
+        if not args.no_write:
+            from benchmarks._report import write_section
+
+            write_section("cpu-training-infer", f"### Inference with and without autograd\n\n`python -m benchmarks.cpu_training --infer --threads {args.threads} --rounds {args.rounds} --presets {' '.join(args.presets)}`" + text)
+        return
+    if args.cpu_time:
+        text = _cpu_time(args)
+        print(text)
+        if not args.no_write:
+            from benchmarks._report import write_section
+
+            write_section("cpu-training-cputime", f"### CPU training, compute only\n\n`python -m benchmarks.cpu_training --cpu-time --rounds {args.rounds} --presets {' '.join(args.presets)}{' --bf16' if args.bf16 else ''}`" + text)
         return
 
     import torch
