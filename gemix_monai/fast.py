@@ -6,7 +6,8 @@
   call, NCHW tensors, the for-loop Adam, float32 convolutions. Bit-for-bit what it was.
 * unset / ``auto`` (default) -- only changes that keep the numbers identical: the custom ops'
   eager calls skip the ``torch.library`` Python layer (a lean ``autograd.Function`` calls the same
-  kernels; under ``torch.compile`` the registered op is still what is traced), cached filters.
+  kernels; under ``torch.compile`` the registered op is still what is traced), and the generator
+  EMA is updated with two foreach calls instead of two ops per parameter.
 * ``1`` -- also the changes that move float rounding (training only): ``channels_last`` networks
   (oneDNN's convolutions are 1.1-1.5x faster in NHWC on these shapes), the fused CPU Adam, and,
   where ``GEMIX_BF16=1`` and the CPU has native bf16 (AVX512-BF16 / AMX), oneDNN's implicit bf16
