@@ -107,13 +107,28 @@ def _d_logits(D, augment, img, c):
     return D(augment(img), c).reshape(img.shape[0])
 
 
-def training_phases(preset, G, D, augment, batch: int, device: torch.device):
-    """Closures for the main step (G then D), the R1 phase and the path-length phase."""
+def training_phases(preset, G, D, augment, batch: int, device: torch.device, fast: bool = False, bf16: bool = False,
+                    ema: bool = False):
+    """Closures for the main step (G then D), the R1 phase and the path-length phase.
+
+    ``fast``: the trainer's CPU fast path (channels_last networks and images, fused Adam);
+    ``bf16``: oneDNN bf16 math in the main G and D steps (not in R1 / path length), as the trainer
+    does with ``GEMIX_BF16=1``; ``ema``: the main step also updates a G_ema copy, as the trainer's
+    EMA handler does every step.
+    """
+    from gemix_monai.fast import cpu_bf16_math
+
     betas = tuple(float(b) for b in preset["betas"])
-    opt_g = torch.optim.Adam(G.parameters(), lr=preset["g_lr"], betas=betas, eps=preset["eps"])
-    opt_d = torch.optim.Adam(D.parameters(), lr=preset["d_lr"], betas=betas, eps=preset["eps"])
+    memory_format = torch.channels_last if fast else torch.contiguous_format
+    if fast:
+        G.to(memory_format=memory_format)
+        D.to(memory_format=memory_format)
+    extra = {"fused": True} if fast else {}
+    opt_g = torch.optim.Adam(G.parameters(), lr=preset["g_lr"], betas=betas, eps=preset["eps"], **extra)
+    opt_d = torch.optim.Adam(D.parameters(), lr=preset["d_lr"], betas=betas, eps=preset["eps"], **extra)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False) if ema else None
     res, channels = G.img_resolution, G.img_channels
-    real = torch.rand(batch, channels, res, res, device=device) * 2 - 1
+    real = (torch.rand(batch, channels, res, res, device=device) * 2 - 1).contiguous(memory_format=memory_format)
     c = torch.eye(C_DIM, device=device)[torch.arange(batch, device=device) % C_DIM]
     pl_mean = torch.zeros([], device=device)
 
@@ -144,8 +159,13 @@ def training_phases(preset, G, D, augment, batch: int, device: torch.device):
         opt_d.step()
 
     def main_step():
-        g_main()
-        d_main()
+        with cpu_bf16_math(bf16):
+            g_main()
+            d_main()
+        if G_ema is not None:
+            from gemix_monai.handlers.gan import update_ema
+
+            update_ema(G, G_ema, 0.999)
 
     def r1_phase():
         G.requires_grad_(False)

@@ -41,6 +41,17 @@ void for_each_element(const Params& p, const T* b, Body body) {
         for (int64_t j = 0; j < inner; ++j) body(base + j, bias);
       }
     });
+  } else if (inner == 1) {
+    // channels_last (the bias runs along the fastest axis): one vectorised sweep over the channels
+    // of each pixel, the bias read as a vector; the generic loop below would run a 1-long inner loop.
+    const int64_t outer = p.numel / channels;
+    at::parallel_for(0, outer, std::max<int64_t>(1, kGrain / channels), [&](int64_t begin, int64_t end) {
+      for (int64_t o = begin; o < end; ++o) {
+        const int64_t base = o * channels;
+#pragma omp simd
+        for (int64_t c = 0; c < channels; ++c) body(base + c, b[c]);
+      }
+    });
   } else {
     const int64_t block = channels * inner;
     const int64_t outer = p.numel / block;

@@ -186,6 +186,75 @@ constexpr int64_t kMinParallelWork = 1 << 16;  // multiply-adds per parallel chu
 constexpr int64_t kChannelBlock = 16;
 constexpr int64_t kShortRow = 32;
 
+// Separable filter, no upsampling, downsampling by >= 2 on both axes, NCHW planes with rows of
+// at least kShortRow pixels (downsample2d, the discriminator's skip and conv paths, ADA's
+// decimation): vertical pass first. Each output row is the tap-weighted sum of the input rows its
+// vertical taps reach, over whole contiguous rows (vectorised), followed by ONE strided horizontal
+// pass; the ring-buffer order would run the strided horizontal pass on every input row, i.e.
+// `down_y` times as often, and the strided loads are the slow part.
+template <typename T>
+void run_down_vertical_first(const Params& p, const TapTable& vtable) {
+  const T* x = static_cast<const T*>(p.x);
+  T* y = static_cast<T*>(p.y);
+  const T* f = static_cast<const T*>(p.f);
+  const RowAxis ax{p.in_w, p.out_w, 1, p.down_x, p.pad_x0, p.fw, 1};
+  const int64_t span = ax.span_up1();
+  const int64_t planes = p.n * p.c;
+  const int64_t plane_work = std::max<int64_t>(1, p.out_h * (p.in_w * p.fh + p.out_w * p.fw));
+  const int64_t grain = std::max<int64_t>(1, (kMinParallelWork + plane_work - 1) / plane_work);
+  at::parallel_for(0, planes, grain, [&](int64_t begin, int64_t end) {
+    std::vector<T> col(p.in_w), buf(span);
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const T* xi = x + plane * p.in_h * p.in_w;
+      T* yi = y + plane * p.out_h * p.out_w;
+      for (int64_t oy = 0; oy < p.out_h; ++oy) {
+        T* dst = yi + oy * p.out_w;
+        const int64_t t0 = vtable.start[oy], t1 = vtable.start[oy + 1];
+        if (t0 == t1) {
+          std::fill(dst, dst + p.out_w, T(0));
+          continue;
+        }
+        T* c = col.data();
+        const int64_t w = p.in_w;
+        int64_t t = t0;
+        if (t1 - t0 >= 2) {
+          const T g0 = f[vtable.tap[t0]], g1 = f[vtable.tap[t0 + 1]];
+          const T* s0 = xi + vtable.src[t0] * w;
+          const T* s1 = xi + vtable.src[t0 + 1] * w;
+#pragma omp simd
+          for (int64_t i = 0; i < w; ++i) c[i] = g0 * s0[i] + g1 * s1[i];
+          t += 2;
+        } else {
+          const T g0 = f[vtable.tap[t0]];
+          const T* s0 = xi + vtable.src[t0] * w;
+#pragma omp simd
+          for (int64_t i = 0; i < w; ++i) c[i] = g0 * s0[i];
+          t += 1;
+        }
+        for (; t + 1 < t1; t += 2) {
+          const T g0 = f[vtable.tap[t]], g1 = f[vtable.tap[t + 1]];
+          const T* s0 = xi + vtable.src[t] * w;
+          const T* s1 = xi + vtable.src[t + 1] * w;
+#pragma omp simd
+          for (int64_t i = 0; i < w; ++i) c[i] += g0 * s0[i] + g1 * s1[i];
+        }
+        for (; t < t1; ++t) {
+          const T g0 = f[vtable.tap[t]];
+          const T* s0 = xi + vtable.src[t] * w;
+#pragma omp simd
+          for (int64_t i = 0; i < w; ++i) c[i] += g0 * s0[i];
+        }
+        load_padded(c, w, -p.pad_x0, span, buf.data());
+        switch (p.down_x) {
+          case 2: fir_down_taps<T, 2>(buf.data(), f, p.fw, p.out_w, 2, dst); break;
+          case 4: fir_down_taps<T, 4>(buf.data(), f, p.fw, p.out_w, 4, dst); break;
+          default: fir_down<T, 0, 0>(buf.data(), f, p.fw, p.out_w, p.down_x, dst); break;
+        }
+      }
+    }
+  });
+}
+
 template <typename T>
 void run(const Params& p) {
   const bool blocked = !p.channels_last && p.c >= kChannelBlock / 2 && p.in_w < kShortRow && p.out_w < 2 * kShortRow;
@@ -201,6 +270,10 @@ void run(const Params& p) {
                               ? TapTable(p.in_w, p.out_w, p.up_x, p.down_x, p.pad_x0, p.fw)
                               : TapTable(0, 0, 1, 1, 0, 0);
   const TapTable vtable(p.in_h, p.out_h, p.up_y, p.down_y, p.pad_y0, p.fh);
+  if (p.separable && !p.channels_last && !blocked && p.up_x == 1 && p.up_y == 1 && p.down_x >= 2 && p.down_y >= 2) {
+    run_down_vertical_first<T>(p, vtable);
+    return;
+  }
   const int64_t out_row_max = p.out_w * vc_max;
   const int64_t scratch_size = std::max<int64_t>(ax_max.span_up1(), ax_max.jhi() - ax_max.jlo() + 1 + p.out_w) + out_row_max;
 

@@ -72,6 +72,7 @@ import torch
 from ignite.engine import Engine
 
 from gemix_monai.mixing.labels import to_soft_label
+from gemix_monai.fast import bf16_requested, cpu_bf16_math, cpu_has_native_bf16, training_fast
 from gemix_monai.utils import safe_torch_load
 
 from . import gan_loss
@@ -128,6 +129,7 @@ class GanTrainingOptions:
     ada_interval: int = 4
     ada_kimg: float = 100.0
     gen_label_source: str = "real"
+    fast: bool | None = None
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
@@ -148,6 +150,8 @@ class GanTrainingOptions:
             raise ValueError(f"GanTrainingOptions.augment_p must be in [0, 1], got {self.augment_p!r}")
         if not 0.0 <= self.style_mixing_prob <= 1.0:
             raise ValueError(f"GanTrainingOptions.style_mixing_prob must be in [0, 1], got {self.style_mixing_prob!r}")
+        if self.fast is not None and not isinstance(self.fast, bool):
+            raise ValueError(f"GanTrainingOptions.fast must be None, True or False, got {self.fast!r}")
         if self.gen_label_source not in ("real", "dataset"):
             raise ValueError(f"GanTrainingOptions.gen_label_source must be 'real' or 'dataset', got {self.gen_label_source!r}")
 
@@ -315,11 +319,13 @@ def set_rng_state(state: Mapping) -> None:
 # the trainer
 
 
-def _lazy_adam(params, lr: float, betas: tuple[float, float], eps: float, interval: int) -> torch.optim.Adam:
+def _lazy_adam(params, lr: float, betas: tuple[float, float], eps: float, interval: int,
+               fused: bool = False) -> torch.optim.Adam:
     # Regularising every `interval` steps with gain `interval` inflates the effective step size;
     # shrinking lr and the betas by interval/(interval+1) keeps the optimizer's dynamics unchanged.
     ratio = interval / (interval + 1) if interval > 0 else 1.0
-    return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio), eps=eps)
+    extra = {"fused": True} if fused else {}  # one kernel for all parameters (the fast path)
+    return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio), eps=eps, **extra)
 
 
 def _dist():
@@ -407,8 +413,14 @@ class ConditionalGanTrainer(Engine):
         if self.label_distribution.shape != (self.num_classes,) or torch.any(self.label_distribution < 0):
             raise ValueError(f"label_distribution must be {self.num_classes} non-negative numbers")
 
-        self.G = G.to(self.device).train().requires_grad_(False)
-        self.D = D.to(self.device).train().requires_grad_(False)
+        # The CPU fast path (GEMIX_FAST=1 or options.fast=True, docs/benchmarks.md): channels_last
+        # networks, the fused Adam and, with GEMIX_BF16=1 on a CPU with native bf16, bf16 math in
+        # the convolutions of the main G and D steps. Off by default: it moves float rounding.
+        self.fast = training_fast(options.fast) and self.device.type == "cpu"
+        self.bf16 = self.fast and bf16_requested() and cpu_has_native_bf16()
+        self._memory_format = torch.channels_last if self.fast else torch.contiguous_format
+        self.G = G.to(self.device, memory_format=self._memory_format).train().requires_grad_(False)
+        self.D = D.to(self.device, memory_format=self._memory_format).train().requires_grad_(False)
         self.augment_pipe = augment_pipe.to(self.device).train().requires_grad_(False) if augment_pipe is not None else None
         if self.augment_pipe is not None:
             self.augment_pipe.set_p(options.augment_p)
@@ -418,9 +430,9 @@ class ConditionalGanTrainer(Engine):
                     t.data.copy_(idist.broadcast(t.data, src=0))
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.opt_G = _lazy_adam(self.G.parameters(), options.g_lr, options.betas, options.eps,
-                                options.pl_interval if options.pl_weight > 0 else 0)
+                                options.pl_interval if options.pl_weight > 0 else 0, fused=self.fast)
         self.opt_D = _lazy_adam(self.D.parameters(), options.d_lr, options.betas, options.eps,
-                                options.r1_interval if options.r1_gamma > 0 else 0)
+                                options.r1_interval if options.r1_gamma > 0 else 0, fused=self.fast)
         self.pl_mean = torch.zeros((), device=self.device)
         self.stateful_handlers: dict[str, Any] = {}
 
@@ -505,7 +517,7 @@ class ConditionalGanTrainer(Engine):
 
     def _iteration(self, engine, batch) -> dict:
         o, B, dev = self.options, self.options.batch_size, self.device
-        image = batch["image"].to(dev, non_blocking=True).float()
+        image = batch["image"].to(dev, non_blocking=True).float().contiguous(memory_format=self._memory_format)
         label = as_soft_labels(batch["label"], self.num_classes, name="batch['label']").to(dev)
         if list(image.shape[1:]) != [self.G.img_channels, self.G.img_resolution, self.G.img_resolution]:
             raise ValueError(f"batch['image'] has shape {list(image.shape)}; expected "
@@ -523,7 +535,8 @@ class ConditionalGanTrainer(Engine):
                                                    o.style_mixing_prob)
             return loss.sum() / B, loss.detach().sum().reshape(1)
 
-        stats.append(("loss_G", self._phase(_PHASE_G_MAIN, self.G, self.opt_G, micro, g_main), B))
+        with cpu_bf16_math(self.bf16):
+            stats.append(("loss_G", self._phase(_PHASE_G_MAIN, self.G, self.opt_G, micro, g_main), B))
 
         if o.pl_weight > 0 and step % o.pl_interval == 0:
             n_pl = self.batch_gpu // o.pl_batch_shrink
@@ -555,7 +568,8 @@ class ConditionalGanTrainer(Engine):
             return loss.sum() / B, torch.stack([loss.detach().sum(), real_logits.sign().sum(), real_logits.sum(),
                                                 fake_logits.sum()])
 
-        stats.append(("d_main", self._phase(_PHASE_D_MAIN, self.D, self.opt_D, micro, d_main), B))
+        with cpu_bf16_math(self.bf16):  # the R1 phase below stays in full float32
+            stats.append(("d_main", self._phase(_PHASE_D_MAIN, self.D, self.opt_D, micro, d_main), B))
 
         if o.r1_gamma > 0 and step % o.r1_interval == 0:
             def d_reg(mb):
@@ -641,6 +655,9 @@ class ConditionalGanTrainer(Engine):
             self.augment_pipe.load_state_dict(state["augment_pipe"])
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
+        for opt in (self.opt_G, self.opt_D):  # this run's choice of Adam kernel, not the stored one
+            for group in opt.param_groups:
+                group["fused"] = True if self.fast else None
         self.pl_mean.copy_(state["pl_mean"])
         for name, h in self.stateful_handlers.items():
             if name in state["handlers"]:

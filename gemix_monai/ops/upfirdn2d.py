@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from gemix_monai.fast import exact_fast as _exact_fast
 from gemix_monai.ops._ext import get_extension, resolve_impl
 
 __all__ = ["upfirdn2d", "upfirdn2d_ref", "setup_filter", "filter2d", "upsample2d", "downsample2d"]
@@ -250,6 +251,37 @@ _upfirdn2d_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 # ----------------------------------------------------------------------------------------------
+# Eager calls without the torch.library Python layer (see bias_act.py): the same kernel, the same
+# gradient formula (an upfirdn2d with up/down swapped and the filter flipped), identical numbers.
+
+
+class _LeanUpfirdn2d(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain):
+        y = torch.ops.gemix_C.upfirdn2d(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain)
+        ctx.save_for_backward(f)
+        ctx.in_size = (x.shape[2], x.shape[3])
+        ctx.out_size = (y.shape[2], y.shape[3])
+        ctx.args = (up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (f,) = ctx.saved_tensors
+        up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain = ctx.args
+        h, w = ctx.in_size
+        h_out, w_out = ctx.out_size
+        fw, fh = _filter_size(f)
+        grad_x = _LeanUpfirdn2d.apply(
+            grad_output, f, down_x, down_y, up_x, up_y,
+            fw - 1 - pad_x0, w * up_x - w_out * down_x + pad_x0 - up_x + 1,
+            fh - 1 - pad_y0, h * up_y - h_out * down_y + pad_y0 - up_y + 1,
+            not flip_filter, gain,
+        )
+        return (grad_x,) + (None,) * 11
+
+
+# ----------------------------------------------------------------------------------------------
 # Public functions.
 
 
@@ -300,6 +332,8 @@ def upfirdn2d(
             f"output ({h_out}x{w_out}) for a {x.shape[2]}x{x.shape[3]} input"
         )
     resolved = _choose_kernel(impl, x.device, x.dtype)
+    if resolved == "cpp" and not torch.compiler.is_compiling() and _exact_fast():
+        return _LeanUpfirdn2d.apply(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, bool(flip_filter), float(gain))
     return _upfirdn2d_op(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, bool(flip_filter), float(gain), resolved)
 
 
