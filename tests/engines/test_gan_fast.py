@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
+from _gan_dist_worker import blob_dataset, small_options, tiny_networks
 from ignite.engine import Events
 
-from _gan_dist_worker import blob_dataset, small_options, tiny_networks
 from gemix_monai.engines.gan import create_gan_trainer
 
 
