@@ -39,7 +39,9 @@ def machine_description(device: torch.device | str = "cpu") -> str:
     return desc
 
 
-def timeit(fn, *, warmup: int = 2, min_time: float = 0.5, max_iters: int = 200, device: torch.device | str = "cpu") -> float:
+def timeit(
+    fn, *, warmup: int = 2, min_time: float = 0.5, max_iters: int = 200, device: torch.device | str = "cpu"
+) -> float:
     """Median seconds per call of ``fn()`` over enough repetitions to fill ``min_time``."""
     device = torch.device(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

@@ -45,13 +45,17 @@ def _load_average() -> str:
         one, five, _ = os.getloadavg()
         note = f"; load average at the end {one:.1f} (1 min), {five:.1f} (5 min)"
         if five > (os.cpu_count() or 1):
-            note += " — more runnable processes than cores (a shared machine): absolute figures are low, the ratio is noisy"
+            note += (
+                " — more runnable processes than cores (a shared machine): absolute figures are low, the ratio is noisy"
+            )
         return note
     except OSError:
         return ""
 
 
-def measure_delivery(generator, num_classes: int, batch_size: int, num_workers: int, batches: int, device: torch.device) -> float:
+def measure_delivery(
+    generator, num_classes: int, batch_size: int, num_workers: int, batches: int, device: torch.device
+) -> float:
     """Synthetic images/s coming out of the DataLoader (generation included), after one warm-up batch."""
     from monai.data import DataLoader
 
@@ -59,10 +63,17 @@ def measure_delivery(generator, num_classes: int, batch_size: int, num_workers: 
     from gemix_monai.transforms import SyntheticDataset
 
     n = batch_size * (batches + 1 + num_workers)
-    ds = SyntheticDataset(generator, DirichletBetaSampler(num_classes), num_images=n, seed=0, batch_size=batch_size,
-                          device=device)
-    loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, shuffle=False,
-                        persistent_workers=False, prefetch_factor=2 if num_workers else None)
+    ds = SyntheticDataset(
+        generator, DirichletBetaSampler(num_classes), num_images=n, seed=0, batch_size=batch_size, device=device
+    )
+    loader = DataLoader(
+        ds,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        shuffle=False,
+        persistent_workers=False,
+        prefetch_factor=2 if num_workers else None,
+    )
     it = iter(loader)
     next(it)  # warm-up (worker start, first-call overheads)
     if num_workers:
@@ -106,11 +117,17 @@ def main(argv=None) -> str:
     p.add_argument("--batch_size", type=int, default=None, help="default 64 on CUDA, 8 on CPU")
     p.add_argument("--num_workers", type=int, default=None, help="default 0 on CUDA, 2 on CPU")
     p.add_argument("--batches", type=int, default=None, help="timed batches (default 20 on CUDA, 3 on CPU)")
-    p.add_argument("--generator", default=None, help="generator checkpoint; default: random-init preset of --resolution")
+    p.add_argument(
+        "--generator", default=None, help="generator checkpoint; default: random-init preset of --resolution"
+    )
     p.add_argument("--no_write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = p.parse_args(argv)
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     cuda = device.type == "cuda"
     if cuda and not torch.cuda.is_available():
         raise SystemExit("augmentation: --device cuda: no CUDA device is available")
@@ -131,27 +148,33 @@ def main(argv=None) -> str:
     from gemix_monai.ops import _ext
 
     ext = _ext.get_extension()
-    ops_note = "compiled gemix_monai._C kernels" if ext is not None else f"pure-PyTorch reference ops ({_ext.extension_error()})"
+    ops_note = (
+        "compiled gemix_monai._C kernels"
+        if ext is not None
+        else f"pure-PyTorch reference ops ({_ext.extension_error()})"
+    )
     verdict = "generation is not the bottleneck" if ratio >= 1 else "generation IS the bottleneck"
     goal = " (goal on a GPU: >= 10x)" if cuda else " (goal >= 10x applies to a GPU; this is the CPU figure)"
-    md = "\n".join([
-        "## Augmentation: online synthesis vs. classifier consumption (`benchmarks/augmentation.py`)",
-        "",
-        f"Machine: {machine_description(device)}; device `{device}`{load}.",
-        f"Generator: {gen_desc}, {args.resolution} px, {args.num_classes} classes, GeMix `DirichletBetaSampler` labels; {ops_note}.",
-        f"Delivery: `SyntheticDataset` through `monai.data.DataLoader`, batch {batch_size}, {workers} workers, {batches} timed batches after warm-up.",
-        f"Consumption: MONAI `resnet50(spatial_dims=2)` training step (forward, soft-target CE, backward, SGD), batch {batch_size}, median step.",
-        "",
-        "| path | images/s |",
-        "|---|---|",
-        f"| synthetic images delivered (online generation) | {delivered:.1f} |",
-        f"| ResNet-50 training-step consumption | {consumed:.1f} |",
-        f"| **ratio delivered / consumed** | **{ratio:.2f}x**{goal} |",
-        "",
-        f"Verdict on this machine: {verdict}. Each side is timed alone; in training on a CPU both share the same cores,",
-        "so there the ratio bounds the slowdown rather than predicting it. On a GPU the generator and the classifier",
-        "share the device the same way.",
-    ])
+    md = "\n".join(
+        [
+            "## Augmentation: online synthesis vs. classifier consumption (`benchmarks/augmentation.py`)",
+            "",
+            f"Machine: {machine_description(device)}; device `{device}`{load}.",
+            f"Generator: {gen_desc}, {args.resolution} px, {args.num_classes} classes, GeMix `DirichletBetaSampler` labels; {ops_note}.",
+            f"Delivery: `SyntheticDataset` through `monai.data.DataLoader`, batch {batch_size}, {workers} workers, {batches} timed batches after warm-up.",
+            f"Consumption: MONAI `resnet50(spatial_dims=2)` training step (forward, soft-target CE, backward, SGD), batch {batch_size}, median step.",
+            "",
+            "| path | images/s |",
+            "|---|---|",
+            f"| synthetic images delivered (online generation) | {delivered:.1f} |",
+            f"| ResNet-50 training-step consumption | {consumed:.1f} |",
+            f"| **ratio delivered / consumed** | **{ratio:.2f}x**{goal} |",
+            "",
+            f"Verdict on this machine: {verdict}. Each side is timed alone; in training on a CPU both share the same cores,",
+            "so there the ratio bounds the slowdown rather than predicting it. On a GPU the generator and the classifier",
+            "share the device the same way.",
+        ]
+    )
     print(md)
     if not args.no_write:
         write_section("augmentation-cuda" if cuda else "augmentation", md)

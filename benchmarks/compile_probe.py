@@ -5,13 +5,13 @@ The tiny preset's generator, batch 16, ``noise_mode="const"``, 2 threads; eager 
 alternate 5 × 2 times after the compile, medians.
 """
 
-import gemix_monai  # noqa: F401  (before torch: OMP_WAIT_POLICY)
 import os
 import statistics
 import time
 
 import torch
 
+import gemix_monai  # noqa: F401  (before torch: OMP_WAIT_POLICY)
 from benchmarks.generator import build
 
 
@@ -42,8 +42,10 @@ def main():
             f()
             res[k].append((time.perf_counter() - t) / 2)
     e, c_ = statistics.median(res["eager"]), statistics.median(res["compiled"])
-    print(f"compile (first call) {t_compile:.1f} s; eager {e * 1e3:.1f} ms; compiled {c_ * 1e3:.1f} ms; "
-          f"break-even after {t_compile / max(e - c_, 1e-9):.0f} calls; load {os.getloadavg()[0]:.1f}")
+    print(
+        f"compile (first call) {t_compile:.1f} s; eager {e * 1e3:.1f} ms; compiled {c_ * 1e3:.1f} ms; "
+        f"break-even after {t_compile / max(e - c_, 1e-9):.0f} calls; load {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":

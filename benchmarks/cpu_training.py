@@ -46,7 +46,9 @@ def _child(args) -> dict:
         for v in variants:
             os.environ["GEMIX_FAST"] = "0" if v == "old" else "1"
             preset, G, D, augment = build(name, dev, divisor)
-            main, r1, pl = training_phases(preset, G, D, augment, batch, dev, fast=v != "old", bf16=v == "new+bf16", ema=True)
+            main, r1, pl = training_phases(
+                preset, G, D, augment, batch, dev, fast=v != "old", bf16=v == "new+bf16", ema=True
+            )
             phases[v] = dict(main=main, r1=r1, **({"pl": pl} if preset["pl_weight"] > 0 else {}))
         times = {v: {} for v in variants}
         for v in variants:  # alternate the variants phase by phase
@@ -56,7 +58,9 @@ def _child(args) -> dict:
         res = {}
         for v in variants:
             t = times[v]
-            t_step = t["main"] + t["r1"] / preset["r1_interval"] + (t["pl"] / preset["pl_interval"] if "pl" in t else 0.0)
+            t_step = (
+                t["main"] + t["r1"] / preset["r1_interval"] + (t["pl"] / preset["pl_interval"] if "pl" in t else 0.0)
+            )
             res[v] = {"step_s": t_step, "img_s": batch / t_step, **{k + "_s": x for k, x in t.items()}}
         # inference: is no_grad ever slower than with autograd recording? (new path, const noise)
         os.environ["GEMIX_FAST"] = "1"
@@ -72,8 +76,10 @@ def _child(args) -> dict:
         def infer_grad():
             G(z, c, noise_mode="const")
 
-        res["infer"] = {"no_grad_s": timeit(infer_nograd, warmup=1, min_time=args.min_time),
-                        "grad_s": timeit(infer_grad, warmup=1, min_time=args.min_time)}
+        res["infer"] = {
+            "no_grad_s": timeit(infer_nograd, warmup=1, min_time=args.min_time),
+            "grad_s": timeit(infer_grad, warmup=1, min_time=args.min_time),
+        }
         res["batch"] = batch
         res["widths"] = [G.synthesis.blocks[-1].out_channels, G.synthesis.blocks[0].out_channels]
         out["presets"][name] = res
@@ -91,16 +97,23 @@ def _cpu_time(args) -> str:
     torch.set_num_threads(1)
     dev = torch.device("cpu")
     variants = ["old", "new"] + (["new+bf16"] if args.bf16 else [])
-    lines = ["", f"Compute only (`--cpu-time`): 1 thread, process CPU seconds per step, variants alternating in one process, "
-             f"medians of {args.rounds} rounds of 3 steps; load average {os.getloadavg()[0]:.1f} at the start.", "",
-             "| preset | path | CPU s / step | vs. old |", "|---|---|---|---|"]
+    lines = [
+        "",
+        f"Compute only (`--cpu-time`): 1 thread, process CPU seconds per step, variants alternating in one process, "
+        f"medians of {args.rounds} rounds of 3 steps; load average {os.getloadavg()[0]:.1f} at the start.",
+        "",
+        "| preset | path | CPU s / step | vs. old |",
+        "|---|---|---|---|",
+    ]
     for name in args.presets:
         divisor, batch = PRESETS[name]
         fns = {}
         for v in variants:
             os.environ["GEMIX_FAST"] = "0" if v == "old" else "1"
             preset, G, D, augment = build(name, dev, divisor)
-            main, r1, pl = training_phases(preset, G, D, augment, batch, dev, fast=v != "old", bf16=v == "new+bf16", ema=True)
+            main, r1, pl = training_phases(
+                preset, G, D, augment, batch, dev, fast=v != "old", bf16=v == "new+bf16", ema=True
+            )
             fns[v] = (main, r1, pl if preset["pl_weight"] > 0 else None)
             main(), r1()
         samples = {v: [] for v in variants}
@@ -138,9 +151,14 @@ def _infer(args) -> str:
     from benchmarks.generator import build
 
     os.environ["GEMIX_FAST"] = "1"
-    lines = ["", f"Inference (`--infer`): G(z, c, noise_mode=\"const\"), batch 8, the two modes alternating {args.rounds} × 5 calls, "
-             f"medians; load average {os.getloadavg()[0]:.1f} at the start.", "",
-             "| preset | threads | measure | no_grad (ms) | grad on (ms) | grad / no_grad |", "|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        f'Inference (`--infer`): G(z, c, noise_mode="const"), batch 8, the two modes alternating {args.rounds} × 5 calls, '
+        f"medians; load average {os.getloadavg()[0]:.1f} at the start.",
+        "",
+        "| preset | threads | measure | no_grad (ms) | grad on (ms) | grad / no_grad |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in args.presets:
         divisor, _ = PRESETS[name]
         preset, G, D, augment = build(name, torch.device("cpu"), divisor)
@@ -168,10 +186,26 @@ def _run_child(policy: str, args) -> dict:
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     else:
         env["GEMIX_FAST"] = "0"  # so that importing gemix_monai leaves OpenMP's default policy alone
-    cmd = [sys.executable, "-m", "benchmarks.cpu_training", "--child", "--threads", str(args.threads),
-           "--min-time", str(args.min_time), "--presets", *args.presets] + (["--bf16"] if args.bf16 else [])
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.cpu_training",
+        "--child",
+        "--threads",
+        str(args.threads),
+        "--min-time",
+        str(args.min_time),
+        "--presets",
+        *args.presets,
+    ] + (["--bf16"] if args.bf16 else [])
+    done = subprocess.run(
+        cmd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -183,8 +217,11 @@ def main(argv=None):
     parser.add_argument("--bf16", action="store_true", help="also time bf16 math in the main steps (native-bf16 CPUs)")
     parser.add_argument("--min-time", type=float, default=0.5)
     parser.add_argument("--no-write", action="store_true")
-    parser.add_argument("--cpu-time", action="store_true",
-                        help="only the 1-thread CPU-time comparison (appended to the section as its own table)")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="only the 1-thread CPU-time comparison (appended to the section as its own table)",
+    )
     parser.add_argument("--infer", action="store_true", help="only the no_grad vs. grad-on inference comparison")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -197,7 +234,11 @@ def main(argv=None):
         if not args.no_write:
             from benchmarks._report import write_section
 
-            write_section("cpu-training-infer", f"### Inference with and without autograd\n\n`python -m benchmarks.cpu_training --infer --threads {args.threads} --rounds {args.rounds} --presets {' '.join(args.presets)}`" + text)
+            write_section(
+                "cpu-training-infer",
+                f"### Inference with and without autograd\n\n`python -m benchmarks.cpu_training --infer --threads {args.threads} --rounds {args.rounds} --presets {' '.join(args.presets)}`"
+                + text,
+            )
         return
     if args.cpu_time:
         text = _cpu_time(args)
@@ -205,7 +246,11 @@ def main(argv=None):
         if not args.no_write:
             from benchmarks._report import write_section
 
-            write_section("cpu-training-cputime", f"### CPU training, compute only\n\n`python -m benchmarks.cpu_training --cpu-time --rounds {args.rounds} --presets {' '.join(args.presets)}{' --bf16' if args.bf16 else ''}`" + text)
+            write_section(
+                "cpu-training-cputime",
+                f"### CPU training, compute only\n\n`python -m benchmarks.cpu_training --cpu-time --rounds {args.rounds} --presets {' '.join(args.presets)}{' --bf16' if args.bf16 else ''}`"
+                + text,
+            )
         return
 
     import torch
@@ -219,9 +264,16 @@ def main(argv=None):
     for r in range(args.rounds):
         for policy in ("default", "PASSIVE"):
             runs[policy].append(_run_child(policy, args))
-            print(f"round {r + 1} {policy}: " + ", ".join(
-                f"{n} " + "/".join(f"{v} {x['step_s']:.3f}s" for v, x in p.items() if isinstance(x, dict) and "step_s" in x)
-                for n, p in runs[policy][-1]["presets"].items()) + f" (load {runs[policy][-1]['load']:.1f})", flush=True)
+            print(
+                f"round {r + 1} {policy}: "
+                + ", ".join(
+                    f"{n} "
+                    + "/".join(f"{v} {x['step_s']:.3f}s" for v, x in p.items() if isinstance(x, dict) and "step_s" in x)
+                    for n, p in runs[policy][-1]["presets"].items()
+                )
+                + f" (load {runs[policy][-1]['load']:.1f})",
+                flush=True,
+            )
     elapsed = time.perf_counter() - started
     load_after = os.getloadavg()
 
@@ -236,9 +288,10 @@ def main(argv=None):
         f"{' --bf16' if args.bf16 else ''}` on {machine_description('cpu')}; {elapsed:.0f} s in all; load average "
         f"(1/5/15 min) {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f} before, "
         f"{load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} after; child loads: "
-        + ", ".join(f"{run['load']:.1f}" for pol in ("default", "PASSIVE") for run in runs[pol]) + ".",
+        + ", ".join(f"{run['load']:.1f}" for pol in ("default", "PASSIVE") for run in runs[pol])
+        + ".",
         "",
-        "Step = G main + D main (ADA p = 0.2 \"bgc\") + G EMA update, + R1/16 (+ path length/4 where the preset uses it). "
+        'Step = G main + D main (ADA p = 0.2 "bgc") + G EMA update, + R1/16 (+ path length/4 where the preset uses it). '
         f"Medians of {args.rounds} child processes per OpenMP policy, run alternately. `old` = `GEMIX_FAST=0`; "
         "`new` = the fast path (lean op dispatch, channels_last, fused Adam, foreach EMA); "
         "`new+bf16` adds oneDNN bf16 math in the main steps (`GEMIX_BF16=1`).",
@@ -258,8 +311,13 @@ def main(argv=None):
                     f"| {name} | {res} | {first['widths'][0]}/{first['widths'][1]} | {first['batch']} | {policy} | {v} | {step:.3f} "
                     f"| {first['batch'] / step:.1f} | {med(policy, name, v, 'main_s'):.3f} | {med(policy, name, v, 'r1_s'):.3f} | ×{base / step:.2f} |"
                 )
-    lines += ["", "Inference (G, batch 8, `noise_mode=\"const\"`, new path): `torch.no_grad()` vs. autograd recording.", "",
-              "| preset | OpenMP wait policy | no_grad (ms) | grad on (ms) | grad / no_grad |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        'Inference (G, batch 8, `noise_mode="const"`, new path): `torch.no_grad()` vs. autograd recording.',
+        "",
+        "| preset | OpenMP wait policy | no_grad (ms) | grad on (ms) | grad / no_grad |",
+        "|---|---|---|---|---|",
+    ]
     for name in args.presets:
         for policy in ("default", "PASSIVE"):
             a = statistics.median(run["presets"][name]["infer"]["no_grad_s"] for run in runs[policy])

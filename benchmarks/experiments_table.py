@@ -21,7 +21,9 @@ def _cell(row: dict, signed: bool) -> str:
         return f"{float(row['mean']):+.3f} (n={row['n']})" if signed else f"{float(row['mean']):.3f} (n={row['n']})"
     fmt = "{:+.3f}" if signed else "{:.3f}"
     star = "*" if signed and row.get("excludes_zero") == "True" else ""
-    return f"{fmt.format(float(row['mean']))}{star} [{fmt.format(float(row['ci_lo']))}, {fmt.format(float(row['ci_hi']))}]"
+    return (
+        f"{fmt.format(float(row['mean']))}{star} [{fmt.format(float(row['ci_lo']))}, {fmt.format(float(row['ci_hi']))}]"
+    )
 
 
 def tables(path: str, metrics) -> str:
@@ -33,13 +35,28 @@ def tables(path: str, metrics) -> str:
     out = []
     for net in dict.fromkeys(r["network"] for r in rows):
         for comparison in dict.fromkeys(r["comparison"] for r in rows if r["network"] == net):
-            strategies = list(dict.fromkeys(r["strategy"] for r in rows if r["network"] == net and r["comparison"] == comparison))
-            title = f"`{net}`: mean [95 % interval]" if not comparison else f"`{net}`: paired difference, strategy {comparison}"
-            out += [f"**{title}**", "", "| strategy | n | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+            strategies = list(
+                dict.fromkeys(r["strategy"] for r in rows if r["network"] == net and r["comparison"] == comparison)
+            )
+            title = (
+                f"`{net}`: mean [95 % interval]"
+                if not comparison
+                else f"`{net}`: paired difference, strategy {comparison}"
+            )
+            out += [
+                f"**{title}**",
+                "",
+                "| strategy | n | " + " | ".join(metrics) + " |",
+                "|---|---|" + "---|" * len(metrics),
+            ]
             for s in strategies:
                 cells = by[(net, comparison, s)]
                 n = next(iter(cells.values()))["n"]
-                out.append(f"| {s} | {n} | " + " | ".join(_cell(cells[m], bool(comparison)) if m in cells else "" for m in metrics) + " |")
+                out.append(
+                    f"| {s} | {n} | "
+                    + " | ".join(_cell(cells[m], bool(comparison)) if m in cells else "" for m in metrics)
+                    + " |"
+                )
             out.append("")
     return "\n".join(out)
 

@@ -107,8 +107,9 @@ def _d_logits(D, augment, img, c):
     return D(augment(img), c).reshape(img.shape[0])
 
 
-def training_phases(preset, G, D, augment, batch: int, device: torch.device, fast: bool = False, bf16: bool = False,
-                    ema: bool = False):
+def training_phases(
+    preset, G, D, augment, batch: int, device: torch.device, fast: bool = False, bf16: bool = False, ema: bool = False
+):
     """Closures for the main step (G then D), the R1 phase and the path-length phase.
 
     ``fast``: the trainer's CPU fast path (channels_last networks and images, fused Adam);
@@ -200,7 +201,9 @@ def training_phases(preset, G, D, augment, batch: int, device: torch.device, fas
     return main_step, r1_phase, pl_phase
 
 
-def measure(name, device, impls, channel_divisor, infer_batch, train_batch, min_time, warmup, rounds, mixed_precision=None):
+def measure(
+    name, device, impls, channel_divisor, infer_batch, train_batch, min_time, warmup, rounds, mixed_precision=None
+):
     """Figures of one model for every implementation in ``impls``, timed in interleaved rounds
     (auto, ref, auto, ref, …) on the same networks so that drifting machine load hits both alike;
     each figure is the median over the rounds."""
@@ -228,22 +231,37 @@ def measure(name, device, impls, channel_divisor, infer_batch, train_batch, min_
         t = {k: statistics.median(v) for k, v in samples[impl].items()}
         t_step = t["main"] + t["r1"] / preset["r1_interval"] + (t["pl"] / preset["pl_interval"] if "pl" in t else 0.0)
         results[impl] = dict(
-            name=name, res=G.img_resolution, widths=widths, g_params=sum(p.numel() for p in G.parameters()),
-            d_params=sum(p.numel() for p in D.parameters()), infer=infer_batch / t["infer"], train=train_batch / t_step,
+            name=name,
+            res=G.img_resolution,
+            widths=widths,
+            g_params=sum(p.numel() for p in G.parameters()),
+            d_params=sum(p.numel() for p in D.parameters()),
+            infer=infer_batch / t["infer"],
+            train=train_batch / t_step,
         )
     return results
 
 
-def measure_family(family: str, preset: str, device: torch.device, infer_batch: int, train_batch: int, min_time: float,
-                   warmup: int, diffusion_steps: int) -> dict:
+def measure_family(
+    family: str,
+    preset: str,
+    device: torch.device,
+    infer_batch: int,
+    train_batch: int,
+    min_time: float,
+    warmup: int,
+    diffusion_steps: int,
+) -> dict:
     """Training and generation images/s of one family (see the module docstring)."""
     labels = torch.eye(C_DIM)[torch.arange(infer_batch) % C_DIM]
     if family == "stylegan2":
         p, G, D, augment = build(preset, device, 1)
         G.eval()
         main_step, r1_phase, pl_phase = training_phases(p, G, D, augment, train_batch, device)
-        t = {"main": timeit(main_step, warmup=warmup, min_time=min_time, device=device),
-             "r1": timeit(r1_phase, warmup=warmup, min_time=min_time, device=device)}
+        t = {
+            "main": timeit(main_step, warmup=warmup, min_time=min_time, device=device),
+            "r1": timeit(r1_phase, warmup=warmup, min_time=min_time, device=device),
+        }
         if p["pl_weight"] > 0:
             t["pl"] = timeit(pl_phase, warmup=warmup, min_time=min_time, device=device)
         t_step = t["main"] + t["r1"] / p["r1_interval"] + (t["pl"] / p["pl_interval"] if "pl" in t else 0.0)
@@ -257,15 +275,25 @@ def measure_family(family: str, preset: str, device: torch.device, infer_batch: 
         data = [{"image": torch.rand(1, res, res) * 2 - 1, "label": k % C_DIM} for k in range(train_batch)]
         opts = {k: v for k, v in p.items() if k not in ("G", "D", "name", "resolution")}
         opts["batch_size"] = train_batch
-        trainer = GenerativeTrainer(family, G, D, data, GenerativeTrainingOptions.from_mapping(opts), num_classes=C_DIM,
-                                    device=device)
+        trainer = GenerativeTrainer(
+            family, G, D, data, GenerativeTrainingOptions.from_mapping(opts), num_classes=C_DIM, device=device
+        )
         batch = {"image": torch.stack([d["image"] for d in data]), "label": torch.tensor([d["label"] for d in data])}
         t_step = timeit(lambda: trainer._iteration(trainer, batch), warmup=warmup, min_time=min_time, device=device)
         G = trainer.G_ema
         gen_opts = {"num_inference_steps": diffusion_steps} if family == "diffusion" else {}
-    t_gen = timeit(lambda: G.generate(labels, seed=0, device=device, **gen_opts), warmup=1, min_time=min_time, device=device)
-    return {"family": family, "preset": preset, "res": G.img_resolution, "params": sum(q.numel() for q in G.parameters()),
-            "train": train_batch / t_step, "generate": infer_batch / t_gen, "options": gen_opts}
+    t_gen = timeit(
+        lambda: G.generate(labels, seed=0, device=device, **gen_opts), warmup=1, min_time=min_time, device=device
+    )
+    return {
+        "family": family,
+        "preset": preset,
+        "res": G.img_resolution,
+        "params": sum(q.numel() for q in G.parameters()),
+        "train": train_batch / t_step,
+        "generate": infer_batch / t_gen,
+        "options": gen_opts,
+    }
 
 
 def main_families(args, device: torch.device) -> None:
@@ -276,8 +304,16 @@ def main_families(args, device: torch.device) -> None:
     started = time.perf_counter()
     rows = []
     for family in args.families:
-        r = measure_family(family, args.family_preset, device, infer_batch, train_batch, min_time, 3 if gpu else 1,
-                           args.diffusion_steps)
+        r = measure_family(
+            family,
+            args.family_preset,
+            device,
+            infer_batch,
+            train_batch,
+            min_time,
+            3 if gpu else 1,
+            args.diffusion_steps,
+        )
         rows.append(r)
         print(family, round(r["train"], 1), round(r["generate"], 2), flush=True)
     elapsed = time.perf_counter() - started
@@ -297,7 +333,9 @@ def main_families(args, device: torch.device) -> None:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['family']} | {r['preset']} | {r['res']} | {r['params'] / 1e6:.3f} M | {r['train']:.1f} | {r['generate']:.2f} |")
+        lines.append(
+            f"| {r['family']} | {r['preset']} | {r['res']} | {r['params'] / 1e6:.3f} M | {r['train']:.1f} | {r['generate']:.2f} |"
+        )
     markdown = "\n".join(lines)
     print(markdown)
     if not args.no_write:
@@ -310,11 +348,19 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="shorter timings (and on CPU: tiny and 32 px only)")
     parser.add_argument("--cpu-channel-divisor", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--mixed-precision", choices=["float16", "bfloat16", "float32"], default=None,
-                        help="CUDA only: dtype of the mixed-precision layers (default: the presets', float16; float32: none)")
+    parser.add_argument(
+        "--mixed-precision",
+        choices=["float16", "bfloat16", "float32"],
+        default=None,
+        help="CUDA only: dtype of the mixed-precision layers (default: the presets', float16; float32: none)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print the table without updating docs/benchmarks.md")
-    parser.add_argument("--families", nargs="+", choices=("stylegan2", "dcgan", "diffusion"),
-                        help="compare these generator families side by side instead (section generator-families)")
+    parser.add_argument(
+        "--families",
+        nargs="+",
+        choices=("stylegan2", "dcgan", "diffusion"),
+        help="compare these generator families side by side instead (section generator-families)",
+    )
     parser.add_argument("--family-preset", default="tiny", help="preset of every family with --families (default tiny)")
     parser.add_argument("--diffusion-steps", type=int, default=50, help="DDIM steps of the diffusion generation figure")
     args = parser.parse_args(argv)
@@ -351,8 +397,18 @@ def main(argv=None):
         train_batch = get_preset(name)["batch_size"] if gpu else 4
         if name == "tiny":
             train_batch = 16  # the smoke-test configuration, also on CPU
-        results = measure(name, device, impls, 1 if name == "tiny" else divisor, infer_batch, train_batch, min_time, warmup, rounds,
-                          args.mixed_precision)
+        results = measure(
+            name,
+            device,
+            impls,
+            1 if name == "tiny" else divisor,
+            infer_batch,
+            train_batch,
+            min_time,
+            warmup,
+            rounds,
+            args.mixed_precision,
+        )
         rows.append((name, infer_batch, train_batch, results))
         print(name, {k: (round(v["infer"], 1), round(v["train"], 1)) for k, v in results.items()}, flush=True)
     elapsed = time.perf_counter() - started
@@ -368,11 +424,13 @@ def main(argv=None):
         f" {rounds} rounds, so their ratio is fair; absolute figures are lower bounds).",
         "",
         f"Custom ops (`GEMIX_OPS=auto`) on {device.type}: {resolved}.",
-        "Training = one G step + one D step per batch (non-saturating logistic loss, ADA p = 0.2 \"bgc\" on every image D sees)"
+        'Training = one G step + one D step per batch (non-saturating logistic loss, ADA p = 0.2 "bgc" on every image D sees)'
         " plus lazy R1 every 16 steps and path length every 4 (where the preset uses it), each phase timed alone and amortised.",
     ]
     if divisor > 1:
-        lines.append(f"CPU run: the 32/64/128 presets with channel counts divided by {divisor} (widths shown: at the output resolution / at 4×4); `tiny` as shipped.")
+        lines.append(
+            f"CPU run: the 32/64/128 presets with channel counts divided by {divisor} (widths shown: at the output resolution / at 4×4); `tiny` as shipped."
+        )
     lines += [
         "",
         "| model | px | widths | G / D params | impl | G inference img/s (batch) | training img/s (batch) | s/kimg |",
@@ -386,12 +444,17 @@ def main(argv=None):
             )
         if "auto" in results:
             a, b = results["auto"], results["ref"]
-            lines.append(f"| {name} | {a['res']} | | | auto / ref | ×{a['infer'] / b['infer']:.2f} | ×{a['train'] / b['train']:.2f} | |")
+            lines.append(
+                f"| {name} | {a['res']} | | | auto / ref | ×{a['infer'] / b['infer']:.2f} | ×{a['train'] / b['train']:.2f} | |"
+            )
     if gpu:
         r128 = next(r for name, _, _, r in rows if name == "128")
         best = r128.get("auto", r128["ref"])
-        lines += ["", f"128 px training ({precision} mixed precision): {1000 / best['train']:.1f} s/kimg "
-                  "(the StyleGAN2-ADA paper reports 12.8–13.7 s/kimg on one V100)."]
+        lines += [
+            "",
+            f"128 px training ({precision} mixed precision): {1000 / best['train']:.1f} s/kimg "
+            "(the StyleGAN2-ADA paper reports 12.8–13.7 s/kimg on one V100).",
+        ]
     markdown = "\n".join(lines)
     print(markdown)
     if not args.no_write:

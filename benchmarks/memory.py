@@ -71,11 +71,27 @@ def _child(args) -> dict:
 def _run(mode: str, preset: str, fast: bool, args, **extra) -> dict:
     env = dict(os.environ, GEMIX_FAST="1" if fast else "0")
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # what `gemix-monai` (gemix_monai imported before torch) runs with
-    cmd = [sys.executable, "-m", "benchmarks.memory", "--child", mode, "--preset", preset, "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.memory",
+        "--child",
+        mode,
+        "--preset",
+        preset,
+        "--threads",
+        str(args.threads),
+    ]
     for k, v in extra.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run(
+        cmd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -98,31 +114,47 @@ def main(argv=None):
     from benchmarks._report import machine_description, write_section
 
     load = os.getloadavg()
-    lines = ["## Memory (`benchmarks/memory.py`)", "",
-             f"`python -m benchmarks.memory --threads {args.threads} --presets {' '.join(args.presets)} --steps {args.steps} "
-             f"--every {args.every}{f' --max-seconds {args.max_seconds:g}' if args.max_seconds else ''}` on "
-             f"{machine_description('cpu')}; load average {load[0]:.1f} at the start.", "",
-             "Peak RSS (`ru_maxrss`) of a child process that builds the networks and runs one full step "
-             "(G main, D main with ADA, R1, path length where used, EMA); `build only` is a child that stops after building.", "",
-             "| preset | batch | path | build only (MiB) | one step (MiB) | step adds (MiB) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "## Memory (`benchmarks/memory.py`)",
+        "",
+        f"`python -m benchmarks.memory --threads {args.threads} --presets {' '.join(args.presets)} --steps {args.steps} "
+        f"--every {args.every}{f' --max-seconds {args.max_seconds:g}' if args.max_seconds else ''}` on "
+        f"{machine_description('cpu')}; load average {load[0]:.1f} at the start.",
+        "",
+        "Peak RSS (`ru_maxrss`) of a child process that builds the networks and runs one full step "
+        "(G main, D main with ADA, R1, path length where used, EMA); `build only` is a child that stops after building.",
+        "",
+        "| preset | batch | path | build only (MiB) | one step (MiB) | step adds (MiB) |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in [] if args.long_only else args.presets:
         for fast in (False, True):
             base = _run("build", name, fast, args)["peak_mib"]
             step = _run("step", name, fast, args)["peak_mib"]
-            lines.append(f"| {name} | {PRESETS[name][1]} | {'fast' if fast else 'old (GEMIX_FAST=0)'} | {base:.0f} | {step:.0f} | {step - base:.0f} |")
+            lines.append(
+                f"| {name} | {PRESETS[name][1]} | {'fast' if fast else 'old (GEMIX_FAST=0)'} | {base:.0f} | {step:.0f} | {step - base:.0f} |"
+            )
             print(lines[-1], flush=True)
     extra = dict(steps=args.steps, every=args.every)
     if args.max_seconds:
         extra["max_seconds"] = args.max_seconds
     long = _run("long", "tiny", True, args, **extra)
     samples = long["samples"]
-    lines += ["", f"RSS of one `tiny` run on the fast path, sampled every {args.every} steps "
-              f"({samples[-1][0] + 1} steps in {long['seconds']:.0f} s{'' if samples[-1][0] + 1 >= args.steps else ', stopped early by --max-seconds'}):", "",
-              "| step | " + " | ".join(str(s) for s, _ in samples) + " |", "|---|" + "---|" * len(samples),
-              "| RSS (MiB) | " + " | ".join(f"{r:.0f}" for _, r in samples) + " |"]
+    lines += [
+        "",
+        f"RSS of one `tiny` run on the fast path, sampled every {args.every} steps "
+        f"({samples[-1][0] + 1} steps in {long['seconds']:.0f} s{'' if samples[-1][0] + 1 >= args.steps else ', stopped early by --max-seconds'}):",
+        "",
+        "| step | " + " | ".join(str(s) for s, _ in samples) + " |",
+        "|---|" + "---|" * len(samples),
+        "| RSS (MiB) | " + " | ".join(f"{r:.0f}" for _, r in samples) + " |",
+    ]
     if len(samples) >= 3:
         first, last = samples[1][1], samples[-1][1]
-        lines += ["", f"From step {samples[1][0]} to step {samples[-1][0]}: {last - first:+.1f} MiB ({(last - first) / first * 100:+.1f} %)."]
+        lines += [
+            "",
+            f"From step {samples[1][0]} to step {samples[-1][0]}: {last - first:+.1f} MiB ({(last - first) / first * 100:+.1f} %).",
+        ]
     markdown = "\n".join(lines)
     print(markdown)
     if not args.no_write:

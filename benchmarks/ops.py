@@ -48,7 +48,7 @@ def upfirdn2d_cases(device, quick):
     for shape in shapes:
         for name, fn in (("upsample2d (up=2, 4-tap)", upsample2d), ("downsample2d (down=2, 4-tap)", downsample2d)):
             x = torch.randn(shape, device=device)
-            yield "upfirdn2d", name, shape, x.numel(), (lambda impl, x=x, fn=fn: (lambda t: fn(t, f, impl=impl))), [x]
+            yield "upfirdn2d", name, shape, x.numel(), (lambda impl, x=x, fn=fn: lambda t: fn(t, f, impl=impl)), [x]
 
 
 def bias_act_cases(device, quick):
@@ -61,7 +61,14 @@ def bias_act_cases(device, quick):
     for shape in shapes:
         x = torch.randn(shape, device=device)
         b = torch.randn(shape[1], device=device)
-        yield "bias_act", "lrelu + bias", shape, x.numel(), (lambda impl, b=b: (lambda t: bias_act(t, b, act="lrelu", impl=impl))), [x]
+        yield (
+            "bias_act",
+            "lrelu + bias",
+            shape,
+            x.numel(),
+            (lambda impl, b=b: lambda t: bias_act(t, b, act="lrelu", impl=impl)),
+            [x],
+        )
 
 
 def modulated_conv_cases(device, quick):
@@ -116,11 +123,23 @@ def run(device: torch.device, quick: bool) -> tuple[str, list[dict]]:
                     timings[impl] = (min(timings[impl][0], t_fwd), min(timings[impl][1], t_fb))
             for impl, (t_fwd, t_fb) in timings.items():
                 ref_fwd, ref_fb = timings["ref"]
-                row = dict(op=op, case=name, shape=shape, numel=numel, impl=impl, fwd=t_fwd, fb=t_fb,
-                           speedup_fwd=ref_fwd / t_fwd, speedup_fb=ref_fb / t_fb)
+                row = dict(
+                    op=op,
+                    case=name,
+                    shape=shape,
+                    numel=numel,
+                    impl=impl,
+                    fwd=t_fwd,
+                    fb=t_fb,
+                    speedup_fwd=ref_fwd / t_fwd,
+                    speedup_fb=ref_fb / t_fb,
+                )
                 rows.append(row)
-                print(f"{op:17s} {name:30s} {str(shape):22s} {impl:4s} fwd {t_fwd * 1e3:9.3f} ms ({row['speedup_fwd']:5.2f}x)"
-                      f"  fwd+bwd {t_fb * 1e3:9.3f} ms ({row['speedup_fb']:5.2f}x)", flush=True)
+                print(
+                    f"{op:17s} {name:30s} {str(shape):22s} {impl:4s} fwd {t_fwd * 1e3:9.3f} ms ({row['speedup_fwd']:5.2f}x)"
+                    f"  fwd+bwd {t_fb * 1e3:9.3f} ms ({row['speedup_fb']:5.2f}x)",
+                    flush=True,
+                )
     return render(device, rows, impls, quick), rows
 
 
@@ -142,7 +161,11 @@ def render(device, rows, impls, quick) -> str:
         )
     if "cpp" not in impls and "cuda" not in impls:
         lines.append(f"The compiled extension was unavailable ({extension_error()}): only the reference was timed.")
-    lines += ["", "| op | case | shape | impl | fwd (ms) | fwd speed-up | fwd+bwd (ms) | fwd+bwd speed-up |", "|---|---|---|---|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "| op | case | shape | impl | fwd (ms) | fwd speed-up | fwd+bwd (ms) | fwd+bwd speed-up |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['op']} | {r['case']} | {'×'.join(map(str, r['shape']))} | {r['impl']} | {r['fwd'] * 1e3:.3f} | "
@@ -158,8 +181,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny shapes, short timings, docs untouched")
-    parser.add_argument("--threads", default=None,
-                        help="comma-separated torch CPU thread counts, one table each (default: torch's setting)")
+    parser.add_argument(
+        "--threads",
+        default=None,
+        help="comma-separated torch CPU thread counts, one table each (default: torch's setting)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md as it is")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -179,8 +205,10 @@ def main(argv=None) -> None:
         for r in rows:
             if r["op"] == "bias_act" and r["impl"] != "ref":
                 achieved = 2 * r["numel"] * 4 / r["fwd"]  # reads x, writes y (float32)
-                extra.append(f"- bias_act {'×'.join(map(str, r['shape']))} ({r['impl']}, fwd): {achieved / 1e9:.0f} GB/s, "
-                             f"{achieved / bandwidth:.0%} of the copy bandwidth")
+                extra.append(
+                    f"- bias_act {'×'.join(map(str, r['shape']))} ({r['impl']}, fwd): {achieved / 1e9:.0f} GB/s, "
+                    f"{achieved / bandwidth:.0%} of the copy bandwidth"
+                )
         markdown += "\n".join(extra) + "\n"
     print(markdown)
     if not args.quick and not args.no_write:

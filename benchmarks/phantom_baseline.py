@@ -45,7 +45,7 @@ def _scores(model, images, labels):
 
     model.eval()
     with torch.no_grad():
-        pred = torch.cat([model(images[i:i + 256]).argmax(1) for i in range(0, len(images), 256)])
+        pred = torch.cat([model(images[i : i + 256]).argmax(1) for i in range(0, len(images), 256)])
     y, p = labels.numpy(), pred.numpy()
     return {
         "macro_f1": float(f1_score(y, p, average="macro", labels=[0, 1, 2], zero_division=0)),
@@ -59,8 +59,11 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--class-weighted", action="store_true",
-                        help="weight the cross-entropy by inverse class frequency (section phantom-baseline-class-weighted)")
+    parser.add_argument(
+        "--class-weighted",
+        action="store_true",
+        help="weight the cross-entropy by inverse class frequency (section phantom-baseline-class-weighted)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/data.md alone")
     args = parser.parse_args(argv)
 
@@ -75,15 +78,26 @@ def main(argv=None):
         generate_phantom_dataset(Path(tmp) / "default", image_size=args.image_size, seed=args.seed)
         generation_s = time.perf_counter() - t0
         default = str(Path(tmp) / "default" / "datalist.json")
-        extra = generate_phantom_dataset(Path(tmp) / "extra", image_size=args.image_size, seed=args.seed + 1000,
-                                         counts=(1, 1, 1), val_counts=(1, 1, 1), test_counts=(300, 300, 300))
+        extra = generate_phantom_dataset(
+            Path(tmp) / "extra",
+            image_size=args.image_size,
+            seed=args.seed + 1000,
+            counts=(1, 1, 1),
+            val_counts=(1, 1, 1),
+            test_counts=(300, 300, 300),
+        )
         train_x, train_y = _stack(get_dataset(default, "training", args.image_size))
         val_x, val_y = _stack(get_dataset(default, "validation", args.image_size))
         test_x, test_y = _stack(get_dataset(default, "test", args.image_size))
         extra_x, extra_y = _stack(get_dataset(str(extra), "test", args.image_size))
 
-    model = Classifier(in_shape=(1, args.image_size, args.image_size), classes=3, channels=(16, 32, 64, 64),
-                       strides=(2, 2, 2, 2), num_res_units=1)
+    model = Classifier(
+        in_shape=(1, args.image_size, args.image_size),
+        classes=3,
+        channels=(16, 32, 64, 64),
+        strides=(2, 2, 2, 2),
+        num_res_units=1,
+    )
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     counts = torch.bincount(train_y, minlength=3).float()
     class_weight = (counts.sum() / (3 * counts)) if args.class_weighted else None
@@ -94,7 +108,7 @@ def main(argv=None):
         model.train()
         order = torch.randperm(len(train_x), generator=gen)
         for i in range(0, len(order), 32):
-            idx = order[i:i + 32]
+            idx = order[i : i + 32]
             x = train_x[idx]
             # Flips and 90° turns: lesions have no preferred orientation.
             if torch.rand((), generator=gen) < 0.5:
@@ -105,7 +119,10 @@ def main(argv=None):
             loss.backward()
             opt.step()
         val = _scores(model, val_x, val_y)
-        print(f"epoch {epoch + 1}: loss {loss.item():.3f} val macro-F1 {val['macro_f1']:.3f} acc {val['accuracy']:.3f}", flush=True)
+        print(
+            f"epoch {epoch + 1}: loss {loss.item():.3f} val macro-F1 {val['macro_f1']:.3f} acc {val['accuracy']:.3f}",
+            flush=True,
+        )
         if val["macro_f1"] > best[0]:
             best = (val["macro_f1"], {k: v.clone() for k, v in model.state_dict().items()}, epoch + 1)
     train_s = time.perf_counter() - t0
@@ -120,24 +137,26 @@ def main(argv=None):
 
     loss_name = "cross-entropy weighted by inverse class frequency" if args.class_weighted else "plain cross-entropy"
     flag = " --class-weighted" if args.class_weighted else ""
-    md = "\n".join([
-        f"### Baseline: a small MONAI CNN on the default phantoms ({loss_name})",
-        "",
-        f"Command: `python benchmarks/phantom_baseline.py --seed {args.seed} --epochs {args.epochs} --image-size {args.image_size}{flag}`",
-        "",
-        f"`monai.networks.nets.Classifier` (channels 16-32-64-64, strides 2, 1 residual unit), Adam 1e-3, batch 32, "
-        f"{loss_name}, flips/90° turns, {args.epochs} epochs; the epoch with the best validation macro-F1 "
-        f"(epoch {best[2]}, {best[0]:.3f}) is evaluated. Data seed {args.seed}; the balanced set is rendered with seed {args.seed + 1000}. "
-        f"Chance macro-F1 is about 0.33.",
-        "",
-        f"| evaluation set | images | macro-F1 | accuracy | sensitivity {' | sensitivity '.join(CLASS_NAMES)} |",
-        "|---|---|---|---|---|---|---|",
-        row("default test split (imbalanced)", len(test_y), test),
-        row("balanced held-out set", len(extra_y), balanced),
-        "",
-        f"Dataset generation (955 NIfTI files): {generation_s:.1f} s; training: {train_s:.0f} s; whole run: {total_s:.0f} s. "
-        f"Machine: {machine_description()}.",
-    ])
+    md = "\n".join(
+        [
+            f"### Baseline: a small MONAI CNN on the default phantoms ({loss_name})",
+            "",
+            f"Command: `python benchmarks/phantom_baseline.py --seed {args.seed} --epochs {args.epochs} --image-size {args.image_size}{flag}`",
+            "",
+            f"`monai.networks.nets.Classifier` (channels 16-32-64-64, strides 2, 1 residual unit), Adam 1e-3, batch 32, "
+            f"{loss_name}, flips/90° turns, {args.epochs} epochs; the epoch with the best validation macro-F1 "
+            f"(epoch {best[2]}, {best[0]:.3f}) is evaluated. Data seed {args.seed}; the balanced set is rendered with seed {args.seed + 1000}. "
+            f"Chance macro-F1 is about 0.33.",
+            "",
+            f"| evaluation set | images | macro-F1 | accuracy | sensitivity {' | sensitivity '.join(CLASS_NAMES)} |",
+            "|---|---|---|---|---|---|---|",
+            row("default test split (imbalanced)", len(test_y), test),
+            row("balanced held-out set", len(extra_y), balanced),
+            "",
+            f"Dataset generation (955 NIfTI files): {generation_s:.1f} s; training: {train_s:.0f} s; whole run: {total_s:.0f} s. "
+            f"Machine: {machine_description()}.",
+        ]
+    )
     print(md)
     if not args.no_write:
         write_section("phantom-baseline-class-weighted" if args.class_weighted else "phantom-baseline", md, doc=DOC)

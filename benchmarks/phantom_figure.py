@@ -36,8 +36,9 @@ def main(argv=None):
 
     n = args.per_class
     with tempfile.TemporaryDirectory() as tmp:
-        datalist = generate_phantom_dataset(tmp, args.image_size, counts=(n, n, n), seed=args.seed,
-                                            val_counts=(0, 0, 0), test_counts=(0, 0, 0))
+        datalist = generate_phantom_dataset(
+            tmp, args.image_size, counts=(n, n, n), seed=args.seed, val_counts=(0, 0, 0), test_counts=(0, 0, 0)
+        )
         ds = get_dataset(str(datalist), "training", args.image_size)
         images = [(ds[i]["image"][0].numpy(), ds[i]["label"]) for i in range(len(ds))]
     fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.2))
@@ -48,7 +49,10 @@ def main(argv=None):
             ax.set_xticks([])
             ax.set_yticks([])
         axes[label, 0].set_ylabel(name, fontsize=12)
-    fig.suptitle(f"gemix-monai CT liver-lesion phantoms ({args.image_size} px, abdomen window W400/L50, seed {args.seed})", fontsize=10)
+    fig.suptitle(
+        f"gemix-monai CT liver-lesion phantoms ({args.image_size} px, abdomen window W400/L50, seed {args.seed})",
+        fontsize=10,
+    )
     fig.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)

@@ -322,9 +322,18 @@ def _run_demo(
     # The GAN trains on the CPU fast path (channels_last, fused Adam: docs/benchmarks.md) unless the
     # caller chose a path with GEMIX_FAST; the budget in DEMO_DEFAULTS was sized with it.
     with _env_default("GEMIX_FAST", "1" if device == "cpu" else None):
-        run_bundle_config("train_gan.json", {**common, "max_kimg": gan_kimg, "batch_size": cfg["gan_batch_size"],
-                                             "sample_kimg": gan_kimg, "checkpoint_kimg": gan_kimg},
-                          bundle=bundle, bundle_logging=bundle_logging)
+        run_bundle_config(
+            "train_gan.json",
+            {
+                **common,
+                "max_kimg": gan_kimg,
+                "batch_size": cfg["gan_batch_size"],
+                "sample_kimg": gan_kimg,
+                "checkpoint_kimg": gan_kimg,
+            },
+            bundle=bundle,
+            bundle_logging=bundle_logging,
+        )
     done("train GAN")
 
     trained: dict[tuple[str, int], Path] = {}

@@ -26,8 +26,15 @@ import functools
 import os
 import sys
 
-__all__ = ["fast_level", "exact_fast", "training_fast", "bf16_requested", "cpu_has_native_bf16",
-           "cpu_bf16_math", "configure_openmp"]
+__all__ = [
+    "fast_level",
+    "exact_fast",
+    "training_fast",
+    "bf16_requested",
+    "cpu_has_native_bf16",
+    "cpu_bf16_math",
+    "configure_openmp",
+]
 
 
 def fast_level(option=None) -> int:

@@ -9,6 +9,7 @@ before training starts, and records the preprocessing contract (:mod:`.contract`
 invert it for export and pictures.
 """
 
+from .contract import DataContract, Preprocessing, check_class_names, check_contract, contract_of, decide_intensity
 from .covidx import COVIDX_CLASS_NAMES, read_covidx_labels
 from .datalist import (
     build_datalist_from_csv,
@@ -23,7 +24,6 @@ from .errors import DataError, DataValidationError, ImageReadError, NotASliceErr
 from .medmnist import MEDMNIST_CLASS_NAMES, load_medmnist_items
 from .phantoms import CLASS_NAMES as PHANTOM_CLASS_NAMES
 from .phantoms import ensure_default_dataset, generate_phantom_dataset, render_phantoms
-from .contract import DataContract, Preprocessing, check_class_names, check_contract, contract_of, decide_intensity
 from .splits import check_leakage, fixed_split_datalist
 from .transforms import (
     HU_WINDOWS,
@@ -43,15 +43,52 @@ from .transforms import (
 from .validate import inspect_image_file, summarize, validate_items
 
 __all__ = [
-    "COVIDX_CLASS_NAMES", "read_covidx_labels",
-    "build_datalist_from_csv", "build_datalist_from_folder", "canonical_split", "load_split", "read_datalist", "write_datalist",
-    "GemixDataset", "build_datalist", "default_data_dir", "default_phantom_datalist", "get_dataset", "source_kind",
-    "DataError", "DataValidationError", "ImageReadError", "NotASliceError",
-    "MEDMNIST_CLASS_NAMES", "load_medmnist_items",
-    "PHANTOM_CLASS_NAMES", "ensure_default_dataset", "generate_phantom_dataset", "render_phantoms",
-    "DataContract", "Preprocessing", "check_class_names", "check_contract", "contract_of", "decide_intensity",
-    "check_leakage", "fixed_split_datalist",
-    "HU_WINDOWS", "INTENSITY_MODES", "CheckLabeld", "CropBoxd", "ExtractSliced", "IntensityToTrainingRanged",
-    "LoadMedicalImaged", "ToChannelsd", "get_transforms", "resolve_hu_window", "to_display", "to_hu", "to_uint8",
-    "inspect_image_file", "summarize", "validate_items",
+    "COVIDX_CLASS_NAMES",
+    "read_covidx_labels",
+    "build_datalist_from_csv",
+    "build_datalist_from_folder",
+    "canonical_split",
+    "load_split",
+    "read_datalist",
+    "write_datalist",
+    "GemixDataset",
+    "build_datalist",
+    "default_data_dir",
+    "default_phantom_datalist",
+    "get_dataset",
+    "source_kind",
+    "DataError",
+    "DataValidationError",
+    "ImageReadError",
+    "NotASliceError",
+    "MEDMNIST_CLASS_NAMES",
+    "load_medmnist_items",
+    "PHANTOM_CLASS_NAMES",
+    "ensure_default_dataset",
+    "generate_phantom_dataset",
+    "render_phantoms",
+    "DataContract",
+    "Preprocessing",
+    "check_class_names",
+    "check_contract",
+    "contract_of",
+    "decide_intensity",
+    "check_leakage",
+    "fixed_split_datalist",
+    "HU_WINDOWS",
+    "INTENSITY_MODES",
+    "CheckLabeld",
+    "CropBoxd",
+    "ExtractSliced",
+    "IntensityToTrainingRanged",
+    "LoadMedicalImaged",
+    "ToChannelsd",
+    "get_transforms",
+    "resolve_hu_window",
+    "to_display",
+    "to_hu",
+    "to_uint8",
+    "inspect_image_file",
+    "summarize",
+    "validate_items",
 ]

@@ -20,8 +20,15 @@ from typing import Any, Mapping, Sequence
 from .errors import DataError
 from .transforms import HU_WINDOWS, check_intensity, get_transforms, image_format, resolve_hu_window
 
-__all__ = ["CONTRACT_VERSION", "Preprocessing", "DataContract", "decide_intensity", "check_contract",
-           "check_class_names", "contract_of"]
+__all__ = [
+    "CONTRACT_VERSION",
+    "Preprocessing",
+    "DataContract",
+    "decide_intensity",
+    "check_contract",
+    "check_class_names",
+    "contract_of",
+]
 
 #: Version of the stored contract layout (bumped when a rule changes meaning).
 CONTRACT_VERSION = 1
@@ -67,10 +74,15 @@ class Preprocessing:
             raise ValueError(f"orientation must be {ORIENTATION!r} (MONAI's [C, x, y]), got {self.orientation!r}")
 
     def to_dict(self) -> dict:
-        return {"version": CONTRACT_VERSION, "image_size": self.image_size, "channels": self.channels,
-                "hu_window": list(self.hu_window) if self.hu_window is not None else None,
-                "intensity": list(self.intensity) if isinstance(self.intensity, tuple) else self.intensity,
-                "keep_aspect": self.keep_aspect, "orientation": self.orientation}
+        return {
+            "version": CONTRACT_VERSION,
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "hu_window": list(self.hu_window) if self.hu_window is not None else None,
+            "intensity": list(self.intensity) if isinstance(self.intensity, tuple) else self.intensity,
+            "keep_aspect": self.keep_aspect,
+            "orientation": self.orientation,
+        }
 
     @classmethod
     def from_dict(cls, values: Mapping, where: str = "contract") -> "Preprocessing":
@@ -78,24 +90,40 @@ class Preprocessing:
             raise DataError(f"{where}: preprocessing must be a dict, got {type(values).__name__}")
         version = values.get("version", CONTRACT_VERSION)
         if version != CONTRACT_VERSION:
-            raise DataError(f"{where}: preprocessing contract version {version!r}; this version reads {CONTRACT_VERSION}")
+            raise DataError(
+                f"{where}: preprocessing contract version {version!r}; this version reads {CONTRACT_VERSION}"
+            )
         try:
-            return cls(image_size=int(values["image_size"]), channels=int(values.get("channels", 1)),
-                       hu_window=values.get("hu_window"), intensity=values.get("intensity", "auto"),
-                       keep_aspect=bool(values.get("keep_aspect", True)), orientation=values.get("orientation", ORIENTATION))
+            return cls(
+                image_size=int(values["image_size"]),
+                channels=int(values.get("channels", 1)),
+                hu_window=values.get("hu_window"),
+                intensity=values.get("intensity", "auto"),
+                keep_aspect=bool(values.get("keep_aspect", True)),
+                orientation=values.get("orientation", ORIENTATION),
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"{where}: invalid preprocessing record {dict(values)!r}: {e}") from None
 
     def describe(self) -> str:
-        scaling = (f"CT window {_window_name(self.hu_window)} → [-1, 1]" if self.hu_window is not None
-                   else f"intensity {self.intensity!r} → [-1, 1]")
+        scaling = (
+            f"CT window {_window_name(self.hu_window)} → [-1, 1]"
+            if self.hu_window is not None
+            else f"intensity {self.intensity!r} → [-1, 1]"
+        )
         return f"{self.image_size}×{self.image_size} px, {self.channels} channel(s), {scaling}, MONAI orientation [C, x, y]"
 
     def transforms(self, *, num_classes: int | None = None, **extra):
         """The MONAI ``Compose`` that applies this recipe (extra: slice/box options of ``get_transforms``)."""
-        return get_transforms(self.image_size, hu_window=self.hu_window,
-                              intensity=list(self.intensity) if isinstance(self.intensity, tuple) else self.intensity,
-                              channels=self.channels, keep_aspect=self.keep_aspect, num_classes=num_classes, **extra)
+        return get_transforms(
+            self.image_size,
+            hu_window=self.hu_window,
+            intensity=list(self.intensity) if isinstance(self.intensity, tuple) else self.intensity,
+            channels=self.channels,
+            keep_aspect=self.keep_aspect,
+            num_classes=num_classes,
+            **extra,
+        )
 
 
 @dataclass(frozen=True)
@@ -107,8 +135,11 @@ class DataContract:
     reason: str = field(default="", compare=False)
 
     def to_dict(self) -> dict:
-        return {"class_names": list(self.class_names), "preprocessing": self.preprocessing.to_dict(),
-                "preprocessing_reason": self.reason}
+        return {
+            "class_names": list(self.class_names),
+            "preprocessing": self.preprocessing.to_dict(),
+            "preprocessing_reason": self.reason,
+        }
 
     @classmethod
     def from_dict(cls, values: Mapping, where: str = "contract") -> "DataContract":
@@ -116,9 +147,15 @@ class DataContract:
         if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
             raise DataError(f"{where}: 'class_names' must be a non-empty list of strings, got {names!r}")
         if "preprocessing" not in values:
-            raise DataError(f"{where}: no 'preprocessing' record (a model from before the stored contract); "
-                            "retrain it, or pass the preprocessing explicitly")
-        return cls(tuple(names), Preprocessing.from_dict(values["preprocessing"], where), str(values.get("preprocessing_reason", "")))
+            raise DataError(
+                f"{where}: no 'preprocessing' record (a model from before the stored contract); "
+                "retrain it, or pass the preprocessing explicitly"
+            )
+        return cls(
+            tuple(names),
+            Preprocessing.from_dict(values["preprocessing"], where),
+            str(values.get("preprocessing_reason", "")),
+        )
 
 
 def contract_of(obj) -> DataContract | None:
@@ -143,9 +180,11 @@ def check_class_names(expected: Sequence[str], found: Sequence[str], expected_wh
     if expected == found:
         return
     if sorted(expected) == sorted(found):
-        raise DataError(f"class order differs: {expected_where} has classes {expected}, {found_where} has {found} "
-                        "(same names, another order): labels would be silently permuted; give the data the model's "
-                        "class order (class_names=...)")
+        raise DataError(
+            f"class order differs: {expected_where} has classes {expected}, {found_where} has {found} "
+            "(same names, another order): labels would be silently permuted; give the data the model's "
+            "class order (class_names=...)"
+        )
     raise DataError(f"classes differ: {expected_where} has {expected}, {found_where} has {found}")
 
 
@@ -155,9 +194,11 @@ def check_contract(model: DataContract, data: DataContract, model_where: str, da
     if model.preprocessing != data.preprocessing:
         a, b = model.preprocessing.to_dict(), data.preprocessing.to_dict()
         diffs = ", ".join(f"{k}: {a[k]!r} vs {b[k]!r}" for k in a if a[k] != b.get(k))
-        raise DataError(f"preprocessing differs: {model_where} was trained with [{model.preprocessing.describe()}], "
-                        f"{data_where} is preprocessed with [{data.preprocessing.describe()}] ({diffs}); "
-                        "pass the model's options (e.g. --hu-window/--intensity/--image-size) or retrain")
+        raise DataError(
+            f"preprocessing differs: {model_where} was trained with [{model.preprocessing.describe()}], "
+            f"{data_where} is preprocessed with [{data.preprocessing.describe()}] ({diffs}); "
+            "pass the model's options (e.g. --hu-window/--intensity/--image-size) or retrain"
+        )
 
 
 def _dicom_is_ct(path: str) -> bool | None:
@@ -170,7 +211,9 @@ def _dicom_is_ct(path: str) -> bool | None:
     return ds.get("Modality") == "CT"
 
 
-def decide_intensity(datalist: Mapping, items: Sequence[Mapping], hu_window="auto", intensity="auto") -> tuple[Any, Any, str]:
+def decide_intensity(
+    datalist: Mapping, items: Sequence[Mapping], hu_window="auto", intensity="auto"
+) -> tuple[Any, Any, str]:
     """``(hu_window, intensity, reason)`` for a dataset: a CT window only for data known to be CT.
 
     Order of evidence: an explicit ``hu_window`` argument (``None``/``"none"`` switches windowing off);
@@ -181,7 +224,11 @@ def decide_intensity(datalist: Mapping, items: Sequence[Mapping], hu_window="aut
         hu_window = None
     if hu_window != "auto":
         window = resolve_hu_window(hu_window)
-        return window, intensity, ("CT window given explicitly" if window is not None else "no CT window (given explicitly)")
+        return (
+            window,
+            intensity,
+            ("CT window given explicitly" if window is not None else "no CT window (given explicitly)"),
+        )
     if "hu_window" in datalist:
         value = datalist["hu_window"]
         value = None if isinstance(value, str) and value.lower() == "none" else value
@@ -200,7 +247,11 @@ def decide_intensity(datalist: Mapping, items: Sequence[Mapping], hu_window="aut
         except DataError:
             fmt = None
         if fmt == "dicom" and _dicom_is_ct(str(first)):
-            return resolve_hu_window("abdomen"), intensity, f"CT DICOM ({os.path.basename(str(first))}: Modality CT; abdomen window)"
+            return (
+                resolve_hu_window("abdomen"),
+                intensity,
+                f"CT DICOM ({os.path.basename(str(first))}: Modality CT; abdomen window)",
+            )
     if modality:
         return None, intensity, f"the datalist declares modality {modality} (not CT): intensity scaling"
     return None, intensity, "not known to be CT: intensity scaling"

@@ -41,7 +41,9 @@ def read_covidx_labels(
         fields = line.split()
         where = f"line {n}"
         if len(fields) != 6:
-            problems.append((where, f"expected 6 fields 'filename class xmin ymin xmax ymax', got {len(fields)}: {line.strip()!r}"))
+            problems.append(
+                (where, f"expected 6 fields 'filename class xmin ymin xmax ymax', got {len(fields)}: {line.strip()!r}")
+            )
             continue
         name, cls, *box = fields
         try:
@@ -50,7 +52,9 @@ def read_covidx_labels(
             if cls.lower() in [c.lower() for c in class_names]:
                 label = [c.lower() for c in class_names].index(cls.lower())
             else:
-                problems.append((where, f"{name}: unknown class {cls!r}; expected an index or one of {list(class_names)}"))
+                problems.append(
+                    (where, f"{name}: unknown class {cls!r}; expected an index or one of {list(class_names)}")
+                )
                 continue
         if not 0 <= label < len(class_names):
             problems.append((where, f"{name}: class {label} out of range [0, {len(class_names)})"))
@@ -61,7 +65,12 @@ def read_covidx_labels(
             problems.append((where, f"{name}: box {box} must be integers"))
             continue
         if xmin < 0 or ymin < 0 or xmax <= xmin or ymax <= ymin:
-            problems.append((where, f"{name}: box (xmin, ymin, xmax, ymax) = {(xmin, ymin, xmax, ymax)} is empty, inverted or negative"))
+            problems.append(
+                (
+                    where,
+                    f"{name}: box (xmin, ymin, xmax, ymax) = {(xmin, ymin, xmax, ymax)} is empty, inverted or negative",
+                )
+            )
             continue
         item = {"image": str(image_dir / name), "label": label}
         if crop:

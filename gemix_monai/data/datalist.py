@@ -38,9 +38,13 @@ __all__ = [
 
 SPLITS = ("training", "validation", "test")
 _SPLIT_ALIASES = {
-    "train": "training", "training": "training",
-    "val": "validation", "valid": "validation", "validation": "validation",
-    "test": "test", "testing": "test",
+    "train": "training",
+    "training": "training",
+    "val": "validation",
+    "valid": "validation",
+    "validation": "validation",
+    "test": "test",
+    "testing": "test",
 }
 
 
@@ -64,7 +68,9 @@ def stratified_split(labels: Sequence[int], val_fraction: float, test_fraction: 
     """Assign each index a split, per class: ``round(n·test_fraction)`` test, ``round(n·val_fraction)``
     validation, the rest training; shuffled with ``seed``."""
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"val_fraction and test_fraction must be in [0, 1) with sum < 1, got {val_fraction}, {test_fraction}")
+        raise ValueError(
+            f"val_fraction and test_fraction must be in [0, 1) with sum < 1, got {val_fraction}, {test_fraction}"
+        )
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     out = ["training"] * len(labels)
@@ -75,7 +81,7 @@ def stratified_split(labels: Sequence[int], val_fraction: float, test_fraction: 
         n_val = int(round(len(idx) * val_fraction))
         for i in idx[:n_test]:
             out[i] = "test"
-        for i in idx[n_test:n_test + n_val]:
+        for i in idx[n_test : n_test + n_val]:
             out[i] = "validation"
     return out
 
@@ -107,18 +113,26 @@ def build_datalist_from_folder(
     split_dirs = {canonical_split(p.name): p for p in subdirs if p.name.lower() in _SPLIT_ALIASES}
     if split_dirs and len(split_dirs) != len(subdirs):
         others = [p.name for p in subdirs if p.name.lower() not in _SPLIT_ALIASES]
-        raise DataError(f"{root}: mixes split folders {sorted(p.name for p in split_dirs.values())} with other folders {others}")
+        raise DataError(
+            f"{root}: mixes split folders {sorted(p.name for p in split_dirs.values())} with other folders {others}"
+        )
     groups = split_dirs if split_dirs else {None: root}
-    found_classes = sorted({p.name for g in groups.values() for p in g.iterdir() if p.is_dir() and not p.name.startswith(".")})
+    found_classes = sorted(
+        {p.name for g in groups.values() for p in g.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    )
     if not found_classes:
-        raise DataError(f"{root}: no class folders found; expected {root}/<class_name>/<images> (or {root}/train/<class_name>/...)")
+        raise DataError(
+            f"{root}: no class folders found; expected {root}/<class_name>/<images> (or {root}/train/<class_name>/...)"
+        )
     if class_names is None:
         class_names = found_classes
     class_names = [str(c) for c in class_names]
     if len(class_names) < 2:
         where = ", ".join(str(g / class_names[0]) for g in groups.values()) if class_names else str(root)
-        raise DataError(f"{root}: only one class folder ({where}); classification needs at least two classes "
-                        f"(expected {root}/<class_name>/<images> with one folder per class)")
+        raise DataError(
+            f"{root}: only one class folder ({where}); classification needs at least two classes "
+            f"(expected {root}/<class_name>/<images> with one folder per class)"
+        )
     unknown = sorted(set(found_classes) - set(class_names))
     if unknown:
         raise DataError(f"{root}: unknown class folder(s) {unknown}; class_names are {class_names}")
@@ -135,7 +149,10 @@ def build_datalist_from_folder(
             images = [p for p in files if _is_image(p)]
             for p in files:
                 if p not in images:
-                    problem = (str(p), f"unsupported file type; expected one of {sorted(s for s in IMAGE_SUFFIXES if s)}")
+                    problem = (
+                        str(p),
+                        f"unsupported file type; expected one of {sorted(s for s in IMAGE_SUFFIXES if s)}",
+                    )
                     (skipped if on_error == "skip" else problems).append(problem)
             if not images:
                 problems.append((str(cdir), "class folder holds no images"))
@@ -144,8 +161,12 @@ def build_datalist_from_folder(
     if problems:
         raise DataValidationError(problems, f"folder {root}")
     if skipped:
-        warnings.warn(str(DataValidationError(skipped, f"folder {root}")).replace(
-            "(fix them, or pass on_error='skip' to drop and report them)", "skipped"), stacklevel=2)
+        warnings.warn(
+            str(DataValidationError(skipped, f"folder {root}")).replace(
+                "(fix them, or pass on_error='skip' to drop and report them)", "skipped"
+            ),
+            stacklevel=2,
+        )
     datalist: dict = {"class_names": class_names}
     if skipped:
         datalist["skipped"] = [list(p) for p in skipped]
@@ -202,14 +223,18 @@ def build_datalist_from_csv(
                 rows_of = {s: [n for n, v in enumerate(raw_labels, start=1) if v and int(v) == s] for s in seen}
                 gaps = sorted(set(range(max(seen) + 1)) - set(seen))
                 odd = [s for s in seen if s < 0 or s >= len(seen)]
-                raise DataError(f"{csv_path}: integer labels {seen} are not 0..{len(seen) - 1} (missing {gaps}; "
-                                f"suspicious {odd} in rows {sum((rows_of[s][:5] for s in odd), [])}); "
-                                "fix the labels or pass class_names to fix the class count")
+                raise DataError(
+                    f"{csv_path}: integer labels {seen} are not 0..{len(seen) - 1} (missing {gaps}; "
+                    f"suspicious {odd} in rows {sum((rows_of[s][:5] for s in odd), [])}); "
+                    "fix the labels or pass class_names to fix the class count"
+                )
             class_names = [str(i) for i in seen]
         else:
             class_names = sorted({v for v in raw_labels if v})
         if len(class_names) < 2:
-            raise DataError(f"{csv_path}: column {label_column!r} holds a single class {class_names}; classification needs at least two")
+            raise DataError(
+                f"{csv_path}: column {label_column!r} holds a single class {class_names}; classification needs at least two"
+            )
     class_names = [str(c) for c in class_names]
     problems: list[tuple[str, str]] = []
     entries, splits = [], []
@@ -227,7 +252,9 @@ def build_datalist_from_csv(
         elif value.lstrip("-").isdigit():
             label = int(value)
             if not 0 <= label < len(class_names):
-                problems.append((where, f"{image}: label {label} out of range [0, {len(class_names)}) for classes {class_names}"))
+                problems.append(
+                    (where, f"{image}: label {label} out of range [0, {len(class_names)}) for classes {class_names}")
+                )
                 continue
         else:
             problems.append((where, f"{image}: unknown class name {value!r}; expected one of {class_names}"))
@@ -304,11 +331,17 @@ def read_datalist(path: str | os.PathLike) -> dict:
     for split in SPLITS:
         items = raw.get(split, [])
         if not isinstance(items, list):
-            raise DataError(f"{path}: {split!r} must be a list of {{'image', 'label'}} entries, got {type(items).__name__}")
+            raise DataError(
+                f"{path}: {split!r} must be a list of {{'image', 'label'}} entries, got {type(items).__name__}"
+            )
         for i, item in enumerate(items):
             if not isinstance(item, dict) or "image" not in item:
                 raise DataError(f"{path}: {split}[{i}] must be an object with an 'image' key, got {item!r}")
-        out[split] = load_decathlon_datalist(path, is_segmentation=False, data_list_key=split, base_dir=path.parent) if items else []
+        out[split] = (
+            load_decathlon_datalist(path, is_segmentation=False, data_list_key=split, base_dir=path.parent)
+            if items
+            else []
+        )
     return out
 
 

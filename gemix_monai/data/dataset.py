@@ -73,20 +73,34 @@ def source_kind(source) -> str:
         return "phantom"
     path = Path(source)
     if not path.exists():
-        raise DataError(f"dataset source does not exist: {path} (expected a folder of class folders, a .json datalist, "
-                        "a .csv manifest, a .npz MedMNIST file or a .txt COVIDx-CT label file)")
+        raise DataError(
+            f"dataset source does not exist: {path} (expected a folder of class folders, a .json datalist, "
+            "a .csv manifest, a .npz MedMNIST file or a .txt COVIDx-CT label file)"
+        )
     if path.is_dir():
         return "folder"
     suffix = path.suffix.lower()
     kinds = {".json": "datalist", ".csv": "csv", ".npz": "medmnist", ".txt": "covidx"}
     if suffix not in kinds:
-        raise DataError(f"source {source!r}: expected 'phantom', a folder, or a .json datalist, .csv manifest, .npz MedMNIST file or .txt COVIDx-CT label file")
+        raise DataError(
+            f"source {source!r}: expected 'phantom', a folder, or a .json datalist, .csv manifest, .npz MedMNIST file or .txt COVIDx-CT label file"
+        )
     return kinds[suffix]
 
 
-def build_datalist(source=None, *, image_size: int = 64, split_seed: int = 0, val_fraction: float = 0.2,
-                   test_fraction: float = 0.2, class_names: Sequence[str] | None = None,
-                   image_dir=None, data_dir=None, on_error: str = "raise", **csv_kwargs) -> dict:
+def build_datalist(
+    source=None,
+    *,
+    image_size: int = 64,
+    split_seed: int = 0,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    class_names: Sequence[str] | None = None,
+    image_dir=None,
+    data_dir=None,
+    on_error: str = "raise",
+    **csv_kwargs,
+) -> dict:
     """Datalist dict (absolute image paths) for a file-based source: phantom, datalist JSON, folder,
     CSV or COVIDx-CT labels (all of a COVIDx file goes to ``"training"``; split with separate files).
 
@@ -101,18 +115,44 @@ def build_datalist(source=None, *, image_size: int = 64, split_seed: int = 0, va
     if kind == "datalist":
         return read_datalist(source)
     if kind == "folder":
-        return fixed_split_datalist(source, lambda: build_datalist_from_folder(
-            source, class_names=class_names, val_fraction=val_fraction, test_fraction=test_fraction,
-            split_seed=split_seed, on_error=on_error), split_seed=split_seed, fallback_dir=fallback)
+        return fixed_split_datalist(
+            source,
+            lambda: build_datalist_from_folder(
+                source,
+                class_names=class_names,
+                val_fraction=val_fraction,
+                test_fraction=test_fraction,
+                split_seed=split_seed,
+                on_error=on_error,
+            ),
+            split_seed=split_seed,
+            fallback_dir=fallback,
+        )
     if kind == "csv":
-        return fixed_split_datalist(source, lambda: build_datalist_from_csv(
-            source, class_names=class_names, val_fraction=val_fraction, test_fraction=test_fraction,
-            split_seed=split_seed, **csv_kwargs), split_seed=split_seed, fallback_dir=fallback)
+        return fixed_split_datalist(
+            source,
+            lambda: build_datalist_from_csv(
+                source,
+                class_names=class_names,
+                val_fraction=val_fraction,
+                test_fraction=test_fraction,
+                split_seed=split_seed,
+                **csv_kwargs,
+            ),
+            split_seed=split_seed,
+            fallback_dir=fallback,
+        )
     if kind == "covidx":
         names = list(class_names or COVIDX_CLASS_NAMES)
         # COVIDx-CT slices are 8-bit PNGs already windowed by the dataset's authors: no HU window.
-        return {"class_names": names, "modality": "CT", "hu_window": None, "training": read_covidx_labels(source, image_dir, class_names=names),
-                "validation": [], "test": []}
+        return {
+            "class_names": names,
+            "modality": "CT",
+            "hu_window": None,
+            "training": read_covidx_labels(source, image_dir, class_names=names),
+            "validation": [],
+            "test": [],
+        }
     raise DataError(f"{source}: a MedMNIST .npz holds arrays, not files; use get_dataset({str(source)!r}, split)")
 
 
@@ -199,8 +239,10 @@ def get_dataset(
             the options given here, not your transform).
     """
     if "seed" in source_kwargs:
-        raise TypeError("get_dataset(seed=...) no longer exists: the training seed must not change the split; "
-                        "use split_seed= for the split (and the phantoms' dataset seed)")
+        raise TypeError(
+            "get_dataset(seed=...) no longer exists: the training seed must not change the split; "
+            "use split_seed= for the split (and the phantoms' dataset seed)"
+        )
     split = canonical_split(split)
     model_contract = contract_of(contract) if contract is not None else None
     if contract is not None and model_contract is None:
@@ -227,8 +269,16 @@ def get_dataset(
         datalist["class_names"] = names
         context = f"MedMNIST {source}"
     else:
-        datalist = build_datalist(source, image_size=image_size, split_seed=split_seed, class_names=class_names,
-                                  image_dir=image_dir, data_dir=data_dir, on_error=on_error, **source_kwargs)
+        datalist = build_datalist(
+            source,
+            image_size=image_size,
+            split_seed=split_seed,
+            class_names=class_names,
+            image_dir=image_dir,
+            data_dir=data_dir,
+            on_error=on_error,
+            **source_kwargs,
+        )
         names = datalist["class_names"]
         context = f"{kind} {source if source is not None else 'phantom (default)'}"
     if class_names is not None and kind in ("phantom", "datalist"):
@@ -245,17 +295,44 @@ def get_dataset(
         check_contract(model_contract, data_contract, "the model", context)
     allow_volumes = slice_index is not None or slice_mask_key is not None
     skipped = [tuple(p) for p in datalist.get("skipped", [])]
-    good, problems, stats = validate_items(items, num_classes=len(names), split=split, deep=validate == "full",
-                                           check_files=validate != "none", allow_volumes=allow_volumes,
-                                           on_error=on_error, context=context, preprocessing=preprocessing,
-                                           return_stats=True)
+    good, problems, stats = validate_items(
+        items,
+        num_classes=len(names),
+        split=split,
+        deep=validate == "full",
+        check_files=validate != "none",
+        allow_volumes=allow_volumes,
+        on_error=on_error,
+        context=context,
+        preprocessing=preprocessing,
+        return_stats=True,
+    )
     problems = skipped + list(problems)
-    summary = summarize(context, split, names, good, stats, problems, data_contract,
-                        split_file=datalist.get("split_file"), dropped=datalist.get("dropped_duplicates", []))
+    summary = summarize(
+        context,
+        split,
+        names,
+        good,
+        stats,
+        problems,
+        data_contract,
+        split_file=datalist.get("split_file"),
+        dropped=datalist.get("dropped_duplicates", []),
+    )
     logger.info("%s", summary["text"])
     if transform is None:
-        transform = preprocessing.transforms(num_classes=len(names), slice_index=slice_index, slice_mask_key=slice_mask_key,
-                                             box_key="box" if kind == "covidx" else None)
-    facts = dict(class_names=names, contract=data_contract, bad_items=problems,
-                 source="phantom" if kind == "phantom" else str(source), split=split, summary=summary)
+        transform = preprocessing.transforms(
+            num_classes=len(names),
+            slice_index=slice_index,
+            slice_mask_key=slice_mask_key,
+            box_key="box" if kind == "covidx" else None,
+        )
+    facts = dict(
+        class_names=names,
+        contract=data_contract,
+        bad_items=problems,
+        source="phantom" if kind == "phantom" else str(source),
+        split=split,
+        summary=summary,
+    )
     return GemixCacheDataset(good, transform, **facts) if cache else GemixDataset(good, transform, **facts)

@@ -21,8 +21,29 @@ _NPZ_SPLIT = {"training": "train", "validation": "val", "test": "test"}
 MEDMNIST_CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "pneumoniamnist": ("normal", "pneumonia"),
     "breastmnist": ("malignant", "normal_or_benign"),
-    "bloodmnist": ("basophil", "eosinophil", "erythroblast", "immature_granulocyte", "lymphocyte", "monocyte", "neutrophil", "platelet"),
-    "organamnist": ("bladder", "femur_left", "femur_right", "heart", "kidney_left", "kidney_right", "liver", "lung_left", "lung_right", "pancreas", "spleen"),
+    "bloodmnist": (
+        "basophil",
+        "eosinophil",
+        "erythroblast",
+        "immature_granulocyte",
+        "lymphocyte",
+        "monocyte",
+        "neutrophil",
+        "platelet",
+    ),
+    "organamnist": (
+        "bladder",
+        "femur_left",
+        "femur_right",
+        "heart",
+        "kidney_left",
+        "kidney_right",
+        "liver",
+        "lung_left",
+        "lung_right",
+        "pancreas",
+        "spleen",
+    ),
 }
 
 
@@ -53,8 +74,10 @@ def _class_count(path: Path) -> int:
             if f"{key}_labels" in npz.files:
                 seen |= {int(v) for v in np.unique(npz[f"{key}_labels"])}
     if sorted(seen) != list(range(len(seen))) or len(seen) < 2:
-        raise DataError(f"{path}: label values {sorted(seen)} over all splits are not 0..K-1 with K >= 2; "
-                        "pass class_names to state the classes")
+        raise DataError(
+            f"{path}: label values {sorted(seen)} over all splits are not 0..K-1 with K >= 2; "
+            "pass class_names to state the classes"
+        )
     return len(seen)
 
 
@@ -80,7 +103,9 @@ def load_medmnist_items(
         names = set(npz.files)
         for k in (f"{key}_images", f"{key}_labels"):
             if k not in names:
-                raise DataError(f"{path}: missing key {k!r}; found {sorted(names)} (expected {{train,val,test}}_{{images,labels}})")
+                raise DataError(
+                    f"{path}: missing key {k!r}; found {sorted(names)} (expected {{train,val,test}}_{{images,labels}})"
+                )
         try:
             images = npz[f"{key}_images"]
             labels = npz[f"{key}_labels"]

@@ -105,8 +105,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def render_phantom(label: int, image_size: int = 64, rng: np.random.Generator | int | None = None,
-                   return_mask: bool = False):
+def render_phantom(
+    label: int, image_size: int = 64, rng: np.random.Generator | int | None = None, return_mask: bool = False
+):
     """One phantom: ``float32 [image_size, image_size]`` in HU, rows × columns.
 
     With ``return_mask=True`` returns ``(hu, lesion_mask)``, the mask ``bool`` where the lesion
@@ -314,7 +315,9 @@ def _check_counts(name: str, counts) -> tuple[int, int, int]:
     try:
         counts = tuple(int(c) for c in counts)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be three non-negative integers (cyst, hemangioma, metastasis), got {counts!r}") from None
+        raise ValueError(
+            f"{name} must be three non-negative integers (cyst, hemangioma, metastasis), got {counts!r}"
+        ) from None
     if len(counts) != len(CLASS_NAMES) or any(c < 0 for c in counts):
         raise ValueError(f"{name} must be three non-negative integers (cyst, hemangioma, metastasis), got {counts!r}")
     return counts
@@ -400,7 +403,9 @@ def generate_phantom_dataset(
             if fmt == "nifti":
                 data = _nifti_bytes(hu, pixdim)
             else:
-                data = _dicom_bytes(hu, pixdim, f"gemix-phantom/{seed}/{image_size}/{split}/{lab}/{k}", k + 1, CLASS_NAMES[lab])
+                data = _dicom_bytes(
+                    hu, pixdim, f"gemix-phantom/{seed}/{image_size}/{split}/{lab}/{k}", k + 1, CLASS_NAMES[lab]
+                )
             _write_file(path, data)
             hashes[rel.as_posix()] = hashlib.sha256(data).hexdigest()
             items.append({"image": rel.as_posix(), "label": lab})
@@ -458,4 +463,6 @@ def ensure_default_dataset(
     params = _parameters(image_size, split_counts(counts, val_counts, test_counts), seed, fmt)
     if _existing_dataset_matches(out_dir, params, verify_hashes):
         return out_dir / DATALIST_NAME
-    return generate_phantom_dataset(out_dir, image_size, counts, seed, fmt, val_counts=val_counts, test_counts=test_counts)
+    return generate_phantom_dataset(
+        out_dir, image_size, counts, seed, fmt, val_counts=val_counts, test_counts=test_counts
+    )

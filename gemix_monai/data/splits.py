@@ -37,7 +37,9 @@ def split_file_for(source: str | os.PathLike, split_seed: int, fallback_dir: str
     """``(preferred, fallback)`` locations of the split datalist of ``source``."""
     source = Path(source).resolve()
     name = f"gemix_split_seed{int(split_seed)}.json"
-    preferred = source / name if source.is_dir() else source.with_name(f"{source.name}.split_seed{int(split_seed)}.json")
+    preferred = (
+        source / name if source.is_dir() else source.with_name(f"{source.name}.split_seed{int(split_seed)}.json")
+    )
     digest = hashlib.sha256(str(source).encode()).hexdigest()[:16]
     fallback = Path(fallback_dir) / "splits" / f"{source.name}-{digest}" / name
     return preferred, fallback
@@ -62,15 +64,18 @@ def fixed_split_datalist(source, build: Callable[[], dict], *, split_seed: int, 
         if path.is_file():
             stored = read_datalist(path)
             if list(stored["class_names"]) != list(scanned["class_names"]):
-                raise DataError(f"{path}: stored split has classes {stored['class_names']}, {source} now has "
-                                f"{scanned['class_names']}; delete {path} to split again")
+                raise DataError(
+                    f"{path}: stored split has classes {stored['class_names']}, {source} now has "
+                    f"{scanned['class_names']}; delete {path} to split again"
+                )
             now, then = _key_set(scanned), _key_set(stored)
             if now != then:
                 added, removed = sorted(now - then), sorted(then - now)
                 raise DataError(
                     f"{source} changed since its split was fixed in {path}: {len(added)} image(s) added or relabelled "
                     f"{[a[0] for a in added[:3]]}, {len(removed)} removed {[r[0] for r in removed[:3]]}. Delete {path} to split "
-                    "again (models trained on the old split may then have seen new test images), or restore the files")
+                    "again (models trained on the old split may then have seen new test images), or restore the files"
+                )
             stored["split_file"] = str(path)
             for key in ("skipped",):
                 if key in scanned:
@@ -86,7 +91,9 @@ def fixed_split_datalist(source, build: Callable[[], dict], *, split_seed: int, 
         logger.info("fixed the split of %s (split_seed=%d) in %s", source, split_seed, path)
         record["split_file"] = str(path)
         return record
-    raise DataError(f"cannot write the split of {source} to {preferred} or {fallback}; pass a datalist with explicit splits")
+    raise DataError(
+        f"cannot write the split of {source} to {preferred} or {fallback}; pass a datalist with explicit splits"
+    )
 
 
 def content_hash(image) -> str:
@@ -145,13 +152,17 @@ def check_leakage(datalist: dict, *, on_duplicate: str = "error", context: str =
                 a, b = _name(first, first_split, j), _name(item, split, i)
                 same = "the same file" if kind == "path" else "identical content (sha256)"
                 if first.get("label") != item.get("label"):
-                    problems.append((b, f"{same} as {a} but label {item.get('label')} vs {first.get('label')}: conflicting labels"))
+                    problems.append(
+                        (b, f"{same} as {a} but label {item.get('label')} vs {first.get('label')}: conflicting labels")
+                    )
                 elif first_split != split:
                     if on_duplicate == "drop":  # splits are visited training → validation → test: drop the later copy
                         drop[split].add(i)
                         dropped.append((b, f"dropped: {same} as {a}"))
                     else:
-                        problems.append((b, f"{same} as {a}: an image in both {first_split} and {split} leaks between splits"))
+                        problems.append(
+                            (b, f"{same} as {a}: an image in both {first_split} and {split} leaks between splits")
+                        )
                 elif kind == "path":
                     problems.append((b, f"listed twice in {split} (also {a}): it would count double"))
                 break  # one report per item
@@ -159,8 +170,11 @@ def check_leakage(datalist: dict, *, on_duplicate: str = "error", context: str =
         hint = "" if on_duplicate == "drop" else " (on_duplicate='drop' removes held-out copies of training images)"
         raise DataValidationError(problems, f"{context}: leakage check{hint}")
     if dropped:
-        warnings.warn(f"{context}: {len(dropped)} held-out image(s) dropped as duplicates of training images:\n"
-                      + "\n".join(f"  - {w}: {r}" for w, r in dropped[:20]), stacklevel=2)
+        warnings.warn(
+            f"{context}: {len(dropped)} held-out image(s) dropped as duplicates of training images:\n"
+            + "\n".join(f"  - {w}: {r}" for w, r in dropped[:20]),
+            stacklevel=2,
+        )
         out = dict(datalist)
         for split in SPLITS:
             if drop[split]:
@@ -178,4 +192,3 @@ def summarize_splits(datalist: dict) -> dict:
         labels = [int(it["label"]) for it in datalist.get(split, []) or [] if isinstance(it, dict) and "label" in it]
         out[split] = {n: labels.count(k) for k, n in enumerate(names)}
     return out
-

@@ -66,9 +66,19 @@ HU_WINDOWS: dict[str, tuple[float, float]] = {
 
 #: Suffix → reader family. ``.dcm`` files and suffix-less files (DICOM often has none) go to pydicom.
 IMAGE_SUFFIXES: dict[str, str] = {
-    ".dcm": "dicom", ".dicom": "dicom", "": "dicom",
-    ".nii": "nifti", ".nii.gz": "nifti", ".img": "nifti", ".hdr": "nifti",
-    ".png": "pil", ".jpg": "pil", ".jpeg": "pil", ".bmp": "pil", ".tif": "pil", ".tiff": "pil",
+    ".dcm": "dicom",
+    ".dicom": "dicom",
+    "": "dicom",
+    ".nii": "nifti",
+    ".nii.gz": "nifti",
+    ".img": "nifti",
+    ".hdr": "nifti",
+    ".png": "pil",
+    ".jpg": "pil",
+    ".jpeg": "pil",
+    ".bmp": "pil",
+    ".tif": "pil",
+    ".tiff": "pil",
 }
 
 
@@ -78,12 +88,16 @@ def resolve_hu_window(hu_window) -> tuple[float, float] | None:
         return None
     if isinstance(hu_window, str):
         if hu_window not in HU_WINDOWS:
-            raise ValueError(f"hu_window must be one of {sorted(HU_WINDOWS)}, a (width, level) pair in HU or None, got {hu_window!r}")
+            raise ValueError(
+                f"hu_window must be one of {sorted(HU_WINDOWS)}, a (width, level) pair in HU or None, got {hu_window!r}"
+            )
         return HU_WINDOWS[hu_window]
     try:
         width, level = (float(v) for v in hu_window)
     except (TypeError, ValueError):
-        raise ValueError(f"hu_window must be a preset name, a (width, level) pair in HU or None, got {hu_window!r}") from None
+        raise ValueError(
+            f"hu_window must be a preset name, a (width, level) pair in HU or None, got {hu_window!r}"
+        ) from None
     if not width > 0:
         raise ValueError(f"hu_window width must be > 0 HU, got {width}")
     return width, level
@@ -94,7 +108,9 @@ def image_format(path: str | os.PathLike) -> str:
     name = Path(path).name.lower()
     suffix = ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
     if suffix not in IMAGE_SUFFIXES:
-        raise DataError(f"{path}: unsupported image suffix {suffix!r}; expected one of {sorted(s for s in IMAGE_SUFFIXES if s)} (or no suffix for DICOM)")
+        raise DataError(
+            f"{path}: unsupported image suffix {suffix!r}; expected one of {sorted(s for s in IMAGE_SUFFIXES if s)} (or no suffix for DICOM)"
+        )
     return IMAGE_SUFFIXES[suffix]
 
 
@@ -180,7 +196,9 @@ class LoadMedicalImaged(MapTransform):
                 source_dtype = str(value.dtype).replace("torch.", "")
                 arr = torch.as_tensor(np.asarray(value) if isinstance(value, np.ndarray) else value).float()
                 if arr.ndim != 3:
-                    raise DataError(f"item[{key!r}]: an in-memory image must be [C, x, y], got shape {tuple(arr.shape)}")
+                    raise DataError(
+                        f"item[{key!r}]: an in-memory image must be [C, x, y], got shape {tuple(arr.shape)}"
+                    )
                 where = str(d.get(f"{key}_source", "<array>"))
                 _check_finite(arr, where)
                 img = MetaTensor(arr)
@@ -201,8 +219,13 @@ class ExtractSliced(MapTransform):
     has the largest area; with neither, :class:`NotASliceError` names the file.
     """
 
-    def __init__(self, keys: KeysCollection = "image", slice_index: int | None = None, mask_key: str | None = None,
-                 allow_missing_keys: bool = False):
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        slice_index: int | None = None,
+        mask_key: str | None = None,
+        allow_missing_keys: bool = False,
+    ):
         super().__init__(keys, allow_missing_keys)
         self.slice_index = slice_index
         self.mask_key = mask_key
@@ -211,17 +234,25 @@ class ExtractSliced(MapTransform):
         depth = img.shape[-1]
         if self.mask_key is not None:
             if self.mask_key not in d:
-                raise DataError(f"{_filename(img)}: slice selection by mask needs item[{self.mask_key!r}], which is missing")
+                raise DataError(
+                    f"{_filename(img)}: slice selection by mask needs item[{self.mask_key!r}], which is missing"
+                )
             mask = d[self.mask_key]
             if tuple(mask.shape[-3:]) != tuple(img.shape[-3:]):
-                raise DataError(f"{_filename(img)}: mask {_filename(mask)} has spatial shape {tuple(mask.shape[-3:])}, image has {tuple(img.shape[-3:])}")
+                raise DataError(
+                    f"{_filename(img)}: mask {_filename(mask)} has spatial shape {tuple(mask.shape[-3:])}, image has {tuple(img.shape[-3:])}"
+                )
             area = (torch.as_tensor(mask) > 0).reshape(-1, depth).sum(0)
             if int(area.max()) == 0:
-                raise DataError(f"{_filename(img)}: mask {_filename(mask)} is empty; cannot choose the largest-lesion slice")
+                raise DataError(
+                    f"{_filename(img)}: mask {_filename(mask)} is empty; cannot choose the largest-lesion slice"
+                )
             return int(area.argmax())
         if self.slice_index is not None:
             if not -depth <= self.slice_index < depth:
-                raise DataError(f"{_filename(img)}: slice_index {self.slice_index} out of range for a volume of {depth} slices")
+                raise DataError(
+                    f"{_filename(img)}: slice_index {self.slice_index} out of range for a volume of {depth} slices"
+                )
             return self.slice_index % depth
         raise NotASliceError(
             f"{_filename(img)}: expected a 2-D slice, got a volume of shape {tuple(img.shape[1:])} "
@@ -268,7 +299,9 @@ class CropBoxd(MapTransform):
             xmin, ymin, xmax, ymax = (int(v) for v in box)
             cols, rows = img.shape[-2:]
             if not (0 <= xmin < xmax <= cols and 0 <= ymin < ymax <= rows):
-                raise DataError(f"{_filename(img)}: box (xmin, ymin, xmax, ymax) = {tuple(box)} is empty or outside the image of {cols}×{rows} (cols×rows)")
+                raise DataError(
+                    f"{_filename(img)}: box (xmin, ymin, xmax, ymax) = {tuple(box)} is empty or outside the image of {cols}×{rows} (cols×rows)"
+                )
             d[key] = img[..., xmin:xmax, ymin:ymax]
         return d
 
@@ -322,7 +355,9 @@ def check_intensity(intensity):
             low = high = float("nan")
         if np.isfinite(low) and np.isfinite(high) and high > low:
             return [low, high]
-    raise ValueError(f"intensity must be one of {list(INTENSITY_MODES)} or (low, high) with finite high > low, got {intensity!r}")
+    raise ValueError(
+        f"intensity must be one of {list(INTENSITY_MODES)} or (low, high) with finite high > low, got {intensity!r}"
+    )
 
 
 class IntensityToTrainingRanged(MapTransform):
@@ -339,7 +374,9 @@ class IntensityToTrainingRanged(MapTransform):
     The rule is part of the preprocessing contract stored with every model (docs/data.md).
     """
 
-    def __init__(self, keys: KeysCollection = "image", hu_window=None, intensity="auto", allow_missing_keys: bool = False):
+    def __init__(
+        self, keys: KeysCollection = "image", hu_window=None, intensity="auto", allow_missing_keys: bool = False
+    ):
         super().__init__(keys, allow_missing_keys)
         from monai.transforms import ScaleIntensity, ScaleIntensityRange, ScaleIntensityRangePercentiles
 
@@ -389,8 +426,13 @@ class IntensityToTrainingRanged(MapTransform):
 class CheckLabeld(MapTransform):
     """``label_key`` → python ``int`` in ``[0, num_classes)``; anything else raises naming the image file."""
 
-    def __init__(self, keys: KeysCollection = "image", label_key: str = "label", num_classes: int | None = None,
-                 allow_missing_keys: bool = True):
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        label_key: str = "label",
+        num_classes: int | None = None,
+        allow_missing_keys: bool = True,
+    ):
         super().__init__(keys, allow_missing_keys)
         self.label_key = label_key
         self.num_classes = num_classes

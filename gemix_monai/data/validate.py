@@ -59,7 +59,9 @@ def _dicom_shape(path: str) -> tuple[int, ...]:
         expected = math.ceil(rows * cols * frames * samples * bits / 8)
         found = len(ds.PixelData)
         if found < expected:
-            raise DataError(f"truncated DICOM: pixel data has {found} bytes, {rows}×{cols}×{frames} frames needs {expected}")
+            raise DataError(
+                f"truncated DICOM: pixel data has {found} bytes, {rows}×{cols}×{frames} frames needs {expected}"
+            )
     return (rows, cols, frames) if frames > 1 else (rows, cols)
 
 
@@ -116,9 +118,13 @@ def inspect_image_file(path: str | os.PathLike, *, allow_volumes: bool = False) 
         if len(shape) > 4 or (len(shape) == 4 and shape[3] != 1 and len(spatial) == 3):
             raise DataError(f"volume of shape {shape} (4-D); expected a 2-D slice")
         if len(spatial) == 3 and not allow_volumes:
-            raise DataError(f"volume of shape {shape} where a 2-D slice was expected; pass slice_index= or slice_mask_key= to choose one")
+            raise DataError(
+                f"volume of shape {shape} where a 2-D slice was expected; pass slice_index= or slice_mask_key= to choose one"
+            )
     if fmt == "dicom" and len(shape) == 3 and not allow_volumes:
-        raise DataError(f"multi-frame DICOM of shape {shape} where a 2-D slice was expected; pass slice_index= to choose one")
+        raise DataError(
+            f"multi-frame DICOM of shape {shape} where a 2-D slice was expected; pass slice_index= to choose one"
+        )
     return shape
 
 
@@ -177,7 +183,9 @@ def validate_items(
                 if image.ndim != 3:
                     raise DataError(f"in-memory image must be [C, x, y], got shape {tuple(image.shape)}")
                 if deep:
-                    decoded = loader({"image": image, "image_source": item.get("image_source", f"{split}[{i}]")})["image"]
+                    decoded = loader({"image": image, "image_source": item.get("image_source", f"{split}[{i}]")})[
+                        "image"
+                    ]
             elif isinstance(image, (str, os.PathLike)):
                 if check_files:
                     inspect_image_file(image, allow_volumes=allow_volumes)
@@ -191,11 +199,21 @@ def validate_items(
                 meta = getattr(decoded, "meta", {}) or {}
                 source_dtype = str(meta.get("source_dtype", ""))
                 if windowed and source_dtype == "uint8" and meta.get("source_format") != "array":
-                    raise DataError("8-bit image in a split preprocessed with a CT window: 8-bit values cannot be "
-                                    "Hounsfield units; use hu_window=None (intensity scaling) for such data")
-                stats.append({"format": str(meta.get("source_format", "")), "source_dtype": source_dtype,
-                              "channels": int(decoded.shape[0]), "shape": tuple(int(v) for v in decoded.shape[1:]),
-                              "min": float(decoded.min()), "max": float(decoded.max()), "label": label})
+                    raise DataError(
+                        "8-bit image in a split preprocessed with a CT window: 8-bit values cannot be "
+                        "Hounsfield units; use hu_window=None (intensity scaling) for such data"
+                    )
+                stats.append(
+                    {
+                        "format": str(meta.get("source_format", "")),
+                        "source_dtype": source_dtype,
+                        "channels": int(decoded.shape[0]),
+                        "shape": tuple(int(v) for v in decoded.shape[1:]),
+                        "min": float(decoded.min()),
+                        "max": float(decoded.max()),
+                        "label": label,
+                    }
+                )
             good.append({**item, "label": label})
         except DataError as e:
             message = str(e)
@@ -205,40 +223,63 @@ def validate_items(
     if problems and on_error == "raise":
         raise DataValidationError(problems, context)
     if problems:
-        warnings.warn(str(DataValidationError(problems, context)).replace("(fix them, or pass on_error='skip' to drop and report them)", "skipped"),
-                      stacklevel=2)
+        warnings.warn(
+            str(DataValidationError(problems, context)).replace(
+                "(fix them, or pass on_error='skip' to drop and report them)", "skipped"
+            ),
+            stacklevel=2,
+        )
         if not good:
             raise DataValidationError(problems + [(split, "no valid entries left after skipping")], context)
     return (good, problems, stats) if return_stats else (good, problems)
 
 
-def summarize(context: str, split: str, class_names, items, stats, problems, contract, *, split_file=None,
-              dropped=()) -> dict:
+def summarize(
+    context: str, split: str, class_names, items, stats, problems, contract, *, split_file=None, dropped=()
+) -> dict:
     """The one-paragraph summary every run logs (and ``gemix-monai validate`` prints), plus its numbers."""
     from collections import Counter
 
     counts = Counter(int(it["label"]) for it in items)
     per_class = {name: counts.get(k, 0) for k, name in enumerate(class_names)}
-    out = {"source": context, "split": split, "count": len(items), "per_class": per_class,
-           "problems": [list(p) for p in problems], "preprocessing": contract.preprocessing.to_dict(),
-           "preprocessing_reason": contract.reason, "split_file": split_file, "dropped_duplicates": list(dropped)}
+    out = {
+        "source": context,
+        "split": split,
+        "count": len(items),
+        "per_class": per_class,
+        "problems": [list(p) for p in problems],
+        "preprocessing": contract.preprocessing.to_dict(),
+        "preprocessing_reason": contract.reason,
+        "split_file": split_file,
+        "dropped_duplicates": list(dropped),
+    }
     parts = [f"{context} [{split}]: {len(items)} images ({', '.join(f'{n} {c}' for n, c in per_class.items())})"]
     if stats:
         formats = Counter(f"{s['format']}/{s['source_dtype']}" for s in stats)
         sizes = Counter("×".join(map(str, s["shape"])) for s in stats)
         lo, hi = min(s["min"] for s in stats), max(s["max"] for s in stats)
-        out.update({"formats": dict(formats), "num_sizes": len(sizes), "intensity_range": [lo, hi],
-                    "channels": dict(Counter(s["channels"] for s in stats))})
+        out.update(
+            {
+                "formats": dict(formats),
+                "num_sizes": len(sizes),
+                "intensity_range": [lo, hi],
+                "channels": dict(Counter(s["channels"] for s in stats)),
+            }
+        )
         common = ", ".join(f"{k} ({v})" for k, v in sizes.most_common(3))
-        parts.append(f"stored as {dict(formats)}; {len(sizes)} size(s), most common {common}; "
-                     f"stored intensities {lo:g}..{hi:g}")
+        parts.append(
+            f"stored as {dict(formats)}; {len(sizes)} size(s), most common {common}; stored intensities {lo:g}..{hi:g}"
+        )
     parts.append(f"preprocessing: {contract.preprocessing.describe()} — because {contract.reason}")
     if split_file:
         parts.append(f"split fixed in {split_file}")
     if dropped:
         parts.append(f"{len(dropped)} held-out duplicate(s) of training images dropped")
     if problems:
-        parts.append(f"{len(problems)} entr{'y' if len(problems) == 1 else 'ies'} skipped: "
-                     + "; ".join(f"{w}: {r}" for w, r in problems[:5]) + (" ..." if len(problems) > 5 else ""))
+        parts.append(
+            f"{len(problems)} entr{'y' if len(problems) == 1 else 'ies'} skipped: "
+            + "; ".join(f"{w}: {r}" for w, r in problems[:5])
+            + (" ..." if len(problems) > 5 else "")
+        )
     out["text"] = ". ".join(parts) + "."
     return out

@@ -71,8 +71,8 @@ import numpy as np
 import torch
 from ignite.engine import Engine
 
-from gemix_monai.mixing.labels import to_soft_label
 from gemix_monai.fast import bf16_requested, cpu_bf16_math, cpu_has_native_bf16, training_fast
+from gemix_monai.mixing.labels import to_soft_label
 from gemix_monai.utils import safe_torch_load
 
 from . import gan_loss
@@ -153,7 +153,9 @@ class GanTrainingOptions:
         if self.fast is not None and not isinstance(self.fast, bool):
             raise ValueError(f"GanTrainingOptions.fast must be None, True or False, got {self.fast!r}")
         if self.gen_label_source not in ("real", "dataset"):
-            raise ValueError(f"GanTrainingOptions.gen_label_source must be 'real' or 'dataset', got {self.gen_label_source!r}")
+            raise ValueError(
+                f"GanTrainingOptions.gen_label_source must be 'real' or 'dataset', got {self.gen_label_source!r}"
+            )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "GanTrainingOptions":
@@ -230,8 +232,9 @@ def validate_gan_dataset(dataset, *, img_resolution: int, img_channels: int, num
                 )
     else:
         first = torch.as_tensor(item["label"])
-        as_soft_labels(first.reshape(1) if first.ndim == 0 else first.reshape(1, -1), num_classes,
-                       name="train_data[0]['label']")
+        as_soft_labels(
+            first.reshape(1) if first.ndim == 0 else first.reshape(1, -1), num_classes, name="train_data[0]['label']"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,8 +251,16 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
     pass over the data (``ceil(N/B)``).
     """
 
-    def __init__(self, num_items: int, batch_size: int, *, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 start_batch: int = 0):
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
+    ):
         if batch_size % world_size:
             raise ValueError(f"batch_size={batch_size} must be divisible by the number of processes ({world_size})")
         self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
@@ -268,7 +279,7 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
         out: list[int] = []
         while len(out) < self.batch_size:
             perm = self._perm(epoch)
-            out.extend(perm[offset: offset + self.batch_size - len(out)].tolist())
+            out.extend(perm[offset : offset + self.batch_size - len(out)].tolist())
             epoch, offset = epoch + 1, 0
         return out
 
@@ -276,13 +287,19 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
         share = self.batch_size // self.world_size
         k = self.start_batch
         while True:
-            yield self.global_batch(k)[self.rank * share: (self.rank + 1) * share]
+            yield self.global_batch(k)[self.rank * share : (self.rank + 1) * share]
             k += 1
 
 
 def _collate(items: list[Mapping]) -> dict:
-    images = torch.stack([torch.as_tensor(np.asarray(i["image"]) if not torch.is_tensor(i["image"]) else i["image"])
-                          .as_subclass(torch.Tensor).float() for i in items])
+    images = torch.stack(
+        [
+            torch.as_tensor(np.asarray(i["image"]) if not torch.is_tensor(i["image"]) else i["image"])
+            .as_subclass(torch.Tensor)
+            .float()
+            for i in items
+        ]
+    )
     labels = [torch.as_tensor(i["label"]).as_subclass(torch.Tensor) for i in items]
     return {"image": images, "label": torch.stack(labels)}
 
@@ -298,8 +315,12 @@ def get_rng_state() -> dict:
     return {
         "torch": torch.get_rng_state(),
         "cuda": [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
-        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "key": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "python": {"version": py_state[0], "state": list(py_state[1]), "gauss_next": py_state[2]},
     }
 
@@ -319,8 +340,9 @@ def set_rng_state(state: Mapping) -> None:
 # the trainer
 
 
-def _lazy_adam(params, lr: float, betas: tuple[float, float], eps: float, interval: int,
-               fused: bool = False) -> torch.optim.Adam:
+def _lazy_adam(
+    params, lr: float, betas: tuple[float, float], eps: float, interval: int, fused: bool = False
+) -> torch.optim.Adam:
     # Regularising every `interval` steps with gain `interval` inflates the effective step size;
     # shrinking lr and the betas by interval/(interval+1) keeps the optimizer's dynamics unchanged.
     ratio = interval / (interval + 1) if interval > 0 else 1.0
@@ -355,9 +377,21 @@ class ConditionalGanTrainer(Engine):
     themselves in ``stateful_handlers`` and are saved in checkpoints.
     """
 
-    def __init__(self, G, D, augment_pipe, train_data, options: GanTrainingOptions, *, num_classes: int,
-                 class_names: Sequence[str] | None = None, label_distribution=None, device=None, seed: int = 0,
-                 num_workers: int = 0):
+    def __init__(
+        self,
+        G,
+        D,
+        augment_pipe,
+        train_data,
+        options: GanTrainingOptions,
+        *,
+        num_classes: int,
+        class_names: Sequence[str] | None = None,
+        label_distribution=None,
+        device=None,
+        seed: int = 0,
+        num_workers: int = 0,
+    ):
         super().__init__(self._iteration)
         idist = _dist()
         self.rank, self.world_size = idist.get_rank(), idist.get_world_size()
@@ -368,8 +402,10 @@ class ConditionalGanTrainer(Engine):
         if class_names is None:
             class_names = g_names if g_names is not None else [f"class_{i}" for i in range(num_classes)]
         elif g_names is not None and list(g_names) != list(class_names):
-            raise ValueError(f"class_names {list(class_names)} differ from the generator's class_names {list(g_names)}; "
-                             "build the Generator with the same class_names (they are saved in models/generator/generator.pt)")
+            raise ValueError(
+                f"class_names {list(class_names)} differ from the generator's class_names {list(g_names)}; "
+                "build the Generator with the same class_names (they are saved in models/generator/generator.pt)"
+            )
         self.class_names = list(class_names)
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"class_names has {len(self.class_names)} names but num_classes={num_classes}")
@@ -382,28 +418,37 @@ class ConditionalGanTrainer(Engine):
 
         share, rem = divmod(options.batch_size, self.world_size)
         if rem:
-            raise ValueError(f"batch_size={options.batch_size} must be divisible by the number of processes ({self.world_size})")
+            raise ValueError(
+                f"batch_size={options.batch_size} must be divisible by the number of processes ({self.world_size})"
+            )
         self.batch_gpu = options.batch_gpu or share
         if share % self.batch_gpu:
-            raise ValueError(f"batch_gpu={self.batch_gpu} must divide the per-process batch {share} "
-                             f"(batch_size={options.batch_size} over {self.world_size} processes)")
+            raise ValueError(
+                f"batch_gpu={self.batch_gpu} must divide the per-process batch {share} "
+                f"(batch_size={options.batch_size} over {self.world_size} processes)"
+            )
         mbstd = next((m.group_size for m in D.modules() if type(m).__name__.startswith("MinibatchStd")), None)
         if mbstd and self.batch_gpu % min(int(mbstd), self.batch_gpu):
-            raise ValueError(f"the discriminator's minibatch-stddev group size {mbstd} must divide batch_gpu={self.batch_gpu}")
+            raise ValueError(
+                f"the discriminator's minibatch-stddev group size {mbstd} must divide batch_gpu={self.batch_gpu}"
+            )
         if options.pl_weight > 0 and self.batch_gpu % options.pl_batch_shrink:
             raise ValueError(f"pl_batch_shrink={options.pl_batch_shrink} must divide batch_gpu={self.batch_gpu}")
 
         self.train_data = train_data
-        validate_gan_dataset(train_data, img_resolution=G.img_resolution, img_channels=G.img_channels,
-                             num_classes=self.num_classes)
+        validate_gan_dataset(
+            train_data, img_resolution=G.img_resolution, img_channels=G.img_channels, num_classes=self.num_classes
+        )
         # The data's contract (classes + preprocessing, docs/data.md) travels with the generator so that
         # every later user of generator.pt can refuse data prepared differently.
         contract = getattr(train_data, "contract", None)
         self.contract = contract.to_dict() if hasattr(contract, "to_dict") else None
         if self.contract is not None:
             if list(self.contract["class_names"]) != self.class_names:
-                raise ValueError(f"the training data's classes {self.contract['class_names']} differ from class_names "
-                                 f"{self.class_names}")
+                raise ValueError(
+                    f"the training data's classes {self.contract['class_names']} differ from class_names "
+                    f"{self.class_names}"
+                )
             G.contract = self.contract
         if label_distribution is None:
             labels = _item_labels(train_data)
@@ -421,7 +466,9 @@ class ConditionalGanTrainer(Engine):
         self._memory_format = torch.channels_last if self.fast else torch.contiguous_format
         self.G = G.to(self.device, memory_format=self._memory_format).train().requires_grad_(False)
         self.D = D.to(self.device, memory_format=self._memory_format).train().requires_grad_(False)
-        self.augment_pipe = augment_pipe.to(self.device).train().requires_grad_(False) if augment_pipe is not None else None
+        self.augment_pipe = (
+            augment_pipe.to(self.device).train().requires_grad_(False) if augment_pipe is not None else None
+        )
         if self.augment_pipe is not None:
             self.augment_pipe.set_p(options.augment_p)
         if self.world_size > 1:  # every process starts from rank 0's weights
@@ -429,10 +476,22 @@ class ConditionalGanTrainer(Engine):
                 for t in list(module.parameters()) + list(module.buffers()):
                     t.data.copy_(idist.broadcast(t.data, src=0))
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.opt_G = _lazy_adam(self.G.parameters(), options.g_lr, options.betas, options.eps,
-                                options.pl_interval if options.pl_weight > 0 else 0, fused=self.fast)
-        self.opt_D = _lazy_adam(self.D.parameters(), options.d_lr, options.betas, options.eps,
-                                options.r1_interval if options.r1_gamma > 0 else 0, fused=self.fast)
+        self.opt_G = _lazy_adam(
+            self.G.parameters(),
+            options.g_lr,
+            options.betas,
+            options.eps,
+            options.pl_interval if options.pl_weight > 0 else 0,
+            fused=self.fast,
+        )
+        self.opt_D = _lazy_adam(
+            self.D.parameters(),
+            options.d_lr,
+            options.betas,
+            options.eps,
+            options.r1_interval if options.r1_gamma > 0 else 0,
+            fused=self.fast,
+        )
         self.pl_mean = torch.zeros((), device=self.device)
         self.stateful_handlers: dict[str, Any] = {}
 
@@ -448,12 +507,23 @@ class ConditionalGanTrainer(Engine):
 
     # -- data ----------------------------------------------------------------------------------
     def make_data_loader(self, start_batch: int = 0) -> torch.utils.data.DataLoader:
-        sampler = GlobalBatchSampler(len(self.train_data), self.options.batch_size, seed=self.seed, rank=self.rank,
-                                     world_size=self.world_size, start_batch=start_batch)
+        sampler = GlobalBatchSampler(
+            len(self.train_data),
+            self.options.batch_size,
+            seed=self.seed,
+            rank=self.rank,
+            world_size=self.world_size,
+            start_batch=start_batch,
+        )
         return torch.utils.data.DataLoader(
-            self.train_data, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=_collate,
+            self.train_data,
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=_collate,
             generator=torch.Generator().manual_seed(self.seed * 1_000_003 + start_batch),
-            pin_memory=self.device.type == "cuda", persistent_workers=False)
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
 
     def run(self, data=None, max_epochs=None, epoch_length=None, max_iters=None):  # noqa: D401
         """Train until ``options.max_kimg`` (or ``max_iters``), continuing from the current iteration.
@@ -520,8 +590,10 @@ class ConditionalGanTrainer(Engine):
         image = batch["image"].to(dev, non_blocking=True).float().contiguous(memory_format=self._memory_format)
         label = as_soft_labels(batch["label"], self.num_classes, name="batch['label']").to(dev)
         if list(image.shape[1:]) != [self.G.img_channels, self.G.img_resolution, self.G.img_resolution]:
-            raise ValueError(f"batch['image'] has shape {list(image.shape)}; expected "
-                             f"[N, {self.G.img_channels}, {self.G.img_resolution}, {self.G.img_resolution}]")
+            raise ValueError(
+                f"batch['image'] has shape {list(image.shape)}; expected "
+                f"[N, {self.G.img_channels}, {self.G.img_resolution}, {self.G.img_resolution}]"
+            )
         micro = list(zip(image.split(self.batch_gpu), label.split(self.batch_gpu)))
         step = self.state.iteration - 1
         z_dim = self.G.z_dim
@@ -531,8 +603,9 @@ class ConditionalGanTrainer(Engine):
         def g_main(mb):
             _, c = mb
             z = torch.randn(c.shape[0], z_dim, device=dev)
-            loss, _ = gan_loss.generator_main_loss(self.G, self.D, self.augment_pipe, z, self._sample_gen_c(c),
-                                                   o.style_mixing_prob)
+            loss, _ = gan_loss.generator_main_loss(
+                self.G, self.D, self.augment_pipe, z, self._sample_gen_c(c), o.style_mixing_prob
+            )
             return loss.sum() / B, loss.detach().sum().reshape(1)
 
         with cpu_bf16_math(self.bf16):
@@ -564,14 +637,17 @@ class ConditionalGanTrainer(Engine):
                 with torch.no_grad():
                     ws_sums.append(self.G.mapping(z, gen_c)[:, 0].sum(0))
             loss, real_logits, fake_logits = gan_loss.discriminator_main_loss(
-                self.G, self.D, self.augment_pipe, x, c, z, gen_c)
-            return loss.sum() / B, torch.stack([loss.detach().sum(), real_logits.sign().sum(), real_logits.sum(),
-                                                fake_logits.sum()])
+                self.G, self.D, self.augment_pipe, x, c, z, gen_c
+            )
+            return loss.sum() / B, torch.stack(
+                [loss.detach().sum(), real_logits.sign().sum(), real_logits.sum(), fake_logits.sum()]
+            )
 
         with cpu_bf16_math(self.bf16):  # the R1 phase below stays in full float32
             stats.append(("d_main", self._phase(_PHASE_D_MAIN, self.D, self.opt_D, micro, d_main), B))
 
         if o.r1_gamma > 0 and step % o.r1_interval == 0:
+
             def d_reg(mb):
                 x, c = mb
                 penalty, _ = gan_loss.r1_penalty(self.D, self.augment_pipe, x, c)
@@ -586,13 +662,13 @@ class ConditionalGanTrainer(Engine):
             flat = _dist().all_reduce(flat)
         values = flat.tolist()
         if ws_sums:
-            w_mean = flat[-extra[0].numel():] / B
+            w_mean = flat[-extra[0].numel() :] / B
             beta = float(getattr(self.G.mapping, "w_avg_beta", 0.995))
             with torch.no_grad():
                 w_avg.copy_(w_mean.to(w_avg.dtype).lerp(w_avg, beta))
         i = 0
         for name, s, div in stats:
-            v = values[i: i + s.numel()]
+            v = values[i : i + s.numel()]
             i += s.numel()
             if name == "loss_G":
                 out["loss_G"] = v[0] / div
@@ -621,14 +697,21 @@ class ConditionalGanTrainer(Engine):
             "opt_G": self.opt_G.state_dict(),
             "opt_D": self.opt_D.state_dict(),
             "pl_mean": self.pl_mean.detach().cpu().clone(),
-            "counters": {"iteration": self.state.iteration, "epoch": self.state.epoch,
-                         "images_seen": self.images_seen, "batch_size": self.options.batch_size},
-            "data": {"seed": self.seed, "next_global_batch": self.state.iteration,
-                     "num_items": len(self.train_data)},
+            "counters": {
+                "iteration": self.state.iteration,
+                "epoch": self.state.epoch,
+                "images_seen": self.images_seen,
+                "batch_size": self.options.batch_size,
+            },
+            "data": {"seed": self.seed, "next_global_batch": self.state.iteration, "num_items": len(self.train_data)},
             "rng": get_rng_state(),
             "handlers": {name: h.state_dict() for name, h in self.stateful_handlers.items()},
-            "config": {"G": dict(getattr(self.G, "init_kwargs", {})), "D": dict(getattr(self.D, "init_kwargs", {})),
-                       "options": self.options.to_dict(), "num_classes": self.num_classes},
+            "config": {
+                "G": dict(getattr(self.G, "init_kwargs", {})),
+                "D": dict(getattr(self.D, "init_kwargs", {})),
+                "options": self.options.to_dict(),
+                "num_classes": self.num_classes,
+            },
             "class_names": list(self.class_names),
             "contract": self.contract,
         }
@@ -636,18 +719,24 @@ class ConditionalGanTrainer(Engine):
     def load_training_state(self, state: Mapping) -> None:
         """Restore a :meth:`training_state_dict`; the next :meth:`run` continues where it stopped."""
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"not a GAN training checkpoint: format={state.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
+            raise ValueError(
+                f"not a GAN training checkpoint: format={state.get('format')!r}, expected {CHECKPOINT_FORMAT!r}"
+            )
         saved_batch = state["counters"]["batch_size"]
         if saved_batch != self.options.batch_size:
-            raise ValueError(f"checkpoint was trained with batch_size={saved_batch}, this run uses "
-                             f"{self.options.batch_size}; exact resume needs the same global batch")
+            raise ValueError(
+                f"checkpoint was trained with batch_size={saved_batch}, this run uses "
+                f"{self.options.batch_size}; exact resume needs the same global batch"
+            )
         if state["class_names"] != self.class_names:
             raise ValueError(f"checkpoint class_names {state['class_names']} differ from {self.class_names}")
         stored = state.get("contract")
         if stored is not None and self.contract is not None and stored != self.contract:
-            raise ValueError(f"the checkpoint was trained on data preprocessed as {stored.get('preprocessing')}, this run's "
-                             f"data is {self.contract.get('preprocessing')}; resume with the same data options or start "
-                             "over in a new output folder")
+            raise ValueError(
+                f"the checkpoint was trained on data preprocessed as {stored.get('preprocessing')}, this run's "
+                f"data is {self.contract.get('preprocessing')}; resume with the same data options or start "
+                "over in a new output folder"
+            )
         self.G.load_state_dict(state["G"])
         self.G_ema.load_state_dict(state["G_ema"])
         self.D.load_state_dict(state["D"])
@@ -680,8 +769,14 @@ def _resolve_preset(preset) -> dict:
     return dict(get_preset(preset))
 
 
-def build_networks(preset, *, num_classes: int, class_names: Sequence[str] | None = None,
-                   img_channels: int | None = None, img_resolution: int | None = None):
+def build_networks(
+    preset,
+    *,
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+    img_channels: int | None = None,
+    img_resolution: int | None = None,
+):
     """``(G, D, augment_pipe, preset_dict)`` from a preset name or dict, conditioned on K classes."""
     from gemix_monai.networks import AugmentPipe, Discriminator, Generator
 
@@ -699,12 +794,27 @@ def build_networks(preset, *, num_classes: int, class_names: Sequence[str] | Non
     return G, D, augment_pipe, p
 
 
-def create_gan_trainer(train_data, *, G, D, augment_pipe=None, options: GanTrainingOptions | Mapping | None = None,
-                       num_classes: int, class_names: Sequence[str] | None = None, output_dir=None, device=None,
-                       seed: int = 0, num_workers: int = 0, label_distribution=None,
-                       checkpoint_kimg: float | None = None, sample_kimg: float | None = None,
-                       log_every: int = 10, keep_snapshots: bool = False, progress: bool = True,
-                       resume=None) -> ConditionalGanTrainer:
+def create_gan_trainer(
+    train_data,
+    *,
+    G,
+    D,
+    augment_pipe=None,
+    options: GanTrainingOptions | Mapping | None = None,
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+    output_dir=None,
+    device=None,
+    seed: int = 0,
+    num_workers: int = 0,
+    label_distribution=None,
+    checkpoint_kimg: float | None = None,
+    sample_kimg: float | None = None,
+    log_every: int = 10,
+    keep_snapshots: bool = False,
+    progress: bool = True,
+    resume=None,
+) -> ConditionalGanTrainer:
     """Assemble a :class:`ConditionalGanTrainer` with its standard handlers.
 
     Handlers, in firing order: generator EMA, ADA p update (when ``options.ada_target`` is set
@@ -715,31 +825,52 @@ def create_gan_trainer(train_data, *, G, D, augment_pipe=None, options: GanTrain
     checkpoint path; a checkpoint that is damaged or was trained with other networks, batch size or
     classes is a ``ValueError`` naming the file, the difference and how to start over. Call ``trainer.run()`` to train.
     """
-    from gemix_monai.handlers.gan import (AdaptiveAugmentHandler, GanCheckpointHandler, GanTensorBoardHandler,
-                                          GeneratorEmaHandler, SampleGridHandler)
+    from gemix_monai.handlers.gan import (
+        AdaptiveAugmentHandler,
+        GanCheckpointHandler,
+        GanTensorBoardHandler,
+        GeneratorEmaHandler,
+        SampleGridHandler,
+    )
+
     if options is None:
         options = GanTrainingOptions()
     elif isinstance(options, Mapping):
         options = GanTrainingOptions.from_mapping(options)
-    trainer = ConditionalGanTrainer(G, D, augment_pipe, train_data, options, num_classes=num_classes,
-                                    class_names=class_names, label_distribution=label_distribution, device=device,
-                                    seed=seed, num_workers=num_workers)
+    trainer = ConditionalGanTrainer(
+        G,
+        D,
+        augment_pipe,
+        train_data,
+        options,
+        num_classes=num_classes,
+        class_names=class_names,
+        label_distribution=label_distribution,
+        device=device,
+        seed=seed,
+        num_workers=num_workers,
+    )
     GeneratorEmaHandler(options.ema_kimg, options.ema_rampup).attach(trainer)
     if augment_pipe is not None and options.ada_target is not None:
         AdaptiveAugmentHandler(options.ada_target, options.ada_interval, options.ada_kimg).attach(trainer)
     if output_dir is not None:
         output_dir = Path(output_dir)
         total_kimg = options.max_kimg
-        GanCheckpointHandler(output_dir, every_kimg=checkpoint_kimg or max(total_kimg / 4, options.batch_size / 1000),
-                             keep_snapshots=keep_snapshots).attach(trainer)
-        SampleGridHandler(output_dir / "samples", every_kimg=sample_kimg or max(total_kimg / 4, options.batch_size / 1000),
-                          seed=seed).attach(trainer)
+        GanCheckpointHandler(
+            output_dir,
+            every_kimg=checkpoint_kimg or max(total_kimg / 4, options.batch_size / 1000),
+            keep_snapshots=keep_snapshots,
+        ).attach(trainer)
+        SampleGridHandler(
+            output_dir / "samples", every_kimg=sample_kimg or max(total_kimg / 4, options.batch_size / 1000), seed=seed
+        ).attach(trainer)
         GanTensorBoardHandler(output_dir / "tensorboard", every_n_iterations=log_every).attach(trainer)
     if progress and trainer.rank == 0:
         from ignite.handlers import ProgressBar
 
         ProgressBar(persist=False).attach(
-            trainer, output_transform=lambda out: {k: out[k] for k in ("loss_G", "loss_D") if k in out})
+            trainer, output_transform=lambda out: {k: out[k] for k in ("loss_G", "loss_D") if k in out}
+        )
     if resume is not None:
         path = None
         if resume == "auto":
@@ -750,7 +881,9 @@ def create_gan_trainer(train_data, *, G, D, augment_pipe=None, options: GanTrain
         else:
             path = Path(resume)
             if not path.is_file():
-                raise FileNotFoundError(f"resume checkpoint not found: {path} (resume takes None, 'auto' or a checkpoint path)")
+                raise FileNotFoundError(
+                    f"resume checkpoint not found: {path} (resume takes None, 'auto' or a checkpoint path)"
+                )
         if path is not None:
             _resume(trainer, path, output_dir)
     return trainer
@@ -768,8 +901,9 @@ def _preset_names_of(g_config: Mapping) -> list[str]:
     from gemix_monai.networks.presets import PRESET_NAMES, get_preset
 
     g = _plain_config(dict(g_config))
-    return [name for name in PRESET_NAMES
-            if all(g.get(k) == v for k, v in _plain_config(get_preset(name)["G"]).items())]
+    return [
+        name for name in PRESET_NAMES if all(g.get(k) == v for k, v in _plain_config(get_preset(name)["G"]).items())
+    ]
 
 
 def _describe_networks(g_config: Mapping) -> str:
@@ -779,8 +913,10 @@ def _describe_networks(g_config: Mapping) -> str:
 
 def _resume_error(path: Path, output_dir, detail: str) -> ValueError:
     fresh = f"a new output_dir (instead of {output_dir})" if output_dir is not None else "a new output_dir"
-    return ValueError(f"cannot resume GAN training from {path}: {detail}. To start over, train into {fresh} "
-                      "or pass resume=None (command line: --set resume=None; this overwrites that folder's checkpoints)")
+    return ValueError(
+        f"cannot resume GAN training from {path}: {detail}. To start over, train into {fresh} "
+        "or pass resume=None (command line: --set resume=None; this overwrites that folder's checkpoints)"
+    )
 
 
 def _resume(trainer: "ConditionalGanTrainer", path: Path, output_dir) -> None:
@@ -798,18 +934,27 @@ def _resume(trainer: "ConditionalGanTrainer", path: Path, output_dir) -> None:
         raise _resume_error(path, output_dir, f"the file cannot be read, it is damaged or truncated{hint}: {e}") from e
     if not isinstance(state, Mapping) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, Mapping) else type(state).__name__
-        raise _resume_error(path, output_dir, f"not a GAN training checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})")
+        raise _resume_error(
+            path, output_dir, f"not a GAN training checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})"
+        )
     stored = state.get("config") if isinstance(state.get("config"), Mapping) else {}
     requested = {"G": dict(getattr(trainer.G, "init_kwargs", {})), "D": dict(getattr(trainer.D, "init_kwargs", {}))}
     diffs = []
     for net in ("G", "D"):
         a, b = _plain_config(dict(stored.get(net) or {})), _plain_config(requested[net])
-        diffs += [f"{net}.{k}: stored {a.get(k)!r}, requested {b.get(k)!r}" for k in sorted(set(a) | set(b))
-                  if k != "class_names" and a.get(k) != b.get(k)]
+        diffs += [
+            f"{net}.{k}: stored {a.get(k)!r}, requested {b.get(k)!r}"
+            for k in sorted(set(a) | set(b))
+            if k != "class_names" and a.get(k) != b.get(k)
+        ]
     if diffs:
         shown = "; ".join(diffs[:8]) + (f"; and {len(diffs) - 8} more" if len(diffs) > 8 else "")
-        raise _resume_error(path, output_dir, f"it was trained with {_describe_networks(stored.get('G') or {})}, this run asks for "
-                            f"{_describe_networks(requested['G'])} ({shown})")
+        raise _resume_error(
+            path,
+            output_dir,
+            f"it was trained with {_describe_networks(stored.get('G') or {})}, this run asks for "
+            f"{_describe_networks(requested['G'])} ({shown})",
+        )
     try:
         trainer.load_training_state(state)
     except (ValueError, KeyError, RuntimeError, TypeError) as e:
@@ -828,34 +973,67 @@ def _as_dataset(train_data):
         from monai.data import Dataset
 
         return Dataset(list(train_data))
-    raise TypeError(f"train_data must be a Dataset, DataLoader or list of {{'image', 'label'}} dicts, "
-                    f"got {type(train_data).__name__}")
+    raise TypeError(
+        f"train_data must be a Dataset, DataLoader or list of {{'image', 'label'}} dicts, "
+        f"got {type(train_data).__name__}"
+    )
 
 
 def _train_process(local_rank, cfg: dict):
     """Body of :func:`train_gan` in each process (also the single-process path)."""
     torch.manual_seed(cfg["seed"])  # network initialisation; identical in every process
-    G, D, augment_pipe, preset = build_networks(cfg["preset"], num_classes=cfg["num_classes"],
-                                                class_names=cfg["class_names"])
+    G, D, augment_pipe, preset = build_networks(
+        cfg["preset"], num_classes=cfg["num_classes"], class_names=cfg["class_names"]
+    )
     opts = {k: v for k, v in preset.items() if k not in ("G", "D", "augment")}
     opts.update({k: v for k, v in cfg["options"].items() if v is not None})
     options = GanTrainingOptions.from_mapping(opts)
     trainer = create_gan_trainer(
-        cfg["dataset"], G=G, D=D, augment_pipe=augment_pipe, options=options, num_classes=cfg["num_classes"],
-        class_names=cfg["class_names"], output_dir=cfg["output_dir"], device=cfg["device"], seed=cfg["seed"],
-        num_workers=cfg["num_workers"], checkpoint_kimg=cfg["checkpoint_kimg"], sample_kimg=cfg["sample_kimg"],
-        log_every=cfg["log_every"], keep_snapshots=cfg["keep_snapshots"], progress=cfg["progress"],
-        resume=cfg["resume"])
+        cfg["dataset"],
+        G=G,
+        D=D,
+        augment_pipe=augment_pipe,
+        options=options,
+        num_classes=cfg["num_classes"],
+        class_names=cfg["class_names"],
+        output_dir=cfg["output_dir"],
+        device=cfg["device"],
+        seed=cfg["seed"],
+        num_workers=cfg["num_workers"],
+        checkpoint_kimg=cfg["checkpoint_kimg"],
+        sample_kimg=cfg["sample_kimg"],
+        log_every=cfg["log_every"],
+        keep_snapshots=cfg["keep_snapshots"],
+        progress=cfg["progress"],
+        resume=cfg["resume"],
+    )
     trainer.run()
     return trainer
 
 
-def train_gan(train_data, output_dir, *, preset="tiny", num_classes: int | None = None,
-              class_names: Sequence[str] | None = None, max_kimg: float | None = None, batch_size: int | None = None,
-              batch_gpu: int | None = None, seed: int = 0, resume=None, device=None, num_workers: int = 0,
-              checkpoint_kimg: float | None = None, sample_kimg: float | None = None, log_every: int = 10,
-              keep_snapshots: bool = False, progress: bool = True, nproc_per_node: int | None = None,
-              backend: str | None = None, **options) -> Path:
+def train_gan(
+    train_data,
+    output_dir,
+    *,
+    preset="tiny",
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    max_kimg: float | None = None,
+    batch_size: int | None = None,
+    batch_gpu: int | None = None,
+    seed: int = 0,
+    resume=None,
+    device=None,
+    num_workers: int = 0,
+    checkpoint_kimg: float | None = None,
+    sample_kimg: float | None = None,
+    log_every: int = 10,
+    keep_snapshots: bool = False,
+    progress: bool = True,
+    nproc_per_node: int | None = None,
+    backend: str | None = None,
+    **options,
+) -> Path:
     """Train a conditional StyleGAN2-ADA on ``train_data`` and return ``output_dir/models/generator/generator.pt``.
 
     Args:
@@ -887,10 +1065,23 @@ def train_gan(train_data, output_dir, *, preset="tiny", num_classes: int | None 
     if unknown:
         raise TypeError(f"train_gan got unknown options {sorted(unknown)}; see GanTrainingOptions")
     options.update(max_kimg=max_kimg, batch_size=batch_size, batch_gpu=batch_gpu)
-    cfg = dict(dataset=_as_dataset(train_data), output_dir=str(output_dir), preset=preset, num_classes=num_classes,
-               class_names=class_names, options=options, seed=seed, resume=resume, device=device,
-               num_workers=num_workers, checkpoint_kimg=checkpoint_kimg, sample_kimg=sample_kimg, log_every=log_every,
-               keep_snapshots=keep_snapshots, progress=progress)
+    cfg = dict(
+        dataset=_as_dataset(train_data),
+        output_dir=str(output_dir),
+        preset=preset,
+        num_classes=num_classes,
+        class_names=class_names,
+        options=options,
+        seed=seed,
+        resume=resume,
+        device=device,
+        num_workers=num_workers,
+        checkpoint_kimg=checkpoint_kimg,
+        sample_kimg=sample_kimg,
+        log_every=log_every,
+        keep_snapshots=keep_snapshots,
+        progress=progress,
+    )
     if nproc_per_node and nproc_per_node > 1:
         idist = _dist()
         backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")

@@ -144,12 +144,28 @@ class AugmentPipe(nn.Module):
     ):
         super().__init__()
         self.multipliers = dict(
-            xflip=xflip, rotate90=rotate90, xint=xint, scale=scale, rotate=rotate, aniso=aniso, xfrac=xfrac,
-            brightness=brightness, contrast=contrast, noise=noise, cutout=cutout,
+            xflip=xflip,
+            rotate90=rotate90,
+            xint=xint,
+            scale=scale,
+            rotate=rotate,
+            aniso=aniso,
+            xfrac=xfrac,
+            brightness=brightness,
+            contrast=contrast,
+            noise=noise,
+            cutout=cutout,
         )
         self.magnitudes = dict(
-            xint_max=xint_max, scale_std=scale_std, rotate_max=rotate_max, aniso_std=aniso_std, xfrac_std=xfrac_std,
-            brightness_std=brightness_std, contrast_std=contrast_std, noise_std=noise_std, cutout_size=cutout_size,
+            xint_max=xint_max,
+            scale_std=scale_std,
+            rotate_max=rotate_max,
+            aniso_std=aniso_std,
+            xfrac_std=xfrac_std,
+            brightness_std=brightness_std,
+            contrast_std=contrast_std,
+            noise_std=noise_std,
+            cutout_size=cutout_size,
         )
         for name, value in {**self.multipliers, **self.magnitudes}.items():
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -180,7 +196,9 @@ class AugmentPipe(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
-            raise ValueError(f"AugmentPipe: images must be a float tensor [N, C, H, W], got {getattr(images, 'shape', type(images).__name__)}")
+            raise ValueError(
+                f"AugmentPipe: images must be a float tensor [N, C, H, W], got {getattr(images, 'shape', type(images).__name__)}"
+            )
         p = float(self.p)
         if p == 0:
             return images
@@ -239,15 +257,21 @@ class AugmentPipe(nn.Module):
         # The input region the (extended) output grid reads, plus the upsampling filter's reach.
         reach = taps / 4 + 1
         cx, cy = w / 2 + m / 2 + 0.5, h / 2 + m / 2 + 0.5
-        corners = torch.tensor([[-cx, -cy, 1], [cx, -cy, 1], [-cx, cy, 1], [cx, cy, 1]], device=device, dtype=torch.float32)
+        corners = torch.tensor(
+            [[-cx, -cy, 1], [cx, -cy, 1], [-cx, cy, 1], [cx, cy, 1]], device=device, dtype=torch.float32
+        )
         reached = corners @ g[:, :2, :].transpose(1, 2)  # [n, 4, 2]
         lo, hi = reached.amin(dim=(0, 1)), reached.amax(dim=(0, 1))
-        stats = torch.cat([-lo - torch.tensor([w / 2, h / 2], device=device), hi - torch.tensor([w / 2, h / 2], device=device)])
+        stats = torch.cat(
+            [-lo - torch.tensor([w / 2, h / 2], device=device), hi - torch.tensor([w / 2, h / 2], device=device)]
+        )
         needs = torch.cat([stats + reach, (~identity).any().to(torch.float32)[None]]).tolist()  # the one host sync
         if needs[4] == 0:
             return images
         cap_x, cap_y = 4 * w, 4 * h  # beyond four image sizes, sample zeros rather than pad forever
-        px0, py0, px1, py1 = (int(min(max(math.ceil(v), 0), cap)) for v, cap in zip(needs[:4], (cap_x, cap_y, cap_x, cap_y)))
+        px0, py0, px1, py1 = (
+            int(min(max(math.ceil(v), 0), cap)) for v, cap in zip(needs[:4], (cap_x, cap_y, cap_x, cap_y))
+        )
 
         x = _reflect_pad(images, [px0, px1, py0, py1])
         hp, wp = x.shape[2], x.shape[3]
@@ -274,7 +298,9 @@ class AugmentPipe(nn.Module):
             b = torch.randn(n, device=device) * mag["brightness_std"] * self._gate(n, p * mult["brightness"], device)
             x = x + b.to(x.dtype)[:, None, None, None]
         if mult["contrast"]:
-            c = torch.exp2(torch.randn(n, device=device) * mag["contrast_std"] * self._gate(n, p * mult["contrast"], device))
+            c = torch.exp2(
+                torch.randn(n, device=device) * mag["contrast_std"] * self._gate(n, p * mult["contrast"], device)
+            )
             mean = x.mean(dim=(1, 2, 3), keepdim=True)
             x = mean + (x - mean) * c.to(x.dtype)[:, None, None, None]
         if mult["noise"]:

@@ -38,9 +38,21 @@ class DiscriminatorBlock(nn.Module):
         self.in_channels, self.resolution, self.img_channels = int(in_channels), int(resolution), int(img_channels)
         self.use_fp16 = bool(use_fp16)
         self.mp_dtype = MIXED_PRECISION_DTYPES[mixed_precision_dtype]
-        self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp) if in_channels == 0 else None
+        self.fromrgb = (
+            Conv2dLayer(img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp)
+            if in_channels == 0
+            else None
+        )
         self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, 3, activation="lrelu", conv_clamp=conv_clamp)
-        self.conv1 = Conv2dLayer(tmp_channels, out_channels, 3, activation="lrelu", down=2, resample_filter=resample_filter, conv_clamp=conv_clamp)
+        self.conv1 = Conv2dLayer(
+            tmp_channels,
+            out_channels,
+            3,
+            activation="lrelu",
+            down=2,
+            resample_filter=resample_filter,
+            conv_clamp=conv_clamp,
+        )
         self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2, resample_filter=resample_filter)
 
     def compute_dtype(self, device: torch.device) -> torch.dtype:
@@ -77,7 +89,9 @@ class DiscriminatorEpilogue(nn.Module):
         super().__init__()
         self.in_channels, self.cmap_dim, self.resolution = int(in_channels), int(cmap_dim), int(resolution)
         self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
-        self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, 3, activation="lrelu", conv_clamp=conv_clamp)
+        self.conv = Conv2dLayer(
+            in_channels + mbstd_num_channels, in_channels, 3, activation="lrelu", conv_clamp=conv_clamp
+        )
         self.fc = FullyConnectedLayer(in_channels * resolution**2, in_channels, activation="lrelu")
         self.out = FullyConnectedLayer(in_channels, cmap_dim)
 
@@ -137,12 +151,22 @@ class Discriminator(nn.Module):
         if img_channels < 1 or c_dim < 1:
             raise ValueError(f"Discriminator: img_channels and c_dim must be >= 1, got {img_channels}, {c_dim}")
         if mixed_precision_dtype not in MIXED_PRECISION_DTYPES:
-            raise ValueError(f"Discriminator: mixed_precision_dtype must be one of {sorted(MIXED_PRECISION_DTYPES)}, got {mixed_precision_dtype!r}")
+            raise ValueError(
+                f"Discriminator: mixed_precision_dtype must be one of {sorted(MIXED_PRECISION_DTYPES)}, got {mixed_precision_dtype!r}"
+            )
         self.init_kwargs = dict(
-            c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels, channel_base=channel_base,
-            channel_max=channel_max, num_fp16_res=num_fp16_res, mixed_precision_dtype=mixed_precision_dtype,
-            conv_clamp=conv_clamp, cmap_dim=cmap_dim, mbstd_group_size=mbstd_group_size,
-            mbstd_num_channels=mbstd_num_channels, resample_filter=list(resample_filter),
+            c_dim=c_dim,
+            img_resolution=img_resolution,
+            img_channels=img_channels,
+            channel_base=channel_base,
+            channel_max=channel_max,
+            num_fp16_res=num_fp16_res,
+            mixed_precision_dtype=mixed_precision_dtype,
+            conv_clamp=conv_clamp,
+            cmap_dim=cmap_dim,
+            mbstd_group_size=mbstd_group_size,
+            mbstd_num_channels=mbstd_num_channels,
+            resample_filter=list(resample_filter),
             mapping_kwargs=dict(mapping_kwargs or {}),
         )
         self.c_dim, self.img_resolution, self.img_channels = int(c_dim), int(img_resolution), int(img_channels)
@@ -165,9 +189,15 @@ class Discriminator(nn.Module):
                     resample_filter=resample_filter,
                 )
             )
-        self.mapping = MappingNetwork(z_dim=0, c_dim=c_dim, w_dim=self.cmap_dim, num_ws=None, w_avg_beta=None, **(mapping_kwargs or {}))
+        self.mapping = MappingNetwork(
+            z_dim=0, c_dim=c_dim, w_dim=self.cmap_dim, num_ws=None, w_avg_beta=None, **(mapping_kwargs or {})
+        )
         self.epilogue = DiscriminatorEpilogue(
-            channels[4], cmap_dim=self.cmap_dim, mbstd_group_size=mbstd_group_size, mbstd_num_channels=mbstd_num_channels, conv_clamp=conv_clamp
+            channels[4],
+            cmap_dim=self.cmap_dim,
+            mbstd_group_size=mbstd_group_size,
+            mbstd_num_channels=mbstd_num_channels,
+            conv_clamp=conv_clamp,
         )
 
     def forward(self, img: torch.Tensor, c, update_emas: bool = False, check_labels: bool = True) -> torch.Tensor:

@@ -68,7 +68,9 @@ class FullyConnectedLayer(nn.Module):
     ):
         super().__init__()
         if in_features < 1 or out_features < 1:
-            raise ValueError(f"FullyConnectedLayer: in_features and out_features must be >= 1, got {in_features}, {out_features}")
+            raise ValueError(
+                f"FullyConnectedLayer: in_features and out_features must be >= 1, got {in_features}, {out_features}"
+            )
         activation_gain(activation)  # validates the name
         self.in_features = int(in_features)
         self.out_features = int(out_features)
@@ -173,14 +175,18 @@ class MinibatchStdLayer(nn.Module):
     def __init__(self, group_size: int = 4, num_channels: int = 1):
         super().__init__()
         if group_size < 1 or num_channels < 1:
-            raise ValueError(f"MinibatchStdLayer: group_size and num_channels must be >= 1, got {group_size}, {num_channels}")
+            raise ValueError(
+                f"MinibatchStdLayer: group_size and num_channels must be >= 1, got {group_size}, {num_channels}"
+            )
         self.group_size = int(group_size)
         self.num_channels = int(num_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         if c % self.num_channels != 0:
-            raise ValueError(f"MinibatchStdLayer: {c} channels cannot be split into num_channels={self.num_channels} slices")
+            raise ValueError(
+                f"MinibatchStdLayer: {c} channels cannot be split into num_channels={self.num_channels} slices"
+            )
         g = min(self.group_size, n)
         while n % g != 0:
             g -= 1

@@ -11,7 +11,14 @@ from torch import nn
 from gemix_monai.networks.layers import FullyConnectedLayer, activation_gain
 from gemix_monai.ops import bias_act, modulated_conv2d, setup_filter, upsample2d
 
-__all__ = ["SynthesisLayer", "ToRGBLayer", "SynthesisBlock", "SynthesisNetwork", "NOISE_MODES", "MIXED_PRECISION_DTYPES"]
+__all__ = [
+    "SynthesisLayer",
+    "ToRGBLayer",
+    "SynthesisBlock",
+    "SynthesisNetwork",
+    "NOISE_MODES",
+    "MIXED_PRECISION_DTYPES",
+]
 
 NOISE_MODES = ("random", "const", "none")
 MIXED_PRECISION_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -58,18 +65,30 @@ class SynthesisLayer(nn.Module):
             self.register_buffer("noise_const", torch.randn(resolution, resolution))
             self.noise_strength = nn.Parameter(torch.zeros([]))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", fused_modconv=None, gain: float = 1.0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", fused_modconv=None, gain: float = 1.0
+    ) -> torch.Tensor:
         styles = self.affine(w)
         noise = None
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=torch.float32) * self.noise_strength
+            noise = (
+                torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=torch.float32)
+                * self.noise_strength
+            )
         elif self.use_noise and noise_mode == "const":
             noise = (self.noise_const * self.noise_strength)[None, None]
         if noise is not None:
             noise = noise.to(x.dtype)
         x = modulated_conv2d(
-            x, self.weight, styles, noise=noise, up=self.up, padding=self.kernel_size // 2,
-            resample_filter=self.resample_filter, demodulate=True, fused=fused_modconv,
+            x,
+            self.weight,
+            styles,
+            noise=noise,
+            up=self.up,
+            padding=self.kernel_size // 2,
+            resample_filter=self.resample_filter,
+            demodulate=True,
+            fused=fused_modconv,
         )
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
@@ -81,7 +100,9 @@ class SynthesisLayer(nn.Module):
 class ToRGBLayer(nn.Module):
     """A modulated (not demodulated) 1×1 convolution to ``img_channels`` output channels plus bias."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1, conv_clamp: float | None = None):
+    def __init__(
+        self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1, conv_clamp: float | None = None
+    ):
         super().__init__()
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = int(kernel_size)
@@ -93,7 +114,9 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv=None) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, padding=self.kernel_size // 2, demodulate=False, fused=fused_modconv)
+        x = modulated_conv2d(
+            x, self.weight, styles, padding=self.kernel_size // 2, demodulate=False, fused=fused_modconv
+        )
         return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 
     def extra_repr(self) -> str:
@@ -127,7 +150,13 @@ class SynthesisBlock(nn.Module):
         self.use_fp16 = bool(use_fp16)
         self.mp_dtype = MIXED_PRECISION_DTYPES[mixed_precision_dtype]
         self.register_buffer("resample_filter", setup_filter(list(resample_filter)), persistent=False)
-        common = dict(w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp, resample_filter=resample_filter, use_noise=use_noise)
+        common = dict(
+            w_dim=w_dim,
+            resolution=resolution,
+            conv_clamp=conv_clamp,
+            resample_filter=resample_filter,
+            use_noise=use_noise,
+        )
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(out_channels, 4, 4))
             self.conv0 = None
@@ -208,7 +237,9 @@ class SynthesisNetwork(nn.Module):
         if img_channels < 1:
             raise ValueError(f"SynthesisNetwork: img_channels must be >= 1, got {img_channels}")
         if mixed_precision_dtype not in MIXED_PRECISION_DTYPES:
-            raise ValueError(f"SynthesisNetwork: mixed_precision_dtype must be one of {sorted(MIXED_PRECISION_DTYPES)}, got {mixed_precision_dtype!r}")
+            raise ValueError(
+                f"SynthesisNetwork: mixed_precision_dtype must be one of {sorted(MIXED_PRECISION_DTYPES)}, got {mixed_precision_dtype!r}"
+            )
         self.w_dim, self.img_resolution, self.img_channels = int(w_dim), int(img_resolution), int(img_channels)
         self.block_resolutions = block_resolutions(img_resolution)
         channels = channels_per_resolution(img_resolution, channel_base, channel_max)

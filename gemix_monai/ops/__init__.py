@@ -4,6 +4,6 @@ Each op has a pure-PyTorch reference, a C++ CPU kernel and a CUDA kernel behind 
 see ``gemix_monai.ops._ext`` for how the implementation is chosen (``impl=`` / ``GEMIX_OPS``).
 """
 
-from gemix_monai.ops.upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 from gemix_monai.ops.bias_act import ACTIVATIONS, bias_act
 from gemix_monai.ops.modulated_conv import modulated_conv2d
+from gemix_monai.ops.upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d

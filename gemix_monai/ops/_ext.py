@@ -37,11 +37,15 @@ def csrc_dir() -> Path:
 
 def _jit_build(prebuilt_error: Exception):
     if os.environ.get("GEMIX_NO_JIT", "0") == "1":
-        raise RuntimeError(f"prebuilt gemix_monai._C is not importable ({prebuilt_error}) and GEMIX_NO_JIT=1 disables the JIT build")
+        raise RuntimeError(
+            f"prebuilt gemix_monai._C is not importable ({prebuilt_error}) and GEMIX_NO_JIT=1 disables the JIT build"
+        )
     root = csrc_dir()
     cpp = sorted(str(p) for p in root.rglob("*.cpp"))
     if not cpp:
-        raise RuntimeError(f"prebuilt gemix_monai._C is not importable ({prebuilt_error}) and no C++ sources were found under {root}")
+        raise RuntimeError(
+            f"prebuilt gemix_monai._C is not importable ({prebuilt_error}) and no C++ sources were found under {root}"
+        )
     from torch.utils.cpp_extension import CUDA_HOME, load
 
     with_cuda = torch.cuda.is_available() and CUDA_HOME is not None
@@ -76,7 +80,9 @@ def get_extension():
             except Exception as jit_error:  # any failure of the toolchain means: use the reference
                 module = None
                 cause = str(jit_error).strip().splitlines()[0] if str(jit_error).strip() else type(jit_error).__name__
-                _state["error"] = f"prebuilt gemix_monai._C missing ({prebuilt_error}); JIT build failed: {type(jit_error).__name__}: {cause}"
+                _state["error"] = (
+                    f"prebuilt gemix_monai._C missing ({prebuilt_error}); JIT build failed: {type(jit_error).__name__}: {cause}"
+                )
         _state["module"] = module
         _state["tried"] = True
     return _state["module"]
@@ -129,14 +135,20 @@ def _resolve_impl(impl: str | None, device: torch.device, op: str) -> str:
     if requested == "auto":
         module = get_extension()
         if module is None:
-            _warn_once("ext", f"gemix_monai: custom ops unavailable, using the pure-PyTorch reference path: {extension_error()}")
+            _warn_once(
+                "ext",
+                f"gemix_monai: custom ops unavailable, using the pure-PyTorch reference path: {extension_error()}",
+            )
             return "ref"
         if device.type == "cpu":
             return "cpp"
         if device.type == "cuda":
             if has_cuda_kernels():
                 return "cuda"
-            _warn_once("cuda", "gemix_monai: the extension was built without CUDA kernels; CUDA tensors use the pure-PyTorch reference path")
+            _warn_once(
+                "cuda",
+                "gemix_monai: the extension was built without CUDA kernels; CUDA tensors use the pure-PyTorch reference path",
+            )
         return "ref"
     expected_device = "cpu" if requested == "cpp" else "cuda"
     if device.type != expected_device:

@@ -262,7 +262,9 @@ class _LeanBiasActGrad(torch.autograd.Function):
             raise NotImplementedError(
                 "bias_act: third-order gradients are not provided by the fused kernels; use impl='ref' for them"
             )
-        d_dy = _LeanBiasActGrad.apply(d_dx, x, b, y, dim, act, alpha, gain, clamp, 1) if ctx.needs_input_grad[0] else None
+        d_dy = (
+            _LeanBiasActGrad.apply(d_dx, x, b, y, dim, act, alpha, gain, clamp, 1) if ctx.needs_input_grad[0] else None
+        )
         d_x = d_b = None
         if ACTIVATIONS[_NAMES[act]].has_2nd_grad and ctx.has_x and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
             d_z = _LeanBiasActGrad.apply(d_dx * dy, x, b, y, dim, act, alpha, gain, clamp, 2)
@@ -378,7 +380,9 @@ def bias_act(
     if x.ndim == 0:
         raise ValueError("bias_act: x must have at least one dimension, got a 0-d tensor")
     if not -x.ndim <= dim < x.ndim:
-        raise ValueError(f"bias_act: dim must be in [{-x.ndim}, {x.ndim - 1}] for x of shape {tuple(x.shape)}, got {dim}")
+        raise ValueError(
+            f"bias_act: dim must be in [{-x.ndim}, {x.ndim - 1}] for x of shape {tuple(x.shape)}, got {dim}"
+        )
     dim = dim % x.ndim
     if b is not None:
         if not isinstance(b, torch.Tensor):

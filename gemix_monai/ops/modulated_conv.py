@@ -54,7 +54,9 @@ _DEFAULT_TAPS = (1.0, 3.0, 3.0, 1.0)
 # Modulation / demodulation: the reference and the custom op.
 
 
-def modulate_weight_ref(weight: torch.Tensor, styles: torch.Tensor, demodulate: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def modulate_weight_ref(
+    weight: torch.Tensor, styles: torch.Tensor, demodulate: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(w_n [N, O, I, k, k], d [N, O])`` in plain PyTorch (``d`` is all ones without demodulation)."""
     w = weight.unsqueeze(0) * styles[:, None, :, None, None]
     if demodulate:
@@ -92,7 +94,9 @@ def _modulate_backward_ref(grad_w, grad_d, weight, styles, d, demodulate: bool):
 
 
 @torch.library.custom_op("gemix::modulate_weight", mutates_args=())
-def _modulate_op(weight: torch.Tensor, styles: torch.Tensor, demodulate: bool, impl: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _modulate_op(
+    weight: torch.Tensor, styles: torch.Tensor, demodulate: bool, impl: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     get_extension()  # importing the extension registers torch.ops.gemix_C.*
     return torch.ops.gemix_C.modulate_weight(weight, styles, demodulate, DEMOD_EPS)
 
@@ -105,7 +109,13 @@ def _(weight, styles, demodulate, impl):
 
 @torch.library.custom_op("gemix::modulate_weight_backward", mutates_args=())
 def _modulate_backward_op(
-    grad_w: torch.Tensor, grad_d: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, d: torch.Tensor, demodulate: bool, impl: str
+    grad_w: torch.Tensor,
+    grad_d: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    d: torch.Tensor,
+    demodulate: bool,
+    impl: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     get_extension()
     return torch.ops.gemix_C.modulate_weight_backward(grad_w, grad_d, weight, styles, d, demodulate)
@@ -129,7 +139,9 @@ def _modulate_backward(ctx, grad_w, grad_d):
         grad_w = torch.zeros(styles.shape[0], *weight.shape, dtype=weight.dtype, device=weight.device)
     if grad_d is None:
         grad_d = torch.zeros_like(d)
-    grad_weight, grad_styles = _modulate_backward_op(grad_w.contiguous(), grad_d.contiguous(), weight, styles, d, demodulate, impl)
+    grad_weight, grad_styles = _modulate_backward_op(
+        grad_w.contiguous(), grad_d.contiguous(), weight, styles, d, demodulate, impl
+    )
     return grad_weight, grad_styles, None, None
 
 
@@ -185,9 +197,13 @@ def _check_args(x, weight, styles, noise, up, down, padding, demodulate, fused):
         raise ValueError(f"modulated_conv2d: x must be 4-D [N, I, H, W], got shape {tuple(x.shape)}")
     n, i = x.shape[:2]
     if weight.ndim != 4 or weight.shape[2] != weight.shape[3]:
-        raise ValueError(f"modulated_conv2d: weight must be 4-D [O, I, k, k] with a square kernel, got shape {tuple(weight.shape)}")
+        raise ValueError(
+            f"modulated_conv2d: weight must be 4-D [O, I, k, k] with a square kernel, got shape {tuple(weight.shape)}"
+        )
     if weight.shape[1] != i:
-        raise ValueError(f"modulated_conv2d: weight must be [O, I={i}, k, k] to match x's {i} channels, got shape {tuple(weight.shape)}")
+        raise ValueError(
+            f"modulated_conv2d: weight must be [O, I={i}, k, k] to match x's {i} channels, got shape {tuple(weight.shape)}"
+        )
     if styles.ndim != 2 or tuple(styles.shape) != (n, i):
         raise ValueError(f"modulated_conv2d: styles must be [N, I] = [{n}, {i}], got shape {tuple(styles.shape)}")
     for name, t in (("weight", weight), ("styles", styles)):
@@ -199,7 +215,9 @@ def _check_args(x, weight, styles, noise, up, down, padding, demodulate, fused):
         if not noise.is_floating_point():
             raise TypeError(f"modulated_conv2d: noise must be a floating-point tensor, got dtype {noise.dtype}")
         if noise.ndim != 4:
-            raise ValueError(f"modulated_conv2d: noise must be 4-D [N, 1, H_out, W_out], got shape {tuple(noise.shape)}")
+            raise ValueError(
+                f"modulated_conv2d: noise must be 4-D [N, 1, H_out, W_out], got shape {tuple(noise.shape)}"
+            )
     for name, v in (("up", up), ("down", down)):
         if isinstance(v, bool) or not isinstance(v, int):
             raise TypeError(f"modulated_conv2d: {name} must be an int (1 or 2), got {type(v).__name__}")

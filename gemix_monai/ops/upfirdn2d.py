@@ -59,10 +59,10 @@ def _pair(value, name: str, minimum: int) -> tuple[int, int]:
 
 def _padding4(padding) -> tuple[int, int, int, int]:
     """``padding`` as (x0, x1, y0, y1) from an int, an (x, y) pair or a 4-tuple."""
+
     def bad():
         return ValueError(
-            "upfirdn2d: padding must be an int, an (x, y) pair or an (x0, x1, y0, y1) 4-tuple of ints, "
-            f"got {padding!r}"
+            f"upfirdn2d: padding must be an int, an (x, y) pair or an (x0, x1, y0, y1) 4-tuple of ints, got {padding!r}"
         )
 
     if isinstance(padding, (int, torch.SymInt)) and not isinstance(padding, bool):
@@ -195,7 +195,9 @@ def _upfirdn2d_op(
         # the layout the fake kernel promises (conv2d's choice differs on degenerate shapes)
         return y.contiguous(memory_format=torch.channels_last if _is_channels_last(x) else torch.contiguous_format)
     get_extension()  # importing the extension registers torch.ops.gemix_C.*
-    return torch.ops.gemix_C.upfirdn2d(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain)
+    return torch.ops.gemix_C.upfirdn2d(
+        x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain
+    )
 
 
 @_upfirdn2d_op.register_fake
@@ -210,7 +212,9 @@ def _(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_fil
 
 def _is_channels_last(x: torch.Tensor) -> bool:
     # The kernels keep channels_last when the input is (strictly) in that layout, as conv2d does.
-    return x.ndim == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return (
+        x.ndim == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    )
 
 
 def _setup_context(ctx, inputs, output):
@@ -258,7 +262,9 @@ _upfirdn2d_op.register_autograd(_backward, setup_context=_setup_context)
 class _LeanUpfirdn2d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain):
-        y = torch.ops.gemix_C.upfirdn2d(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain)
+        y = torch.ops.gemix_C.upfirdn2d(
+            x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain
+        )
         ctx.save_for_backward(f)
         ctx.in_size = (x.shape[2], x.shape[3])
         ctx.out_size = (y.shape[2], y.shape[3])
@@ -273,10 +279,18 @@ class _LeanUpfirdn2d(torch.autograd.Function):
         h_out, w_out = ctx.out_size
         fw, fh = _filter_size(f)
         grad_x = _LeanUpfirdn2d.apply(
-            grad_output, f, down_x, down_y, up_x, up_y,
-            fw - 1 - pad_x0, w * up_x - w_out * down_x + pad_x0 - up_x + 1,
-            fh - 1 - pad_y0, h * up_y - h_out * down_y + pad_y0 - up_y + 1,
-            not flip_filter, gain,
+            grad_output,
+            f,
+            down_x,
+            down_y,
+            up_x,
+            up_y,
+            fw - 1 - pad_x0,
+            w * up_x - w_out * down_x + pad_x0 - up_x + 1,
+            fh - 1 - pad_y0,
+            h * up_y - h_out * down_y + pad_y0 - up_y + 1,
+            not flip_filter,
+            gain,
         )
         return (grad_x,) + (None,) * 11
 
@@ -333,8 +347,12 @@ def upfirdn2d(
         )
     resolved = _choose_kernel(impl, x.device, x.dtype)
     if resolved == "cpp" and not torch.compiler.is_compiling() and _exact_fast():
-        return _LeanUpfirdn2d.apply(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, bool(flip_filter), float(gain))
-    return _upfirdn2d_op(x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, bool(flip_filter), float(gain), resolved)
+        return _LeanUpfirdn2d.apply(
+            x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, bool(flip_filter), float(gain)
+        )
+    return _upfirdn2d_op(
+        x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, bool(flip_filter), float(gain), resolved
+    )
 
 
 _KERNEL_DTYPES = {
@@ -371,7 +389,9 @@ def _choose_kernel_now(impl: str | None, device: torch.device, dtype: torch.dtyp
         return "ref"
     if not _kernel_registered():
         if forced:
-            raise RuntimeError("upfirdn2d: the loaded gemix_monai._C has no upfirdn2d kernel (a stale build? rebuild it)")
+            raise RuntimeError(
+                "upfirdn2d: the loaded gemix_monai._C has no upfirdn2d kernel (a stale build? rebuild it)"
+            )
         return "ref"
     return resolved
 
@@ -444,7 +464,14 @@ def _taps(f: torch.Tensor | None) -> tuple[int, int]:
     return _filter_size(f)
 
 
-def filter2d(x: torch.Tensor, f: torch.Tensor | None, padding=0, flip_filter: bool = False, gain: float = 1, impl: str | None = None) -> torch.Tensor:
+def filter2d(
+    x: torch.Tensor,
+    f: torch.Tensor | None,
+    padding=0,
+    flip_filter: bool = False,
+    gain: float = 1,
+    impl: str | None = None,
+) -> torch.Tensor:
     """Filter each channel with ``f``, keeping the size: padding ``(fw // 2, (fw - 1) // 2)`` per axis.
 
     ``x`` [N, C, H, W] -> [N, C, H + extra, W + extra] where ``padding`` (int, (x, y) or
@@ -456,7 +483,15 @@ def filter2d(x: torch.Tensor, f: torch.Tensor | None, padding=0, flip_filter: bo
     return upfirdn2d(x, f, padding=pad, flip_filter=flip_filter, gain=gain, impl=impl)
 
 
-def upsample2d(x: torch.Tensor, f: torch.Tensor | None, up=2, padding=0, flip_filter: bool = False, gain: float = 1, impl: str | None = None) -> torch.Tensor:
+def upsample2d(
+    x: torch.Tensor,
+    f: torch.Tensor | None,
+    up=2,
+    padding=0,
+    flip_filter: bool = False,
+    gain: float = 1,
+    impl: str | None = None,
+) -> torch.Tensor:
     """Upsample each channel by ``up`` (default 2) with the interpolation filter ``f``.
 
     ``x`` [N, C, H, W] -> [N, C, H·up_y, W·up_x] (plus ``padding``): padding
@@ -470,7 +505,15 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor | None, up=2, padding=0, flip_fi
     return upfirdn2d(x, f, up=(up_x, up_y), padding=pad, flip_filter=flip_filter, gain=gain * up_x * up_y, impl=impl)
 
 
-def downsample2d(x: torch.Tensor, f: torch.Tensor | None, down=2, padding=0, flip_filter: bool = False, gain: float = 1, impl: str | None = None) -> torch.Tensor:
+def downsample2d(
+    x: torch.Tensor,
+    f: torch.Tensor | None,
+    down=2,
+    padding=0,
+    flip_filter: bool = False,
+    gain: float = 1,
+    impl: str | None = None,
+) -> torch.Tensor:
     """Low-pass filter each channel with ``f`` and downsample by ``down`` (default 2).
 
     ``x`` [N, C, H, W] -> [N, C, H // down_y, W // down_x] (plus ``padding``): padding
@@ -479,5 +522,10 @@ def downsample2d(x: torch.Tensor, f: torch.Tensor | None, down=2, padding=0, fli
     down_x, down_y = _pair(down, "down", 1)
     fw, fh = _taps(f)
     px0, px1, py0, py1 = _padding4(padding)
-    pad = (px0 + (fw - down_x + 1) // 2, px1 + (fw - down_x) // 2, py0 + (fh - down_y + 1) // 2, py1 + (fh - down_y) // 2)
+    pad = (
+        px0 + (fw - down_x + 1) // 2,
+        px1 + (fw - down_x) // 2,
+        py0 + (fh - down_y + 1) // 2,
+        py1 + (fh - down_y) // 2,
+    )
     return upfirdn2d(x, f, down=(down_x, down_y), padding=pad, flip_filter=flip_filter, gain=gain, impl=impl)

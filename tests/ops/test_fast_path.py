@@ -9,7 +9,9 @@ from gemix_monai import fast
 from gemix_monai.ops import bias_act, setup_filter, upfirdn2d
 from gemix_monai.ops._ext import get_extension
 
-HAS_CPP = get_extension() is not None and hasattr(torch.ops.gemix_C, "bias_act") and hasattr(torch.ops.gemix_C, "upfirdn2d")
+HAS_CPP = (
+    get_extension() is not None and hasattr(torch.ops.gemix_C, "bias_act") and hasattr(torch.ops.gemix_C, "upfirdn2d")
+)
 requires_cpp = pytest.mark.skipif(not HAS_CPP, reason="the C++ extension is not built")
 
 
