@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import warnings
 from pathlib import Path
 
 __all__ = ["SUBCOMMAND_CONFIGS", "MULTI_GPU_CONFIGS", "bundle_dir", "parse_override", "run_bundle_config"]
@@ -78,11 +79,15 @@ def run_bundle_config(
     overrides = {k: v for k, v in (overrides or {}).items()}
     if tracking is not None:
         overrides["tracking"] = tracking
-    return run(
-        run_id=run_id,
-        init_id=init_id,
-        config_file=files if len(files) > 1 else files[0],
-        meta_file=str(root / "configs" / "metadata.json"),
-        logging_file=str(root / "configs" / "logging.conf") if bundle_logging else False,
-        **overrides,
-    )
+    with warnings.catch_warnings():
+        # MONAI's notice that configs are evaluated: these are the package's own configs, and the notice
+        # would otherwise stand before every error message the CLI prints
+        warnings.filterwarnings("ignore", message="parsing config_file .*")
+        return run(
+            run_id=run_id,
+            init_id=init_id,
+            config_file=files if len(files) > 1 else files[0],
+            meta_file=str(root / "configs" / "metadata.json"),
+            logging_file=str(root / "configs" / "logging.conf") if bundle_logging else False,
+            **overrides,
+        )
