@@ -16,6 +16,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from gemix_monai.handlers.report import new_figure, save_figure
+from gemix_monai.utils import plain_tensor
 
 __all__ = ["extract_features", "feature_tsne", "plot_feature_tsne", "FeatureTSNEPlotter"]
 
@@ -60,7 +61,8 @@ def extract_features(
         out = out[0] if isinstance(out, (tuple, list)) else out
         if out.ndim > 2:
             out = out.flatten(2).mean(dim=2)
-        captured.append(out.detach().float().cpu())
+        # plain tensors: a MetaTensor batch (real images) carries per-item metadata that slicing would check
+        captured.append(plain_tensor(out).detach().float().cpu())
 
     if device is None:
         device = next(network.parameters()).device
@@ -72,11 +74,11 @@ def extract_features(
         for batch in batches:
             image, label = (batch[image_key], batch[label_key]) if isinstance(batch, Mapping) else batch
             captured.clear()
-            network(torch.as_tensor(image).to(device))
+            network(plain_tensor(image).to(device))
             if not captured:
                 raise RuntimeError(f"layer {layer!r} did not run in the forward pass")
             feats.append(captured[-1])
-            labels.append(_hard_labels(label).cpu())
+            labels.append(plain_tensor(_hard_labels(label)).cpu())
             n += feats[-1].shape[0]
             if max_points is not None and n >= max_points:
                 break

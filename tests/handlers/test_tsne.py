@@ -77,3 +77,19 @@ def test_handler_plots_after_evaluation(tmp_path):
     plotter.attach(engine)
     engine.run([0], max_epochs=1)
     assert plotter.last_path == tmp_path / "t_epoch1.png" and plotter.last_path.is_file()
+
+
+def test_features_of_real_metatensor_batches_can_be_cut_to_max_points():
+    # real validation images are MetaTensors with per-item metadata; the features must come back plain
+    from monai.data import DataLoader, MetaTensor
+
+    from gemix_monai.engines.classifier_networks import build_classifier_network
+    from gemix_monai.handlers.tsne import extract_features
+
+    items = [
+        {"image": MetaTensor(torch.randn(1, 32, 32), meta={"filename_or_obj": f"img{i}.png"}), "label": i % 3}
+        for i in range(10)
+    ]
+    net = build_classifier_network("tiny", 1, 3)
+    feats, labels = extract_features(net, "pool", DataLoader(items, batch_size=4), max_points=6)
+    assert type(feats) is torch.Tensor and feats.shape[0] == 6 and labels.tolist() == [0, 1, 2, 0, 1, 2]
