@@ -2,12 +2,13 @@
 
     python -m benchmarks.snapshot_compare runs/compare_pneumonia docs/experiments/runs/compare_pneumonia
 
-Copies, for every cell, ``cell.json`` and (when finished) ``result.json``; for GAN cells the exported
-generator (needed by the classifier cells still to run); and the summary files. To continue::
+Copies, for every cell, ``cell.json`` and (when finished) ``result.json``, and the summary files — no
+checkpoints (weights are regenerated, not tracked). To rebuild the summary::
 
     cp -r docs/experiments/runs/compare_pneumonia runs/ && <the same gemix-monai compare command>
 
-``compare`` then skips every cell with a ``result.json`` and runs the rest (docs/experiments.md).
+``compare`` skips every cell with a ``result.json``. To add seeds, first delete the GAN cell's
+``result.json`` so that its generator is trained again (docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import shutil
 from pathlib import Path
 
 KEEP = ("cell.json", "result.json")
-GENERATORS = ("models/generator/generator.pt", "models/generator.pt")
 SUMMARY = ("summary.md", "summary.csv", "summary.png", "cells.csv")
 
 
@@ -31,12 +31,6 @@ def snapshot(src: Path, dst: Path) -> int:
                 out.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(cell / name, out / name)
                 copied += 1
-        if (cell / "result.json").is_file():
-            for rel in GENERATORS:
-                if (cell / rel).is_file():
-                    (out / rel).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(cell / rel, out / rel)
-                    copied += 1
     for name in SUMMARY:
         if (src / name).is_file():
             dst.mkdir(parents=True, exist_ok=True)
