@@ -802,7 +802,7 @@ def check_generator_fits(generator, class_names: Sequence[str], data_contract) -
     g_names = getattr(g, "class_names", None)
     if g_names is not None:
         check_class_names(g_names, class_names, where, "the training data")
-    stored = contract_of(getattr(g, "contract", None) and {**g.contract})
+    stored = contract_of(g)  # a generator carries its contract as a dict attribute
     if stored is not None and data_contract is not None:
         check_contract(stored, data_contract, where, "the training data")
 
@@ -974,7 +974,7 @@ def evaluate_classifier(
     else:
         ds, names_from_list = _dataset_and_class_names(test_data, transform, section, "test_data")
         loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
-    stored = contract_of(info.get("contract")) if info.get("contract") else None
+    stored = contract_of(info.get("contract"))
     data_contract = contract_of(getattr(loader, "dataset", None))
     if stored is not None and data_contract is not None:
         check_contract(stored, data_contract, f"classifier {network_or_checkpoint}", "the evaluation data")
