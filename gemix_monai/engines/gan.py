@@ -80,6 +80,7 @@ from . import gan_loss
 __all__ = [
     "GanTrainingOptions",
     "ConditionalGanTrainer",
+    "GlobalBatchEngine",
     "GlobalBatchSampler",
     "create_gan_trainer",
     "train_gan",
@@ -356,7 +357,164 @@ def _dist():
     return idist
 
 
-class ConditionalGanTrainer(Engine):
+class GlobalBatchEngine(Engine):
+    """What every generator trainer shares: one step per *global batch*, a data order that is a pure function of
+    ``(seed, batch index)``, per-step randomness keyed by position, and the checkpoint's common part.
+
+    Used by :class:`ConditionalGanTrainer` and by the DCGAN/diffusion trainer
+    (:class:`gemix_monai.engines.generative.GenerativeTrainer`). A subclass sets ``options`` (``batch_size``,
+    ``max_kimg``), ``seed``, ``rank``, ``world_size``, ``device``, ``num_workers``, ``class_names``, ``G``, ``G_ema``,
+    ``D``, ``stateful_handlers``, calls :meth:`_adopt_training_data`, and names its checkpoint format in
+    ``training_format`` and its checkpoints in ``training_name`` (as in "not a GAN training checkpoint").
+    """
+
+    training_name = "GAN training"
+
+    # -- counters ------------------------------------------------------------------------------
+    @property
+    def images_seen(self) -> int:
+        """Real images consumed so far (all processes): ``iteration × batch_size``."""
+        return self.state.iteration * self.options.batch_size
+
+    @property
+    def max_iterations(self) -> int:
+        return max(1, math.ceil(self.options.max_kimg * 1000 / self.options.batch_size))
+
+    # -- data ----------------------------------------------------------------------------------
+    def _adopt_training_data(self, G, train_data) -> None:
+        self.train_data = train_data
+        validate_gan_dataset(
+            train_data, img_resolution=G.img_resolution, img_channels=G.img_channels, num_classes=self.num_classes
+        )
+        # The data's contract (classes + preprocessing, docs/data.md) travels with the generator so that
+        # every later user of generator.pt can refuse data prepared differently.
+        contract = getattr(train_data, "contract", None)
+        self.contract = contract.to_dict() if hasattr(contract, "to_dict") else None
+        if self.contract is not None:
+            if list(self.contract["class_names"]) != self.class_names:
+                raise ValueError(
+                    f"the training data's classes {self.contract['class_names']} differ from class_names "
+                    f"{self.class_names}"
+                )
+            G.contract = self.contract
+
+    def make_data_loader(self, start_batch: int = 0) -> torch.utils.data.DataLoader:
+        sampler = GlobalBatchSampler(
+            len(self.train_data),
+            self.options.batch_size,
+            seed=self.seed,
+            rank=self.rank,
+            world_size=self.world_size,
+            start_batch=start_batch,
+        )
+        return torch.utils.data.DataLoader(
+            self.train_data,
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=_collate,
+            generator=torch.Generator().manual_seed(self.seed * 1_000_003 + start_batch),
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+
+    def run(self, data=None, max_epochs=None, epoch_length=None, max_iters=None):  # noqa: D401
+        """Train until ``options.max_kimg`` (or ``max_iters``), continuing from the current iteration.
+
+        With ``data=None`` the trainer builds its own resumable loader starting at the next
+        global batch; passing another iterable is the caller's responsibility for order.
+        """
+        if data is None:
+            data = self.make_data_loader(start_batch=self.state.iteration)
+        if max_epochs is None and max_iters is None:
+            max_iters = self.max_iterations
+        if epoch_length is None and self.state.epoch_length is None:
+            epoch_length = len(data) if hasattr(data, "__len__") else None
+        if max_iters is not None and self.state.iteration >= max_iters:
+            return self.state
+        return super().run(data, max_epochs=max_epochs, epoch_length=epoch_length, max_iters=max_iters)
+
+    # -- randomness keyed by position in the schedule ------------------------------------------
+    @contextmanager
+    def _keyed_rng(self, iteration: int, phase: int, micro: int):
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type=self.device.type if devices else "cuda"):
+            s = np.random.SeedSequence([self.seed, iteration, phase, micro]).generate_state(2)
+            torch.manual_seed(int(s[0]) << 31 ^ int(s[1]))
+            yield
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def training_state_dict(self) -> dict:
+        """Everything needed to continue exactly; only tensors/numbers/strings/lists/dicts inside."""
+        return {
+            "format": self.training_format,
+            "G": self.G.state_dict(),
+            "G_ema": self.G_ema.state_dict(),
+            "D": self.D.state_dict() if self.D is not None else {},
+            "opt_G": self.opt_G.state_dict(),
+            "opt_D": self.opt_D.state_dict() if self.opt_D is not None else {},
+            "counters": {
+                "iteration": self.state.iteration,
+                "epoch": self.state.epoch,
+                "images_seen": self.images_seen,
+                "batch_size": self.options.batch_size,
+            },
+            "data": {"seed": self.seed, "next_global_batch": self.state.iteration, "num_items": len(self.train_data)},
+            "rng": get_rng_state(),
+            "handlers": {name: h.state_dict() for name, h in self.stateful_handlers.items()},
+            "config": {
+                "G": dict(getattr(self.G, "init_kwargs", None) or {}),
+                "D": dict(getattr(self.D, "init_kwargs", None) or {}),
+                "options": self.options.to_dict(),
+                "num_classes": self.num_classes,
+            },
+            "class_names": list(self.class_names),
+            "contract": self.contract,
+        }
+
+    def load_training_state(self, state: Mapping) -> None:
+        """Restore a :meth:`training_state_dict`; the next :meth:`run` continues where it stopped.
+
+        Refuses a checkpoint of another format, global batch, classes or data preprocessing."""
+        if state.get("format") != self.training_format:
+            raise ValueError(
+                f"not a {self.training_name} checkpoint: format={state.get('format')!r}, "
+                f"expected {self.training_format!r}"
+            )
+        saved_batch = state["counters"]["batch_size"]
+        if saved_batch != self.options.batch_size:
+            raise ValueError(
+                f"checkpoint was trained with batch_size={saved_batch}, this run uses "
+                f"{self.options.batch_size}; exact resume needs the same global batch"
+            )
+        if list(state["class_names"]) != self.class_names:
+            raise ValueError(f"checkpoint class_names {state['class_names']} differ from {self.class_names}")
+        stored = state.get("contract")
+        if stored is not None and self.contract is not None and stored != self.contract:
+            raise ValueError(
+                f"the checkpoint was trained on data preprocessed as {stored.get('preprocessing')}, this run's "
+                f"data is {self.contract.get('preprocessing')}; resume with the same data options or start "
+                "over in a new output folder"
+            )
+        self.G.load_state_dict(state["G"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        if self.D is not None:
+            self.D.load_state_dict(state["D"])
+        if self.opt_D is not None:
+            self.opt_D.load_state_dict(state["opt_D"])
+        for name, h in self.stateful_handlers.items():
+            if name in state["handlers"]:
+                h.load_state_dict(state["handlers"][name])
+        set_rng_state(state["rng"])
+        it = int(state["counters"]["iteration"])
+        epoch_length = math.ceil(len(self.train_data) / self.options.batch_size)
+        self.load_state_dict({"iteration": it, "epoch_length": epoch_length, "max_iters": max(it, self.max_iterations)})
+
+    def _describe_network_change(self, stored_g: Mapping, requested_g: Mapping, shown: str) -> str:
+        return f"it was trained with other networks ({shown})"
+
+
+class ConditionalGanTrainer(GlobalBatchEngine):
     """Ignite engine training a conditional StyleGAN2-ADA (see the module docstring).
 
     Args:
@@ -435,21 +593,7 @@ class ConditionalGanTrainer(Engine):
         if options.pl_weight > 0 and self.batch_gpu % options.pl_batch_shrink:
             raise ValueError(f"pl_batch_shrink={options.pl_batch_shrink} must divide batch_gpu={self.batch_gpu}")
 
-        self.train_data = train_data
-        validate_gan_dataset(
-            train_data, img_resolution=G.img_resolution, img_channels=G.img_channels, num_classes=self.num_classes
-        )
-        # The data's contract (classes + preprocessing, docs/data.md) travels with the generator so that
-        # every later user of generator.pt can refuse data prepared differently.
-        contract = getattr(train_data, "contract", None)
-        self.contract = contract.to_dict() if hasattr(contract, "to_dict") else None
-        if self.contract is not None:
-            if list(self.contract["class_names"]) != self.class_names:
-                raise ValueError(
-                    f"the training data's classes {self.contract['class_names']} differ from class_names "
-                    f"{self.class_names}"
-                )
-            G.contract = self.contract
+        self._adopt_training_data(G, train_data)
         if label_distribution is None:
             labels = _item_labels(train_data)
             counts = np.bincount(labels, minlength=self.num_classes) if labels else np.ones(self.num_classes)
@@ -494,61 +638,6 @@ class ConditionalGanTrainer(Engine):
         )
         self.pl_mean = torch.zeros((), device=self.device)
         self.stateful_handlers: dict[str, Any] = {}
-
-    # -- counters ------------------------------------------------------------------------------
-    @property
-    def images_seen(self) -> int:
-        """Real images consumed so far (all processes): ``iteration × batch_size``."""
-        return self.state.iteration * self.options.batch_size
-
-    @property
-    def max_iterations(self) -> int:
-        return max(1, math.ceil(self.options.max_kimg * 1000 / self.options.batch_size))
-
-    # -- data ----------------------------------------------------------------------------------
-    def make_data_loader(self, start_batch: int = 0) -> torch.utils.data.DataLoader:
-        sampler = GlobalBatchSampler(
-            len(self.train_data),
-            self.options.batch_size,
-            seed=self.seed,
-            rank=self.rank,
-            world_size=self.world_size,
-            start_batch=start_batch,
-        )
-        return torch.utils.data.DataLoader(
-            self.train_data,
-            batch_sampler=sampler,
-            num_workers=self.num_workers,
-            collate_fn=_collate,
-            generator=torch.Generator().manual_seed(self.seed * 1_000_003 + start_batch),
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
-        )
-
-    def run(self, data=None, max_epochs=None, epoch_length=None, max_iters=None):  # noqa: D401
-        """Train until ``options.max_kimg`` (or ``max_iters``), continuing from the current iteration.
-
-        With ``data=None`` the trainer builds its own resumable loader starting at the next
-        global batch; passing another iterable is the caller's responsibility for order.
-        """
-        if data is None:
-            data = self.make_data_loader(start_batch=self.state.iteration)
-        if max_epochs is None and max_iters is None:
-            max_iters = self.max_iterations
-        if epoch_length is None and self.state.epoch_length is None:
-            epoch_length = len(data) if hasattr(data, "__len__") else None
-        if max_iters is not None and self.state.iteration >= max_iters:
-            return self.state
-        return super().run(data, max_epochs=max_epochs, epoch_length=epoch_length, max_iters=max_iters)
-
-    # -- randomness keyed by position in the schedule ------------------------------------------
-    @contextmanager
-    def _keyed_rng(self, iteration: int, phase: int, micro: int):
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices, device_type=self.device.type if devices else "cuda"):
-            s = np.random.SeedSequence([self.seed, iteration, phase, micro]).generate_state(2)
-            torch.manual_seed(int(s[0]) << 31 ^ int(s[1]))
-            yield
 
     def _sample_gen_c(self, real_c: torch.Tensor) -> torch.Tensor:
         if self.options.gen_label_source == "real":
@@ -685,76 +774,29 @@ class ConditionalGanTrainer(Engine):
         return out
 
     # -- checkpoints ---------------------------------------------------------------------------
+    training_format = CHECKPOINT_FORMAT
+
     def training_state_dict(self) -> dict:
-        """Everything needed to continue exactly; only tensors/numbers/strings/lists/dicts inside."""
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "G": self.G.state_dict(),
-            "G_ema": self.G_ema.state_dict(),
-            "D": self.D.state_dict(),
-            "augment_pipe": self.augment_pipe.state_dict() if self.augment_pipe is not None else {},
-            "augment_p": float(self.augment_pipe.p) if self.augment_pipe is not None else 0.0,
-            "opt_G": self.opt_G.state_dict(),
-            "opt_D": self.opt_D.state_dict(),
-            "pl_mean": self.pl_mean.detach().cpu().clone(),
-            "counters": {
-                "iteration": self.state.iteration,
-                "epoch": self.state.epoch,
-                "images_seen": self.images_seen,
-                "batch_size": self.options.batch_size,
-            },
-            "data": {"seed": self.seed, "next_global_batch": self.state.iteration, "num_items": len(self.train_data)},
-            "rng": get_rng_state(),
-            "handlers": {name: h.state_dict() for name, h in self.stateful_handlers.items()},
-            "config": {
-                "G": dict(getattr(self.G, "init_kwargs", {})),
-                "D": dict(getattr(self.D, "init_kwargs", {})),
-                "options": self.options.to_dict(),
-                "num_classes": self.num_classes,
-            },
-            "class_names": list(self.class_names),
-            "contract": self.contract,
-        }
+        state = super().training_state_dict()
+        state["augment_pipe"] = self.augment_pipe.state_dict() if self.augment_pipe is not None else {}
+        state["augment_p"] = float(self.augment_pipe.p) if self.augment_pipe is not None else 0.0
+        state["pl_mean"] = self.pl_mean.detach().cpu().clone()
+        return state
 
     def load_training_state(self, state: Mapping) -> None:
-        """Restore a :meth:`training_state_dict`; the next :meth:`run` continues where it stopped."""
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(
-                f"not a GAN training checkpoint: format={state.get('format')!r}, expected {CHECKPOINT_FORMAT!r}"
-            )
-        saved_batch = state["counters"]["batch_size"]
-        if saved_batch != self.options.batch_size:
-            raise ValueError(
-                f"checkpoint was trained with batch_size={saved_batch}, this run uses "
-                f"{self.options.batch_size}; exact resume needs the same global batch"
-            )
-        if state["class_names"] != self.class_names:
-            raise ValueError(f"checkpoint class_names {state['class_names']} differ from {self.class_names}")
-        stored = state.get("contract")
-        if stored is not None and self.contract is not None and stored != self.contract:
-            raise ValueError(
-                f"the checkpoint was trained on data preprocessed as {stored.get('preprocessing')}, this run's "
-                f"data is {self.contract.get('preprocessing')}; resume with the same data options or start "
-                "over in a new output folder"
-            )
-        self.G.load_state_dict(state["G"])
-        self.G_ema.load_state_dict(state["G_ema"])
-        self.D.load_state_dict(state["D"])
+        super().load_training_state(state)
         if self.augment_pipe is not None and state["augment_pipe"]:
             self.augment_pipe.load_state_dict(state["augment_pipe"])
-        self.opt_G.load_state_dict(state["opt_G"])
-        self.opt_D.load_state_dict(state["opt_D"])
         for opt in (self.opt_G, self.opt_D):  # this run's choice of Adam kernel, not the stored one
             for group in opt.param_groups:
                 group["fused"] = True if self.fast else None
         self.pl_mean.copy_(state["pl_mean"])
-        for name, h in self.stateful_handlers.items():
-            if name in state["handlers"]:
-                h.load_state_dict(state["handlers"][name])
-        set_rng_state(state["rng"])
-        it = int(state["counters"]["iteration"])
-        epoch_length = math.ceil(len(self.train_data) / self.options.batch_size)
-        self.load_state_dict({"iteration": it, "epoch_length": epoch_length, "max_iters": max(it, self.max_iterations)})
+
+    def _describe_network_change(self, stored_g: Mapping, requested_g: Mapping, shown: str) -> str:
+        return (
+            f"it was trained with {_describe_networks(stored_g)}, this run asks for {_describe_networks(requested_g)} "
+            f"({shown})"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -825,13 +867,7 @@ def create_gan_trainer(
     checkpoint path; a checkpoint that is damaged or was trained with other networks, batch size or
     classes is a ``ValueError`` naming the file, the difference and how to start over. Call ``trainer.run()`` to train.
     """
-    from gemix_monai.handlers.gan import (
-        AdaptiveAugmentHandler,
-        GanCheckpointHandler,
-        GanTensorBoardHandler,
-        GeneratorEmaHandler,
-        SampleGridHandler,
-    )
+    from gemix_monai.handlers.gan import AdaptiveAugmentHandler, GeneratorEmaHandler
 
     if options is None:
         options = GanTrainingOptions()
@@ -853,16 +889,47 @@ def create_gan_trainer(
     GeneratorEmaHandler(options.ema_kimg, options.ema_rampup).attach(trainer)
     if augment_pipe is not None and options.ada_target is not None:
         AdaptiveAugmentHandler(options.ada_target, options.ada_interval, options.ada_kimg).attach(trainer)
+    _attach_output_handlers(
+        trainer,
+        output_dir,
+        checkpoint_kimg=checkpoint_kimg,
+        sample_kimg=sample_kimg,
+        log_every=log_every,
+        keep_snapshots=keep_snapshots,
+        progress=progress,
+    )
+    _resume_if_asked(trainer, resume, output_dir)
+    return trainer
+
+
+def _attach_output_handlers(
+    trainer: GlobalBatchEngine,
+    output_dir,
+    *,
+    checkpoint_kimg: float | None,
+    sample_kimg: float | None,
+    log_every: int,
+    keep_snapshots: bool,
+    progress: bool,
+    generate_options: Mapping | None = None,
+) -> None:
+    """With an ``output_dir``: checkpoints, sample grids (``generate_options`` go to the generator), TensorBoard
+    scalars, in that firing order; then a progress bar on rank 0. Checkpoints and grids default to every quarter
+    of ``max_kimg`` (at least every step)."""
+    from gemix_monai.handlers.gan import GanCheckpointHandler, GanTensorBoardHandler, SampleGridHandler
+
+    options = trainer.options
     if output_dir is not None:
         output_dir = Path(output_dir)
-        total_kimg = options.max_kimg
-        GanCheckpointHandler(
-            output_dir,
-            every_kimg=checkpoint_kimg or max(total_kimg / 4, options.batch_size / 1000),
-            keep_snapshots=keep_snapshots,
-        ).attach(trainer)
+        every = max(options.max_kimg / 4, options.batch_size / 1000)
+        GanCheckpointHandler(output_dir, every_kimg=checkpoint_kimg or every, keep_snapshots=keep_snapshots).attach(
+            trainer
+        )
         SampleGridHandler(
-            output_dir / "samples", every_kimg=sample_kimg or max(total_kimg / 4, options.batch_size / 1000), seed=seed
+            output_dir / "samples",
+            every_kimg=sample_kimg or every,
+            seed=trainer.seed,
+            generate_options=generate_options,
         ).attach(trainer)
         GanTensorBoardHandler(output_dir / "tensorboard", every_n_iterations=log_every).attach(trainer)
     if progress and trainer.rank == 0:
@@ -871,22 +938,25 @@ def create_gan_trainer(
         ProgressBar(persist=False).attach(
             trainer, output_transform=lambda out: {k: out[k] for k in ("loss_G", "loss_D") if k in out}
         )
-    if resume is not None:
-        path = None
-        if resume == "auto":
-            if output_dir is None:
-                raise ValueError("resume='auto' needs an output_dir to look for checkpoints/latest.pt in")
-            candidate = Path(output_dir) / "checkpoints" / "latest.pt"
-            path = candidate if candidate.is_file() else None
-        else:
-            path = Path(resume)
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"resume checkpoint not found: {path} (resume takes None, 'auto' or a checkpoint path)"
-                )
-        if path is not None:
-            _resume(trainer, path, output_dir)
-    return trainer
+
+
+def _resume_if_asked(trainer: GlobalBatchEngine, resume, output_dir) -> None:
+    """``resume``: ``None`` (start fresh), ``"auto"`` (``output_dir/checkpoints/latest.pt`` when present) or a path."""
+    if resume is None:
+        return
+    if resume == "auto":
+        if output_dir is None:
+            raise ValueError("resume='auto' needs an output_dir to look for checkpoints/latest.pt in")
+        path = Path(output_dir) / "checkpoints" / "latest.pt"
+        if not path.is_file():
+            return
+    else:
+        path = Path(resume)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"resume checkpoint not found: {path} (resume takes None, 'auto' or a checkpoint path)"
+            )
+    _resume(trainer, path, output_dir)
 
 
 def _plain_config(value):
@@ -911,34 +981,37 @@ def _describe_networks(g_config: Mapping) -> str:
     return f"preset {names[0]!r}" if names else "a custom network config"
 
 
-def _resume_error(path: Path, output_dir, detail: str) -> ValueError:
+def _resume_error(path: Path, output_dir, detail: str, what: str = "GAN training") -> ValueError:
     fresh = f"a new output_dir (instead of {output_dir})" if output_dir is not None else "a new output_dir"
     return ValueError(
-        f"cannot resume GAN training from {path}: {detail}. To start over, train into {fresh} "
+        f"cannot resume {what} from {path}: {detail}. To start over, train into {fresh} "
         "or pass resume=None (command line: --set resume=None; this overwrites that folder's checkpoints)"
     )
 
 
-def _resume(trainer: "ConditionalGanTrainer", path: Path, output_dir) -> None:
+def _resume(trainer: GlobalBatchEngine, path: Path, output_dir) -> None:
     """Load ``path`` into ``trainer``; every failure names the file, what differs and how to start over.
 
     A damaged ``latest.pt`` is an error, not a silent fall-back to an older snapshot: checkpoints are written
     atomically, so damage means something outside training touched the file and a person should choose
     (numbered snapshots, when kept, are listed in the message and resume with ``resume=<snapshot path>``).
     """
+    what, expected = trainer.training_name, trainer.training_format
+
+    def error(detail: str) -> ValueError:
+        return _resume_error(path, output_dir, detail, what)
+
     try:
         state = safe_torch_load(path, map_location="cpu")
     except ValueError as e:
         snapshots = sorted(path.parent.glob("gan-*kimg.pt"))
         hint = f" (numbered snapshots beside it: {', '.join(p.name for p in snapshots)})" if snapshots else ""
-        raise _resume_error(path, output_dir, f"the file cannot be read, it is damaged or truncated{hint}: {e}") from e
-    if not isinstance(state, Mapping) or state.get("format") != CHECKPOINT_FORMAT:
+        raise error(f"the file cannot be read, it is damaged or truncated{hint}: {e}") from e
+    if not isinstance(state, Mapping) or state.get("format") != expected:
         found = state.get("format") if isinstance(state, Mapping) else type(state).__name__
-        raise _resume_error(
-            path, output_dir, f"not a GAN training checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})"
-        )
+        raise error(f"not a {what} checkpoint (format {found!r}, expected {expected!r})")
     stored = state.get("config") if isinstance(state.get("config"), Mapping) else {}
-    requested = {"G": dict(getattr(trainer.G, "init_kwargs", {})), "D": dict(getattr(trainer.D, "init_kwargs", {}))}
+    requested = {net: dict(getattr(getattr(trainer, net), "init_kwargs", None) or {}) for net in ("G", "D")}
     diffs = []
     for net in ("G", "D"):
         a, b = _plain_config(dict(stored.get(net) or {})), _plain_config(requested[net])
@@ -949,16 +1022,11 @@ def _resume(trainer: "ConditionalGanTrainer", path: Path, output_dir) -> None:
         ]
     if diffs:
         shown = "; ".join(diffs[:8]) + (f"; and {len(diffs) - 8} more" if len(diffs) > 8 else "")
-        raise _resume_error(
-            path,
-            output_dir,
-            f"it was trained with {_describe_networks(stored.get('G') or {})}, this run asks for "
-            f"{_describe_networks(requested['G'])} ({shown})",
-        )
+        raise error(trainer._describe_network_change(stored.get("G") or {}, requested["G"], shown))
     try:
         trainer.load_training_state(state)
     except (ValueError, KeyError, RuntimeError, TypeError) as e:
-        raise _resume_error(path, output_dir, f"{type(e).__name__}: {e}") from e
+        raise error(f"{type(e).__name__}: {e}") from e
     trainer.logger.info("resumed from %s at iteration %d", path, trainer.state.iteration)
 
 
@@ -977,6 +1045,21 @@ def _as_dataset(train_data):
         f"train_data must be a Dataset, DataLoader or list of {{'image', 'label'}} dicts, "
         f"got {type(train_data).__name__}"
     )
+
+
+def _resolve_classes(caller: str, num_classes, class_names, options: Mapping, options_type) -> tuple[int, list]:
+    """``(K, class names)`` of a ``train_*`` entry point from either argument (``class_0..`` by default); refuses
+    ``options`` that are not fields of the ``options_type`` dataclass."""
+    if class_names is None and num_classes is None:
+        raise ValueError(f"{caller} needs num_classes or class_names")
+    if class_names is not None and num_classes is not None and len(class_names) != num_classes:
+        raise ValueError(f"class_names has {len(class_names)} names but num_classes={num_classes}")
+    num_classes = num_classes if num_classes is not None else len(class_names)
+    class_names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)]
+    unknown = set(options) - {f.name for f in dataclasses.fields(options_type)}
+    if unknown:
+        raise TypeError(f"{caller} got unknown options {sorted(unknown)}; see {options_type.__name__}")
+    return num_classes, class_names
 
 
 def _train_process(local_rank, cfg: dict):
@@ -1055,15 +1138,7 @@ def train_gan(
             (``backend`` defaults to NCCL on GPUs, gloo on CPU).
         **options: any :class:`GanTrainingOptions` field (e.g. ``r1_gamma``, ``ema_kimg``).
     """
-    if class_names is None and num_classes is None:
-        raise ValueError("train_gan needs num_classes or class_names")
-    if class_names is not None and num_classes is not None and len(class_names) != num_classes:
-        raise ValueError(f"class_names has {len(class_names)} names but num_classes={num_classes}")
-    num_classes = num_classes if num_classes is not None else len(class_names)
-    class_names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)]
-    unknown = set(options) - {f.name for f in dataclasses.fields(GanTrainingOptions)}
-    if unknown:
-        raise TypeError(f"train_gan got unknown options {sorted(unknown)}; see GanTrainingOptions")
+    num_classes, class_names = _resolve_classes("train_gan", num_classes, class_names, options, GanTrainingOptions)
     options.update(max_kimg=max_kimg, batch_size=batch_size, batch_gpu=batch_gpu)
     cfg = dict(
         dataset=_as_dataset(train_data),

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -33,21 +31,17 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ignite.engine import Engine
 
 from gemix_monai.mixing.labels import to_soft_label
-from gemix_monai.utils import safe_torch_load
 
 from .gan import (
-    GlobalBatchSampler,
+    GlobalBatchEngine,
     _as_dataset,
-    _collate,
+    _attach_output_handlers,
     _item_labels,
-    _plain_config,
-    get_rng_state,
-    set_rng_state,
+    _resolve_classes,
+    _resume_if_asked,
     train_gan,
-    validate_gan_dataset,
 )
 
 __all__ = [
@@ -61,6 +55,10 @@ __all__ = [
 ]
 
 GENERATOR_FAMILIES = ("stylegan2", "dcgan", "diffusion")
+
+#: The last key of every per-step random stream (``GlobalBatchEngine._keyed_rng``'s ``micro``): these trainers
+#: have no micro-batches; a fixed value keeps the streams those of the first trained generators.
+_STREAM = 0x6E4E
 
 
 @dataclass
@@ -137,7 +135,7 @@ def build_family_networks(
     )
 
 
-class GenerativeTrainer(Engine):
+class GenerativeTrainer(GlobalBatchEngine):
     """Ignite engine training a DCGAN (``D`` given) or a diffusion generator (``D=None``); see the module docstring.
 
     Attributes used by the shared handlers: ``G``, ``G_ema``, ``D``, ``options`` (``batch_size``), ``images_seen``,
@@ -179,19 +177,7 @@ class GenerativeTrainer(Engine):
             raise ValueError(
                 f"class_names {self.class_names} differ from the generator's class_names {list(G.class_names)}"
             )
-        self.train_data = train_data
-        validate_gan_dataset(
-            train_data, img_resolution=G.img_resolution, img_channels=G.img_channels, num_classes=self.num_classes
-        )
-        contract = getattr(train_data, "contract", None)
-        self.contract = contract.to_dict() if hasattr(contract, "to_dict") else None
-        if self.contract is not None:
-            if list(self.contract["class_names"]) != self.class_names:
-                raise ValueError(
-                    f"the training data's classes {self.contract['class_names']} differ from class_names "
-                    f"{self.class_names}"
-                )
-            G.contract = self.contract
+        self._adopt_training_data(G, train_data)
         self.G = G.to(self.device).train()
         self.D = D.to(self.device).train() if D is not None else None
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
@@ -210,54 +196,13 @@ class GenerativeTrainer(Engine):
         labels = _item_labels(train_data)
         self.label_counts = np.bincount(labels, minlength=self.num_classes).tolist() if labels else None
 
-    # -- counters / data (as the StyleGAN2 engine) -------------------------------------------------
-    @property
-    def images_seen(self) -> int:
-        return self.state.iteration * self.options.batch_size
-
-    @property
-    def max_iterations(self) -> int:
-        return max(1, math.ceil(self.options.max_kimg * 1000 / self.options.batch_size))
-
-    def make_data_loader(self, start_batch: int = 0) -> torch.utils.data.DataLoader:
-        sampler = GlobalBatchSampler(
-            len(self.train_data), self.options.batch_size, seed=self.seed, start_batch=start_batch
-        )
-        return torch.utils.data.DataLoader(
-            self.train_data,
-            batch_sampler=sampler,
-            num_workers=self.num_workers,
-            collate_fn=_collate,
-            pin_memory=self.device.type == "cuda",
-        )
-
-    def run(self, data=None, max_epochs=None, epoch_length=None, max_iters=None):  # noqa: D401
-        """Train until ``options.max_kimg`` (or ``max_iters``), continuing from the current iteration."""
-        if data is None:
-            data = self.make_data_loader(start_batch=self.state.iteration)
-        if max_epochs is None and max_iters is None:
-            max_iters = self.max_iterations
-        if epoch_length is None and self.state.epoch_length is None:
-            epoch_length = len(data) if hasattr(data, "__len__") else None
-        if max_iters is not None and self.state.iteration >= max_iters:
-            return self.state
-        return super().run(data, max_epochs=max_epochs, epoch_length=epoch_length, max_iters=max_iters)
-
-    @contextmanager
-    def _keyed_rng(self, iteration: int, phase: int):
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices, device_type=self.device.type if devices else "cuda"):
-            s = np.random.SeedSequence([self.seed, iteration, phase, 0x6E4E]).generate_state(2)
-            torch.manual_seed(int(s[0]) << 31 ^ int(s[1]))
-            yield
-
     # -- one step ----------------------------------------------------------------------------------
     def _iteration(self, engine, batch) -> dict:
         dev, it = self.device, self.state.iteration
         x = batch["image"].to(dev, non_blocking=True).float()
         c = to_soft_label(batch["label"], self.num_classes, name="batch['label']", batched=True).to(dev)
         if self.family == "dcgan":
-            with self._keyed_rng(it, 0):
+            with self._keyed_rng(it, 0, _STREAM):
                 self.D.requires_grad_(True)
                 z = torch.randn(x.shape[0], self.G.z_dim, device=dev)
                 with torch.no_grad():
@@ -267,7 +212,7 @@ class GenerativeTrainer(Engine):
                 self.opt_D.zero_grad(set_to_none=True)
                 loss_d.backward()
                 self.opt_D.step()
-            with self._keyed_rng(it, 1):
+            with self._keyed_rng(it, 1, _STREAM):
                 self.D.requires_grad_(False)
                 z = torch.randn(x.shape[0], self.G.z_dim, device=dev)
                 loss_g = F.softplus(-self.D(self.G(z, c, check_labels=False), c)).mean()
@@ -280,7 +225,7 @@ class GenerativeTrainer(Engine):
                 "D_real": float(real_logits.detach().mean()),
                 "D_fake": float(fake_logits.detach().mean()),
             }
-        with self._keyed_rng(it, 0):
+        with self._keyed_rng(it, 0, _STREAM):
             noise = torch.randn_like(x)
             t = torch.randint(0, self.scheduler.num_train_timesteps, (x.shape[0],), device=dev).long()
             keep = (torch.rand(x.shape[0], device=dev) >= self.options.p_uncond).float()[:, None]
@@ -299,101 +244,14 @@ class GenerativeTrainer(Engine):
     def training_format(self) -> str:
         return type(self.G).TRAINING_FORMAT
 
+    @property
+    def training_name(self) -> str:
+        return f"{self.family} training"
+
     def training_state_dict(self) -> dict:
-        """Everything needed to continue exactly; only tensors/numbers/strings/lists/dicts inside."""
-        return {
-            "format": self.training_format,
-            "family": self.family,
-            "G": self.G.state_dict(),
-            "G_ema": self.G_ema.state_dict(),
-            "D": self.D.state_dict() if self.D is not None else {},
-            "opt_G": self.opt_G.state_dict(),
-            "opt_D": self.opt_D.state_dict() if self.opt_D is not None else {},
-            "counters": {
-                "iteration": self.state.iteration,
-                "epoch": self.state.epoch,
-                "images_seen": self.images_seen,
-                "batch_size": self.options.batch_size,
-            },
-            "data": {"seed": self.seed, "next_global_batch": self.state.iteration, "num_items": len(self.train_data)},
-            "rng": get_rng_state(),
-            "handlers": {name: h.state_dict() for name, h in self.stateful_handlers.items()},
-            "config": {
-                "G": dict(self.G.init_kwargs),
-                "D": dict(getattr(self.D, "init_kwargs", {}) or {}),
-                "options": self.options.to_dict(),
-                "num_classes": self.num_classes,
-                "family": self.family,
-            },
-            "class_names": list(self.class_names),
-            "contract": self.contract,
-        }
-
-    def load_training_state(self, state: Mapping) -> None:
-        if state.get("format") != self.training_format:
-            raise ValueError(
-                f"not a {self.family} training checkpoint: format={state.get('format')!r}, "
-                f"expected {self.training_format!r}"
-            )
-        if state["counters"]["batch_size"] != self.options.batch_size:
-            raise ValueError(
-                f"checkpoint was trained with batch_size={state['counters']['batch_size']}, this run uses "
-                f"{self.options.batch_size}; exact resume needs the same batch size"
-            )
-        if list(state["class_names"]) != self.class_names:
-            raise ValueError(f"checkpoint class_names {state['class_names']} differ from {self.class_names}")
-        stored = state.get("contract")
-        if stored is not None and self.contract is not None and stored != self.contract:
-            raise ValueError(
-                f"the checkpoint was trained on data preprocessed as {stored.get('preprocessing')}, this "
-                f"run's data is {self.contract.get('preprocessing')}"
-            )
-        self.G.load_state_dict(state["G"])
-        self.G_ema.load_state_dict(state["G_ema"])
-        self.opt_G.load_state_dict(state["opt_G"])
-        if self.D is not None:
-            self.D.load_state_dict(state["D"])
-            self.opt_D.load_state_dict(state["opt_D"])
-        for name, h in self.stateful_handlers.items():
-            if name in state["handlers"]:
-                h.load_state_dict(state["handlers"][name])
-        set_rng_state(state["rng"])
-        it = int(state["counters"]["iteration"])
-        epoch_length = math.ceil(len(self.train_data) / self.options.batch_size)
-        self.load_state_dict({"iteration": it, "epoch_length": epoch_length, "max_iters": max(it, self.max_iterations)})
-
-
-def _resume(trainer: GenerativeTrainer, path: Path, output_dir) -> None:
-    def error(detail):
-        return ValueError(
-            f"cannot resume {trainer.family} training from {path}: {detail}. To start over, train into a "
-            f"new output_dir (instead of {output_dir}) or pass resume=None"
-        )
-
-    try:
-        state = safe_torch_load(path, map_location="cpu")
-    except ValueError as e:
-        raise error(f"the file cannot be read, it is damaged or truncated: {e}") from e
-    if not isinstance(state, Mapping) or state.get("format") != trainer.training_format:
-        found = state.get("format") if isinstance(state, Mapping) else type(state).__name__
-        raise error(f"format {found!r}, expected {trainer.training_format!r} (another generator family or file)")
-    stored = state.get("config") if isinstance(state.get("config"), Mapping) else {}
-    diffs = []
-    for net, mod in (("G", trainer.G), ("D", trainer.D)):
-        a = _plain_config(dict(stored.get(net) or {}))
-        b = _plain_config(dict(getattr(mod, "init_kwargs", {}) or {}))
-        diffs += [
-            f"{net}.{k}: stored {a.get(k)!r}, requested {b.get(k)!r}"
-            for k in sorted(set(a) | set(b))
-            if k != "class_names" and a.get(k) != b.get(k)
-        ]
-    if diffs:
-        raise error("it was trained with other networks (" + "; ".join(diffs[:8]) + ")")
-    try:
-        trainer.load_training_state(state)
-    except (ValueError, KeyError, RuntimeError, TypeError) as e:
-        raise error(f"{type(e).__name__}: {e}") from e
-    trainer.logger.info("resumed from %s at iteration %d", path, trainer.state.iteration)
+        state = super().training_state_dict()
+        state["family"] = state["config"]["family"] = self.family
+        return state
 
 
 def create_generative_trainer(
@@ -418,12 +276,7 @@ def create_generative_trainer(
 ) -> GenerativeTrainer:
     """A :class:`GenerativeTrainer` with the StyleGAN2 engine's handlers (EMA; with an ``output_dir``: checkpoints,
     sample grids, TensorBoard); ``resume`` is ``None``, ``"auto"`` or a checkpoint path, as for ``create_gan_trainer``."""
-    from gemix_monai.handlers.gan import (
-        GanCheckpointHandler,
-        GanTensorBoardHandler,
-        GeneratorEmaHandler,
-        SampleGridHandler,
-    )
+    from gemix_monai.handlers.gan import GeneratorEmaHandler
 
     if options is None:
         options = GenerativeTrainingOptions()
@@ -442,37 +295,17 @@ def create_generative_trainer(
         num_workers=num_workers,
     )
     GeneratorEmaHandler(options.ema_kimg, options.ema_rampup).attach(trainer)
-    if output_dir is not None:
-        output_dir = Path(output_dir)
-        every = max(options.max_kimg / 4, options.batch_size / 1000)
-        GanCheckpointHandler(output_dir, every_kimg=checkpoint_kimg or every, keep_snapshots=keep_snapshots).attach(
-            trainer
-        )
-        grid_options = {"num_inference_steps": options.sample_steps} if trainer.family == "diffusion" else {}
-        SampleGridHandler(
-            output_dir / "samples", every_kimg=sample_kimg or every, seed=seed, generate_options=grid_options
-        ).attach(trainer)
-        GanTensorBoardHandler(output_dir / "tensorboard", every_n_iterations=log_every).attach(trainer)
-    if progress:
-        from ignite.handlers import ProgressBar
-
-        ProgressBar(persist=False).attach(
-            trainer, output_transform=lambda out: {k: out[k] for k in ("loss_G", "loss_D") if k in out}
-        )
-    if resume is not None:
-        if resume == "auto":
-            if output_dir is None:
-                raise ValueError("resume='auto' needs an output_dir to look for checkpoints/latest.pt in")
-            candidate = Path(output_dir) / "checkpoints" / "latest.pt"
-            path = candidate if candidate.is_file() else None
-        else:
-            path = Path(resume)
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"resume checkpoint not found: {path} (resume takes None, 'auto' or a checkpoint path)"
-                )
-        if path is not None:
-            _resume(trainer, path, output_dir)
+    _attach_output_handlers(
+        trainer,
+        output_dir,
+        checkpoint_kimg=checkpoint_kimg,
+        sample_kimg=sample_kimg,
+        log_every=log_every,
+        keep_snapshots=keep_snapshots,
+        progress=progress,
+        generate_options={"num_inference_steps": options.sample_steps} if trainer.family == "diffusion" else None,
+    )
+    _resume_if_asked(trainer, resume, output_dir)
     return trainer
 
 
@@ -501,15 +334,9 @@ def train_family(
     and return ``output_dir/models/generator/generator.pt``. ``preset``: a name (``tiny``, ``32``, ``64``, ``128``) or dict;
     ``**options``: :class:`GenerativeTrainingOptions` fields (the preset's values by default)."""
     family = _check_family(family)
-    if class_names is None and num_classes is None:
-        raise ValueError("train_family needs num_classes or class_names")
-    if class_names is not None and num_classes is not None and len(class_names) != num_classes:
-        raise ValueError(f"class_names has {len(class_names)} names but num_classes={num_classes}")
-    num_classes = num_classes if num_classes is not None else len(class_names)
-    class_names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)]
-    unknown = set(options) - {f.name for f in dataclasses.fields(GenerativeTrainingOptions)}
-    if unknown:
-        raise TypeError(f"train_family got unknown options {sorted(unknown)}; see GenerativeTrainingOptions")
+    num_classes, class_names = _resolve_classes(
+        "train_family", num_classes, class_names, options, GenerativeTrainingOptions
+    )
     dataset = _as_dataset(train_data)
     if len(dataset) == 0:
         raise ValueError("train_data is empty")
