@@ -10,8 +10,10 @@ import numbers
 import os
 import stat
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "safe_torch_load",
     "check_truncation_psi",
     "plain_tensor",
+    "plain_data",
 ]
 
 
@@ -130,3 +133,30 @@ def plain_tensor(x) -> torch.Tensor:
     """``x`` as a plain ``torch.Tensor``: a MONAI ``MetaTensor`` loses its metadata, arrays and numbers are converted."""
     t = torch.as_tensor(x)
     return t.as_tensor() if hasattr(t, "as_tensor") else t
+
+
+def plain_data(value, where: str = "value", *, otherwise: str = "error"):
+    """``value`` as plain data: ``None``, bools, numbers, strings, lists and dicts with string keys (what JSON
+    writes and ``torch.load(weights_only=True)`` reads).
+
+    Tuples become lists; objects with ``to_dict()`` (data contracts) their dict; tensors, arrays and numpy
+    scalars their ``tolist()``. Anything else follows ``otherwise``: ``"error"`` raises a ``TypeError`` naming
+    ``where`` (the entry's path), ``"str"``/``"repr"`` write its ``str``/``repr``.
+    """
+    if otherwise not in ("error", "str", "repr"):
+        raise ValueError(f"plain_data: otherwise must be 'error', 'str' or 'repr', got {otherwise!r}")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "to_dict"):
+        return plain_data(value.to_dict(), where, otherwise=otherwise)
+    if isinstance(value, Mapping):
+        return {str(k): plain_data(v, f"{where}.{k}", otherwise=otherwise) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v, where, otherwise=otherwise) for v in value]
+    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
+        return plain_data(value.tolist(), where, otherwise=otherwise)
+    if otherwise == "error":
+        raise TypeError(
+            f"{where} must hold only numbers, strings, lists and dicts (checkpointable), got {type(value).__name__}"
+        )
+    return str(value) if otherwise == "str" else repr(value)

@@ -48,7 +48,7 @@ from gemix_monai.metrics.clinical import ClinicalResult, metric_higher_is_better
 from gemix_monai.metrics.ignite_clinical import ClinicalMetrics
 from gemix_monai.mixing import to_soft_label
 from gemix_monai.transforms.strategies import STRATEGIES
-from gemix_monai.utils import atomic_write_json, plain_tensor, safe_torch_load
+from gemix_monai.utils import atomic_write_json, plain_data, plain_tensor, safe_torch_load
 
 __all__ = [
     "STRATEGY_NAMES",
@@ -208,19 +208,6 @@ class KeyMetricEarlyStopping:
         self.handler.attach(self.evaluator)
 
 
-def _json_plain(value):
-    """Config values (tuples, tensors, contracts) as JSON values."""
-    if hasattr(value, "to_dict"):
-        return _json_plain(value.to_dict())
-    if isinstance(value, Mapping):
-        return {str(k): _json_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_plain(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    return value
-
-
 class ClassifierInfoWriter:
     """Evaluator handler writing ``classifier.json`` beside the checkpoint that ``CheckpointSaver`` writes.
 
@@ -235,7 +222,7 @@ class ClassifierInfoWriter:
         self, path: str | os.PathLike, info: Mapping[str, Any], checkpoint_name: str = CHECKPOINT_NAME
     ) -> None:
         self.path = Path(path)
-        self.info = {"format": "gemix-classifier/1", **_json_plain(dict(info))}
+        self.info = {"format": "gemix-classifier/1", **plain_data(dict(info), "info")}
         self.checkpoint_name = checkpoint_name
         self.written_epoch: int | None = None
 

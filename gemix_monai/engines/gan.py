@@ -73,7 +73,7 @@ from ignite.engine import Engine
 
 from gemix_monai.fast import bf16_requested, cpu_bf16_math, cpu_has_native_bf16, training_fast
 from gemix_monai.mixing.labels import to_soft_label
-from gemix_monai.utils import safe_torch_load
+from gemix_monai.utils import plain_data, safe_torch_load
 
 from . import gan_loss
 
@@ -959,20 +959,15 @@ def _resume_if_asked(trainer: GlobalBatchEngine, resume, output_dir) -> None:
     _resume(trainer, path, output_dir)
 
 
-def _plain_config(value):
-    """Networks' init kwargs as JSON-comparable values (tuples and lists alike)."""
-    import json
-
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
 def _preset_names_of(g_config: Mapping) -> list[str]:
     """Presets whose generator architecture (their ``G`` kwargs) matches ``g_config``."""
     from gemix_monai.networks.presets import PRESET_NAMES, get_preset
 
-    g = _plain_config(dict(g_config))
+    g = plain_data(dict(g_config), otherwise="str")
     return [
-        name for name in PRESET_NAMES if all(g.get(k) == v for k, v in _plain_config(get_preset(name)["G"]).items())
+        name
+        for name in PRESET_NAMES
+        if all(g.get(k) == v for k, v in plain_data(get_preset(name)["G"], otherwise="str").items())
     ]
 
 
@@ -1014,7 +1009,7 @@ def _resume(trainer: GlobalBatchEngine, path: Path, output_dir) -> None:
     requested = {net: dict(getattr(getattr(trainer, net), "init_kwargs", None) or {}) for net in ("G", "D")}
     diffs = []
     for net in ("G", "D"):
-        a, b = _plain_config(dict(stored.get(net) or {})), _plain_config(requested[net])
+        a, b = (plain_data(dict(cfg), otherwise="str") for cfg in (stored.get(net) or {}, requested[net]))
         diffs += [
             f"{net}.{k}: stored {a.get(k)!r}, requested {b.get(k)!r}"
             for k in sorted(set(a) | set(b))

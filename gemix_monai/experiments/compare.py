@@ -49,6 +49,7 @@ from pathlib import Path
 
 from gemix_monai.experiments.stats import METHODS, Interval, paired_differences
 from gemix_monai.experiments.stats import interval as compute_interval
+from gemix_monai.utils import plain_data
 
 __all__ = [
     "COMPARE_DEFAULTS",
@@ -471,7 +472,7 @@ def check_cell_config(cell: Cell, out: Path) -> None:
     if not path.is_file():
         return
     old = json.loads(path.read_text(encoding="utf-8")).get("config", {})
-    new = json.loads(json.dumps(cell.config))  # tuples → lists, as stored
+    new = plain_data(cell.config, "cell.config")  # tuples → lists, as stored
     diff = _first_difference(old, new)
     if diff:
         name, was, now = diff
@@ -576,7 +577,7 @@ def run_classifier_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
         "best_epoch": res.best_epoch,
         "best_val_metric": res.best_metric,
         "num_train_items": res.num_train_items,
-        "strategy_info": json.loads(json.dumps(res.strategy_info, default=str)),
+        "strategy_info": plain_data(res.strategy_info, "strategy_info", otherwise="str"),
     }
 
 

@@ -31,6 +31,7 @@ import torch
 
 from gemix_monai.networks.generator import MAX_RESOLUTION, MIN_RESOLUTION, Generator
 from gemix_monai.ops import setup_filter
+from gemix_monai.utils import plain_data
 
 __all__ = [
     "SnapshotError",
@@ -589,17 +590,6 @@ def _map_state(ref_state: Mapping, G: Generator, notes: dict, where: str) -> dic
     return out
 
 
-def _plain_data(value):
-    """Constructor arguments as plain data for the checkpoint (``torch.load(weights_only=True)`` reads it)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _plain_data(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain_data(v) for v in value]
-    return repr(value)
-
-
 def import_stylegan2_ada_state_dict(
     state_dict: Mapping,
     init_kwargs: Mapping,
@@ -644,7 +634,7 @@ def import_stylegan2_ada_state_dict(
     G.imported_from = {
         "source": "stylegan2-ada-pytorch",
         "input": source,
-        "init_kwargs": _plain_data(dict(init_kwargs)),
+        "init_kwargs": plain_data(dict(init_kwargs), otherwise="repr"),
         "unconditional": notes["unconditional"],
     }
     return G.eval().requires_grad_(False)
@@ -692,7 +682,7 @@ def import_stylegan2_ada(
         sha256=hashlib.sha256(data).hexdigest(),
         network=which,
         class_name=record.class_name,
-        persistence_version=_plain_data(record.version),
+        persistence_version=plain_data(record.version, otherwise="repr"),
     )
     return G
 

@@ -15,22 +15,9 @@ import torch
 from torch import nn
 
 from gemix_monai.networks.labels import as_soft_labels
-from gemix_monai.utils import atomic_torch_save, safe_torch_load
+from gemix_monai.utils import atomic_torch_save, plain_data, safe_torch_load
 
-__all__ = ["ConditionalGeneratorBase", "check_seed_value", "check_batch_size", "plain_config"]
-
-
-def plain_config(value, where: str = "config"):
-    """``value`` as plain lists/dicts/numbers/strings (what ``torch.load(weights_only=True)`` reads)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, dict):
-        return {str(k): plain_config(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain_config(v, where) for v in value]
-    raise TypeError(
-        f"{where} must hold only numbers, strings, lists and dicts (checkpointable), got {type(value).__name__}"
-    )
+__all__ = ["ConditionalGeneratorBase", "check_seed_value", "check_batch_size"]
 
 
 def check_seed_value(seed) -> int | None:
@@ -81,7 +68,7 @@ class ConditionalGeneratorBase(nn.Module):
             raise ValueError(f"{name}: class_names must be a list of c_dim={c_dim} strings, got {class_names!r}")
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         self.class_names = list(class_names)
-        self.init_kwargs = plain_config({**init_kwargs, "class_names": list(class_names)}, "init_kwargs")
+        self.init_kwargs = plain_data({**init_kwargs, "class_names": list(class_names)}, "init_kwargs")
         #: classes + preprocessing of the data it was trained on (a dict, docs/data.md), or None
         self.contract = None
 
@@ -142,7 +129,7 @@ class ConditionalGeneratorBase(nn.Module):
             clash = sorted(set(map(str, extra)) & set(payload))
             if clash:
                 raise ValueError(f"save_checkpoint: extra may not replace the entries {clash}")
-            payload.update(plain_config(dict(extra), "extra"))
+            payload.update(plain_data(dict(extra), "extra"))
         return str(atomic_torch_save(payload, path))
 
     @classmethod

@@ -13,7 +13,7 @@ from torch import nn
 from gemix_monai.networks.labels import as_soft_labels
 from gemix_monai.networks.mapping import MappingNetwork, check_truncation_psi
 from gemix_monai.networks.synthesis import NOISE_MODES, SynthesisNetwork
-from gemix_monai.utils import atomic_torch_save, safe_torch_load
+from gemix_monai.utils import atomic_torch_save, plain_data, safe_torch_load
 
 __all__ = ["Generator", "GENERATOR_FORMAT", "MIN_RESOLUTION", "MAX_RESOLUTION"]
 
@@ -22,19 +22,6 @@ GENERATOR_FORMAT = "gemix-generator/1"
 #: ``format`` tag prefix of the GAN trainer's full checkpoints, whose ``G_ema`` this module can load.
 TRAINING_FORMAT_PREFIX = "gemix-gan-training/"
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
-
-
-def _checkpointable(value, where: str):
-    """``value`` as plain lists/dicts/numbers/strings (what ``torch.load(weights_only=True)`` reads)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _checkpointable(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_checkpointable(v, where) for v in value]
-    raise TypeError(
-        f"Generator: {where} must hold only numbers, strings, lists and dicts (checkpointable), got {type(value).__name__}"
-    )
 
 
 class Generator(nn.Module):
@@ -96,7 +83,7 @@ class Generator(nn.Module):
             raise ValueError(f"Generator: class_names must be a list of c_dim={c_dim} strings, got {class_names!r}")
         mapping_kwargs = dict(mapping_kwargs or {})
         synthesis_kwargs = dict(synthesis_kwargs or {})
-        self.init_kwargs = _checkpointable(
+        self.init_kwargs = plain_data(
             dict(
                 z_dim=z_dim,
                 c_dim=c_dim,
@@ -265,7 +252,7 @@ class Generator(nn.Module):
             clash = sorted(set(map(str, extra)) & set(payload))
             if clash:
                 raise ValueError(f"save_checkpoint: extra may not replace the entries {clash}")
-            payload.update(_checkpointable(dict(extra), "extra"))
+            payload.update(plain_data(dict(extra), "extra"))
         return str(atomic_torch_save(payload, path))
 
     @classmethod
