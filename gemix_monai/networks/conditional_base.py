@@ -1,5 +1,6 @@
-"""What the DCGAN and diffusion generators share: attributes of the generator protocol, argument checks of
-``generate``, and the checkpoint layout ``{"format", "config", "class_names", "state_dict", "contract"}``.
+"""What the conditional generators share: the argument checks of ``__init__`` and ``generate``, the latents, and
+the checkpoint layout ``{"format", "config", "class_names", "state_dict", "contract"}`` (written and read back
+here for the StyleGAN2 ``Generator`` too), and the base class of the DCGAN and diffusion generators.
 
 The protocol itself (``gemix_monai.generators.protocol.ConditionalGenerator``) and the loader that dispatches
 on the format tag live one layer up; this module only gives each family the same face.
@@ -17,7 +18,16 @@ from torch import nn
 from gemix_monai.networks.labels import as_soft_labels
 from gemix_monai.utils import atomic_torch_save, plain_data, safe_torch_load
 
-__all__ = ["ConditionalGeneratorBase", "check_seed_value", "check_batch_size"]
+__all__ = [
+    "ConditionalGeneratorBase",
+    "check_seed_value",
+    "check_batch_size",
+    "check_class_names",
+    "labels_and_latents",
+    "save_generator_checkpoint",
+    "load_checkpoint_dict",
+    "rebuild_generator",
+]
 
 
 def check_seed_value(seed) -> int | None:
@@ -42,6 +52,97 @@ def check_resolution(name: str, img_resolution: int, low: int = 16, high: int = 
         raise ValueError(f"{name}: img_resolution must be a power of two in {low}..{high}, got {img_resolution!r}")
 
 
+def check_class_names(name: str, class_names, c_dim: int) -> list[str]:
+    """``class_names`` as a list of ``c_dim`` strings (``class_0..`` when ``None``); ``name`` is the network's."""
+    if class_names is None:
+        return [f"class_{k}" for k in range(c_dim)]
+    if isinstance(class_names, str) or len(class_names) != c_dim or not all(isinstance(n, str) for n in class_names):
+        raise ValueError(f"{name}: class_names must be a list of c_dim={c_dim} strings, got {class_names!r}")
+    return list(class_names)
+
+
+def labels_and_latents(soft_labels, z, seed: int | None, c_dim: int, z_dim: int):
+    """Soft labels ``[N, c_dim]`` (checked) and latents ``z`` ``[N, z_dim]`` (drawn from N(0, I) with ``seed`` when
+    not given), both on the CPU as given."""
+    labels = as_soft_labels(soft_labels, c_dim, name="soft_labels")
+    n = labels.shape[0]
+    if z is None:
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        return labels, torch.randn(n, z_dim, generator=gen)
+    z = torch.as_tensor(z)
+    if z.ndim != 2 or tuple(z.shape) != (n, z_dim):
+        raise ValueError(
+            f"z must have shape [N, z_dim] = [{n}, {z_dim}] (one row per soft label), got {tuple(z.shape)}"
+        )
+    return labels, z
+
+
+def save_generator_checkpoint(generator: nn.Module, fmt: str, path: str | os.PathLike, extra: dict | None) -> str:
+    """Write ``{"format": fmt, "config": init_kwargs, "class_names", "state_dict"[, "contract"]}`` and the plain
+    ``extra`` entries atomically (tensors on CPU; the file loads with ``torch.load(weights_only=True)``)."""
+    state = {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}
+    payload = {
+        "format": fmt,
+        "config": copy.deepcopy(generator.init_kwargs),
+        "class_names": list(generator.class_names),
+        "state_dict": state,
+    }
+    if getattr(generator, "contract", None) is not None:
+        # classes + preprocessing of the training data (docs/data.md, "The stored contract")
+        payload["contract"] = copy.deepcopy(generator.contract)
+    if extra:
+        clash = sorted(set(map(str, extra)) & set(payload))
+        if clash:
+            raise ValueError(f"save_checkpoint: extra may not replace the entries {clash}")
+        payload.update(plain_data(dict(extra), "extra"))
+    return str(atomic_torch_save(payload, path))
+
+
+def load_checkpoint_dict(path: str | os.PathLike) -> dict:
+    ckpt = safe_torch_load(path, map_location="cpu")
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
+    return ckpt
+
+
+def rebuild_generator(
+    cls,
+    ckpt: dict,
+    config: dict,
+    state: dict,
+    where: str,
+    device,
+    *,
+    expected_resolution: int | None = None,
+    expected_channels: int | None = None,
+    expected_num_classes: int | None = None,
+):
+    """``cls(**config)`` with ``state`` loaded strictly, the checkpoint's class names and contract, in eval mode on
+    ``device``; the ``expected_*`` arguments refuse another resolution, number of channels or of classes."""
+    what_net = f"{cls.family} generator" if cls.family else "generator"
+    if ckpt.get("class_names") is not None:
+        config["class_names"] = list(ckpt["class_names"])
+    for what, key, expected in (
+        ("resolution", "img_resolution", expected_resolution),
+        ("number of image channels", "img_channels", expected_channels),
+        ("number of classes", "c_dim", expected_num_classes),
+    ):
+        if expected is not None and config.get(key) != expected:
+            raise ValueError(f"{where}: the generator's {what} ({key}) is {config.get(key)}, expected {expected}")
+    try:
+        generator = cls(**config)
+    except TypeError as e:
+        raise ValueError(
+            f"{where}: the stored {what_net} config does not match this version's {cls.__name__} arguments: {e}"
+        ) from e
+    try:
+        generator.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{where}: the stored weights do not fit the stored {what_net} config: {e}") from e
+    generator.contract = ckpt.get("contract")
+    return generator.eval().requires_grad_(False).to(device)
+
+
 class ConditionalGeneratorBase(nn.Module):
     """Base of the non-StyleGAN families: ``c_dim``/``num_classes``, ``class_names``, ``img_resolution``,
     ``img_channels``, ``image_shape``, ``z_dim``, ``contract``, ``init_kwargs``, and checkpoint I/O.
@@ -52,22 +153,18 @@ class ConditionalGeneratorBase(nn.Module):
     FORMAT = ""
     family = ""
 
-    def _setup(self, *, c_dim: int, img_resolution: int, img_channels: int, class_names, init_kwargs: dict) -> None:
+    def _setup(self, init_kwargs: dict, class_names) -> None:
+        """Check and store ``init_kwargs`` (with its ``c_dim``, ``img_resolution``, ``img_channels``) and the
+        class names."""
         name = type(self).__name__
+        c_dim, img_resolution, img_channels = (init_kwargs[k] for k in ("c_dim", "img_resolution", "img_channels"))
         for key, value in (("c_dim", c_dim), ("img_channels", img_channels)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}: {key} must be an int >= 1, got {value!r}")
         check_resolution(name, img_resolution)
-        if class_names is None:
-            class_names = [f"class_{k}" for k in range(c_dim)]
-        elif (
-            isinstance(class_names, str)
-            or len(class_names) != c_dim
-            or not all(isinstance(n, str) for n in class_names)
-        ):
-            raise ValueError(f"{name}: class_names must be a list of c_dim={c_dim} strings, got {class_names!r}")
+        class_names = check_class_names(name, class_names, c_dim)
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
-        self.class_names = list(class_names)
+        self.class_names = class_names
         self.init_kwargs = plain_data({**init_kwargs, "class_names": list(class_names)}, "init_kwargs")
         #: classes + preprocessing of the data it was trained on (a dict, docs/data.md), or None
         self.contract = None
@@ -83,17 +180,7 @@ class ConditionalGeneratorBase(nn.Module):
 
     # -- generate helpers --------------------------------------------------------------------------
     def _labels_and_latents(self, soft_labels, z, seed, device):
-        labels = as_soft_labels(soft_labels, self.c_dim, name="soft_labels")
-        n = labels.shape[0]
-        if z is None:
-            gen = torch.Generator().manual_seed(seed) if seed is not None else None
-            z = torch.randn(n, self.z_dim, generator=gen)
-        else:
-            z = torch.as_tensor(z)
-            if z.ndim != 2 or tuple(z.shape) != (n, self.z_dim):
-                raise ValueError(
-                    f"z must have shape [N, z_dim] = [{n}, {self.z_dim}] (one row per soft label), got {tuple(z.shape)}"
-                )
+        labels, z = labels_and_latents(soft_labels, z, seed, self.c_dim, self.z_dim)
         return labels.to(device), z.to(device=device, dtype=torch.float32)
 
     def _device(self, device) -> torch.device:
@@ -116,21 +203,7 @@ class ConditionalGeneratorBase(nn.Module):
     def save_checkpoint(self, path: str | os.PathLike, *, extra: dict | None = None) -> str:
         """Write ``{"format": FORMAT, "config": init_kwargs, "class_names", "state_dict", "contract"}`` atomically;
         the file loads with ``torch.load(weights_only=True)``."""
-        state = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
-        payload = {
-            "format": self.FORMAT,
-            "config": copy.deepcopy(self.init_kwargs),
-            "class_names": list(self.class_names),
-            "state_dict": state,
-        }
-        if getattr(self, "contract", None) is not None:
-            payload["contract"] = copy.deepcopy(self.contract)
-        if extra:
-            clash = sorted(set(map(str, extra)) & set(payload))
-            if clash:
-                raise ValueError(f"save_checkpoint: extra may not replace the entries {clash}")
-            payload.update(plain_data(dict(extra), "extra"))
-        return str(atomic_torch_save(payload, path))
+        return save_generator_checkpoint(self, self.FORMAT, path, extra)
 
     @classmethod
     def from_payload(
@@ -138,12 +211,11 @@ class ConditionalGeneratorBase(nn.Module):
         ckpt: dict,
         where: str = "checkpoint",
         device="cpu",
-        *,
-        expected_resolution: int | None = None,
-        expected_channels: int | None = None,
-        expected_num_classes: int | None = None,
+        **expected,
     ):
-        """Rebuild from an already loaded checkpoint dict (generator file or this family's training checkpoint)."""
+        """Rebuild from an already loaded checkpoint dict (generator file or this family's training checkpoint);
+        ``expected``: ``expected_resolution``, ``expected_channels``, ``expected_num_classes`` (see
+        :func:`rebuild_generator`)."""
         fmt = ckpt.get("format")
         if fmt == cls.FORMAT:
             missing = [k for k in ("config", "state_dict") if k not in ckpt]
@@ -157,31 +229,8 @@ class ConditionalGeneratorBase(nn.Module):
             config, state = dict(config), ckpt["G_ema"]
         else:
             raise ValueError(f"{where}: format {fmt!r} is not a {cls.family} generator ({cls.FORMAT!r})")
-        if ckpt.get("class_names") is not None:
-            config["class_names"] = list(ckpt["class_names"])
-        for what, key, expected in (
-            ("resolution", "img_resolution", expected_resolution),
-            ("number of image channels", "img_channels", expected_channels),
-            ("number of classes", "c_dim", expected_num_classes),
-        ):
-            if expected is not None and config.get(key) != expected:
-                raise ValueError(f"{where}: the generator's {what} ({key}) is {config.get(key)}, expected {expected}")
-        try:
-            generator = cls(**config)
-        except TypeError as e:
-            raise ValueError(
-                f"{where}: the stored {cls.family} config does not match this version's arguments: {e}"
-            ) from e
-        try:
-            generator.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            raise ValueError(f"{where}: the stored weights do not fit the stored {cls.family} config: {e}") from e
-        generator.contract = ckpt.get("contract")
-        return generator.eval().requires_grad_(False).to(device)
+        return rebuild_generator(cls, ckpt, config, state, where, device, **expected)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device="cpu", **expected):
-        ckpt = safe_torch_load(path, map_location="cpu")
-        if not isinstance(ckpt, dict):
-            raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
-        return cls.from_payload(ckpt, str(path), device, **expected)
+        return cls.from_payload(load_checkpoint_dict(path), str(path), device, **expected)

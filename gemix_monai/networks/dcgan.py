@@ -71,11 +71,7 @@ class DCGANGenerator(ConditionalGeneratorBase):
         from monai.networks.nets import Generator as MonaiGenerator
 
         self._setup(
-            c_dim=c_dim,
-            img_resolution=img_resolution,
-            img_channels=img_channels,
-            class_names=class_names,
-            init_kwargs=dict(
+            dict(
                 z_dim=z_dim,
                 c_dim=c_dim,
                 img_resolution=img_resolution,
@@ -84,6 +80,7 @@ class DCGANGenerator(ConditionalGeneratorBase):
                 base_channels=base_channels,
                 min_channels=min_channels,
             ),
+            class_names,
         )
         if not isinstance(z_dim, int) or z_dim < 1:
             raise ValueError(f"DCGANGenerator: z_dim must be an int >= 1, got {z_dim!r}")

@@ -87,11 +87,7 @@ class ConditionalDiffusionGenerator(ConditionalGeneratorBase):
 
         channels, attention_levels = [int(c) for c in channels], [bool(a) for a in attention_levels]
         self._setup(
-            c_dim=c_dim,
-            img_resolution=img_resolution,
-            img_channels=img_channels,
-            class_names=class_names,
-            init_kwargs=dict(
+            dict(
                 c_dim=c_dim,
                 img_resolution=img_resolution,
                 img_channels=img_channels,
@@ -107,6 +103,7 @@ class ConditionalDiffusionGenerator(ConditionalGeneratorBase):
                 num_inference_steps=num_inference_steps,
                 guidance_scale=guidance_scale,
             ),
+            class_names,
         )
         if not any(attention_levels):
             raise ValueError(

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-import copy
-import numbers
 import os
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from gemix_monai.networks.labels import as_soft_labels
+from gemix_monai.networks.conditional_base import (
+    check_batch_size,
+    check_class_names,
+    check_seed_value,
+    labels_and_latents,
+    load_checkpoint_dict,
+    rebuild_generator,
+    save_generator_checkpoint,
+)
 from gemix_monai.networks.mapping import MappingNetwork, check_truncation_psi
 from gemix_monai.networks.synthesis import NOISE_MODES, SynthesisNetwork
-from gemix_monai.utils import atomic_torch_save, plain_data, safe_torch_load
+from gemix_monai.utils import plain_data
 
 __all__ = ["Generator", "GENERATOR_FORMAT", "MIN_RESOLUTION", "MAX_RESOLUTION"]
 
@@ -73,14 +79,7 @@ class Generator(nn.Module):
             raise ValueError(
                 f"Generator: img_resolution must be a power of two in {MIN_RESOLUTION}..{MAX_RESOLUTION}, got {img_resolution}"
             )
-        if class_names is None:
-            class_names = [f"class_{k}" for k in range(c_dim)]
-        elif (
-            isinstance(class_names, str)
-            or len(class_names) != c_dim
-            or not all(isinstance(n, str) for n in class_names)
-        ):
-            raise ValueError(f"Generator: class_names must be a list of c_dim={c_dim} strings, got {class_names!r}")
+        class_names = check_class_names("Generator", class_names, c_dim)
         mapping_kwargs = dict(mapping_kwargs or {})
         synthesis_kwargs = dict(synthesis_kwargs or {})
         self.init_kwargs = plain_data(
@@ -183,27 +182,13 @@ class Generator(nn.Module):
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         truncation_psi = check_truncation_psi(truncation_psi)
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32
-        ):
-            raise ValueError(f"seed must be an integer in [0, 2**32) or None, got {seed!r}")
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        seed, batch_size = check_seed_value(seed), check_batch_size(batch_size)
         if device is not None:
             device = torch.device(device)
             self.to(device)
         device = next(self.parameters()).device
-        labels = as_soft_labels(soft_labels, self.c_dim, name="soft_labels")
+        labels, z = labels_and_latents(soft_labels, z, seed, self.c_dim, self.z_dim)
         n = labels.shape[0]
-        if z is None:
-            generator = torch.Generator().manual_seed(seed) if seed is not None else None
-            z = torch.randn(n, self.z_dim, generator=generator)
-        else:
-            z = torch.as_tensor(z)
-            if z.ndim != 2 or z.shape != (n, self.z_dim):
-                raise ValueError(
-                    f"z must have shape [N, z_dim] = [{n}, {self.z_dim}] (one row per soft label), got {tuple(z.shape)}"
-                )
         rng_devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=rng_devices, enabled=seed is not None):
             if seed is not None:
@@ -238,22 +223,7 @@ class Generator(nn.Module):
         ``extra`` adds further top-level entries of plain data (e.g. ``"imported_from"``, see
         docs/generators.md); :meth:`from_checkpoint` ignores them. They may not replace the four above.
         """
-        state = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
-        payload = {
-            "format": GENERATOR_FORMAT,
-            "config": copy.deepcopy(self.init_kwargs),
-            "class_names": list(self.class_names),
-            "state_dict": state,
-        }
-        if getattr(self, "contract", None) is not None:
-            # classes + preprocessing of the training data (docs/data.md, "The stored contract")
-            payload["contract"] = copy.deepcopy(self.contract)
-        if extra:
-            clash = sorted(set(map(str, extra)) & set(payload))
-            if clash:
-                raise ValueError(f"save_checkpoint: extra may not replace the entries {clash}")
-            payload.update(plain_data(dict(extra), "extra"))
-        return str(atomic_torch_save(payload, path))
+        return save_generator_checkpoint(self, GENERATOR_FORMAT, path, extra)
 
     @classmethod
     def from_checkpoint(
@@ -276,9 +246,7 @@ class Generator(nn.Module):
         The ``expected_*`` arguments refuse a checkpoint made for another resolution, number of
         image channels or number of classes, with a ``ValueError`` that says which.
         """
-        ckpt = safe_torch_load(path, map_location="cpu")
-        if not isinstance(ckpt, dict):
-            raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
+        ckpt = load_checkpoint_dict(path)
         fmt = ckpt.get("format")
         if fmt == GENERATOR_FORMAT:
             missing = [k for k in ("config", "state_dict") if k not in ckpt]
@@ -301,28 +269,17 @@ class Generator(nn.Module):
                 f"{path}: not a generator checkpoint: expected format {GENERATOR_FORMAT!r} or a training checkpoint with "
                 f"'G_ema' and 'config', found keys {sorted(map(str, ckpt))}"
             )
-        if ckpt.get("class_names") is not None:
-            config["class_names"] = list(ckpt["class_names"])
-        for what, key, expected in (
-            ("resolution", "img_resolution", expected_resolution),
-            ("number of image channels", "img_channels", expected_channels),
-            ("number of classes", "c_dim", expected_num_classes),
-        ):
-            found = config.get(key)
-            if expected is not None and found != expected:
-                raise ValueError(f"{path}: the generator's {what} ({key}) is {found}, expected {expected}")
-        try:
-            generator = cls(**config)
-        except TypeError as e:
-            raise ValueError(
-                f"{path}: the stored generator config does not match this version's Generator arguments: {e}"
-            ) from e
-        try:
-            generator.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            raise ValueError(f"{path}: the stored weights do not fit the stored generator config: {e}") from e
-        generator.contract = ckpt.get("contract")
-        return generator.eval().requires_grad_(False).to(device)
+        return rebuild_generator(
+            cls,
+            ckpt,
+            config,
+            state,
+            str(path),
+            device,
+            expected_resolution=expected_resolution,
+            expected_channels=expected_channels,
+            expected_num_classes=expected_num_classes,
+        )
 
     def extra_repr(self) -> str:
         return (
