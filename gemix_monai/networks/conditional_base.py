@@ -20,6 +20,7 @@ from gemix_monai.utils import atomic_torch_save, plain_data, safe_torch_load
 
 __all__ = [
     "ConditionalGeneratorBase",
+    "GeneratorShape",
     "check_seed_value",
     "check_batch_size",
     "check_class_names",
@@ -143,7 +144,19 @@ def rebuild_generator(
     return generator.eval().requires_grad_(False).to(device)
 
 
-class ConditionalGeneratorBase(nn.Module):
+class GeneratorShape:
+    """The generator protocol's derived attributes, from ``c_dim``, ``img_channels`` and ``img_resolution``."""
+
+    @property
+    def num_classes(self) -> int:
+        return self.c_dim
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.img_channels, self.img_resolution, self.img_resolution)
+
+
+class ConditionalGeneratorBase(GeneratorShape, nn.Module):
     """Base of the non-StyleGAN families: ``c_dim``/``num_classes``, ``class_names``, ``img_resolution``,
     ``img_channels``, ``image_shape``, ``z_dim``, ``contract``, ``init_kwargs``, and checkpoint I/O.
 
@@ -168,15 +181,6 @@ class ConditionalGeneratorBase(nn.Module):
         self.init_kwargs = plain_data({**init_kwargs, "class_names": list(class_names)}, "init_kwargs")
         #: classes + preprocessing of the data it was trained on (a dict, docs/data.md), or None
         self.contract = None
-
-    # -- protocol attributes ---------------------------------------------------------------------
-    @property
-    def num_classes(self) -> int:
-        return self.c_dim
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return (self.img_channels, self.img_resolution, self.img_resolution)
 
     # -- generate helpers --------------------------------------------------------------------------
     def _labels_and_latents(self, soft_labels, z, seed, device):

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from gemix_monai.networks.conditional_base import (
+    GeneratorShape,
     check_batch_size,
     check_class_names,
     check_seed_value,
@@ -30,7 +31,7 @@ TRAINING_FORMAT_PREFIX = "gemix-gan-training/"
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
 
 
-class Generator(nn.Module):
+class Generator(GeneratorShape, nn.Module):
     """Class-conditional StyleGAN2 generator: ``G(z, c)`` with ``c`` any point of the label simplex.
 
     Args:
@@ -134,16 +135,9 @@ class Generator(nn.Module):
     # ------------------------------------------------------------------------------------------
     # The generator protocol (gemix_monai.generators.protocol.ConditionalGenerator)
 
-    #: generator family (``gemix_monai.generators.protocol.GENERATOR_FAMILIES``)
+    #: generator family (``gemix_monai.generators.protocol.GENERATOR_FAMILIES``); ``num_classes`` and
+    #: ``image_shape`` come from :class:`~gemix_monai.networks.conditional_base.GeneratorShape`
     family = "stylegan2"
-
-    @property
-    def num_classes(self) -> int:
-        return self.c_dim
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return (self.img_channels, self.img_resolution, self.img_resolution)
 
     # ------------------------------------------------------------------------------------------
     # User API
