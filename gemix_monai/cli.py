@@ -24,56 +24,14 @@ from pathlib import Path
 # bundle_dir, parse_override and run_bundle_config live in gemix_monai.bundle (demo uses them too); they stay
 # importable from here for existing callers.
 from gemix_monai.bundle import MULTI_GPU_CONFIGS, SUBCOMMAND_CONFIGS, bundle_dir, parse_override, run_bundle_config
+from gemix_monai.cli_args import add_data_arguments
+from gemix_monai.cli_args import pair_or_name as _pair_or_name
 
 __all__ = ["main", "bundle_dir", "run_bundle_config", "parse_override"]
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--dataset-dir", help="image folder / CSV / .npz source (default: the embedded phantoms)")
-    g.add_argument("--datalist", help="MONAI datalist JSON with class_names and training/validation/test")
-    p.add_argument(
-        "--image-size", type=int, help="pixels per side (default 32, the tiny preset; evaluate: the model's)"
-    )
-    p.add_argument(
-        "--hu-window",
-        help="CT window: auto (default: decided from the data, a CT window only for data known "
-        "to be CT), none, abdomen, lung, liver, mediastinum, brain, bone, or WIDTH,LEVEL",
-    )
-    p.add_argument(
-        "--intensity",
-        help="scaling of non-CT data: auto (default: 8-bit files by 0..255, others by per-image "
-        "0.5-99.5 percentiles), uint8, uint16, percentile, minmax, or LOW,HIGH",
-    )
-    p.add_argument(
-        "--split-seed",
-        type=int,
-        help="seed of the automatic split (written once beside the data; default 0). --seed never changes the split",
-    )
-    p.add_argument(
-        "--on-duplicate",
-        choices=("error", "drop"),
-        help="an image in two splits: error (default) or drop the held-out copy",
-    )
-    p.add_argument(
-        "--no-validate",
-        dest="data_check",
-        action="store_const",
-        const="headers",
-        help="skip decoding every image before the run (header checks only)",
-    )
-
-
-def _pair_or_name(text: str):
-    """``"400,50"`` → ``[400.0, 50.0]``; names pass through."""
-    if isinstance(text, str) and "," in text:
-        try:
-            return [float(v) for v in text.split(",")]
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected a name or two numbers LOW,HIGH / WIDTH,LEVEL, got {text!r}"
-            ) from None
-    return text
+    add_data_arguments(p, image_size_help="pixels per side (default 32, the tiny preset; evaluate: the model's)")
 
 
 def _common_args(p: argparse.ArgumentParser) -> None:

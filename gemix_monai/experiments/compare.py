@@ -47,6 +47,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gemix_monai.cli_args import add_data_arguments
+from gemix_monai.cli_args import data_options as data_options_from_args
 from gemix_monai.experiments.stats import METHODS, Interval, paired_differences
 from gemix_monai.experiments.stats import interval as compute_interval
 from gemix_monai.utils import plain_data
@@ -1110,9 +1112,7 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``gemix-monai compare`` (defaults: :data:`COMPARE_DEFAULTS`)."""
     d = COMPARE_DEFAULTS
     p.add_argument("--out", default="gemix_compare", help="output folder (default ./gemix_compare)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--dataset-dir", help="image folder / CSV / .npz source (default: the embedded phantoms)")
-    g.add_argument("--datalist", help="MONAI datalist JSON with class_names and training/validation/test")
+    add_data_arguments(p, image_size_help=f"pixels per side (default {d['image_size']})", validate_flag=False)
     p.add_argument(
         "--strategies", nargs="+", help=f"strategies and variant names (default: {' '.join(d['strategies'])})"
     )
@@ -1132,17 +1132,6 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--epochs", type=int, help=f"classifier epochs per cell (default {d['epochs']})")
     p.add_argument("--batch-size", type=int, help=f"classifier batch (default {d['batch_size']})")
-    p.add_argument("--image-size", type=int, help=f"pixels per side (default {d['image_size']})")
-    p.add_argument("--hu-window", help="CT window (default auto: decided from the data; see docs/data.md)")
-    p.add_argument("--intensity", help="scaling of non-CT data (default auto)")
-    p.add_argument(
-        "--split-seed", type=int, help="seed of the automatic split (default 0; written once beside the data)"
-    )
-    p.add_argument(
-        "--on-duplicate",
-        choices=("error", "drop"),
-        help="an image in two splits: error (default) or drop the held-out copy",
-    )
     p.add_argument(
         "--variant",
         action="append",
@@ -1183,23 +1172,9 @@ def compare_from_args(args: argparse.Namespace) -> int:
         list_cells=args.list_cells,
         device=args.device,
         quiet=not args.verbose,
-        data_options=_data_options(args),
+        data_options=data_options_from_args(args),
     )
     return 0
-
-
-def _data_options(args: argparse.Namespace) -> dict:
-    """The ``get_dataset`` keywords given on the command line (hu_window, intensity, split_seed, on_duplicate)."""
-    out = {}
-    for key in ("hu_window", "intensity"):
-        value = getattr(args, key, None)
-        if value is not None:
-            out[key] = [float(v) for v in value.split(",")] if "," in value else value
-    if getattr(args, "split_seed", None) is not None:
-        out["split_seed"] = int(args.split_seed)
-    if getattr(args, "on_duplicate", None) is not None:
-        out["on_duplicate"] = args.on_duplicate
-    return out
 
 
 def _worker_main(argv=None) -> int:
