@@ -23,9 +23,9 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
+
+from benchmarks._child import run_child
 
 PRESETS = {"tiny": (1, 16), "32": (8, 4), "64": (8, 4), "128": (8, 4)}  # name -> (channel divisor, batch)
 
@@ -186,27 +186,8 @@ def _run_child(policy: str, args) -> dict:
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     else:
         env["GEMIX_FAST"] = "0"  # so that importing gemix_monai leaves OpenMP's default policy alone
-    cmd = [
-        sys.executable,
-        "-m",
-        "benchmarks.cpu_training",
-        "--child",
-        "--threads",
-        str(args.threads),
-        "--min-time",
-        str(args.min_time),
-        "--presets",
-        *args.presets,
-    ] + (["--bf16"] if args.bf16 else [])
-    done = subprocess.run(
-        cmd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    argv = ["--child", "--threads", str(args.threads), "--min-time", str(args.min_time), "--presets", *args.presets]
+    return run_child("benchmarks.cpu_training", argv + (["--bf16"] if args.bf16 else []), env)
 
 
 def main(argv=None):
@@ -228,30 +209,31 @@ def main(argv=None):
     if args.child:
         print(json.dumps(_child(args)))
         return
-    if args.infer:
-        text = _infer(args)
-        print(text)
-        if not args.no_write:
-            from benchmarks._report import write_section
+    presets = " ".join(args.presets)
+    for wanted, measure, section, title, command in (
+        (
+            args.infer,
+            _infer,
+            "cpu-training-infer",
+            "Inference with and without autograd",
+            f"--infer --threads {args.threads} --rounds {args.rounds} --presets {presets}",
+        ),
+        (
+            args.cpu_time,
+            _cpu_time,
+            "cpu-training-cputime",
+            "CPU training, compute only",
+            f"--cpu-time --rounds {args.rounds} --presets {presets}{' --bf16' if args.bf16 else ''}",
+        ),
+    ):
+        if wanted:  # a side table, written as its own section
+            text = measure(args)
+            print(text)
+            if not args.no_write:
+                from benchmarks._report import write_section
 
-            write_section(
-                "cpu-training-infer",
-                f"### Inference with and without autograd\n\n`python -m benchmarks.cpu_training --infer --threads {args.threads} --rounds {args.rounds} --presets {' '.join(args.presets)}`"
-                + text,
-            )
-        return
-    if args.cpu_time:
-        text = _cpu_time(args)
-        print(text)
-        if not args.no_write:
-            from benchmarks._report import write_section
-
-            write_section(
-                "cpu-training-cputime",
-                f"### CPU training, compute only\n\n`python -m benchmarks.cpu_training --cpu-time --rounds {args.rounds} --presets {' '.join(args.presets)}{' --bf16' if args.bf16 else ''}`"
-                + text,
-            )
-        return
+                write_section(section, f"### {title}\n\n`python -m benchmarks.cpu_training {command}`" + text)
+            return
 
     import torch
 

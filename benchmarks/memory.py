@@ -19,10 +19,9 @@ import argparse
 import json
 import os
 import resource
-import subprocess
-import sys
 import time
 
+from benchmarks._child import run_child
 from benchmarks.cpu_training import PRESETS
 
 
@@ -71,28 +70,10 @@ def _child(args) -> dict:
 def _run(mode: str, preset: str, fast: bool, args, **extra) -> dict:
     env = dict(os.environ, GEMIX_FAST="1" if fast else "0")
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # what `gemix-monai` (gemix_monai imported before torch) runs with
-    cmd = [
-        sys.executable,
-        "-m",
-        "benchmarks.memory",
-        "--child",
-        mode,
-        "--preset",
-        preset,
-        "--threads",
-        str(args.threads),
-    ]
+    argv = ["--child", mode, "--preset", preset, "--threads", str(args.threads)]
     for k, v in extra.items():
-        cmd += [f"--{k.replace('_', '-')}", str(v)]
-    done = subprocess.run(
-        cmd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        argv += [f"--{k.replace('_', '-')}", str(v)]
+    return run_child("benchmarks.memory", argv, env)
 
 
 def main(argv=None):
