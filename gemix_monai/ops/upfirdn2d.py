@@ -217,24 +217,24 @@ def _is_channels_last(x: torch.Tensor) -> bool:
     )
 
 
-def _setup_context(ctx, inputs, output):
-    x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain, impl = inputs
+def _save_for_gradient(ctx, x, f, y, args: tuple) -> None:
     ctx.save_for_backward(f)
     ctx.in_size = (x.shape[2], x.shape[3])
-    ctx.out_size = (output.shape[2], output.shape[3])
-    ctx.args = (up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain, impl)
+    ctx.out_size = (y.shape[2], y.shape[3])
+    ctx.args = args
 
 
-def _backward(ctx, grad_output):
+def _gradient_args(ctx) -> tuple:
+    """``(f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain)`` of the upfirdn2d
+    that maps ``dL/dy`` to ``dL/dx``; the remaining forward arguments (``impl``) follow in ``ctx.args``."""
     (f,) = ctx.saved_tensors
-    up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain, impl = ctx.args
+    up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain = ctx.args[:10]
     h, w = ctx.in_size
     h_out, w_out = ctx.out_size
     fw, fh = _filter_size(f)
     # dL/dx[i] = sum_j dy[j] f'[i·up + pad0 - j·down]: an upfirdn2d of dy with up/down swapped and
     # the filter flipped; pad0' = taps - 1 - pad0, and pad1' makes the output exactly the input size.
-    grad_x = _upfirdn2d_op(
-        grad_output,
+    return (
         f,
         down_x,
         down_y,
@@ -246,9 +246,17 @@ def _backward(ctx, grad_output):
         h * up_y - h_out * down_y + pad_y0 - up_y + 1,
         not flip_filter,
         gain,
-        impl,
     )
-    return (grad_x,) + (None,) * 12
+
+
+def _setup_context(ctx, inputs, output):
+    x, f, *args = inputs
+    _save_for_gradient(ctx, x, f, output, tuple(args))
+
+
+def _backward(ctx, grad_output):
+    impl = ctx.args[10]
+    return (_upfirdn2d_op(grad_output, *_gradient_args(ctx), impl),) + (None,) * 12
 
 
 _upfirdn2d_op.register_autograd(_backward, setup_context=_setup_context)
@@ -256,43 +264,20 @@ _upfirdn2d_op.register_autograd(_backward, setup_context=_setup_context)
 
 # ----------------------------------------------------------------------------------------------
 # Eager calls without the torch.library Python layer (see bias_act.py): the same kernel, the same
-# gradient formula (an upfirdn2d with up/down swapped and the filter flipped), identical numbers.
+# gradient formula (_gradient_args), identical numbers. It stays beside the registered op because
+# it is measurably faster in eager training (docs/benchmarks.md); the op serves torch.compile/export.
 
 
 class _LeanUpfirdn2d(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain):
-        y = torch.ops.gemix_C.upfirdn2d(
-            x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain
-        )
-        ctx.save_for_backward(f)
-        ctx.in_size = (x.shape[2], x.shape[3])
-        ctx.out_size = (y.shape[2], y.shape[3])
-        ctx.args = (up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain)
+    def forward(ctx, x, f, *args):
+        y = torch.ops.gemix_C.upfirdn2d(x, f, *args)
+        _save_for_gradient(ctx, x, f, y, args)
         return y
 
     @staticmethod
     def backward(ctx, grad_output):
-        (f,) = ctx.saved_tensors
-        up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, flip_filter, gain = ctx.args
-        h, w = ctx.in_size
-        h_out, w_out = ctx.out_size
-        fw, fh = _filter_size(f)
-        grad_x = _LeanUpfirdn2d.apply(
-            grad_output,
-            f,
-            down_x,
-            down_y,
-            up_x,
-            up_y,
-            fw - 1 - pad_x0,
-            w * up_x - w_out * down_x + pad_x0 - up_x + 1,
-            fh - 1 - pad_y0,
-            h * up_y - h_out * down_y + pad_y0 - up_y + 1,
-            not flip_filter,
-            gain,
-        )
-        return (grad_x,) + (None,) * 11
+        return (_LeanUpfirdn2d.apply(grad_output, *_gradient_args(ctx)),) + (None,) * 11
 
 
 # ----------------------------------------------------------------------------------------------
