@@ -16,7 +16,7 @@ import torch
 from ignite.engine import Engine
 from ignite.exceptions import NotComputableError
 from ignite.metrics import Metric
-from ignite.metrics.metric import reinit__is_reduced
+from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 
 from gemix_monai.metrics.clinical import (
     ECE_BINS,
@@ -137,27 +137,18 @@ class ClinicalMetrics(Metric):
         self._labels.append(y)
         self._probs.append(probs)
 
-    def _gather(self, local: torch.Tensor) -> torch.Tensor:
-        """All-gather rows of unequal count: pad to the largest count, gather, drop the padding."""
-        if idist.get_world_size() == 1:
-            return local
-        device = idist.device()
-        n_local = torch.tensor([local.shape[0]], device=device)
-        counts = idist.all_gather(n_local).tolist()
-        n_max = max(counts)
-        padded = torch.zeros((n_max,) + tuple(local.shape[1:]), dtype=local.dtype, device=device)
-        padded[: local.shape[0]] = local.to(device)
-        gathered = idist.all_gather(padded).reshape((len(counts), n_max) + tuple(local.shape[1:]))
-        return torch.cat([gathered[r, :n] for r, n in enumerate(counts)]).cpu()
-
+    @sync_all_reduce("_cm", "_bins")
     def compute(self) -> dict[str, float]:
-        cm = idist.all_reduce(self._cm.clone()).cpu()
-        bins = idist.all_reduce(self._bins.clone()).cpu()
+        cm, bins = self._cm.cpu(), self._bins.cpu()  # summed over processes by sync_all_reduce
         k = self.num_classes
-        labels = torch.cat(self._labels) if self._labels else torch.zeros(0, dtype=torch.long)
-        probs = torch.cat(self._probs) if self._probs else torch.zeros(0, k, dtype=torch.float64)
-        labels = self._gather(labels)
-        probs = self._gather(probs)
+        labels = torch.cat(self._labels).cpu() if self._labels else torch.zeros(0, dtype=torch.long)
+        probs = torch.cat(self._probs).cpu() if self._probs else torch.zeros(0, k, dtype=torch.float64)
+        if idist.get_world_size() > 1:
+            # The processes' shards may differ in length (the last batches of a DistributedSampler without
+            # padding): ignite's tensor all_gather needs one shape everywhere, its object all_gather does not.
+            shards = idist.all_gather((labels, probs))
+            labels = torch.cat([shard[0] for shard in shards])
+            probs = torch.cat([shard[1] for shard in shards])
         if int(cm.sum()) == 0:
             raise NotComputableError("ClinicalMetrics must have at least one example before it can be computed")
         self.result = summarize_clinical_metrics(
