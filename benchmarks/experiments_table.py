@@ -13,17 +13,23 @@ import argparse
 import csv
 from collections import defaultdict
 
+from gemix_monai.experiments.stats import Interval, table_head
+
 DEFAULT_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc", "ece", "fnr/hemangioma")
 
 
 def _cell(row: dict, signed: bool) -> str:
-    if row["defined"] != "True":
-        return f"{float(row['mean']):+.3f} (n={row['n']})" if signed else f"{float(row['mean']):.3f} (n={row['n']})"
-    fmt = "{:+.3f}" if signed else "{:.3f}"
-    star = "*" if signed and row.get("excludes_zero") == "True" else ""
-    return (
-        f"{fmt.format(float(row['mean']))}{star} [{fmt.format(float(row['ci_lo']))}, {fmt.format(float(row['ci_hi']))}]"
+    iv = Interval(
+        mean=float(row["mean"]),
+        lo=float(row["ci_lo"]),
+        hi=float(row["ci_hi"]),
+        half_width=float(row["half_width"]),
+        n=int(row["n"]),
+        confidence=float(row["confidence"]),
+        method=row["method"],
+        defined=row["defined"] == "True",
     )
+    return iv.brief(signed)
 
 
 def tables(path: str, metrics) -> str:
@@ -43,12 +49,7 @@ def tables(path: str, metrics) -> str:
                 if not comparison
                 else f"`{net}`: paired difference, strategy {comparison}"
             )
-            out += [
-                f"**{title}**",
-                "",
-                "| strategy | n | " + " | ".join(metrics) + " |",
-                "|---|---|" + "---|" * len(metrics),
-            ]
+            out += [f"**{title}**", "", *table_head(["strategy", "n", *metrics])]
             for s in strategies:
                 cells = by[(net, comparison, s)]
                 n = next(iter(cells.values()))["n"]

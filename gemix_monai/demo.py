@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gemix_monai.experiments.stats import table_head
 from gemix_monai.utils import atomic_write_bytes, atomic_write_json
 
 __all__ = ["DEMO_DEFAULTS", "DemoResult", "run_demo", "write_metrics_table"]
@@ -84,8 +85,7 @@ def write_metrics_table(reports: dict[str, Path], out_dir: Path) -> tuple[Path, 
         "",
         "Higher is better except `ece` and `fnr/<class>` (false-negative rate per class).",
         "",
-        "| strategy | " + " | ".join(columns) + " |",
-        "|---|" + "---|" * len(columns),
+        *table_head(["strategy", *columns]),
     ]
     for strategy, r in rows.items():
         lines.append(f"| {strategy} | " + " | ".join(f"{r[c]:.4f}" for c in columns) + " |")
@@ -119,19 +119,15 @@ def write_interval_table(
             values.setdefault(s, {}).setdefault(m, {})[k] = float(v)
     shown = list(metrics) + [f"fnr/{c}" for c in class_names]
 
-    def cell(iv) -> str:
-        return f"{iv.mean:.3f} [{iv.lo:.3f}, {iv.hi:.3f}]" if iv.defined else f"{iv.mean:.3f} (n={iv.n}: no interval)"
-
     lines = [
         f"# Strategies over {n_seeds} seed(s): mean [95 % t-interval]",
         "",
         "Same GAN, same split, the classifier's seed varies. Higher is better except `fnr/*`.",
         "",
-        "| strategy | " + " | ".join(shown) + " |",
-        "|---|" + "---|" * len(shown),
+        *table_head(["strategy", *shown]),
     ]
     for s in strategies:
-        lines.append(f"| {s} | " + " | ".join(cell(t_interval(list(values[s][m].values()))) for m in shown) + " |")
+        lines.append(f"| {s} | " + " | ".join(t_interval(list(values[s][m].values())).brief() for m in shown) + " |")
     for base in ("real", "pixel_mixup"):
         if base not in strategies:
             continue
@@ -144,17 +140,10 @@ def write_interval_table(
             "",
             "An interval that excludes 0 is marked *; with few seeds most will not.",
             "",
-            "| strategy | " + " | ".join(shown) + " |",
-            "|---|" + "---|" * len(shown),
+            *table_head(["strategy", *shown]),
         ]
         for s in others:
-            cells = []
-            for m in shown:
-                iv = paired_interval(values[s][m], values[base][m])
-                star = "*" if iv.defined and (iv.lo > 0 or iv.hi < 0) else ""
-                cells.append(
-                    f"{iv.mean:+.3f}{star} [{iv.lo:+.3f}, {iv.hi:+.3f}]" if iv.defined else f"{iv.mean:+.3f} (n={iv.n})"
-                )
+            cells = [paired_interval(values[s][m], values[base][m]).brief(signed=True) for m in shown]
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
     path = out_dir / "intervals.md"
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))

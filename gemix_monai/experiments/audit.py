@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gemix_monai.experiments.stats import table_head
 from gemix_monai.metrics import quality as Q
 from gemix_monai.utils import atomic_write_bytes, atomic_write_json, plain_tensor
 
@@ -468,8 +469,7 @@ def _markdown(report: dict) -> str:
         "",
     ]
     header = ["metric", "look for"] + [f"{g} {s}" for g in groups for s in ("syn", "floor")]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
+    lines += table_head(header)
     count_row = ["images (n / n_train)", ""]
     for g in groups:
         for s in SOURCES:

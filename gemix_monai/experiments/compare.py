@@ -49,7 +49,7 @@ from pathlib import Path
 
 from gemix_monai.cli_args import add_data_arguments
 from gemix_monai.cli_args import data_options as data_options_from_args
-from gemix_monai.experiments.stats import METHODS, Interval, paired_differences
+from gemix_monai.experiments.stats import METHODS, Interval, paired_differences, table_head
 from gemix_monai.experiments.stats import interval as compute_interval
 from gemix_monai.utils import plain_data
 
@@ -898,12 +898,7 @@ def _markdown(out, cells, rows, arms, s, dataset, metrics, records) -> str:
     by = {(r["network"], r["strategy"], r["comparison"], r["metric"]): r["interval"] for r in records}
     arm_names = [a.name for a in arms]
     for net in s["networks"]:
-        lines += [
-            f"## Network `{net}`",
-            "",
-            "| strategy | n | " + " | ".join(metrics) + " |",
-            "|---|---|" + "---|" * len(metrics),
-        ]
+        lines += [f"## Network `{net}`", "", *table_head(["strategy", "n", *metrics])]
         for arm in arm_names:
             ivs = [by[(net, arm, "", m)] for m in metrics]
             lines.append(f"| {arm} | {ivs[0].n} | " + " | ".join(_fmt_interval(iv) for iv in ivs) + " |")
@@ -916,8 +911,7 @@ def _markdown(out, cells, rows, arms, s, dataset, metrics, records) -> str:
                 "",
                 "Matched by (GAN seed, seed); `*` marks an interval that excludes 0.",
                 "",
-                "| strategy | n | " + " | ".join(metrics) + " |",
-                "|---|---|" + "---|" * len(metrics),
+                *table_head(["strategy", "n", *metrics]),
             ]
             for arm in arm_names:
                 if (net, arm, f"- {base}", metrics[0]) not in by:

@@ -31,6 +31,7 @@ __all__ = [
     "paired_differences",
     "paired_interval",
     "METHODS",
+    "table_head",
 ]
 
 METHODS = ("t", "bootstrap")
@@ -61,6 +62,21 @@ class Interval:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "excludes_zero": self.excludes_zero}
+
+    def brief(self, signed: bool = False) -> str:
+        """``mean [lo, hi]`` with three decimals, for report tables; ``signed`` (a paired difference) writes
+        the signs and marks an interval that excludes 0 with ``*``; an undefined interval is ``mean (n=…: no
+        interval)``."""
+        f = "{:+.3f}" if signed else "{:.3f}"
+        if not self.defined:
+            return f"{f.format(self.mean)} (n={self.n}: no interval)"
+        star = "*" if signed and self.excludes_zero else ""
+        return f"{f.format(self.mean)}{star} [{f.format(self.lo)}, {f.format(self.hi)}]"
+
+
+def table_head(columns: Sequence[str]) -> list[str]:
+    """The first two lines of a Markdown table with these column names."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
 
 
 def _finite(values: Sequence[float]) -> np.ndarray:
