@@ -193,30 +193,21 @@ def build_strategy(
     n_real = len(real_dataset)
     if name == "synthetic_only":
         n = n_real if num_synthetic is None else int(num_synthetic)
-        synthetic = checked(
-            SyntheticDataset(
-                generator,
-                label_sampler,
-                num_images=n * tries,
-                seed=seed,
-                truncation_psi=truncation_psi,
-                batch_size=generation_batch_size,
-                device=device,
-            )
-        )
-        return Strategy(name, synthetic, None, label_sampler, info)
-    n_syn = int(round(synthetic_ratio * n_real))
+    else:
+        n = int(round(synthetic_ratio * n_real))
     synthetic = checked(
         SyntheticDataset(
             generator,
             label_sampler,
-            num_images=n_syn * tries,
+            num_images=n * tries,
             seed=seed,
             truncation_psi=truncation_psi,
             batch_size=generation_batch_size,
             device=device,
         )
     )
+    if name == "synthetic_only":
+        return Strategy(name, synthetic, None, label_sampler, info)
     return Strategy(
         name,
         RealSyntheticDataset(real_dataset, synthetic, num_classes, ratio=synthetic_ratio),
