@@ -9,6 +9,7 @@ import types
 import numpy as np
 import pytest
 import torch
+from _helpers import error_chain, small_generator
 
 from gemix_monai.mixing import (
     DirichletBetaSampler,
@@ -23,19 +24,6 @@ from gemix_monai.networks.presets import get_preset
 K = 3
 
 
-def small_generator(seed=0):
-    torch.manual_seed(seed)
-    return Generator(
-        z_dim=8,
-        c_dim=K,
-        w_dim=16,
-        img_resolution=16,
-        img_channels=1,
-        mapping_kwargs=dict(num_layers=2),
-        synthesis_kwargs=dict(channel_base=256, channel_max=16, num_fp16_res=0),
-    )
-
-
 @pytest.fixture(scope="module")
 def tiny_bundle_root(tmp_path_factory):
     """A bundle_root whose models/generator/generator.pt is a fresh tiny-preset generator over 3 classes."""
@@ -45,14 +33,6 @@ def tiny_bundle_root(tmp_path_factory):
         root / "models" / "generator" / "generator.pt"
     )
     return root
-
-
-def error_chain(exc):
-    parts = []
-    while exc is not None:
-        parts.append(f"{type(exc).__name__}: {exc}")
-        exc = exc.__cause__ or exc.__context__
-    return "\n".join(parts)
 
 
 # ------------------------------------------------------------------------------------------------ samplers

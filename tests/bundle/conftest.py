@@ -13,15 +13,6 @@ REPO_BUNDLE = Path(__file__).resolve().parents[2] / "bundle"
 CLASS_COUNTS = {"counts": [8, 4, 6], "val_counts": [2, 2, 2], "test_counts": [2, 2, 2]}
 
 
-def error_chain(exc: BaseException) -> str:
-    """All messages of an exception and its causes (config evaluation wraps the real error)."""
-    parts = []
-    while exc is not None:
-        parts.append(f"{type(exc).__name__}: {exc}")
-        exc = exc.__cause__ or exc.__context__
-    return "\n".join(parts)
-
-
 @pytest.fixture(scope="session")
 def tiny_datalist(tmp_path_factory) -> Path:
     from gemix_monai.data import generate_phantom_dataset

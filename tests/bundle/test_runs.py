@@ -5,10 +5,11 @@ import json
 
 import pytest
 import torch
+from _helpers import error_chain
 
 from gemix_monai.cli import run_bundle_config
 
-from .conftest import error_chain, parse_config
+from .conftest import parse_config
 
 
 def test_train_gan_writes_the_generator_where_generate_loads_it(trained_bundle):

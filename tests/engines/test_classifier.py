@@ -10,6 +10,7 @@ from monai.data import DataLoader, Dataset
 from gemix_monai.engines.classifier import (
     CHECKPOINT_INFO_NAME,
     ClassifierInfoWriter,
+    ClassifierTrainingOptions,
     StrategyPrepareBatch,
     class_balanced_weights,
     create_classifier_evaluator,
@@ -26,6 +27,10 @@ from gemix_monai.metrics import clinical_metrics
 NAMES = ["normal", "benign", "malignant"]
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; this machine has none")
 SIZE = 16
+#: one quick run: the tiny network, one epoch of batches of 8, no TensorBoard, no final report (tests override)
+QUICK = ClassifierTrainingOptions(
+    network="tiny", class_names=NAMES, epochs=1, batch_size=8, tensorboard=False, final_report=False
+)
 
 
 def make_items(n, seed):
@@ -94,15 +99,11 @@ def test_each_strategy_trains_on_its_own_data_and_keeps_a_loadable_best_checkpoi
         train_ds,
         val_ds,
         tmp_path,
+        QUICK,
         strategy=strategy,
-        network="tiny",
-        class_names=NAMES,
         generator_checkpoint=None if strategy in ("real", "pixel_mixup") else generator_checkpoint,
-        epochs=1,
         batch_size=12,
         loss_function=recording_loss,
-        tensorboard=False,
-        final_report=False,
         strategy_kwargs={"synthetic_ratio": 0.5} if num_items == 36 else None,
     )
     assert result.num_train_items == num_items
@@ -155,18 +156,7 @@ def test_training_writes_the_validation_report_and_tensorboard(train_ds, val_ds,
 
 
 def test_evaluation_from_checkpoint_equals_functional_metrics(train_ds, val_ds, tmp_path):
-    train_classifier(
-        train_ds,
-        val_ds,
-        tmp_path / "run",
-        strategy="real",
-        network="tiny",
-        class_names=NAMES,
-        epochs=1,
-        batch_size=8,
-        tensorboard=False,
-        final_report=False,
-    )
+    train_classifier(train_ds, val_ds, tmp_path / "run", QUICK, strategy="real")
     result = evaluate_classifier(tmp_path / "run" / "models" / "model.pt", val_ds, tmp_path / "report")
     net, _ = load_classifier(tmp_path / "run" / "models" / "model.pt")
     net.eval()
@@ -185,12 +175,9 @@ def test_feature_tsne_of_real_and_mixed_points(train_ds, val_ds, tmp_path):
         train_ds,
         val_ds,
         tmp_path,
+        QUICK,
         strategy="pixel_mixup",
-        network="tiny",
-        class_names=NAMES,
-        epochs=1,
-        batch_size=8,
-        tensorboard=False,
+        final_report=True,
         tsne_layer="default",
         tsne_max_points=24,
     )
@@ -331,14 +318,11 @@ def test_class_weighted_sampling_balances_the_classes_seen_in_training(train_ds,
         unbalanced,
         val_ds,
         tmp_path,
-        network="tiny",
-        class_names=NAMES,
+        QUICK,
         epochs=4,
         batch_size=5,
         class_weighted_sampling=True,
         loss_function=recording_loss,
-        tensorboard=False,
-        final_report=False,
     )
     counts = torch.bincount(torch.cat(seen), minlength=3)
     # 8 normal vs 2 benign items: drawn uniformly, benign would be ~20 % of the draws; balanced, ~50 %
@@ -356,18 +340,8 @@ def test_class_weighted_sampling_balances_the_classes_seen_in_training(train_ds,
     ],
 )
 def test_bad_training_arguments_give_clear_errors(kwargs, error, match, train_ds, val_ds, tmp_path):
-    args = dict(
-        strategy="real",
-        network="tiny",
-        class_names=NAMES,
-        epochs=1,
-        batch_size=8,
-        tensorboard=False,
-        final_report=False,
-    )
-    args.update(kwargs)
     with pytest.raises(error, match=match):
-        train_classifier(train_ds, val_ds, tmp_path, **args)
+        train_classifier(train_ds, val_ds, tmp_path, QUICK, **{"strategy": "real", **kwargs})
 
 
 def test_bad_data_type_is_named(val_ds, tmp_path):
@@ -386,18 +360,7 @@ def test_checkpoint_without_info_needs_the_architecture(tmp_path):
 
 @requires_cuda
 def test_amp_training_on_cuda_keeps_a_float32_checkpoint(train_ds, val_ds, tmp_path):
-    result = train_classifier(
-        train_ds,
-        val_ds,
-        tmp_path,
-        network="tiny",
-        class_names=NAMES,
-        epochs=1,
-        batch_size=8,
-        device="cuda",
-        amp=True,
-        tensorboard=False,
-    )
+    result = train_classifier(train_ds, val_ds, tmp_path, QUICK, device="cuda", amp=True, final_report=True)
     state = torch.load(result.checkpoint, weights_only=True)
     assert all(v.device.type == "cpu" for v in state.values())
     assert state["fc.weight"].dtype == torch.float32

@@ -10,20 +10,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from _helpers import error_chain
 from PIL import Image
 
 from gemix_monai.engines.classifier import _classify_transform, classify_folder, find_images
 from gemix_monai.engines.classifier_networks import build_classifier_network
 
 NAMES = ["normal", "ground-glass", "consolidation", "effusion"]  # 4 classes: nothing may assume 3
-
-
-def _error_chain(exc):
-    parts = []
-    while exc is not None:
-        parts.append(f"{type(exc).__name__}: {exc}")
-        exc = exc.__cause__ or exc.__context__
-    return "\n".join(parts)
 
 
 @pytest.fixture(scope="module")
@@ -172,44 +165,16 @@ def _cli(*argv):
 
 def test_cli_classify_writes_the_csv_and_refuses_to_overwrite_it(bundle_root, images, tmp_path):
     out = tmp_path / "cli.csv"
-    assert (
-        _cli("classify", str(images), "--bundle-root", str(bundle_root), "--output", str(out), "--device", "cpu") == 0
-    )
+    classify = ["classify", str(images), "--bundle-root", str(bundle_root), "--output", str(out), "--device", "cpu"]
+    assert _cli(*classify) == 0
     rows = _read(out)
     assert rows[0][2:] == [f"p({n})" for n in NAMES] and len(rows) == 1 + len(EXPECTED)
     # the CLI prints the error as one line (exit 2); --verbose raises with the whole chain
-    assert (
-        _cli("classify", str(images), "--bundle-root", str(bundle_root), "--output", str(out), "--device", "cpu") == 2
-    )
+    assert _cli(*classify) == 2
     with pytest.raises(Exception) as info:
-        _cli(
-            "classify",
-            str(images),
-            "--bundle-root",
-            str(bundle_root),
-            "--output",
-            str(out),
-            "--device",
-            "cpu",
-            "--verbose",
-        )
-    assert f"{out} already exists" in _error_chain(info.value)
-    assert (
-        _cli(
-            "classify",
-            str(images),
-            "--bundle-root",
-            str(bundle_root),
-            "--output",
-            str(out),
-            "--device",
-            "cpu",
-            "--overwrite",
-            "--batch-size",
-            "3",
-        )
-        == 0
-    )
+        _cli(*classify, "--verbose")
+    assert f"{out} already exists" in error_chain(info.value)
+    assert _cli(*classify, "--overwrite", "--batch-size", "3") == 0
 
 
 def test_cli_classify_with_an_explicit_checkpoint_and_the_default_output(bundle_root, images, tmp_path):
@@ -256,7 +221,7 @@ def test_cli_classify_on_an_empty_folder_fails_naming_it(bundle_root, tmp_path):
             "cpu",
             "--verbose",
         )
-    assert f"no images to classify in {empty}" in _error_chain(info.value)
+    assert f"no images to classify in {empty}" in error_chain(info.value)
 
 
 def test_cli_classify_has_help(capsys):

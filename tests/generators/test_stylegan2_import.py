@@ -288,6 +288,18 @@ def write_snapshot(
     return path
 
 
+def snapshot_of(G_src, folder: Path, marker: Path, name: str = "snap.pkl", **options) -> Path:
+    """:func:`write_snapshot` of one source generator as its ``G_ema`` (``options``: ``protocol``, ``drop``, ...)."""
+    return write_snapshot(
+        folder / name,
+        folder / "src",
+        marker,
+        reference_state(G_src),
+        init_kwargs=reference_init_kwargs(G_src),
+        **options,
+    )
+
+
 @pytest.fixture
 def snapshot_env(tmp_path):
     """(source G_ema, source G, snapshot path, marker path) for a small conditional generator."""
@@ -418,14 +430,7 @@ def test_a_module_that_contains_itself_is_refused(tmp_path):
 def test_older_pickle_protocols_import_too(tmp_path, protocol):
     G_src = make_source_generator()
     marker = tmp_path / "marker"
-    path = write_snapshot(
-        tmp_path / "snap.pkl",
-        tmp_path / "src",
-        marker,
-        reference_state(G_src),
-        init_kwargs=reference_init_kwargs(G_src),
-        protocol=protocol,
-    )
+    path = snapshot_of(G_src, tmp_path, marker, protocol=protocol)
     G = import_stylegan2_ada(path)
     assert (images(G) - images(G_src)).abs().max().item() < 1e-6
     assert not marker.exists()
@@ -542,14 +547,7 @@ def test_pickles_that_would_run_code_are_refused_naming_the_global(tmp_path, mak
 def test_code_hidden_deep_inside_a_well_formed_snapshot_is_refused(tmp_path):
     G_src = make_source_generator()
     marker = tmp_path / "PWNED"
-    path = write_snapshot(
-        tmp_path / "snap.pkl",
-        tmp_path / "src",
-        marker,
-        reference_state(G_src),
-        init_kwargs=reference_init_kwargs(G_src),
-        extra_state=CallOnLoad(os.system, f"touch {marker}"),
-    )
+    path = snapshot_of(G_src, tmp_path, marker, extra_state=CallOnLoad(os.system, f"touch {marker}"))
     with pytest.raises(UnsafePickleError, match="system'"):
         import_stylegan2_ada(path)
     assert not marker.exists()
@@ -605,14 +603,7 @@ def test_not_a_pickle_is_named(tmp_path):
 
 def test_missing_g_ema_and_wrong_network_are_named(tmp_path):
     G_src = make_source_generator()
-    path = write_snapshot(
-        tmp_path / "snap.pkl",
-        tmp_path / "src",
-        tmp_path / "marker",
-        reference_state(G_src),
-        init_kwargs=reference_init_kwargs(G_src),
-        drop=("G_ema",),
-    )
+    path = snapshot_of(G_src, tmp_path, tmp_path / "marker", drop=("G_ema",))
     with pytest.raises(
         SnapshotError, match=r"no 'G_ema' entry \(found keys \['D', 'G', 'augment_pipe', 'training_set_kwargs'\]\)"
     ):
@@ -757,13 +748,7 @@ def test_the_python_example_in_docs_generators_runs(tmp_path, monkeypatch):
     code = text.split("```python\n", 1)[1].split("```", 1)[0]
     G_src = make_source_generator(c_dim=2)
     marker = tmp_path / "marker"
-    write_snapshot(
-        tmp_path / "network-snapshot-000400.pkl",
-        tmp_path / "src",
-        marker,
-        reference_state(G_src),
-        init_kwargs=reference_init_kwargs(G_src),
-    )
+    snapshot_of(G_src, tmp_path, marker, name="network-snapshot-000400.pkl")
     monkeypatch.chdir(tmp_path)
     namespace = {}
     exec(compile(code, "docs/generators.md", "exec"), namespace)

@@ -4,6 +4,7 @@ import hashlib
 import warnings
 
 import pytest
+from _helpers import small_generator
 
 from gemix_monai.mixing import DirichletBetaSampler
 from gemix_monai.transforms import export_synthetic
@@ -97,20 +98,7 @@ def test_interrupted_export_records_what_it_wrote(counting_generator, tmp_path):
 
 
 def test_a_truncated_file_of_a_real_generator_export_is_regenerated_byte_for_byte(tmp_path):
-    import torch
-
-    from gemix_monai.networks import Generator
-
-    torch.manual_seed(0)
-    G = Generator(
-        z_dim=8,
-        c_dim=K,
-        w_dim=16,
-        img_resolution=16,
-        img_channels=1,
-        mapping_kwargs=dict(num_layers=2),
-        synthesis_kwargs=dict(channel_base=256, channel_max=16, num_fp16_res=0),
-    )
+    G = small_generator(c_dim=K)
     path = tmp_path / "generator.pt"
     G.save_checkpoint(path)
     export_synthetic(str(path), DirichletBetaSampler(K), tmp_path / "out", num_images=5, seed=1, batch_size=2)
