@@ -30,11 +30,28 @@ from benchmarks._child import run_child
 PRESETS = {"tiny": (1, 16), "32": (8, 4), "64": (8, 4), "128": (8, 4)}  # name -> (channel divisor, batch)
 
 
+def _variant_phases(name: str, variants, dev):
+    """``(preset, {variant: {"main", "r1"[, "pl"]}})``: one freshly built network set per variant (``old`` is
+    ``GEMIX_FAST=0``, ``new+bf16`` adds bf16 math), each phase a callable running one step of it."""
+    from benchmarks.generator import build, training_phases
+
+    divisor, batch = PRESETS[name]
+    phases = {}
+    for v in variants:
+        os.environ["GEMIX_FAST"] = "0" if v == "old" else "1"
+        preset, G, D, augment = build(name, dev, divisor)
+        main, r1, pl = training_phases(
+            preset, G, D, augment, batch, dev, fast=v != "old", bf16=v == "new+bf16", ema=True
+        )
+        phases[v] = dict(main=main, r1=r1, **({"pl": pl} if preset["pl_weight"] > 0 else {}))
+    return preset, phases
+
+
 def _child(args) -> dict:
     import torch
 
     from benchmarks._report import timeit
-    from benchmarks.generator import build, training_phases
+    from benchmarks.generator import build
 
     torch.set_num_threads(args.threads)
     dev = torch.device("cpu")
@@ -42,14 +59,7 @@ def _child(args) -> dict:
     out = {"threads": torch.get_num_threads(), "policy": os.environ.get("OMP_WAIT_POLICY", "default"), "presets": {}}
     for name in args.presets:
         divisor, batch = PRESETS[name]
-        phases = {}
-        for v in variants:
-            os.environ["GEMIX_FAST"] = "0" if v == "old" else "1"
-            preset, G, D, augment = build(name, dev, divisor)
-            main, r1, pl = training_phases(
-                preset, G, D, augment, batch, dev, fast=v != "old", bf16=v == "new+bf16", ema=True
-            )
-            phases[v] = dict(main=main, r1=r1, **({"pl": pl} if preset["pl_weight"] > 0 else {}))
+        preset, phases = _variant_phases(name, variants, dev)
         times = {v: {} for v in variants}
         for v in variants:  # alternate the variants phase by phase
             os.environ["GEMIX_FAST"] = "0" if v == "old" else "1"
@@ -92,8 +102,6 @@ def _cpu_time(args) -> str:
     step (not wall time), the variants alternating in one process, medians over ``--rounds``."""
     import torch
 
-    from benchmarks.generator import build, training_phases
-
     torch.set_num_threads(1)
     dev = torch.device("cpu")
     variants = ["old", "new"] + (["new+bf16"] if args.bf16 else [])
@@ -106,15 +114,10 @@ def _cpu_time(args) -> str:
         "|---|---|---|---|",
     ]
     for name in args.presets:
-        divisor, batch = PRESETS[name]
-        fns = {}
-        for v in variants:
+        preset, phases = _variant_phases(name, variants, dev)
+        fns = {v: (p["main"], p["r1"], p.get("pl")) for v, p in phases.items()}
+        for v, (main, r1, _) in fns.items():  # warm-up
             os.environ["GEMIX_FAST"] = "0" if v == "old" else "1"
-            preset, G, D, augment = build(name, dev, divisor)
-            main, r1, pl = training_phases(
-                preset, G, D, augment, batch, dev, fast=v != "old", bf16=v == "new+bf16", ema=True
-            )
-            fns[v] = (main, r1, pl if preset["pl_weight"] > 0 else None)
             main(), r1()
         samples = {v: [] for v in variants}
         for _ in range(args.rounds):
