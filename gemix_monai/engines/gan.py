@@ -368,7 +368,9 @@ class GlobalBatchEngine(Engine):
     ``training_format`` and its checkpoints in ``training_name`` (as in "not a GAN training checkpoint").
     """
 
-    training_name = "GAN training"
+    #: the checkpoint format tag, and what the checkpoints are called in messages
+    training_format: str
+    training_name: str
 
     # -- counters ------------------------------------------------------------------------------
     @property
@@ -775,6 +777,7 @@ class ConditionalGanTrainer(GlobalBatchEngine):
 
     # -- checkpoints ---------------------------------------------------------------------------
     training_format = CHECKPOINT_FORMAT
+    training_name = "GAN training"
 
     def training_state_dict(self) -> dict:
         state = super().training_state_dict()
