@@ -309,6 +309,20 @@ def create_generative_trainer(
     return trainer
 
 
+#: The keywords of :func:`train_family` that go unchanged to :func:`create_generative_trainer` (its defaults apply).
+_RUN_SETTINGS = (
+    "seed",
+    "resume",
+    "device",
+    "num_workers",
+    "checkpoint_kimg",
+    "sample_kimg",
+    "log_every",
+    "keep_snapshots",
+    "progress",
+)
+
+
 def train_family(
     family: str,
     train_data,
@@ -319,21 +333,17 @@ def train_family(
     class_names: Sequence[str] | None = None,
     max_kimg: float | None = None,
     batch_size: int | None = None,
-    seed: int = 0,
-    resume=None,
-    device=None,
-    num_workers: int = 0,
-    checkpoint_kimg: float | None = None,
-    sample_kimg: float | None = None,
-    log_every: int = 10,
-    keep_snapshots: bool = False,
-    progress: bool = True,
-    **options,
+    **kwargs,
 ) -> Path:
     """Train a ``dcgan`` or ``diffusion`` generator on ``train_data`` (as :func:`~gemix_monai.engines.gan.train_gan`)
-    and return ``output_dir/models/generator/generator.pt``. ``preset``: a name (``tiny``, ``32``, ``64``, ``128``) or dict;
-    ``**options``: :class:`GenerativeTrainingOptions` fields (the preset's values by default)."""
+    and return ``output_dir/models/generator/generator.pt``. ``preset``: a name (``tiny``, ``32``, ``64``, ``128``) or dict.
+
+    Other keywords: the run settings of :func:`create_generative_trainer` (``seed``, ``resume``, ``device``,
+    ``num_workers``, ``checkpoint_kimg``, ``sample_kimg``, ``log_every``, ``keep_snapshots``, ``progress``) and
+    :class:`GenerativeTrainingOptions` fields (the preset's values by default)."""
     family = _check_family(family)
+    run = {k: kwargs.pop(k) for k in _RUN_SETTINGS if k in kwargs}
+    options = kwargs
     num_classes, class_names = _resolve_classes(
         "train_family", num_classes, class_names, options, GenerativeTrainingOptions
     )
@@ -342,7 +352,7 @@ def train_family(
         raise ValueError("train_data is empty")
     first = dataset[0]
     channels = int(torch.as_tensor(first["image"]).shape[0]) if isinstance(first, Mapping) and "image" in first else 1
-    torch.manual_seed(seed)  # network initialisation
+    torch.manual_seed(run.get("seed", 0))  # network initialisation
     G, D, p = build_family_networks(
         family, preset, num_classes=num_classes, class_names=class_names, img_channels=channels
     )
@@ -358,15 +368,7 @@ def train_family(
         num_classes=num_classes,
         class_names=class_names,
         output_dir=output_dir,
-        device=device,
-        seed=seed,
-        num_workers=num_workers,
-        checkpoint_kimg=checkpoint_kimg,
-        sample_kimg=sample_kimg,
-        log_every=log_every,
-        keep_snapshots=keep_snapshots,
-        progress=progress,
-        resume=resume,
+        **run,
     )
     trainer.run()
     from gemix_monai.handlers.gan import GENERATOR_SUBPATH
