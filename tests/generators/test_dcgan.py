@@ -100,3 +100,16 @@ def test_compare_plans_one_row_per_family_and_keeps_stylegan2_ids(tmp_path):
 
     with pytest.raises(ValueError, match="unknown generator family 'vae'"):
         run_compare(tmp_path / "c", generators=["vae"], **kw)
+
+
+def test_train_generator_writes_a_dcgan_file_takes_run_settings_and_refuses_other_options(phantom_train, tmp_path):
+    import pytest
+
+    from gemix_monai.engines.generative import train_generator
+
+    kw = dict(family="dcgan", class_names=phantom_train.class_names, max_kimg=0.004, batch_size=4, progress=False)
+    path = train_generator(phantom_train, tmp_path / "run", seed=3, ema_kimg=0.01, **kw)
+    assert path == tmp_path / "run" / "models" / "generator" / "generator.pt"
+    assert load_generator(path).family == "dcgan"
+    with pytest.raises(TypeError, match=r"train_family got unknown options \['r1_gamma'\]"):
+        train_generator(phantom_train, tmp_path / "other", r1_gamma=1.0, **kw)
