@@ -157,14 +157,11 @@ def test_cli_audit_runs_from_checkpoints(phantoms, tiny_generator, audited, tmp_
     gen_path = tmp_path / "generator.pt"
     tiny_generator.save_checkpoint(gen_path)
     checkpoint = audited.report["feature_network"]["checkpoint"]
+    audit = ["audit", "--generator", str(gen_path), "--datalist", str(datalist)]
     assert (
         cli.main(
             [
-                "audit",
-                "--generator",
-                str(gen_path),
-                "--datalist",
-                str(datalist),
+                *audit,
                 "--classifier",
                 checkpoint,
                 "--out",
@@ -186,11 +183,7 @@ def test_cli_audit_runs_from_checkpoints(phantoms, tiny_generator, audited, tmp_
     with pytest.raises(ValueError, match="resolution mismatch"):
         cli.main(
             [
-                "audit",
-                "--generator",
-                str(gen_path),
-                "--datalist",
-                str(datalist),
+                *audit,
                 "--out",
                 str(tmp_path / "bad"),
                 "--image-size",
