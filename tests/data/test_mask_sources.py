@@ -218,3 +218,14 @@ def test_contract_refuses_different_mask_channel_counts_and_pairs_without_masks(
     with pytest.raises(DataError, match="image–mask pairs need masks on both sides: the generator has none"):
         check_contract(contract(0), contract(1), "the generator", "the data", pairs=True)
     check_contract(contract(2), contract(2), "the generator", "the data", pairs=True)
+
+
+def test_classify_folder_search_skips_masks_beside_their_images(tmp_path):
+    from gemix_monai.engines.classifier import find_images
+
+    picture = _region_picture(16, 16)
+    for name in ("a.png", "a_mask.png", "b.nii.gz", "lone_mask.png"):
+        _png(tmp_path / "scan" / name, picture) if name.endswith(".png") else _nifti(tmp_path / "scan" / name, picture)
+    _nifti(tmp_path / "scan" / "b_mask.nii.gz", picture > 0, np.uint8)
+    # a *_mask file without its image is an image like any other (nothing says it is a mask)
+    assert [p.name for p in find_images(tmp_path / "scan")] == ["a.png", "b.nii.gz", "lone_mask.png"]
