@@ -69,10 +69,10 @@ def datalist_has_masks(datalist) -> bool:
 def decide_mask_channels(datalist, context: str = "datalist") -> tuple[int, str]:
     """``(M, reason)`` for a datalist with masks, decided once for all its splits (docs/segmentation.md).
 
-    The datalist's own ``"mask_channels"`` if it declares one; otherwise every mask file is read and the labels
-    found must be exactly ``0..M`` (or ``{0, M}`` with ``M = 1``; 0/255 in an 8-bit PNG counts as binary) with
-    ``M <= 8``: a gap (labels 0, 1, 3) or a larger value (a greyscale mask) is refused, naming a file with it,
-    and more structures must be declared (``mask_channels=``).
+    The datalist's own ``"mask_channels"`` if it declares one; otherwise every mask file is read: values within
+    {0, 1} are binary (0/255 in an 8-bit PNG counts as 0/1), and integer labels must be exactly ``0..M`` with
+    ``M <= 8``; a gap (labels 0, 1, 3) or a larger value (a greyscale mask) is refused, naming a file with it, and
+    more structures must be declared (``mask_channels=``).
     """
     import warnings
 
