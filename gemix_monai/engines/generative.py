@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gemix_monai.data.masks import paired_for_training
 from gemix_monai.mixing.labels import to_soft_label
 
 from .gan import (
@@ -390,9 +391,12 @@ def train_generator(
     """Train a generator of any family and return ``output_dir/models/generator/generator.pt`` (its format tag names the family).
 
     ``family="stylegan2"`` (default) is exactly :func:`~gemix_monai.engines.gan.train_gan`; ``"dcgan"`` and
-    ``"diffusion"`` are :func:`train_family` (single process: ``nproc_per_node`` > 1 is refused).
+    ``"diffusion"`` are :func:`train_family` (single process: ``nproc_per_node`` > 1 is refused). A dataset whose
+    contract records masks is trained on as image–mask pairs (:func:`~gemix_monai.data.masks.paired_for_training`).
     """
     family = _check_family(family or "stylegan2")
+    # Data with masks trains on [image channels…, mask channels] (docs/segmentation.md).
+    train_data = paired_for_training(train_data)
     if family == "stylegan2":
         return train_gan(
             train_data,
