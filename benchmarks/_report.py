@@ -33,7 +33,10 @@ def machine_description(device: torch.device | str = "cpu") -> str:
     except OSError:
         pass
     threads = torch.get_num_threads()
-    desc = f"{cpu}, {os.cpu_count()} logical cores ({threads} torch threads), Python {platform.python_version()}, torch {torch.__version__}"
+    desc = (
+        f"{cpu}, {os.cpu_count()} logical cores ({threads} torch threads), "
+        f"Python {platform.python_version()}, torch {torch.__version__}"
+    )
     if device.type == "cuda":
         desc = f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}); host: " + desc
     return desc

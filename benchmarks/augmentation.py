@@ -160,9 +160,12 @@ def main(argv=None) -> str:
             "## Augmentation: online synthesis vs. classifier consumption (`benchmarks/augmentation.py`)",
             "",
             f"Machine: {machine_description(device)}; device `{device}`{load}.",
-            f"Generator: {gen_desc}, {args.resolution} px, {args.num_classes} classes, GeMix `DirichletBetaSampler` labels; {ops_note}.",
-            f"Delivery: `SyntheticDataset` through `monai.data.DataLoader`, batch {batch_size}, {workers} workers, {batches} timed batches after warm-up.",
-            f"Consumption: MONAI `resnet50(spatial_dims=2)` training step (forward, soft-target CE, backward, SGD), batch {batch_size}, median step.",
+            f"Generator: {gen_desc}, {args.resolution} px, {args.num_classes} classes, "
+            f"GeMix `DirichletBetaSampler` labels; {ops_note}.",
+            f"Delivery: `SyntheticDataset` through `monai.data.DataLoader`, batch {batch_size}, {workers} workers, "
+            f"{batches} timed batches after warm-up.",
+            "Consumption: MONAI `resnet50(spatial_dims=2)` training step (forward, soft-target CE, backward, SGD), "
+            f"batch {batch_size}, median step.",
             "",
             "| path | images/s |",
             "|---|---|",

@@ -282,7 +282,8 @@ def main(argv=None):
         "`new+bf16` adds oneDNN bf16 math in the main steps (`GEMIX_BF16=1`).",
         "CPU runs of the 32/64/128 presets use channel counts divided by 8 (widths: at the output resolution / at 4×4).",
         "",
-        "| preset | px | widths | batch | OpenMP wait policy | path | step (s) | img/s | G+D main (s) | R1 (s) | speed-up vs. today (default policy, old) |",
+        "| preset | px | widths | batch | OpenMP wait policy | path | step (s) | img/s | G+D main (s) | R1 (s) "
+        "| speed-up vs. today (default policy, old) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in args.presets:
@@ -293,8 +294,9 @@ def main(argv=None):
             for v in variants:
                 step = med(policy, name, v, "step_s")
                 lines.append(
-                    f"| {name} | {res} | {first['widths'][0]}/{first['widths'][1]} | {first['batch']} | {policy} | {v} | {step:.3f} "
-                    f"| {first['batch'] / step:.1f} | {med(policy, name, v, 'main_s'):.3f} | {med(policy, name, v, 'r1_s'):.3f} | ×{base / step:.2f} |"
+                    f"| {name} | {res} | {first['widths'][0]}/{first['widths'][1]} | {first['batch']} | {policy} | {v} "
+                    f"| {step:.3f} | {first['batch'] / step:.1f} | {med(policy, name, v, 'main_s'):.3f} "
+                    f"| {med(policy, name, v, 'r1_s'):.3f} | ×{base / step:.2f} |"
                 )
     lines += [
         "",

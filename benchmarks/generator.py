@@ -416,7 +416,8 @@ def main(argv=None):
     lines = [
         f"## generator (CUDA, {precision} mixed precision)" if gpu else "## generator",
         "",
-        f"`python -m benchmarks.generator{' --quick' if args.quick else ''}{' --threads ' + str(args.threads) if args.threads else ''}"
+        f"`python -m benchmarks.generator{' --quick' if args.quick else ''}"
+        f"{' --threads ' + str(args.threads) if args.threads else ''}"
         f"{' --device ' + args.device if args.device != ('cuda' if torch.cuda.is_available() else 'cpu') else ''}"
         f"{' --mixed-precision ' + args.mixed_precision if args.mixed_precision else ''}`"
         f" on {machine_description(device)}; {elapsed:.0f} s in all; load average {load_before:.1f} → {os.getloadavg()[0]:.1f}"
@@ -429,7 +430,8 @@ def main(argv=None):
     ]
     if divisor > 1:
         lines.append(
-            f"CPU run: the 32/64/128 presets with channel counts divided by {divisor} (widths shown: at the output resolution / at 4×4); `tiny` as shipped."
+            f"CPU run: the 32/64/128 presets with channel counts divided by {divisor} "
+            "(widths shown: at the output resolution / at 4×4); `tiny` as shipped."
         )
     lines += [
         "",
@@ -439,7 +441,8 @@ def main(argv=None):
     for name, infer_batch, train_batch, results in rows:
         for impl, r in results.items():
             lines.append(
-                f"| {name} | {r['res']} | {r['widths'][0]}/{r['widths'][1]} | {r['g_params'] / 1e6:.2f} M / {r['d_params'] / 1e6:.2f} M | {impl} "
+                f"| {name} | {r['res']} | {r['widths'][0]}/{r['widths'][1]} "
+                f"| {r['g_params'] / 1e6:.2f} M / {r['d_params'] / 1e6:.2f} M | {impl} "
                 f"| {r['infer']:.1f} ({infer_batch}) | {r['train']:.1f} ({train_batch}) | {1000 / r['train']:.1f} |"
             )
         if "auto" in results:

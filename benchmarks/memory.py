@@ -113,7 +113,8 @@ def main(argv=None):
             base = _run("build", name, fast, args)["peak_mib"]
             step = _run("step", name, fast, args)["peak_mib"]
             lines.append(
-                f"| {name} | {PRESETS[name][1]} | {'fast' if fast else 'old (GEMIX_FAST=0)'} | {base:.0f} | {step:.0f} | {step - base:.0f} |"
+                f"| {name} | {PRESETS[name][1]} | {'fast' if fast else 'old (GEMIX_FAST=0)'} "
+                f"| {base:.0f} | {step:.0f} | {step - base:.0f} |"
             )
             print(lines[-1], flush=True)
     extra = dict(steps=args.steps, every=args.every)
@@ -124,7 +125,8 @@ def main(argv=None):
     lines += [
         "",
         f"RSS of one `tiny` run on the fast path, sampled every {args.every} steps "
-        f"({samples[-1][0] + 1} steps in {long['seconds']:.0f} s{'' if samples[-1][0] + 1 >= args.steps else ', stopped early by --max-seconds'}):",
+        f"({samples[-1][0] + 1} steps in {long['seconds']:.0f} s"
+        f"{'' if samples[-1][0] + 1 >= args.steps else ', stopped early by --max-seconds'}):",
         "",
         "| step | " + " | ".join(str(s) for s, _ in samples) + " |",
         "|---|" + "---|" * len(samples),

@@ -148,7 +148,8 @@ def render(device, rows, impls, quick) -> str:
         f"## Custom ops (`benchmarks/ops.py`), {torch.get_num_threads()} torch thread(s)",
         "",
         f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on: {machine_description(device)}.",
-        f"Command: `python benchmarks/ops.py --device {device.type} --threads {torch.get_num_threads()}{' --quick' if quick else ''}`. "
+        f"Command: `python benchmarks/ops.py --device {device.type} --threads {torch.get_num_threads()}"
+        f"{' --quick' if quick else ''}`. "
         "Time per call = the best of 3 alternating rounds of a median over ≥ 0.2 s; speed-up = reference time / "
         "this implementation's time, same run.",
         f"Load average (1 min) before / after the run: {LOAD['before']} / {os.getloadavg()[0]:.1f} "

@@ -141,11 +141,13 @@ def main(argv=None):
         [
             f"### Baseline: a small MONAI CNN on the default phantoms ({loss_name})",
             "",
-            f"Command: `python benchmarks/phantom_baseline.py --seed {args.seed} --epochs {args.epochs} --image-size {args.image_size}{flag}`",
+            f"Command: `python benchmarks/phantom_baseline.py --seed {args.seed} --epochs {args.epochs} "
+            f"--image-size {args.image_size}{flag}`",
             "",
             f"`monai.networks.nets.Classifier` (channels 16-32-64-64, strides 2, 1 residual unit), Adam 1e-3, batch 32, "
             f"{loss_name}, flips/90° turns, {args.epochs} epochs; the epoch with the best validation macro-F1 "
-            f"(epoch {best[2]}, {best[0]:.3f}) is evaluated. Data seed {args.seed}; the balanced set is rendered with seed {args.seed + 1000}. "
+            f"(epoch {best[2]}, {best[0]:.3f}) is evaluated. Data seed {args.seed}; "
+            f"the balanced set is rendered with seed {args.seed + 1000}. "
             f"Chance macro-F1 is about 0.33.",
             "",
             f"| evaluation set | images | macro-F1 | accuracy | sensitivity {' | sensitivity '.join(CLASS_NAMES)} |",

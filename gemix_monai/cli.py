@@ -11,7 +11,8 @@ KEY=VALUE`` overrides any other config id (``--set epochs=3 --set "strategy_kwar
     gemix-monai evaluate --bundle-root runs/exp1 --datalist ...
     gemix-monai classify scans/ --bundle-root runs/exp1 --output runs/exp1/predictions.csv
     gemix-monai demo --out gemix_demo
-    gemix-monai import-stylegan2 network-snapshot-000400.pkl --out runs/exp1/models/generator/generator.pt --class-names normal pneumonia
+    gemix-monai import-stylegan2 network-snapshot-000400.pkl --out runs/exp1/models/generator/generator.pt \\
+        --class-names normal pneumonia
     gemix-monai compare --out runs/compare --seeds 5 --networks tiny resnet18
 """
 

@@ -154,7 +154,8 @@ def source_kind(source) -> str:
     kinds = {".json": "datalist", ".csv": "csv", ".npz": "medmnist", ".txt": "covidx"}
     if suffix not in kinds:
         raise DataError(
-            f"source {source!r}: expected 'phantom', a folder, or a .json datalist, .csv manifest, .npz MedMNIST file or .txt COVIDx-CT label file"
+            f"source {source!r}: expected 'phantom', a folder, or a .json datalist, .csv manifest, "
+            ".npz MedMNIST file or .txt COVIDx-CT label file"
         )
     return kinds[suffix]
 

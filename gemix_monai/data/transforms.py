@@ -115,7 +115,8 @@ def image_format(path: str | os.PathLike) -> str:
     suffix = ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
     if suffix not in IMAGE_SUFFIXES:
         raise DataError(
-            f"{path}: unsupported image suffix {suffix!r}; expected one of {sorted(s for s in IMAGE_SUFFIXES if s)} (or no suffix for DICOM)"
+            f"{path}: unsupported image suffix {suffix!r}; "
+            f"expected one of {sorted(s for s in IMAGE_SUFFIXES if s)} (or no suffix for DICOM)"
         )
     return IMAGE_SUFFIXES[suffix]
 
@@ -246,7 +247,8 @@ class ExtractSliced(MapTransform):
             mask = d[self.mask_key]
             if tuple(mask.shape[-3:]) != tuple(img.shape[-3:]):
                 raise DataError(
-                    f"{_filename(img)}: mask {_filename(mask)} has spatial shape {tuple(mask.shape[-3:])}, image has {tuple(img.shape[-3:])}"
+                    f"{_filename(img)}: mask {_filename(mask)} has spatial shape {tuple(mask.shape[-3:])}, "
+                    f"image has {tuple(img.shape[-3:])}"
                 )
             area = (torch.as_tensor(mask) > 0).reshape(-1, depth).sum(0)
             if int(area.max()) == 0:
@@ -306,7 +308,8 @@ class CropBoxd(MapTransform):
             cols, rows = img.shape[-2:]
             if not (0 <= xmin < xmax <= cols and 0 <= ymin < ymax <= rows):
                 raise DataError(
-                    f"{_filename(img)}: box (xmin, ymin, xmax, ymax) = {tuple(box)} is empty or outside the image of {cols}×{rows} (cols×rows)"
+                    f"{_filename(img)}: box (xmin, ymin, xmax, ymax) = {tuple(box)} is empty or outside the image of "
+                    f"{cols}×{rows} (cols×rows)"
                 )
             d[key] = img[..., xmin:xmax, ymin:ymax]
         return d

@@ -4,7 +4,7 @@
 
 | name | network | parameters (1 channel, 3 classes) |
 |---|---|---|
-| ``tiny`` | :class:`TinyClassifier`: 3 strided MONAI ``Convolution`` blocks (8-16-32 channels), global average pool, linear | 6.1 k |
+| ``tiny`` | :class:`TinyClassifier`: 3 strided ``Convolution`` blocks (8-16-32 channels), global average pool, linear | 6.1 k |
 | ``resnet18`` / ``resnet50`` | ``monai.networks.nets.resnet18/50`` | 11.2 M / 23.5 M |
 | ``densenet121`` | ``monai.networks.nets.DenseNet121`` | 7.0 M |
 | ``efficientnet-b0`` | ``monai.networks.nets.EfficientNetBN("efficientnet-b0")`` | 4.0 M |

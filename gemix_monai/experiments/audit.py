@@ -845,7 +845,8 @@ def audit_command(args) -> int:
     print(f"audit written to {result.out_dir} (features: {result.report['feature_network']['description']})")
     for key in ("fd", "kid", "precision", "recall", "ms_ssim"):
         print(
-            f"  {key:10s} synthetic {_fmt(o['synthetic']['overall'][key]):>10s}   real floor {_fmt(o['real_floor']['overall'][key]):>10s}"
+            f"  {key:10s} synthetic {_fmt(o['synthetic']['overall'][key]):>10s}   "
+            f"real floor {_fmt(o['real_floor']['overall'][key]):>10s}"
         )
     print(f"  memorisation flagged: {'YES' if result.flagged else 'no'}")
     return 0

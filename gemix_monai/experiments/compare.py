@@ -879,7 +879,8 @@ def _markdown(out, cells, rows, arms, s, dataset, metrics, records) -> str:
         "",
         f"- dataset: `{json.dumps(dataset)}`",
         f"- classifier seeds: {s['seeds']} (n = {len(s['seeds'])}); GAN seeds: {s['gan_seeds']}",
-        f"- generator families: {', '.join(s.get('generators', ['stylegan2']))} (arms `<strategy>@<family>`; unsuffixed: stylegan2)",
+        f"- generator families: {', '.join(s.get('generators', ['stylegan2']))} "
+        "(arms `<strategy>@<family>`; unsuffixed: stylegan2)",
         f"- GAN budget (per GAN seed and family): preset `{s['gan_preset']}`, {s['gan_kimg']:g} kimg, batch {s['gan_batch_size']}"
         + (f"; measured {sum(gan_secs):.0f} s over {len(gan_secs)} GAN(s)" if gan_secs else ""),
         f"- classifier budget (every cell): {s['epochs']} epochs, batch {s['batch_size']}, AdamW lr {s['learning_rate']:g}, "

@@ -198,7 +198,8 @@ def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, 
         last = storage_offset + sum((s - 1) * st for s, st in zip(size, stride))
         if last >= storage.size():
             raise pickle.UnpicklingError(
-                f"tensor of size {size}, stride {stride}, offset {storage_offset} reaches past its storage of {storage.size()} elements"
+                f"tensor of size {size}, stride {stride}, offset {storage_offset} "
+                f"reaches past its storage of {storage.size()} elements"
             )
     return torch.empty((0,), dtype=storage.dtype).set_(storage, storage_offset, size, stride)
 
@@ -331,7 +332,8 @@ def _load_snapshot(path: Path) -> tuple[bytes, dict]:
     snapshot = _read_pickle(data, str(path))
     if not isinstance(snapshot, dict):
         raise SnapshotError(
-            f"{path}: a StyleGAN2-ADA snapshot pickles a dict (G, D, G_ema, augment_pipe, training_set_kwargs), found {type(snapshot).__name__}"
+            f"{path}: a StyleGAN2-ADA snapshot pickles a dict (G, D, G_ema, augment_pipe, training_set_kwargs), "
+            f"found {type(snapshot).__name__}"
         )
     return data, snapshot
 
@@ -414,11 +416,13 @@ def _generator_config(init_kwargs: Mapping, where: str) -> tuple[dict, dict]:
     z_dim, c_dim, w_dim, resolution, channels = (_as_int(init_kwargs[k], k, where) for k in _GENERATOR_ARGS[:5])
     if z_dim < 1 or w_dim < 1 or channels < 1 or c_dim < 0:
         raise SnapshotError(
-            f"{where}: need z_dim, w_dim, img_channels >= 1 and c_dim >= 0, got z_dim={z_dim}, w_dim={w_dim}, img_channels={channels}, c_dim={c_dim}"
+            f"{where}: need z_dim, w_dim, img_channels >= 1 and c_dim >= 0, "
+            f"got z_dim={z_dim}, w_dim={w_dim}, img_channels={channels}, c_dim={c_dim}"
         )
     if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION or resolution & (resolution - 1):
         raise SnapshotError(
-            f"{where}: img_resolution {resolution} is not supported: it must be a power of two in {MIN_RESOLUTION}..{MAX_RESOLUTION}"
+            f"{where}: img_resolution {resolution} is not supported: "
+            f"it must be a power of two in {MIN_RESOLUTION}..{MAX_RESOLUTION}"
         )
 
     mapping_in = init_kwargs.get("mapping_kwargs") or {}
@@ -625,7 +629,8 @@ def import_stylegan2_ada_state_dict(
             else str(config["c_dim"])
         )
         raise ValueError(
-            f"class_names: the generator has {count} classes, got {len(class_names) if not isinstance(class_names, str) else 1} names: {class_names!r}"
+            f"class_names: the generator has {count} classes, "
+            f"got {len(class_names) if not isinstance(class_names, str) else 1} names: {class_names!r}"
         )
     if not isinstance(state_dict, Mapping):
         raise SnapshotError(f"{source}: state_dict must be a dict of tensors, got {type(state_dict).__name__}")
@@ -665,7 +670,8 @@ def import_stylegan2_ada(
     data, snapshot = _load_snapshot(path)
     if which not in snapshot:
         raise SnapshotError(
-            f"{path}: the snapshot has no {which!r} entry (found keys {sorted(map(str, snapshot))}); is it a StyleGAN2-ADA network-snapshot pickle?"
+            f"{path}: the snapshot has no {which!r} entry (found keys {sorted(map(str, snapshot))}); "
+            "is it a StyleGAN2-ADA network-snapshot pickle?"
         )
     record = snapshot[which]
     where = f"{path} [{which}]"

@@ -7,8 +7,8 @@ image → label model, so no stock app offers it: :func:`gemix_tasks` adds :clas
 ``gemix_monai/monailabel/sample_app/main.py`` is an app folder that registers all three::
 
     pip install 'gemix-monai[monailabel]' && pip install --no-deps monailabel==0.8.5   # plus its server deps
-    monailabel start_server --app $(python -c "import gemix_monai.monailabel.sample_app as a, os; print(os.path.dirname(a.__file__))") \\
-        --studies /path/to/images --conf bundle /path/to/gemix_classification
+    APP=$(python -c "import gemix_monai.monailabel.sample_app as a, os; print(os.path.dirname(a.__file__))")
+    monailabel start_server --app "$APP" --studies /path/to/images --conf bundle /path/to/gemix_classification
 
 ``--conf bundle`` names the bundle folder (default: the ``bundle/`` of this checkout); ``--conf generator`` the
 generator checkpoint (default ``<bundle>/models/generator/generator.pt``).

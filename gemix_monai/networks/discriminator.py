@@ -152,7 +152,8 @@ class Discriminator(nn.Module):
             raise ValueError(f"Discriminator: img_channels and c_dim must be >= 1, got {img_channels}, {c_dim}")
         if mixed_precision_dtype not in MIXED_PRECISION_DTYPES:
             raise ValueError(
-                f"Discriminator: mixed_precision_dtype must be one of {sorted(MIXED_PRECISION_DTYPES)}, got {mixed_precision_dtype!r}"
+                f"Discriminator: mixed_precision_dtype must be one of {sorted(MIXED_PRECISION_DTYPES)}, "
+                f"got {mixed_precision_dtype!r}"
             )
         self.init_kwargs = dict(
             c_dim=c_dim,
@@ -208,7 +209,8 @@ class Discriminator(nn.Module):
         """
         if img.ndim != 4 or img.shape[1:] != (self.img_channels, self.img_resolution, self.img_resolution):
             raise ValueError(
-                f"img must have shape [N, {self.img_channels}, {self.img_resolution}, {self.img_resolution}], got {tuple(img.shape)}"
+                f"img must have shape [N, {self.img_channels}, {self.img_resolution}, {self.img_resolution}], "
+                f"got {tuple(img.shape)}"
             )
         cmap = self.mapping(None, c, check_labels=check_labels)
         if cmap.shape[0] != img.shape[0]:
@@ -219,4 +221,7 @@ class Discriminator(nn.Module):
         return self.epilogue(x, cmap)
 
     def extra_repr(self) -> str:
-        return f"c_dim={self.c_dim}, img_resolution={self.img_resolution}, img_channels={self.img_channels}, cmap_dim={self.cmap_dim}"
+        return (
+            f"c_dim={self.c_dim}, img_resolution={self.img_resolution}, "
+            f"img_channels={self.img_channels}, cmap_dim={self.cmap_dim}"
+        )

@@ -256,7 +256,8 @@ class Generator(GeneratorShape, nn.Module):
             config, state = dict(config), ckpt["G_ema"]
         elif fmt is not None:
             raise ValueError(
-                f"{path}: unsupported checkpoint format {fmt!r}; this version reads {GENERATOR_FORMAT!r} and {TRAINING_FORMAT_PREFIX}* files"
+                f"{path}: unsupported checkpoint format {fmt!r}; "
+                f"this version reads {GENERATOR_FORMAT!r} and {TRAINING_FORMAT_PREFIX}* files"
             )
         else:
             raise ValueError(

@@ -159,7 +159,10 @@ class Conv2dLayer(nn.Module):
         return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, activation={self.activation}, down={self.down}"
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"activation={self.activation}, down={self.down}"
+        )
 
 
 class MinibatchStdLayer(nn.Module):

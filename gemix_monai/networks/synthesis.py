@@ -238,7 +238,8 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"SynthesisNetwork: img_channels must be >= 1, got {img_channels}")
         if mixed_precision_dtype not in MIXED_PRECISION_DTYPES:
             raise ValueError(
-                f"SynthesisNetwork: mixed_precision_dtype must be one of {sorted(MIXED_PRECISION_DTYPES)}, got {mixed_precision_dtype!r}"
+                f"SynthesisNetwork: mixed_precision_dtype must be one of {sorted(MIXED_PRECISION_DTYPES)}, "
+                f"got {mixed_precision_dtype!r}"
             )
         self.w_dim, self.img_resolution, self.img_channels = int(w_dim), int(img_resolution), int(img_channels)
         self.block_resolutions = block_resolutions(img_resolution)

@@ -142,10 +142,11 @@ def export_synthetic(
     """Generate synthetic images to ``out_dir`` and index them; returns the path of ``datalist.json``.
 
     Layout: ``out_dir/images/synth_000000.nii.gz`` (or ``.png``), ``sha256sums.txt`` (the images' checksums,
-    verified on re-runs), ``labels.csv`` (``image`` then one soft-label column per class name), ``datalist.json`` (``{"class_names", "training": [{"image", "label": [K floats]}],
-    "sampler", "seed"}``) and ``export.json`` (the settings, checked on re-runs). A generator trained on image–mask
-    pairs (docs/segmentation.md) also writes ``images/synth_000000_mask.nii.gz`` (or ``.png``) beside each image, its
-    binarised mask as a label map, and the datalist items gain ``"mask"``.
+    verified on re-runs), ``labels.csv`` (``image`` then one soft-label column per class name), ``datalist.json``
+    (``{"class_names", "training": [{"image", "label": [K floats]}], "sampler", "seed"}``) and ``export.json``
+    (the settings, checked on re-runs). A generator trained on image–mask pairs (docs/segmentation.md) also writes
+    ``images/synth_000000_mask.nii.gz`` (or ``.png``) beside each image, its binarised mask as a label map, and the
+    datalist items gain ``"mask"``.
 
     Args:
         generator: checkpoint path or Generator-like object; ``sampler``: soft-label sampler over ``c_dim`` classes.

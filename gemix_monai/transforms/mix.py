@@ -89,7 +89,8 @@ class SoftMixUp(Randomizable, Transform):
         y = to_soft_label(labels, self.num_classes, name="labels", batched=True)
         if y.ndim != 2 or x.ndim < 2 or x.shape[0] != y.shape[0]:
             raise ValueError(
-                f"SoftMixUp works on batches: images [B, C, ...] and labels [B, K] or [B], got {tuple(x.shape)} and {tuple(y.shape)}"
+                "SoftMixUp works on batches: images [B, C, ...] and labels [B, K] or [B], "
+                f"got {tuple(x.shape)} and {tuple(y.shape)}"
             )
         if randomize or self._lam is None:
             self.randomize(x.shape[0])
