@@ -64,6 +64,10 @@ __all__ = [
     "SegmenterTrainingOptions",
     "SegmenterTrainingResult",
     "check_segmentation_strategy",
+    "pair_channels",
+    "metric_output_transform",
+    "network_name_of",
+    "strategy_info",
     "check_pair_generator",
     "build_segmentation_network",
     "build_segmentation_loss",
@@ -452,7 +456,10 @@ def _device(device) -> torch.device:
     return torch.device(device)
 
 
-def _metric_output(mask_channels: int):
+def metric_output_transform(mask_channels: int):
+    """Ignite ``output_transform`` of the evaluator's metrics: ``(binary prediction, target)`` of a
+    non-decollated output."""
+
     def transform(output: Mapping):
         return discretise_prediction(output["pred"], mask_channels), output["label"]
 
@@ -473,7 +480,7 @@ def create_segmenter_evaluator(
     empty side excluded). Batches: ``{"image", "mask"}``."""
     device = _device(device)
     include_bg = _mode(mask_channels) == "sigmoid"
-    out = _metric_output(mask_channels)
+    out = metric_output_transform(mask_channels)
     return SupervisedEvaluator(
         device=device,
         val_data_loader=val_loader,
@@ -622,7 +629,31 @@ def _as_dataset(data, name: str) -> Dataset:
     raise TypeError(f"{name} must be a Dataset or a non-empty list of {{'image', 'mask', 'label'}} dicts")
 
 
-def _pair_channels(dataset: Dataset, name: str) -> tuple[int, int, int]:
+def strategy_info(strategy) -> dict:
+    """A strategy's ``info`` as plain JSON values (for ``segmenter.json``)."""
+    return json.loads(json.dumps(_json_plain(dict(strategy.info)), default=str))
+
+
+def network_name_of(network: torch.nn.Module, name: str | None) -> str | None:
+    """``name`` when ``build_segmentation_network(name, ...)`` has ``network``'s class and parameter shapes (so
+    :func:`load_segmenter` can rebuild it), else ``None`` (a network of the user's own: load it yourself)."""
+    if name not in SEGMENTATION_NETWORKS:
+        return None
+    shapes = {k: tuple(v.shape) for k, v in network.state_dict().items()}
+    first = next((v for k, v in network.state_dict().items() if v.ndim == 4), None)
+    if first is None:
+        return None
+    try:
+        out = next(v for v in reversed(list(network.state_dict().values())) if v.ndim >= 1)
+        candidate = build_segmentation_network(name, int(first.shape[1]), int(out.shape[0]))
+    except (StopIteration, ValueError, RuntimeError):
+        return None
+    same_class = type(candidate) is type(network)
+    return name if same_class and shapes == {k: tuple(v.shape) for k, v in candidate.state_dict().items()} else None
+
+
+def pair_channels(dataset: Dataset, name: str) -> tuple[int, int, int]:
+    """``(image channels C, mask channels M, image size)`` of the first item, checked as a pair."""
     if len(dataset) == 0:
         raise ValueError(f"{name} is empty")
     item = dataset[0]
@@ -651,8 +682,8 @@ def train_segmenter(
     device = _device(o.device)
     set_determinism(seed=o.seed)
     train_ds, val_ds = _as_dataset(train_data, "train_data"), _as_dataset(val_data, "val_data")
-    c, m, size = _pair_channels(train_ds, "train_data")
-    vc, vm, _ = _pair_channels(val_ds, "val_data")
+    c, m, size = pair_channels(train_ds, "train_data")
+    vc, vm, _ = pair_channels(val_ds, "val_data")
     if (vc, vm) != (c, m):
         raise ValueError(
             f"val_data has {vc} image + {vm} mask channel(s), train_data {c} + {m}: they must come from one contract"
@@ -699,7 +730,7 @@ def train_segmenter(
         "image_size": size,
         "class_names": list(names) if names else None,
         "strategy": o.strategy,
-        "strategy_info": json.loads(json.dumps(_json_plain(dict(strat.info)), default=str)),
+        "strategy_info": strategy_info(strat),
         "seed": o.seed,
         "epochs": o.epochs,
     }
