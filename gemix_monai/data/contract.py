@@ -14,7 +14,7 @@ window only for data known to be CT (the datalist's ``hu_window``/``modality``, 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from .errors import DataError
@@ -51,7 +51,9 @@ class Preprocessing:
     """How files become training tensors; equal recipes give equal tensors.
 
     ``hu_window`` is ``(width, level)`` in HU for CT, else ``None`` and ``intensity`` applies (see
-    :class:`~gemix_monai.data.transforms.IntensityToTrainingRanged`).
+    :class:`~gemix_monai.data.transforms.IntensityToTrainingRanged`). ``mask_channels`` is the number of
+    segmentation-mask channels the data yields (0 = no masks; 1 = binary; M = labels 1..M one-hot;
+    docs/segmentation.md); a contract stored before masks existed reads as 0.
     """
 
     image_size: int
@@ -60,6 +62,7 @@ class Preprocessing:
     intensity: Any = "auto"
     keep_aspect: bool = True
     orientation: str = ORIENTATION
+    mask_channels: int = 0
 
     def __post_init__(self):
         if not isinstance(self.image_size, int) or isinstance(self.image_size, bool) or self.image_size < 4:
@@ -72,6 +75,8 @@ class Preprocessing:
         object.__setattr__(self, "intensity", tuple(intensity) if isinstance(intensity, list) else intensity)
         if self.orientation != ORIENTATION:
             raise ValueError(f"orientation must be {ORIENTATION!r} (MONAI's [C, x, y]), got {self.orientation!r}")
+        if not isinstance(self.mask_channels, int) or isinstance(self.mask_channels, bool) or self.mask_channels < 0:
+            raise ValueError(f"mask_channels must be a non-negative integer (0 = no masks), got {self.mask_channels!r}")
 
     def to_dict(self) -> dict:
         return {
@@ -82,6 +87,7 @@ class Preprocessing:
             "intensity": list(self.intensity) if isinstance(self.intensity, tuple) else self.intensity,
             "keep_aspect": self.keep_aspect,
             "orientation": self.orientation,
+            "mask_channels": self.mask_channels,
         }
 
     @classmethod
@@ -101,6 +107,7 @@ class Preprocessing:
                 intensity=values.get("intensity", "auto"),
                 keep_aspect=bool(values.get("keep_aspect", True)),
                 orientation=values.get("orientation", ORIENTATION),
+                mask_channels=int(values.get("mask_channels", 0)),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"{where}: invalid preprocessing record {dict(values)!r}: {e}") from None
@@ -111,10 +118,14 @@ class Preprocessing:
             if self.hu_window is not None
             else f"intensity {self.intensity!r} → [-1, 1]"
         )
-        return f"{self.image_size}×{self.image_size} px, {self.channels} channel(s), {scaling}, MONAI orientation [C, x, y]"
+        masks = f", {self.mask_channels} mask channel(s)" if self.mask_channels else ""
+        return f"{self.image_size}×{self.image_size} px, {self.channels} channel(s){masks}, {scaling}, MONAI orientation [C, x, y]"
 
     def transforms(self, *, num_classes: int | None = None, **extra):
-        """The MONAI ``Compose`` that applies this recipe (extra: slice/box options of ``get_transforms``)."""
+        """The MONAI ``Compose`` that applies this recipe (extra: slice/box options of ``get_transforms``); with
+        ``mask_channels > 0`` an item's ``"mask"`` goes through the mask chain (items without one pass)."""
+        if self.mask_channels:
+            extra = {"mask_key": "mask", "mask_channels": self.mask_channels, **extra}
         return get_transforms(
             self.image_size,
             hu_window=self.hu_window,
@@ -188,10 +199,29 @@ def check_class_names(expected: Sequence[str], found: Sequence[str], expected_wh
     raise DataError(f"classes differ: {expected_where} has {expected}, {found_where} has {found}")
 
 
-def check_contract(model: DataContract, data: DataContract, model_where: str, data_where: str) -> None:
-    """The model's stored contract must equal the data's: class names/order and preprocessing."""
+def check_contract(
+    model: DataContract, data: DataContract, model_where: str, data_where: str, *, pairs: bool = False
+) -> None:
+    """The model's stored contract must equal the data's: class names/order and preprocessing.
+
+    ``mask_channels`` (docs/segmentation.md): with ``pairs=False`` (image-only use: classifiers, the mixing
+    strategies) one side without masks (0) is compatible with the other, since a mask-carrying generator's
+    ``generate`` returns image channels only; two different non-zero counts are refused. With ``pairs=True``
+    (image–mask use) both must be equal and non-zero.
+    """
     check_class_names(model.class_names, data.class_names, model_where, data_where)
-    if model.preprocessing != data.preprocessing:
+    m, d = model.preprocessing.mask_channels, data.preprocessing.mask_channels
+    if pairs and (m == 0 or d == 0):
+        which = model_where if m == 0 else data_where
+        raise DataError(
+            f"image–mask pairs need masks on both sides: {which} has none (mask_channels {m} vs {d}); "
+            "train the generator on data with masks (train-gan --masks on) or give the data its masks"
+        )
+    compared_model, compared_data = model.preprocessing, data.preprocessing
+    if not pairs and (m == 0 or d == 0):
+        compared_model = replace(compared_model, mask_channels=0)
+        compared_data = replace(compared_data, mask_channels=0)
+    if compared_model != compared_data:
         a, b = model.preprocessing.to_dict(), data.preprocessing.to_dict()
         diffs = ", ".join(f"{k}: {a[k]!r} vs {b[k]!r}" for k in a if a[k] != b.get(k))
         raise DataError(

@@ -7,6 +7,11 @@ Format (readable by ``monai.data.load_decathlon_datalist``)::
 
 ``modality`` and ``hu_window`` are optional hints for :func:`gemix_monai.data.get_dataset`.
 Relative image paths are relative to the JSON file's folder.
+
+Masks (docs/segmentation.md): an item may carry ``"mask"`` (``"label_mask"`` is read as an alias) — the path
+of its segmentation mask, relative like the image's; a CSV a ``mask`` column; in class folders a file
+``<stem>_mask.<ext>`` beside an image is that image's mask (not an image). A datalist may declare
+``"mask_channels"`` (see :func:`gemix_monai.data.masks.label_map_to_channels`).
 """
 
 from __future__ import annotations
@@ -34,7 +39,15 @@ __all__ = [
     "write_datalist",
     "read_datalist",
     "load_split",
+    "MASK_KEY",
+    "mask_stem",
 ]
+
+#: Item key of an image's segmentation mask; ``MASK_ALIASES`` are read as it.
+MASK_KEY = "mask"
+MASK_ALIASES = ("label_mask",)
+#: A class-folder file ``<stem>_mask.<ext>`` is the mask of the image ``<stem>.<ext'>``.
+MASK_STEM_SUFFIX = "_mask"
 
 SPLITS = ("training", "validation", "test")
 _SPLIT_ALIASES = {
@@ -62,6 +75,34 @@ def _is_image(path: Path) -> bool:
         return False
     suffix = ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
     return suffix in IMAGE_SUFFIXES and suffix != ""
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
+
+
+def mask_stem(path: str | os.PathLike) -> str | None:
+    """For a mask file ``<stem>_mask.<ext>``, its image's ``<stem>``; ``None`` for any other name."""
+    stem = _stem(Path(path))
+    return stem[: -len(MASK_STEM_SUFFIX)] if stem.endswith(MASK_STEM_SUFFIX) and len(stem) > 5 else None
+
+
+def _pair_masks(files: list[Path]) -> tuple[list[Path], dict[Path, Path], list[Path]]:
+    """``(images, image → mask, orphan masks)`` of one class folder's image files."""
+    by_stem = {_stem(p): p for p in files if mask_stem(p) is None}
+    images = [p for p in files if mask_stem(p) is None]
+    masks: dict[Path, Path] = {}
+    orphans = []
+    for p in files:
+        stem = mask_stem(p)
+        if stem is None:
+            continue
+        if stem in by_stem:
+            masks[by_stem[stem]] = p
+        else:
+            orphans.append(p)
+    return images, masks, orphans
 
 
 def stratified_split(labels: Sequence[int], val_fraction: float, test_fraction: float, seed: int = 0) -> list[str]:
@@ -146,17 +187,25 @@ def build_datalist_from_folder(
             if not cdir.is_dir():
                 continue
             files = sorted(p for p in cdir.iterdir() if p.is_file() and not p.name.startswith("."))
-            images = [p for p in files if _is_image(p)]
+            readable = [p for p in files if _is_image(p)]
             for p in files:
-                if p not in images:
+                if p not in readable:
                     problem = (
                         str(p),
                         f"unsupported file type; expected one of {sorted(s for s in IMAGE_SUFFIXES if s)}",
                     )
                     (skipped if on_error == "skip" else problems).append(problem)
+            images, masks, orphans = _pair_masks(readable)
+            for p in orphans:
+                problem = (str(p), f"mask file without its image {mask_stem(p)}.<ext> in the same folder")
+                (skipped if on_error == "skip" else problems).append(problem)
             if not images:
                 problems.append((str(cdir), "class folder holds no images"))
-            entries += [{"image": str(p.resolve()), "label": label} for p in images]
+            for p in images:
+                entry = {"image": str(p.resolve()), "label": label}
+                if p in masks:
+                    entry[MASK_KEY] = str(masks[p].resolve())
+                entries.append(entry)
         per_group[split] = entries
     if problems:
         raise DataValidationError(problems, f"folder {root}")
@@ -188,6 +237,7 @@ def build_datalist_from_csv(
     image_column: str = "image",
     label_column: str = "label",
     split_column: str | None = "split",
+    mask_column: str | None = "mask",
     class_names: Sequence[str] | None = None,
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
@@ -197,8 +247,9 @@ def build_datalist_from_csv(
 
     Columns: ``image_column`` (path, relative to the CSV's folder or absolute), ``label_column``
     (a class name from ``class_names`` or an integer index) and optionally ``split_column``
-    (train/val/test); without a split column the rows are split per class like folders. Errors name
-    the CSV file and row number (1 = first data row).
+    (train/val/test); without a split column the rows are split per class like folders. An optional
+    ``mask_column`` holds each image's segmentation mask (relative like the image; an empty cell is an
+    error when other rows have one). Errors name the CSV file and row number (1 = first data row).
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -213,6 +264,7 @@ def build_datalist_from_csv(
     if not rows:
         raise DataError(f"{csv_path}: no rows")
     has_split = split_column is not None and split_column in columns
+    has_mask = mask_column is not None and mask_column in columns
     raw_labels = [(r.get(label_column) or "").strip() for r in rows]
     if class_names is None:
         if all(v.lstrip("-").isdigit() for v in raw_labels if v):
@@ -268,7 +320,15 @@ def build_datalist_from_csv(
                 continue
         path = Path(image)
         path = path if path.is_absolute() else (csv_path.parent / path)
-        entries.append({"image": str(path), "label": label})
+        entry = {"image": str(path), "label": label}
+        if has_mask:
+            mask = (row.get(mask_column) or "").strip()
+            if not mask:
+                problems.append((where, f"{image}: empty {mask_column!r} (the other rows' images have masks)"))
+                continue
+            mask_path = Path(mask)
+            entry[MASK_KEY] = str(mask_path if mask_path.is_absolute() else (csv_path.parent / mask_path))
+        entries.append(entry)
         splits.append(split)
     if problems:
         raise DataValidationError(problems, f"CSV {csv_path}")
@@ -294,14 +354,17 @@ def write_datalist(datalist: dict, path: str | os.PathLike, *, relative: bool = 
         items = []
         for item in datalist[split]:
             item = dict(item)
-            img = Path(item["image"])
-            if relative and img.is_absolute():
-                try:
-                    item["image"] = img.resolve().relative_to(base).as_posix()
-                except ValueError:
-                    item["image"] = str(img)
-            else:
-                item["image"] = str(img) if img.is_absolute() else img.as_posix()
+            for key in ("image", MASK_KEY):
+                if key not in item:
+                    continue
+                path_ = Path(item[key])
+                if relative and path_.is_absolute():
+                    try:
+                        item[key] = path_.resolve().relative_to(base).as_posix()
+                    except ValueError:
+                        item[key] = str(path_)
+                else:
+                    item[key] = str(path_) if path_.is_absolute() else path_.as_posix()
             items.append(item)
         out[split] = items
     atomic_write_bytes(path, (json.dumps(out, indent=1) + "\n").encode())
@@ -337,12 +400,34 @@ def read_datalist(path: str | os.PathLike) -> dict:
         for i, item in enumerate(items):
             if not isinstance(item, dict) or "image" not in item:
                 raise DataError(f"{path}: {split}[{i}] must be an object with an 'image' key, got {item!r}")
-        out[split] = (
+            _check_mask_entry(item, f"{path}: {split}[{i}]")
+        loaded = (
             load_decathlon_datalist(path, is_segmentation=False, data_list_key=split, base_dir=path.parent)
             if items
             else []
         )
+        out[split] = [_absolute_mask(entry, path.parent) for entry in loaded]
     return out
+
+
+def _check_mask_entry(item: dict, where: str) -> None:
+    keys = [k for k in (MASK_KEY, *MASK_ALIASES) if k in item]
+    if len(keys) > 1:
+        raise DataError(f"{where}: has both {keys}; give the mask once, as {MASK_KEY!r}")
+    if keys and not isinstance(item[keys[0]], str):
+        raise DataError(f"{where}: {keys[0]!r} must be a file path, got {item[keys[0]]!r}")
+
+
+def _absolute_mask(item: dict, base: Path) -> dict:
+    """``label_mask`` → ``mask``; a relative mask path is made relative to the datalist's folder (as MONAI does for images)."""
+    item = dict(item)
+    for alias in MASK_ALIASES:
+        if alias in item:
+            item[MASK_KEY] = item.pop(alias)
+    if MASK_KEY in item:
+        mask = Path(item[MASK_KEY])
+        item[MASK_KEY] = str(mask) if mask.is_absolute() else os.path.normpath(base / mask)
+    return item
 
 
 def load_split(path: str | os.PathLike, split: str = "training") -> list[dict]:

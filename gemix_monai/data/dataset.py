@@ -11,7 +11,8 @@ Sources (``source=``):
 * a COVIDx-CT label ``.txt`` (``image_dir=`` the folder of slices; boxes cropped).
 
 Every dataset yields ``{"image": float32 [C, S, S] in [-1, 1], "label": int, ...}`` (MONAI's
-orientation) and has ``class_names``, ``contract`` (classes + preprocessing, what every model
+orientation), plus ``"mask": float32 [M, S, S]`` in {0, 1} when the datalist has masks
+(docs/segmentation.md; ``masks="off"`` drops them), and has ``class_names``, ``contract`` (classes + preprocessing, what every model
 records), ``hu_window`` (the window used, or ``None``), ``bad_items`` (what ``on_error="skip"``
 dropped) and ``summary`` (the validation summary). The intensity handling follows the data
 (docs/data.md): a CT window only for data known to be CT.
@@ -30,6 +31,7 @@ from monai.data import CacheDataset, Dataset
 from .contract import DataContract, Preprocessing, check_class_names, check_contract, contract_of, decide_intensity
 from .covidx import COVIDX_CLASS_NAMES, read_covidx_labels
 from .datalist import (
+    SPLITS,
     build_datalist_from_csv,
     build_datalist_from_folder,
     canonical_split,
@@ -43,9 +45,79 @@ from .validate import summarize, validate_items
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["default_data_dir", "build_datalist", "get_dataset", "GemixDataset", "source_kind"]
+__all__ = [
+    "default_data_dir",
+    "build_datalist",
+    "get_dataset",
+    "GemixDataset",
+    "source_kind",
+    "datalist_has_masks",
+    "decide_mask_channels",
+]
 
 PHANTOM_SOURCES = (None, "phantom", "phantoms", "default")
+MASK_MODES = ("auto", "on", "off")
+#: Deciding ``mask_channels`` from the data stops here: more structures must be declared (docs/segmentation.md).
+MAX_DECIDED_MASK_CHANNELS = 8
+
+
+def datalist_has_masks(datalist) -> bool:
+    """Whether any entry of any split carries a ``"mask"``."""
+    return any("mask" in item for split in SPLITS for item in datalist.get(split, []) if isinstance(item, dict))
+
+
+def decide_mask_channels(datalist, context: str = "datalist") -> tuple[int, str]:
+    """``(M, reason)`` for a datalist with masks, decided once for all its splits (docs/segmentation.md).
+
+    The datalist's own ``"mask_channels"`` if it declares one; otherwise every mask file is read and the labels
+    found must be exactly ``0..M`` (or ``{0, M}`` with ``M = 1``; 0/255 in an 8-bit PNG counts as binary) with
+    ``M <= 8``: a gap (labels 0, 1, 3) or a larger value (a greyscale mask) is refused, naming a file with it,
+    and more structures must be declared (``mask_channels=``).
+    """
+    import warnings
+
+    import torch
+
+    from .transforms import LoadMedicalImaged, mask_label_map
+
+    if "mask_channels" in datalist:
+        declared = datalist["mask_channels"]
+        if isinstance(declared, bool) or not isinstance(declared, int) or declared < 1:
+            raise DataError(f"{context}: the datalist's 'mask_channels' must be a positive integer, got {declared!r}")
+        return declared, "the datalist's own 'mask_channels'"
+    loader = LoadMedicalImaged("mask")
+    found: dict[int, str] = {}
+    for split in SPLITS:
+        for item in datalist.get(split, []):
+            path = item.get("mask") if isinstance(item, dict) else None
+            if path is None or not os.path.isfile(str(path)):
+                continue  # validation names missing masks
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    values = torch.unique(mask_label_map(loader.load(path), str(path)))
+            except DataError:
+                continue  # validation names unreadable masks
+            for v in values.tolist():
+                found.setdefault(v, str(path))
+    labels = sorted(found)
+    if not labels:
+        return 1, "no readable mask to decide from (binary assumed; validation names the files)"
+    top = labels[-1]
+    bad = [v for v in labels if v != int(v) or v < 0]
+    if (
+        bad
+        or top > MAX_DECIDED_MASK_CHANNELS
+        or labels != [float(v) for v in range(int(top) + 1)]
+        and labels != [0.0, 1.0]
+    ):
+        odd = bad or [v for v in labels if v > MAX_DECIDED_MASK_CHANNELS] or labels
+        raise DataError(
+            f"{context}: mask values {labels[:12]} are not binary (0/1, or 0/255 in 8-bit PNG) nor integer labels "
+            f"0..M with M <= {MAX_DECIDED_MASK_CHANNELS}, e.g. {odd[0]:g} in {found[odd[0]]}; fix the masks, or pass "
+            "mask_channels= (or add 'mask_channels' to the datalist) for a label map with more structures"
+        )
+    return max(1, int(top)), f"labels 0..{int(top)} found in the masks"
 
 
 def default_data_dir() -> Path:
@@ -156,6 +228,34 @@ def build_datalist(
     raise DataError(f"{source}: a MedMNIST .npz holds arrays, not files; use get_dataset({str(source)!r}, split)")
 
 
+def _without_masks(items):
+    return [{k: v for k, v in it.items() if k != "mask"} if isinstance(it, dict) else it for it in items]
+
+
+def _mask_channels(datalist, masks, given, model_contract, context) -> tuple[int, str]:
+    """``(M, reason)`` for :func:`get_dataset`'s ``masks``/``mask_channels`` options (0 = no masks)."""
+    if masks not in MASK_MODES:
+        raise ValueError(f"masks must be one of {MASK_MODES}, got {masks!r}")
+    if given is not None and (isinstance(given, bool) or not isinstance(given, int) or given < 0):
+        raise ValueError(f"mask_channels must be a non-negative integer, got {given!r}")
+    has = datalist_has_masks(datalist)
+    stored = model_contract.preprocessing.mask_channels if model_contract is not None else None
+    if masks == "off" or given == 0:
+        return 0, ""
+    if masks == "auto" and (not has or stored == 0):
+        return 0, ""  # a model without masks reads the images only
+    if not has:
+        raise DataError(
+            f"{context}: masks='on' but no entry has a 'mask' (datalist key 'mask' or 'label_mask', CSV column "
+            "'mask', or <stem>_mask.<ext> beside each image in class folders)"
+        )
+    if given is not None:
+        return given, "given"
+    if stored:
+        return stored, "the model's contract"
+    return decide_mask_channels(datalist, context)
+
+
 class _GemixDatasetMixin:
     def _set_facts(self, data, *, class_names, contract, bad_items, source, split, summary):
         self.class_names = list(class_names)
@@ -210,6 +310,8 @@ def get_dataset(
     data_dir=None,
     contract=None,
     transform=None,
+    masks: str = "auto",
+    mask_channels: int | None = None,
     **source_kwargs,
 ):
     """A MONAI dataset of one split of ``source``, validated up front, yielding the training stream.
@@ -237,6 +339,10 @@ def get_dataset(
             the contract's); a difference raises naming both.
         transform: replace the default preprocessing entirely (the dataset's contract then describes
             the options given here, not your transform).
+        masks: ``"auto"`` (default) — items carry ``"mask"`` when the datalist has masks (with a model
+            ``contract``: when the contract has them); ``"on"`` — masks required; ``"off"`` — ignored.
+        mask_channels: ``M`` of the masks (docs/segmentation.md); default the contract's, else
+            :func:`decide_mask_channels`.
     """
     if "seed" in source_kwargs:
         raise TypeError(
@@ -284,10 +390,17 @@ def get_dataset(
     if class_names is not None and kind in ("phantom", "datalist"):
         check_class_names(class_names, names, "class_names given", context)
     datalist = check_leakage(datalist, on_duplicate=on_duplicate, context=context)
+    mask_channels, mask_reason = _mask_channels(datalist, masks, mask_channels, model_contract, context)
+    if not mask_channels:
+        datalist = {k: _without_masks(v) if k in SPLITS else v for k, v in datalist.items()}
     items = datalist.get(split, [])
     window, intensity, reason = decide_intensity(datalist, items, hu_window, intensity)
+    if mask_reason:
+        reason = f"{reason}; {mask_channels} mask channel(s): {mask_reason}"
     try:
-        preprocessing = Preprocessing(image_size=image_size, channels=channels, hu_window=window, intensity=intensity)
+        preprocessing = Preprocessing(
+            image_size=image_size, channels=channels, hu_window=window, intensity=intensity, mask_channels=mask_channels
+        )
     except ValueError as e:
         raise DataError(f"{context}: {e}") from None
     data_contract = DataContract(tuple(names), preprocessing, reason)
@@ -306,6 +419,7 @@ def get_dataset(
         context=context,
         preprocessing=preprocessing,
         return_stats=True,
+        mask_channels=mask_channels,
     )
     problems = skipped + list(problems)
     summary = summarize(

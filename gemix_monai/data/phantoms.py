@@ -73,6 +73,11 @@ MANIFEST_NAME = "manifest.json"
 DATALIST_NAME = "datalist.json"
 # Bump when rendering changes, so ensure_default_dataset regenerates stale datasets.
 GENERATOR_VERSION = 1
+# Bump when the files written change (2: a lesion mask per image), for the same reason; the images
+# themselves are unchanged, byte for byte.
+LAYOUT_VERSION = 2
+#: Suffix of the lesion mask file beside each image: ``<class>_<k>_mask.nii.gz`` (NIfTI for both formats).
+MASK_SUFFIX = "_mask.nii.gz"
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,24 +223,29 @@ def render_phantom(
     return img.astype(np.float32)
 
 
-def render_phantoms(labels: Sequence[int], image_size: int = 64, seed: int = 0, split: int = 0) -> np.ndarray:
+def render_phantoms(
+    labels: Sequence[int], image_size: int = 64, seed: int = 0, split: int = 0, return_masks: bool = False
+):
     """Phantoms ``float32 [N, image_size, image_size]`` (HU) for ``labels``.
 
     Image ``n`` is rendered from ``SeedSequence([seed, split, label, k])`` where ``k`` counts the
     earlier entries of ``labels`` with the same label: deterministic and independent of the other
-    classes' counts.
+    classes' counts. With ``return_masks=True`` returns ``(images, masks)``, the lesion masks
+    ``bool [N, image_size, image_size]`` of :func:`render_phantom` (computed from the same draws: the
+    images are identical either way).
     """
     _check_size(image_size)
     seen = [0, 0, 0]
     out = np.empty((len(labels), image_size, image_size), np.float32)
+    masks = np.zeros((len(labels), image_size, image_size), bool)
     for n, lab in enumerate(labels):
         lab = int(lab)
         if lab not in (0, 1, 2):
             raise ValueError(f"labels[{n}] must be 0, 1 or 2 ({', '.join(CLASS_NAMES)}), got {lab!r}")
         rng = np.random.default_rng(np.random.SeedSequence([seed, split, lab, seen[lab]]))
-        out[n] = render_phantom(lab, image_size, rng)
+        out[n], masks[n] = render_phantom(lab, image_size, rng, return_mask=True)
         seen[lab] += 1
-    return out
+    return (out, masks) if return_masks else out
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,16 +257,24 @@ def _write_file(path: Path, data: bytes) -> None:
 
 
 def _nifti_bytes(hu: np.ndarray, pixdim_mm: float) -> bytes:
+    return _nifti_array_bytes(np.rint(hu).astype(np.int16), pixdim_mm, b"gemix-monai liver lesion phantom (HU)")
+
+
+def _nifti_mask_bytes(mask: np.ndarray, pixdim_mm: float) -> bytes:
+    return _nifti_array_bytes(mask.astype(np.uint8), pixdim_mm, b"gemix-monai lesion mask (0/1)")
+
+
+def _nifti_array_bytes(pixels: np.ndarray, pixdim_mm: float, description: bytes) -> bytes:
     import gzip
 
     import nibabel as nib
 
     # NIfTI axis 0 is x (columns): store the transpose so MONAI's reader gives [x, y] = [cols, rows].
-    data = np.ascontiguousarray(np.rint(hu).astype(np.int16).T)
+    data = np.ascontiguousarray(pixels.T)
     affine = np.diag([pixdim_mm, pixdim_mm, SLICE_THICKNESS_MM, 1.0])
     img = nib.Nifti1Image(data, affine)
     img.header.set_xyzt_units("mm")
-    img.header["descrip"] = b"gemix-monai liver lesion phantom (HU)"
+    img.header["descrip"] = description
     raw = img.to_bytes()
     # mtime=0 and no file name in the gzip header: identical inputs give identical bytes.
     return gzip.compress(raw, compresslevel=6, mtime=0)
@@ -336,6 +354,7 @@ def split_counts(counts=None, val_counts=None, test_counts=None) -> dict[str, tu
 def _parameters(image_size, counts, seed, fmt) -> dict:
     return {
         "generator_version": GENERATOR_VERSION,
+        "layout_version": LAYOUT_VERSION,
         "image_size": int(image_size),
         "seed": int(seed),
         "format": fmt,
@@ -357,9 +376,11 @@ def generate_phantom_dataset(
 ) -> Path:
     """Render the phantom dataset and write it under ``out_dir``; return the datalist JSON path.
 
-    Layout: ``out_dir/{training,validation,test}/<class>/<class>_<k>.nii.gz`` (or ``.dcm``),
-    ``out_dir/datalist.json`` (MONAI datalist with ``class_names``, ``modality: "CT"`` and
-    ``hu_window: "abdomen"``; image paths relative to ``out_dir``) and ``out_dir/manifest.json``
+    Layout: ``out_dir/{training,validation,test}/<class>/<class>_<k>.nii.gz`` (or ``.dcm``), beside each
+    image its lesion mask ``<class>_<k>_mask.nii.gz`` (uint8 0/1, the image's geometry and orientation;
+    NIfTI for the DICOM format too — docs/segmentation.md), ``out_dir/datalist.json`` (MONAI datalist
+    with ``class_names``, ``modality: "CT"``, ``hu_window: "abdomen"`` and ``mask_channels: 1``; items
+    ``{"image", "mask", "label"}`` with paths relative to ``out_dir``) and ``out_dir/manifest.json``
     (parameters and the sha256 of every file, written last: a dataset without it is incomplete).
 
     Args:
@@ -387,14 +408,15 @@ def generate_phantom_dataset(
         "class_names": list(CLASS_NAMES),
         "modality": "CT",
         "hu_window": "abdomen",
+        "mask_channels": 1,
     }
     hashes: dict[str, str] = {}
     for split_index, split in enumerate(SPLITS):
         labels = [c for c, n in enumerate(per_split[split]) for _ in range(n)]
-        images = render_phantoms(labels, image_size, seed=seed, split=split_index)
+        images, masks = render_phantoms(labels, image_size, seed=seed, split=split_index, return_masks=True)
         items = []
         seen = [0, 0, 0]
-        for hu, lab in zip(images, labels):
+        for hu, mask, lab in zip(images, masks, labels):
             k = seen[lab]
             seen[lab] += 1
             rel = Path(split) / CLASS_NAMES[lab] / f"{CLASS_NAMES[lab]}_{k:04d}{ext}"
@@ -408,7 +430,11 @@ def generate_phantom_dataset(
                 )
             _write_file(path, data)
             hashes[rel.as_posix()] = hashlib.sha256(data).hexdigest()
-            items.append({"image": rel.as_posix(), "label": lab})
+            mask_rel = rel.with_name(f"{CLASS_NAMES[lab]}_{k:04d}{MASK_SUFFIX}")
+            mask_data = _nifti_mask_bytes(mask, pixdim)
+            _write_file(out_dir / mask_rel, mask_data)
+            hashes[mask_rel.as_posix()] = hashlib.sha256(mask_data).hexdigest()
+            items.append({"image": rel.as_posix(), "mask": mask_rel.as_posix(), "label": lab})
         datalist[split] = items
     datalist_path = out_dir / DATALIST_NAME
     datalist_bytes = (json.dumps(datalist, indent=1) + "\n").encode()

@@ -49,6 +49,21 @@ def _key_set(datalist: dict) -> set[tuple[str, int]]:
     return {(str(Path(it["image"]).resolve()), int(it["label"])) for s in SPLITS for it in datalist.get(s, [])}
 
 
+def _take_masks(stored: dict, scanned: dict) -> None:
+    """Masks found now beside the images (docs/segmentation.md) apply to a split fixed before they existed:
+    the split fixes which images go where, the scan says which masks they have."""
+    masks = {str(Path(it["image"]).resolve()): it["mask"] for s in SPLITS for it in scanned.get(s, []) if "mask" in it}
+    for split in SPLITS:
+        items = []
+        for item in stored.get(split, []):
+            item = {k: v for k, v in item.items() if k != "mask"}
+            mask = masks.get(str(Path(item["image"]).resolve()))
+            if mask is not None:
+                item["mask"] = mask
+            items.append(item)
+        stored[split] = items
+
+
 def fixed_split_datalist(source, build: Callable[[], dict], *, split_seed: int, fallback_dir) -> dict:
     """The datalist of ``source`` with its split fixed on disk (see the module docstring).
 
@@ -77,6 +92,7 @@ def fixed_split_datalist(source, build: Callable[[], dict], *, split_seed: int, 
                     "again (models trained on the old split may then have seen new test images), or restore the files"
                 )
             stored["split_file"] = str(path)
+            _take_masks(stored, scanned)
             for key in ("skipped",):
                 if key in scanned:
                     stored[key] = scanned[key]

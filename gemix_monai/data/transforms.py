@@ -11,6 +11,10 @@ The chain built by :func:`get_transforms` (docs/data.md, "Preprocessing")::
     Resized + SpatialPadd    longest side → image_size (bilinear, anti-aliased), pad to square with −1 (black)
     CheckLabeld              label → int (range-checked)
 
+With ``mask_key`` (docs/segmentation.md) the mask is loaded, sliced and cropped exactly like the image,
+then :class:`MaskToChannelsd` makes it ``[M, x, y]`` in {0, 1} (never intensity-scaled), and it is resized
+with nearest neighbour and padded with 0, so mask and image stay aligned pixel for pixel.
+
 Orientation: exactly MONAI's. Every array leaving :class:`LoadMedicalImaged` is what ``LoadImaged`` +
 ``EnsureChannelFirstd`` give: ``[C, x, y]`` where, for a PNG/JPEG, the first spatial axis runs along
 the image's width (the transpose of ``numpy.asarray(PIL.Image.open(f))``). In-memory arrays
@@ -47,6 +51,8 @@ __all__ = [
     "check_intensity",
     "IntensityToTrainingRanged",
     "CheckLabeld",
+    "MaskToChannelsd",
+    "mask_label_map",
     "to_display",
     "DataCompose",
     "get_transforms",
@@ -423,6 +429,61 @@ class IntensityToTrainingRanged(MapTransform):
         return d
 
 
+def mask_label_map(mask, where: str | None = None) -> torch.Tensor:
+    """A loaded mask ``[C, x, y(, z)]`` → its integer label map ``[1, x, y(, z)]`` (float32), by the file rules
+    of docs/segmentation.md: a mask must have one channel (or identical RGB(A) channels); an 8-bit PNG/JPEG/…
+    mask whose values are all 0 or 255 is binary (255 → 1). Values are *not* checked here (see
+    :func:`gemix_monai.data.masks.label_map_to_channels`)."""
+    where = where or _filename(mask)
+    arr = torch.as_tensor(mask).float()
+    if arr.shape[0] > 1:
+        colour = arr[:3] if arr.shape[0] in (3, 4) else arr
+        if arr.shape[0] not in (3, 4) or not bool((colour == colour[:1]).all()):
+            raise DataError(
+                f"{where}: a mask must be a single-channel label map; got {arr.shape[0]} channels that differ"
+            )
+        arr = arr[:1]
+    meta = getattr(mask, "meta", None) or {}
+    if meta.get("source_format") == "pil" and meta.get("source_dtype") == "uint8":
+        values = torch.unique(arr)
+        if bool(((values == 0) | (values == 255)).all()):
+            arr = arr / 255.0  # the common 0/255 PNG mask is binary
+    return arr
+
+
+class MaskToChannelsd(MapTransform):
+    """Loaded masks → float32 ``[mask_channels, x, y]`` in {0, 1} (binary, or one-hot without background).
+
+    The file rules are :func:`mask_label_map`'s; the channel rule is
+    :func:`gemix_monai.data.masks.label_map_to_channels`'s (docs/segmentation.md). A value outside
+    ``0..mask_channels`` (a greyscale or interpolated mask) raises :class:`DataError` naming the file and
+    the values found. Items without the key pass unchanged.
+    """
+
+    def __init__(self, keys: KeysCollection = "mask", mask_channels: int = 1, allow_missing_keys: bool = True):
+        super().__init__(keys, allow_missing_keys)
+        if isinstance(mask_channels, bool) or not isinstance(mask_channels, int) or mask_channels < 1:
+            raise ValueError(f"mask_channels must be a positive integer, got {mask_channels!r}")
+        self.mask_channels = mask_channels
+
+    def __call__(self, data):
+        from .masks import label_map_to_channels
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            mask = d[key]
+            where = _filename(mask)
+            labels = mask_label_map(mask, where)
+            if labels.ndim != 3:
+                raise DataError(f"{where}: a mask must be 2-D after slice selection, got shape {tuple(labels.shape)}")
+            try:
+                channels = label_map_to_channels(labels, self.mask_channels, where)
+            except ValueError as e:
+                raise DataError(str(e)) from None
+            d[key] = MetaTensor(channels, meta=dict(getattr(mask, "meta", None) or {}))
+        return d
+
+
 class CheckLabeld(MapTransform):
     """``label_key`` → python ``int`` in ``[0, num_classes)``; anything else raises naming the image file."""
 
@@ -485,6 +546,8 @@ def get_transforms(
     keep_aspect: bool = True,
     num_classes: int | None = None,
     keys: Sequence[str] = ("image",),
+    mask_key: str | None = None,
+    mask_channels: int = 1,
 ) -> DataCompose:
     """The preprocessing every layer uses: file or array → ``{"image": float32 [channels, S, S] in [-1, 1], "label": int}``.
 
@@ -504,26 +567,49 @@ def get_transforms(
         keep_aspect: resize the longest side to ``S`` and pad the other with black; ``False`` stretches.
         num_classes: if given, labels outside ``[0, num_classes)`` raise.
         keys: image keys (a mask key for slice selection is loaded alongside but not scaled).
+        mask_key: the item key of a segmentation mask (``"mask"``), or ``None``: loaded, sliced and cropped like
+            the image, made ``[mask_channels, S, S]`` in {0, 1} by :class:`MaskToChannelsd`, resized with nearest
+            neighbour and padded with 0 (docs/segmentation.md). Items without it pass unchanged.
+        mask_channels: ``M`` (1 = binary; ``M > 1``: labels ``1..M`` one-hot, background dropped).
     """
     if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 4:
         raise ValueError(f"image_size must be an integer >= 4, got {image_size!r}")
     keys = [keys] if isinstance(keys, str) else list(keys)
-    load_keys = keys + ([slice_mask_key] if slice_mask_key else [])
-    steps: list = [
-        LoadMedicalImaged(load_keys),
-        ExtractSliced(load_keys, slice_index=slice_index, mask_key=slice_mask_key),
-    ]
+    masks = [mask_key] if mask_key else []
+    if mask_key in keys:
+        raise ValueError(f"mask_key {mask_key!r} is also an image key; a mask is never intensity-scaled")
+    slice_mask = [slice_mask_key] if slice_mask_key and slice_mask_key != mask_key else []
+    # Masks are optional per item (allow_missing_keys): get_dataset refuses a split where only some have one.
+    steps: list = [LoadMedicalImaged(keys + slice_mask)]
+    if masks:
+        steps.append(LoadMedicalImaged(masks, allow_missing_keys=True))
+    steps.append(
+        ExtractSliced(
+            keys + masks + slice_mask, slice_index=slice_index, mask_key=slice_mask_key, allow_missing_keys=True
+        )
+    )
     if box_key:
-        steps.append(CropBoxd(keys, box_key=box_key))
+        steps.append(CropBoxd(keys + masks, box_key=box_key, allow_missing_keys=True))
     steps.append(ToChannelsd(keys, channels=channels))
     steps.append(IntensityToTrainingRanged(keys, hu_window=hu_window, intensity=intensity))
+    if masks:
+        steps.append(MaskToChannelsd(masks, mask_channels=mask_channels))
     if keep_aspect:
         steps += [
             Resized(keys, spatial_size=image_size, size_mode="longest", mode="bilinear", anti_aliasing=True),
             SpatialPadd(keys, spatial_size=(image_size, image_size), mode="constant", value=-1.0),
         ]
+        if masks:
+            steps += [
+                Resized(masks, spatial_size=image_size, size_mode="longest", mode="nearest", allow_missing_keys=True),
+                SpatialPadd(
+                    masks, spatial_size=(image_size, image_size), mode="constant", value=0.0, allow_missing_keys=True
+                ),
+            ]
     else:
         steps.append(Resized(keys, spatial_size=(image_size, image_size), mode="bilinear", anti_aliasing=True))
+        if masks:
+            steps.append(Resized(masks, spatial_size=(image_size, image_size), mode="nearest", allow_missing_keys=True))
     steps.append(CheckLabeld(keys, num_classes=num_classes))
     return DataCompose(steps)
 

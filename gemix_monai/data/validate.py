@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .errors import DataError, DataValidationError
-from .transforms import LoadMedicalImaged, image_format
+from .transforms import LoadMedicalImaged, image_format, mask_label_map
 
 __all__ = ["validate_items", "check_label", "inspect_image_file", "summarize"]
 
@@ -140,6 +140,7 @@ def validate_items(
     context: str = "datalist",
     preprocessing=None,
     return_stats: bool = False,
+    mask_channels: int = 0,
 ):
     """Check every entry of one split; return ``(good_items, problems)`` (``+ stats`` with ``return_stats``).
 
@@ -156,6 +157,9 @@ def validate_items(
         preprocessing: the :class:`~gemix_monai.data.contract.Preprocessing` the split will get; with
             ``deep``, an 8-bit image in a split that is CT-windowed is a problem (8-bit values cannot be HU).
         return_stats: also return one dict per good decoded item (format, stored type, shape, min, max).
+        mask_channels: ``M > 0``: every entry must have a ``"mask"`` file (docs/segmentation.md), present and
+            readable; with ``deep`` its spatial shape must equal its image's and its values must be integers in
+            ``0..M`` (0/255 in an 8-bit PNG is binary). 0: masks are not checked.
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
@@ -195,6 +199,8 @@ def validate_items(
                             decoded = loader.load(image)
             else:
                 raise DataError(f"'image' must be a path or an array, got {type(image).__name__}")
+            if mask_channels:
+                _check_mask(item, decoded, mask_channels, check_files, loader)
             if decoded is not None:
                 meta = getattr(decoded, "meta", {}) or {}
                 source_dtype = str(meta.get("source_dtype", ""))
@@ -232,6 +238,38 @@ def validate_items(
         if not good:
             raise DataValidationError(problems + [(split, "no valid entries left after skipping")], context)
     return (good, problems, stats) if return_stats else (good, problems)
+
+
+def _check_mask(item: dict, decoded_image, mask_channels: int, check_files: bool, loader) -> None:
+    """The entry's mask: present, readable, and (decoded) the image's spatial shape with values in 0..M."""
+    from .masks import label_map_to_channels
+
+    if "mask" not in item:
+        raise DataError("entry has no 'mask' while the split's other entries have one (every image needs its mask)")
+    mask = item["mask"]
+    if not isinstance(mask, (str, os.PathLike)):
+        raise DataError(f"'mask' must be a file path, got {type(mask).__name__}")
+    if not check_files:
+        return
+    try:
+        inspect_image_file(mask, allow_volumes=True)
+    except DataError as e:
+        raise DataError(f"mask {mask}: {e}") from None
+    if loader is None:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        decoded_mask = loader.load(mask)
+    if decoded_image is not None and tuple(decoded_mask.shape[1:]) != tuple(decoded_image.shape[1:]):
+        raise DataError(
+            f"mask {mask} has spatial shape {tuple(decoded_mask.shape[1:])}, its image {item['image']} has "
+            f"{tuple(decoded_image.shape[1:])} (both in MONAI order [x, y]); a mask must match its image pixel for pixel"
+        )
+    labels = mask_label_map(decoded_mask, str(mask))
+    try:
+        label_map_to_channels(labels.reshape(1, labels.shape[1], -1), mask_channels, f"mask {mask}")
+    except ValueError as e:
+        raise DataError(str(e)) from None
 
 
 def summarize(

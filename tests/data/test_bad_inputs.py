@@ -309,3 +309,99 @@ def test_split_summary_is_json_serialisable(mri_folder, tmp_path):
     summaries = json.loads((tmp_path / "s.json").read_text())
     assert [s["split"] for s in summaries] == ["training", "validation", "test"]
     assert sum(s["count"] for s in summaries) == 12
+
+
+# --------------------------------------------------------------------------------------------
+# segmentation masks (docs/segmentation.md): shape, values and presence are checked up front
+# --------------------------------------------------------------------------------------------
+def _mask_datalist(tmp_path, write_png, masks: dict, **extra):
+    """Two 16×12 PNG images with distinct content, each with the mask array given (rows × cols), as a datalist."""
+    items = []
+    for n in range(2):
+        picture = np.zeros((16, 12), np.uint8)
+        picture[2:6, 3:5] = 200 + n
+        write_png(tmp_path / f"img{n}.png", picture)
+        item = {"image": f"img{n}.png", "mask": f"img{n}_mask.png", "label": n}
+        if n in masks and masks[n] is not None:
+            write_png(tmp_path / item["mask"], masks[n])
+        items.append(item)
+    path = tmp_path / "datalist.json"
+    path.write_text(json.dumps({"class_names": ["a", "b"], "training": items, **extra}))
+    return path
+
+
+def _binary(shape=(16, 12)):
+    mask = np.zeros(shape, np.uint8)
+    mask[2:6, 3:5] = 1
+    return mask
+
+
+def test_a_mask_of_another_shape_than_its_image_names_both_files_and_shapes(tmp_path, write_png):
+    path = _mask_datalist(tmp_path, write_png, {0: _binary(), 1: _binary((16, 14))})
+    with pytest.raises(DataValidationError) as err:
+        get_dataset(str(path), "training", 16)
+    message = str(err.value)
+    assert (
+        f"mask {tmp_path / 'img1_mask.png'} has spatial shape (14, 16), its image {tmp_path / 'img1.png'} has (12, 16)"
+        in message
+    )
+
+
+def test_a_greyscale_mask_is_refused_naming_the_file_and_the_values(tmp_path, write_png):
+    grey = (np.arange(16 * 12).reshape(16, 12) % 7 * 30).astype(np.uint8)
+    path = _mask_datalist(tmp_path, write_png, {0: _binary(), 1: grey})
+    with pytest.raises(DataError, match=r"mask values \[0.0, 1.0, 30.0.*e.g. 30 in .*img1_mask.png"):
+        get_dataset(str(path), "training", 16)
+
+
+def test_a_non_binary_mask_in_a_binary_dataset_is_refused_naming_the_file_and_the_values(tmp_path, write_png):
+    odd = _binary() * 128
+    path = _mask_datalist(tmp_path, write_png, {0: _binary(), 1: odd}, mask_channels=1)
+    with pytest.raises(DataValidationError, match=r"img1_mask.png: mask values must be integers in 0..1, found 0, 128"):
+        get_dataset(str(path), "training", 16)
+
+
+def test_a_non_integer_mask_is_refused_naming_the_file_and_the_values(tmp_path):
+    import nibabel as nib
+
+    for n in range(2):
+        image = np.zeros((12, 16), np.int16)
+        image[3:5, 2:6] = 100 + n
+        nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / f"img{n}.nii.gz")
+        mask = (image > 0).astype(np.float32) * (0.5 if n else 1.0)
+        nib.save(nib.Nifti1Image(mask, np.eye(4)), tmp_path / f"img{n}_mask.nii.gz")
+    items = [{"image": f"img{n}.nii.gz", "mask": f"img{n}_mask.nii.gz", "label": n} for n in range(2)]
+    (tmp_path / "d.json").write_text(json.dumps({"class_names": ["a", "b"], "training": items, "mask_channels": 1}))
+    with pytest.raises(
+        DataValidationError, match=r"img1_mask.nii.gz: mask values must be integers in 0..1, found 0, 0.5"
+    ):
+        get_dataset(str(tmp_path / "d.json"), "training", 16)
+
+
+def test_a_missing_mask_file_is_named(tmp_path, write_png):
+    path = _mask_datalist(tmp_path, write_png, {0: _binary(), 1: None})
+    with pytest.raises(DataValidationError, match=rf"mask {tmp_path / 'img1_mask.png'}: file not found"):
+        get_dataset(str(path), "training", 16)
+
+
+def test_an_entry_without_a_mask_among_entries_with_masks_is_named(tmp_path, write_png):
+    path = _mask_datalist(tmp_path, write_png, {0: _binary(), 1: _binary()})
+    datalist = json.loads(path.read_text())
+    del datalist["training"][1]["mask"]
+    path.write_text(json.dumps(datalist))
+    with pytest.raises(DataValidationError, match=r"training\[1\] .*img1.png: entry has no 'mask' while the split's"):
+        get_dataset(str(path), "training", 16)
+
+
+def test_a_bad_mask_found_only_when_reading_still_names_the_file(tmp_path, write_png):
+    # validate="none" skips the up-front checks; the transform itself refuses the values
+    path = _mask_datalist(tmp_path, write_png, {0: _binary(), 1: _binary() * 3}, mask_channels=1)
+    ds = get_dataset(str(path), "training", 16, validate="none")
+    with pytest.raises(DataError, match=r"img1_mask.png: mask values must be integers in 0..1, found 0, 3"):
+        ds[1]
+
+
+def test_cli_validate_fails_on_a_bad_mask(tmp_path, write_png, capsys):
+    path = _mask_datalist(tmp_path, write_png, {0: _binary(), 1: _binary((16, 14))})
+    assert cli.main(["validate", "--datalist", str(path), "--splits", "training"]) == 1
+    assert "img1_mask.png has spatial shape (14, 16)" in capsys.readouterr().out

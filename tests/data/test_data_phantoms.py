@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from gemix_monai.data import get_dataset
 from gemix_monai.data.phantoms import (
@@ -204,3 +205,111 @@ class TestEnsureDefaultDataset:
         ensure_default_dataset(tmp_path, **{**self.kwargs, "seed": 1})
         manifest = json.loads((tmp_path / "manifest.json").read_text())
         assert manifest["parameters"]["seed"] == 1
+
+
+# --------------------------------------------------------------------------------------------
+# lesion masks (docs/segmentation.md)
+# --------------------------------------------------------------------------------------------
+# Recorded from the writer before masks existed (seed 3, 48 px, counts (5, 4, 4), val (2, 1, 1), test (1, 1, 1)):
+# experiments on record depend on these images, so adding masks must not change a byte of them. NIfTI files
+# are pinned by their decompressed bytes (the gzip stream depends on the zlib build), DICOM files as written.
+RECORDED_IMAGE_SHA256 = {
+    ("nifti", "training/cyst/cyst_0000.nii.gz"): "d71bbe81acfea1173621042e7040f0adaa76d1b45f41c3c2df9a9a4636835e70",
+    (
+        "nifti",
+        "training/hemangioma/hemangioma_0003.nii.gz",
+    ): "5f59efc29c3827d4da8c2f3f13fa0dc3b9f81aa87207940061acdad629cfd21f",
+    (
+        "nifti",
+        "test/metastasis/metastasis_0000.nii.gz",
+    ): "b0bc7bf2f5a7064058766dbbc41180fe117ac8a9ad529ec4829005344359b416",
+    ("dicom", "training/cyst/cyst_0000.dcm"): "6a7412c00d1d67bb66b7553c06d36a50c86912b40c4935da687867e9296c82b3",
+    (
+        "dicom",
+        "validation/metastasis/metastasis_0000.dcm",
+    ): "b658d92ffe7f7e90e5a76cee71a7ca14e753554d8d71865dd6132af315afeccd",
+}
+
+
+@pytest.fixture(scope="module")
+def recorded_layout(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recorded")
+    for fmt in ("nifti", "dicom"):
+        generate_phantom_dataset(
+            root / fmt, 48, counts=(5, 4, 4), seed=3, fmt=fmt, val_counts=(2, 1, 1), test_counts=(1, 1, 1)
+        )
+    return root
+
+
+@pytest.mark.parametrize("fmt,rel", sorted(RECORDED_IMAGE_SHA256))
+def test_image_files_are_byte_identical_to_those_written_before_masks(recorded_layout, fmt, rel):
+    import gzip
+
+    data = (recorded_layout / fmt / rel).read_bytes()
+    data = gzip.decompress(data) if rel.endswith(".gz") else data
+    assert hashlib.sha256(data).hexdigest() == RECORDED_IMAGE_SHA256[(fmt, rel)]
+
+
+@pytest.mark.parametrize("fmt", ["nifti", "dicom"])
+def test_every_item_has_a_mask_file_beside_its_image(recorded_layout, fmt):
+    datalist = json.loads((recorded_layout / fmt / "datalist.json").read_text())
+    manifest = json.loads((recorded_layout / fmt / "manifest.json").read_text())
+    assert datalist["mask_channels"] == 1
+    for split in ("training", "validation", "test"):
+        for item in datalist[split]:
+            image, mask = item["image"], item["mask"]
+            stem = image[: -len(".nii.gz")] if image.endswith(".nii.gz") else image[: -len(".dcm")]
+            assert mask == f"{stem}_mask.nii.gz"
+            assert (recorded_layout / fmt / mask).is_file() and mask in manifest["files"]
+
+
+@pytest.mark.parametrize("fmt", ["nifti", "dicom"])
+def test_mask_files_equal_the_rendered_masks_with_the_image_geometry(recorded_layout, fmt):
+    import nibabel as nib
+
+    _, masks = render_phantoms([0] * 5 + [1] * 4 + [2] * 4, 48, seed=3, split=0, return_masks=True)
+    for n, (name, k) in enumerate([("cyst", k) for k in range(5)] + [("hemangioma", k) for k in range(4)]):
+        img = nib.load(recorded_layout / fmt / "training" / name / f"{name}_{k:04d}_mask.nii.gz")
+        assert img.get_data_dtype() == np.uint8
+        np.testing.assert_allclose(np.diag(img.affine)[:2], [80.0 / 48, 80.0 / 48])
+        # NIfTI stores [x, y] = the transpose of the rendered rows × columns, as for the images
+        np.testing.assert_array_equal(np.asarray(img.dataobj), masks[n].T.astype(np.uint8))
+
+
+def test_render_phantoms_masks_are_render_phantom_return_mask_and_leave_images_alone():
+    labels = [2, 0, 1, 2]
+    images, masks = render_phantoms(labels, 32, seed=5, split=1, return_masks=True)
+    np.testing.assert_array_equal(images, render_phantoms(labels, 32, seed=5, split=1))
+    seen = [0, 0, 0]
+    for n, lab in enumerate(labels):
+        rng = np.random.default_rng(np.random.SeedSequence([5, 1, lab, seen[lab]]))
+        seen[lab] += 1
+        hu, mask = render_phantom(lab, 32, rng, return_mask=True)
+        np.testing.assert_array_equal(images[n], hu)
+        np.testing.assert_array_equal(masks[n], mask)
+        assert mask.any()
+
+
+def test_dataset_items_carry_the_mask_in_the_image_orientation(recorded_layout):
+    ds = get_dataset(str(recorded_layout / "nifti" / "datalist.json"), "training", 48)
+    _, masks = render_phantoms([0] * 5 + [1] * 4 + [2] * 4, 48, seed=3, split=0, return_masks=True)
+    assert ds.contract.preprocessing.mask_channels == 1
+    for n in range(len(ds)):
+        item = ds[n]
+        assert item["mask"].dtype == item["image"].dtype == torch.float32
+        np.testing.assert_array_equal(np.asarray(item["mask"][0]), masks[n].T.astype(np.float32))
+
+
+def test_a_cached_dataset_written_without_masks_is_regenerated(tmp_path):
+    kwargs = dict(image_size=32, counts=(2, 1, 1), seed=0, val_counts=(1, 1, 1), test_counts=(1, 1, 1))
+    ensure_default_dataset(tmp_path, **kwargs)
+    # what the writer before masks left: no mask files, no mask keys, no layout version
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    del manifest["parameters"]["layout_version"]
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.endswith("_mask.nii.gz")}
+    for p in tmp_path.rglob("*_mask.nii.gz"):
+        p.unlink()
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    ensure_default_dataset(tmp_path, **kwargs)
+    assert len(list(tmp_path.rglob("*_mask.nii.gz"))) == 4 + 3 + 3
+    assert json.loads((tmp_path / "manifest.json").read_text())["parameters"]["layout_version"] == 2
