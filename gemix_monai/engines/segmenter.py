@@ -222,21 +222,33 @@ class BinarisedMaskGenerator:
 
 
 def check_pair_generator(generator, image_channels: int, mask_channels: int, where: str = "generator"):
-    """The loaded generator when it makes ``image_channels + mask_channels`` channels, else a ``ValueError``."""
+    """The network behind ``generator`` that makes stacked pairs ``[B, C + M, R, R]``, else a ``ValueError``.
+
+    Accepts the image view of a pair generator (``gemix_monai.generators.load_generator`` on a checkpoint trained
+    with masks: ``img_channels = C``, ``mask_channels = M``, the network as ``.network``) or a raw network of
+    ``C + M`` channels. A generator trained on images alone is refused, naming what the data needs.
+    """
     from gemix_monai.transforms.synthetic import load_generator
 
     g = load_generator(generator)
-    channels = int(getattr(g, "img_channels", -1))
     stated = getattr(g, "mask_channels", None)
-    if channels != image_channels + mask_channels or (stated is not None and int(stated) != mask_channels):
+    network = getattr(g, "network", None) if stated else None
+    if network is not None:  # the image view of a pair generator: its network makes the stacks
+        ok = int(stated) == mask_channels and int(g.img_channels) == image_channels
+        ok = ok and int(getattr(network, "img_channels", -1)) == image_channels + mask_channels
+        found = f"{g.img_channels} image + {stated} mask channel(s)"
+    else:
+        network = g
+        channels = int(getattr(g, "img_channels", -1))
+        ok = channels == image_channels + mask_channels and stated in (None, mask_channels)
+        found = f"{channels} channel(s)" + (f" ({stated} of them mask channels)" if stated is not None else "")
+    if not ok:
         raise ValueError(
-            f"{where} makes {channels} channel(s)"
-            + (f" ({stated} of them mask channels)" if stated is not None else "")
-            + f"; the segmentation data needs image-mask pairs of {image_channels} image + {mask_channels} mask "
-            f"channel(s) = {image_channels + mask_channels}: train the generator on the data with masks "
-            "(gemix-monai train-gan on a datalist with masks, docs/segmentation.md)"
+            f"{where} makes {found}; the segmentation data needs image-mask pairs of {image_channels} image + "
+            f"{mask_channels} mask channel(s) = {image_channels + mask_channels}: train the generator on the data "
+            "with masks (gemix-monai train-gan on a datalist with masks, docs/segmentation.md)"
         )
-    return g
+    return network
 
 
 def build_segmentation_strategy(
