@@ -221,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="output folder for audit.json, audit.md and the figures")
     p.add_argument(
+        "--segmenter",
+        help="pair generators: segmenter trained on the real training split only (models/segmenter/model.pt), for "
+        "the image-mask consistency check; default: the audit trains a tiny one (docs/segmentation.md)",
+    )
+    p.add_argument(
         "--num-per-class", type=int, help="synthetic images per class (default: the held-out split's counts)"
     )
     p.add_argument(
