@@ -516,7 +516,7 @@ def create_segmenter_trainer(
     max_epochs: int,
     strategy=None,
     num_classes: int | None = None,
-    lr: float = 1e-3,
+    lr: float = 1e-2,
     weight_decay: float = 1e-5,
     evaluator: SupervisedEvaluator | None = None,
     val_interval: int = 1,
@@ -595,9 +595,9 @@ class SegmenterTrainingOptions:
     strategy: str = "real"
     network: str = "tiny_unet"
     generator_checkpoint: Any = None
-    epochs: int = 10
-    batch_size: int = 16
-    lr: float = 1e-3
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 1e-2
     weight_decay: float = 1e-5
     seed: int = 0
     strategy_kwargs: Mapping[str, Any] | None = None

@@ -45,9 +45,9 @@ SEGMENTATION_COMPARE_DEFAULTS = {
     "gan_kimg": 10.0,
     "gan_batch_size": 16,
     "gan_preset": "tiny",
-    "epochs": 8,
+    "epochs": 12,
     "batch_size": 32,
-    "learning_rate": 1e-3,
+    "learning_rate": 1e-2,
     "weight_decay": 1e-5,
     "image_size": 32,
     "interval": "t",
@@ -113,7 +113,8 @@ def plan_segmentation_cells(
     from gemix_monai.handlers.gan import GENERATOR_SUBPATH
 
     out = Path(out)
-    data = {"data": dict(s["data_options"])} if s.get("data_options") else {}
+    # every cell reads the data with masks required (get_dataset(masks="on")): a datalist without masks fails at once
+    data = {"data": {**dict(s.get("data_options") or {}), "masks": "on"}}
     budget = {"preset": s["gan_preset"], "kimg": s["gan_kimg"], "batch_size": s["gan_batch_size"]}
     cells: list[Cell] = []
     if any(a.needs_generator for a in arms):

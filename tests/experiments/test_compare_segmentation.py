@@ -169,3 +169,35 @@ def test_cli_task_segmentation_lists_the_cells(tmp_path, capsys):
     )
     assert code == 0
     assert capsys.readouterr().out.split() == ["phantoms/seg-tiny_unet/real/s0"]
+
+
+def test_a_real_segmenter_cell_trains_and_scores_on_the_phantoms_masks(tmp_path):
+    import json
+
+    result = run_segmentation_compare(tmp_path, strategies=["real"], epochs=1, **FAKE | {"seeds": 2})
+    assert result.ran == ["phantoms/seg-tiny_unet/real/s0", "phantoms/seg-tiny_unet/real/s1"]
+    for cid in result.ran:
+        res = json.loads((tmp_path / "cells" / cid / "result.json").read_text())
+        report = json.loads((tmp_path / "cells" / cid / "test_report" / "metrics.json").read_text())
+        assert res["metrics"] == report["metrics"] and res["num_test_samples"] == 6
+        assert res["metrics"]["num_cases"] == 6 and 0.0 <= res["metrics"]["dice"] <= 1.0
+        assert res["config"]["data"] == {"masks": "on"}
+    rows = _read_csv(tmp_path / "summary.csv")
+    assert {(r["strategy"], r["metric"], r["n"]) for r in rows} == {("real", "dice", "2"), ("real", "hd95", "2")}
+
+
+def test_a_pair_gan_cell_whose_generator_makes_images_only_fails_naming_it(tmp_path, monkeypatch):
+    from gemix_monai.experiments import compare
+    from gemix_monai.networks import Generator, get_preset
+
+    def images_only_gan(config, runtime, cell_dir):
+        path = Path(cell_dir) / "models" / "generator" / "generator.pt"
+        path.parent.mkdir(parents=True)
+        Generator(c_dim=3, class_names=["cyst", "hemangioma", "metastasis"], **get_preset("tiny")["G"]).save_checkpoint(
+            path
+        )
+        return {"generator": "models/generator/generator.pt"}
+
+    monkeypatch.setattr(compare, "run_gan_cell", images_only_gan)
+    with pytest.raises(ValueError, match=r"generator of cell .*gan-pairs/g0 makes 1 channel\(s\).+1 mask channel"):
+        run_segmentation_compare(tmp_path, cell="phantoms/gan-pairs/g0", **FAKE)
