@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--preset", dest="gan_preset", help="network preset: tiny, 32, 64, 128 (and 256 for stylegan2)")
     p.add_argument(
+        "--masks",
+        choices=("auto", "on", "off"),
+        help="train on image-mask pairs: auto (default: when the datalist has masks), on (required), off "
+        "(images only); docs/segmentation.md",
+    )
+    p.add_argument(
         "--multi-gpu", action="store_true", help="merge configs/multi_gpu_train_gan.json (ignite.distributed)"
     )
 

@@ -16,6 +16,8 @@ One rule set, used everywhere (docs/segmentation.md; the maths in docs/maths.md 
   masks the generator was trained on.
 
 Every function accepts a single item (``[C, S, S]``) or a batch (``[B, C, S, S]``): channels are axis −3.
+
+:class:`ImageMaskPairs` is the view a generator trains on: each item's image and mask stacked as above.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ __all__ = [
     "binarise_masks",
     "label_map_to_channels",
     "channels_to_label_map",
+    "ImageMaskPairs",
+    "dataset_mask_channels",
+    "paired_for_training",
+    "trained_contract",
 ]
 
 #: A soft mask value above this is foreground (docs/maths.md §6).
@@ -141,3 +147,67 @@ def channels_to_label_map(mask) -> torch.Tensor:
     m = mask.shape[-3]
     weights = torch.arange(1, m + 1, dtype=torch.float32, device=mask.device).view(m, 1, 1)
     return (mask.float() * weights).amax(dim=-3, keepdim=True).round().to(torch.uint8)
+
+
+def dataset_mask_channels(dataset) -> int:
+    """``M`` recorded in a dataset's contract (``dataset.contract.preprocessing.mask_channels``); 0 without one."""
+    contract = getattr(dataset, "contract", None)
+    preprocessing = getattr(contract, "preprocessing", None)
+    return int(getattr(preprocessing, "mask_channels", 0) or 0)
+
+
+class ImageMaskPairs(torch.utils.data.Dataset):
+    """Items ``{"image": [C + M, S, S] = stack_image_mask(image, mask), "label"}`` of a dataset whose items carry
+    ``"mask"`` — what a generator trains on to learn image–mask pairs (docs/segmentation.md).
+
+    Other attributes (``contract``, ``class_names``, ``labels``, ``data`` …) are the wrapped dataset's, so the
+    generator records the data contract with its ``mask_channels``. An item without a mask, or with another
+    number of mask channels than the contract's, raises naming its index.
+    """
+
+    def __init__(self, dataset, mask_channels: int | None = None):
+        self.dataset = dataset
+        self.mask_channels = dataset_mask_channels(dataset) if mask_channels is None else int(mask_channels)
+        if self.mask_channels < 1:
+            raise ValueError("ImageMaskPairs needs a dataset with masks (its contract records mask_channels=0)")
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.dataset[index]
+        if "mask" not in item:
+            raise ValueError(
+                f"item {index} has no 'mask' (keys {sorted(item)}); every item of a paired dataset needs one"
+            )
+        mask = torch.as_tensor(item["mask"]).as_subclass(torch.Tensor)
+        if mask.shape[0] != self.mask_channels:
+            raise ValueError(f"item {index}: mask has {mask.shape[0]} channels, the contract says {self.mask_channels}")
+        image = torch.as_tensor(item["image"]).as_subclass(torch.Tensor).float()
+        return {"image": stack_image_mask(image, mask), "label": item["label"]}
+
+    def __getattr__(self, name):
+        if name == "dataset":  # not yet set (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def paired_for_training(train_data):
+    """``train_data`` as a generator trains on it: an :class:`ImageMaskPairs` view when its contract records masks
+    (``mask_channels > 0``; a ``DataLoader``'s dataset is used), else unchanged (docs/segmentation.md)."""
+    if isinstance(train_data, ImageMaskPairs):
+        return train_data
+    dataset = train_data.dataset if isinstance(train_data, torch.utils.data.DataLoader) else train_data
+    return ImageMaskPairs(dataset) if dataset_mask_channels(dataset) > 0 else train_data
+
+
+def trained_contract(contract, train_data) -> dict | None:
+    """The contract dict a generator trained on ``train_data`` records: the data's, with ``mask_channels`` kept only
+    when it trains on :class:`ImageMaskPairs` (a generator fed the images of a dataset with masks makes images only,
+    and must not claim masks; docs/segmentation.md). ``None`` without a contract."""
+    if not hasattr(contract, "to_dict"):
+        return None
+    record = contract.to_dict()
+    if not isinstance(train_data, ImageMaskPairs) and record.get("preprocessing", {}).get("mask_channels"):
+        record["preprocessing"] = {**record["preprocessing"], "mask_channels": 0}
+    return record

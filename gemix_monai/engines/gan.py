@@ -71,6 +71,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine
 
+from gemix_monai.data.masks import paired_for_training, trained_contract
 from gemix_monai.fast import bf16_requested, cpu_bf16_math, cpu_has_native_bf16, training_fast
 from gemix_monai.mixing.labels import to_soft_label
 from gemix_monai.utils import safe_torch_load
@@ -442,7 +443,7 @@ class ConditionalGanTrainer(Engine):
         # The data's contract (classes + preprocessing, docs/data.md) travels with the generator so that
         # every later user of generator.pt can refuse data prepared differently.
         contract = getattr(train_data, "contract", None)
-        self.contract = contract.to_dict() if hasattr(contract, "to_dict") else None
+        self.contract = trained_contract(contract, train_data)  # mask_channels only when trained on pairs
         if self.contract is not None:
             if list(self.contract["class_names"]) != self.class_names:
                 raise ValueError(
@@ -979,11 +980,20 @@ def _as_dataset(train_data):
     )
 
 
+def _data_channels(dataset) -> int | None:
+    """Channels the networks need from the data's contract: ``channels`` plus ``mask_channels`` (image–mask pairs,
+    docs/segmentation.md); ``None`` (the preset's) for data without a contract."""
+    preprocessing = getattr(getattr(dataset, "contract", None), "preprocessing", None)
+    if preprocessing is None:
+        return None
+    return int(preprocessing.channels) + int(getattr(preprocessing, "mask_channels", 0) or 0)
+
+
 def _train_process(local_rank, cfg: dict):
     """Body of :func:`train_gan` in each process (also the single-process path)."""
     torch.manual_seed(cfg["seed"])  # network initialisation; identical in every process
     G, D, augment_pipe, preset = build_networks(
-        cfg["preset"], num_classes=cfg["num_classes"], class_names=cfg["class_names"]
+        cfg["preset"], num_classes=cfg["num_classes"], class_names=cfg["class_names"], img_channels=cfg["img_channels"]
     )
     opts = {k: v for k, v in preset.items() if k not in ("G", "D", "augment")}
     opts.update({k: v for k, v in cfg["options"].items() if v is not None})
@@ -1065,8 +1075,10 @@ def train_gan(
     if unknown:
         raise TypeError(f"train_gan got unknown options {sorted(unknown)}; see GanTrainingOptions")
     options.update(max_kimg=max_kimg, batch_size=batch_size, batch_gpu=batch_gpu)
+    dataset = paired_for_training(_as_dataset(train_data))  # masks in the data: train on pairs
     cfg = dict(
-        dataset=_as_dataset(train_data),
+        dataset=dataset,
+        img_channels=_data_channels(dataset),
         output_dir=str(output_dir),
         preset=preset,
         num_classes=num_classes,

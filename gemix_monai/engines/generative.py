@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from ignite.engine import Engine
 
+from gemix_monai.data.masks import paired_for_training, trained_contract
 from gemix_monai.mixing.labels import to_soft_label
 from gemix_monai.utils import safe_torch_load
 
@@ -184,7 +185,7 @@ class GenerativeTrainer(Engine):
             train_data, img_resolution=G.img_resolution, img_channels=G.img_channels, num_classes=self.num_classes
         )
         contract = getattr(train_data, "contract", None)
-        self.contract = contract.to_dict() if hasattr(contract, "to_dict") else None
+        self.contract = trained_contract(contract, train_data)  # mask_channels only when trained on pairs
         if self.contract is not None:
             if list(self.contract["class_names"]) != self.class_names:
                 raise ValueError(
@@ -561,9 +562,12 @@ def train_generator(
     """Train a generator of any family and return ``output_dir/models/generator/generator.pt`` (its format tag names the family).
 
     ``family="stylegan2"`` (default) is exactly :func:`~gemix_monai.engines.gan.train_gan`; ``"dcgan"`` and
-    ``"diffusion"`` are :func:`train_family` (single process: ``nproc_per_node`` > 1 is refused).
+    ``"diffusion"`` are :func:`train_family` (single process: ``nproc_per_node`` > 1 is refused). A dataset whose
+    contract records masks is trained on as image–mask pairs (:func:`~gemix_monai.data.masks.paired_for_training`).
     """
     family = _check_family(family or "stylegan2")
+    # Data with masks trains on [image channels…, mask channels] (docs/segmentation.md).
+    train_data = paired_for_training(train_data)
     if family == "stylegan2":
         return train_gan(
             train_data,

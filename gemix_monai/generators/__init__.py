@@ -1,7 +1,8 @@
 """Generators: the protocol every family follows, and generators made elsewhere.
 
 * :mod:`gemix_monai.generators.protocol` — :class:`ConditionalGenerator` (the one contract of StyleGAN2, DCGAN and
-  diffusion generators) and :func:`load_generator` (any checkpoint, by its format tag; docs/generators.md);
+  diffusion generators), :func:`load_generator` (any checkpoint, by its format tag; docs/generators.md) and
+  :func:`generate_pairs` (image–mask pairs from a generator trained on them; docs/segmentation.md);
 
 * :mod:`gemix_monai.generators.stylegan2_ada` — NVIDIA StyleGAN2-ADA (PyTorch) training snapshots
   (``network-snapshot-*.pkl``), read without executing anything from the file (docs/generators.md).
@@ -11,9 +12,13 @@ from gemix_monai.generators.protocol import (
     GENERATOR_FAMILIES,
     GENERATOR_FORMATS,
     ConditionalGenerator,
+    ImageMaskGenerator,
+    as_image_generator,
     check_generator,
+    generate_pairs,
     generator_family,
     load_generator,
+    mask_channels_of,
 )
 from gemix_monai.generators.stylegan2_ada import (
     SnapshotError,
@@ -31,6 +36,10 @@ __all__ = [
     "check_generator",
     "generator_family",
     "load_generator",
+    "ImageMaskGenerator",
+    "as_image_generator",
+    "generate_pairs",
+    "mask_channels_of",
     "SnapshotError",
     "UnsafePickleError",
     "convert_stylegan2_ada",

@@ -5,6 +5,12 @@ Every family — the conditional StyleGAN2 (``gemix_monai.networks.Generator``),
 (``gemix_monai.networks.diffusion.ConditionalDiffusionGenerator``) — has the same face, so the samplers,
 ``SyntheticDataset``/``export_synthetic``, the strategies, the audit, the bundle's ``generate`` and the MONAI
 Label task use any of them unchanged. A checkpoint's ``format`` tag says which class reads it.
+
+Image–mask generators (docs/segmentation.md): a generator trained on ``[image channels…, mask channels…]``
+records ``mask_channels = M > 0`` in its contract. :func:`load_generator` returns it as an
+:class:`ImageMaskGenerator`, whose ``generate`` gives the ``C`` image channels only (``img_channels = C``), so every
+image consumer works unchanged; :func:`generate_pairs` gives ``(images, masks)``, the masks binarised by the rule of
+:mod:`gemix_monai.data.masks`.
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ __all__ = [
     "load_generator",
     "generator_family",
     "check_generator",
+    "ImageMaskGenerator",
+    "mask_channels_of",
+    "generate_pairs",
+    "as_image_generator",
 ]
 
 #: checkpoint ``format`` tag -> generator family (training checkpoints load their EMA generator).
@@ -118,17 +128,138 @@ def load_generator(
         )
         raise ValueError(f"{path}: {what}; this version reads {sorted(GENERATOR_FORMATS)}")
     family = GENERATOR_FORMATS[fmt]
+    mask_channels = mask_channels_of(ckpt)
     expected = dict(
         expected_num_classes=expected_num_classes,
         expected_resolution=expected_resolution,
-        expected_channels=expected_channels,
+        # a mask-carrying network has C + M output channels; its image channels are checked below
+        expected_channels=None if mask_channels else expected_channels,
     )
     cls = _family_class(family)
     if family == "stylegan2":
         generator = cls.from_checkpoint(path, device=device, **expected)
     else:
         generator = cls.from_payload(ckpt, str(path), device, **expected)
+    if mask_channels:
+        generator = ImageMaskGenerator(generator, mask_channels)
+        if expected_channels is not None and generator.img_channels != expected_channels:
+            raise ValueError(
+                f"{path}: the generator's number of image channels is {generator.img_channels} (plus "
+                f"{mask_channels} mask channel(s)), expected {expected_channels}"
+            )
     return generator
+
+
+def mask_channels_of(obj) -> int:
+    """``M``, the mask channels of a generator, its checkpoint dict or a contract (0 when it records none)."""
+    if isinstance(obj, ImageMaskGenerator):
+        return obj.mask_channels
+    if isinstance(obj, dict):
+        contract = obj if "preprocessing" in obj else obj.get("contract")  # a contract dict, or a checkpoint
+    elif hasattr(obj, "preprocessing"):
+        contract = obj  # a DataContract
+    else:
+        contract = getattr(obj, "contract", None)  # a network
+    if contract is None:
+        return 0
+    preprocessing = contract.get("preprocessing") if isinstance(contract, dict) else contract.preprocessing
+    if preprocessing is None:
+        return 0
+    value = preprocessing.get("mask_channels", 0) if isinstance(preprocessing, dict) else preprocessing.mask_channels
+    return int(value or 0)
+
+
+class ImageMaskGenerator(torch.nn.Module):
+    """A generator trained on image–mask pairs, seen as an image generator (docs/segmentation.md).
+
+    ``network`` outputs ``C + M`` channels (images then masks in {−1, +1}, :func:`~gemix_monai.data.masks.stack_image_mask`);
+    here ``img_channels = C``, ``mask_channels = M`` and ``generate`` returns ``[B, C, R, R]``, so samplers,
+    ``SyntheticDataset``, the strategies and the audit use it as any image generator. :meth:`generate_pairs` gives
+    the masks too. Every other attribute (``c_dim``, ``z_dim``, ``class_names``, ``contract``, ``family``,
+    ``save_checkpoint`` …) is the network's.
+    """
+
+    def __init__(self, network: torch.nn.Module, mask_channels: int):
+        super().__init__()
+        if isinstance(mask_channels, bool) or not isinstance(mask_channels, int) or mask_channels < 1:
+            raise ValueError(f"mask_channels must be a positive integer, got {mask_channels!r}")
+        if int(network.img_channels) <= mask_channels:
+            raise ValueError(
+                f"the network makes {network.img_channels} channels; {mask_channels} mask channel(s) leave no image channel"
+            )
+        self.network = network
+        self.mask_channels = mask_channels
+        self.img_channels = int(network.img_channels) - mask_channels
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)  # parameters, buffers, submodules (``network``)
+        except AttributeError:
+            if name == "network":
+                raise
+            return getattr(self.network, name)
+
+    @property
+    def image_shape(self) -> tuple:
+        return (self.img_channels, self.network.img_resolution, self.network.img_resolution)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.network.c_dim)
+
+    def forward(self, *args, **kwargs):
+        """The network's own output, all ``C + M`` channels (as the sample grids and training see it)."""
+        return self.network(*args, **kwargs)
+
+    def generate(self, soft_labels, seed: int | None = None, **options) -> torch.Tensor:
+        """Images ``[B, C, R, R]`` in [-1, 1]: the network's output without its mask channels."""
+        return self.network.generate(soft_labels, seed=seed, **options)[:, : self.img_channels]
+
+    def generate_pairs(self, soft_labels, seed: int | None = None, *, soft: bool = False, **options):
+        """``(images [B, C, R, R], masks [B, M, R, R])``: see :func:`generate_pairs`."""
+        return generate_pairs(self, soft_labels, seed=seed, soft=soft, **options)
+
+
+def as_image_generator(generator):
+    """``generator`` as an image generator: a raw network whose contract records ``mask_channels > 0`` is wrapped in an
+    :class:`ImageMaskGenerator` (its ``generate`` then gives the image channels only); anything else is returned as
+    it is (docs/segmentation.md)."""
+    if isinstance(generator, ImageMaskGenerator) or not isinstance(generator, torch.nn.Module):
+        return generator
+    mask_channels = mask_channels_of(generator)
+    return ImageMaskGenerator(generator, mask_channels) if mask_channels else generator
+
+
+def generate_pairs(generator, soft_labels, seed: int | None = None, *, soft: bool = False, **options):
+    """Image–mask pairs from a generator trained on them (docs/segmentation.md).
+
+    Args:
+        generator: an :class:`ImageMaskGenerator` (what :func:`load_generator` returns for such a checkpoint), or the
+            raw network whose ``contract`` records ``mask_channels`` (e.g. ``trainer.G_ema``).
+        soft_labels: ``[B, K]`` points of the simplex, as for ``generate``.
+        seed / **options: as ``generate`` (``z``, ``truncation_psi``, ``noise_mode``, ``batch_size``, ``device`` …);
+            the images equal ``generator.generate(...)``'s for the same arguments.
+        soft: return the soft masks in [0, 1] instead of binarising them.
+
+    Returns:
+        ``(images [B, C, R, R] float32 in [-1, 1], masks [B, M, R, R] float32)``, the masks in {0, 1} by
+        :func:`gemix_monai.data.masks.binarise_masks` (binary: soft > 0.5; several structures: the largest channel
+        when above 0.5, so at most one per pixel).
+
+    Raises:
+        ValueError: the generator records no mask channels (trained on images alone).
+    """
+    from gemix_monai.data.masks import binarise_masks, split_image_mask
+
+    mask_channels = mask_channels_of(generator)
+    if mask_channels == 0:
+        raise ValueError(
+            "this generator makes images only (its contract records mask_channels=0); train it on data with masks "
+            "(gemix-monai train-gan --masks on) to generate image–mask pairs"
+        )
+    network = generator.network if isinstance(generator, ImageMaskGenerator) else generator
+    images, soft_masks = split_image_mask(network.generate(soft_labels, seed=seed, **options), mask_channels)
+    return images, (soft_masks if soft else binarise_masks(soft_masks))
 
 
 def check_generator(generator, where: str = "generator") -> ConditionalGenerator:

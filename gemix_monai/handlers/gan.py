@@ -33,6 +33,7 @@ __all__ = [
     "update_ema",
     "render_sample_grid",
     "compose_sample_grid",
+    "mask_contours",
     "walk_pairs",
     "GENERATOR_SUBPATH",
 ]
@@ -310,11 +311,46 @@ def _to_display(tiles: torch.Tensor) -> np.ndarray:
     return x.movedim(-3, -1).numpy()
 
 
-def compose_sample_grid(tiles: torch.Tensor, row_labels: Sequence[str], *, padding: int = 2, min_tile: int = 32):
+#: Contour colours of mask channels 1, 2, … in the sample grids (RGB), cycled beyond six structures.
+MASK_COLOURS = ((255, 48, 48), (48, 220, 48), (64, 128, 255), (255, 220, 0), (255, 0, 255), (0, 230, 230))
+
+
+def mask_contours(masks: torch.Tensor) -> torch.Tensor:
+    """Binary masks ``[..., M, x, y]`` → their contours (bool, same shape): mask pixels with a 4-neighbour outside
+    the mask (the tile border counts as outside)."""
+    inside = masks > 0.5
+    padded = torch.nn.functional.pad(inside.float().flatten(0, -3)[:, None], (1, 1, 1, 1)).bool()[:, 0]
+    core = (
+        padded[:, 1:-1, 1:-1] & padded[:, :-2, 1:-1] & padded[:, 2:, 1:-1] & padded[:, 1:-1, :-2] & padded[:, 1:-1, 2:]
+    )
+    return inside & ~core.reshape(inside.shape)
+
+
+def _overlay_masks(rgb: np.ndarray, masks: torch.Tensor) -> np.ndarray:
+    """Draw the contours of binary masks ``[..., M, x, y]`` (MONAI order) onto ``rgb`` ``[..., y, x, 3]`` in
+    :data:`MASK_COLOURS` (later channels on top)."""
+    out = rgb.copy()
+    edges = mask_contours(masks).transpose(-1, -2).numpy()  # [..., M, y, x], rows × columns like rgb
+    for m in range(edges.shape[-3]):
+        out[edges[..., m, :, :]] = MASK_COLOURS[m % len(MASK_COLOURS)]
+    return out
+
+
+def compose_sample_grid(
+    tiles: torch.Tensor,
+    row_labels: Sequence[str],
+    *,
+    padding: int = 2,
+    min_tile: int = 32,
+    mask_channels: int = 0,
+):
     """Lay the tiles out as a PIL image with each row's label in a left margin.
 
     Tiles smaller than ``min_tile`` pixels are enlarged (nearest neighbour) so the labels fit.
     The image is ``rows·(S + padding) + padding`` pixels high, ``S`` the displayed tile size.
+    With ``mask_channels = M > 0`` the last ``M`` channels of each tile are its mask (image–mask generators,
+    docs/segmentation.md): the image channels are shown with the contour of each binarised mask channel drawn
+    over them in :data:`MASK_COLOURS`.
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -322,9 +358,20 @@ def compose_sample_grid(tiles: torch.Tensor, row_labels: Sequence[str], *, paddi
     res = tiles.shape[-1]
     scale = max(1, math.ceil(min_tile / res))
     size = res * scale
+    masks = None
+    if mask_channels:
+        from gemix_monai.data.masks import binarise_masks, split_image_mask
+
+        tiles, soft = split_image_mask(tiles.flatten(0, 1), mask_channels)
+        tiles, masks = tiles.reshape(rows, cols, *tiles.shape[1:]), binarise_masks(soft)
+        masks = masks.reshape(rows, cols, *masks.shape[1:])
     rgb = _to_display(tiles)
     if scale > 1:
         rgb = rgb.repeat(scale, axis=-3).repeat(scale, axis=-2)
+        if masks is not None:
+            masks = masks.repeat_interleave(scale, dim=-1).repeat_interleave(scale, dim=-2)
+    if masks is not None:
+        rgb = _overlay_masks(rgb, masks)
     font = ImageFont.load_default()
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     margin = max(int(measure.textlength(label, font=font)) for label in row_labels) + 2 * padding + 4
@@ -340,11 +387,20 @@ def compose_sample_grid(tiles: torch.Tensor, row_labels: Sequence[str], *, paddi
     return canvas
 
 
+def _mask_channels(engine) -> int:
+    """``M`` of the data the engine trains on (its contract, docs/segmentation.md); 0 for images alone."""
+    from gemix_monai.generators.protocol import mask_channels_of
+
+    contract = getattr(engine, "contract", None)
+    return mask_channels_of(contract) if contract is not None else mask_channels_of(engine.G_ema)
+
+
 class SampleGridHandler(_EveryImagesHandler):
     """Write a sample grid of ``G_ema`` (:func:`render_sample_grid`) every ``every_kimg`` and at the end.
 
     Files: ``output_dir/fakes-<images seen, 9 digits>.png`` (rank 0). Latents are fixed by
-    ``seed``, so successive grids show the same samples evolving.
+    ``seed``, so successive grids show the same samples evolving. A generator trained on image–mask pairs shows
+    each image with its mask's contour (:func:`compose_sample_grid`), in the PNG and in TensorBoard.
     """
 
     def __init__(
@@ -378,7 +434,7 @@ class SampleGridHandler(_EveryImagesHandler):
         )
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / f"fakes-{engine.images_seen:09d}.png"
-        grid = compose_sample_grid(tiles, labels)
+        grid = compose_sample_grid(tiles, labels, mask_channels=_mask_channels(engine))
         png = io.BytesIO()
         grid.save(png, format="PNG")
         atomic_write_bytes(path, png.getvalue())

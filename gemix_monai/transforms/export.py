@@ -67,6 +67,27 @@ def _encode(image: torch.Tensor, fmt: str) -> bytes:
     return buf.getvalue()
 
 
+def _encode_mask(mask: torch.Tensor, fmt: str) -> bytes:
+    """Binary/one-hot ``mask`` [M, x, y] → a label-map file (docs/segmentation.md): NIfTI uint8 ``[x, y]`` with labels
+    0..M; PNG rows × columns, a binary mask as 0/255 and labels 1..M as their values. Read back through the data
+    layer (``get_dataset`` with ``"mask"`` items) either gives ``mask`` again."""
+    from gemix_monai.data.masks import channels_to_label_map
+
+    labels = channels_to_label_map(mask.detach().cpu())[0].numpy()
+    if fmt == "nifti":
+        import nibabel as nib
+
+        nii = nib.Nifti1Image(np.ascontiguousarray(labels, dtype=np.uint8), affine=np.eye(4))
+        nii.header.set_xyzt_units("mm")
+        return gzip.compress(nii.to_bytes(), mtime=0)
+    from PIL import Image
+
+    pixels = labels.T * (255 if mask.shape[0] == 1 else 1)
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -122,7 +143,9 @@ def export_synthetic(
 
     Layout: ``out_dir/images/synth_000000.nii.gz`` (or ``.png``), ``sha256sums.txt`` (the images' checksums,
     verified on re-runs), ``labels.csv`` (``image`` then one soft-label column per class name), ``datalist.json`` (``{"class_names", "training": [{"image", "label": [K floats]}],
-    "sampler", "seed"}``) and ``export.json`` (the settings, checked on re-runs).
+    "sampler", "seed"}``) and ``export.json`` (the settings, checked on re-runs). A generator trained on image–mask
+    pairs (docs/segmentation.md) also writes ``images/synth_000000_mask.nii.gz`` (or ``.png``) beside each image, its
+    binarised mask as a label map, and the datalist items gain ``"mask"``.
 
     Args:
         generator: checkpoint path or Generator-like object; ``sampler``: soft-label sampler over ``c_dim`` classes.
@@ -143,6 +166,9 @@ def export_synthetic(
         batch_size=batch_size,
         device=device,
     )
+    from gemix_monai.generators.protocol import generate_pairs, mask_channels_of
+
+    mask_channels = mask_channels_of(dataset.generator)
     out = Path(out_dir)
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
@@ -163,6 +189,8 @@ def export_synthetic(
             "image_shape": list(dataset.image_shape),
         },
     }
+    if mask_channels:
+        manifest["mask_channels"] = mask_channels
     manifest_path = out / MANIFEST_NAME
     if manifest_path.exists():
         try:
@@ -189,20 +217,24 @@ def export_synthetic(
 
     ext = _EXTENSIONS[fmt]
     names = [f"synth_{i:06d}{ext}" for i in range(len(dataset))]
+    mask_names = [f"synth_{i:06d}_mask{ext}" for i in range(len(dataset))] if mask_channels else []
     checksums_path = out / CHECKSUMS_NAME
     recorded = _read_checksums(checksums_path)
     sums: dict[str, str] = {}
     missing, damaged, unrecorded = [], [], []
     for i, name in enumerate(names):
-        rel = f"images/{name}"
-        if not (images_dir / name).is_file():
-            missing.append(i)
-        elif rel not in recorded:
-            unrecorded.append(i)  # renamed into place, then killed before its checksum was appended
-        elif _sha256_file(images_dir / name) != recorded[rel]:
-            damaged.append(i)
-        else:
-            sums[rel] = recorded[rel]
+        # an item is its image and, for an image–mask generator, its mask: both are written together
+        for file in (name, mask_names[i]) if mask_channels else (name,):
+            rel = f"images/{file}"
+            if not (images_dir / file).is_file():
+                missing.append(i)
+            elif rel not in recorded:
+                unrecorded.append(i)  # renamed into place, then killed before its checksum was appended
+            elif _sha256_file(images_dir / file) != recorded[rel]:
+                damaged.append(i)
+            else:
+                sums[rel] = recorded[rel]
+    damaged = sorted(set(damaged))
     if damaged:
         shown = ", ".join(str(images_dir / names[i]) for i in damaged[:10])
         more = f" and {len(damaged) - 10} more" if len(damaged) > 10 else ""
@@ -222,26 +254,45 @@ def export_synthetic(
     with open(checksums_path, "a", encoding="utf-8") as record:
         for c in steps:
             chunk = list(range(c * batch_size, min((c + 1) * batch_size, len(names))))
-            images, _ = dataset.generate(chunk)
+            if mask_channels:
+                # the same labels, latents and options as dataset.generate(chunk), so the images are the same
+                chunk_labels, chunk_z = dataset.labels_and_latents(chunk)
+                options = {"z": chunk_z, "truncation_psi": dataset.truncation_psi, "noise_mode": "const"}
+                options.update({"batch_size": dataset.batch_size, **({"device": device} if device is not None else {})})
+                images, masks = (t.cpu() for t in generate_pairs(dataset.generator, chunk_labels, **options))
+            else:
+                images, _ = dataset.generate(chunk)
             for n, i in enumerate(chunk):
                 if i not in todo:
                     continue
-                data = _encode(images[n], fmt)
-                atomic_write_bytes(images_dir / names[i], data)
-                rel = f"images/{names[i]}"
-                sums[rel] = hashlib.sha256(data).hexdigest()
-                record.write(f"{sums[rel]}  {rel}\n")
+                files = [(names[i], _encode(images[n], fmt))]
+                if mask_channels:
+                    files.append((mask_names[i], _encode_mask(masks[n], fmt)))
+                for file, data in files:
+                    atomic_write_bytes(images_dir / file, data)
+                    rel = f"images/{file}"
+                    sums[rel] = hashlib.sha256(data).hexdigest()
+                    record.write(f"{sums[rel]}  {rel}\n")
                 record.flush()
-    # One line per image, in order (drops superseded lines of regenerated files).
-    atomic_write_bytes(checksums_path, "".join(f"{sums[f'images/{n}']}  images/{n}\n" for n in names).encode())
+    # One line per file, in order (drops superseded lines of regenerated files).
+    every_file = [f for i in range(len(names)) for f in ((names[i], mask_names[i]) if mask_channels else (names[i],))]
+    atomic_write_bytes(checksums_path, "".join(f"{sums[f'images/{n}']}  images/{n}\n" for n in every_file).encode())
 
     labels, _ = dataset.labels_and_latents(range(len(dataset)))
     rows = labels.tolist()
     datalist = {
         "class_names": dataset.class_names,
-        "training": [{"image": f"images/{names[i]}", "label": rows[i]} for i in range(len(dataset))],
+        "training": [
+            {
+                "image": f"images/{names[i]}",
+                **({"mask": f"images/{mask_names[i]}"} if mask_channels else {}),
+                "label": rows[i],
+            }
+            for i in range(len(dataset))
+        ],
         "sampler": sampler.params(),
         "seed": int(seed),
+        **({"mask_channels": mask_channels} if mask_channels else {}),
     }
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

@@ -47,7 +47,11 @@ def load_generator(generator, device: str | torch.device | None = None):
         )
     if device is not None and isinstance(generator, torch.nn.Module):
         generator = generator.to(device)  # generate() runs where the parameters are
-    return generator
+    from gemix_monai.generators.protocol import as_image_generator
+
+    return as_image_generator(
+        generator
+    )  # a network trained on image–mask pairs gives its images (docs/segmentation.md)
 
 
 def _check_sampler(sampler, c_dim: int) -> SoftLabelSampler:

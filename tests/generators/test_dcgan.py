@@ -34,7 +34,9 @@ def test_train_resume_and_strategies(phantom_train, tmp_path):
     out = tmp_path / "full"
     ckpt = torch.load(out / "models" / "generator" / "generator.pt", weights_only=True)
     assert ckpt["format"] == DCGAN_FORMAT and ckpt["class_names"] == phantom_train.class_names
-    assert ckpt["contract"] == phantom_train.contract.to_dict()
+    images_only = phantom_train.contract.to_dict()
+    images_only["preprocessing"]["mask_channels"] = 0  # trained on the images of data with masks: no mask claimed
+    assert ckpt["contract"] == images_only
     assert torch.load(out / "checkpoints" / "latest.pt", weights_only=True)["format"] == "gemix-dcgan-training/1"
     assert list((out / "samples").glob("fakes-*.png"))
     G = load_generator(out / "models" / "generator" / "generator.pt")
@@ -84,7 +86,9 @@ def test_cli_train_gan_generator_dcgan_then_generate(phantom_datalist, tmp_path)
     ckpt = torch.load(root / "models" / "generator" / "generator.pt", weights_only=True)
     assert ckpt["format"] == DCGAN_FORMAT
     assert cli.main(["generate", "--bundle-root", str(root), "--num-images", "4", "--sampler", "gemix"]) == 0
-    assert len(list((root / "synthetic").rglob("*.nii.gz"))) == 4
+    # the phantoms have lesion masks: train-gan (--masks auto) trained on pairs, and each image has its mask
+    assert len(list((root / "synthetic").rglob("synth_??????.nii.gz"))) == 4
+    assert len(list((root / "synthetic").rglob("synth_??????_mask.nii.gz"))) == 4
 
 
 def test_compare_plans_one_row_per_family_and_keeps_stylegan2_ids(tmp_path):
