@@ -24,6 +24,7 @@ from gemix_monai.engines.segmenter import (
     summarise_scores,
     train_segmenter,
 )
+from gemix_monai.generators import ImageMaskGenerator
 
 NAMES = ["cyst", "hemangioma", "metastasis"]
 SIZE = 16
@@ -293,30 +294,17 @@ def test_genmix_blends_image_and_mask_with_the_same_lambda():
     assert ((soft > 0) & (soft < 1)).any()
 
 
-class ImageView:
-    """The face of a pair generator as ``gemix_monai.generators.load_generator`` gives it: images only, with
-    ``mask_channels`` and the stacked network as ``.network``."""
-
-    def __init__(self, network, mask_channels):
-        self.network, self.mask_channels = network, mask_channels
-        self.c_dim, self.z_dim, self.img_resolution = network.c_dim, network.z_dim, network.img_resolution
-        self.img_channels = network.img_channels - mask_channels
-        self.class_names = network.class_names
-
-    def generate(self, soft_labels, seed=None, **options):
-        return self.network.generate(soft_labels, seed=seed, **options)[:, : self.img_channels]
-
-
 def test_the_image_view_of_a_pair_generator_gives_its_stacked_network():
+    """``load_generator`` gives a pair checkpoint as an ``ImageMaskGenerator``: images only, the network behind."""
     network = pair_generator()
-    assert check_pair_generator(ImageView(network, 1), 1, 1) is network
+    assert check_pair_generator(ImageMaskGenerator(network, 1), 1, 1) is network
     strat = build_segmentation_strategy(
-        "gemix", Dataset(make_pairs(6, 0)), 3, ImageView(network, 1), image_channels=1, mask_channels=1
+        "gemix", Dataset(make_pairs(6, 0)), 3, ImageMaskGenerator(network, 1), image_channels=1, mask_channels=1
     )
     item = strat.dataset[len(strat.dataset) - 1]
     assert item["image"].shape == (2, SIZE, SIZE) and set(torch.unique(item["image"][1]).tolist()) <= {-1.0, 1.0}
 
 
 def test_an_image_view_with_other_mask_channels_is_refused():
-    with pytest.raises(ValueError, match=r"makes 0 image \+ 2 mask channel\(s\)"):
-        check_pair_generator(ImageView(pair_generator(mask_channels=1), 2), 1, 1)
+    with pytest.raises(ValueError, match=r"makes 1 image \+ 2 mask channel\(s\)"):
+        check_pair_generator(ImageMaskGenerator(pair_generator(channels=3), 2), 1, 1)

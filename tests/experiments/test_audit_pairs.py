@@ -16,10 +16,16 @@ FAST = {"feature_epochs": 1, "kid_subsets": 5}
 
 
 @pytest.fixture(scope="module")
-def phantoms(tmp_path_factory):
-    from gemix_monai.data import generate_phantom_dataset, get_dataset
+def datalist(tmp_path_factory):
+    from gemix_monai.data import generate_phantom_dataset
 
-    datalist = generate_phantom_dataset(tmp_path_factory.mktemp("phantoms"), image_size=32, seed=0, **COUNTS)
+    return generate_phantom_dataset(tmp_path_factory.mktemp("phantoms"), image_size=32, seed=0, **COUNTS)
+
+
+@pytest.fixture(scope="module")
+def phantoms(datalist):
+    from gemix_monai.data import get_dataset
+
     return get_dataset(datalist, "training", 32), get_dataset(datalist, "validation", 32)
 
 
@@ -136,3 +142,29 @@ def test_cli_refuses_a_segmenter_for_an_images_only_generator(phantoms, tmp_path
     )
     rc = cli.main(["audit", "--generator", str(path), "--out", str(tmp_path / "a"), "--segmenter", "x.pt"])
     assert rc == 2 and "--segmenter applies to generators of image-mask pairs" in capsys.readouterr().err
+
+
+def test_cli_audit_of_a_pair_generator_writes_the_pair_audit(datalist, phantoms, segmenter, tmp_path, capsys):
+    """`gemix-monai audit` on a generator trained on pairs (two steps): the pair audit, with the given segmenter."""
+    from gemix_monai import cli
+    from gemix_monai.engines.generative import train_generator
+
+    train, _ = phantoms
+    path = train_generator(
+        train,
+        tmp_path / "gan",
+        preset="tiny",
+        class_names=train.class_names,
+        max_kimg=0.008,
+        batch_size=4,
+        seed=0,
+        sample_kimg=1.0,
+        progress=False,
+    )
+    out = tmp_path / "audit"
+    args = ["audit", "--generator", str(path), "--datalist", str(datalist), "--out", str(out)]
+    assert cli.main(args + ["--segmenter", str(segmenter), "--num-per-class", "2"]) == 0
+    report = json.loads((out / "pairs.json").read_text())
+    assert report["mask_channels"] == 1 and report["settings"]["num_per_class"] == [2, 2, 2]
+    assert report["consistency"]["synthetic"]["num_cases"] == 6
+    assert "seg Dice" in capsys.readouterr().out

@@ -201,3 +201,19 @@ def test_a_pair_gan_cell_whose_generator_makes_images_only_fails_naming_it(tmp_p
     monkeypatch.setattr(compare, "run_gan_cell", images_only_gan)
     with pytest.raises(ValueError, match=r"generator of cell .*gan-pairs/g0 makes 1 channel\(s\).+1 mask channel"):
         run_segmentation_compare(tmp_path, cell="phantoms/gan-pairs/g0", **FAKE)
+
+
+def test_every_strategy_runs_end_to_end_on_a_pair_gan_of_one_step(tmp_path):
+    import json
+
+    result = run_segmentation_compare(tmp_path, epochs=1, gan_kimg=0.016, **FAKE | {"seeds": 1})
+    assert len(result.ran) == 5
+    gan = json.loads((tmp_path / "cells" / "phantoms" / "gan-pairs" / "g0" / "result.json").read_text())
+    assert gan["image_channels"] == 1 and gan["mask_channels"] == 1
+    for arm in ("real+synthetic", "genmix", "gemix"):
+        res = json.loads(
+            (tmp_path / "cells" / "phantoms" / "seg-tiny_unet" / arm / "g0-s0" / "result.json").read_text()
+        )
+        assert res["strategy_info"]["mask_channels"] == 1 and 0.0 <= res["metrics"]["dice"] <= 1.0
+    md = (tmp_path / "summary.md").read_text()
+    assert all(f"| {arm} | 1 |" in md for arm in ARMS)
