@@ -330,6 +330,7 @@ def _run_demo(
                 "batch_size": cfg["gan_batch_size"],
                 "sample_kimg": gan_kimg,
                 "checkpoint_kimg": gan_kimg,
+                "masks": "off",  # the classification demo's GAN makes images, as its sized budget assumes
             },
             bundle=bundle,
             bundle_logging=bundle_logging,

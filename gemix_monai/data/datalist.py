@@ -41,6 +41,7 @@ __all__ = [
     "load_split",
     "MASK_KEY",
     "mask_stem",
+    "image_stem",
 ]
 
 #: Item key of an image's segmentation mask; ``MASK_ALIASES`` are read as it.
@@ -77,20 +78,22 @@ def _is_image(path: Path) -> bool:
     return suffix in IMAGE_SUFFIXES and suffix != ""
 
 
-def _stem(path: Path) -> str:
+def image_stem(path: str | os.PathLike) -> str:
+    """A file name without its image suffix (``.nii.gz`` counted as one)."""
+    path = Path(path)
     name = path.name
     return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
 
 
 def mask_stem(path: str | os.PathLike) -> str | None:
     """For a mask file ``<stem>_mask.<ext>``, its image's ``<stem>``; ``None`` for any other name."""
-    stem = _stem(Path(path))
+    stem = image_stem(path)
     return stem[: -len(MASK_STEM_SUFFIX)] if stem.endswith(MASK_STEM_SUFFIX) and len(stem) > 5 else None
 
 
 def _pair_masks(files: list[Path]) -> tuple[list[Path], dict[Path, Path], list[Path]]:
     """``(images, image → mask, orphan masks)`` of one class folder's image files."""
-    by_stem = {_stem(p): p for p in files if mask_stem(p) is None}
+    by_stem = {image_stem(p): p for p in files if mask_stem(p) is None}
     images = [p for p in files if mask_stem(p) is None]
     masks: dict[Path, Path] = {}
     orphans = []

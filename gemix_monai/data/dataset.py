@@ -69,10 +69,10 @@ def datalist_has_masks(datalist) -> bool:
 def decide_mask_channels(datalist, context: str = "datalist") -> tuple[int, str]:
     """``(M, reason)`` for a datalist with masks, decided once for all its splits (docs/segmentation.md).
 
-    The datalist's own ``"mask_channels"`` if it declares one; otherwise every mask file is read and the labels
-    found must be exactly ``0..M`` (or ``{0, M}`` with ``M = 1``; 0/255 in an 8-bit PNG counts as binary) with
-    ``M <= 8``: a gap (labels 0, 1, 3) or a larger value (a greyscale mask) is refused, naming a file with it,
-    and more structures must be declared (``mask_channels=``).
+    The datalist's own ``"mask_channels"`` if it declares one; otherwise every mask file is read: values within
+    {0, 1} are binary (0/255 in an 8-bit PNG counts as 0/1), and integer labels must be exactly ``0..M`` with
+    ``M <= 8``; a gap (labels 0, 1, 3) or a larger value (a greyscale mask) is refused, naming a file with it, and
+    more structures must be declared (``mask_channels=``).
     """
     import warnings
 
@@ -103,21 +103,20 @@ def decide_mask_channels(datalist, context: str = "datalist") -> tuple[int, str]
     labels = sorted(found)
     if not labels:
         return 1, "no readable mask to decide from (binary assumed; validation names the files)"
-    top = labels[-1]
-    bad = [v for v in labels if v != int(v) or v < 0]
-    if (
-        bad
-        or top > MAX_DECIDED_MASK_CHANNELS
-        or labels != [float(v) for v in range(int(top) + 1)]
-        and labels != [0.0, 1.0]
-    ):
-        odd = bad or [v for v in labels if v > MAX_DECIDED_MASK_CHANNELS] or labels
+    if set(labels) <= {0.0, 1.0}:
+        return 1, "binary masks (values 0/1 found)"
+    bad = [v for v in labels if v != int(v) or v < 0 or v > MAX_DECIDED_MASK_CHANNELS]
+    if not bad:  # integer labels: every one of 1..max must occur, else it is not a label map (e.g. 0, 1, 3)
+        gaps = [v for v in range(1, int(labels[-1])) if float(v) not in found]
+        bad = [v for v in labels if gaps and v > gaps[0]]
+    if bad:
         raise DataError(
-            f"{context}: mask values {labels[:12]} are not binary (0/1, or 0/255 in 8-bit PNG) nor integer labels "
-            f"0..M with M <= {MAX_DECIDED_MASK_CHANNELS}, e.g. {odd[0]:g} in {found[odd[0]]}; fix the masks, or pass "
-            "mask_channels= (or add 'mask_channels' to the datalist) for a label map with more structures"
+            f"{context}: mask values {labels[:12]} are neither binary (0/1, or 0/255 in an 8-bit PNG) nor integer "
+            f"labels 0..M with every label present and M <= {MAX_DECIDED_MASK_CHANNELS}: e.g. {bad[0]:g} in "
+            f"{found[bad[0]]}; fix the masks, or pass mask_channels= (or add 'mask_channels' to the datalist) for a "
+            "label map with more structures or absent labels"
         )
-    return max(1, int(top)), f"labels 0..{int(top)} found in the masks"
+    return int(labels[-1]), f"labels 0..{int(labels[-1])} found in the masks"
 
 
 def default_data_dir() -> Path:

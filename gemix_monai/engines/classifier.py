@@ -1030,7 +1030,8 @@ def _image_suffixes() -> list[str]:
 def find_images(input_dir: str | os.PathLike) -> list[Path]:
     """Every supported image under ``input_dir``, recursively, sorted: suffixes of
     ``gemix_monai.data.transforms.IMAGE_SUFFIXES`` in any letter case (``.nii.gz`` included); hidden files
-    and folders are skipped, and so is an Analyze ``.img`` whose ``.hdr`` is beside it (one image, two files)."""
+    and folders are skipped, and so is an Analyze ``.img`` whose ``.hdr`` is beside it (one image, two files), and a
+    segmentation mask ``<stem>_mask.<ext>`` beside its image ``<stem>.<ext'>``."""
     root = Path(input_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"input folder not found: {root}")
@@ -1047,6 +1048,11 @@ def find_images(input_dir: str | os.PathLike) -> list[Path]:
         if suffix == ".img" and any(path.with_suffix(s).is_file() for s in (".hdr", ".HDR")):
             continue
         found.append(path)
+    # A segmentation mask <stem>_mask.<ext> beside its image <stem>.<ext'> is not an image (docs/segmentation.md).
+    from gemix_monai.data.datalist import image_stem, mask_stem
+
+    stems = {(p.parent, image_stem(p)) for p in found if mask_stem(p) is None}
+    found = [p for p in found if mask_stem(p) is None or (p.parent, mask_stem(p)) not in stems]
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 

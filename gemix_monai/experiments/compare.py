@@ -506,7 +506,9 @@ def run_gan_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     from gemix_monai.data import get_dataset
     from gemix_monai.engines.generative import train_generator
 
-    ds = get_dataset(runtime["source"], "training", config["image_size"], cache=True, **config.get("data", {}))
+    # Images only unless the cell's data options ask for masks: the recorded comparisons trained image GANs.
+    data = {"masks": "off", **config.get("data", {})}
+    ds = get_dataset(runtime["source"], "training", config["image_size"], cache=True, **data)
     gan = config["gan"]
     path = train_generator(
         ds,

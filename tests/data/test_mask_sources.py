@@ -218,3 +218,42 @@ def test_contract_refuses_different_mask_channel_counts_and_pairs_without_masks(
     with pytest.raises(DataError, match="image–mask pairs need masks on both sides: the generator has none"):
         check_contract(contract(0), contract(1), "the generator", "the data", pairs=True)
     check_contract(contract(2), contract(2), "the generator", "the data", pairs=True)
+
+
+def test_classify_folder_search_skips_masks_beside_their_images(tmp_path):
+    from gemix_monai.engines.classifier import find_images
+
+    picture = _region_picture(16, 16)
+    for name in ("a.png", "a_mask.png", "b.nii.gz", "lone_mask.png"):
+        _png(tmp_path / "scan" / name, picture) if name.endswith(".png") else _nifti(tmp_path / "scan" / name, picture)
+    _nifti(tmp_path / "scan" / "b_mask.nii.gz", picture > 0, np.uint8)
+    # a *_mask file without its image is an image like any other (nothing says it is a mask)
+    assert [p.name for p in find_images(tmp_path / "scan")] == ["a.png", "b.nii.gz", "lone_mask.png"]
+
+
+@pytest.mark.parametrize(
+    "labels,expected",
+    [([1], 1), ([0], 1), ([0, 1], 1), ([0, 1, 2], 2), ([0, 2, 1, 3], 3)],
+    ids=["all-foreground", "all-empty", "binary", "two", "three"],
+)
+def test_mask_channels_decided_from_the_labels_found(tmp_path, labels, expected):
+    from gemix_monai.data.dataset import decide_mask_channels
+
+    items = []
+    for n, value in enumerate(labels):
+        items.append(
+            {"image": "unused", "mask": str(_nifti(tmp_path / f"m{n}.nii.gz", np.full((4, 4), value), np.uint8))}
+        )
+    assert decide_mask_channels({"training": items})[0] == expected
+
+
+@pytest.mark.parametrize("labels,named", [([0, 1, 3], 3), ([0, 12], 12)], ids=["gap", "too-many"])
+def test_mask_labels_with_a_gap_or_above_eight_must_be_declared(tmp_path, labels, named):
+    from gemix_monai.data.dataset import decide_mask_channels
+
+    items = [
+        {"image": "unused", "mask": str(_nifti(tmp_path / f"m{v}.nii.gz", np.full((4, 4), v), np.uint8))}
+        for v in labels
+    ]
+    with pytest.raises(DataError, match=rf"e.g. {named} in .*m{named}.nii.gz.*pass mask_channels="):
+        decide_mask_channels({"training": items})

@@ -234,3 +234,18 @@ def test_cli_train_gan_masks_on_without_masks_names_the_problem(tmp_path, capsys
         cli.main(["train-gan", "--bundle-root", str(tmp_path / "run"), "--datalist", str(path), "--masks", "on"]) != 0
     )
     assert f"datalist {path}: masks='on' but no entry has a 'mask'" in capsys.readouterr().err
+
+
+def test_compare_gan_cells_train_image_generators_unless_their_data_options_ask_for_masks(
+    phantom_datalist, tmp_path, monkeypatch
+):
+    import gemix_monai.engines.generative as generative
+    from gemix_monai.experiments import compare
+
+    seen = []
+    monkeypatch.setattr(generative, "train_generator", lambda ds, out, **kw: seen.append(ds) or out / "g.pt")
+    config = {"image_size": 32, "gan": {"preset": "tiny", "kimg": 0.004, "batch_size": 4}, "gan_seed": 0}
+    runtime = {"source": str(phantom_datalist), "device": "cpu"}
+    compare.run_gan_cell(config, runtime, tmp_path)
+    compare.run_gan_cell({**config, "data": {"masks": "auto"}}, runtime, tmp_path)
+    assert [ds.contract.preprocessing.mask_channels for ds in seen] == [0, 1]
