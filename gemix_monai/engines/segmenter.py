@@ -279,8 +279,10 @@ def build_segmentation_strategy(
         )
     pairs = real_dataset if isinstance(real_dataset, PairDataset) else PairDataset(real_dataset)
     if name == "real":
-        if generator is not None and strategy_kwargs:
-            raise ValueError(f"strategy 'real' takes no strategy_kwargs, got {sorted(strategy_kwargs)}")
+        if strategy_kwargs:
+            raise ValueError(
+                f"strategy 'real' uses no generator and takes no strategy_kwargs, got {sorted(strategy_kwargs)}"
+            )
         return build_strategy("real", pairs, num_classes, seed=seed)
     if generator is None:
         raise ValueError(f"strategy {name!r} needs a generator of image-mask pairs (checkpoint path or object)")

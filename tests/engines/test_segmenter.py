@@ -308,3 +308,12 @@ def test_the_image_view_of_a_pair_generator_gives_its_stacked_network():
 def test_an_image_view_with_other_mask_channels_is_refused():
     with pytest.raises(ValueError, match=r"makes 1 image \+ 2 mask channel\(s\)"):
         check_pair_generator(ImageMaskGenerator(pair_generator(channels=3), 2), 1, 1)
+
+
+def test_strategy_options_given_to_real_are_refused_not_ignored():
+    with pytest.raises(
+        ValueError, match=r"strategy 'real' uses no generator and takes no strategy_kwargs, got \['synthetic_ratio'\]"
+    ):
+        build_segmentation_strategy(
+            "real", Dataset(make_pairs(6, 0)), 3, image_channels=1, mask_channels=1, synthetic_ratio=0.5
+        )
