@@ -163,7 +163,7 @@ class PairDataset(Dataset):
     """Real pairs as stacked items ``{"image": [C + M, H, W] in [-1, 1], "label": int}`` (``stack_image_mask``).
 
     ``real`` yields ``{"image": [C, H, W], "mask": [M, H, W] in {0, 1}, "label": int}``; each item is checked
-    (shapes, binary mask) when read. ``labels``, ``class_names`` and ``contract`` of ``real`` are passed through.
+    (shapes, binary mask) when read. ``class_names``, ``contract`` and ``data`` of ``real`` are passed through.
     """
 
     def __init__(self, real: Dataset, where: str = "train_data") -> None:
