@@ -19,6 +19,7 @@ SUBCOMMAND_CONFIGS = {
     "train-gan": "train_gan.json",
     "generate": "generate.json",
     "train-classifier": "train.json",
+    "train-segmenter": "train_segmentation.json",
     "evaluate": ["train.json", "evaluate.json"],
     "classify": "inference.json",
 }

@@ -8,6 +8,7 @@ KEY=VALUE`` overrides any other config id (``--set epochs=3 --set "strategy_kwar
     gemix-monai train-gan --bundle-root runs/exp1 --datalist data/phantoms/datalist.json --max-kimg 2
     gemix-monai generate --bundle-root runs/exp1 --num-images 200 --sampler gemix
     gemix-monai train-classifier --bundle-root runs/exp1 --datalist ... --strategy gemix
+    gemix-monai train-segmenter --bundle-root runs/exp1 --datalist ... --strategy real+synthetic
     gemix-monai evaluate --bundle-root runs/exp1 --datalist ...
     gemix-monai classify scans/ --bundle-root runs/exp1 --output runs/exp1/predictions.csv
     gemix-monai demo --out gemix_demo
@@ -126,6 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir")
 
     p = sub.add_parser(
+        "train-segmenter",
+        help="train a 2-D U-Net on image-mask pairs with one strategy (configs/train_segmentation.json)",
+    )
+    _common_args(p)
+    _data_args(p)
+    p.add_argument("--strategy", help="real, real+synthetic, genmix or gemix (docs/segmentation.md)")
+    p.add_argument("--epochs", dest="max_epochs", type=int, help="training epochs (config id max_epochs)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--output-dir", help="where models/segmenter/ goes (default: --bundle-root)")
+
+    p = sub.add_parser(
         "evaluate", help="clinical report of models/model.pt on a test split (configs/train.json + evaluate.json)"
     )
     _common_args(p)
@@ -173,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
         "beside classifier.json); default: the audit trains a tiny one",
     )
     p.add_argument("--out", required=True, help="output folder for audit.json, audit.md and the figures")
+    p.add_argument(
+        "--segmenter",
+        help="pair generators: segmenter trained on the real training split only (models/segmenter/model.pt), for "
+        "the image-mask consistency check; default: the audit trains a tiny one (docs/segmentation.md)",
+    )
     p.add_argument(
         "--num-per-class", type=int, help="synthetic images per class (default: the held-out split's counts)"
     )

@@ -8,7 +8,7 @@ import pytest
 
 from gemix_monai import cli
 
-SUBCOMMANDS = ("phantoms", "train-gan", "generate", "train-classifier", "evaluate", "demo")
+SUBCOMMANDS = ("phantoms", "train-gan", "generate", "train-classifier", "train-segmenter", "evaluate", "demo")
 
 
 def test_help_lists_every_subcommand():
@@ -162,3 +162,9 @@ def test_demo_and_cli_share_bundle_helpers_without_importing_each_other():
         "import gemix_monai.cli as c; assert c.run_bundle_config is b.run_bundle_config"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_train_segmenter_refuses_a_strategy_that_does_not_apply_to_masks(tmp_path, capsys):
+    rc = cli.main(["train-segmenter", "--bundle-root", str(tmp_path), "--strategy", "pixel_mixup"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "'pixel_mixup' is not offered for segmentation" in err and "real+synthetic" in err

@@ -813,6 +813,12 @@ def audit_command(args) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     gen = load_generator(args.generator, device=device)
+    if getattr(gen, "mask_channels", 0):  # trained on image-mask pairs: the pair audit (it includes this one)
+        from gemix_monai.experiments.audit_pairs import pair_audit_command
+
+        return pair_audit_command(args, gen, device)
+    if getattr(args, "segmenter", None):
+        raise ValueError(f"--segmenter applies to generators of image-mask pairs; {args.generator} makes images only")
     source = args.datalist or args.dataset_dir
     size = args.image_size or gen.img_resolution
     # the data options of the command line; the generator's stored contract (classes, preprocessing) must match

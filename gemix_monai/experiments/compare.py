@@ -585,7 +585,23 @@ def run_classifier_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     }
 
 
-RUNNERS = {"gan": "run_gan_cell", "classifier": "run_classifier_cell"}
+#: cell kind -> runner: a name in this module or ``"module:function"`` (the segmentation cells,
+#: gemix_monai.experiments.compare_segmentation).
+RUNNERS = {
+    "gan": "run_gan_cell",
+    "classifier": "run_classifier_cell",
+    "pair_gan": "gemix_monai.experiments.compare_segmentation:run_pair_gan_cell",
+    "segmenter": "gemix_monai.experiments.compare_segmentation:run_segmenter_cell",
+}
+
+
+def _runner(kind: str):
+    module, _, name = RUNNERS[kind].rpartition(":")
+    if not module:
+        return globals()[name]
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 
 def run_cell(cell: Cell, out, *, verbose: bool = False, quiet: bool = True) -> bool:
@@ -613,7 +629,7 @@ def run_cell(cell: Cell, out, *, verbose: bool = False, quiet: bool = True) -> b
                 }
             ),
         )
-        runner = globals()[RUNNERS[cell.kind]]
+        runner = _runner(cell.kind)
         start, cpu = time.perf_counter(), time.process_time()
         from gemix_monai.demo import _quiet_logs
 
@@ -718,10 +734,10 @@ def _fmt_interval(iv: Interval, signed: bool = False) -> str:
     return f"{_fmt(iv.mean, signed)} ± {iv.half_width:.4f} [{_fmt(iv.lo, signed)}, {_fmt(iv.hi, signed)}]"
 
 
-def _load_results(cells: Sequence[Cell], out: Path) -> list[dict]:
+def _load_results(cells: Sequence[Cell], out: Path, kind: str = "classifier") -> list[dict]:
     rows = []
     for c in cells:
-        if c.kind != "classifier" or not is_finished(c, out):
+        if c.kind != kind or not is_finished(c, out):
             continue
         r = json.loads((c.dir(out) / "result.json").read_text(encoding="utf-8"))
         rows.append(
@@ -757,21 +773,26 @@ def summarize(
     method: str = "t",
     confidence: float = 0.95,
     seed: int = 0,
+    metrics: Sequence[str] | None = None,
+    baselines: Sequence[str] = BASELINES,
 ) -> tuple[list[str], list[dict]]:
-    """``(metrics, long-format records)``: one record per (network, arm, metric), then the paired ones."""
-    classes = next((r["class_names"] for r in rows), [])
-    metrics = list(SUMMARY_METRICS) + [f"fnr/{c}" for c in classes]
+    """``(metrics, long-format records)``: one record per (network, arm, metric), then the paired ones against
+    each of ``baselines`` present. ``metrics`` default: the classifier's (:data:`SUMMARY_METRICS`, ``fnr/<class>``)."""
+    if metrics is None:
+        classes = next((r["class_names"] for r in rows), [])
+        metrics = list(SUMMARY_METRICS) + [f"fnr/{c}" for c in classes]
+    metrics = list(metrics)
     records = []
     for net in networks:
         for arm in arms:
             for m in metrics:
                 iv = compute_interval(list(_per_seed(rows, net, arm, m).values()), method, confidence, seed=seed)
                 records.append({"network": net, "strategy": arm, "comparison": "", "metric": m, "interval": iv})
-        for base in BASELINES:
+        for base in baselines:
             if base not in arms:
                 continue
             for arm in arms:
-                if arm == base or (arm in BASELINES and BASELINES.index(arm) < BASELINES.index(base)):
+                if arm == base or (arm in baselines and list(baselines).index(arm) < list(baselines).index(base)):
                     continue  # pixel_mixup - real is listed once, not again as real - pixel_mixup
                 for m in metrics:
                     a, b = _per_seed(rows, net, arm, m), _per_seed(rows, net, base, m)
@@ -783,15 +804,39 @@ def summarize(
     return metrics, records
 
 
-def write_summary(out, cells: Sequence[Cell], arms: Sequence[Arm], s: dict, dataset: dict) -> dict[str, Path]:
-    """Write ``summary.md``, ``summary.csv``, ``summary.png`` and ``cells.csv`` from the finished cells."""
+def write_summary(
+    out,
+    cells: Sequence[Cell],
+    arms: Sequence[Arm],
+    s: dict,
+    dataset: dict,
+    *,
+    kind: str = "classifier",
+    metrics: Sequence[str] | None = None,
+    baselines: Sequence[str] = BASELINES,
+    plot_metrics: Sequence[str] = PLOT_METRICS,
+    markdown=None,
+) -> dict[str, Path]:
+    """Write ``summary.md``, ``summary.csv``, ``summary.png`` and ``cells.csv`` from the finished cells of ``kind``.
+
+    ``metrics``/``baselines``/``plot_metrics``/``markdown`` (a function with :func:`_markdown`'s arguments) default
+    to the classifier comparison's; the segmentation comparison passes its own.
+    """
     from gemix_monai.utils import atomic_write_bytes
 
     out = Path(out)
-    rows = _load_results(cells, out)
+    rows = _load_results(cells, out, kind)
     arm_names = [a.name for a in arms]
     networks = list(s["networks"])
-    metrics, records = summarize(rows, networks, arm_names, method=s["interval"], confidence=s["confidence"])
+    metrics, records = summarize(
+        rows,
+        networks,
+        arm_names,
+        method=s["interval"],
+        confidence=s["confidence"],
+        metrics=metrics,
+        baselines=baselines,
+    )
     files = {}
 
     # cells.csv: every finished classifier cell, every metric of its test report
@@ -855,11 +900,43 @@ def write_summary(out, cells: Sequence[Cell], arms: Sequence[Arm], s: dict, data
         )
     files["summary.csv"] = atomic_write_bytes(out / "summary.csv", buf.getvalue().encode(), durable=False)
 
-    files["summary.md"] = atomic_write_bytes(
-        out / "summary.md", _markdown(out, cells, rows, arms, s, dataset, metrics, records).encode(), durable=False
-    )
-    files["summary.png"] = _plot(out / "summary.png", networks, arm_names, records, s)
+    text = (markdown or _markdown)(out, cells, rows, arms, s, dataset, metrics, records)
+    files["summary.md"] = atomic_write_bytes(out / "summary.md", text.encode(), durable=False)
+    files["summary.png"] = _plot(out / "summary.png", networks, arm_names, records, s, plot_metrics, baselines)
     return files
+
+
+def _interval_tables(networks, arm_names, metrics, records, baselines=BASELINES) -> list[str]:
+    """Markdown lines: per network, the interval table of every arm, then the paired differences per baseline."""
+    lines: list[str] = []
+    by = {(r["network"], r["strategy"], r["comparison"], r["metric"]): r["interval"] for r in records}
+    for net in networks:
+        lines += [f"## Network `{net}`", "", *table_head(["strategy", "n", *metrics])]
+        for arm in arm_names:
+            ivs = [by[(net, arm, "", m)] for m in metrics]
+            lines.append(f"| {arm} | {ivs[0].n} | " + " | ".join(_fmt_interval(iv) for iv in ivs) + " |")
+        lines.append("")
+        for base in baselines:
+            if base not in arm_names:
+                continue
+            lines += [
+                f"### Paired differences: strategy - `{base}` (`{net}`)",
+                "",
+                "Matched by (GAN seed, seed); `*` marks an interval that excludes 0.",
+                "",
+                *table_head(["strategy", "n", *metrics]),
+            ]
+            for arm in arm_names:
+                if (net, arm, f"- {base}", metrics[0]) not in by:
+                    continue
+                ivs = [by[(net, arm, f"- {base}", m)] for m in metrics]
+                lines.append(
+                    f"| {arm} | {ivs[0].n} | "
+                    + " | ".join(_fmt_interval(iv, signed=True) + (" *" if iv.excludes_zero else "") for iv in ivs)
+                    + " |"
+                )
+            lines.append("")
+    return lines
 
 
 def _markdown(out, cells, rows, arms, s, dataset, metrics, records) -> str:
@@ -898,34 +975,7 @@ def _markdown(out, cells, rows, arms, s, dataset, metrics, records) -> str:
         lines += ["Variants:", "", "| name | strategy | keyword arguments |", "|---|---|---|"]
         lines += [f"| {a.name} | {a.strategy} | `{a.kwargs}` |" for a in variants]
         lines.append("")
-    by = {(r["network"], r["strategy"], r["comparison"], r["metric"]): r["interval"] for r in records}
-    arm_names = [a.name for a in arms]
-    for net in s["networks"]:
-        lines += [f"## Network `{net}`", "", *table_head(["strategy", "n", *metrics])]
-        for arm in arm_names:
-            ivs = [by[(net, arm, "", m)] for m in metrics]
-            lines.append(f"| {arm} | {ivs[0].n} | " + " | ".join(_fmt_interval(iv) for iv in ivs) + " |")
-        lines.append("")
-        for base in BASELINES:
-            if base not in arm_names:
-                continue
-            lines += [
-                f"### Paired differences: strategy - `{base}` (`{net}`)",
-                "",
-                "Matched by (GAN seed, seed); `*` marks an interval that excludes 0.",
-                "",
-                *table_head(["strategy", "n", *metrics]),
-            ]
-            for arm in arm_names:
-                if (net, arm, f"- {base}", metrics[0]) not in by:
-                    continue
-                ivs = [by[(net, arm, f"- {base}", m)] for m in metrics]
-                lines.append(
-                    f"| {arm} | {ivs[0].n} | "
-                    + " | ".join(_fmt_interval(iv, signed=True) + (" *" if iv.excludes_zero else "") for iv in ivs)
-                    + " |"
-                )
-            lines.append("")
+    lines += _interval_tables(s["networks"], [a.name for a in arms], metrics, records)
     lines += [
         "Raw per-cell results: `cells.csv`; long format with the paired rows: `summary.csv`; plot: `summary.png`.",
         "",
@@ -933,7 +983,7 @@ def _markdown(out, cells, rows, arms, s, dataset, metrics, records) -> str:
     return "\n".join(lines)
 
 
-def _plot(path: Path, networks, arms, records, s) -> Path:
+def _plot(path: Path, networks, arms, records, s, plot_metrics=PLOT_METRICS, baselines=BASELINES) -> Path:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -943,13 +993,13 @@ def _plot(path: Path, networks, arms, records, s) -> Path:
 
     by = {(r["network"], r["strategy"], r["metric"]): r["interval"] for r in records if not r["comparison"]}
     fig, axes = plt.subplots(
-        len(PLOT_METRICS),
+        len(plot_metrics),
         len(networks),
-        figsize=(1.2 + 0.75 * len(arms) * len(networks) + 1.5, 3.2 * len(PLOT_METRICS)),
+        figsize=(1.2 + 0.75 * len(arms) * len(networks) + 1.5, 3.2 * len(plot_metrics)),
         squeeze=False,
     )
     for j, net in enumerate(networks):
-        for i, m in enumerate(PLOT_METRICS):
+        for i, m in enumerate(plot_metrics):
             ax = axes[i][j]
             for x, arm in enumerate(arms):
                 iv = by[(net, arm, m)]
@@ -962,7 +1012,7 @@ def _plot(path: Path, networks, arms, records, s) -> Path:
                         yerr=[[iv.mean - iv.lo], [iv.hi - iv.mean]],
                         fmt="o",
                         capsize=4,
-                        color="tab:blue" if arm not in BASELINES else "tab:gray",
+                        color="tab:blue" if arm not in baselines else "tab:gray",
                     )
                 else:
                     ax.plot([x], [iv.mean], "x", color="tab:red")
@@ -1109,6 +1159,13 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``gemix-monai compare`` (defaults: :data:`COMPARE_DEFAULTS`)."""
     d = COMPARE_DEFAULTS
     p.add_argument("--out", default="gemix_compare", help="output folder (default ./gemix_compare)")
+    p.add_argument(
+        "--task",
+        choices=("classification", "segmentation"),
+        default="classification",
+        help="classification (default) or segmentation: U-Nets on image-mask pairs, Dice/HD95 table "
+        "(docs/segmentation.md; its own defaults, see gemix_monai.experiments.compare_segmentation)",
+    )
     add_data_arguments(p, image_size_help=f"pixels per side (default {d['image_size']})", validate_flag=False)
     p.add_argument(
         "--strategies", nargs="+", help=f"strategies and variant names (default: {' '.join(d['strategies'])})"
@@ -1148,6 +1205,10 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
 
 def compare_from_args(args: argparse.Namespace) -> int:
     """``gemix-monai compare`` with parsed :func:`add_compare_arguments` options."""
+    if getattr(args, "task", "classification") == "segmentation":
+        from gemix_monai.experiments.compare_segmentation import segmentation_compare_from_args
+
+        return segmentation_compare_from_args(args)
     run_compare(
         args.out,
         dataset_dir=args.dataset_dir,

@@ -5,7 +5,14 @@ import torch
 
 from .conftest import parse_config
 
-CONFIGS = ("train_gan.json", "train.json", ["train.json", "evaluate.json"], "inference.json", "generate.json")
+CONFIGS = (
+    "train_gan.json",
+    "train.json",
+    ["train.json", "evaluate.json"],
+    "inference.json",
+    "generate.json",
+    "train_segmentation.json",
+)
 
 
 @pytest.mark.parametrize("name", CONFIGS, ids=str)
