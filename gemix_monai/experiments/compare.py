@@ -523,26 +523,38 @@ def run_gan_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     return {"generator": str(Path(path).relative_to(cell_dir)), "num_train_items": len(ds)}
 
 
-def run_classifier_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
-    """Train one classifier, evaluate it on the test split; returns the result fields (``metrics`` etc.)."""
+def cell_datasets(config: dict, runtime: dict, splits: Sequence[str]) -> list:
+    """The ``splits`` of a downstream cell's data, read with the cell's data options (``hu_window``, ``intensity``,
+    ``split_seed``, ``on_duplicate``, ``masks``: when given) and cached."""
     from gemix_monai.data import get_dataset
-    from gemix_monai.engines.classifier import evaluate_classifier, train_classifier
 
-    source, size = runtime["source"], config["image_size"]
-    data = config.get("data", {})  # data options (hu_window, intensity, split_seed, on_duplicate), when given
-    train_ds = get_dataset(source, "training", size, cache=True, **data)
-    val_ds = get_dataset(source, "validation", size, cache=True, **data)
-    test_ds = get_dataset(source, "test", size, cache=True, **data)
-    kwargs = dict(config["strategy_kwargs"])
-    class_weighted = bool(kwargs.pop("class_weighted", False))
-    if kwargs.get("teacher") == "real":
-        kwargs["teacher"] = runtime["teacher"]
+    data = config.get("data", {})
+    return [get_dataset(runtime["source"], split, config["image_size"], cache=True, **data) for split in splits]
+
+
+def cell_generator(config: dict, runtime: dict) -> str | None:
+    """The generator checkpoint a downstream cell reads (``None`` for a cell without a GAN), refused when missing."""
+    if config["gan"] is None:
+        return None
     generator = runtime.get("generator")
     legacy = Path(generator).parent.parent / "generator.pt" if generator else None  # before models/generator/
     if generator and not Path(generator).is_file() and legacy is not None and legacy.is_file():
         generator = str(legacy)
-    if config["gan"] is not None and not (generator and Path(generator).is_file()):
+    if not (generator and Path(generator).is_file()):
         raise FileNotFoundError(f"generator of {runtime.get('gan_cell')} not found at {generator}; run that cell first")
+    return generator
+
+
+def run_classifier_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
+    """Train one classifier, evaluate it on the test split; returns the result fields (``metrics`` etc.)."""
+    from gemix_monai.engines.classifier import evaluate_classifier, train_classifier
+
+    train_ds, val_ds, test_ds = cell_datasets(config, runtime, ("training", "validation", "test"))
+    kwargs = dict(config["strategy_kwargs"])
+    class_weighted = bool(kwargs.pop("class_weighted", False))
+    if kwargs.get("teacher") == "real":
+        kwargs["teacher"] = runtime["teacher"]
+    generator = cell_generator(config, runtime)
     res = train_classifier(
         train_ds,
         val_ds,
@@ -550,7 +562,7 @@ def run_classifier_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
         strategy=config["strategy"],
         network=config["network"],
         class_names=train_ds.class_names,
-        generator_checkpoint=generator if config["gan"] is not None else None,
+        generator_checkpoint=generator,
         epochs=config["epochs"],
         batch_size=config["batch_size"],
         lr=config["learning_rate"],

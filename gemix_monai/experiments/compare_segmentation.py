@@ -130,20 +130,13 @@ def plan_segmentation_cells(
     return cells
 
 
-def _datasets(runtime: dict, config: dict, splits: Sequence[str]):
-    from gemix_monai.data import get_dataset
-
-    data = config.get("data", {})
-    return [get_dataset(runtime["source"], split, config["image_size"], cache=True, **data) for split in splits]
-
-
 def run_pair_gan_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     """Train the generator on the training pairs (the classifier comparison's GAN runner on data with masks) and
     refuse a generator that does not make ``C + M`` channels."""
     from gemix_monai.engines.segmenter import check_pair_generator, pair_channels
 
     fields = _compare.run_gan_cell(config, runtime, cell_dir)
-    (train,) = _datasets(runtime, config, ["training"])
+    (train,) = _compare.cell_datasets(config, runtime, ["training"])
     c, m, _ = pair_channels(train, f"training split of {runtime['source']}")
     check_pair_generator(str(cell_dir / fields["generator"]), c, m, f"generator of cell {cell_dir}")
     return {**fields, "image_channels": c, "mask_channels": m}
@@ -153,17 +146,14 @@ def run_segmenter_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     """Train one segmenter and score it on the test split; returns the result fields (``metrics`` etc.)."""
     from gemix_monai.engines.segmenter import evaluate_segmenter, train_segmenter
 
-    train_ds, val_ds, test_ds = _datasets(runtime, config, ["training", "validation", "test"])
-    generator = runtime.get("generator")
-    if config["gan"] is not None and not (generator and Path(generator).is_file()):
-        raise FileNotFoundError(f"generator of {runtime.get('gan_cell')} not found at {generator}; run that cell first")
+    train_ds, val_ds, test_ds = _compare.cell_datasets(config, runtime, ["training", "validation", "test"])
     res = train_segmenter(
         train_ds,
         val_ds,
         cell_dir / "train",
         strategy=config["strategy"],
         network=config["network"],
-        generator_checkpoint=generator if config["gan"] is not None else None,
+        generator_checkpoint=_compare.cell_generator(config, runtime),
         strategy_kwargs=dict(config["strategy_kwargs"]),
         class_names=getattr(train_ds, "class_names", None),
         epochs=config["epochs"],
