@@ -61,3 +61,21 @@ def train_two_step_generator(dataset, out, family: str = "stylegan2"):
         sample_kimg=1.0,
         progress=False,
     )
+
+
+def read_csv(path) -> list[dict]:
+    """The rows of a CSV file with a header, as dicts."""
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_fake_generator(cell_dir) -> dict:
+    """What a stand-in GAN cell runner writes (a placeholder ``models/generator/generator.pt``, where ``train_gan``
+    exports the generator) and returns (its path relative to the cell)."""
+    from pathlib import Path
+
+    (Path(cell_dir) / "models" / "generator").mkdir(parents=True, exist_ok=True)
+    (Path(cell_dir) / "models" / "generator" / "generator.pt").write_bytes(b"fake")
+    return {"generator": "models/generator/generator.pt"}
