@@ -60,6 +60,10 @@ __all__ = [
     "ClassifierInfoWriter",
     "ClassificationCSVWriter",
     "key_metric_cmp_fn",
+    "check_positive_int",
+    "training_schedule",
+    "attach_best_checkpoint",
+    "best_of",
     "eval_prepare_batch",
     "strategy_generator",
     "strategy_options",
@@ -261,6 +265,69 @@ def _device(device) -> torch.device:
     return torch.device(device)
 
 
+def check_positive_int(name: str, value) -> None:
+    """Refuse ``value`` unless it is a positive ``int`` (not a ``bool``); the error names ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def training_schedule(
+    network: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    lr: float,
+    weight_decay: float,
+    max_epochs: int,
+    iters: int,
+    strategy=None,
+) -> tuple[torch.optim.Optimizer, list]:
+    """``(optimizer, trainer handlers)`` of the classifier and segmenter trainers: ``optimizer`` or
+    AdamW(``lr``, ``weight_decay``), a cosine schedule to 0 stepped per iteration over ``max_epochs`` epochs of
+    ``iters`` iterations, the training loss logged and, with a ``strategy``, its new draws at each epoch start."""
+    if optimizer is None:
+        optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=weight_decay)
+    if iters < 1:
+        raise ValueError("the training loader is empty (no batch per epoch); check the dataset size and drop_last")
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs * iters)
+    handlers: list = [
+        LrScheduleHandler(scheduler, print_lr=False, epoch_level=False),
+        StatsHandler(tag_name="train_loss", output_transform=_loss_of),
+    ]
+    if strategy is not None:
+        handlers.append(StrategySetEpoch(strategy))
+    return optimizer, handlers
+
+
+def attach_best_checkpoint(
+    evaluator: Engine,
+    network: torch.nn.Module,
+    checkpoint_path: str | os.PathLike,
+    info_name: str,
+    info: Mapping[str, Any],
+    key_metric: str,
+) -> None:
+    """Keep the best network by ``key_metric``: MONAI's CheckpointSaver writes it atomically to ``checkpoint_path``
+    (see gemix_monai.handlers.checkpoint) and :class:`ClassifierInfoWriter` the description ``info`` beside it, as
+    ``info_name``, both on ``evaluator`` so that they describe one epoch."""
+    checkpoint_path = Path(checkpoint_path)
+    AtomicCheckpointSaver(
+        str(checkpoint_path.parent),
+        {"model": network},
+        save_key_metric=True,
+        key_metric_name=key_metric,
+        key_metric_filename=checkpoint_path.name,
+        key_metric_negative_sign=not metric_higher_is_better(key_metric),
+    ).attach(evaluator)
+    ClassifierInfoWriter(checkpoint_path.with_name(info_name), dict(info), checkpoint_name=checkpoint_path.name).attach(
+        evaluator
+    )
+
+
+def best_of(evaluator: Engine) -> tuple[float | None, int | None]:
+    """``(best key metric, its epoch)`` of an evaluator's run, ``(None, None)`` before any validation."""
+    best_epoch = evaluator.state.best_metric_epoch if evaluator.state.best_metric_epoch != -1 else None
+    return (float(evaluator.state.best_metric) if best_epoch is not None else None), best_epoch
+
+
 def create_classifier_evaluator(
     network: torch.nn.Module,
     val_loader: Iterable,
@@ -364,21 +431,10 @@ def create_classifier_trainer(
         raise ValueError("give strategy or batch_transform, not both: the strategy carries its own batch transform")
     if strategy is not None:
         batch_transform = strategy.batch_transform
-    if not isinstance(max_epochs, int) or max_epochs < 1:
-        raise ValueError(f"max_epochs must be a positive int, got {max_epochs!r}")
+    check_positive_int("max_epochs", max_epochs)
     network = network.to(device)
-    if optimizer is None:
-        optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=weight_decay)
     iters = epoch_length if epoch_length is not None else len(train_loader)
-    if iters < 1:
-        raise ValueError("the training loader is empty (no batch per epoch); check the dataset size and drop_last")
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs * iters)
-    handlers: list = [
-        LrScheduleHandler(scheduler, print_lr=False, epoch_level=False),
-        StatsHandler(tag_name="train_loss", output_transform=_loss_of),
-    ]
-    if strategy is not None:
-        handlers.append(StrategySetEpoch(strategy))
+    optimizer, handlers = training_schedule(network, optimizer, lr, weight_decay, max_epochs, iters, strategy)
     if tensorboard_dir is not None:
         handlers.append(
             TensorBoardStatsHandler(log_dir=str(tensorboard_dir), tag_name="train_loss", output_transform=_loss_of)
@@ -387,22 +443,9 @@ def create_classifier_trainer(
         handlers.append(ValidationHandler(interval=val_interval, validator=evaluator, epoch_level=True))
         key = evaluator.state.key_metric_name
         if checkpoint_path is not None:
-            # the best network by the key metric: MONAI's CheckpointSaver (written atomically, see
-            # gemix_monai.handlers.checkpoint) and classifier.json beside it, both on the evaluator
-            checkpoint_path = Path(checkpoint_path)
-            AtomicCheckpointSaver(
-                str(checkpoint_path.parent),
-                {"model": network},
-                save_key_metric=True,
-                key_metric_name=key,
-                key_metric_filename=checkpoint_path.name,
-                key_metric_negative_sign=not metric_higher_is_better(key),
-            ).attach(evaluator)
-            ClassifierInfoWriter(
-                checkpoint_path.with_name(CHECKPOINT_INFO_NAME),
-                dict(checkpoint_info or {}),
-                checkpoint_name=checkpoint_path.name,
-            ).attach(evaluator)
+            attach_best_checkpoint(
+                evaluator, network, checkpoint_path, CHECKPOINT_INFO_NAME, checkpoint_info or {}, key
+            )
         if early_stopping_patience is not None:
             handlers.append(KeyMetricEarlyStopping(evaluator, early_stopping_patience, key))
     elif checkpoint_path is not None or early_stopping_patience is not None:
@@ -544,9 +587,7 @@ class ClassifierTrainingOptions:
         if self.strategy not in STRATEGY_NAMES:
             raise ValueError(f"unknown strategy {self.strategy!r}; expected one of {list(STRATEGY_NAMES)}")
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(name, getattr(self, name))
 
 
 def train_classifier(
@@ -705,8 +746,7 @@ def train_classifier(
     )
     trainer_ref["t"] = trainer
     trainer.run()
-    best_epoch = evaluator.state.best_metric_epoch if evaluator.state.best_metric_epoch != -1 else None
-    best_value = float(evaluator.state.best_metric) if best_epoch is not None else None
+    best_value, best_epoch = best_of(evaluator)
 
     report = None
     if o.final_report:

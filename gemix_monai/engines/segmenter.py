@@ -45,12 +45,18 @@ from ignite.engine import Engine, Events
 from monai.data import DataLoader
 from monai.data import Dataset as MonaiDataset
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
-from monai.handlers import HausdorffDistance, LrScheduleHandler, MeanDice, StatsHandler, ValidationHandler
+from monai.handlers import HausdorffDistance, MeanDice, StatsHandler, ValidationHandler
 from torch.utils.data import Dataset
 
 from gemix_monai.data.contract import check_contract, contract_of
-from gemix_monai.engines.classifier import ClassifierInfoWriter, check_generator_fits
-from gemix_monai.handlers.checkpoint import AtomicCheckpointSaver
+from gemix_monai.engines.classifier import (
+    _device,
+    attach_best_checkpoint,
+    best_of,
+    check_generator_fits,
+    check_positive_int,
+    training_schedule,
+)
 from gemix_monai.utils import atomic_write_bytes, atomic_write_json, plain_data, plain_tensor, safe_torch_load
 
 __all__ = [
@@ -464,12 +470,6 @@ def summarise_scores(scores: Mapping[str, torch.Tensor]) -> dict[str, float | in
 # ---------------------------------------------------------------------------------------------- factories
 
 
-def _device(device) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def metric_output_transform(mask_channels: int):
     """Ignite ``output_transform`` of the evaluator's metrics: ``(binary prediction, target)`` of a
     non-decollated output."""
@@ -530,39 +530,15 @@ def create_segmenter_trainer(
     """A ``SupervisedTrainer`` with ``DiceCELoss``, AdamW and a per-iteration cosine schedule; with an
     ``evaluator`` the best network by ``val_dice`` is written atomically to ``checkpoint_path`` and
     ``segmenter.json`` beside it."""
-    from gemix_monai.engines.classifier import StrategySetEpoch, _loss_of
-
     device = _device(device)
-    if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
-        raise ValueError(f"max_epochs must be a positive int, got {max_epochs!r}")
+    check_positive_int("max_epochs", max_epochs)
     network = network.to(device)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=weight_decay)
-    iters = len(train_loader)
-    if iters < 1:
-        raise ValueError("the training loader is empty (no batch per epoch); check the dataset size and drop_last")
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs * iters)
-    handlers: list = [
-        LrScheduleHandler(scheduler, print_lr=False, epoch_level=False),
-        StatsHandler(tag_name="train_loss", output_transform=_loss_of),
-    ]
-    if strategy is not None:
-        handlers.append(StrategySetEpoch(strategy))
+    optimizer, handlers = training_schedule(network, None, lr, weight_decay, max_epochs, len(train_loader), strategy)
     if evaluator is not None:
         handlers.append(ValidationHandler(interval=val_interval, validator=evaluator, epoch_level=True))
         if checkpoint_path is not None:
-            checkpoint_path = Path(checkpoint_path)
-            AtomicCheckpointSaver(
-                str(checkpoint_path.parent),
-                {"model": network},
-                save_key_metric=True,
-                key_metric_name=KEY_METRIC,
-                key_metric_filename=checkpoint_path.name,
-            ).attach(evaluator)
-            ClassifierInfoWriter(
-                checkpoint_path.with_name(SEGMENTER_INFO_NAME),
-                {"format": SEGMENTER_FORMAT, **dict(checkpoint_info or {})},
-                checkpoint_name=checkpoint_path.name,
-            ).attach(evaluator)
+            info = {"format": SEGMENTER_FORMAT, **dict(checkpoint_info or {})}
+            attach_best_checkpoint(evaluator, network, checkpoint_path, SEGMENTER_INFO_NAME, info, KEY_METRIC)
     elif checkpoint_path is not None:
         raise ValueError("checkpoint_path needs an evaluator (the best network is chosen by validation Dice)")
     return SupervisedTrainer(
@@ -615,9 +591,7 @@ class SegmenterTrainingOptions:
         if self.network not in SEGMENTATION_NETWORKS:
             raise ValueError(f"unknown network {self.network!r}; expected one of {list(SEGMENTATION_NETWORKS)}")
         for name in ("epochs", "batch_size", "val_interval"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(name, getattr(self, name))
         if self.strategy != "real" and self.generator_checkpoint is None:
             raise ValueError(f"strategy {self.strategy!r} needs generator_checkpoint (a generator of image-mask pairs)")
 
@@ -778,8 +752,7 @@ def train_segmenter(
     )
     trainer_ref["t"] = trainer
     trainer.run()
-    best_epoch = evaluator.state.best_metric_epoch if evaluator.state.best_metric_epoch != -1 else None
-    best = float(evaluator.state.best_metric) if best_epoch is not None else None
+    best, best_epoch = best_of(evaluator)
     info_path = checkpoint.with_name(SEGMENTER_INFO_NAME)
     if info_path.is_file():  # the validation history beside the best epoch's description
         stored = json.loads(info_path.read_text(encoding="utf-8"))

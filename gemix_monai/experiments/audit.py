@@ -806,9 +806,33 @@ def run_audit(
     return AuditResult(out, report, files)
 
 
+def audit_splits(args, generator) -> tuple:
+    """The training split and ``args.heldout_split`` of the audit's data, read with the command line's data options
+    at the generator's resolution and channels; the generator's stored contract (classes, preprocessing) must match.
+    """
+    from gemix_monai.data import get_dataset
+
+    source = args.datalist or args.dataset_dir
+    size = args.image_size or generator.img_resolution
+    options = {
+        "hu_window": getattr(args, "hu_window", None) or "auto",
+        "intensity": getattr(args, "intensity", None) or "auto",
+        "split_seed": getattr(args, "split_seed", None) or 0,
+        "on_duplicate": getattr(args, "on_duplicate", None) or "error",
+        "validate": getattr(args, "data_check", None) or "full",
+        "contract": getattr(generator, "contract", None),
+    }
+    for key in ("hu_window", "intensity"):
+        if isinstance(options[key], str) and "," in options[key]:
+            options[key] = [float(v) for v in options[key].split(",")]
+    return tuple(
+        get_dataset(source, split, size, channels=generator.img_channels, **options)
+        for split in ("training", args.heldout_split)
+    )
+
+
 def audit_command(args) -> int:
     """``gemix-monai audit``: load the generator and the two real splits, run :func:`run_audit`, print a summary."""
-    from gemix_monai.data import get_dataset
     from gemix_monai.generators.protocol import load_generator
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -819,22 +843,7 @@ def audit_command(args) -> int:
         return pair_audit_command(args, gen, device)
     if getattr(args, "segmenter", None):
         raise ValueError(f"--segmenter applies to generators of image-mask pairs; {args.generator} makes images only")
-    source = args.datalist or args.dataset_dir
-    size = args.image_size or gen.img_resolution
-    # the data options of the command line; the generator's stored contract (classes, preprocessing) must match
-    options = {
-        "hu_window": getattr(args, "hu_window", None) or "auto",
-        "intensity": getattr(args, "intensity", None) or "auto",
-        "split_seed": getattr(args, "split_seed", None) or 0,
-        "on_duplicate": getattr(args, "on_duplicate", None) or "error",
-        "validate": getattr(args, "data_check", None) or "full",
-        "contract": getattr(gen, "contract", None),
-    }
-    for key in ("hu_window", "intensity"):
-        if isinstance(options[key], str) and "," in options[key]:
-            options[key] = [float(v) for v in options[key].split(",")]
-    train = get_dataset(source, "training", size, channels=gen.img_channels, **options)
-    heldout = get_dataset(source, args.heldout_split, size, channels=gen.img_channels, **options)
+    train, heldout = audit_splits(args, gen)
     result = run_audit(
         gen,
         train,

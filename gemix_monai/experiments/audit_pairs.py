@@ -348,23 +348,9 @@ class _Named(list):
 
 def pair_audit_command(args, generator, device) -> int:
     """``gemix-monai audit`` on a pair generator: the data with masks, :func:`run_pair_audit`, a short summary."""
-    from gemix_monai.data import get_dataset
+    from gemix_monai.experiments.audit import audit_splits
 
-    source = args.datalist or args.dataset_dir
-    size = args.image_size or generator.img_resolution
-    options: dict[str, Any] = {
-        "hu_window": getattr(args, "hu_window", None) or "auto",
-        "intensity": getattr(args, "intensity", None) or "auto",
-        "split_seed": getattr(args, "split_seed", None) or 0,
-        "on_duplicate": getattr(args, "on_duplicate", None) or "error",
-        "validate": getattr(args, "data_check", None) or "full",
-        "contract": getattr(generator, "contract", None),
-    }
-    for key in ("hu_window", "intensity"):
-        if isinstance(options[key], str) and "," in options[key]:
-            options[key] = [float(v) for v in options[key].split(",")]
-    train = get_dataset(source, "training", size, channels=generator.img_channels, **options)
-    heldout = get_dataset(source, args.heldout_split, size, channels=generator.img_channels, **options)
+    train, heldout = audit_splits(args, generator)
     report = run_pair_audit(
         generator,
         train,

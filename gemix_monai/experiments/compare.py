@@ -282,8 +282,11 @@ def _resolve_dataset(
     return str(folder / "datalist.json"), descriptor, "phantoms"
 
 
-def _settings(**kw) -> dict:
-    s = dict(COMPARE_DEFAULTS)
+def checked_settings(defaults: Mapping, kw: Mapping, known_networks: Mapping, network_word: str = "network") -> dict:
+    """``defaults`` updated with the given (not ``None``) ``kw``, with the settings both comparisons share checked and
+    normalised: seeds (a count or a list) and GAN seeds without repeats, networks among ``known_networks``, the
+    interval method, the numeric budgets."""
+    s = dict(defaults)
     s.update({k: v for k, v in kw.items() if v is not None})
     seeds = s["seeds"]
     s["seeds"] = list(range(int(seeds))) if isinstance(seeds, int) else [int(x) for x in seeds]
@@ -294,24 +297,28 @@ def _settings(**kw) -> dict:
         if len(set(s[key])) != len(s[key]):
             raise ValueError(f"{key} has repeated values: {s[key]}")
     s["networks"] = list(s["networks"])
-    from gemix_monai.engines.classifier_networks import CLASSIFIER_NETWORKS
-
     for n in s["networks"]:
-        if n not in CLASSIFIER_NETWORKS:
-            raise ValueError(f"unknown network {n!r}; expected one of {list(CLASSIFIER_NETWORKS)}")
+        if n not in known_networks:
+            raise ValueError(f"unknown {network_word} {n!r}; expected one of {list(known_networks)}")
     if s["interval"] not in METHODS:
         raise ValueError(f"unknown interval {s['interval']!r}; expected one of {list(METHODS)}")
+    s["gan_kimg"] = float(s["gan_kimg"])
+    for key in ("epochs", "batch_size", "gan_batch_size", "image_size"):
+        s[key] = int(s[key])
+    return s
+
+
+def _settings(**kw) -> dict:
+    from gemix_monai.engines.classifier_networks import CLASSIFIER_NETWORKS
     from gemix_monai.generators.protocol import GENERATOR_FAMILIES
 
+    s = checked_settings(COMPARE_DEFAULTS, kw, CLASSIFIER_NETWORKS)
     s["generators"] = list(dict.fromkeys(s["generators"]))
     for f in s["generators"]:
         if f not in GENERATOR_FAMILIES:
             raise ValueError(f"unknown generator family {f!r}; expected one of {list(GENERATOR_FAMILIES)}")
     if not s["generators"]:
         raise ValueError("generators: at least one generator family is needed")
-    s["gan_kimg"] = float(s["gan_kimg"])
-    for key in ("epochs", "batch_size", "gan_batch_size", "image_size"):
-        s[key] = int(s[key])
     return s
 
 
@@ -335,12 +342,43 @@ def _gan_budget(s: dict, family: str) -> dict:
     return budget
 
 
+def gan_cell(
+    cell_id: str, kind: str, s: dict, dataset: dict, gan_seed: int, budget: dict, data: dict, source: str, device
+) -> Cell:
+    """The cell of one generator (``kind`` ``gan`` or ``pair_gan``) trained on ``dataset``'s training split."""
+    config = {"kind": kind, "dataset": dataset, "image_size": s["image_size"], "gan_seed": gan_seed, "gan": budget}
+    return Cell(cell_id, kind, {**config, **data}, {"source": source, "device": device})
+
+
+def trainer_config(kind: str, s: dict, dataset: dict, data: dict, *keys: str) -> dict:
+    """The config every downstream cell of ``kind`` shares: the dataset, the training budget and ``keys`` of ``s``."""
+    budget = ("image_size", "epochs", "batch_size", "learning_rate", "weight_decay", *keys)
+    return {"kind": kind, "dataset": dataset, **{k: s[k] for k in budget}, **data}
+
+
+def arm_config(network: str, arm: Arm, seed: int) -> dict:
+    """What a downstream cell's config records of its network, arm and seed."""
+    return {
+        "network": network,
+        "arm": arm.name,
+        "strategy": arm.strategy,
+        "strategy_kwargs": dict(arm.kwargs),
+        "seed": seed,
+    }
+
+
+def generator_runtime(out: Path, gan_cell_id: str, source: str, device) -> dict:
+    """The runtime of a cell that reads the generator of cell ``gan_cell_id`` (where train_gan exports it)."""
+    from gemix_monai.handlers.gan import GENERATOR_SUBPATH
+
+    generator = str(Path(out) / "cells" / gan_cell_id / GENERATOR_SUBPATH)
+    return {"source": source, "device": device, "gan_cell": gan_cell_id, "generator": generator}
+
+
 def plan_cells(
     out, s: dict, arms: Sequence[Arm], source: str, dataset: dict, tag: str, device: str | None
 ) -> list[Cell]:
     """All cells in dependency order: the GAN cells (per family and GAN seed), then the classifier cells seed by seed."""
-    from gemix_monai.handlers.gan import GENERATOR_SUBPATH  # where train_gan exports the generator
-
     out = Path(out)
     # data options (get_dataset keywords) are part of every cell's config only when given, so that
     # folders made before they existed stay valid
@@ -352,43 +390,13 @@ def plan_cells(
         for g in s["gan_seeds"]:
             gid = f"{tag}/gan/g{g}" if family == "stylegan2" else f"{tag}/gan-{family}/g{g}"
             gan_ids[family, g] = gid
-            cells.append(
-                Cell(
-                    gid,
-                    "gan",
-                    {
-                        "kind": "gan",
-                        "dataset": dataset,
-                        "image_size": s["image_size"],
-                        "gan_seed": g,
-                        "gan": _gan_budget(s, family),
-                        **data,
-                    },
-                    {"source": source, "device": device},
-                )
-            )
-    common = {
-        "kind": "classifier",
-        "dataset": dataset,
-        "image_size": s["image_size"],
-        "epochs": s["epochs"],
-        "batch_size": s["batch_size"],
-        "learning_rate": s["learning_rate"],
-        "weight_decay": s["weight_decay"],
-        "key_metric": s["key_metric"],
-        **data,
-    }
+            cells.append(gan_cell(gid, "gan", s, dataset, g, _gan_budget(s, family), data, source, device))
+    common = trainer_config("classifier", s, dataset, data, "key_metric")
     planned: set[str] = set()
     for seed in s["seeds"]:
         for net in s["networks"]:
             for arm in arms:
-                arm_cfg = {
-                    "network": net,
-                    "arm": arm.name,
-                    "strategy": arm.strategy,
-                    "strategy_kwargs": dict(arm.kwargs),
-                    "seed": seed,
-                }
+                arm_cfg = arm_config(net, arm, seed)
                 if not arm.needs_generator:
                     if f"{tag}/{net}/{arm.name}/s{seed}" in planned:
                         continue
@@ -411,16 +419,7 @@ def plan_cells(
                             Cell(
                                 tid,
                                 "classifier",
-                                {
-                                    **common,
-                                    "network": net,
-                                    "arm": "real",
-                                    "strategy": "real",
-                                    "strategy_kwargs": {},
-                                    "seed": seed,
-                                    "gan_seed": None,
-                                    "gan": None,
-                                },
+                                {**common, **arm_config(net, Arm("real", "real"), seed), "gan_seed": None, "gan": None},
                                 {"source": source, "device": device, "generator": None},
                             )
                         )
@@ -436,13 +435,7 @@ def plan_cells(
                             f"{tag}/{net}/{arm.name}/g{g}-s{seed}",
                             "classifier",
                             {**common, **arm_cfg, "gan_seed": g, "gan": _gan_budget(s, arm.family)},
-                            {
-                                "source": source,
-                                "device": device,
-                                "gan_cell": gid,
-                                "generator": str(out / "cells" / gid / GENERATOR_SUBPATH),
-                                **teacher,
-                            },
+                            {**generator_runtime(out, gid, source, device), **teacher},
                             (gid,) + ((teacher["teacher_cell"],) if teacher else ()),
                         )
                     )
@@ -530,26 +523,38 @@ def run_gan_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     return {"generator": str(Path(path).relative_to(cell_dir)), "num_train_items": len(ds)}
 
 
-def run_classifier_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
-    """Train one classifier, evaluate it on the test split; returns the result fields (``metrics`` etc.)."""
+def cell_datasets(config: dict, runtime: dict, splits: Sequence[str]) -> list:
+    """The ``splits`` of a downstream cell's data, read with the cell's data options (``hu_window``, ``intensity``,
+    ``split_seed``, ``on_duplicate``, ``masks``: when given) and cached."""
     from gemix_monai.data import get_dataset
-    from gemix_monai.engines.classifier import evaluate_classifier, train_classifier
 
-    source, size = runtime["source"], config["image_size"]
-    data = config.get("data", {})  # data options (hu_window, intensity, split_seed, on_duplicate), when given
-    train_ds = get_dataset(source, "training", size, cache=True, **data)
-    val_ds = get_dataset(source, "validation", size, cache=True, **data)
-    test_ds = get_dataset(source, "test", size, cache=True, **data)
-    kwargs = dict(config["strategy_kwargs"])
-    class_weighted = bool(kwargs.pop("class_weighted", False))
-    if kwargs.get("teacher") == "real":
-        kwargs["teacher"] = runtime["teacher"]
+    data = config.get("data", {})
+    return [get_dataset(runtime["source"], split, config["image_size"], cache=True, **data) for split in splits]
+
+
+def cell_generator(config: dict, runtime: dict) -> str | None:
+    """The generator checkpoint a downstream cell reads (``None`` for a cell without a GAN), refused when missing."""
+    if config["gan"] is None:
+        return None
     generator = runtime.get("generator")
     legacy = Path(generator).parent.parent / "generator.pt" if generator else None  # before models/generator/
     if generator and not Path(generator).is_file() and legacy is not None and legacy.is_file():
         generator = str(legacy)
-    if config["gan"] is not None and not (generator and Path(generator).is_file()):
+    if not (generator and Path(generator).is_file()):
         raise FileNotFoundError(f"generator of {runtime.get('gan_cell')} not found at {generator}; run that cell first")
+    return generator
+
+
+def run_classifier_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
+    """Train one classifier, evaluate it on the test split; returns the result fields (``metrics`` etc.)."""
+    from gemix_monai.engines.classifier import evaluate_classifier, train_classifier
+
+    train_ds, val_ds, test_ds = cell_datasets(config, runtime, ("training", "validation", "test"))
+    kwargs = dict(config["strategy_kwargs"])
+    class_weighted = bool(kwargs.pop("class_weighted", False))
+    if kwargs.get("teacher") == "real":
+        kwargs["teacher"] = runtime["teacher"]
+    generator = cell_generator(config, runtime)
     res = train_classifier(
         train_ds,
         val_ds,
@@ -557,7 +562,7 @@ def run_classifier_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
         strategy=config["strategy"],
         network=config["network"],
         class_names=train_ds.class_names,
-        generator_checkpoint=generator if config["gan"] is not None else None,
+        generator_checkpoint=generator,
         epochs=config["epochs"],
         batch_size=config["batch_size"],
         lr=config["learning_rate"],
@@ -906,6 +911,22 @@ def write_summary(
     return files
 
 
+def _result_tables(s: dict, arms: Sequence[Arm], metrics, records, baselines=BASELINES) -> list[str]:
+    """Markdown lines after a summary's header: the variants' settings, the interval tables, where the raw data are."""
+    lines: list[str] = []
+    variants = [a for a in arms if a.kwargs or a.name != a.strategy]
+    if variants:
+        lines += ["Variants:", "", "| name | strategy | keyword arguments |", "|---|---|---|"]
+        lines += [f"| {a.name} | {a.strategy} | `{a.kwargs}` |" for a in variants]
+        lines.append("")
+    lines += _interval_tables(s["networks"], [a.name for a in arms], metrics, records, baselines)
+    lines += [
+        "Raw per-cell results: `cells.csv`; long format with the paired rows: `summary.csv`; plot: `summary.png`.",
+        "",
+    ]
+    return lines
+
+
 def _interval_tables(networks, arm_names, metrics, records, baselines=BASELINES) -> list[str]:
     """Markdown lines: per network, the interval table of every arm, then the paired differences per baseline."""
     lines: list[str] = []
@@ -970,16 +991,7 @@ def _markdown(out, cells, rows, arms, s, dataset, metrics, records) -> str:
         "n >= 2; with n = 1 it is reported as undefined. Higher is better except `ece` and `fnr/<class>`.",
         "",
     ]
-    variants = [a for a in arms if a.kwargs or a.name != a.strategy]
-    if variants:
-        lines += ["Variants:", "", "| name | strategy | keyword arguments |", "|---|---|---|"]
-        lines += [f"| {a.name} | {a.strategy} | `{a.kwargs}` |" for a in variants]
-        lines.append("")
-    lines += _interval_tables(s["networks"], [a.name for a in arms], metrics, records)
-    lines += [
-        "Raw per-cell results: `cells.csv`; long format with the paired rows: `summary.csv`; plot: `summary.png`.",
-        "",
-    ]
+    lines += _result_tables(s, arms, metrics, records)
     return "\n".join(lines)
 
 
@@ -1110,6 +1122,52 @@ def run_compare(
         data_options=dict(data_options or {}),
     )
     arms = expand_arms(_resolve_arms(list(s["strategies"]), variants), s["generators"])
+    return drive_compare(
+        out,
+        s,
+        arms,
+        plan=plan_cells,
+        write=write_summary,
+        dataset_dir=dataset_dir,
+        datalist=datalist,
+        phantom_counts=phantom_counts,
+        val_counts=val_counts,
+        test_counts=test_counts,
+        jobs=jobs,
+        cell=cell,
+        list_cells=list_cells,
+        device=device,
+        verbose=verbose,
+        quiet=quiet,
+        start=start,
+    )
+
+
+def drive_compare(
+    out,
+    s: dict,
+    arms: Sequence[Arm],
+    *,
+    plan,
+    write,
+    dataset_dir=None,
+    datalist=None,
+    phantom_counts=None,
+    val_counts=None,
+    test_counts=None,
+    jobs: int = 1,
+    cell: str | None = None,
+    list_cells: bool = False,
+    device: str | None = None,
+    verbose: bool = True,
+    quiet: bool = True,
+    start: float | None = None,
+):
+    """What every comparison does with its checked settings ``s`` and ``arms`` (the arguments of
+    :func:`run_compare`): resolve the dataset, ``plan(out, s, arms, source, dataset, tag, device) -> cells``, list
+    them or refuse a changed budget, run one cell or all (``jobs`` subprocesses or in-process), then
+    ``write(out, cells, arms, s, dataset) -> files`` (the summary). ``start``: ``time.perf_counter()`` at the call."""
+    start = time.perf_counter() if start is None else start
     out = Path(out).resolve()
     if device is None:
         import torch
@@ -1118,7 +1176,7 @@ def run_compare(
     source, dataset, tag = _resolve_dataset(
         out, dataset_dir, datalist, s["image_size"], phantom_counts, val_counts, test_counts, create=not list_cells
     )
-    cells = plan_cells(out, s, arms, source, dataset, tag, str(device))
+    cells = plan(out, s, arms, source, dataset, tag, str(device))
     if list_cells:
         if verbose:
             for c in cells:
@@ -1149,7 +1207,7 @@ def run_compare(
                 ran.append(c.id)
             if verbose:
                 print(f"[{k}/{len(todo)}] {c.id} done in {time.perf_counter() - t0:.1f} s", flush=True)
-    files = write_summary(out, cells, arms, s, dataset)
+    files = write(out, cells, arms, s, dataset)
     if verbose:
         print(f"compare: {len(ran)} cell(s) run, {len(cells) - len(ran)} reused; summary in {files['summary.md']}")
     return CompareResult(out, cells, ran, files, time.perf_counter() - start)
@@ -1209,8 +1267,14 @@ def compare_from_args(args: argparse.Namespace) -> int:
         from gemix_monai.experiments.compare_segmentation import segmentation_compare_from_args
 
         return segmentation_compare_from_args(args)
-    run_compare(
-        args.out,
+    run_compare(args.out, generators=getattr(args, "generators", None), **compare_options_from_args(args))
+    return 0
+
+
+def compare_options_from_args(args: argparse.Namespace) -> dict:
+    """The keyword arguments that :func:`run_compare` and the segmentation comparison take alike, from parsed
+    :func:`add_compare_arguments` options."""
+    return dict(
         dataset_dir=args.dataset_dir,
         datalist=args.datalist,
         strategies=args.strategies,
@@ -1219,7 +1283,6 @@ def compare_from_args(args: argparse.Namespace) -> int:
         networks=args.networks,
         gan_kimg=args.gan_kimg,
         gan_batch_size=args.gan_batch_size,
-        generators=getattr(args, "generators", None),
         epochs=args.epochs,
         batch_size=args.batch_size,
         image_size=args.image_size,
@@ -1232,7 +1295,6 @@ def compare_from_args(args: argparse.Namespace) -> int:
         quiet=not args.verbose,
         data_options=data_options_from_args(args),
     )
-    return 0
 
 
 def _worker_main(argv=None) -> int:

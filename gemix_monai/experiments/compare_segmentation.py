@@ -22,10 +22,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from gemix_monai.cli_args import data_options as data_options_from_args
 from gemix_monai.experiments import compare as _compare
-from gemix_monai.experiments.compare import Arm, Cell, CompareResult
-from gemix_monai.experiments.stats import METHODS
+from gemix_monai.experiments.compare import Arm, Cell
 
 __all__ = [
     "SEGMENTATION_COMPARE_DEFAULTS",
@@ -68,25 +66,7 @@ _COUNTS = (
 def _settings(**kw) -> dict:
     from gemix_monai.engines.segmenter import SEGMENTATION_NETWORKS
 
-    s = dict(SEGMENTATION_COMPARE_DEFAULTS)
-    s.update({k: v for k, v in kw.items() if v is not None})
-    seeds = s["seeds"]
-    s["seeds"] = list(range(int(seeds))) if isinstance(seeds, int) else [int(x) for x in seeds]
-    s["gan_seeds"] = [int(x) for x in s["gan_seeds"]]
-    if not s["seeds"]:
-        raise ValueError("seeds: at least one seed is needed")
-    for key in ("seeds", "gan_seeds"):
-        if len(set(s[key])) != len(s[key]):
-            raise ValueError(f"{key} has repeated values: {s[key]}")
-    s["networks"] = list(s["networks"])
-    for n in s["networks"]:
-        if n not in SEGMENTATION_NETWORKS:
-            raise ValueError(f"unknown segmentation network {n!r}; expected one of {list(SEGMENTATION_NETWORKS)}")
-    if s["interval"] not in METHODS:
-        raise ValueError(f"unknown interval {s['interval']!r}; expected one of {list(METHODS)}")
-    s["gan_kimg"] = float(s["gan_kimg"])
-    for key in ("epochs", "batch_size", "gan_batch_size", "image_size"):
-        s[key] = int(s[key])
+    s = _compare.checked_settings(SEGMENTATION_COMPARE_DEFAULTS, kw, SEGMENTATION_NETWORKS, "segmentation network")
     s["key_metric"] = "val_dice"
     s["generators"] = ["stylegan2"]
     return s
@@ -111,51 +91,21 @@ def plan_segmentation_cells(
     out, s: dict, arms: Sequence[Arm], source: str, dataset: dict, tag: str, device: str | None
 ) -> list[Cell]:
     """The pair-GAN cells (one per GAN seed, only when an arm needs a generator), then the segmenter cells seed by seed."""
-    from gemix_monai.handlers.gan import GENERATOR_SUBPATH
-
     out = Path(out)
     # every cell reads the data with masks required (get_dataset(masks="on")): a datalist without masks fails at once
     data = {"data": {**dict(s.get("data_options") or {}), "masks": "on"}}
-    budget = {"preset": s["gan_preset"], "kimg": s["gan_kimg"], "batch_size": s["gan_batch_size"]}
+    budget = _compare._gan_budget(s, "stylegan2")
     cells: list[Cell] = []
     if any(a.needs_generator for a in arms):
         for g in s["gan_seeds"]:
             cells.append(
-                Cell(
-                    f"{tag}/gan-pairs/g{g}",
-                    "pair_gan",
-                    {
-                        "kind": "pair_gan",
-                        "dataset": dataset,
-                        "image_size": s["image_size"],
-                        "gan_seed": g,
-                        "gan": budget,
-                        **data,
-                    },
-                    {"source": source, "device": device},
-                )
+                _compare.gan_cell(f"{tag}/gan-pairs/g{g}", "pair_gan", s, dataset, g, budget, data, source, device)
             )
-    common = {
-        "kind": "segmenter",
-        "dataset": dataset,
-        "image_size": s["image_size"],
-        "epochs": s["epochs"],
-        "batch_size": s["batch_size"],
-        "learning_rate": s["learning_rate"],
-        "weight_decay": s["weight_decay"],
-        **data,
-    }
+    common = _compare.trainer_config("segmenter", s, dataset, data)
     for seed in s["seeds"]:
         for net in s["networks"]:
             for arm in arms:
-                cfg = {
-                    **common,
-                    "network": net,
-                    "arm": arm.name,
-                    "strategy": arm.strategy,
-                    "strategy_kwargs": dict(arm.kwargs),
-                    "seed": seed,
-                }
+                cfg = {**common, **_compare.arm_config(net, arm, seed)}
                 if not arm.needs_generator:
                     cells.append(
                         Cell(
@@ -173,23 +123,11 @@ def plan_segmentation_cells(
                             f"{tag}/seg-{net}/{arm.name}/g{g}-s{seed}",
                             "segmenter",
                             {**cfg, "gan_seed": g, "gan": budget},
-                            {
-                                "source": source,
-                                "device": device,
-                                "gan_cell": gid,
-                                "generator": str(out / "cells" / gid / GENERATOR_SUBPATH),
-                            },
+                            _compare.generator_runtime(out, gid, source, device),
                             (gid,),
                         )
                     )
     return cells
-
-
-def _datasets(runtime: dict, config: dict, splits: Sequence[str]):
-    from gemix_monai.data import get_dataset
-
-    data = config.get("data", {})
-    return [get_dataset(runtime["source"], split, config["image_size"], cache=True, **data) for split in splits]
 
 
 def run_pair_gan_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
@@ -198,7 +136,7 @@ def run_pair_gan_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     from gemix_monai.engines.segmenter import check_pair_generator, pair_channels
 
     fields = _compare.run_gan_cell(config, runtime, cell_dir)
-    (train,) = _datasets(runtime, config, ["training"])
+    (train,) = _compare.cell_datasets(config, runtime, ["training"])
     c, m, _ = pair_channels(train, f"training split of {runtime['source']}")
     check_pair_generator(str(cell_dir / fields["generator"]), c, m, f"generator of cell {cell_dir}")
     return {**fields, "image_channels": c, "mask_channels": m}
@@ -208,17 +146,14 @@ def run_segmenter_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     """Train one segmenter and score it on the test split; returns the result fields (``metrics`` etc.)."""
     from gemix_monai.engines.segmenter import evaluate_segmenter, train_segmenter
 
-    train_ds, val_ds, test_ds = _datasets(runtime, config, ["training", "validation", "test"])
-    generator = runtime.get("generator")
-    if config["gan"] is not None and not (generator and Path(generator).is_file()):
-        raise FileNotFoundError(f"generator of {runtime.get('gan_cell')} not found at {generator}; run that cell first")
+    train_ds, val_ds, test_ds = _compare.cell_datasets(config, runtime, ["training", "validation", "test"])
     res = train_segmenter(
         train_ds,
         val_ds,
         cell_dir / "train",
         strategy=config["strategy"],
         network=config["network"],
-        generator_checkpoint=generator if config["gan"] is not None else None,
+        generator_checkpoint=_compare.cell_generator(config, runtime),
         strategy_kwargs=dict(config["strategy_kwargs"]),
         class_names=getattr(train_ds, "class_names", None),
         epochs=config["epochs"],
@@ -264,16 +199,7 @@ def _markdown(out, cells, rows, arms, s, dataset, metrics, records) -> str:
         + " (per cell: `cells.csv`).",
         "",
     ]
-    variants = [a for a in arms if a.kwargs or a.name != a.strategy]
-    if variants:
-        lines += ["Variants:", "", "| name | strategy | keyword arguments |", "|---|---|---|"]
-        lines += [f"| {a.name} | {a.strategy} | `{a.kwargs}` |" for a in variants]
-        lines.append("")
-    lines += _compare._interval_tables(s["networks"], [a.name for a in arms], metrics, records, BASELINES)
-    lines += [
-        "Raw per-cell results: `cells.csv`; long format with the paired rows: `summary.csv`; plot: `summary.png`.",
-        "",
-    ]
+    lines += _compare._result_tables(s, arms, metrics, records, BASELINES)
     return "\n".join(lines)
 
 
@@ -294,103 +220,24 @@ def write_segmentation_summary(out, cells: Sequence[Cell], arms: Sequence[Arm], 
 
 
 def run_segmentation_compare(
-    out="gemix_compare_segmentation",
-    *,
-    dataset_dir=None,
-    datalist=None,
-    strategies: Sequence[str] | None = None,
-    seeds: int | Sequence[int] | None = None,
-    gan_seeds: Sequence[int] | None = None,
-    networks: Sequence[str] | None = None,
-    gan_kimg: float | None = None,
-    gan_batch_size: int | None = None,
-    gan_preset: str | None = None,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    learning_rate: float | None = None,
-    weight_decay: float | None = None,
-    image_size: int | None = None,
-    variants=None,
-    interval: str | None = None,
-    confidence: float | None = None,
-    jobs: int = 1,
-    cell: str | None = None,
-    list_cells: bool = False,
-    device: str | None = None,
-    phantom_counts: Sequence[int] | None = None,
-    val_counts: Sequence[int] | None = None,
-    test_counts: Sequence[int] | None = None,
-    data_options: Mapping | None = None,
-    verbose: bool = True,
-    quiet: bool = True,
+    out="gemix_compare_segmentation", *, variants=None, data_options: Mapping | None = None, **options
 ):
     """Run (or resume) the segmentation comparison and write its summary (module docstring).
 
-    ``None`` arguments take :data:`SEGMENTATION_COMPARE_DEFAULTS`; the other arguments mean what they mean for
-    :func:`gemix_monai.experiments.compare.run_compare`. The data must carry masks (the default phantoms do).
+    ``options``: the settings named in :data:`SEGMENTATION_COMPARE_DEFAULTS` (``strategies``, ``seeds``, ...,
+    ``confidence``; ``None`` takes the default) and the run options of
+    :func:`gemix_monai.experiments.compare.drive_compare` (``dataset_dir``, ``datalist``, ``jobs``, ``cell``,
+    ``list_cells``, ``device``, ``phantom_counts``, ``val_counts``, ``test_counts``, ``verbose``, ``quiet``); they
+    and ``variants`` / ``data_options`` mean what they mean for :func:`gemix_monai.experiments.compare.run_compare`.
+    The data must carry masks (the default phantoms do).
     """
     start = time.perf_counter()
-    s = _settings(
-        strategies=strategies,
-        seeds=seeds,
-        gan_seeds=gan_seeds,
-        networks=networks,
-        gan_kimg=gan_kimg,
-        gan_batch_size=gan_batch_size,
-        gan_preset=gan_preset,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        weight_decay=weight_decay,
-        image_size=image_size,
-        interval=interval,
-        confidence=confidence,
-        data_options=dict(data_options or {}),
-    )
+    settings = {k: options.pop(k) for k in list(options) if k in SEGMENTATION_COMPARE_DEFAULTS}
+    s = _settings(**settings, data_options=dict(data_options or {}))
     arms = _arms(list(s["strategies"]), variants)
-    out = Path(out).resolve()
-    if device is None:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    source, dataset, tag = _compare._resolve_dataset(
-        out, dataset_dir, datalist, s["image_size"], phantom_counts, val_counts, test_counts, create=not list_cells
+    return _compare.drive_compare(
+        out, s, arms, plan=plan_segmentation_cells, write=write_segmentation_summary, start=start, **options
     )
-    cells = plan_segmentation_cells(out, s, arms, source, dataset, tag, str(device))
-    if list_cells:
-        if verbose:
-            for c in cells:
-                print(c.id)
-        return [c.id for c in cells]
-    for c in cells:
-        _compare.check_cell_config(c, out)
-    if cell is not None:
-        match = [c for c in cells if c.id == cell]
-        if not match:
-            raise ValueError(
-                f"unknown cell {cell!r}; `--list-cells` prints the {len(cells)} cell ids of this comparison"
-            )
-        ran = [cell] if _compare.run_cell(match[0], out, verbose=verbose, quiet=quiet) else []
-        if verbose:
-            print(f"cell {cell}: " + ("finished" if ran else "already finished, not recomputed"))
-        return CompareResult(out, cells, ran, {}, time.perf_counter() - start)
-    ran: list[str] = []
-    if jobs and jobs > 1:
-        before = {c.id for c in cells if _compare.is_finished(c, out)}
-        _compare._run_parallel(cells, out, int(jobs), verbose=verbose, quiet=quiet)
-        ran = [c.id for c in cells if c.id not in before]
-    else:
-        todo = [c for c in cells if not _compare.is_finished(c, out)]
-        for k, c in enumerate(todo, 1):
-            t0 = time.perf_counter()
-            if _compare.run_cell(c, out, verbose=verbose, quiet=quiet):
-                ran.append(c.id)
-            if verbose:
-                print(f"[{k}/{len(todo)}] {c.id} done in {time.perf_counter() - t0:.1f} s", flush=True)
-    files = write_segmentation_summary(out, cells, arms, s, dataset)
-    if verbose:
-        print(f"compare: {len(ran)} cell(s) run, {len(cells) - len(ran)} reused; summary in {files['summary.md']}")
-    return CompareResult(out, cells, ran, files, time.perf_counter() - start)
 
 
 def segmentation_compare_from_args(args: argparse.Namespace) -> int:
@@ -398,26 +245,5 @@ def segmentation_compare_from_args(args: argparse.Namespace) -> int:
     if getattr(args, "generators", None) not in (None, ["stylegan2"]):
         raise ValueError("--generators: the segmentation comparison uses the StyleGAN2 pair generator only")
     out = args.out if args.out != "gemix_compare" else "gemix_compare_segmentation"
-    run_segmentation_compare(
-        out,
-        dataset_dir=args.dataset_dir,
-        datalist=args.datalist,
-        strategies=args.strategies,
-        seeds=args.seed_list if args.seed_list else args.seeds,
-        gan_seeds=args.gan_seeds,
-        networks=args.networks,
-        gan_kimg=args.gan_kimg,
-        gan_batch_size=args.gan_batch_size,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        image_size=args.image_size,
-        variants=args.variant,
-        interval=args.interval,
-        jobs=args.jobs,
-        cell=args.cell,
-        list_cells=args.list_cells,
-        device=args.device,
-        quiet=not args.verbose,
-        data_options=data_options_from_args(args),
-    )
+    run_segmentation_compare(out, **_compare.compare_options_from_args(args))
     return 0

@@ -8,7 +8,7 @@ import torch
 from gemix_monai.cli import run_bundle_config
 from gemix_monai.engines.segmenter import evaluate_segmenter, load_segmenter
 
-from _helpers import error_chain
+from _helpers import error_chain, small_generator
 
 from .conftest import REPO_BUNDLE, copy_bundle
 
@@ -80,22 +80,12 @@ def test_a_replaced_network_is_not_named_in_segmenter_json(tiny_datalist, tmp_pa
 
 @pytest.mark.parametrize("strategy", ["genmix", "real+synthetic"])
 def test_generator_strategies_read_the_pair_generator_of_the_bundle(strategy, tiny_datalist, tmp_path):
-    from gemix_monai.networks import Generator
-
     root = copy_bundle(tmp_path / "bundle")
-    torch.manual_seed(0)
-    G = Generator(
-        z_dim=8,
-        c_dim=3,
-        w_dim=8,
-        img_resolution=32,
-        img_channels=2,
-        mapping_kwargs={"num_layers": 2},
-        synthesis_kwargs={"channel_base": 64, "channel_max": 8, "num_fp16_res": 0},
-    )
-    G.class_names = list(NAMES)
+    G = small_generator(resolution=32, channels=2, w_dim=8, channel_base=64, channel_max=8, class_names=NAMES)
     G.save_checkpoint(root / "models" / "generator" / "generator.pt")
-    ckpt = _run(root, tiny_datalist, strategy=strategy, strategy_kwargs={"synthetic_ratio": 0.5} if "+" in strategy else {})
+    ckpt = _run(
+        root, tiny_datalist, strategy=strategy, strategy_kwargs={"synthetic_ratio": 0.5} if "+" in strategy else {}
+    )
     info = json.loads(ckpt.with_name("segmenter.json").read_text())
     assert info["strategy"] == strategy and info["strategy_info"]["mask_channels"] == 1
 

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from _helpers import small_generator
 from monai.data import DataLoader, Dataset
 
 from gemix_monai.engines.classifier import (
@@ -56,19 +57,7 @@ def val_ds():
 @pytest.fixture(scope="module")
 def generator_checkpoint(tmp_path_factory):
     """A small randomly initialised generator at the data's resolution, saved as a checkpoint."""
-    from gemix_monai.networks import Generator
-
-    torch.manual_seed(0)
-    G = Generator(
-        z_dim=8,
-        c_dim=3,
-        w_dim=8,
-        img_resolution=SIZE,
-        img_channels=1,
-        mapping_kwargs={"num_layers": 2},
-        synthesis_kwargs={"channel_base": 64, "channel_max": 8, "num_fp16_res": 0},
-    )
-    G.class_names = list(NAMES)
+    G = small_generator(resolution=SIZE, w_dim=8, channel_base=64, channel_max=8, class_names=NAMES)
     return G.save_checkpoint(tmp_path_factory.mktemp("gen") / "generator.pt")
 
 

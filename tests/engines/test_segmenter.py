@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from _helpers import small_generator
 from monai.data import Dataset
 from monai.metrics import compute_dice, compute_hausdorff_distance
 
@@ -54,20 +55,10 @@ def make_pairs(n, seed, mask_channels=1):
 
 
 def pair_generator(mask_channels=1, channels=None):
-    from gemix_monai.networks import Generator
-
-    torch.manual_seed(0)
-    G = Generator(
-        z_dim=8,
-        c_dim=3,
-        w_dim=8,
-        img_resolution=SIZE,
-        img_channels=channels if channels is not None else 1 + mask_channels,
-        mapping_kwargs={"num_layers": 2},
-        synthesis_kwargs={"channel_base": 64, "channel_max": 8, "num_fp16_res": 0},
+    channels = channels if channels is not None else 1 + mask_channels
+    return small_generator(
+        resolution=SIZE, channels=channels, w_dim=8, channel_base=64, channel_max=8, class_names=NAMES
     )
-    G.class_names = list(NAMES)
-    return G
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _helpers import train_two_step_generator
 
 from gemix_monai.data.masks import stack_image_mask
 from gemix_monai.engines.segmenter import evaluate_segmenter, train_segmenter
@@ -147,20 +148,9 @@ def test_cli_refuses_a_segmenter_for_an_images_only_generator(phantoms, tmp_path
 def test_cli_audit_of_a_pair_generator_writes_the_pair_audit(datalist, phantoms, segmenter, tmp_path, capsys):
     """`gemix-monai audit` on a generator trained on pairs (two steps): the pair audit, with the given segmenter."""
     from gemix_monai import cli
-    from gemix_monai.engines.generative import train_generator
 
     train, _ = phantoms
-    path = train_generator(
-        train,
-        tmp_path / "gan",
-        preset="tiny",
-        class_names=train.class_names,
-        max_kimg=0.008,
-        batch_size=4,
-        seed=0,
-        sample_kimg=1.0,
-        progress=False,
-    )
+    path = train_two_step_generator(train, tmp_path / "gan")
     out = tmp_path / "audit"
     args = ["audit", "--generator", str(path), "--datalist", str(datalist), "--out", str(out)]
     assert cli.main(args + ["--segmenter", str(segmenter), "--num-per-class", "2"]) == 0

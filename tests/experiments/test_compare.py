@@ -1,6 +1,5 @@
 """gemix-monai compare: cells, resume, refusal of changed settings, summary files, CLI and bundle config."""
 
-import csv
 import fcntl
 import json
 import shutil
@@ -9,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _helpers import read_csv, write_fake_generator
 
 from gemix_monai import cli
 from gemix_monai.experiments import compare
@@ -74,9 +74,7 @@ class FakeRunners:
 
     def gan(self, config, runtime, cell_dir):
         self._count(cell_dir)
-        (Path(cell_dir) / "models" / "generator").mkdir(parents=True, exist_ok=True)
-        (Path(cell_dir) / "models" / "generator" / "generator.pt").write_bytes(b"fake")
-        return {"generator": "models/generator/generator.pt"}
+        return write_fake_generator(cell_dir)
 
     def classifier(self, config, runtime, cell_dir):
         self._count(cell_dir)
@@ -88,11 +86,6 @@ class FakeRunners:
         monkeypatch.setattr(compare, "run_gan_cell", self.gan)
         monkeypatch.setattr(compare, "run_classifier_cell", self.classifier)
         return self
-
-
-def _read_csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 # ---------------------------------------------------------------------------------------------- the tiny run
@@ -107,7 +100,7 @@ def test_tiny_compare_writes_summary_and_cells(tiny_compare):
         assert (out / name).is_file(), name
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    cells = _read_csv(out / "cells.csv")
+    cells = read_csv(out / "cells.csv")
     assert [r["cell_id"] for r in cells] == EXPECTED_IDS[1:]
     assert {(r["strategy"], r["seed"], r["gan_seed"]) for r in cells} == {
         ("real", "0", ""),
@@ -123,7 +116,7 @@ def test_tiny_compare_writes_summary_and_cells(tiny_compare):
         assert res["metrics"] == report["metrics"] and report["num_samples"] == 9
         assert all(float(r[k]) == v for k, v in res["metrics"].items())
 
-    rows = _read_csv(out / "summary.csv")
+    rows = read_csv(out / "summary.csv")
     metrics = list(compare.SUMMARY_METRICS) + [f"fnr/{c}" for c in CLASSES]
     plain = [r for r in rows if not r["comparison"]]
     assert [(r["strategy"], r["metric"]) for r in plain] == [(a, m) for a in ARMS for m in metrics]
@@ -166,8 +159,8 @@ def test_resume_recomputes_only_the_unfinished_cells(tiny_compare, tmp_path, mon
     result = run_compare(out, **TINY)
     assert sorted(calls) == sorted(lost) and sorted(result.ran) == sorted(lost)
     assert {cid: (out / "cells" / cid / "result.json").stat().st_mtime_ns for cid in kept} == kept
-    assert len(_read_csv(out / "cells.csv")) == 6
-    assert all(r["n"] == "2" for r in _read_csv(out / "summary.csv"))
+    assert len(read_csv(out / "cells.csv")) == 6
+    assert all(r["n"] == "2" for r in read_csv(out / "summary.csv"))
 
 
 def test_interrupted_run_continues_and_a_finished_run_only_rebuilds_the_summary(tmp_path, monkeypatch):
@@ -184,14 +177,14 @@ def test_interrupted_run_continues_and_a_finished_run_only_rebuilds_the_summary(
     result = run_compare(out, **TINY)
     assert result.ran == EXPECTED_IDS[3:] and len(runners.calls) == 4
     assert {cid: (out / "cells" / cid / "result.json").stat().st_mtime_ns for cid in finished} == mtimes
-    assert len(_read_csv(out / "cells.csv")) == 6
+    assert len(read_csv(out / "cells.csv")) == 6
 
     (out / "summary.md").unlink()
     again = FakeRunners().install(monkeypatch)
     result = run_compare(out, **TINY)
     assert result.ran == [] and again.calls == []
     assert (out / "summary.md").is_file()
-    rows = _read_csv(out / "summary.csv")
+    rows = read_csv(out / "summary.csv")
     gemix_f1 = next(
         r for r in rows if r["strategy"] == "gemix" and r["metric"] == "macro_f1" and r["comparison"] == "- real"
     )
@@ -408,7 +401,7 @@ def test_one_seed_reports_undefined_intervals_not_zero_width(tmp_path, tiny_data
         device="cpu",
         verbose=False,
     )
-    rows = _read_csv(out / "summary.csv")
+    rows = read_csv(out / "summary.csv")
     assert rows and all(r["n"] == "1" and r["defined"] == "False" and r["ci_lo"] == "nan" for r in rows)
     assert all(r["excludes_zero"] == "False" for r in rows if r["comparison"])
     md = (out / "summary.md").read_text()

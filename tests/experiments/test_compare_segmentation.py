@@ -1,11 +1,11 @@
 """gemix-monai compare --task segmentation: the plan, the Dice/HD95 table with intervals, resume, refusals, CLI."""
 
-import csv
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import read_csv, write_fake_generator
 from scipy import stats as scipy_stats
 
 from gemix_monai.experiments import compare_segmentation as segcmp
@@ -30,9 +30,7 @@ class FakeRunners:
 
     def gan(self, config, runtime, cell_dir):
         self.calls.append(str(cell_dir))
-        (Path(cell_dir) / "models" / "generator").mkdir(parents=True, exist_ok=True)
-        (Path(cell_dir) / "models" / "generator" / "generator.pt").write_bytes(b"fake")
-        return {"generator": "models/generator/generator.pt", "image_channels": 1, "mask_channels": 1}
+        return {**write_fake_generator(cell_dir), "image_channels": 1, "mask_channels": 1}
 
     def segmenter(self, config, runtime, cell_dir):
         self.calls.append(str(cell_dir))
@@ -51,11 +49,6 @@ class FakeRunners:
         monkeypatch.setattr(segcmp, "run_pair_gan_cell", self.gan)
         monkeypatch.setattr(segcmp, "run_segmenter_cell", self.segmenter)
         return self
-
-
-def _read_csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def t_interval(values):
@@ -94,7 +87,7 @@ def test_the_table_holds_dice_and_hd95_intervals_and_paired_differences_against_
     runners = FakeRunners().install(monkeypatch)
     result = run_segmentation_compare(tmp_path, **FAKE)
     assert len(runners.calls) == 1 + 4 * 3
-    rows = _read_csv(tmp_path / "summary.csv")
+    rows = read_csv(tmp_path / "summary.csv")
     plain = {(r["strategy"], r["metric"]): r for r in rows if not r["comparison"]}
     assert set(plain) == {(a, m) for a in ARMS for m in ("dice", "hd95")}
     for arm in ARMS:
@@ -116,7 +109,7 @@ def test_the_table_holds_dice_and_hd95_intervals_and_paired_differences_against_
     assert "`hd95_excluded_empty_prediction` = 12" in md  # 0 + 1 + 2 per arm, 4 arms
     for arm in ARMS:
         assert f"| {arm} | 3 |" in md
-    cells = _read_csv(tmp_path / "cells.csv")
+    cells = read_csv(tmp_path / "cells.csv")
     assert len(cells) == 12 and "empty_truth_false_positive" in cells[0]
     assert (tmp_path / "summary.png").read_bytes()[:4] == b"\x89PNG"
     assert result.files["summary.md"] == tmp_path / "summary.md"
@@ -182,7 +175,7 @@ def test_a_real_segmenter_cell_trains_and_scores_on_the_phantoms_masks(tmp_path)
         assert res["metrics"] == report["metrics"] and res["num_test_samples"] == 6
         assert res["metrics"]["num_cases"] == 6 and 0.0 <= res["metrics"]["dice"] <= 1.0
         assert res["config"]["data"] == {"masks": "on"}
-    rows = _read_csv(tmp_path / "summary.csv")
+    rows = read_csv(tmp_path / "summary.csv")
     assert {(r["strategy"], r["metric"], r["n"]) for r in rows} == {("real", "dice", "2"), ("real", "hd95", "2")}
 
 

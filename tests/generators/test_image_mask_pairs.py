@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from _helpers import train_two_step_generator
 
 from gemix_monai.generators import ImageMaskGenerator, generate_pairs, load_generator, mask_channels_of
 
@@ -16,23 +17,9 @@ LABELS = torch.eye(3)[[0, 1, 2, 0]]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, phantom_train):
     """A tiny StyleGAN2 trained 2 steps on the phantoms with their lesion masks (what `train-gan` does on them)."""
-    from gemix_monai.engines.generative import train_generator
-
     out = tmp_path_factory.mktemp("pairs_gan")
     assert "mask" in phantom_train[0] and phantom_train.contract.preprocessing.mask_channels == 1
-    path = train_generator(
-        phantom_train,
-        out,
-        family="stylegan2",
-        preset="tiny",
-        class_names=phantom_train.class_names,
-        max_kimg=0.008,
-        batch_size=4,
-        seed=0,
-        sample_kimg=1.0,
-        progress=False,
-    )
-    return path, out
+    return train_two_step_generator(phantom_train, out), out
 
 
 def test_train_gan_on_data_with_masks_trains_on_image_and_mask_channels(trained):
@@ -173,21 +160,7 @@ def test_multi_modal_images_pair_the_same_way(phantom_datalist):
 
 @pytest.mark.parametrize("family", ["dcgan", "diffusion"])
 def test_other_families_train_on_pairs_and_generate_them(family, phantom_train, tmp_path):
-    from gemix_monai.engines.generative import train_generator
-
-    path = train_generator(
-        phantom_train,
-        tmp_path,
-        family=family,
-        preset="tiny",
-        class_names=phantom_train.class_names,
-        max_kimg=0.008,
-        batch_size=4,
-        seed=0,
-        sample_kimg=1.0,
-        progress=False,
-    )
-    g = load_generator(path)
+    g = load_generator(train_two_step_generator(phantom_train, tmp_path, family))
     assert isinstance(g, ImageMaskGenerator) and g.img_channels == 1 and g.network.img_channels == 2
     options = {"num_inference_steps": 2} if family == "diffusion" else {}
     images, masks = generate_pairs(g, LABELS, seed=0, **options)
