@@ -17,7 +17,7 @@ def test_docs_show_the_one_line_swap():
 
 
 def test_docs_code_runs(tiny_generator_path):
-    from conftest import DictDataset
+    from _helpers import DictDataset
 
     namespace = {"generator_path": str(tiny_generator_path), "real_ds": DictDataset(4), "K": 3}
     for block in _blocks():  # the second block reuses the first one's imports, as a reader would

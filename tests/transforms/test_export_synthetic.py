@@ -108,7 +108,7 @@ def test_rerun_with_other_settings_into_the_same_folder_is_an_error(standin_gene
 
 
 def test_rerun_with_another_generator_is_an_error(standin_generator, tmp_path):
-    from conftest import StandInGenerator
+    from _helpers import StandInGenerator
 
     _export(standin_generator, tmp_path)
     with pytest.raises(ValueError, match="generator"):
@@ -121,14 +121,14 @@ def test_unknown_format_is_refused(standin_generator, tmp_path):
 
 
 def test_png_export_refuses_two_channels(tmp_path):
-    from conftest import StandInGenerator
+    from _helpers import StandInGenerator
 
     with pytest.raises(ValueError, match="PNG export supports 1 or 3 channels"):
         _export(StandInGenerator(img_channels=2), tmp_path, fmt="png")
 
 
 def test_multichannel_nifti_keeps_channels_last(tmp_path):
-    from conftest import StandInGenerator
+    from _helpers import StandInGenerator
 
     gen = StandInGenerator(img_channels=2, img_resolution=8)
     datalist = json.loads(_export(gen, tmp_path, num_images=2).read_text())

@@ -142,7 +142,7 @@ def test_ratio_larger_than_the_synthetic_dataset_is_refused(standin_generator, r
 
 
 def test_real_images_at_another_resolution_are_refused(standin_generator):
-    from conftest import DictDataset
+    from _helpers import DictDataset
 
     syn = SyntheticDataset(standin_generator, DirichletBetaSampler(K), num_images=4)
     ds = RealSyntheticDataset(DictDataset(2, size=16), syn, K)
