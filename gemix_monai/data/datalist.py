@@ -409,7 +409,7 @@ def read_datalist(path: str | os.PathLike) -> dict:
             if items
             else []
         )
-        out[split] = [_absolute_mask(entry, path.parent) for entry in loaded]
+        out[split] = [_absolute_mask(entry, raw_item, path.parent) for entry, raw_item in zip(loaded, items)]
     return out
 
 
@@ -421,14 +421,17 @@ def _check_mask_entry(item: dict, where: str) -> None:
         raise DataError(f"{where}: {keys[0]!r} must be a file path, got {item[keys[0]]!r}")
 
 
-def _absolute_mask(item: dict, base: Path) -> dict:
-    """``label_mask`` → ``mask``; a relative mask path is made relative to the datalist's folder (as MONAI does for images)."""
+def _absolute_mask(item: dict, raw_item: dict, base: Path) -> dict:
+    """``label_mask`` → ``mask``; a relative mask path is made relative to the datalist's folder (as MONAI does for images).
+
+    The path is taken from the datalist as written (``raw_item``): MONAI's loader already joins any value that names an
+    existing file to a relative ``base``, and joining that result again would double the folder."""
     item = dict(item)
-    for alias in MASK_ALIASES:
-        if alias in item:
-            item[MASK_KEY] = item.pop(alias)
-    if MASK_KEY in item:
-        mask = Path(item[MASK_KEY])
+    for key in (MASK_KEY, *MASK_ALIASES):
+        item.pop(key, None)
+    raw = next((raw_item[k] for k in (MASK_KEY, *MASK_ALIASES) if k in raw_item), None)
+    if raw is not None:
+        mask = Path(raw)
         item[MASK_KEY] = str(mask) if mask.is_absolute() else os.path.normpath(base / mask)
     return item
 

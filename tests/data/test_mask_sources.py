@@ -257,3 +257,25 @@ def test_mask_labels_with_a_gap_or_above_eight_must_be_declared(tmp_path, labels
     ]
     with pytest.raises(DataError, match=rf"e.g. {named} in .*m{named}.nii.gz.*pass mask_channels="):
         decide_mask_channels({"training": items})
+
+
+@pytest.mark.parametrize("key", ["mask", "label_mask"])
+def test_masks_of_a_datalist_named_by_a_relative_path(tmp_path, monkeypatch, key):
+    """MONAI's loader joins existing files to a relative datalist folder itself: the mask must not be joined twice."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from gemix_monai.data.datalist import read_datalist
+
+    ds = tmp_path / "ds"
+    (ds / "a").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(ds / "a" / "x.png")
+    Image.fromarray(np.eye(8, dtype=np.uint8)).save(ds / "a" / "x_mask.png")
+    items = [{"image": "a/x.png", key: "a/x_mask.png", "label": 0}]
+    (ds / "datalist.json").write_text(json.dumps({"class_names": ["a", "b"], "training": items}))
+    monkeypatch.chdir(tmp_path)
+    entry = read_datalist("ds/datalist.json")["training"][0]
+    assert key == "mask" or key not in entry
+    assert Path(entry["mask"]).resolve() == (ds / "a" / "x_mask.png").resolve()
+    assert Path(entry["mask"]).is_file()
