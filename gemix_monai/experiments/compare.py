@@ -35,6 +35,7 @@ import ast
 import contextlib
 import csv
 import fcntl
+import functools
 import io
 import json
 import math
@@ -648,10 +649,56 @@ def run_cell(cell: Cell, out, *, verbose: bool = False, quiet: bool = True) -> b
             "cpu_seconds": round(time.process_time() - cpu, 2),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "device": cell.runtime.get("device"),
+            "code": code_state(),
             "config": cell.config,
         }
         atomic_write_bytes(cell_dir / "result.json", _json_bytes(result))
     return True
+
+
+@functools.lru_cache(maxsize=1)
+def code_state() -> dict:
+    """The code a cell ran with: the package version and, for a git checkout, its commit (``-dirty`` with
+    uncommitted changes to tracked files); recorded in every ``result.json`` so a summary can tell when a long
+    run spanned code changes (docs/experiments.md)."""
+    import subprocess
+
+    from gemix_monai import __version__
+
+    state = {"gemix_monai": __version__, "git": None}
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        state["git"] = commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass  # an installed package outside a checkout: the version alone
+    return state
+
+
+def code_states_line(out: Path, cells: Sequence["Cell"]) -> str:
+    """One summary line naming the code state(s) of the finished cells; more than one is said loudly."""
+    states: dict[str, int] = {}
+    for c in cells:
+        if is_finished(c, out):
+            code = json.loads((c.dir(out) / "result.json").read_text(encoding="utf-8")).get("code")
+            key = f"gemix-monai {code['gemix_monai']} at {code['git'] or 'no git checkout'}" if code else "not recorded"
+            states[key] = states.get(key, 0) + 1
+    if len(states) <= 1:
+        return f"- code: {next(iter(states), 'no finished cell')}"
+    listed = "; ".join(f"{k} ({n} cells)" for k, n in states.items())
+    return (
+        f"- **code: the finished cells come from {len(states)} code states** ({listed}): a run spanned code "
+        "changes, so its cells may not be comparable — re-run the cells of the older state(s) in a new folder"
+    )
 
 
 def _run_cell_dir(cell_dir: Path, out: Path, quiet: bool) -> None:
@@ -985,6 +1032,7 @@ def _markdown(out, cells, rows, arms, s, dataset, metrics, records) -> str:
         f"weight decay {s['weight_decay']:g}, {s['image_size']} px, checkpoint chosen by validation `{s['key_metric']}`",
         f"- cells: {len(rows)} of {n_clf} classifier cells finished"
         + (f" (total {sum(r['seconds'] or 0 for r in rows):.0f} s)" if rows else ""),
+        code_states_line(out, cells),
         "",
         f"Each entry is mean ± half-width [lo, hi] of a {how} over the classifier seeds; n is the number of "
         "seeds (with several GAN seeds, a seed's value is the mean over its GAN seeds). An interval needs "

@@ -190,6 +190,7 @@ def _markdown(out, cells, rows, arms, s, dataset, metrics, records) -> str:
         f"weight decay {s['weight_decay']:g}, {s['image_size']} px, DiceCELoss, checkpoint chosen by validation Dice",
         f"- cells: {len(rows)} of {n_seg} segmenter cells finished"
         + (f" (total {sum(r['seconds'] or 0 for r in rows):.0f} s)" if rows else ""),
+        _compare.code_states_line(out, cells),
         "",
         f"Each entry is mean ± half-width [lo, hi] of a {how} over the seeds of each cell's test mean. Dice: higher "
         "is better; HD95 (pixels, 95th percentile Hausdorff distance): lower is better. Per image, Dice is undefined "

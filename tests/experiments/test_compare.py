@@ -425,3 +425,21 @@ def test_a_teacher_variant_depends_on_the_real_classifier_of_its_seed(tmp_path, 
     tag = tiny_datalist.parent.name
     assert f"{tag}/tiny/real/s1" in ids  # planned for the teacher even though `real` was not asked for
     assert ids.index(f"{tag}/tiny/real/s1") < ids.index(f"{tag}/tiny/gemix@teacher/g0-s1")
+
+
+def test_every_result_records_its_code_state_and_the_summary_names_a_mix(tmp_path):
+    """A long run that spans code changes must say so in the summary instead of mixing the cells silently."""
+    from gemix_monai import __version__
+
+    state = compare.code_state()
+    assert state["gemix_monai"] == __version__ and set(state) == {"gemix_monai", "git"}
+    cells = [compare.Cell(f"d/tiny/real/s{i}", "classifier", {}, {}, ()) for i in range(3)]
+    for cell, commit in zip(cells, ["aaa", "aaa", "bbb"]):
+        cell.dir(tmp_path).mkdir(parents=True)
+        code = {"gemix_monai": "0.1.0", "git": commit}
+        (cell.dir(tmp_path) / "result.json").write_text(json.dumps({"id": cell.id, "code": code}))
+    line = compare.code_states_line(tmp_path, cells)
+    assert "2 code states" in line and "aaa (2 cells)" in line and "bbb (1 cells)" in line
+    assert compare.code_states_line(tmp_path, cells[:2]) == "- code: gemix-monai 0.1.0 at aaa"
+    (cells[2].dir(tmp_path) / "result.json").unlink()
+    assert "not recorded" not in compare.code_states_line(tmp_path, cells)
