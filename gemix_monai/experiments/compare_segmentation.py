@@ -171,7 +171,7 @@ def run_segmenter_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
         "best_epoch": res.best_epoch,
         "best_val_metric": res.best_dice,
         "num_train_items": res.num_train_items,
-        "strategy_info": json.loads(json.dumps(res.strategy_info, default=str)),
+        "strategy_info": dict(res.strategy_info),  # already plain data (engines.segmenter.strategy_info)
     }
 
 
