@@ -101,6 +101,23 @@ def build_parser() -> argparse.ArgumentParser:
         "(images only); docs/segmentation.md",
     )
     p.add_argument(
+        "--class-balance",
+        choices=("none", "sqrt", "uniform"),
+        help="class shares of the real images the generator is shown: as in the data (none), ∝ √count (sqrt), "
+        "equal (uniform); docs/generators.md",
+    )
+    p.add_argument(
+        "--select-kimg",
+        type=float,
+        help="training-time audit every N kimg against the validation split; keeps models/generator/best.pt "
+        "(default: a fifth of the run; 0 switches it off)",
+    )
+    p.add_argument(
+        "--select-criterion",
+        choices=("minority_recall", "fd", "mean_recall", "minority_fd"),
+        help="what best.pt is chosen by (default minority_recall; ties go to the lower Fréchet distance)",
+    )
+    p.add_argument(
         "--multi-gpu", action="store_true", help="merge configs/multi_gpu_train_gan.json (ignite.distributed)"
     )
 

@@ -73,7 +73,8 @@ from ignite.engine import Engine
 
 from gemix_monai.data.masks import paired_for_training, trained_contract
 from gemix_monai.fast import bf16_requested, cpu_bf16_math, cpu_has_native_bf16, training_fast
-from gemix_monai.mixing.labels import to_soft_label
+from gemix_monai.mixing.labels import labels_of, to_soft_label
+from gemix_monai.mixing.samplers import check_class_balance, class_balance_shares, class_balance_weights
 from gemix_monai.utils import plain_data, safe_torch_load
 
 from . import gan_loss
@@ -132,6 +133,7 @@ class GanTrainingOptions:
     ada_kimg: float = 100.0
     gen_label_source: str = "real"
     fast: bool | None = None
+    class_balance: str = "none"
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
@@ -154,6 +156,7 @@ class GanTrainingOptions:
             raise ValueError(f"GanTrainingOptions.style_mixing_prob must be in [0, 1], got {self.style_mixing_prob!r}")
         if self.fast is not None and not isinstance(self.fast, bool):
             raise ValueError(f"GanTrainingOptions.fast must be None, True or False, got {self.fast!r}")
+        check_class_balance(self.class_balance, "GanTrainingOptions.class_balance")
         if self.gen_label_source not in ("real", "dataset"):
             raise ValueError(
                 f"GanTrainingOptions.gen_label_source must be 'real' or 'dataset', got {self.gen_label_source!r}"
@@ -250,7 +253,8 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
     dataset; global batch ``k`` is its slice ``[k·B, (k+1)·B)``, and this process takes the
     contiguous ``rank``-th ``1/world_size`` of it. Iteration starts at ``start_batch``, so a
     resumed run continues the data order exactly. ``len()`` is the number of global batches per
-    pass over the data (``ceil(N/B)``).
+    pass over the data (``ceil(N/B)``). With per-item ``weights`` (class balance), global batch ``k`` is instead
+    ``B`` draws with replacement, probability ∝ weight, from a generator seeded by ``(seed, k)``.
     """
 
     def __init__(
@@ -262,11 +266,18 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
         rank: int = 0,
         world_size: int = 1,
         start_batch: int = 0,
+        weights: Sequence[float] | None = None,
     ):
         if batch_size % world_size:
             raise ValueError(f"batch_size={batch_size} must be divisible by the number of processes ({world_size})")
         self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
         self.rank, self.world_size, self.start_batch = rank, world_size, start_batch
+        self.weights = None
+        if weights is not None:
+            w = torch.as_tensor(weights, dtype=torch.float64)
+            if w.shape != (num_items,) or not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or w.sum() <= 0:
+                raise ValueError(f"weights must be {num_items} finite non-negative numbers with a positive sum")
+            self.weights = w
 
     def __len__(self) -> int:
         return math.ceil(self.num_items / self.batch_size)
@@ -276,6 +287,11 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
         return torch.randperm(self.num_items, generator=g)
 
     def global_batch(self, k: int) -> list[int]:
+        if self.weights is not None:
+            # Weighted draws (class balance) with replacement; still a pure function of (seed, k).
+            state = np.random.SeedSequence([self.seed, k, 0xBA1A]).generate_state(1)[0]
+            g = torch.Generator().manual_seed(int(state))
+            return torch.multinomial(self.weights, self.batch_size, replacement=True, generator=g).tolist()
         start = k * self.batch_size
         epoch, offset = divmod(start, self.num_items)
         out: list[int] = []
@@ -401,6 +417,35 @@ class GlobalBatchEngine(Engine):
                 )
             G.contract = self.contract
 
+    @property
+    def item_weights(self) -> list[float] | None:
+        """Per-item sampling weights of ``options.class_balance`` (``None`` for ``"none"``: plain permutations)."""
+        mode = getattr(self.options, "class_balance", "none")
+        if mode == "none":
+            return None
+        if getattr(self, "_item_weights", None) is None:
+            labels = labels_of(self.train_data)
+            per_class = class_balance_weights(labels, self.num_classes, mode)
+            self._item_weights = [per_class[y] for y in labels]
+        return self._item_weights
+
+    def class_shares(self) -> list[float]:
+        """The share of each class among the real images this run shows (after ``class_balance``)."""
+        return class_balance_shares(
+            labels_of(self.train_data), self.num_classes, getattr(self.options, "class_balance", "none")
+        )
+
+    def training_record(self) -> dict:
+        """What a generator file records about how it was trained (docs/generators.md, "Class balance")."""
+        return {
+            "family": getattr(self, "family", "stylegan2"),
+            "kimg": round(self.images_seen / 1000, 6),
+            "seed": self.seed,
+            "class_balance": getattr(self.options, "class_balance", "none"),
+            "class_shares": [round(v, 6) for v in self.class_shares()],
+            "options": self.options.to_dict(),
+        }
+
     def make_data_loader(self, start_batch: int = 0) -> torch.utils.data.DataLoader:
         sampler = GlobalBatchSampler(
             len(self.train_data),
@@ -409,6 +454,7 @@ class GlobalBatchEngine(Engine):
             rank=self.rank,
             world_size=self.world_size,
             start_batch=start_batch,
+            weights=self.item_weights,
         )
         return torch.utils.data.DataLoader(
             self.train_data,
@@ -491,6 +537,12 @@ class GlobalBatchEngine(Engine):
             )
         if list(state["class_names"]) != self.class_names:
             raise ValueError(f"checkpoint class_names {state['class_names']} differ from {self.class_names}")
+        stored_balance = state.get("config", {}).get("options", {}).get("class_balance", "none")
+        if stored_balance != getattr(self.options, "class_balance", "none"):
+            raise ValueError(
+                f"checkpoint was trained with class_balance={stored_balance!r}, this run asks for "
+                f"{self.options.class_balance!r}; the data order would change mid-run"
+            )
         stored = state.get("contract")
         if stored is not None and self.contract is not None and stored != self.contract:
             raise ValueError(
@@ -598,9 +650,8 @@ class ConditionalGanTrainer(GlobalBatchEngine):
 
         self._adopt_training_data(G, train_data)
         if label_distribution is None:
-            labels = _item_labels(train_data)
-            counts = np.bincount(labels, minlength=self.num_classes) if labels else np.ones(self.num_classes)
-            label_distribution = counts / counts.sum()
+            # the classes of the images D sees: the class-balanced shares when class_balance is set
+            label_distribution = self.class_shares()
         self.label_distribution = torch.as_tensor(label_distribution, dtype=torch.float64).float()
         if self.label_distribution.shape != (self.num_classes,) or torch.any(self.label_distribution < 0):
             raise ValueError(f"label_distribution must be {self.num_classes} non-negative numbers")
@@ -860,16 +911,19 @@ def create_gan_trainer(
     keep_snapshots: bool = False,
     progress: bool = True,
     resume=None,
+    selection=None,
 ) -> ConditionalGanTrainer:
     """Assemble a :class:`ConditionalGanTrainer` with its standard handlers.
 
     Handlers, in firing order: generator EMA, ADA p update (when ``options.ada_target`` is set
     and an ``augment_pipe`` is given), and — with an ``output_dir`` — checkpoints every
     ``checkpoint_kimg`` and at the end (plus ``models/generator/generator.pt``), sample grids every
-    ``sample_kimg``, TensorBoard scalars every ``log_every`` steps, and a progress bar (rank 0).
-    ``resume`` is ``None``, ``"auto"`` (``output_dir/checkpoints/latest.pt`` when present) or a
-    checkpoint path; a checkpoint that is damaged or was trained with other networks, batch size or
-    classes is a ``ValueError`` naming the file, the difference and how to start over. Call ``trainer.run()`` to train.
+    ``sample_kimg``, TensorBoard scalars every ``log_every`` steps, and a progress bar (rank 0); with a
+    ``selection`` (:class:`~gemix_monai.handlers.selection.GeneratorSelection` with validation data) the
+    training-time audit keeps ``models/generator/best.pt``. ``resume`` is ``None``, ``"auto"``
+    (``output_dir/checkpoints/latest.pt`` when present) or a checkpoint path; a checkpoint that is damaged or was
+    trained with other networks, batch size or classes is a ``ValueError`` naming the file, the difference and how
+    to start over. Call ``trainer.run()`` to train.
     """
     from gemix_monai.handlers.gan import AdaptiveAugmentHandler, GeneratorEmaHandler
 
@@ -901,6 +955,7 @@ def create_gan_trainer(
         log_every=log_every,
         keep_snapshots=keep_snapshots,
         progress=progress,
+        selection=selection,
     )
     _resume_if_asked(trainer, resume, output_dir)
     return trainer
@@ -916,16 +971,24 @@ def _attach_output_handlers(
     keep_snapshots: bool,
     progress: bool,
     generate_options: Mapping | None = None,
+    selection=None,
 ) -> None:
-    """With an ``output_dir``: checkpoints, sample grids (``generate_options`` go to the generator), TensorBoard
+    """With an ``output_dir``: the training-time audit (``selection``, a :class:`GeneratorSelection` or mapping, when it
+    has validation data), checkpoints, sample grids (``generate_options`` go to the generator), TensorBoard
     scalars, in that firing order; then a progress bar on rank 0. Checkpoints and grids default to every quarter
-    of ``max_kimg`` (at least every step)."""
+    of ``max_kimg`` (at least every step), the audit to every fifth."""
     from gemix_monai.handlers.gan import GanCheckpointHandler, GanTensorBoardHandler, SampleGridHandler
+    from gemix_monai.handlers.selection import GeneratorSelection, GeneratorSelectionHandler
 
     options = trainer.options
+    if isinstance(selection, Mapping):
+        selection = GeneratorSelection(**selection)
     if output_dir is not None:
         output_dir = Path(output_dir)
         every = max(options.max_kimg / 4, options.batch_size / 1000)
+        if selection is not None and selection.enabled:
+            every_audit = selection.every_kimg or max(options.max_kimg / 5, options.batch_size / 1000)
+            GeneratorSelectionHandler(output_dir, selection, every_audit, generate_options).attach(trainer)
         GanCheckpointHandler(output_dir, every_kimg=checkpoint_kimg or every, keep_snapshots=keep_snapshots).attach(
             trainer
         )
@@ -1097,6 +1160,7 @@ def _train_process(local_rank, cfg: dict):
         keep_snapshots=cfg["keep_snapshots"],
         progress=cfg["progress"],
         resume=cfg["resume"],
+        selection=cfg["selection"],
     )
     trainer.run()
     return trainer
@@ -1123,6 +1187,7 @@ def train_gan(
     progress: bool = True,
     nproc_per_node: int | None = None,
     backend: str | None = None,
+    selection=None,
     **options,
 ) -> Path:
     """Train a conditional StyleGAN2-ADA on ``train_data`` and return ``output_dir/models/generator/generator.pt``.
@@ -1144,6 +1209,8 @@ def train_gan(
         device: defaults to CUDA when available (per process), else CPU.
         nproc_per_node: > 1 trains with that many processes through ``ignite.distributed``
             (``backend`` defaults to NCCL on GPUs, gloo on CPU).
+        selection: the training-time audit (:class:`~gemix_monai.handlers.selection.GeneratorSelection` or a
+            mapping of its fields); with validation data it keeps ``models/generator/best.pt`` by its criterion.
         **options: any :class:`GanTrainingOptions` field (e.g. ``r1_gamma``, ``ema_kimg``).
     """
     num_classes, class_names = _resolve_classes("train_gan", num_classes, class_names, options, GanTrainingOptions)
@@ -1166,6 +1233,7 @@ def train_gan(
         log_every=log_every,
         keep_snapshots=keep_snapshots,
         progress=progress,
+        selection=selection,
     )
     if nproc_per_node and nproc_per_node > 1:
         idist = _dist()

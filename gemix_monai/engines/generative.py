@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from gemix_monai.data.masks import paired_for_training
 from gemix_monai.mixing.labels import to_soft_label
+from gemix_monai.mixing.samplers import check_class_balance
 
 from .gan import (
     GlobalBatchEngine,
@@ -67,7 +68,8 @@ class GenerativeTrainingOptions:
     """Hyper-parameters of a DCGAN or diffusion run. ``batch_size`` [images per step]; ``max_kimg`` [thousands of
     real images]; ``g_lr``/``d_lr``/``betas``: the DCGAN's Adam; ``lr``: the diffusion model's AdamW;
     ``p_uncond``: probability of the null condition (diffusion); ``ema_kimg``/``ema_rampup``: generator EMA
-    half-life [kimg] and ramp-up; ``sample_steps``: DDIM steps of the sample grids (diffusion)."""
+    half-life [kimg] and ramp-up; ``sample_steps``: DDIM steps of the sample grids (diffusion); ``class_balance``:
+    ``none``/``sqrt``/``uniform`` class shares of the real images shown (docs/generators.md, "Class balance")."""
 
     batch_size: int = 16
     max_kimg: float = 1.0
@@ -80,9 +82,11 @@ class GenerativeTrainingOptions:
     ema_kimg: float = 1.0
     ema_rampup: float | None = 0.05
     sample_steps: int = 10
+    class_balance: str = "none"
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
+        check_class_balance(self.class_balance, "GenerativeTrainingOptions.class_balance")
         for name in ("batch_size", "sample_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -274,6 +278,7 @@ def create_generative_trainer(
     keep_snapshots: bool = False,
     progress: bool = True,
     resume=None,
+    selection=None,
 ) -> GenerativeTrainer:
     """A :class:`GenerativeTrainer` with the StyleGAN2 engine's handlers (EMA; with an ``output_dir``: checkpoints,
     sample grids, TensorBoard); ``resume`` is ``None``, ``"auto"`` or a checkpoint path, as for ``create_gan_trainer``."""
@@ -305,6 +310,7 @@ def create_generative_trainer(
         keep_snapshots=keep_snapshots,
         progress=progress,
         generate_options={"num_inference_steps": options.sample_steps} if trainer.family == "diffusion" else None,
+        selection=selection,
     )
     _resume_if_asked(trainer, resume, output_dir)
     return trainer
@@ -321,6 +327,7 @@ _RUN_SETTINGS = (
     "log_every",
     "keep_snapshots",
     "progress",
+    "selection",
 )
 
 

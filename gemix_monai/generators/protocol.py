@@ -15,18 +15,25 @@ image consumer works unchanged; :func:`generate_pairs` gives ``(images, masks)``
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 from gemix_monai.utils import safe_torch_load
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "ConditionalGenerator",
     "GENERATOR_FORMATS",
     "GENERATOR_FAMILIES",
     "load_generator",
+    "preferred_generator",
+    "generator_record",
+    "GENERATOR_CHOICES",
     "generator_family",
     "check_generator",
     "ImageMaskGenerator",
@@ -99,6 +106,78 @@ def _family_class(family: str):
     return ConditionalDiffusionGenerator
 
 
+#: ``choice`` of :func:`preferred_generator`: ``auto`` (the audit-chosen ``best.pt`` when it lies beside the
+#: ``generator.pt`` given, else that file), ``best`` (``best.pt``, required), ``file`` (exactly the path given).
+GENERATOR_CHOICES = ("auto", "best", "file")
+
+_announced: set[tuple[str, str]] = set()
+
+
+def preferred_generator(path: str | os.PathLike, choice: str = "auto") -> Path:
+    """The generator file to use for ``path`` (docs/generators.md, "Checkpoints chosen by the audit").
+
+    A training run with a validation split keeps ``models/generator/best.pt`` (chosen by the training-time audit)
+    beside ``models/generator/generator.pt`` (the latest). With ``choice="auto"`` a ``generator.pt`` that has a
+    ``best.pt`` beside it resolves to ``best.pt``, and the choice is logged once per process naming both files and
+    the criterion; ``"file"`` takes ``path`` as it is; ``"best"`` requires the ``best.pt``.
+    """
+    if choice not in GENERATOR_CHOICES:
+        raise ValueError(f"generator choice must be one of {list(GENERATOR_CHOICES)}, got {choice!r}")
+    path = Path(path)
+    if choice == "file" or path.name != "generator.pt":
+        return path
+    best = path.with_name("best.pt")
+    if not best.is_file():
+        if choice == "best":
+            raise FileNotFoundError(
+                f"no audit-chosen generator beside {path}: {best} does not exist (train with a validation split "
+                "and the training-time audit, or use choice 'auto'/'file')"
+            )
+        return path
+    key = (str(path), str(best))
+    if key not in _announced:
+        _announced.add(key)
+        selection = generator_record(best).get("selection") or {}
+        row = selection.get("row") or {}
+        crit = selection.get("criterion", "?")
+        value = row.get(crit)
+        logger.info(
+            "generator: using %s, chosen by the training-time audit (%s = %s at %s kimg), instead of the latest %s",
+            best,
+            crit,
+            "n/a" if value is None else f"{value:.4g}",
+            row.get("kimg", "?"),
+            path.name,
+        )
+    return best
+
+
+def generator_record(path: str | os.PathLike) -> dict:
+    """What a generator file says about itself, without building the network: ``format``, ``family``,
+    ``class_names``, ``contract``, ``training`` (how it was trained) and ``selection`` (why it was chosen), plus the
+    file's ``sha256``."""
+    import hashlib
+
+    ckpt = safe_torch_load(path, map_location="cpu")
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    fmt = ckpt.get("format")
+    return {
+        "path": str(path),
+        "sha256": digest.hexdigest(),
+        "format": fmt,
+        "family": GENERATOR_FORMATS.get(fmt),
+        "class_names": ckpt.get("class_names"),
+        "contract": ckpt.get("contract"),
+        "training": ckpt.get("training"),
+        "selection": ckpt.get("selection"),
+    }
+
+
 def load_generator(
     path: str | os.PathLike,
     device: str | torch.device = "cpu",
@@ -106,14 +185,18 @@ def load_generator(
     expected_num_classes: int | None = None,
     expected_resolution: int | None = None,
     expected_channels: int | None = None,
+    choice: str = "auto",
 ):
     """Load any generator checkpoint by its ``format`` tag, in eval mode on ``device``.
 
     Tags: ``gemix-generator/1`` (StyleGAN2), ``gemix-dcgan/1``, ``gemix-diffusion/1`` and the training checkpoints of
     each family (their EMA generator); a file without a tag but with ``G_ema`` is an old StyleGAN2 training
     checkpoint. An unknown tag is a ``ValueError`` naming it and the known ones; ``expected_*`` refuse another
-    class count, resolution or channel count with a ``ValueError`` naming both numbers.
+    class count, resolution or channel count with a ``ValueError`` naming both numbers. ``choice``: see
+    :func:`preferred_generator` (by default a ``generator.pt`` with an audit-chosen ``best.pt`` beside it loads
+    ``best.pt``); the file loaded is the generator's ``checkpoint_path`` attribute.
     """
+    path = preferred_generator(path, choice)
     ckpt = safe_torch_load(path, map_location="cpu")
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
@@ -147,6 +230,7 @@ def load_generator(
                 f"{path}: the generator's number of image channels is {generator.img_channels} (plus "
                 f"{mask_channels} mask channel(s)), expected {expected_channels}"
             )
+    generator.checkpoint_path = str(path)
     return generator
 
 

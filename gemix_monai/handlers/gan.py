@@ -161,10 +161,11 @@ class AdaptiveAugmentHandler:
 # checkpoints
 
 
-def _export_generator(G_ema, class_names: Sequence[str], path: Path) -> None:
-    """Write ``G_ema`` in the generator format of docs/design.md (``Generator.save_checkpoint``, atomic)."""
+def _export_generator(G_ema, class_names: Sequence[str], path: Path, extra: dict | None = None) -> None:
+    """Write ``G_ema`` in the generator format of docs/design.md (``Generator.save_checkpoint``, atomic);
+    ``extra`` adds plain-data top-level entries (``training``: how it was trained; ``selection``: why it is best)."""
     if hasattr(G_ema, "save_checkpoint"):
-        G_ema.save_checkpoint(path)
+        G_ema.save_checkpoint(path, extra=extra)
     else:
         atomic_torch_save(
             {
@@ -172,9 +173,15 @@ def _export_generator(G_ema, class_names: Sequence[str], path: Path) -> None:
                 "config": dict(G_ema.init_kwargs),
                 "class_names": list(class_names),
                 "state_dict": G_ema.state_dict(),
+                **(extra or {}),
             },
             path,
         )
+
+
+def _training_extra(engine) -> dict | None:
+    record = getattr(engine, "training_record", None)
+    return {"training": record()} if callable(record) else None
 
 
 class _EveryImagesHandler:
@@ -228,7 +235,7 @@ class GanCheckpointHandler(_EveryImagesHandler):
         if self.keep_snapshots:
             atomic_torch_save(state, self.output_dir / "checkpoints" / f"gan-{engine.images_seen / 1000:09.3f}kimg.pt")
         if self.export_generator:
-            _export_generator(engine.G_ema, engine.class_names, self.generator_path)
+            _export_generator(engine.G_ema, engine.class_names, self.generator_path, _training_extra(engine))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,9 +3,10 @@
 The MONAI transforms and datasets built on these live in :mod:`gemix_monai.transforms`.
 """
 
-from .labels import SIMPLEX_ATOL, as_soft_labels, check_simplex, to_soft_label
+from .labels import SIMPLEX_ATOL, as_soft_labels, check_simplex, labels_of, to_soft_label
 from .mix import blend, genmix, pixel_mixup, sample_genmix_lambda, sample_mixup_lambda, sample_permutation
 from .samplers import (
+    CLASS_BALANCE_MODES,
     SAMPLERS,
     DirichletBetaSampler,
     DirichletSampler,
@@ -14,6 +15,8 @@ from .samplers import (
     TemperatureSoftmaxSampler,
     as_rng,
     build_sampler,
+    class_balance_shares,
+    class_balance_weights,
     gemix_code_sampler,
     inverse_frequency_weights,
 )
@@ -22,6 +25,7 @@ __all__ = [
     "SIMPLEX_ATOL",
     "as_soft_labels",
     "check_simplex",
+    "labels_of",
     "to_soft_label",
     "blend",
     "genmix",
@@ -39,4 +43,7 @@ __all__ = [
     "build_sampler",
     "gemix_code_sampler",
     "inverse_frequency_weights",
+    "CLASS_BALANCE_MODES",
+    "class_balance_weights",
+    "class_balance_shares",
 ]

@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 import torch
 
-__all__ = ["to_soft_label", "as_soft_labels", "check_simplex", "SIMPLEX_ATOL"]
+__all__ = ["to_soft_label", "as_soft_labels", "check_simplex", "labels_of", "SIMPLEX_ATOL"]
 
 #: The one tolerance of a soft label: entries may be down to ``-SIMPLEX_ATOL`` (rounding noise of an exact 0,
 #: e.g. ``1 - 0.7 - 0.3``) and each row must sum to 1 within ``SIMPLEX_ATOL``. float32 rounding over
@@ -173,3 +173,39 @@ def as_soft_labels(value, num_classes: int, name: str = "soft_labels", device=No
     if check:
         check_simplex(labels, name)
     return labels
+
+
+def _class_index(value, where: str) -> int:
+    t = torch.as_tensor(value.as_subclass(torch.Tensor) if torch.is_tensor(value) else np.asarray(value))
+    t = t.reshape(-1)
+    if t.numel() > 1:  # a one-hot or soft label: its largest entry
+        return int(t.argmax())
+    if t.numel() == 0:
+        raise ValueError(f"{where}: empty label")
+    v = t[0].item()
+    if isinstance(v, float) and not float(v).is_integer():
+        raise ValueError(f"{where}: label {v!r} is not a class index")
+    return int(v)
+
+
+def labels_of(dataset) -> list[int]:
+    """The class index of every item of ``dataset``, read without loading images where the dataset allows it.
+
+    Looked up in order: a ``labels`` attribute (the data layer's datasets), the item dicts of ``dataset.data``
+    (MONAI ``Dataset``) or of a plain list of dicts, a wrapped ``dataset.dataset`` (views such as the image–mask
+    pairs), and only then the items themselves. One-hot/soft labels give their largest entry.
+    """
+    labels = getattr(dataset, "labels", None)
+    if isinstance(labels, (list, tuple)) and len(labels) == len(dataset):
+        return [_class_index(v, f"labels[{i}]") for i, v in enumerate(labels)]
+    items = getattr(dataset, "data", dataset)
+    if (
+        isinstance(items, (list, tuple))
+        and len(items) == len(dataset)
+        and all(isinstance(i, dict) and "label" in i for i in items)
+    ):
+        return [_class_index(it["label"], f"item {i}") for i, it in enumerate(items)]
+    inner = getattr(dataset, "dataset", None)
+    if inner is not None and inner is not dataset and hasattr(inner, "__len__") and len(inner) == len(dataset):
+        return labels_of(inner)
+    return [_class_index(dataset[i]["label"], f"item {i}") for i in range(len(dataset))]

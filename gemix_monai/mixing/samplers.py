@@ -31,6 +31,10 @@ __all__ = [
     "as_rng",
     "check_seed",
     "inverse_frequency_weights",
+    "CLASS_BALANCE_MODES",
+    "class_balance_weights",
+    "check_class_balance",
+    "class_balance_shares",
 ]
 
 RngLike = Union[np.random.Generator, np.random.RandomState, int, None]
@@ -198,12 +202,8 @@ def _to_label_tensor(x: np.ndarray, device) -> torch.Tensor:
     return t.to(device) if device is not None else t
 
 
-def inverse_frequency_weights(labels, num_classes: int) -> list[float]:
-    """Class weights ``w_k = N / (K * n_k)`` from the training labels (class indices), for class-balanced sampling.
-
-    A class absent from ``labels`` gets weight 0 (there is nothing to imitate); mean weight over the present
-    classes is 1 when the classes are all present.
-    """
+def _class_counts(labels, num_classes: int) -> np.ndarray:
+    """Items per class ``[K]`` (float64) of integer class indices; errors name what is wrong."""
     k = _check_num_classes(num_classes)
     arr = np.asarray(labels.cpu().numpy() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
     if arr.size == 0:
@@ -212,9 +212,50 @@ def inverse_frequency_weights(labels, num_classes: int) -> list[float]:
         raise ValueError(
             f"labels must be integer class indices in 0..{k - 1}, got dtype {arr.dtype}, range {arr.min()}..{arr.max()}"
         )
-    counts = np.bincount(arr.astype(np.int64), minlength=k).astype(np.float64)
-    weights = np.where(counts > 0, arr.size / (k * np.maximum(counts, 1)), 0.0)
+    return np.bincount(arr.astype(np.int64), minlength=k).astype(np.float64)
+
+
+def inverse_frequency_weights(labels, num_classes: int) -> list[float]:
+    """Class weights ``w_k = N / (K * n_k)`` from the training labels (class indices), for class-balanced sampling.
+
+    A class absent from ``labels`` gets weight 0 (there is nothing to imitate); mean weight over the present
+    classes is 1 when the classes are all present.
+    """
+    counts = _class_counts(labels, num_classes)
+    weights = np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 0.0)
     return weights.tolist()
+
+
+#: Class balance of a generator's training data (docs/generators.md, "Class balance"): the share of class k in
+#: the images a generator is shown is ∝ n_k (``none``), ∝ √n_k (``sqrt``) or 1/K (``uniform``).
+CLASS_BALANCE_MODES = ("none", "sqrt", "uniform")
+
+
+def check_class_balance(mode, name: str = "class_balance") -> str:
+    """``mode`` if it is one of :data:`CLASS_BALANCE_MODES`, else a ``ValueError`` naming ``name``."""
+    if mode not in CLASS_BALANCE_MODES:
+        raise ValueError(f"{name} must be one of {list(CLASS_BALANCE_MODES)}, got {mode!r}")
+    return mode
+
+
+def class_balance_weights(labels, num_classes: int, mode: str) -> list[float]:
+    """Per-class sampling weights ``w_k`` for drawing items with probability ∝ ``w_{label}``.
+
+    ``none``: 1 for every class; ``sqrt``: ``1/√n_k`` (class shares ∝ √n_k); ``uniform``: ``1/n_k`` (every present
+    class equally often). Absent classes get 0. Weights are scaled so that the mean item weight is 1.
+    """
+    check_class_balance(mode)
+    counts = _class_counts(labels, num_classes)
+    power = {"none": 0.0, "sqrt": 0.5, "uniform": 1.0}[mode]
+    w = np.where(counts > 0, np.maximum(counts, 1) ** -power, 0.0)
+    w *= counts.sum() / float((w * counts).sum())
+    return w.tolist()
+
+
+def class_balance_shares(labels, num_classes: int, mode: str) -> list[float]:
+    """The expected share of each class among the items drawn with :func:`class_balance_weights` (sums to 1)."""
+    share = np.asarray(class_balance_weights(labels, num_classes, mode)) * _class_counts(labels, num_classes)
+    return (share / share.sum()).tolist()
 
 
 class SoftLabelSampler:

@@ -54,6 +54,16 @@ def load_generator(generator, device: str | torch.device | None = None):
     )  # a network trained on image–mask pairs gives its images (docs/segmentation.md)
 
 
+def _preferred_path(generator) -> Path | None:
+    """The file a generator path stands for (the audit-chosen ``best.pt`` beside a ``generator.pt``, when present);
+    ``None`` for a generator object."""
+    if not isinstance(generator, (str, os.PathLike)):
+        return None
+    from gemix_monai.generators.protocol import preferred_generator
+
+    return preferred_generator(generator)
+
+
 def _check_sampler(sampler, c_dim: int) -> SoftLabelSampler:
     if not hasattr(sampler, "sample") or not hasattr(sampler, "num_classes"):
         raise TypeError(f"sampler must be a soft-label sampler (gemix_monai.mixing), got {type(sampler).__name__}")
@@ -158,7 +168,7 @@ class SyntheticDataset(Dataset):
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self.seed = check_seed(seed, allow_none=False)
         self.truncation_psi = check_truncation_psi(truncation_psi)
-        self.generator_path = Path(generator) if isinstance(generator, (str, os.PathLike)) else None
+        self.generator_path = _preferred_path(generator)
         self.device = device
         self._generator = None if self.generator_path is not None else load_generator(generator, device)
         gen = self.generator
