@@ -218,7 +218,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="e.g. cpu, cuda (default: cuda when available)")
+    p.add_argument("--lpips-weights", help="local LPIPS weight file for LPIPS diversity (docs/quality.md)")
     _classify_parser(sub)
+
+    p = sub.add_parser(
+        "study-generators",
+        help="train generator families x class balance x budgets and audit each (minority coverage, CPU time)",
+    )
+    _data_args(p)
+    p.add_argument("--out", required=True, help="study folder; <out>/<dataset>/study.md holds the table")
+    p.add_argument(
+        "--runs",
+        nargs="+",
+        required=True,
+        metavar="FAMILY:BALANCE:KIMG[,KIMG...][:PRESET]",
+        help="e.g. stylegan2:none:10,50,100 stylegan2:uniform:10,50,100 diffusion:none:10,50",
+    )
+    p.add_argument("--kimg-cap", type=float, help="train no run beyond this budget in this call (extend later)")
+    p.add_argument("--select-kimg", type=float, help="training-time audit interval (default: the snapshot interval)")
+    p.add_argument("--select-criterion", default="minority_recall", help="best.pt criterion (default minority_recall)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="e.g. cpu, cuda (default: cuda when available)")
+    p.add_argument("--lpips-weights", help="local LPIPS weight file for LPIPS diversity (docs/quality.md)")
 
     p = sub.add_parser("demo", help="the whole pipeline on the phantoms, on CPU, with a report directory")
     p.add_argument("--out", default="gemix_demo", help="output folder (default ./gemix_demo)")
@@ -405,6 +427,26 @@ def _main(argv: list[str]) -> int:
         from gemix_monai.experiments.audit import audit_command
 
         return audit_command(args)
+    if args.command == "study-generators":
+        from gemix_monai.cli_args import data_options
+        from gemix_monai.experiments.generator_study import run_generator_study
+
+        rows = run_generator_study(
+            args.out,
+            args.runs,
+            source=args.datalist or args.dataset_dir,
+            image_size=args.image_size or 32,
+            data_options=data_options(args),
+            seed=args.seed,
+            batch_size=args.batch_size,
+            kimg_cap=args.kimg_cap,
+            select_kimg=args.select_kimg,
+            criterion=args.select_criterion,
+            device=args.device,
+            lpips_weights=args.lpips_weights,
+        )
+        print(f"generator study: {len(rows)} audited checkpoints; table in {args.out}/<dataset>/study.md")
+        return 0
     if args.command == "compare":
         from gemix_monai.experiments.compare import compare_from_args
 

@@ -22,16 +22,14 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import logging
 import shutil
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gemix_monai.experiments.stats import table_head
-from gemix_monai.utils import atomic_write_bytes, atomic_write_json
+from gemix_monai.utils import atomic_write_bytes, atomic_write_json, quiet_logs
 
 __all__ = ["DEMO_DEFAULTS", "DemoResult", "run_demo", "write_metrics_table"]
 
@@ -171,7 +169,7 @@ def run_demo(
     ``quiet=True`` shows progress bars and warnings only (the engines' per-iteration INFO logs are
     off); ``verbose=False`` also hides the bars and the final summary.
     """
-    with _quiet_logs() if quiet else contextlib.nullcontext():
+    with quiet_logs() if quiet else contextlib.nullcontext():
         return _run_demo(
             out_dir,
             gan_kimg=gan_kimg,
@@ -191,14 +189,6 @@ def run_demo(
 
 #: Loggers that MONAI sets up with their own handler and level (re-set to INFO whenever a handler is
 #: built), so quiet mode disables them: per-iteration statistics and the bundle runner's input summary.
-_SILENCED_LOGGERS = (
-    "monai.handlers.StatsHandler",
-    "monai.bundle.scripts",
-    "monai.bundle.workflows",
-    "monai.data.nvimgcodec_pydicom_plugin",
-)
-
-
 @contextlib.contextmanager
 def _env_default(name: str, value: str | None):
     """``os.environ[name] = value`` inside the block when the variable is unset (and value is not None)."""
@@ -212,28 +202,6 @@ def _env_default(name: str, value: str | None):
         yield
     finally:
         os.environ.pop(name, None)
-
-
-@contextlib.contextmanager
-def _quiet_logs():
-    root = logging.getLogger()
-    root_level = root.level
-    root.setLevel(logging.WARNING)
-    silenced = [logging.getLogger(name) for name in _SILENCED_LOGGERS]
-    was_disabled = [lg.disabled for lg in silenced]
-    for lg in silenced:
-        lg.disabled = True
-    try:
-        with warnings.catch_warnings():
-            # StatsHandler warns that it cannot log at INFO: that is the point of quiet mode
-            warnings.filterwarnings("ignore", message=".*StatsHandler may not output logs.*")
-            # the security notice about evaluating configs: these are this package's own configs
-            warnings.filterwarnings("ignore", message="parsing config_file .*")
-            yield
-    finally:
-        root.setLevel(root_level)
-        for lg, disabled in zip(silenced, was_disabled):
-            lg.disabled = disabled
 
 
 def _run_demo(

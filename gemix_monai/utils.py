@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -24,7 +25,44 @@ __all__ = [
     "check_truncation_psi",
     "plain_tensor",
     "plain_data",
+    "quiet_logs",
 ]
+
+#: Loggers muted by :func:`quiet_logs` beside the root logger's INFO (per-iteration engine statistics, MONAI's
+#: config echo, a missing optional decoder plugin).
+SILENCED_LOGGERS = (
+    "monai.handlers.StatsHandler",
+    "monai.bundle.scripts",
+    "monai.bundle.workflows",
+    "monai.data.nvimgcodec_pydicom_plugin",
+)
+
+
+@contextlib.contextmanager
+def quiet_logs():
+    """Within the block: the root logger at WARNING and :data:`SILENCED_LOGGERS` off (progress bars still show);
+    the levels are restored afterwards."""
+    import logging
+    import warnings
+
+    root = logging.getLogger()
+    root_level = root.level
+    root.setLevel(logging.WARNING)
+    silenced = [logging.getLogger(name) for name in SILENCED_LOGGERS]
+    was_disabled = [lg.disabled for lg in silenced]
+    for lg in silenced:
+        lg.disabled = True
+    try:
+        with warnings.catch_warnings():
+            # StatsHandler warns that it cannot log at INFO: that is the point of quiet mode
+            warnings.filterwarnings("ignore", message=".*StatsHandler may not output logs.*")
+            # the security notice about evaluating configs: these are this package's own configs
+            warnings.filterwarnings("ignore", message="parsing config_file .*")
+            yield
+    finally:
+        root.setLevel(root_level)
+        for lg, disabled in zip(silenced, was_disabled):
+            lg.disabled = disabled
 
 
 def _current_umask() -> int:

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from gemix_monai.utils import plain_tensor
+from gemix_monai.utils import plain_tensor, quiet_logs
 
 __all__ = ["FeatureNetwork", "stack_items", "real_feature_network", "feature_cache_dir", "FEATURE_CACHE_VERSION"]
 
@@ -133,22 +133,23 @@ def real_feature_network(
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
         try:
             items = [{"image": img, "label": int(y)} for img, y in zip(images, labels)]
-            train_classifier(
-                items,
-                items,
-                tmp,
-                strategy="real",
-                network=network,
-                num_classes=len(class_names),
-                class_names=list(class_names),
-                epochs=epochs,
-                batch_size=32,
-                seed=seed,
-                device=device,
-                amp=False,
-                tensorboard=False,
-                final_report=False,
-            )
+            with quiet_logs():
+                train_classifier(
+                    items,
+                    items,
+                    tmp,
+                    strategy="real",
+                    network=network,
+                    num_classes=len(class_names),
+                    class_names=list(class_names),
+                    epochs=epochs,
+                    batch_size=32,
+                    seed=seed,
+                    device=device,
+                    amp=False,
+                    tensorboard=False,
+                    final_report=False,
+                )
             (tmp / "feature_network.json").write_text(json.dumps({"key": key, **settings}, indent=2))
             try:
                 os.replace(tmp, folder)  # another process may have finished the same training first

@@ -436,8 +436,9 @@ class GlobalBatchEngine(Engine):
         )
 
     def training_record(self) -> dict:
-        """What a generator file records about how it was trained (docs/generators.md, "Class balance")."""
-        return {
+        """What a generator file records about how it was trained (docs/generators.md, "Class balance"): family,
+        kimg, seed, class balance and the class shares it gives, the options, and the training CPU/wall seconds."""
+        record = {
             "family": getattr(self, "family", "stylegan2"),
             "kimg": round(self.images_seen / 1000, 6),
             "seed": self.seed,
@@ -445,6 +446,11 @@ class GlobalBatchEngine(Engine):
             "class_shares": [round(v, 6) for v in self.class_shares()],
             "options": self.options.to_dict(),
         }
+        clock = getattr(self, "clock", None)
+        if clock is not None:
+            record["train_cpu_seconds"] = round(clock.train_cpu_seconds, 3)
+            record["wall_seconds"] = round(clock.wall_seconds, 3)
+        return record
 
     def make_data_loader(self, start_batch: int = 0) -> torch.utils.data.DataLoader:
         sampler = GlobalBatchSampler(
@@ -977,10 +983,11 @@ def _attach_output_handlers(
     has validation data), checkpoints, sample grids (``generate_options`` go to the generator), TensorBoard
     scalars, in that firing order; then a progress bar on rank 0. Checkpoints and grids default to every quarter
     of ``max_kimg`` (at least every step), the audit to every fifth."""
-    from gemix_monai.handlers.gan import GanCheckpointHandler, GanTensorBoardHandler, SampleGridHandler
+    from gemix_monai.handlers.gan import GanCheckpointHandler, GanTensorBoardHandler, SampleGridHandler, TrainingClock
     from gemix_monai.handlers.selection import GeneratorSelection, GeneratorSelectionHandler
 
     options = trainer.options
+    TrainingClock().attach(trainer)
     if isinstance(selection, Mapping):
         selection = GeneratorSelection(**selection)
     if output_dir is not None:

@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from gemix_monai.engines.features import stack_items
 from gemix_monai.experiments.stats import table_head
 from gemix_monai.metrics import quality as Q
-from gemix_monai.utils import atomic_write_bytes, atomic_write_json, plain_tensor
+from gemix_monai.utils import atomic_write_bytes, atomic_write_json, plain_data, plain_tensor
 
 __all__ = ["AUDIT_FORMAT", "AuditResult", "run_audit", "audit_command"]
 
@@ -77,36 +78,6 @@ class AuditResult:
 
 
 # ---------------------------------------------------------------------------------------------- inputs
-
-
-def _stack(dataset, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """All items of a map-style dataset (or list) of ``{"image": [C, H, W], "label": int}`` as tensors."""
-    try:
-        n = len(dataset)
-    except TypeError as e:
-        raise TypeError(
-            f"{name} must be a map-style dataset or a list of {{'image', 'label'}} dicts, got {type(dataset).__name__}"
-        ) from e
-    if n == 0:
-        raise ValueError(f"{name} is empty")
-    images, labels = [], []
-    for i in range(n):
-        item = dataset[i]
-        if not isinstance(item, Mapping) or "image" not in item or "label" not in item:
-            raise ValueError(f"{name}[{i}] must be a dict with 'image' and 'label', got {type(item).__name__}")
-        img = plain_tensor(item["image"]).detach().cpu().to(torch.float32)
-        if img.ndim != 3:
-            raise ValueError(f"{name}[{i}]: expected an image [C, H, W], got shape {tuple(img.shape)}")
-        if images and img.shape != images[0].shape:
-            raise ValueError(
-                f"{name}[{i}]: image shape {tuple(img.shape)} differs from {name}[0]'s {tuple(images[0].shape)}"
-            )
-        label = plain_tensor(item["label"]).reshape(-1)
-        if label.numel() != 1:
-            raise ValueError(f"{name}[{i}]: expected an integer class label, got shape {tuple(label.shape)}")
-        images.append(img)
-        labels.append(int(label.item()))
-    return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
 
 
 def _generator(generator, device):
@@ -169,40 +140,25 @@ def _feature_network(
     device,
     feature_epochs,
     feature_arch,
+    cache_dir=None,
 ):
-    from gemix_monai.engines.classifier import load_classifier, train_classifier
+    from gemix_monai.engines.classifier import load_classifier
     from gemix_monai.engines.classifier_networks import FEATURE_LAYERS
 
     if feature_network is None:
-        items = [{"image": img, "label": int(y)} for img, y in zip(train_images, train_labels)]
-        folder = out_dir / "feature_classifier"
-        result = train_classifier(
-            items,
-            items,
-            folder,
-            strategy="real",
+        from gemix_monai.engines.features import real_feature_network
+
+        fn = real_feature_network(
+            train_images,
+            train_labels,
+            names,
+            cache_dir=cache_dir,
             network=feature_arch,
-            num_classes=len(names),
-            class_names=names,
             epochs=feature_epochs,
-            batch_size=32,
             seed=seed,
             device=device,
-            amp=False,
-            tensorboard=False,
-            final_report=False,
         )
-        net, _ = load_classifier(result.checkpoint, device=device or "cpu")
-        layer = feature_layer or FEATURE_LAYERS[feature_arch]
-        info = {
-            "source": "trained by this audit",
-            "checkpoint": str(result.checkpoint),
-            "network": feature_arch,
-            "layer": layer,
-            "epochs": feature_epochs,
-            "strategy": "real",
-            "trained_on": "the real training split only (validated on the training split too: no held-out image seen)",
-        }
+        net, layer, info = fn.net, feature_layer or fn.layer, dict(fn.info)
     elif isinstance(feature_network, (str, os.PathLike)):
         net, meta = load_classifier(feature_network, device=device or "cpu")
         arch = meta.get("network")
@@ -336,6 +292,26 @@ def _group_metrics(
             out[key] = None
         undefined.append({"where": where, "metrics": ["nearest neighbours"], "reason": "no images"})
     return out
+
+
+def _lpips_diversity(weights, sets, names, *, seed, max_pairs, metrics) -> dict:
+    """LPIPS diversity of each set (mean pairwise LPIPS distance within it) into ``metrics[src][...]["lpips"]``."""
+    if weights is None:
+        for src in metrics:
+            metrics[src]["overall"]["lpips"] = None
+            for c in names:
+                metrics[src]["per_class"][c]["lpips"] = None
+        return {"status": "LPIPS: no weights given (pass lpips_weights= / --lpips-weights PATH)"}
+    from gemix_monai.metrics.lpips import LPIPS, mean_pairwise_lpips
+
+    model = LPIPS.from_file(weights)
+    for src, (img, _, lab) in sets.items():
+        metrics[src]["overall"]["lpips"] = _finite(mean_pairwise_lpips(model, img, max_pairs=max_pairs, seed=seed))
+        for c, cname in enumerate(names):
+            sel = img[lab == c]
+            value = mean_pairwise_lpips(model, sel, max_pairs=max_pairs, seed=seed) if sel.shape[0] >= 2 else None
+            metrics[src]["per_class"][cname]["lpips"] = _finite(value)
+    return {"status": "computed", "weights": str(weights), "network": model.network}
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -560,13 +536,16 @@ def run_audit(
     flag_fraction: float = 0.2,
     num_pairs_shown: int = 6,
     samples_per_row: int = 8,
-    feature_epochs: int = 5,
+    feature_epochs: int = 15,
     feature_arch: str = "tiny",
     truncation_psi: float = 1.0,
     batch_size: int = 64,
     device: str | torch.device | None = None,
     heldout_name: str = "held-out split",
     generator_name: str | None = None,
+    lpips_weights: str | os.PathLike | None = None,
+    feature_cache_dir: str | os.PathLike | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> AuditResult:
     """Audit a generator's one-hot samples against the real training split, with a held-out real floor.
 
@@ -592,6 +571,10 @@ def run_audit(
             falls below it, or when it contains an exact copy.
         heldout_name / generator_name: how the outputs name the held-out split and the generator
             (default: its path, or its type name).
+        lpips_weights: a local LPIPS weight file (docs/quality.md); with it, LPIPS diversity (mean pairwise
+            distance within each set) is reported, else the report says "LPIPS: no weights given".
+        feature_cache_dir: where the audit's own feature network is cached (``feature_network=None``).
+        extra: plain entries added to ``audit.json`` (e.g. the generator file's hash).
 
     Raises:
         ValueError: class count, class names, resolution or channels of a split disagree with the
@@ -602,8 +585,8 @@ def run_audit(
     gen = _generator(generator, device)
     k_cls = int(gen.c_dim)
     names_gen = list(getattr(gen, "class_names", None) or [f"class_{c}" for c in range(k_cls)])
-    t_img, t_lab = _stack(train_dataset, "train_dataset")
-    h_img, h_lab = _stack(heldout_dataset, "heldout_dataset")
+    t_img, t_lab = stack_items(train_dataset, "train_dataset")
+    h_img, h_lab = stack_items(heldout_dataset, "heldout_dataset")
     t_names = getattr(train_dataset, "class_names", None)
     h_names = getattr(heldout_dataset, "class_names", None)
     _check_inputs(
@@ -647,6 +630,7 @@ def run_audit(
         device=device,
         feature_epochs=feature_epochs,
         feature_arch=feature_arch,
+        cache_dir=feature_cache_dir,
     )
     feat_device = device or next(net.parameters()).device
     t_feat = _features(net, layer, t_img, batch_size, feat_device)
@@ -697,6 +681,7 @@ def run_audit(
         )
         overall["suspect_fraction_feature"] = float((d_feat < feat_threshold).double().mean())
         metrics[src] = {"per_class": per_class, "overall": overall}
+    lpips_report = _lpips_diversity(lpips_weights, sets, names, seed=seed, max_pairs=max_ssim_pairs, metrics=metrics)
     train_diversity = {}
     for c, cname in enumerate(names):
         sel = t_lab == c
@@ -782,6 +767,8 @@ def run_audit(
         "train_ms_ssim": train_diversity,
         "memorisation": memorisation,
         "undefined": undefined,
+        "lpips": lpips_report,
+        **plain_data(dict(extra or {}), "extra"),
     }
     files = {
         "json": atomic_write_json(out / "audit.json", report),
@@ -855,6 +842,7 @@ def audit_command(args) -> int:
         device=device,
         heldout_name=f"{args.heldout_split} split",
         generator_name=str(args.generator),
+        lpips_weights=getattr(args, "lpips_weights", None),
     )
     o = result.report["metrics"]
     print(f"audit written to {result.out_dir} (features: {result.report['feature_network']['description']})")

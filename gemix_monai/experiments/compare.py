@@ -637,9 +637,9 @@ def run_cell(cell: Cell, out, *, verbose: bool = False, quiet: bool = True) -> b
         )
         runner = _runner(cell.kind)
         start, cpu = time.perf_counter(), time.process_time()
-        from gemix_monai.demo import _quiet_logs
+        from gemix_monai.utils import quiet_logs
 
-        with _quiet_logs() if quiet else contextlib.nullcontext():
+        with quiet_logs() if quiet else contextlib.nullcontext():
             fields = runner(cell.config, cell.runtime, cell_dir)
         result = {
             "id": cell.id,

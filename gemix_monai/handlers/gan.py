@@ -25,6 +25,7 @@ from gemix_monai.utils import atomic_torch_save, atomic_write_bytes
 
 __all__ = [
     "GeneratorEmaHandler",
+    "TrainingClock",
     "AdaptiveAugmentHandler",
     "GanCheckpointHandler",
     "SampleGridHandler",
@@ -155,6 +156,56 @@ class AdaptiveAugmentHandler:
             raise ValueError("AdaptiveAugmentHandler needs a trainer with an augment_pipe")
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
         engine.stateful_handlers[self.name] = self
+
+
+# ---------------------------------------------------------------------------------------------
+# time
+
+
+class TrainingClock:
+    """CPU and wall seconds spent training, across resumes (saved in the training checkpoint as ``clock``).
+
+    ``cpu_seconds`` is this process's CPU time (all threads) between ``STARTED`` and now plus what earlier runs
+    recorded; time spent in the training-time audit is counted apart (``audit_cpu_seconds``) and left out of
+    ``train_cpu_seconds`` — the cost of the generator itself, reported as kimg per CPU-hour (docs/generators.md).
+    """
+
+    def __init__(self):
+        self.cpu_before = self.wall_before = self.audit_cpu_seconds = 0.0
+        self._cpu0 = self._wall0 = None
+
+    def attach(self, engine: Engine) -> None:
+        engine.stateful_handlers["clock"] = self
+        engine.clock = self
+        engine.add_event_handler(Events.STARTED, self._start)
+
+    def _start(self, engine: Engine) -> None:
+        self._cpu0, self._wall0 = time.process_time(), time.perf_counter()
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self.cpu_before + (time.process_time() - self._cpu0 if self._cpu0 is not None else 0.0)
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.wall_before + (time.perf_counter() - self._wall0 if self._wall0 is not None else 0.0)
+
+    @property
+    def train_cpu_seconds(self) -> float:
+        return self.cpu_seconds - self.audit_cpu_seconds
+
+    def state_dict(self) -> dict:
+        return {
+            "cpu_seconds": self.cpu_seconds,
+            "wall_seconds": self.wall_seconds,
+            "audit_cpu_seconds": self.audit_cpu_seconds,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.cpu_before = float(state.get("cpu_seconds", 0.0))
+        self.wall_before = float(state.get("wall_seconds", 0.0))
+        self.audit_cpu_seconds = float(state.get("audit_cpu_seconds", 0.0))
+        self._cpu0 = self._wall0 = None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import csv
 import io
 import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -271,8 +272,17 @@ class GeneratorSelectionHandler(_EveryImagesHandler):
         self._saved_at = engine.state.iteration
         if engine.rank != 0:
             return
-        with torch.enable_grad():  # the feature network trains on first use
-            self._feature_space(engine)
+        cpu0 = time.process_time()
+        try:
+            with torch.enable_grad():  # the feature network trains on first use
+                self._feature_space(engine)
+            self._save(engine)
+        finally:
+            clock = getattr(engine, "clock", None)
+            if clock is not None:  # the audit's time is not the generator's training time
+                clock.audit_cpu_seconds += time.process_time() - cpu0
+
+    def _save(self, engine: Engine) -> None:
         row = self._row(engine)
         self.history = [r for r in self.history if r["images"] != row["images"]] + [row]
         crit = self.settings.criterion
