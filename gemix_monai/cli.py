@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-images", type=int)
     p.add_argument("--per-class", type=int)
     p.add_argument("--sampler", dest="sampler_name", help="gemix, gemix_code, softmax_t, one_hot, dirichlet")
+    p.add_argument(
+        "--format",
+        dest="image_format",
+        choices=("nifti", "png", "npy"),
+        help="nifti (default) or png files, or npy: a synthetic pool for train-classifier --synthetic-pool "
+        "and compare (docs/mixing.md)",
+    )
     p.add_argument("--output-dir")
     p.add_argument(
         "--classify",
@@ -141,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", help="real, pixel_mixup, gemix, genmix, ... (see gemix_monai.transforms.STRATEGIES)")
     p.add_argument("--epochs", dest="max_epochs", type=int, help="training epochs (config id max_epochs)")
     p.add_argument("--network", dest="network_name", help="tiny, resnet18, resnet50, densenet121, efficientnet-b0")
+    p.add_argument(
+        "--synthetic-pool",
+        help="draw the synthetic images from this pool (gemix-monai generate --format npy) instead of running the "
+        "generator; refused when it comes from another generator, sampler or data contract",
+    )
     p.add_argument("--output-dir")
 
     p = sub.add_parser(
@@ -313,7 +325,7 @@ def _overrides(args: argparse.Namespace) -> dict:
             out[key] = _pair_or_name(out[key])
     if "bundle_root" in out:
         out["bundle_root"] = str(Path(out["bundle_root"]).resolve())
-    for key in ("dataset_dir", "datalist", "output_dir", "ckpt_path"):
+    for key in ("dataset_dir", "datalist", "output_dir", "ckpt_path", "synthetic_pool"):
         if key in out:
             out[key] = str(Path(out[key]).resolve())
     out.update(dict(args.overrides))

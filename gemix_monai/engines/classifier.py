@@ -562,6 +562,7 @@ class ClassifierTrainingOptions:
     num_classes: int | None = None
     class_names: Sequence[str] | None = None
     generator_checkpoint: Any = None
+    synthetic_pool: Any = None
     epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-3
@@ -613,6 +614,8 @@ def train_classifier(
         network: a name from ``CLASSIFIER_NETWORKS`` or a module returning ``[B, K]`` logits.
         loss_function: ``loss(logits [B, K], soft_labels [B, K])``; default :class:`SoftTargetCrossEntropy`.
         generator_checkpoint: generator path or object, for the strategies that synthesise images.
+        synthetic_pool: a pool folder (``gemix-monai generate --format npy``) to draw synthetic images from instead
+            (docs/mixing.md, "Synthetic pools").
         key_metric: validation scalar that selects the checkpoint (``fnr/*`` and ``ece``: lower is better).
         class_weighted_sampling: draw real items with probability ~ 1/class frequency and give the
             synthetic label sampler inverse-frequency class weights (rare classes get more samples).
@@ -654,7 +657,7 @@ def train_classifier(
     in_channels = _first_image_shape(real_train)[0]
 
     data_contract = contract_of(real_train)
-    if o.generator_checkpoint is not None and o.strategy not in ("real", "pixel_mixup"):
+    if strategy_generator(o.strategy, o.generator_checkpoint, o.synthetic_pool) is not None:
         check_generator_fits(o.generator_checkpoint, names, data_contract)
 
     kwargs = strategy_options(o.strategy, o.strategy_kwargs, real_train, num_classes, o.class_weighted_sampling)
@@ -662,7 +665,8 @@ def train_classifier(
         o.strategy,
         real_train,
         num_classes,
-        generator=o.generator_checkpoint,
+        generator=strategy_generator(o.strategy, o.generator_checkpoint, o.synthetic_pool),
+        synthetic_pool=strategy_generator(o.strategy, o.synthetic_pool),
         seed=o.seed,
         device=device if o.generator_checkpoint is not None else None,
         **kwargs,
@@ -773,10 +777,15 @@ def train_classifier(
     )
 
 
-def strategy_generator(strategy: str, generator) -> Any:
+def strategy_generator(strategy: str, generator, synthetic_pool=None) -> Any:
     """The generator a strategy reads: ``generator`` for the synthetic strategies, ``None`` for ``real`` and
-    ``pixel_mixup`` (which need no generator, so a missing ``generator.pt`` does not matter to them)."""
-    return None if strategy in ("real", "pixel_mixup") else generator
+    ``pixel_mixup`` (which need no generator, so a missing ``generator.pt`` does not matter to them). With a
+    ``synthetic_pool`` a generator *path* that does not exist is ``None`` too (the pool records its generator)."""
+    if strategy in ("real", "pixel_mixup"):
+        return None
+    if synthetic_pool is not None and isinstance(generator, (str, os.PathLike)) and not os.path.exists(generator):
+        return None
+    return generator
 
 
 def strategy_options(

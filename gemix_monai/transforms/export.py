@@ -152,10 +152,28 @@ def export_synthetic(
         generator: checkpoint path or Generator-like object; ``sampler``: soft-label sampler over ``c_dim`` classes.
         num_images: total sampler draws, or ``per_class``: N images built around each class.
         seed: item ``i`` is the same for the same generator, sampler parameters and seed.
-        fmt: ``"nifti"`` (float32 in [-1, 1]) or ``"png"`` (8-bit).
+        fmt: ``"nifti"`` (float32 in [-1, 1]), ``"png"`` (8-bit) or ``"npy"``: a synthetic pool
+            (:func:`~gemix_monai.transforms.pool.write_pool`; returns the path of its ``pool.json``), which
+            ``train_classifier(synthetic_pool=...)`` and ``compare`` draw from.
     """
+    if fmt == "npy":  # a synthetic pool (docs/mixing.md, "Synthetic pools")
+        from .pool import POOL_MANIFEST, write_pool
+
+        if per_class is not None:
+            raise ValueError("a synthetic pool (fmt='npy') is drawn with num_images, not per_class")
+        pool = write_pool(
+            generator,
+            sampler,
+            out_dir,
+            num_images,
+            seed=seed,
+            truncation_psi=truncation_psi,
+            device=device,
+            progress=progress,
+        )
+        return pool.folder / POOL_MANIFEST
     if fmt not in _EXTENSIONS:
-        raise ValueError(f"fmt must be one of {sorted(_EXTENSIONS)}, got {fmt!r}")
+        raise ValueError(f"fmt must be one of {sorted(_EXTENSIONS) + ['npy']}, got {fmt!r}")
     # seed and truncation_psi are checked (ValueError naming them) by SyntheticDataset before anything is written
     dataset = SyntheticDataset(
         generator,

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -105,6 +106,7 @@ def build_strategy(
     teacher_weight: float = 0.5,
     teacher_tolerance: float = 0.5,
     teacher_tries: int = 4,
+    synthetic_pool=None,
 ) -> Strategy:
     """Build one of :data:`STRATEGIES` (see the module docstring).
 
@@ -122,6 +124,9 @@ def build_strategy(
         teacher, teacher_mode, teacher_weight, teacher_tolerance, teacher_tries: label (``"blend"``) or
             filter (``"filter"``) each synthetic image by a classifier trained on the real training split only
             (:class:`~gemix_monai.transforms.teacher.TeacherLabelledSynthetic`; docs/mixing.md).
+        synthetic_pool: a pool folder (or :class:`~gemix_monai.transforms.pool.SyntheticPool`) to draw the synthetic
+            items and GenMix partners from instead of running the generator (docs/mixing.md, "Synthetic pools"); it
+            must come from ``generator`` (when given), this strategy's sampler and the data's contract.
     """
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; expected one of {list(STRATEGIES)}")
@@ -132,8 +137,10 @@ def build_strategy(
         mix = SoftMixUpd(keys="image", label_key="label", alpha=mixup_alpha, num_classes=num_classes)
         mix.set_random_state(seed)
         return Strategy(name, real, mix, info={"mixup_alpha": mixup_alpha})
-    if generator is None:
-        raise ValueError(f"strategy {name!r} needs a generator (checkpoint path or Generator object)")
+    if generator is None and synthetic_pool is None:
+        raise ValueError(
+            f"strategy {name!r} needs a generator (checkpoint path or Generator object) or a synthetic pool"
+        )
     sampler_name = sampler or STRATEGIES[name]
     if isinstance(class_weights, str):
         class_weights = _named_class_weights(class_weights, real_dataset, num_classes)
@@ -141,6 +148,19 @@ def build_strategy(
         sampler_name, num_classes, class_weights=class_weights, seed=seed, **(sampler_kwargs or {})
     )
     info = {"sampler": label_sampler.params()}
+    pool = None
+    if synthetic_pool is not None:
+        from .pool import SyntheticPool
+
+        pool = synthetic_pool if isinstance(synthetic_pool, SyntheticPool) else SyntheticPool(synthetic_pool)
+        if pool.c_dim != num_classes:
+            raise ValueError(f"synthetic pool {pool.folder} has {pool.c_dim} classes, num_classes is {num_classes}")
+        pool.check(
+            generator=generator if isinstance(generator, (str, os.PathLike)) else None,
+            sampler=label_sampler.params(),
+            contract=getattr(real_dataset, "contract", None),
+        )
+        info["synthetic_pool"] = pool.describe()
     if teacher is not None and name == "genmix":
         raise ValueError(
             "teacher labels apply to the strategies with a synthetic dataset (gemix, gemix_code, softmax_t, "
@@ -171,13 +191,18 @@ def build_strategy(
         )
 
     if name == "genmix":
-        source = SyntheticSource(
-            load_generator(generator, device),
-            label_sampler,
-            truncation_psi=truncation_psi,
-            batch_size=generation_batch_size,
-            device=device,
-        )
+        if pool is not None:
+            from .pool import PoolSource
+
+            source = PoolSource(pool, seed=seed)
+        else:
+            source = SyntheticSource(
+                load_generator(generator, device),
+                label_sampler,
+                truncation_psi=truncation_psi,
+                batch_size=generation_batch_size,
+                device=device,
+            )
         mix = GenMixd(
             keys="image",
             label_key="label",
@@ -195,17 +220,22 @@ def build_strategy(
         n = n_real if num_synthetic is None else int(num_synthetic)
     else:
         n = int(round(synthetic_ratio * n_real))
-    synthetic = checked(
-        SyntheticDataset(
-            generator,
-            label_sampler,
-            num_images=n * tries,
-            seed=seed,
-            truncation_psi=truncation_psi,
-            batch_size=generation_batch_size,
-            device=device,
+    if pool is not None:
+        from .pool import PoolSyntheticDataset
+
+        synthetic = checked(PoolSyntheticDataset(pool, n * tries, seed=seed))
+    else:
+        synthetic = checked(
+            SyntheticDataset(
+                generator,
+                label_sampler,
+                num_images=n * tries,
+                seed=seed,
+                truncation_psi=truncation_psi,
+                batch_size=generation_batch_size,
+                device=device,
+            )
         )
-    )
     if name == "synthetic_only":
         return Strategy(name, synthetic, None, label_sampler, info)
     return Strategy(
