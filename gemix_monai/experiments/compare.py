@@ -89,6 +89,10 @@ COMPARE_DEFAULTS = {
     "key_metric": "macro_f1",
     "interval": "t",
     "confidence": 0.95,
+    # issue 19 settings; each enters a cell's config only when not at its default, so earlier folders stay valid
+    "gan_class_balance": "none",
+    "gan_select": None,
+    "pool_size": 0,
 }
 
 #: Overall metrics of the summary, then ``fnr/<class>`` for every class.
@@ -340,6 +344,10 @@ def _gan_budget(s: dict, family: str) -> dict:
     budget = {"preset": s["gan_preset"], "kimg": s["gan_kimg"], "batch_size": s["gan_batch_size"]}
     if family != "stylegan2":  # the default's config (and so its cell ids and stored cell.json) is unchanged
         budget["family"] = family
+    if s.get("gan_class_balance", "none") != "none":
+        budget["class_balance"] = s["gan_class_balance"]
+    if s.get("gan_select"):
+        budget["selection"] = s["gan_select"]  # the criterion of the audit-chosen best.pt (the cells use it)
     return budget
 
 
@@ -429,13 +437,14 @@ def plan_cells(
                         "teacher_cell": tid,
                         "teacher": str(out / "cells" / tid / "train" / "models" / "model.pt"),
                     }
+                pool = {"pool": {"size": int(s["pool_size"]), "seed": 0}} if s.get("pool_size") else {}
                 for g in s["gan_seeds"]:
                     gid = gan_ids[arm.family, g]
                     cells.append(
                         Cell(
                             f"{tag}/{net}/{arm.name}/g{g}-s{seed}",
                             "classifier",
-                            {**common, **arm_cfg, "gan_seed": g, "gan": _gan_budget(s, arm.family)},
+                            {**common, **arm_cfg, "gan_seed": g, "gan": _gan_budget(s, arm.family), **pool},
                             {**generator_runtime(out, gid, source, device), **teacher},
                             (gid,) + ((teacher["teacher_cell"],) if teacher else ()),
                         )
@@ -507,6 +516,14 @@ def run_gan_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     data = {"masks": "off", **config.get("data", {})}
     ds = get_dataset(runtime["source"], "training", config["image_size"], cache=True, **data)
     gan = config["gan"]
+    selection = None
+    if gan.get("selection"):
+        from gemix_monai.handlers.selection import GeneratorSelection
+
+        val = get_dataset(
+            runtime["source"], "validation", config["image_size"], cache=True, contract=ds.contract, **data
+        )
+        selection = GeneratorSelection(val, criterion=gan["selection"], seed=config["gan_seed"])
     path = train_generator(
         ds,
         cell_dir,
@@ -520,8 +537,54 @@ def run_gan_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
         device=runtime["device"],
         sample_kimg=gan["kimg"],
         progress=False,
+        class_balance=gan.get("class_balance", "none"),
+        selection=selection,
     )
-    return {"generator": str(Path(path).relative_to(cell_dir)), "num_train_items": len(ds)}
+    out = {"generator": str(Path(path).relative_to(cell_dir)), "num_train_items": len(ds)}
+    best = Path(path).with_name("best.pt")
+    if selection is not None and best.is_file():
+        out["best"] = {"file": str(best.relative_to(cell_dir)), **_selection_of(best)}
+    return out
+
+
+def _selection_of(best: Path) -> dict:
+    from gemix_monai.generators.protocol import generator_record
+
+    sel = generator_record(best).get("selection") or {}
+    row = sel.get("row") or {}
+    return {"criterion": sel.get("criterion"), "kimg": row.get("kimg"), "value": row.get(sel.get("criterion"))}
+
+
+def cell_pool(config: dict, runtime: dict, generator: str, real_dataset) -> str | None:
+    """The synthetic pool a classifier cell draws from (``config["pool"]``), made on first use under a lock in the GAN
+    cell's ``pools/`` folder — one per generator file, sampler and size, shared by every seed — else ``None``."""
+    pool = config.get("pool")
+    if not pool or config["strategy"] in GENERATOR_FREE:
+        return None
+    import hashlib
+
+    from gemix_monai.generators.protocol import preferred_generator
+    from gemix_monai.transforms.pool import POOL_MANIFEST, write_pool
+    from gemix_monai.transforms.strategies import strategy_sampler
+
+    kwargs = dict(config["strategy_kwargs"])
+    sampler = strategy_sampler(
+        config["strategy"],
+        real_dataset,
+        len(real_dataset.class_names),
+        sampler=kwargs.get("sampler"),
+        sampler_kwargs=kwargs.get("sampler_kwargs"),
+        class_weights=kwargs.get("class_weights"),
+    )
+    file = preferred_generator(generator)
+    key = hashlib.sha256(json.dumps([file.name, sampler.params()], sort_keys=True).encode()).hexdigest()[:10]
+    folder = file.parents[2] / "pools" / f"{sampler.params()['sampler']}-{key}-n{pool['size']}-s{pool['seed']}"
+    if not (folder / POOL_MANIFEST).is_file():
+        with _cell_lock(folder, str(folder), verbose=False):
+            write_pool(
+                str(generator), sampler, folder, int(pool["size"]), seed=int(pool["seed"]), device=runtime["device"]
+            )
+    return str(folder)
 
 
 def cell_datasets(config: dict, runtime: dict, splits: Sequence[str]) -> list:
@@ -556,6 +619,7 @@ def run_classifier_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     if kwargs.get("teacher") == "real":
         kwargs["teacher"] = runtime["teacher"]
     generator = cell_generator(config, runtime)
+    pool = cell_pool(config, runtime, generator, train_ds) if generator else None
     res = train_classifier(
         train_ds,
         val_ds,
@@ -564,6 +628,7 @@ def run_classifier_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
         network=config["network"],
         class_names=train_ds.class_names,
         generator_checkpoint=generator,
+        synthetic_pool=pool,
         epochs=config["epochs"],
         batch_size=config["batch_size"],
         lr=config["learning_rate"],
@@ -1137,8 +1202,16 @@ def run_compare(
     data_options: dict | None = None,
     verbose: bool = True,
     quiet: bool = True,
+    gan_class_balance: str | None = None,
+    gan_select: str | None = None,
+    pool_size: int | None = None,
 ):
     """Run (or resume) a comparison and write its summary; see the module docstring and docs/experiments.md.
+
+    ``gan_class_balance``: the generators' class balance (``none``/``sqrt``/``uniform``); ``gan_select``: a criterion
+    of the training-time audit (the cells then use each GAN's ``best.pt``); ``pool_size``: > 0 draws the synthetic
+    images of every generator strategy from one pool of that many images per generator and sampler (made once,
+    shared by the seeds) instead of on the fly (docs/mixing.md, "Synthetic pools").
 
     ``None`` arguments take :data:`COMPARE_DEFAULTS`. ``seeds`` is a count (seeds 0..N-1) or a list.
     ``variants``: ``["NAME=STRATEGY:{...}", ...]`` or ``{NAME: "STRATEGY:{...}" | {"strategy": ..., **kwargs}}``;
@@ -1168,6 +1241,9 @@ def run_compare(
         interval=interval,
         confidence=confidence,
         data_options=dict(data_options or {}),
+        gan_class_balance=gan_class_balance,
+        gan_select=gan_select,
+        pool_size=pool_size,
     )
     arms = expand_arms(_resolve_arms(list(s["strategies"]), variants), s["generators"])
     return drive_compare(
@@ -1290,6 +1366,22 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
         help="generator families, one row per family x generator strategy (default stylegan2; "
         "other families' arms are labelled <strategy>@<family>)",
     )
+    p.add_argument(
+        "--gan-class-balance",
+        choices=("none", "sqrt", "uniform"),
+        help="class balance of the generators' training data (default none; docs/generators.md)",
+    )
+    p.add_argument(
+        "--gan-select",
+        choices=("minority_recall", "fd", "mean_recall", "minority_fd"),
+        help="train the generators with the training-time audit and use their best.pt by this criterion",
+    )
+    p.add_argument(
+        "--pool-size",
+        type=int,
+        help="draw synthetic images from one pool of N images per generator and sampler, shared by the seeds "
+        "(default 0: generate on the fly)",
+    )
     p.add_argument("--epochs", type=int, help=f"classifier epochs per cell (default {d['epochs']})")
     p.add_argument("--batch-size", type=int, help=f"classifier batch (default {d['batch_size']})")
     p.add_argument(
@@ -1315,7 +1407,14 @@ def compare_from_args(args: argparse.Namespace) -> int:
         from gemix_monai.experiments.compare_segmentation import segmentation_compare_from_args
 
         return segmentation_compare_from_args(args)
-    run_compare(args.out, generators=getattr(args, "generators", None), **compare_options_from_args(args))
+    run_compare(
+        args.out,
+        generators=getattr(args, "generators", None),
+        gan_class_balance=getattr(args, "gan_class_balance", None),
+        gan_select=getattr(args, "gan_select", None),
+        pool_size=getattr(args, "pool_size", None),
+        **compare_options_from_args(args),
+    )
     return 0
 
 

@@ -30,7 +30,7 @@ from gemix_monai.mixing import SoftLabelSampler, build_sampler
 from .mix import GenMixd, SoftMixUpd
 from .synthetic import RealSyntheticDataset, SyntheticDataset, SyntheticSource, load_generator
 
-__all__ = ["Strategy", "STRATEGIES", "build_strategy"]
+__all__ = ["Strategy", "STRATEGIES", "build_strategy", "strategy_sampler"]
 
 #: strategy name -> sampler name used for its synthetic images (None: no generator needed).
 STRATEGIES: dict[str, str | None] = {
@@ -64,6 +64,27 @@ def _named_class_weights(name: str, real_dataset, num_classes: int) -> list[floa
         return deficit_class_weights(labels, num_classes)
     raise ValueError(
         f"class_weights must be a list of {num_classes} numbers, 'inverse_frequency' or 'deficit', got {name!r}"
+    )
+
+
+def strategy_sampler(
+    name: str,
+    real_dataset,
+    num_classes: int,
+    *,
+    sampler: str | None = None,
+    sampler_kwargs: dict | None = None,
+    class_weights=None,
+    seed: int = 0,
+) -> SoftLabelSampler:
+    """The soft-label sampler of a generator strategy (its default, or ``sampler``/``sampler_kwargs``), with
+    ``class_weights`` a list or a name (``"inverse_frequency"``, ``"deficit"``) computed from the real labels."""
+    if STRATEGIES.get(name) is None:
+        raise ValueError(f"strategy {name!r} draws no synthetic labels; expected one of the generator strategies")
+    if isinstance(class_weights, str):
+        class_weights = _named_class_weights(class_weights, real_dataset, num_classes)
+    return build_sampler(
+        sampler or STRATEGIES[name], num_classes, class_weights=class_weights, seed=seed, **(sampler_kwargs or {})
     )
 
 
@@ -141,11 +162,14 @@ def build_strategy(
         raise ValueError(
             f"strategy {name!r} needs a generator (checkpoint path or Generator object) or a synthetic pool"
         )
-    sampler_name = sampler or STRATEGIES[name]
-    if isinstance(class_weights, str):
-        class_weights = _named_class_weights(class_weights, real_dataset, num_classes)
-    label_sampler = build_sampler(
-        sampler_name, num_classes, class_weights=class_weights, seed=seed, **(sampler_kwargs or {})
+    label_sampler = strategy_sampler(
+        name,
+        real_dataset,
+        num_classes,
+        sampler=sampler,
+        sampler_kwargs=sampler_kwargs,
+        class_weights=class_weights,
+        seed=seed,
     )
     info = {"sampler": label_sampler.params()}
     pool = None
