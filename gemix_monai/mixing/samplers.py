@@ -215,17 +215,6 @@ def _class_counts(labels, num_classes: int) -> np.ndarray:
     return np.bincount(arr.astype(np.int64), minlength=k).astype(np.float64)
 
 
-def inverse_frequency_weights(labels, num_classes: int) -> list[float]:
-    """Class weights ``w_k = N / (K * n_k)`` from the training labels (class indices), for class-balanced sampling.
-
-    A class absent from ``labels`` gets weight 0 (there is nothing to imitate); mean weight over the present
-    classes is 1 when the classes are all present.
-    """
-    counts = _class_counts(labels, num_classes)
-    weights = np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 0.0)
-    return weights.tolist()
-
-
 #: Class balance of a generator's training data (docs/generators.md, "Class balance"): the share of class k in
 #: the images a generator is shown is ∝ n_k (``none``), ∝ √n_k (``sqrt``) or 1/K (``uniform``).
 CLASS_BALANCE_MODES = ("none", "sqrt", "uniform")
@@ -250,6 +239,18 @@ def class_balance_weights(labels, num_classes: int, mode: str) -> list[float]:
     w = np.where(counts > 0, np.maximum(counts, 1) ** -power, 0.0)
     w *= counts.sum() / float((w * counts).sum())
     return w.tolist()
+
+
+def inverse_frequency_weights(labels, num_classes: int) -> list[float]:
+    """Class weights ``w_k = N / (K * n_k)`` from the training labels (class indices), for class-balanced sampling
+    (scikit-learn's "balanced" weights): the ``uniform`` weights of :func:`class_balance_weights` — the one
+    computation of class weights — scaled by ``K_present / K``.
+
+    A class absent from ``labels`` gets weight 0 (there is nothing to imitate); mean weight over the present
+    classes is 1 when the classes are all present.
+    """
+    weights = np.asarray(class_balance_weights(labels, num_classes, "uniform"))
+    return (weights * np.count_nonzero(weights) / len(weights)).tolist()
 
 
 def class_balance_shares(labels, num_classes: int, mode: str) -> list[float]:

@@ -34,7 +34,7 @@ from gemix_monai.mixing import SoftLabelSampler
 from gemix_monai.mixing.samplers import as_rng, check_seed
 from gemix_monai.utils import atomic_write_bytes, atomic_write_json, plain_data
 
-from .export import CHECKSUMS_NAME, _read_checksums, _sha256_file
+from .files import CHECKSUMS_NAME, generator_fingerprint, read_checksums, sha256_file
 from .synthetic import SyntheticDataset
 
 __all__ = ["POOL_FORMAT", "POOL_MANIFEST", "SyntheticPool", "PoolSyntheticDataset", "PoolSource", "write_pool"]
@@ -51,9 +51,7 @@ def _generator_description(dataset: SyntheticDataset) -> dict:
 
         record = generator_record(dataset.generator_path)
         return {k: record[k] for k in ("path", "sha256", "format", "family", "training", "selection")}
-    from .export import _generator_fingerprint
-
-    return {"path": None, "sha256": _generator_fingerprint(dataset.generator, None), "format": None, "family": None}
+    return {"path": None, "sha256": generator_fingerprint(dataset.generator, None), "format": None, "family": None}
 
 
 def write_pool(
@@ -115,7 +113,7 @@ def write_pool(
             if previous_path.name == POOL_MANIFEST:
                 return SyntheticPool(out)
     atomic_write_json(partial, settings)
-    recorded = _read_checksums(out / CHECKSUMS_NAME)
+    recorded = read_checksums(out / CHECKSUMS_NAME)
     n_chunks = -(-int(num_images) // batch_size)
     names = [f"images/chunk_{c:06d}.npy" for c in range(n_chunks)]
     steps = range(n_chunks)
@@ -128,7 +126,7 @@ def write_pool(
     with open(out / CHECKSUMS_NAME, "a", encoding="utf-8") as record:
         for c in steps:
             path = out / names[c]
-            if names[c] in recorded and path.is_file() and _sha256_file(path) == recorded[names[c]]:
+            if names[c] in recorded and path.is_file() and sha256_file(path) == recorded[names[c]]:
                 sums[names[c]] = recorded[names[c]]
                 continue
             idx = list(range(c * batch_size, min((c + 1) * batch_size, int(num_images))))
@@ -201,7 +199,7 @@ class SyntheticPool:
             file = self.folder / name
             if not file.is_file():
                 raise FileNotFoundError(f"synthetic pool {self.folder}: {name} is missing")
-            if verify and _sha256_file(file) != digest:
+            if verify and sha256_file(file) != digest:
                 raise ValueError(f"synthetic pool {self.folder}: {name} does not match its recorded sha256 (damaged)")
         chunks = [np.load(self.folder / n, allow_pickle=False) for n in manifest["chunks"]]
         self.images = torch.from_numpy(np.concatenate(chunks)) if chunks else torch.empty(0)
@@ -262,7 +260,7 @@ class SyntheticPool:
                 from gemix_monai.generators.protocol import preferred_generator
 
                 file = preferred_generator(generator)
-                digest = _sha256_file(Path(file))
+                digest = sha256_file(Path(file))
                 where = f"{file} (sha256 {digest[:12]}…)"
             else:
                 digest, where = str(generator_sha256), f"sha256 {str(generator_sha256)[:12]}…"

@@ -48,7 +48,7 @@ def _load_teacher(teacher, device):
     if isinstance(teacher, torch.nn.Module):
         return teacher.eval(), {}
     if isinstance(teacher, (str, os.PathLike)):
-        from gemix_monai.engines.classifier import load_classifier
+        from gemix_monai.networks.classifiers import load_classifier
 
         net, info = load_classifier(teacher, device=device or "cpu")
         return net.eval(), info
