@@ -44,7 +44,7 @@ from gemix_monai.engines.inference import (  # noqa: F401  (deprecated import pa
     classify_folder,
     find_images,
 )
-from gemix_monai.engines.run import RunSettings, merge_run_keywords, resolve_device
+from gemix_monai.engines.run import RunSettings, merge_run_keywords
 from gemix_monai.engines.supervised import (
     SupervisedTrainerOptions,
     as_dataset,
@@ -82,7 +82,7 @@ from gemix_monai.networks.classifiers import (  # noqa: F401  (deprecated import
     read_classifier_info,
 )
 from gemix_monai.transforms.strategies import STRATEGIES, build_strategy, needs_generator
-from gemix_monai.utils import plain_tensor, safe_torch_load
+from gemix_monai.utils import plain_tensor, resolve_device, safe_torch_load
 
 __all__ = [
     "STRATEGY_NAMES",
@@ -382,9 +382,7 @@ class _TrainingData:
 def _training_data(train_data, val_data, o: ClassifierTrainingOptions, run: RunSettings) -> _TrainingData:
     """The real training split, a validation loader (each process validating its share), classes and channels."""
     world = idist.get_world_size()
-    real_train, names_from_list = as_dataset(
-        train_data, "train_data", transform=o.train_transform, section="training"
-    )
+    real_train, names_from_list = as_dataset(train_data, "train_data", transform=o.train_transform, section="training")
     if isinstance(val_data, torch.utils.data.DataLoader):
         val_loader = val_data
     else:
@@ -407,9 +405,7 @@ def _training_data(train_data, val_data, o: ClassifierTrainingOptions, run: RunS
 
 def _train_loader(strat, data: _TrainingData, o: ClassifierTrainingOptions, run: RunSettings):
     world, rank = idist.get_world_size(), idist.get_rank()
-    sampler = class_weighted_sampler(
-        strat, data.real, data.num_classes, run.seed, enabled=o.class_weighted_sampling
-    )
+    sampler = class_weighted_sampler(strat, data.real, data.num_classes, run.seed, enabled=o.class_weighted_sampling)
     if sampler is None:
         # One seeded permutation per epoch (MONAI's workflow calls set_epoch), dealt round-robin to the processes:
         # batch i of the n processes together holds the items of batch i of a single process, whatever n is.
@@ -560,7 +556,9 @@ def train_classifier(
         tensorboard_dir=tb_dir,
     )
     fitted = fit(trainer, evaluator, history)
-    report = _final_report(net, checkpoint, strat, train_loader, data, o, layer, out, device) if o.final_report else None
+    report = (
+        _final_report(net, checkpoint, strat, train_loader, data, o, layer, out, device) if o.final_report else None
+    )
     return TrainingResult(
         out,
         checkpoint,

@@ -9,4 +9,10 @@ from gemix_monai.networks.classifiers import (  # noqa: F401
     build_classifier_network,
 )
 
-__all__ = ["CLASSIFIER_NETWORKS", "FEATURE_LAYERS", "TinyClassifier", "build_classifier_network", "SoftTargetCrossEntropy"]
+__all__ = [
+    "CLASSIFIER_NETWORKS",
+    "FEATURE_LAYERS",
+    "TinyClassifier",
+    "build_classifier_network",
+    "SoftTargetCrossEntropy",
+]

@@ -18,10 +18,10 @@ from monai.data import DataLoader
 from monai.data import Dataset as MonaiDataset
 
 from gemix_monai.data.contract import contract_of
-from gemix_monai.engines.run import resolve_device
 from gemix_monai.handlers.classifier import write_predictions_csv
 from gemix_monai.metrics.clinical import validate_class_names
 from gemix_monai.networks.classifiers import CHECKPOINT_INFO_NAME, load_classifier, read_classifier_info
+from gemix_monai.utils import resolve_device
 
 __all__ = [
     "DEFAULT_CLASSIFY_PREPROCESSING",

@@ -23,14 +23,9 @@ from pathlib import Path
 
 import torch
 
+from gemix_monai.utils import resolve_device
+
 __all__ = ["RunSettings", "RUN_KEYWORDS", "resolve_device", "merge_run_keywords"]
-
-
-def resolve_device(device) -> torch.device:
-    """``device`` as a ``torch.device``; ``None`` is CUDA when available, else the CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @dataclass(frozen=True)

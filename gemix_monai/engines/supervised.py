@@ -23,7 +23,6 @@ from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.handlers import LrScheduleHandler, StatsHandler, TensorBoardStatsHandler, ValidationHandler
 from torch.utils.data import Dataset
 
-from gemix_monai.engines.run import resolve_device
 from gemix_monai.handlers.classifier import (
     KeyMetricEarlyStopping,
     StrategySetEpoch,
@@ -32,6 +31,7 @@ from gemix_monai.handlers.classifier import (
     best_of,
     loss_of,
 )
+from gemix_monai.utils import resolve_device
 
 __all__ = [
     "SupervisedTrainerOptions",
@@ -208,6 +208,4 @@ def as_dataset(data, name: str, *, transform=None, section: str | None = None) -
     if isinstance(data, Sequence) and data and isinstance(data[0], Mapping):
         return MonaiDataset(list(data), transform), None
     also = " or a datalist JSON path" if section is not None else ""
-    raise TypeError(
-        f"{name} must be a Dataset or a non-empty list of item dicts{also}, got {type(data).__name__}"
-    )
+    raise TypeError(f"{name} must be a Dataset or a non-empty list of item dicts{also}, got {type(data).__name__}")

@@ -155,8 +155,7 @@ def export_synthetic(
         stale.unlink(missing_ok=True)
     ext = _EXTENSIONS[fmt]
     items = [
-        (f"synth_{i:06d}{ext}",) + ((f"synth_{i:06d}_mask{ext}",) if mask_channels else ())
-        for i in range(len(dataset))
+        (f"synth_{i:06d}{ext}",) + ((f"synth_{i:06d}_mask{ext}",) if mask_channels else ()) for i in range(len(dataset))
     ]
     sums, todo = _verified_files(out, items)
     _write_items(dataset, out, items, todo, sums, fmt, batch_size, device, progress, mask_channels)
