@@ -983,6 +983,7 @@ def _attach_output_handlers(
     has validation data), checkpoints, sample grids (``generate_options`` go to the generator), TensorBoard
     scalars, in that firing order; then a progress bar on rank 0. Checkpoints and grids default to every quarter
     of ``max_kimg`` (at least every step), the audit to every fifth."""
+    from gemix_monai.engines.features import selection_feature_space
     from gemix_monai.handlers.gan import GanCheckpointHandler, GanTensorBoardHandler, SampleGridHandler, TrainingClock
     from gemix_monai.handlers.selection import GeneratorSelection, GeneratorSelectionHandler
 
@@ -995,7 +996,9 @@ def _attach_output_handlers(
         every = max(options.max_kimg / 4, options.batch_size / 1000)
         if selection is not None and selection.enabled:
             every_audit = selection.every_kimg or max(options.max_kimg / 5, options.batch_size / 1000)
-            GeneratorSelectionHandler(output_dir, selection, every_audit, generate_options).attach(trainer)
+            GeneratorSelectionHandler(
+                output_dir, selection, every_audit, generate_options, feature_space=selection_feature_space
+            ).attach(trainer)
         GanCheckpointHandler(output_dir, every_kimg=checkpoint_kimg or every, keep_snapshots=keep_snapshots).attach(
             trainer
         )
