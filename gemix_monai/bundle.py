@@ -6,13 +6,11 @@ these functions; keeping them here means neither imports the other.
 
 from __future__ import annotations
 
-import argparse
-import ast
 import os
 import warnings
 from pathlib import Path
 
-__all__ = ["SUBCOMMAND_CONFIGS", "MULTI_GPU_CONFIGS", "bundle_dir", "parse_override", "run_bundle_config"]
+__all__ = ["SUBCOMMAND_CONFIGS", "MULTI_GPU_CONFIGS", "bundle_dir", "run_bundle_config"]
 
 #: Config file(s) each subcommand runs; a list is merged in order (MONAI's ``--config_file "['a.json','b.json']"``).
 SUBCOMMAND_CONFIGS = {
@@ -36,21 +34,6 @@ def bundle_dir() -> Path:
             f"MONAI bundle not found at {path} (no configs/metadata.json); set GEMIX_BUNDLE_DIR to the bundle folder"
         )
     return path
-
-
-def parse_override(text: str) -> tuple[str, object]:
-    """``"key=value"`` → ``(key, value)``; the value is a Python literal when it parses as one, else a string."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {text!r}")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    if not key:
-        raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE with a non-empty key, got {text!r}")
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
-    return key, value
 
 
 def run_bundle_config(

@@ -83,8 +83,8 @@ class FakeRunners:
         return {"metrics": metrics, "class_names": CLASSES, "undefined": []}
 
     def install(self, monkeypatch):
-        monkeypatch.setattr(compare, "run_gan_cell", self.gan)
-        monkeypatch.setattr(compare, "run_classifier_cell", self.classifier)
+        monkeypatch.setitem(compare.RUNNERS, "gan", self.gan)
+        monkeypatch.setitem(compare.RUNNERS, "classifier", self.classifier)
         return self
 
 
@@ -154,8 +154,8 @@ def test_resume_recomputes_only_the_unfinished_cells(tiny_compare, tmp_path, mon
         calls.append(Path(cell_dir).relative_to(out / "cells").as_posix())
         return real_runner(config, runtime, cell_dir)
 
-    monkeypatch.setattr(compare, "run_classifier_cell", counting)
-    monkeypatch.setattr(compare, "run_gan_cell", lambda *a: pytest.fail("the finished GAN cell was rerun"))
+    monkeypatch.setitem(compare.RUNNERS, "classifier", counting)
+    monkeypatch.setitem(compare.RUNNERS, "gan", lambda *a: pytest.fail("the finished GAN cell was rerun"))
     result = run_compare(out, **TINY)
     assert sorted(calls) == sorted(lost) and sorted(result.ran) == sorted(lost)
     assert {cid: (out / "cells" / cid / "result.json").stat().st_mtime_ns for cid in kept} == kept
