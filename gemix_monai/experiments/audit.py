@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import re
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +160,8 @@ def _feature_network(
             device=device,
         )
         net, layer, info = fn.net, feature_layer or fn.layer, dict(fn.info)
+        # the audit folder keeps its own copy of the feature network it used (the cache may be cleared)
+        shutil.copytree(Path(fn.info["checkpoint"]).parents[1], out_dir / "feature_classifier", dirs_exist_ok=True)
     elif isinstance(feature_network, (str, os.PathLike)):
         net, meta = load_classifier(feature_network, device=device or "cpu")
         arch = meta.get("network")
