@@ -36,19 +36,25 @@ _HASH_CACHE: dict[tuple, str] = {}
 
 
 def content_hash(image) -> str:
-    """sha256 of a file's bytes, or of an array's dtype, shape and bytes.
+    """sha256 of a file's bytes (of an Analyze/NIfTI-pair ``.hdr``: its bytes then its ``.img``'s, since two different
+    images can have byte-identical headers), or of an array's dtype, shape and bytes.
 
     Files are hashed once per process while their size and modification time stay the same (the split check and the
     leakage check both need every file's hash)."""
     if isinstance(image, (str, os.PathLike)):
-        st = os.stat(image)
-        key = (os.path.abspath(image), st.st_size, st.st_mtime_ns, st.st_ino)
+        files = [os.fspath(image)]
+        if files[0].lower().endswith(".hdr"):
+            stem = files[0][:-4]
+            files += [stem + s for s in (".img", ".IMG", ".Img") if os.path.isfile(stem + s)][:1]
+        stats = [os.stat(f) for f in files]
+        key = tuple((os.path.abspath(f), st.st_size, st.st_mtime_ns, st.st_ino) for f, st in zip(files, stats))
         if key in _HASH_CACHE:
             return _HASH_CACHE[key]
         h = hashlib.sha256()
-        with open(image, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        for name in files:
+            with open(name, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
         if len(_HASH_CACHE) > 200_000:
             _HASH_CACHE.clear()
         _HASH_CACHE[key] = h.hexdigest()

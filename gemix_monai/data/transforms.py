@@ -278,9 +278,9 @@ def _pil_converter(im):
 
 
 def check_header(path: str, fmt: str, min_side: int = MIN_IMAGE_SIDE) -> None:
-    """The header checks every file gets before its pixels are read (``fmt`` from :func:`image_format`): Pillow —
-    one page, :data:`MIN_IMAGE_SIDE`; DICOM — finite rescale, non-zero slope; NIfTI — not 4-D. Raises
-    :class:`DataError` without the path."""
+    """The header checks a file gets before its pixels are read (``fmt`` from :func:`image_format`): Pillow —
+    one page, :data:`MIN_IMAGE_SIDE`; DICOM — finite rescale, non-zero slope (a NIfTI's dimensions are checked on the
+    loaded image, which shows them without a second read). Raises :class:`DataError` without the path."""
     if fmt == "pil":
         check_pil_header(path, min_side)
     elif fmt == "dicom":
@@ -291,14 +291,6 @@ def check_header(path: str, fmt: str, min_side: int = MIN_IMAGE_SIDE) -> None:
         except Exception:
             return  # the reader says what is wrong with the file
         check_dicom_rescale(ds)
-    elif fmt == "nifti":
-        import nibabel as nib
-
-        try:
-            shape = nib.load(path).shape
-        except Exception:
-            return
-        check_nifti_dims(shape)
 
 
 def _check_finite(img, where: str) -> None:
@@ -365,6 +357,11 @@ class LoadMedicalImaged(MapTransform):
         if img.ndim < 3:
             raise ImageReadError(f"{path}: expected a 2-D or 3-D image, got shape {tuple(img.shape)}")
         try:
+            if fmt == "nifti" and (img.shape[0] != 1 or img.ndim > 4):
+                # MONAI reads a 4th NIfTI axis as channels: a (x, y, 1, t) series would become t colours
+                import nibabel as nib
+
+                check_nifti_dims(nib.load(path).shape)
             check_min_side(img.shape[1:], minimum=self.min_side)
         except DataError as e:
             raise ImageReadError(f"{path}: {e}") from None
@@ -716,6 +713,8 @@ class ResizeLongestd(MapTransform):
                 ones = torch.ones((1, 1, *(2 * p + 1 for p in pad)))
                 total = gauss(ones)[(0, 0, *pad)]
                 smooth = gauss(padded)[0] / total
+                # a weighted mean never leaves [min, max]: clamping only removes float rounding (1 stays 1)
+                smooth = smooth.clamp(float(x.min()), float(x.max()))
                 x = smooth[(slice(None), *(slice(p, p + s) for p, s in zip(pad, shape)))]
             x = MetaTensor(x, meta=dict(getattr(img, "meta", None) or {}))
             d[key] = Resized(key, spatial_size=out, mode="bilinear", anti_aliasing=False)({key: x})[key]

@@ -201,6 +201,7 @@ def validate_items(
     if len(items) == 0:
         raise DataValidationError([(split, "split is empty: no images")], context)
     loader = LoadMedicalImaged("image") if deep else None
+    transform = _checking_steps(transform) if deep and transform is not None else None
     windowed = preprocessing is not None and getattr(preprocessing, "hu_window", None) is not None
     good, problems, stats = [], [], []
     constant: list[tuple[str, float]] = []
@@ -233,10 +234,9 @@ def validate_items(
                             decoded = loader.load(image)
             else:
                 raise DataError(f"'image' must be a path or an array, got {type(image).__name__}")
-            if mask_channels:
-                _check_mask(item, decoded, mask_channels, check_files, loader)
+            decoded_mask = _check_mask(item, decoded, mask_channels, check_files, loader) if mask_channels else None
             if decoded is not None and transform is not None:
-                _run_chain(transform, item, decoded, label)
+                _run_chain(transform, item, decoded, label, decoded_mask)
             if decoded is not None:
                 meta = getattr(decoded, "meta", {}) or {}
                 source_dtype = str(meta.get("source_dtype", ""))
@@ -290,12 +290,30 @@ def validate_items(
     return (good, problems, stats) if return_stats else (good, problems)
 
 
-def _run_chain(transform, item: dict, decoded, label: int) -> None:
-    """Run the split's preprocessing on an item whose image is already decoded; its errors become this item's."""
+def _checking_steps(transform):
+    """The steps of a preprocessing ``Compose`` that can refuse an item (loading, slicing, cropping, channels, masks,
+    labels): the pure arithmetic of intensity scaling, resizing and padding cannot, and is left out to keep validation
+    cheap (it is the same arithmetic for every image)."""
+    from monai.transforms import Compose, Resized, SpatialPadd
+
+    from .transforms import DataCompose, IntensityToTrainingRanged, ResizeLongestd
+
+    if not isinstance(transform, Compose):
+        return transform
+    arithmetic = (IntensityToTrainingRanged, ResizeLongestd, Resized, SpatialPadd)
+    return DataCompose([t for t in transform.transforms if not isinstance(t, arithmetic)])
+
+
+def _run_chain(transform, item: dict, decoded, label: int, decoded_mask=None) -> None:
+    """Run the split's preprocessing on an item whose image (and mask) is already decoded; its errors become this
+    item's."""
+    loaded = {"image": decoded, "label": label}
+    if decoded_mask is not None:
+        loaded["mask"] = decoded_mask
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            transform({**item, "image": decoded, "label": label})
+            transform({**item, **loaded})
     except DataError as e:
         raise DataError(str(e).replace(f"{item['image']}: ", "")) from None
     except FileNotFoundError as e:
@@ -362,8 +380,9 @@ def check_datalist(datalist: dict, context: str = "datalist", *, every_class_tra
         )
 
 
-def _check_mask(item: dict, decoded_image, mask_channels: int, check_files: bool, loader) -> None:
-    """The entry's mask: present, readable, and (decoded) the image's spatial shape with values in 0..M."""
+def _check_mask(item: dict, decoded_image, mask_channels: int, check_files: bool, loader):
+    """The entry's mask: present, readable, and (decoded) the image's spatial shape with values in 0..M; returns the
+    decoded mask (``None`` when not decoded)."""
     from .masks import label_map_to_channels
 
     if "mask" not in item:
@@ -372,13 +391,13 @@ def _check_mask(item: dict, decoded_image, mask_channels: int, check_files: bool
     if not isinstance(mask, (str, os.PathLike)):
         raise DataError(f"'mask' must be a file path, got {type(mask).__name__}")
     if not check_files:
-        return
+        return None
     try:
         inspect_image_file(mask, allow_volumes=True)
     except DataError as e:
         raise DataError(f"mask {mask}: {e}") from None
     if loader is None:
-        return
+        return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         decoded_mask = loader.load(mask)
@@ -392,6 +411,7 @@ def _check_mask(item: dict, decoded_image, mask_channels: int, check_files: bool
         label_map_to_channels(labels.reshape(1, labels.shape[1], -1), mask_channels, f"mask {mask}")
     except ValueError as e:
         raise DataError(str(e)) from None
+    return decoded_mask
 
 
 def summarize(
