@@ -171,10 +171,12 @@ def check_pil_header(path: str, min_side: int = MIN_IMAGE_SIDE) -> tuple[int, in
     try:
         with Image.open(path) as im:
             pages = int(getattr(im, "n_frames", 1) or 1)
-            size, mode = im.size, im.mode
+            size, mode, kind = im.size, im.mode, im.format
     except Exception as e:
         raise DataError(f"unreadable image ({type(e).__name__}: {e})") from None
-    if pages > 1:
+    # A camera JPEG with a Multi-Picture (MPO) index holds one picture plus previews or a depth map: its first
+    # frame is the picture. Any other file with several pages is refused.
+    if pages > 1 and kind != "MPO":
         raise DataError(
             f"{pages} pages ({mode}, {size[0]}×{size[1]} px each): one file must hold one 2-D image; save each page as "
             "its own file (only page 1 would be read)"
@@ -274,6 +276,9 @@ def pil_to_standard_mode(im):
 
 def _pil_converter(im):
     out, _NOTES.last = pil_to_standard_mode(im)
+    frames = int(getattr(im, "n_frames", 1) or 1)
+    if getattr(im, "format", None) == "MPO" and frames > 1:
+        _NOTES.last = f"MPO: its main picture (frame 1 of {frames})" + (f"; {_NOTES.last}" if _NOTES.last else "")
     return out
 
 

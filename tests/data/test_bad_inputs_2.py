@@ -205,6 +205,22 @@ def test_a_moved_folder_keeps_its_split(dup_folder, tmp_path):
     assert after["test"].summary["split_file"] == str(moved / "gemix_split_seed0.json")
 
 
+def test_a_split_file_of_the_previous_layout_is_still_read(tmp_path):
+    """Format 1 (before issue 20): absolute paths, no sha256 — reused as it is, never silently re-drawn."""
+    root = tmp_path / "d"
+    for label, name in enumerate(("no", "yes")):
+        for i in range(5):
+            _save(root / name / f"{i}.png", _picture(10 * label + i))
+    old = {"class_names": ["no", "yes"], "split": {"split_seed": 0, "val_fraction": 0.2, "test_fraction": 0.2}}
+    files = sorted(str(p) for p in root.rglob("*.png"))
+    old.update({"training": [], "validation": [], "test": []})
+    for n, f in enumerate(files):  # a split no version would draw: the last image of each class in test
+        old["test" if n % 5 == 4 else "training"].append({"image": f, "label": int("yes" in f.split("/")[-2])})
+    (root / "gemix_split_seed0.json").write_text(json.dumps(old))
+    test = get_dataset(str(root), "test", 16)
+    assert sorted(it["image"] for it in test.data) == [str(root / "no" / "4.png"), str(root / "yes" / "4.png")]
+
+
 def test_a_changed_file_under_the_same_name_is_reported(dup_folder):
     get_dataset(str(dup_folder), "training", 16)
     _save(dup_folder / "yes" / "yes 5.png", _picture(999))
@@ -337,6 +353,16 @@ def test_a_multi_page_tiff_is_refused_naming_its_page_count(tmp_path):
     dl = write_datalist({"class_names": ["a"], "training": [{"image": str(path), "label": 0}]}, tmp_path / "d.json")
     with pytest.raises(DataValidationError, match=r"training\[0\] .*stack.tif: 3 pages"):
         get_dataset(str(dl), "training", 16, validate="headers")
+
+
+def test_a_camera_mpo_jpeg_is_read_by_its_main_picture(tmp_path):
+    frames = [Image.fromarray(np.stack([_picture(i, (16, 16))] * 3, -1)) for i in range(2)]
+    path = tmp_path / "photo.jpg"
+    frames[0].save(path, format="MPO", save_all=True, append_images=frames[1:], quality=95)
+    assert Image.open(path).format == "MPO" and Image.open(path).n_frames == 2
+    img = _load(path)
+    np.testing.assert_array_equal(img.numpy(), _monai(np.asarray(Image.open(path).convert("RGB"))))
+    assert img.meta["decode"] == "MPO: its main picture (frame 1 of 2)"
 
 
 def test_a_gif_is_read_and_an_animated_one_refused(tmp_path):
