@@ -116,7 +116,8 @@ def _take_masks(stored: dict, scanned: dict) -> None:
 
 
 def _split_record(scanned: dict, root: Path, source: Path) -> dict:
-    """The split file's content: relative paths + sha256, no masks (the scan finds them each time)."""
+    """The split file's content: image (and mask) paths relative to the data folder, each image's sha256. The masks
+    are kept for readers of the file; a run takes them from its own scan (:func:`_take_masks`)."""
     record = {k: v for k, v in scanned.items() if k not in (*SPLITS, "skipped", "split_file", "split_note")}
     record["split"] = {**scanned.get("split", {}), "format": SPLIT_FORMAT}
     record["source"] = source.name
