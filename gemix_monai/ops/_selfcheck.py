@@ -222,7 +222,7 @@ def _kernel(name: str):
 
 def _inputs(generator: torch.Generator, shape, device, dtype, scale: float = 1.0, positive: bool = False):
     """Random values rounded to ``dtype`` (the kernel's input) and the same values in float64 (the reference's)."""
-    v = torch.randn(*shape, generator=generator, dtype=torch.float64) * scale
+    v = torch.randn(*shape, generator=generator, dtype=torch.float64, device="cpu") * scale
     if positive:
         v = v.abs() + 0.25
     low = v.to(device=device, dtype=dtype)
@@ -241,8 +241,18 @@ def _cases_upfirdn2d(device, dtype):
 
     g = torch.Generator().manual_seed(20)
     x, x64 = _inputs(g, (2, 3, 7, 6), device, dtype)
-    f1 = torch.randn(4, generator=g, dtype=torch.float64).abs().add(0.25).to(device=device, dtype=torch.float32)
-    f2 = torch.randn(3, 4, generator=g, dtype=torch.float64).abs().add(0.25).to(device=device, dtype=torch.float32)
+    f1 = (
+        torch.randn(4, generator=g, dtype=torch.float64, device="cpu")
+        .abs()
+        .add(0.25)
+        .to(device=device, dtype=torch.float32)
+    )
+    f2 = (
+        torch.randn(3, 4, generator=g, dtype=torch.float64, device="cpu")
+        .abs()
+        .add(0.25)
+        .to(device=device, dtype=torch.float32)
+    )
     f1, f2 = f1 / f1.sum(), f2 / f2.sum()
     geometries = (
         ("up=2 separable", x, x64, f1, (2, 2, 1, 1, 2, 1, 2, 1, False, 1.0)),
