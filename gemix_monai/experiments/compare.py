@@ -50,7 +50,7 @@ from pathlib import Path
 
 from gemix_monai.cli_args import add_data_arguments
 from gemix_monai.cli_args import data_options as data_options_from_args
-from gemix_monai.experiments.stats import METHODS, Interval, paired_differences, table_head
+from gemix_monai.experiments.stats import METHODS, Interval, metric_range, paired_differences, table_head
 from gemix_monai.experiments.stats import interval as compute_interval
 from gemix_monai.utils import plain_data
 
@@ -645,7 +645,8 @@ def run_classifier_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     evaluate_classifier(res.checkpoint, test_ds, report, train_ds.class_names, device=runtime["device"])
     payload = json.loads((report / "metrics.json").read_text(encoding="utf-8"))
     return {
-        "metrics": {k: float(v) for k, v in payload["metrics"].items()},
+        # null (None) where undefined, e.g. the FNR of a class with no test image: never 0 (docs/maths.md §4)
+        "metrics": {k: None if v is None else float(v) for k, v in payload["metrics"].items()},
         "undefined": payload.get("undefined", []),
         "class_names": payload["class_names"],
         "num_test_samples": payload["num_samples"],
@@ -848,7 +849,10 @@ def _fmt(x: float, signed: bool = False) -> str:
 def _fmt_interval(iv: Interval, signed: bool = False) -> str:
     if not iv.defined:
         return f"{_fmt(iv.mean, signed)} (interval undefined)"
-    return f"{_fmt(iv.mean, signed)} ± {iv.half_width:.4f} [{_fmt(iv.lo, signed)}, {_fmt(iv.hi, signed)}]"
+    # a clipped interval is no longer mean ± h (docs/experiments.md, "Intervals")
+    half = "" if iv.clipped else f" ± {iv.half_width:.4f}"
+    marks = f" ({iv.marks()})" if iv.marks() else ""
+    return f"{_fmt(iv.mean, signed)}{half} [{_fmt(iv.lo, signed)}, {_fmt(iv.hi, signed)}]{marks}"
 
 
 def _load_results(cells: Sequence[Cell], out: Path, kind: str = "classifier") -> list[dict]:
@@ -857,6 +861,9 @@ def _load_results(cells: Sequence[Cell], out: Path, kind: str = "classifier") ->
         if c.kind != kind or not is_finished(c, out):
             continue
         r = json.loads((c.dir(out) / "result.json").read_text(encoding="utf-8"))
+        # cells written before undefined values became null stored 0 and listed the name under "undefined"
+        undefined = set(r.get("undefined", []))
+        metrics = {k: (None if k in undefined else v) for k, v in r["metrics"].items()}
         rows.append(
             {
                 "cell_id": c.id,
@@ -867,18 +874,23 @@ def _load_results(cells: Sequence[Cell], out: Path, kind: str = "classifier") ->
                 "seed": c.config["seed"],
                 "seconds": r.get("seconds"),
                 "class_names": r["class_names"],
-                "metrics": r["metrics"],
+                "metrics": metrics,
             }
         )
     return rows
 
 
 def _per_seed(rows: list[dict], network: str, arm: str, metric: str) -> dict[int, float]:
-    """Value of one arm per classifier seed: the cell's value, averaged over GAN seeds when there are several."""
+    """Value of one arm per classifier seed: the cell's value, averaged over GAN seeds when there are several.
+
+    An undefined value (``None``, or NaN, e.g. the FNR of a class with no test image) is left out, so a seed
+    with none defined is absent and ``n`` counts the seeds with a value (docs/experiments.md, "Intervals")."""
     by_seed: dict[int, list[float]] = {}
     for r in rows:
-        if r["network"] == network and r["strategy"] == arm and metric in r["metrics"]:
-            by_seed.setdefault(r["seed"], []).append(float(r["metrics"][metric]))
+        if r["network"] == network and r["strategy"] == arm and r["metrics"].get(metric) is not None:
+            value = float(r["metrics"][metric])
+            if math.isfinite(value):
+                by_seed.setdefault(r["seed"], []).append(value)
     return {s: sum(v) / len(v) for s, v in by_seed.items()}
 
 
@@ -903,7 +915,8 @@ def summarize(
     for net in networks:
         for arm in arms:
             for m in metrics:
-                iv = compute_interval(list(_per_seed(rows, net, arm, m).values()), method, confidence, seed=seed)
+                values = list(_per_seed(rows, net, arm, m).values())
+                iv = compute_interval(values, method, confidence, seed=seed, bounds=metric_range(m))
                 records.append({"network": net, "strategy": arm, "comparison": "", "metric": m, "interval": iv})
         for base in baselines:
             if base not in arms:
@@ -914,7 +927,7 @@ def summarize(
                 for m in metrics:
                     a, b = _per_seed(rows, net, arm, m), _per_seed(rows, net, base, m)
                     _, diffs = paired_differences(a, b)  # matched by seed
-                    iv = compute_interval(diffs, method, confidence, seed=seed)
+                    iv = compute_interval(diffs, method, confidence, seed=seed, bounds=metric_range(m, difference=True))
                     records.append(
                         {"network": net, "strategy": arm, "comparison": f"- {base}", "metric": m, "interval": iv}
                     )
@@ -971,7 +984,7 @@ def write_summary(
                 "" if r["gan_seed"] is None else r["gan_seed"],
                 r["seed"],
                 r["seconds"],
-                *(repr(float(r["metrics"][m])) if m in r["metrics"] else "" for m in [*metrics, *extra]),
+                *(_cell_value(r["metrics"], m) for m in [*metrics, *extra]),
             ]
         )
     files["cells.csv"] = atomic_write_bytes(out / "cells.csv", buf.getvalue().encode(), durable=False)
@@ -994,6 +1007,8 @@ def write_summary(
             "confidence",
             "defined",
             "excludes_zero",
+            "clipped",
+            "n_too_small",
         ]
     )
     for rec in records:
@@ -1013,6 +1028,8 @@ def write_summary(
                 iv.confidence,
                 iv.defined,
                 iv.excludes_zero if rec["comparison"] else "",
+                iv.clipped,
+                iv.n_too_small,
             ]
         )
     files["summary.csv"] = atomic_write_bytes(out / "summary.csv", buf.getvalue().encode(), durable=False)
@@ -1021,6 +1038,13 @@ def write_summary(
     files["summary.md"] = atomic_write_bytes(out / "summary.md", text.encode(), durable=False)
     files["summary.png"] = _plot(out / "summary.png", networks, arm_names, records, s, plot_metrics, baselines)
     return files
+
+
+def _cell_value(metrics: dict, name: str) -> str:
+    """A cells.csv entry: the value, ``nan`` where it is undefined (``None``), empty where the cell lacks it."""
+    if name not in metrics:
+        return ""
+    return "nan" if metrics[name] is None else repr(float(metrics[name]))
 
 
 def _result_tables(s: dict, arms: Sequence[Arm], metrics, records, baselines=BASELINES) -> list[str]:
@@ -1101,7 +1125,10 @@ def _markdown(out, cells, rows, arms, s, dataset, metrics, records) -> str:
         "",
         f"Each entry is mean ± half-width [lo, hi] of a {how} over the classifier seeds; n is the number of "
         "seeds (with several GAN seeds, a seed's value is the mean over its GAN seeds). An interval needs "
-        "n >= 2; with n = 1 it is reported as undefined. Higher is better except `ece` and `fnr/<class>`.",
+        "n >= 2; with n = 1 it is reported as undefined, with n = 2 marked `n=2 too small`. Ends beyond the "
+        "metric's range ([0, 1] for a rate, [-1, 1] for a difference of two) are cut there and the interval is "
+        "marked `clipped` (written without ±). An undefined value (the FNR of a class with no test image) is left "
+        "out and n counts the seeds with a value. Higher is better except `ece` and `fnr/<class>`.",
         "",
     ]
     lines += _result_tables(s, arms, metrics, records)

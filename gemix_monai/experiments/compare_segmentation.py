@@ -192,7 +192,9 @@ def _markdown(out, cells, rows, arms, s, dataset, metrics, records) -> str:
         + (f" (total {sum(r['seconds'] or 0 for r in rows):.0f} s)" if rows else ""),
         _compare.code_states_line(out, cells),
         "",
-        f"Each entry is mean ± half-width [lo, hi] of a {how} over the seeds of each cell's test mean. Dice: higher "
+        f"Each entry is mean ± half-width [lo, hi] of a {how} over the seeds of each cell's test mean, cut at the "
+        "metric's range (Dice in [0, 1], HD95 >= 0; differences in [-1, 1] and unbounded) and then marked `clipped` "
+        '(without ±); n < 3 is marked too small (docs/experiments.md, "Intervals"). Dice: higher '
         "is better; HD95 (pixels, 95th percentile Hausdorff distance): lower is better. Per image, Dice is undefined "
         "for an empty true mask and HD95 for an empty true or predicted mask; such cases are left out of the means "
         "and counted (docs/segmentation.md). Over all finished cells: "
