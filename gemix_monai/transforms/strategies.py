@@ -155,7 +155,7 @@ def build_strategy(
     if name == "real":
         return Strategy(name, real)
     if name == "pixel_mixup":
-        mix = SoftMixUpd(keys="image", label_key="label", alpha=mixup_alpha, num_classes=num_classes)
+        mix = SoftMixUpd(keys="image", label_keys="label", alpha=mixup_alpha, num_classes=num_classes)
         mix.set_random_state(seed)
         return Strategy(name, real, mix, info={"mixup_alpha": mixup_alpha})
     if generator is None and synthetic_pool is None:
@@ -229,7 +229,7 @@ def build_strategy(
             )
         mix = GenMixd(
             keys="image",
-            label_key="label",
+            label_keys="label",
             alpha=genmix_alpha,
             partner=genmix_partner,
             synthetic=source,
