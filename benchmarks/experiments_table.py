@@ -28,6 +28,7 @@ def _cell(row: dict, signed: bool) -> str:
         confidence=float(row["confidence"]),
         method=row["method"],
         defined=row["defined"] == "True",
+        clipped=row.get("clipped") == "True",  # absent from summaries written before the column existed
     )
     return iv.brief(signed)
 

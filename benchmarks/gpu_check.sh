@@ -5,7 +5,8 @@
 #   bash benchmarks/gpu_check.sh --dry-run   # list the steps, their commands and time limits; run nothing
 #
 # Steps: build the CUDA extension in the tree (pip install -e, FORCE_CUDA=1, TORCH_CUDA_ARCH_LIST
-# from the device's capability), check every op's CUDA kernel is registered, run every CUDA test
+# from the device's capability), check every op's CUDA kernel is registered, run the kernels'
+# self-check against the reference in every dtype (errors beside tolerances), run every CUDA test
 # (pytest -m cuda; a skipped one counts as a failure on a GPU), benchmarks/ops.py --device cuda,
 # the generator benchmark in float16 and in bfloat16 (--quick), and the augmentation benchmark.
 # Each step runs under `timeout` (its own limit, and never past the whole run's budget,
@@ -29,7 +30,7 @@ DRY_RUN=0
 for arg in "$@"; do
   case "$arg" in
     --dry-run) DRY_RUN=1 ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_check: unknown argument '$arg' (use --dry-run or --help)" >&2; exit 2 ;;
   esac
 done
@@ -42,6 +43,7 @@ cuda_tests=$(grep -lE "requires_cuda|mark\.cuda" -r tests --include='test_*.py' 
 STEPS=(
   "build|300|FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=\$ARCH MAX_JOBS=\$(nproc) $PY -m pip install --no-build-isolation --no-deps --no-index -e ."
   "registration|60|$PY .ci/check_cuda_ops.py"
+  "selfcheck|60|$PY -m gemix_monai.ops._selfcheck --device cuda"
   "cuda-tests|180|$PY -m pytest -p no:cacheprovider -q -rs -m cuda $cuda_tests"
   "ops|150|$PY benchmarks/ops.py --device cuda"
   "generator-fp16|150|$PY -m benchmarks.generator --device cuda --quick --mixed-precision float16"

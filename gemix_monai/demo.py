@@ -57,13 +57,16 @@ class DemoResult:
     out_dir: Path
     report_dir: Path
     files: list[Path] = field(default_factory=list)
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)  # None: undefined
     seconds: float = 0.0
 
 
-def write_metrics_table(reports: dict[str, Path], out_dir: Path) -> tuple[Path, Path, dict[str, dict[str, float]]]:
-    """Compare strategies from their ``metrics.json``: write ``metrics_table.md`` and ``metrics_table.csv``."""
-    rows: dict[str, dict[str, float]] = {}
+def write_metrics_table(
+    reports: dict[str, Path], out_dir: Path
+) -> tuple[Path, Path, dict[str, dict[str, float | None]]]:
+    """Compare strategies from their ``metrics.json``: write ``metrics_table.md`` and ``metrics_table.csv``
+    (an undefined value, ``null`` in ``metrics.json``, is ``None`` here and "undefined"/``nan`` there)."""
+    rows: dict[str, dict[str, float | None]] = {}
     class_names: list[str] = []
     for strategy, report in reports.items():
         path = Path(report) / "metrics.json"
@@ -72,9 +75,9 @@ def write_metrics_table(reports: dict[str, Path], out_dir: Path) -> tuple[Path, 
         payload = json.loads(path.read_text(encoding="utf-8"))
         class_names = list(payload["class_names"])
         metrics = payload["metrics"]
-        rows[strategy] = {name: float(metrics[name]) for name in TABLE_METRICS if name in metrics}
+        rows[strategy] = {name: _value(metrics[name]) for name in TABLE_METRICS if name in metrics}
         for c in class_names:
-            rows[strategy][f"fnr/{c}"] = float(metrics[f"fnr/{c}"])
+            rows[strategy][f"fnr/{c}"] = _value(metrics[f"fnr/{c}"])
     columns = [m for m in TABLE_METRICS if any(m in r for r in rows.values())] + [f"fnr/{c}" for c in class_names]
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "metrics_table.md"
@@ -86,15 +89,26 @@ def write_metrics_table(reports: dict[str, Path], out_dir: Path) -> tuple[Path, 
         *table_head(["strategy", *columns]),
     ]
     for strategy, r in rows.items():
-        lines.append(f"| {strategy} | " + " | ".join(f"{r[c]:.4f}" for c in columns) + " |")
+        lines.append(f"| {strategy} | " + " | ".join(_cell(r[c], "{:.4f}") for c in columns) + " |")
+    if any(v is None for r in rows.values() for v in r.values()):
+        lines += ["", "undefined: no test image of that class (docs/maths.md §4), never 0."]
     md.write_text("\n".join(lines) + "\n", encoding="utf-8")
     csv_path = out_dir / "metrics_table.csv"
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["strategy", *columns])
         for strategy, r in rows.items():
-            w.writerow([strategy, *(f"{r[c]:.6f}" for c in columns)])
+            w.writerow([strategy, *(_cell(r[c], "{:.6f}", "nan") for c in columns)])
     return md, csv_path, rows
+
+
+def _value(v) -> float | None:
+    """A metrics.json value: ``None`` (``null``) where it is undefined (docs/maths.md §4)."""
+    return None if v is None else float(v)
+
+
+def _cell(v: float | None, fmt: str, undefined: str = "undefined") -> str:
+    return undefined if v is None else fmt.format(v)
 
 
 def write_interval_table(
@@ -105,8 +119,10 @@ def write_interval_table(
     metrics: Sequence[str] = ("macro_f1", "balanced_accuracy", "macro_auroc"),
 ) -> Path:
     """``intervals.md``: per strategy the mean and 95 % t-interval over the seeds, then the paired differences
-    (same seed) against ``real`` and ``pixel_mixup`` with their intervals (docs/experiments.md, "Intervals")."""
-    from gemix_monai.experiments.stats import paired_interval, t_interval
+    (same seed) against ``real`` and ``pixel_mixup`` with their intervals (docs/experiments.md, "Intervals"):
+    cut at the metric's range and marked ``clipped``, marked ``n=2 too small`` below 3 seeds; a seed whose value
+    is undefined (``null``) is left out."""
+    from gemix_monai.experiments.stats import metric_range, paired_interval, t_interval
 
     values: dict[str, dict[str, dict[int, float]]] = {}
     class_names: list[str] = []
@@ -114,18 +130,23 @@ def write_interval_table(
         payload = json.loads((Path(path) / "metrics.json").read_text(encoding="utf-8"))
         class_names = list(payload["class_names"])
         for m, v in payload["metrics"].items():
-            values.setdefault(s, {}).setdefault(m, {})[k] = float(v)
+            seeds = values.setdefault(s, {}).setdefault(m, {})
+            if v is not None:
+                seeds[k] = float(v)
     shown = list(metrics) + [f"fnr/{c}" for c in class_names]
 
     lines = [
         f"# Strategies over {n_seeds} seed(s): mean [95 % t-interval]",
         "",
-        "Same GAN, same split, the classifier's seed varies. Higher is better except `fnr/*`.",
+        "Same GAN, same split, the classifier's seed varies. Higher is better except `fnr/*`. An interval reaching "
+        "beyond the metric's range is cut there (clipped); fewer than 3 seeds are marked too small "
+        '(docs/experiments.md, "Intervals").',
         "",
         *table_head(["strategy", *shown]),
     ]
     for s in strategies:
-        lines.append(f"| {s} | " + " | ".join(t_interval(list(values[s][m].values())).brief() for m in shown) + " |")
+        cells = [t_interval(list(values[s][m].values()), bounds=metric_range(m)).brief() for m in shown]
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
     for base in ("real", "pixel_mixup"):
         if base not in strategies:
             continue
@@ -141,7 +162,9 @@ def write_interval_table(
             *table_head(["strategy", *shown]),
         ]
         for s in others:
-            cells = [paired_interval(values[s][m], values[base][m]).brief(signed=True) for m in shown]
+            cells = [
+                paired_interval(values[s][m], values[base][m], bounds=metric_range(m)).brief(signed=True) for m in shown
+            ]
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
     path = out_dir / "intervals.md"
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))

@@ -147,6 +147,39 @@ def test_demo_writes_the_report_directory(tmp_path, capsys):
     assert "| gemix |" in intervals and "Paired difference" in printed
     assert json.loads((report / "gemix" / "seed1" / "metrics.json").read_text())["num_samples"] == 9
     assert summary["settings"]["seeds"] == 2
+    assert "(n=2 too small)" in intervals  # two seeds: every interval marked
+
+
+def _fake_reports(tmp_path, fnr):
+    """metrics.json files of strategy/seed reports: fixed scores, the given FNRs of class "lesion" (None: undefined)."""
+    reports = {}
+    for (s, k), value in fnr.items():
+        d = tmp_path / s / f"seed{k}"
+        d.mkdir(parents=True)
+        metrics = {"macro_f1": 0.6 + 0.1 * k, "balanced_accuracy": 0.7, "macro_auroc": 0.8}
+        metrics |= {"fnr/normal": 0.1, "fnr/lesion": value}
+        payload = {"class_names": ["normal", "lesion"], "metrics": metrics, "num_samples": 9}
+        (d / "metrics.json").write_text(json.dumps(payload))
+        reports[s, k] = d
+    return reports
+
+
+def test_demo_intervals_are_cut_at_the_metric_range_and_skip_undefined_values(tmp_path):
+    from gemix_monai.demo import write_interval_table, write_metrics_table
+
+    fnr = {("real", 0): 0.9, ("real", 1): 0.172, ("gemix", 0): 0.5, ("gemix", 1): None}
+    reports = _fake_reports(tmp_path, fnr)
+    lines = write_interval_table(reports, ["real", "gemix"], 2, tmp_path).read_text().splitlines()
+    real = next(line for line in lines if line.startswith("| real |"))
+    assert real.endswith("| 0.100 [0.100, 0.100] (n=2 too small) | 0.536 [0.000, 1.000] (clipped; n=2 too small) |")
+    gemix = next(line for line in lines if line.startswith("| gemix |"))
+    assert gemix.endswith("| 0.500 (n=1: no interval) |")  # seed 1's undefined FNR left out, not averaged as 0
+    assert lines[-1].endswith("| -0.400 (n=1: no interval) |")  # one pair where both are defined
+    _, csv_path, rows = write_metrics_table({"real": reports["real", 0], "gemix": reports["gemix", 1]}, tmp_path)
+    assert rows["gemix"]["fnr/lesion"] is None and rows["real"]["fnr/lesion"] == 0.9
+    table = (tmp_path / "metrics_table.md").read_text()
+    assert "| gemix | 0.7000 | 0.7000 | 0.8000 | 0.1000 | undefined |" in table and "never 0" in table
+    assert csv_path.read_text().splitlines()[-1].endswith(",nan")
 
 
 def test_demo_refuses_unknown_strategies(tmp_path):

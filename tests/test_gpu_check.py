@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
-STEPS = ("build", "registration", "cuda-tests", "ops", "generator-fp16", "generator-bf16", "augmentation")
+STEPS = ("build", "registration", "selfcheck", "cuda-tests", "ops", "generator-fp16", "generator-bf16", "augmentation")
 
 
 def run(*args, env=None, timeout=60):
@@ -32,6 +32,7 @@ def test_dry_run_lists_every_step_and_writes_nothing(tmp_path):
     listed = [line.split()[1] for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert tuple(listed) == STEPS
     assert "FORCE_CUDA=1" in result.stdout and "--no-build-isolation --no-deps" in result.stdout
+    assert "gemix_monai.ops._selfcheck --device cuda" in result.stdout
     assert "pytest" in result.stdout and "tests/networks/test_cuda.py" in result.stdout and "-m cuda" in result.stdout
     for bench in (
         "benchmarks/ops.py --device cuda",
@@ -144,7 +145,7 @@ def test_a_failing_step_is_reported_and_the_others_still_run(tmp_path):
     }
     assert rows["ops"] == "FAILED (exit 3)" and "kernel exploded" in report
     assert rows["cuda-tests"].startswith("FAILED (CUDA tests were skipped")
-    for step in ("build", "registration", "generator-fp16", "generator-bf16", "augmentation"):
+    for step in ("build", "registration", "selfcheck", "generator-fp16", "generator-bf16", "augmentation"):
         assert rows[step] == "passed", rows
     assert "TORCH_CUDA_ARCH_LIST=9.0" in (tmp_path / "logs" / "build.log").read_text()
     assert (tmp_path / "out" / "benchmarks.md").exists() and (tmp_path / "out" / "gpu_check.log").exists()

@@ -19,15 +19,26 @@ from .datalist import (
     read_datalist,
     write_datalist,
 )
-from .dataset import GemixDataset, build_datalist, default_data_dir, default_phantom_datalist, get_dataset, source_kind
+from .dataset import (
+    GemixDataset,
+    build_datalist,
+    check_split_seed,
+    default_data_dir,
+    default_phantom_datalist,
+    get_dataset,
+    source_kind,
+)
+from .discover import ImageScan, discover_images, scan_images
 from .errors import DataError, DataValidationError, ImageReadError, NotASliceError
+from .groups import NEAR_DUPLICATE_BITS, perceptual_hash
 from .medmnist import MEDMNIST_CLASS_NAMES, load_medmnist_items
 from .phantoms import CLASS_NAMES as PHANTOM_CLASS_NAMES
 from .phantoms import ensure_default_dataset, generate_phantom_dataset, render_phantoms
-from .splits import check_leakage, fixed_split_datalist
+from .splits import check_leakage, check_output_outside_data, fixed_split_datalist
 from .transforms import (
     HU_WINDOWS,
     INTENSITY_MODES,
+    MIN_IMAGE_SIDE,
     CheckLabeld,
     CropBoxd,
     ExtractSliced,
@@ -40,7 +51,7 @@ from .transforms import (
     to_hu,
     to_uint8,
 )
-from .validate import inspect_image_file, summarize, validate_items
+from .validate import check_datalist, inspect_image_file, summarize, validate_items
 
 __all__ = [
     "COVIDX_CLASS_NAMES",
@@ -53,6 +64,15 @@ __all__ = [
     "write_datalist",
     "GemixDataset",
     "build_datalist",
+    "check_split_seed",
+    "ImageScan",
+    "discover_images",
+    "scan_images",
+    "NEAR_DUPLICATE_BITS",
+    "perceptual_hash",
+    "check_output_outside_data",
+    "MIN_IMAGE_SIDE",
+    "check_datalist",
     "default_data_dir",
     "default_phantom_datalist",
     "get_dataset",

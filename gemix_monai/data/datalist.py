@@ -17,8 +17,10 @@ of its segmentation mask, relative like the image's; a CSV a ``mask`` column; in
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -130,6 +132,86 @@ def stratified_split(labels: Sequence[int], val_fraction: float, test_fraction: 
     return out
 
 
+def _top_level(root: Path) -> tuple[list[Path], list[Path], list[tuple[str, str]]]:
+    """``(folders, files, problems)`` directly under ``root`` (hidden entries left out; links followed; a dangling
+    link or a link loop is a problem naming it)."""
+    folders, files, problems = [], [], []
+    for p in sorted(root.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_symlink() and not p.exists():
+            problems.append((str(p), f"dangling link or link loop: it points to {os.readlink(p)}"))
+        elif p.is_dir():
+            folders.append(p)
+        elif p.is_file():
+            files.append(p)
+    return folders, files, problems
+
+
+def _refuse_case_twins(names, root: Path, what: str) -> None:
+    by_key: dict[str, list[str]] = {}
+    for n in names:
+        by_key.setdefault(n.casefold(), []).append(n)
+    twins = [sorted(v) for v in by_key.values() if len(v) > 1]
+    if twins:
+        listed = "; ".join(" and ".join(f"{root / n}/" for n in t) for t in twins)
+        raise DataError(
+            f"{root}: {what} {listed} differ only by letter case: they would become separate classes of one thing; "
+            "merge them into one folder"
+        )
+
+
+def split_with_groups(
+    entries: list[dict],
+    class_names: Sequence[str],
+    *,
+    val_fraction: float,
+    test_fraction: float,
+    split_seed: int,
+    near_duplicates=None,
+    base: Path | None = None,
+    context: str = "datalist",
+) -> tuple[list[str], list[dict]]:
+    """``(split of each entry, duplicate-group records)``: :func:`gemix_monai.data.groups.grouped_split` over the
+    groups of identical (and with ``near_duplicates`` near-identical) images, after checking that each group holds
+    one label. Records name the images relative to ``base`` when under it."""
+    from .groups import check_group_labels, check_near_duplicates, content_hash, duplicate_groups, grouped_split
+
+    bits = check_near_duplicates(near_duplicates)
+    paths = [e["image"] for e in entries]
+    labels = [int(e["label"]) for e in entries]
+
+    def shown(i: int) -> str:
+        p = Path(paths[i])
+        if base is not None:
+            try:
+                return p.relative_to(base).as_posix()
+            except ValueError:
+                pass
+        return str(p)
+
+    groups = duplicate_groups(paths, bits)
+    check_group_labels(groups, labels, list(class_names), shown, context)
+    assign = grouped_split(labels, groups, val_fraction, test_fraction, split_seed)
+    records = []
+    for members in groups:
+        if len(members) < 2:
+            continue
+        try:
+            identical = len({content_hash(paths[m]) for m in members}) == 1
+        except OSError:
+            identical = False
+        records.append(
+            {
+                "images": [shown(m) for m in members],
+                "split": assign[members[0]],
+                "label": class_names[labels[members[0]]],
+                "kind": "identical (sha256)" if identical else f"near-identical (perceptual hash within {bits} bits)",
+            }
+        )
+    return assign, records
+
+
 def build_datalist_from_folder(
     root: str | os.PathLike,
     *,
@@ -138,32 +220,52 @@ def build_datalist_from_folder(
     test_fraction: float = 0.2,
     split_seed: int = 0,
     on_error: str = "raise",
+    near_duplicates=None,
 ) -> dict:
-    """Datalist from ``root/<class_name>/*.{png,dcm,nii,nii.gz,...}``, or, when ``root`` has
-    ``train|training``, ``val|validation`` and/or ``test`` subfolders, from ``root/<split>/<class_name>/*``.
+    """Datalist from ``root/<class_name>/**`` (images at any depth below the class folder), or, when ``root`` has
+    ``train|training``, ``val|validation`` and/or ``test`` subfolders, from ``root/<split>/<class_name>/**``.
 
+    Which files are images is :func:`gemix_monai.data.discover.scan_images`'s rule (the one ``classify`` uses too).
     Without split folders the images are split per class (``val_fraction``, ``test_fraction``,
-    ``split_seed`` — never the training seed; :func:`gemix_monai.data.splits.fixed_split_datalist`
-    writes the split once and reuses it). ``class_names`` fixes the label order (default: the class
-    folders sorted by name); a class folder not in ``class_names`` is an error, as are an empty
-    ``root``, a single class, an empty class folder and files with unsupported suffixes
-    (``on_error="skip"`` drops unsupported files and lists them under ``"skipped"``). Image paths in
-    the result are absolute.
+    ``split_seed`` — never the training seed), byte-identical copies (and with ``near_duplicates``, near-identical
+    ones: :mod:`gemix_monai.data.groups`) kept in one split and listed under ``"duplicate_groups"``;
+    :func:`gemix_monai.data.splits.fixed_split_datalist` writes the split once and reuses it. ``class_names`` fixes
+    the label order (default: the class folders sorted by name); a class folder not in ``class_names`` is an error,
+    as are an empty ``root``, a single class, class folders differing only by letter case, an empty class folder,
+    dangling links and link loops, copies of one image under two classes, and files that are not images
+    (``on_error="skip"`` drops those files and lists them under ``"skipped"``). Image files directly in ``root``
+    belong to no class: they are named in a warning and not used. Image paths in the result are absolute (``root``
+    made absolute once, links kept).
     """
-    root = Path(root)
+    root = Path(os.path.abspath(root))
     if not root.is_dir():
         raise DataError(f"dataset folder not found: {root}")
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    split_dirs = {canonical_split(p.name): p for p in subdirs if p.name.lower() in _SPLIT_ALIASES}
+    subdirs, loose, top_problems = _top_level(root)
+    if top_problems:
+        raise DataValidationError(top_problems, f"folder {root}", hint="fix or remove them")
+    split_dirs: dict[str, Path] = {}
+    for p in subdirs:
+        if p.name.lower() in _SPLIT_ALIASES:
+            split = canonical_split(p.name)
+            if split in split_dirs:
+                raise DataError(f"{root}: split folders {split_dirs[split].name}/ and {p.name}/ both mean {split!r}")
+            split_dirs[split] = p
     if split_dirs and len(split_dirs) != len(subdirs):
         others = [p.name for p in subdirs if p.name.lower() not in _SPLIT_ALIASES]
         raise DataError(
             f"{root}: mixes split folders {sorted(p.name for p in split_dirs.values())} with other folders {others}"
         )
     groups = split_dirs if split_dirs else {None: root}
-    found_classes = sorted(
-        {p.name for g in groups.values() for p in g.iterdir() if p.is_dir() and not p.name.startswith(".")}
-    )
+    found_classes: set[str] = set()
+    for g in groups.values():
+        folders, files, problems_here = _top_level(g) if g is not root else (subdirs, loose, [])
+        if problems_here:
+            raise DataValidationError(problems_here, f"folder {root}", hint="fix or remove them")
+        names_here = [p.name for p in folders]
+        _refuse_case_twins(names_here, g, "class folders")
+        found_classes |= set(names_here)
+    found_classes = sorted(found_classes)
+    _refuse_case_twins(found_classes, root, "class folders")
     if not found_classes:
         raise DataError(
             f"{root}: no class folders found; expected {root}/<class_name>/<images> (or {root}/train/<class_name>/...)"
@@ -180,6 +282,8 @@ def build_datalist_from_folder(
     unknown = sorted(set(found_classes) - set(class_names))
     if unknown:
         raise DataError(f"{root}: unknown class folder(s) {unknown}; class_names are {class_names}")
+    from .discover import scan_images
+
     problems: list[tuple[str, str]] = []
     skipped: list[tuple[str, str]] = []
     per_group: dict = {}
@@ -189,34 +293,38 @@ def build_datalist_from_folder(
             cdir = folder / name
             if not cdir.is_dir():
                 continue
-            files = sorted(p for p in cdir.iterdir() if p.is_file() and not p.name.startswith("."))
-            readable = [p for p in files if _is_image(p)]
-            for p in files:
-                if p not in readable:
-                    problem = (
-                        str(p),
-                        f"unsupported file type; expected one of {sorted(s for s in IMAGE_SUFFIXES if s)}",
-                    )
-                    (skipped if on_error == "skip" else problems).append(problem)
-            images, masks, orphans = _pair_masks(readable)
-            for p in orphans:
+            scan = scan_images(cdir)
+            problems.extend(scan.problems)
+            for p in scan.others:
+                problem = (
+                    str(p),
+                    f"unsupported file type; expected one of {sorted(s for s in IMAGE_SUFFIXES if s)} "
+                    "(or a DICOM file of any name)",
+                )
+                (skipped if on_error == "skip" else problems).append(problem)
+            for p in scan.orphan_masks:
                 problem = (str(p), f"mask file without its image {mask_stem(p)}.<ext> in the same folder")
                 (skipped if on_error == "skip" else problems).append(problem)
-            if not images:
+            if not scan.images:
                 problems.append((str(cdir), "class folder holds no images"))
-            for p in images:
-                entry = {"image": str(p.resolve()), "label": label}
-                if p in masks:
-                    entry[MASK_KEY] = str(masks[p].resolve())
+            for p in scan.images:
+                entry = {"image": str(p), "label": label}
+                if p in scan.masks:
+                    entry[MASK_KEY] = str(scan.masks[p])
                 entries.append(entry)
         per_group[split] = entries
     if problems:
         raise DataValidationError(problems, f"folder {root}")
     if skipped:
         warnings.warn(
-            str(DataValidationError(skipped, f"folder {root}")).replace(
-                "(fix them, or pass on_error='skip' to drop and report them)", "skipped"
-            ),
+            str(DataValidationError(skipped, f"folder {root}")).replace(f"({DataValidationError.HINT})", "skipped"),
+            stacklevel=2,
+        )
+    unplaced = [p for p in loose if _is_image(p)]
+    if unplaced:
+        warnings.warn(
+            f"{root}: {len(unplaced)} image file(s) directly in the dataset folder belong to no class folder and are "
+            f"not used: {[p.name for p in unplaced[:10]]}",
             stacklevel=2,
         )
     datalist: dict = {"class_names": class_names}
@@ -227,11 +335,54 @@ def build_datalist_from_folder(
             datalist[split] = per_group.get(split, [])
     else:
         entries = per_group[None]
-        assign = stratified_split([e["label"] for e in entries], val_fraction, test_fraction, split_seed)
+        assign, records = split_with_groups(
+            entries,
+            class_names,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            split_seed=split_seed,
+            near_duplicates=near_duplicates,
+            base=root,
+            context=f"folder {root}",
+        )
         for split in SPLITS:
             datalist[split] = [e for e, s in zip(entries, assign) if s == split]
-        datalist["split"] = {"split_seed": split_seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
+        datalist["split"] = _split_record(split_seed, val_fraction, test_fraction, near_duplicates)
+        datalist["duplicate_groups"] = records
     return datalist
+
+
+def _split_record(split_seed, val_fraction, test_fraction, near_duplicates) -> dict:
+    from .groups import check_near_duplicates
+
+    bits = check_near_duplicates(near_duplicates)
+    return {
+        "split_seed": split_seed,
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "groups": "sha256" if bits is None else f"sha256+phash<={bits}",
+    }
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _number(value: str) -> float | None:
+    """The value of a label written as a number (``1``, ``1.0``, ``1e0``), else ``None``."""
+    return float(value) if _NUMBER.match(value) else None
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """The text of a UTF-8 file (a byte-order mark, as Excel writes, is dropped); another encoding is a
+    :class:`DataError` naming the file and the first byte that is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{path}: {what} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}, e.g. Latin-1 or "
+            "Windows-1252); save it as UTF-8 (Excel: 'CSV UTF-8')"
+        ) from None
 
 
 def build_datalist_from_csv(
@@ -245,22 +396,28 @@ def build_datalist_from_csv(
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
     split_seed: int = 0,
+    near_duplicates=None,
 ) -> dict:
-    """Datalist from a CSV manifest with one row per image.
+    """Datalist from a CSV manifest with one row per image (UTF-8, with or without a byte-order mark).
 
     Columns: ``image_column`` (path, relative to the CSV's folder or absolute), ``label_column``
     (a class name from ``class_names`` or an integer index) and optionally ``split_column``
-    (train/val/test); without a split column the rows are split per class like folders. An optional
-    ``mask_column`` holds each image's segmentation mask (relative like the image; an empty cell is an
-    error when other rows have one). Errors name the CSV file and row number (1 = first data row).
+    (train/val/test); without a split column the rows are split per class like folders (copies of one image kept
+    in one split). An optional ``mask_column`` holds each image's segmentation mask (relative like the image; an
+    empty cell is an error when other rows have one). Errors name the CSV file and row number (1 = first data row).
+
+    Labels written as numbers are compared as numbers: ``1``, ``1.0`` and ``1e0`` are class 1 (pandas writes integer
+    labels as ``1.0``); a number that is not an integer (``1.5``) is refused naming its row. Class names that differ
+    only by letter case (``yes``/``Yes``) are refused naming them. The CSV path is made absolute once, so relative
+    image paths always mean "relative to the CSV's folder" whatever the working directory later is.
     """
-    csv_path = Path(csv_path)
+    csv_path = Path(os.path.abspath(csv_path))
     if not csv_path.is_file():
         raise DataError(f"CSV manifest not found: {csv_path}")
-    with open(csv_path, newline="") as f:
-        reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        rows = list(reader)
+    text = read_text_file(csv_path, "the CSV manifest")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    columns = reader.fieldnames or []
+    rows = list(reader)
     for col in (image_column, label_column):
         if col not in columns:
             raise DataError(f"{csv_path}: missing column {col!r}; found columns {columns}")
@@ -269,8 +426,18 @@ def build_datalist_from_csv(
     has_split = split_column is not None and split_column in columns
     has_mask = mask_column is not None and mask_column in columns
     raw_labels = [(r.get(label_column) or "").strip() for r in rows]
+    numbers = [_number(v) for v in raw_labels]
+    numeric = all(n is not None for v, n in zip(raw_labels, numbers) if v)
+    if numeric:
+        # Labels written as numbers: 1 and 1.0 are one class; 1.5 is no class index.
+        for n, (v, x) in enumerate(zip(raw_labels, numbers), start=1):
+            if v and x != int(x):
+                raise DataError(
+                    f"{csv_path}: row {n}: label {v!r} in column {label_column!r} is not an integer class index"
+                )
+        raw_labels = [str(int(x)) if v else v for v, x in zip(raw_labels, numbers)]
     if class_names is None:
-        if all(v.lstrip("-").isdigit() for v in raw_labels if v):
+        if numeric:
             # Integer labels without names: the classes are exactly the values seen, which must be
             # 0..K-1 (a stray "7" must not silently make an 8-class problem).
             seen = sorted({int(v) for v in raw_labels if v})
@@ -286,6 +453,7 @@ def build_datalist_from_csv(
             class_names = [str(i) for i in seen]
         else:
             class_names = sorted({v for v in raw_labels if v})
+            _refuse_label_twins(raw_labels, csv_path, label_column)
         if len(class_names) < 2:
             raise DataError(
                 f"{csv_path}: column {label_column!r} holds a single class {class_names}; classification needs at least two"
@@ -302,10 +470,11 @@ def build_datalist_from_csv(
         if not value:
             problems.append((where, f"{image}: empty {label_column!r} (image without a label)"))
             continue
+        number = _number(value)
         if value in class_names:
             label = class_names.index(value)
-        elif value.lstrip("-").isdigit():
-            label = int(value)
+        elif number is not None and number == int(number):
+            label = int(number)
             if not 0 <= label < len(class_names):
                 problems.append(
                     (where, f"{image}: label {label} out of range [0, {len(class_names)}) for classes {class_names}")
@@ -323,26 +492,54 @@ def build_datalist_from_csv(
                 continue
         path = Path(image)
         path = path if path.is_absolute() else (csv_path.parent / path)
-        entry = {"image": str(path), "label": label}
+        entry = {"image": os.path.normpath(path), "label": label}
         if has_mask:
             mask = (row.get(mask_column) or "").strip()
             if not mask:
                 problems.append((where, f"{image}: empty {mask_column!r} (the other rows' images have masks)"))
                 continue
             mask_path = Path(mask)
-            entry[MASK_KEY] = str(mask_path if mask_path.is_absolute() else (csv_path.parent / mask_path))
+            entry[MASK_KEY] = os.path.normpath(mask_path if mask_path.is_absolute() else (csv_path.parent / mask_path))
         entries.append(entry)
         splits.append(split)
     if problems:
         raise DataValidationError(problems, f"CSV {csv_path}")
-    if not has_split:
-        splits = stratified_split([e["label"] for e in entries], val_fraction, test_fraction, split_seed)
     datalist: dict = {"class_names": class_names}
+    if not has_split:
+        splits, records = split_with_groups(
+            entries,
+            class_names,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            split_seed=split_seed,
+            near_duplicates=near_duplicates,
+            base=csv_path.parent,
+            context=f"CSV {csv_path}",
+        )
+        datalist["duplicate_groups"] = records
     for split in SPLITS:
         datalist[split] = [e for e, s in zip(entries, splits) if s == split]
     if not has_split:
-        datalist["split"] = {"split_seed": split_seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
+        datalist["split"] = _split_record(split_seed, val_fraction, test_fraction, near_duplicates)
     return datalist
+
+
+def _refuse_label_twins(labels, csv_path: Path, column: str) -> None:
+    """Class names that differ only by letter case (``yes``/``Yes``/``YES``) are refused naming each spelling's first row."""
+    first: dict[str, int] = {}
+    for n, v in enumerate(labels, start=1):
+        if v and v not in first:
+            first[v] = n
+    by_key: dict[str, list[str]] = {}
+    for v in first:
+        by_key.setdefault(v.casefold(), []).append(v)
+    twins = [v for v in by_key.values() if len(v) > 1]
+    if twins:
+        listed = "; ".join(", ".join(f"{v!r} (row {first[v]})" for v in t) for t in twins)
+        raise DataError(
+            f"{csv_path}: labels in column {column!r} differ only by letter case: {listed}; they would become "
+            "separate classes of one thing: write each class one way (or pass class_names)"
+        )
 
 
 def write_datalist(datalist: dict, path: str | os.PathLike, *, relative: bool = True) -> Path:
@@ -375,24 +572,34 @@ def write_datalist(datalist: dict, path: str | os.PathLike, *, relative: bool = 
 
 
 def read_datalist(path: str | os.PathLike) -> dict:
-    """Read and structurally check a datalist JSON; image paths are made absolute (via MONAI's
-    ``load_decathlon_datalist``). Missing split keys become empty lists."""
-    from monai.data import load_decathlon_datalist
+    """Read and structurally check a datalist JSON (UTF-8, a byte-order mark allowed); image paths are made absolute
+    the way MONAI's ``load_decathlon_datalist`` does — relative to the JSON's folder, or to its ``"data_root"`` when
+    it has one (a split file kept away from its data, :mod:`gemix_monai.data.splits`). Missing split keys become empty
+    lists. ``class_names`` must be distinct strings (not two spellings of one name)."""
+    from .validate import check_class_name_list
 
-    path = Path(path)
+    path = Path(os.path.abspath(path))
     if not path.is_file():
         raise DataError(f"datalist not found: {path}")
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(read_text_file(path, "the datalist"))
     except ValueError as e:
+        if isinstance(e, DataError):
+            raise
         raise DataError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(raw, dict):
         raise DataError(f"{path}: expected a JSON object with 'class_names' and split lists, got {type(raw).__name__}")
     names = raw.get("class_names")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise DataError(f"{path}: 'class_names' must be a non-empty list of strings, got {names!r}")
+    check_class_name_list(names, f"{path}: 'class_names'")
     if not any(split in raw for split in SPLITS):
         raise DataError(f"{path}: no split lists; expected some of {list(SPLITS)}")
+    base = path.parent
+    if "data_root" in raw:
+        if not isinstance(raw["data_root"], str):
+            raise DataError(f"{path}: 'data_root' must be a folder path, got {raw['data_root']!r}")
+        base = base / raw["data_root"]
     out = {k: v for k, v in raw.items() if k not in SPLITS}
     for split in SPLITS:
         items = raw.get(split, [])
@@ -404,12 +611,24 @@ def read_datalist(path: str | os.PathLike) -> dict:
             if not isinstance(item, dict) or "image" not in item:
                 raise DataError(f"{path}: {split}[{i}] must be an object with an 'image' key, got {item!r}")
             _check_mask_entry(item, f"{path}: {split}[{i}]")
-        loaded = (
-            load_decathlon_datalist(path, is_segmentation=False, data_list_key=split, base_dir=path.parent)
-            if items
-            else []
-        )
-        out[split] = [_absolute_mask(entry, raw_item, path.parent) for entry, raw_item in zip(loaded, items)]
+        out[split] = [_absolute_paths(item, base) for item in items]
+    return out
+
+
+def _absolute_paths(item: dict, base: Path) -> dict:
+    """MONAI's rule (``monai.data.load_decathlon_datalist``): ``image`` joined to ``base``; any other string value
+    joined when that names an existing file. ``label_mask`` → ``mask``; the mask path is joined like the image."""
+    out = {}
+    for key, value in item.items():
+        if key in (MASK_KEY, *MASK_ALIASES):
+            continue
+        if isinstance(value, (str, os.PathLike)):
+            joined = os.path.normpath(os.path.join(base, value))
+            value = joined if key == "image" or os.path.exists(joined) else value
+        out[key] = value
+    raw = next((item[k] for k in (MASK_KEY, *MASK_ALIASES) if k in item), None)
+    if raw is not None:
+        out[MASK_KEY] = os.path.normpath(os.path.join(base, raw))
     return out
 
 
@@ -419,21 +638,6 @@ def _check_mask_entry(item: dict, where: str) -> None:
         raise DataError(f"{where}: has both {keys}; give the mask once, as {MASK_KEY!r}")
     if keys and not isinstance(item[keys[0]], str):
         raise DataError(f"{where}: {keys[0]!r} must be a file path, got {item[keys[0]]!r}")
-
-
-def _absolute_mask(item: dict, raw_item: dict, base: Path) -> dict:
-    """``label_mask`` → ``mask``; a relative mask path is made relative to the datalist's folder (as MONAI does for images).
-
-    The path is taken from the datalist as written (``raw_item``): MONAI's loader already joins any value that names an
-    existing file to a relative ``base``, and joining that result again would double the folder."""
-    item = dict(item)
-    for key in (MASK_KEY, *MASK_ALIASES):
-        item.pop(key, None)
-    raw = next((raw_item[k] for k in (MASK_KEY, *MASK_ALIASES) if k in raw_item), None)
-    if raw is not None:
-        mask = Path(raw)
-        item[MASK_KEY] = str(mask) if mask.is_absolute() else os.path.normpath(base / mask)
-    return item
 
 
 def load_split(path: str | os.PathLike, split: str = "training") -> list[dict]:

@@ -23,9 +23,11 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 from monai.data import CacheDataset, Dataset
 
 from .contract import DataContract, Preprocessing, check_class_names, check_contract, contract_of, decide_intensity
@@ -41,7 +43,7 @@ from .errors import DataError
 from .medmnist import load_medmnist_items
 from .phantoms import ensure_default_dataset
 from .splits import check_leakage, fixed_split_datalist
-from .validate import summarize, validate_items
+from .validate import check_datalist, summarize, validate_items
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ __all__ = [
     "source_kind",
     "datalist_has_masks",
     "decide_mask_channels",
+    "check_split_seed",
 ]
 
 PHANTOM_SOURCES = (None, "phantom", "phantoms", "default")
@@ -85,7 +88,7 @@ def decide_mask_channels(datalist, context: str = "datalist") -> tuple[int, str]
         if isinstance(declared, bool) or not isinstance(declared, int) or declared < 1:
             raise DataError(f"{context}: the datalist's 'mask_channels' must be a positive integer, got {declared!r}")
         return declared, "the datalist's own 'mask_channels'"
-    loader = LoadMedicalImaged("mask")
+    loader = LoadMedicalImaged("mask", min_side=1)
     found: dict[int, str] = {}
     for split in SPLITS:
         for item in datalist.get(split, []):
@@ -138,6 +141,13 @@ def default_phantom_datalist(image_size: int = 64, seed: int = 0, fmt: str = "ni
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def check_split_seed(split_seed) -> int:
+    """``split_seed`` must be a non-negative integer (numpy's generators refuse negative seeds)."""
+    if isinstance(split_seed, bool) or not isinstance(split_seed, (int, np.integer)) or int(split_seed) < 0:
+        raise DataError(f"split_seed (--split-seed) must be a non-negative integer, got {split_seed!r}")
+    return int(split_seed)
+
+
 def source_kind(source) -> str:
     """``"phantom"``, ``"datalist"``, ``"folder"``, ``"csv"``, ``"medmnist"`` or ``"covidx"``."""
     if source in PHANTOM_SOURCES:
@@ -171,15 +181,22 @@ def build_datalist(
     image_dir=None,
     data_dir=None,
     on_error: str = "raise",
+    split_dir=None,
+    near_duplicates=None,
     **csv_kwargs,
 ) -> dict:
     """Datalist dict (absolute image paths) for a file-based source: phantom, datalist JSON, folder,
     CSV or COVIDx-CT labels (all of a COVIDx file goes to ``"training"``; split with separate files).
 
-    Folders and CSVs without their own split are split once with ``split_seed`` and the split is kept
-    on disk (:func:`gemix_monai.data.splits.fixed_split_datalist`). The default phantoms are generated
-    with ``split_seed`` as their dataset seed: the training seed never changes the data.
+    Folders and CSVs without their own split are split once with ``split_seed`` — copies of one image (and with
+    ``near_duplicates`` near-identical images) in one split — and the split is kept on disk
+    (:func:`gemix_monai.data.splits.fixed_split_datalist`: beside the data, else under ``split_dir``, the caller's
+    run folder, else under ``data_dir``). The default phantoms are generated with ``split_seed`` as their dataset
+    seed: the training seed never changes the data. A relative ``source`` is made absolute once, here.
     """
+    check_split_seed(split_seed)
+    if source not in PHANTOM_SOURCES:
+        source = os.path.abspath(source)
     kind = source_kind(source)
     fallback = Path(data_dir) if data_dir is not None else default_data_dir()
     if kind == "phantom":
@@ -196,9 +213,11 @@ def build_datalist(
                 test_fraction=test_fraction,
                 split_seed=split_seed,
                 on_error=on_error,
+                near_duplicates=near_duplicates,
             ),
             split_seed=split_seed,
             fallback_dir=fallback,
+            split_dir=split_dir,
         )
     if kind == "csv":
         return fixed_split_datalist(
@@ -209,10 +228,12 @@ def build_datalist(
                 val_fraction=val_fraction,
                 test_fraction=test_fraction,
                 split_seed=split_seed,
+                near_duplicates=near_duplicates,
                 **csv_kwargs,
             ),
             split_seed=split_seed,
             fallback_dir=fallback,
+            split_dir=split_dir,
         )
     if kind == "covidx":
         names = list(class_names or COVIDX_CLASS_NAMES)
@@ -312,6 +333,8 @@ def get_dataset(
     transform=None,
     masks: str = "auto",
     mask_channels: int | None = None,
+    split_dir=None,
+    near_duplicates=None,
     **source_kwargs,
 ):
     """A MONAI dataset of one split of ``source``, validated up front, yielding the training stream.
@@ -343,6 +366,17 @@ def get_dataset(
             ``contract``: when the contract has them); ``"on"`` — masks required; ``"off"`` — ignored.
         mask_channels: ``M`` of the masks (docs/segmentation.md); default the contract's, else
             :func:`decide_mask_channels`.
+        split_dir: the run's own output folder (bundle root, output dir): where the split of a folder/CSV is kept
+            when the data folder cannot be written (read-only mount); looked up there on later runs. The summary
+            names the split file and why it is where it is.
+        near_duplicates: also keep near-identical images (perceptual hash within ``True`` = 4 bits, or the given
+            number of bits of 64; docs/data.md, "Splits") in one split when a folder/CSV is split automatically.
+            Byte-identical copies are always kept together.
+
+    Every check is made whatever ``split`` is asked for, so ``gemix-monai validate`` refuses exactly what training
+    refuses: the datalist's class names (:func:`~gemix_monai.data.validate.check_datalist`), leakage, and each
+    image decoded and run through the preprocessing (``validate="full"``). A class with no image in a validation or
+    test split is a warning naming it (its metrics are undefined), kept in ``summary["absent_classes"]``.
     """
     if "seed" in source_kwargs:
         raise TypeError(
@@ -350,6 +384,9 @@ def get_dataset(
             "use split_seed= for the split (and the phantoms' dataset seed)"
         )
     split = canonical_split(split)
+    check_split_seed(split_seed)
+    if source not in PHANTOM_SOURCES:
+        source = os.path.abspath(source)  # relative paths are resolved once, against the working folder now
     model_contract = contract_of(contract) if contract is not None else None
     if contract is not None and model_contract is None:
         raise TypeError(f"contract must be a DataContract or its dict, got {type(contract).__name__}")
@@ -383,13 +420,24 @@ def get_dataset(
             image_dir=image_dir,
             data_dir=data_dir,
             on_error=on_error,
+            split_dir=split_dir,
+            near_duplicates=near_duplicates,
             **source_kwargs,
         )
         names = datalist["class_names"]
         context = f"{kind} {source if source is not None else 'phantom (default)'}"
     if class_names is not None and kind in ("phantom", "datalist"):
         check_class_names(class_names, names, "class_names given", context)
-    datalist = check_leakage(datalist, on_duplicate=on_duplicate, context=context)
+    check_datalist(datalist, context, every_class_trained=kind in ("phantom", "datalist", "folder", "csv"))
+    try:
+        datalist = check_leakage(datalist, on_duplicate=on_duplicate, context=context)
+    except DataError as e:
+        if "split_file" in datalist and "split" in datalist and "leaks between splits" in str(e):
+            raise DataError(
+                f"{e}\nThe split in {datalist['split_file']} was drawn by an older version that did not keep copies "
+                "together; delete it to split again (models trained on the old split may then have seen new test images)"
+            ) from None
+        raise
     mask_channels, mask_reason = _mask_channels(datalist, masks, mask_channels, model_contract, context)
     if not mask_channels:
         datalist = {k: _without_masks(v) if k in SPLITS else v for k, v in datalist.items()}
@@ -408,6 +456,14 @@ def get_dataset(
         check_contract(model_contract, data_contract, "the model", context)
     allow_volumes = slice_index is not None or slice_mask_key is not None
     skipped = [tuple(p) for p in datalist.get("skipped", [])]
+    own_transform = transform is None
+    if transform is None:
+        transform = preprocessing.transforms(
+            num_classes=len(names),
+            slice_index=slice_index,
+            slice_mask_key=slice_mask_key,
+            box_key="box" if kind == "covidx" else None,
+        )
     good, problems, stats = validate_items(
         items,
         num_classes=len(names),
@@ -420,8 +476,20 @@ def get_dataset(
         preprocessing=preprocessing,
         return_stats=True,
         mask_channels=mask_channels,
+        transform=transform if own_transform else None,
     )
     problems = skipped + list(problems)
+    absent = []
+    if split != "training" and good:
+        present = {int(it["label"]) for it in good}
+        absent = [n for k, n in enumerate(names) if k not in present]
+        if absent:
+            message = (
+                f"{context} [{split}]: no image of class(es) {absent} ({len(good)} images): their {split} metrics "
+                "are undefined, not 0"
+            )
+            logger.warning("%s", message)
+            warnings.warn(message, stacklevel=2)
     summary = summarize(
         context,
         split,
@@ -432,15 +500,11 @@ def get_dataset(
         data_contract,
         split_file=datalist.get("split_file"),
         dropped=datalist.get("dropped_duplicates", []),
+        split_note=datalist.get("split_note"),
+        groups=datalist.get("duplicate_groups", []),
+        absent=absent,
     )
     logger.info("%s", summary["text"])
-    if transform is None:
-        transform = preprocessing.transforms(
-            num_classes=len(names),
-            slice_index=slice_index,
-            slice_mask_key=slice_mask_key,
-            box_key="box" if kind == "covidx" else None,
-        )
     facts = dict(
         class_names=names,
         contract=data_contract,

@@ -20,11 +20,16 @@ class NotASliceError(DataError):
 class DataValidationError(DataError):
     """One or more datalist entries are unusable; ``problems`` lists ``(where, reason)`` pairs."""
 
-    def __init__(self, problems: list[tuple[str, str]], context: str = "datalist"):
+    #: What the message suggests after the count (``hint=`` replaces it where skipping is not an option).
+    HINT = "fix them, or pass on_error='skip' to drop and report them"
+
+    def __init__(self, problems: list[tuple[str, str]], context: str = "datalist", *, hint: str | None = None):
         self.problems = list(problems)
+        hint = self.HINT if hint is None else hint
         shown = "\n".join(f"  - {where}: {reason}" for where, reason in self.problems[:20])
         more = f"\n  ... and {len(self.problems) - 20} more" if len(self.problems) > 20 else ""
         super().__init__(
             f"{context}: {len(self.problems)} bad entr{'y' if len(self.problems) == 1 else 'ies'}"
-            f" (fix them, or pass on_error='skip' to drop and report them):\n{shown}{more}"
+            + (f" ({hint})" if hint else "")
+            + f":\n{shown}{more}"
         )

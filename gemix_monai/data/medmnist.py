@@ -56,6 +56,25 @@ def _open(path: Path):
         raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
 
 
+def _array(npz, path: Path, key: str) -> np.ndarray:
+    """``npz[key]`` as a numeric array; an object array (pickled Python objects) or an unreadable entry is a
+    :class:`DataError` naming the file and key."""
+    try:
+        arr = npz[key]
+    except ValueError as e:
+        if "allow_pickle" in str(e) or "Object arrays" in str(e):
+            raise DataError(
+                f"{path}: key {key!r} holds Python objects (an object array, loadable only by unpickling, which is "
+                "never done here); save it as a numeric array (e.g. np.savez with uint8 images and integer labels)"
+            ) from None
+        raise DataError(f"{path}: cannot read key {key!r} ({type(e).__name__}: {e})") from None
+    except Exception as e:
+        raise DataError(f"{path}: cannot read key {key!r} ({type(e).__name__}: {e})") from None
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise DataError(f"{path}: key {key!r} has dtype {arr.dtype}; expected numbers (uint8 images, integer labels)")
+    return arr
+
+
 def medmnist_class_names(path: str | os.PathLike, num_classes: int | None = None) -> list[str]:
     """Known names for a MedMNIST file (by its stem), else ``"0"``, ``"1"``, …"""
     stem = Path(path).name.split(".")[0].split("_")[0].lower()
@@ -72,7 +91,7 @@ def _class_count(path: Path) -> int:
     with _open(path) as npz:
         for key in _NPZ_SPLIT.values():
             if f"{key}_labels" in npz.files:
-                seen |= {int(v) for v in np.unique(npz[f"{key}_labels"])}
+                seen |= {int(v) for v in np.unique(_array(npz, path, f"{key}_labels"))}
     if sorted(seen) != list(range(len(seen))) or len(seen) < 2:
         raise DataError(
             f"{path}: label values {sorted(seen)} over all splits are not 0..K-1 with K >= 2; "
@@ -106,11 +125,8 @@ def load_medmnist_items(
                 raise DataError(
                     f"{path}: missing key {k!r}; found {sorted(names)} (expected {{train,val,test}}_{{images,labels}})"
                 )
-        try:
-            images = npz[f"{key}_images"]
-            labels = npz[f"{key}_labels"]
-        except Exception as e:
-            raise DataError(f"{path}: cannot read {key}_images/{key}_labels ({type(e).__name__}: {e})") from None
+        images = _array(npz, path, f"{key}_images")
+        labels = _array(npz, path, f"{key}_labels")
     if len(images) != len(labels):
         raise DataError(f"{path}: {key}_images has {len(images)} images but {key}_labels has {len(labels)} labels")
     if len(images) == 0:

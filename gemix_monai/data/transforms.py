@@ -2,13 +2,16 @@
 
 The chain built by :func:`get_transforms` (docs/data.md, "Preprocessing")::
 
-    LoadMedicalImaged        MONAI's LoadImage with the reader the suffix calls for, channel first,
-                             DICOM rescale slope/intercept applied (→ HU); non-finite voxels refused
+    LoadMedicalImaged        MONAI's LoadImage with the reader the file's content (else suffix) calls for, channel
+                             first, DICOM rescale slope/intercept applied (→ HU); Pillow images by their mode
+                             (palette → colours, 1-bit → 0/255, CMYK → RGB, alpha composited onto black);
+                             multi-page files, images under 8 px a side and non-finite voxels refused
     ExtractSliced            3-D volume → one 2-D slice (by index, or where a mask is largest)
     CropBoxd                 optional bounding-box crop (COVIDx-CT boxes)
     ToChannelsd              RGB/RGBA → grey, or grey → N channels
     IntensityToTrainingRanged  CT: HU window → [-1, 1]; anything else: 8-bit range or per-image percentiles → [-1, 1]
-    Resized + SpatialPadd    longest side → image_size (bilinear, anti-aliased), pad to square with −1 (black)
+    ResizeLongestd + SpatialPadd  longest side → image_size (bilinear, anti-aliased with edge-replicated
+                             borders, so a constant image stays constant), pad to square with −1 (black)
     CheckLabeld              label → int (range-checked)
 
 With ``mask_key`` (docs/segmentation.md) the mask is loaded, sliced and cropped exactly like the image,
@@ -26,8 +29,8 @@ generator's array back.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
-from pathlib import Path
 from typing import Hashable, Mapping, Sequence
 
 import numpy as np
@@ -43,6 +46,9 @@ __all__ = [
     "resolve_hu_window",
     "image_format",
     "IMAGE_SUFFIXES",
+    "MIN_IMAGE_SIDE",
+    "pil_to_standard_mode",
+    "ResizeLongestd",
     "LoadMedicalImaged",
     "ExtractSliced",
     "CropBoxd",
@@ -70,7 +76,8 @@ HU_WINDOWS: dict[str, tuple[float, float]] = {
     "bone": (1800.0, 400.0),
 }
 
-#: Suffix → reader family. ``.dcm`` files and suffix-less files (DICOM often has none) go to pydicom.
+#: Suffix → reader family. ``.dcm`` files and suffix-less files (DICOM often has none) go to pydicom. The file's
+#: content wins over its suffix where the first bytes say what it is (:func:`gemix_monai.data.discover.sniff_format`).
 IMAGE_SUFFIXES: dict[str, str] = {
     ".dcm": "dicom",
     ".dicom": "dicom",
@@ -85,7 +92,12 @@ IMAGE_SUFFIXES: dict[str, str] = {
     ".bmp": "pil",
     ".tif": "pil",
     ".tiff": "pil",
+    ".gif": "pil",
 }
+
+#: Smallest accepted image side in pixels (docs/data.md, "Decoding"): a 1×1 or 4×7 picture is a thumbnail, an icon or
+#: a broken export, not an image to learn from; scaled up to the generator's size it would be a blur of one value.
+MIN_IMAGE_SIDE = 8
 
 
 def resolve_hu_window(hu_window) -> tuple[float, float] | None:
@@ -110,15 +122,23 @@ def resolve_hu_window(hu_window) -> tuple[float, float] | None:
 
 
 def image_format(path: str | os.PathLike) -> str:
-    """``"dicom"``, ``"nifti"`` or ``"pil"`` from the file name; raises naming the file otherwise."""
-    name = Path(path).name.lower()
-    suffix = ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
-    if suffix not in IMAGE_SUFFIXES:
+    """``"dicom"``, ``"nifti"`` or ``"pil"``: by the file's content where its first bytes say (a PNG named ``.jpg``, a
+    DICOM named by its UID), else by its suffix; raises naming the file otherwise."""
+    from .discover import file_suffix, sniff_format
+
+    suffix = file_suffix(path)
+    by_name = IMAGE_SUFFIXES.get(suffix)
+    # Analyze/NIfTI pairs and gzip say nothing in their first bytes (and raw .img data may say anything).
+    if by_name != "nifti" and os.path.isfile(path):
+        by_content = sniff_format(path)
+        if by_content is not None:
+            return by_content
+    if by_name is None:
         raise DataError(
             f"{path}: unsupported image suffix {suffix!r}; "
-            f"expected one of {sorted(s for s in IMAGE_SUFFIXES if s)} (or no suffix for DICOM)"
+            f"expected one of {sorted(s for s in IMAGE_SUFFIXES if s)} (or a DICOM file of any name)"
         )
-    return IMAGE_SUFFIXES[suffix]
+    return by_name
 
 
 def _filename(img, default: str = "<array>") -> str:
@@ -131,12 +151,151 @@ def _pil_dtype(path: str) -> str:
     from PIL import Image
 
     with Image.open(path) as im:
-        mode = im.mode
-    if mode in ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr"):
-        return "uint8"
+        return _mode_dtype(im.mode)
+
+
+def _mode_dtype(mode: str) -> str:
     if mode.startswith("I;16"):
         return "uint16"
-    return "float32"
+    if mode in ("I", "F"):
+        return "float32"
+    return "uint8"  # 1, L, LA, P, PA, RGB, RGBA, CMYK, YCbCr, ...: 8-bit samples (1-bit becomes 0/255)
+
+
+def check_pil_header(path: str, min_side: int = MIN_IMAGE_SIDE) -> tuple[int, int]:
+    """``(rows, cols)`` of a Pillow-readable file after the checks every Pillow image gets (docs/data.md, "Decoding"):
+    one page only (a multi-page TIFF or animated GIF is refused naming its page count) and at least
+    :data:`MIN_IMAGE_SIDE` pixels a side. Raises :class:`DataError` without the path (the caller adds it)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            pages = int(getattr(im, "n_frames", 1) or 1)
+            size, mode, kind = im.size, im.mode, im.format
+    except Exception as e:
+        raise DataError(f"unreadable image ({type(e).__name__}: {e})") from None
+    # A camera JPEG with a Multi-Picture (MPO) index holds one picture plus previews or a depth map: its first
+    # frame is the picture. Any other file with several pages is refused.
+    if pages > 1 and kind != "MPO":
+        raise DataError(
+            f"{pages} pages ({mode}, {size[0]}×{size[1]} px each): one file must hold one 2-D image; save each page as "
+            "its own file (only page 1 would be read)"
+        )
+    check_min_side((size[1], size[0]), "rows × cols", min_side)
+    return size[1], size[0]
+
+
+def check_min_side(shape, order: str = "x × y", minimum: int = MIN_IMAGE_SIDE) -> None:
+    """Refuse a 2-D image (its first two spatial sides, in ``order``) under ``minimum`` pixels a side."""
+    sides = tuple(int(v) for v in shape[:2])
+    if len(sides) == 2 and min(sides) < minimum:
+        raise DataError(
+            f"image of {sides[0]}×{sides[1]} px ({order}) is below the minimum of {minimum} px a side "
+            "(a thumbnail or broken export, not an image to learn from)"
+        )
+
+
+def check_dicom_rescale(ds) -> None:
+    """``RescaleSlope`` / ``RescaleIntercept`` of a pydicom dataset must be finite and the slope non-zero: a slope of 0
+    maps every pixel to the intercept (a blank image), NaN/inf to nothing. Raises :class:`DataError` without the
+    path."""
+    import math
+
+    for key in ("RescaleSlope", "RescaleIntercept"):
+        if key not in ds:
+            continue
+        raw = ds[key].value
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise DataError(f"DICOM {key} {raw!r} is not a number") from None
+        if not math.isfinite(value):
+            raise DataError(f"DICOM {key} is {value}: not a finite number; fix the header")
+        if key == "RescaleSlope" and value == 0:
+            raise DataError(
+                "DICOM RescaleSlope is 0: every pixel would become the intercept (a blank image); fix the header"
+            )
+
+
+def check_nifti_dims(shape) -> None:
+    """A NIfTI/Analyze image must be 2-D or 3-D: axes beyond the third must be 1 (docs/data.md: a 4-D file such as
+    ``(x, y, 1, t)`` is refused — its time or vector axis would be read as colour channels)."""
+    shape = tuple(int(v) for v in shape)
+    if len(shape) > 3 and any(v != 1 for v in shape[3:]):
+        raise DataError(
+            f"4-D image of shape {shape} (a time or vector axis of {shape[3:]}); expected a 2-D slice or a 3-D volume: "
+            "save one time point per file"
+        )
+
+
+class _Notes(threading.local):
+    last: str | None = None
+
+
+_NOTES = _Notes()
+
+
+def _on_black(rgba):
+    from PIL import Image
+
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert("RGB")
+
+
+def pil_to_standard_mode(im):
+    """``(image, note)``: a Pillow image in a mode the pipeline reads as it looks (docs/data.md, "Decoding"), and what
+    was done (``None`` for L, RGB, 16/32-bit grey and float, which pass unchanged).
+
+    * palette (``P``/``PA``) → its colours (RGB; with transparency composited onto black); a palette whose colours
+      are all grey → those grey levels (L) — never the palette indices;
+    * 1-bit → 0/255 (L);
+    * ``LA``/``RGBA`` (and premultiplied ``La``/``RGBa``) → alpha composited onto black with Pillow's
+      ``Image.alpha_composite`` (transparent = no signal, the colour of the padding), to L/RGB;
+    * ``CMYK`` (and ``YCbCr``, ``LAB``, ``HSV``, ...) → RGB by Pillow's ``convert("RGB")``.
+    """
+    mode = im.mode
+    if mode in ("L", "RGB", "I", "F") or mode.startswith("I;16"):
+        return im, None
+    if mode == "1":
+        return im.convert("L"), "1-bit → 0/255"
+    if mode in ("P", "PA"):
+        alpha = mode == "PA" or "transparency" in im.info
+        out = _on_black(im.convert("RGBA")) if alpha else im.convert("RGB")
+        arr = np.asarray(out)
+        grey = bool((arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all())
+        how = " (transparency composited onto black)" if alpha else ""
+        return (out.convert("L"), f"palette → its grey levels{how}") if grey else (out, f"palette → its colours{how}")
+    if mode in ("LA", "La", "RGBA", "RGBa"):
+        rgba = im.convert("RGBA")
+        opaque = rgba.getchannel("A").getextrema() == (255, 255)
+        out = _on_black(rgba)
+        if mode in ("LA", "La"):
+            out = out.convert("L")
+        return out, f"{mode} → alpha {'fully opaque, dropped' if opaque else 'composited onto black'}"
+    return im.convert("RGB"), f"{mode} → RGB"
+
+
+def _pil_converter(im):
+    out, _NOTES.last = pil_to_standard_mode(im)
+    frames = int(getattr(im, "n_frames", 1) or 1)
+    if getattr(im, "format", None) == "MPO" and frames > 1:
+        _NOTES.last = f"MPO: its main picture (frame 1 of {frames})" + (f"; {_NOTES.last}" if _NOTES.last else "")
+    return out
+
+
+def check_header(path: str, fmt: str, min_side: int = MIN_IMAGE_SIDE) -> None:
+    """The header checks a file gets before its pixels are read (``fmt`` from :func:`image_format`): Pillow —
+    one page, :data:`MIN_IMAGE_SIDE`; DICOM — finite rescale, non-zero slope (a NIfTI's dimensions are checked on the
+    loaded image, which shows them without a second read). Raises :class:`DataError` without the path."""
+    if fmt == "pil":
+        check_pil_header(path, min_side)
+    elif fmt == "dicom":
+        import pydicom
+
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:
+            return  # the reader says what is wrong with the file
+        check_dicom_rescale(ds)
 
 
 def _check_finite(img, where: str) -> None:
@@ -147,26 +306,36 @@ def _check_finite(img, where: str) -> None:
 
 
 class LoadMedicalImaged(MapTransform):
-    """Read an image file with MONAI's ``LoadImage`` and the reader its suffix calls for.
+    """Read an image file with MONAI's ``LoadImage`` and the reader its content (else its suffix) calls for.
 
     Output: ``MetaTensor`` float32 ``[C, x, y]`` (2-D) or ``[C, x, y, z]`` (3-D) in MONAI's order,
     DICOM in HU (rescale slope/intercept applied by ``PydicomReader``). ``meta["source_dtype"]``
     records the stored sample type of PNG/JPEG/TIFF files (8-bit files are scaled by their 0..255
-    range later). Arrays or tensors already in the item (MedMNIST) must be ``[C, x, y]`` and pass
-    through as float32. A missing file, an unreadable or truncated one, and NaN/inf voxels raise
-    naming the file.
+    range later). Pillow images are read by their mode (:func:`pil_to_standard_mode`, through
+    ``PILReader(converter=...)``); what was done is ``meta["decode"]``. Arrays or tensors already in the
+    item (MedMNIST) must be ``[C, x, y]`` and pass through as float32; an image this transform already
+    loaded (a ``MetaTensor`` with ``meta["source_format"]``) passes unchanged. A missing file, an unreadable or
+    truncated one, a multi-page file, a DICOM rescale slope of 0 or non-finite, a 4-D NIfTI, an image under
+    :data:`MIN_IMAGE_SIDE` px a side and NaN/inf voxels raise naming the file.
     """
 
-    def __init__(self, keys: KeysCollection = "image", allow_missing_keys: bool = False):
+    def __init__(
+        self, keys: KeysCollection = "image", allow_missing_keys: bool = False, min_side: int = MIN_IMAGE_SIDE
+    ):
         super().__init__(keys, allow_missing_keys)
         self._loaders: dict[str, object] = {}
+        self.min_side = int(min_side)  # 1 for masks: a mask's size is checked against its image's
 
     def _loader(self, fmt: str):
         if fmt not in self._loaders:
             from monai.data import NibabelReader, PILReader, PydicomReader
             from monai.transforms import LoadImage
 
-            reader = {"dicom": PydicomReader, "nifti": NibabelReader, "pil": PILReader}[fmt]()
+            reader = (
+                PILReader(converter=_pil_converter)
+                if fmt == "pil"
+                else {"dicom": PydicomReader, "nifti": NibabelReader}[fmt]()
+            )
             self._loaders[fmt] = LoadImage(reader=reader, image_only=True, dtype=np.float32, ensure_channel_first=True)
         return self._loaders[fmt]
 
@@ -178,19 +347,36 @@ class LoadMedicalImaged(MapTransform):
             raise DataError(f"{path}: not a regular file")
         fmt = image_format(path)
         try:
+            check_header(path, fmt, self.min_side)
+        except DataError as e:
+            raise ImageReadError(f"{path}: {e}") from None
+        _NOTES.last = None
+        try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # reader plugin chatter (nvImageCodec) is not the user's problem
                 img = self._loader(fmt)(path)
         except Exception as e:
             raise ImageReadError(f"{path}: cannot read as {fmt} ({type(e).__name__}: {e})") from e
+        note = _NOTES.last if fmt == "pil" else None
         source_dtype = _pil_dtype(path) if fmt == "pil" else "float32"
         if img.ndim < 3:
             raise ImageReadError(f"{path}: expected a 2-D or 3-D image, got shape {tuple(img.shape)}")
+        try:
+            if fmt == "nifti" and (img.shape[0] != 1 or img.ndim > 4):
+                # MONAI reads a 4th NIfTI axis as channels: a (x, y, 1, t) series would become t colours
+                import nibabel as nib
+
+                check_nifti_dims(nib.load(path).shape)
+            check_min_side(img.shape[1:], minimum=self.min_side)
+        except DataError as e:
+            raise ImageReadError(f"{path}: {e}") from None
         _check_finite(img, path)
         # No transpose: [C, x, y(, z)] exactly as MONAI's LoadImaged + EnsureChannelFirstd give it.
         if isinstance(img, MetaTensor):
             img.meta["source_dtype"] = source_dtype
             img.meta["source_format"] = fmt
+            if note:
+                img.meta["decode"] = note
         return img
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
@@ -199,6 +385,8 @@ class LoadMedicalImaged(MapTransform):
             value = d[key]
             if isinstance(value, (str, os.PathLike)):
                 d[key] = self.load(value)
+            elif isinstance(value, MetaTensor) and "source_format" in value.meta:
+                continue  # already loaded by this transform (validation decodes once, then runs the chain)
             elif isinstance(value, (np.ndarray, torch.Tensor)):
                 source_dtype = str(value.dtype).replace("torch.", "")
                 arr = torch.as_tensor(np.asarray(value) if isinstance(value, np.ndarray) else value).float()
@@ -487,6 +675,57 @@ class MaskToChannelsd(MapTransform):
         return d
 
 
+class ResizeLongestd(MapTransform):
+    """Resize ``[C, x, y]`` with MONAI's ``Resized`` (bilinear): the longest side to ``spatial_size`` (``keep_aspect``)
+    or both sides to it, anti-aliased on down-sizing — with the borders replicated for the smoothing.
+
+    MONAI's own anti-aliasing (``Resize(anti_aliasing=True)``) smooths with zero padding, so a down-sized image gets a
+    border pulled towards 0 (an all-white scan in [-1, 1] became +0.88 at the edges and +0.77 in the corners): an
+    artefact real images carried and generated ones need not. Here the same Gaussian (σ = (factor − 1) / 2 per axis,
+    skimage's default, as MONAI uses) runs on an edge-replicated copy, so a constant image stays constant; inside the
+    image the result equals MONAI's.
+    """
+
+    def __init__(
+        self, keys: KeysCollection, spatial_size: int, keep_aspect: bool = True, allow_missing_keys: bool = False
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.spatial_size = int(spatial_size)
+        self.keep_aspect = keep_aspect
+
+    def out_size(self, shape) -> tuple[int, ...]:
+        if not self.keep_aspect:
+            return (self.spatial_size,) * len(shape)
+        scale = self.spatial_size / max(shape)
+        return tuple(int(round(s * scale)) for s in shape)  # MONAI Resize(size_mode="longest")
+
+    def __call__(self, data):
+        from monai.networks.layers import GaussianFilter
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            shape = tuple(int(v) for v in img.shape[1:])
+            out = self.out_size(shape)
+            sigma = [max(0.0, (s / o - 1) / 2) for s, o in zip(shape, out)]
+            x = torch.as_tensor(img).float()
+            if any(v > 0 for v in sigma):
+                gauss = GaussianFilter(len(shape), sigma=sigma)  # truncated at 4 σ, zero-padded "same" convolution
+                pad = [int(np.ceil(4.0 * v)) + 1 for v in sigma]
+                flat = [p for v in reversed(pad) for p in (v, v)]
+                padded = torch.nn.functional.pad(x[None], flat, mode="replicate")
+                # MONAI's sampled kernel sums to 1 − 5e-5, not 1: divide by its sum so a constant stays exactly constant
+                ones = torch.ones((1, 1, *(2 * p + 1 for p in pad)))
+                total = gauss(ones)[(0, 0, *pad)]
+                smooth = gauss(padded)[0] / total
+                # a weighted mean never leaves [min, max]: clamping only removes float rounding (1 stays 1)
+                smooth = smooth.clamp(float(x.min()), float(x.max()))
+                x = smooth[(slice(None), *(slice(p, p + s) for p, s in zip(pad, shape)))]
+            x = MetaTensor(x, meta=dict(getattr(img, "meta", None) or {}))
+            d[key] = Resized(key, spatial_size=out, mode="bilinear", anti_aliasing=False)({key: x})[key]
+        return d
+
+
 class CheckLabeld(MapTransform):
     """``label_key`` → python ``int`` in ``[0, num_classes)``; anything else raises naming the image file."""
 
@@ -585,7 +824,7 @@ def get_transforms(
     # Masks are optional per item (allow_missing_keys): get_dataset refuses a split where only some have one.
     steps: list = [LoadMedicalImaged(keys + slice_mask)]
     if masks:
-        steps.append(LoadMedicalImaged(masks, allow_missing_keys=True))
+        steps.append(LoadMedicalImaged(masks, allow_missing_keys=True, min_side=1))
     steps.append(
         ExtractSliced(
             keys + masks + slice_mask, slice_index=slice_index, mask_key=slice_mask_key, allow_missing_keys=True
@@ -597,11 +836,9 @@ def get_transforms(
     steps.append(IntensityToTrainingRanged(keys, hu_window=hu_window, intensity=intensity))
     if masks:
         steps.append(MaskToChannelsd(masks, mask_channels=mask_channels))
+    steps.append(ResizeLongestd(keys, image_size, keep_aspect=keep_aspect))
     if keep_aspect:
-        steps += [
-            Resized(keys, spatial_size=image_size, size_mode="longest", mode="bilinear", anti_aliasing=True),
-            SpatialPadd(keys, spatial_size=(image_size, image_size), mode="constant", value=-1.0),
-        ]
+        steps += [SpatialPadd(keys, spatial_size=(image_size, image_size), mode="constant", value=-1.0)]
         if masks:
             steps += [
                 Resized(masks, spatial_size=image_size, size_mode="longest", mode="nearest", allow_missing_keys=True),
@@ -609,10 +846,8 @@ def get_transforms(
                     masks, spatial_size=(image_size, image_size), mode="constant", value=0.0, allow_missing_keys=True
                 ),
             ]
-    else:
-        steps.append(Resized(keys, spatial_size=(image_size, image_size), mode="bilinear", anti_aliasing=True))
-        if masks:
-            steps.append(Resized(masks, spatial_size=(image_size, image_size), mode="nearest", allow_missing_keys=True))
+    elif masks:
+        steps.append(Resized(masks, spatial_size=(image_size, image_size), mode="nearest", allow_missing_keys=True))
     steps.append(CheckLabeld(keys, num_classes=num_classes))
     return DataCompose(steps)
 

@@ -1,9 +1,11 @@
 """Up-front validation of datalist entries, so bad input fails before training starts.
 
 :func:`validate_items` checks every entry of a split — keys, label type and range, file presence,
-format, readability (header and pixel-data size; ``deep=True`` decodes every image), and 2-D-ness —
+format, readability (header and pixel-data size; ``deep=True`` decodes every image and runs it through the
+split's own preprocessing, so validation refuses exactly what training would), and 2-D-ness —
 and either raises one :class:`~gemix_monai.data.errors.DataValidationError` listing *all* problems,
-or (``on_error="skip"``) drops the bad entries and reports them.
+or (``on_error="skip"``) drops the bad entries and reports them. :func:`check_datalist` holds the checks of a
+whole datalist (class names, classes without training images) that every run and ``gemix-monai validate`` apply.
 """
 
 from __future__ import annotations
@@ -17,9 +19,24 @@ import numpy as np
 import torch
 
 from .errors import DataError, DataValidationError
-from .transforms import LoadMedicalImaged, image_format, mask_label_map
+from .transforms import (
+    LoadMedicalImaged,
+    check_dicom_rescale,
+    check_min_side,
+    check_nifti_dims,
+    check_pil_header,
+    image_format,
+    mask_label_map,
+)
 
-__all__ = ["validate_items", "check_label", "inspect_image_file", "summarize"]
+__all__ = [
+    "validate_items",
+    "check_label",
+    "inspect_image_file",
+    "summarize",
+    "check_datalist",
+    "check_class_name_list",
+]
 
 ON_ERROR = ("raise", "skip")
 
@@ -48,6 +65,7 @@ def _dicom_shape(path: str) -> tuple[int, ...]:
         raise DataError(f"unreadable or truncated DICOM ({type(e).__name__}: {e})") from None
     if "PixelData" not in ds:
         raise DataError("DICOM file has no pixel data")
+    check_dicom_rescale(ds)
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
         bits = int(ds.BitsAllocated)
@@ -73,18 +91,22 @@ def _nifti_shape(path: str) -> tuple[int, ...]:
     except Exception as e:
         raise DataError(f"unreadable NIfTI ({type(e).__name__}: {e})") from None
     shape = tuple(int(s) for s in img.shape)
-    if not path.lower().endswith(".gz"):
+    # The pixel data lives in the file itself (.nii) or beside it (Analyze / NIfTI pair: the .img of a .hdr).
+    data_file = str(img.file_map["image"].filename or path)
+    if not data_file.lower().endswith(".gz"):
         offset = int(img.dataobj.offset)
         expected = offset + int(np.prod(shape)) * img.get_data_dtype().itemsize
-        found = os.path.getsize(path)
+        found = os.path.getsize(data_file)
         if found < expected:
-            raise DataError(f"truncated NIfTI: {found} bytes, header says {expected}")
+            kind = "NIfTI" if data_file == path else f"image data {os.path.basename(data_file)}"
+            raise DataError(f"truncated {kind}: {found} bytes, header says {expected}")
     return shape
 
 
 def _pil_shape(path: str) -> tuple[int, ...]:
     from PIL import Image
 
+    check_pil_header(path)  # one page, minimum size
     try:
         with Image.open(path) as im:
             im.verify()  # PNG: checks the whole stream (CRCs, truncation) without decoding
@@ -102,6 +124,8 @@ def inspect_image_file(path: str | os.PathLike, *, allow_volumes: bool = False) 
     then need ``slice_index``/``slice_mask_key``).
     """
     path = str(path)
+    if os.path.islink(path) and not os.path.exists(path):
+        raise DataError(f"dangling link (or a link loop): it points to {os.readlink(path)}")
     if not os.path.exists(path):
         raise DataError("file not found")
     if not os.path.isfile(path):
@@ -109,18 +133,20 @@ def inspect_image_file(path: str | os.PathLike, *, allow_volumes: bool = False) 
     fmt = image_format(path)
     shape = {"dicom": _dicom_shape, "nifti": _nifti_shape, "pil": _pil_shape}[fmt](path)
     if fmt == "nifti":
+        check_nifti_dims(shape)  # a 4-D (x, y, 1, t) is refused, never read as t colour channels
         # Trailing singleton axes are a 2-D slice stored as 3-D/4-D; more slices is a volume.
         spatial = shape[:3]
         while len(spatial) > 2 and spatial[-1] == 1:
             spatial = spatial[:-1]
         if len(spatial) < 2:
             raise DataError(f"expected a 2-D image, got shape {shape}")
-        if len(shape) > 4 or (len(shape) == 4 and shape[3] != 1 and len(spatial) == 3):
-            raise DataError(f"volume of shape {shape} (4-D); expected a 2-D slice")
+        check_min_side(spatial, "x × y")
         if len(spatial) == 3 and not allow_volumes:
             raise DataError(
                 f"volume of shape {shape} where a 2-D slice was expected; pass slice_index= or slice_mask_key= to choose one"
             )
+    if fmt == "dicom":
+        check_min_side(shape, "rows × cols")
     if fmt == "dicom" and len(shape) == 3 and not allow_volumes:
         raise DataError(
             f"multi-frame DICOM of shape {shape} where a 2-D slice was expected; pass slice_index= to choose one"
@@ -141,6 +167,7 @@ def validate_items(
     preprocessing=None,
     return_stats: bool = False,
     mask_channels: int = 0,
+    transform=None,
 ):
     """Check every entry of one split; return ``(good_items, problems)`` (``+ stats`` with ``return_stats``).
 
@@ -160,6 +187,12 @@ def validate_items(
         mask_channels: ``M > 0``: every entry must have a ``"mask"`` file (docs/segmentation.md), present and
             readable; with ``deep`` its spatial shape must equal its image's and its values must be integers in
             ``0..M`` (0/255 in an 8-bit PNG is binary). 0: masks are not checked.
+        transform: with ``deep``, the split's own preprocessing (what training applies, e.g.
+            ``Preprocessing.transforms()``): every decoded item is run through it, so what training would refuse
+            (a channel count that does not convert, a bad crop box, ...) is refused here.
+
+    Images of a single value (all black, all white) pass with a warning naming them (``stats[i]["constant"]``):
+    they carry no picture, but a held-out blank scan can be a real case (docs/data.md, "Decoding").
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
@@ -168,8 +201,10 @@ def validate_items(
     if len(items) == 0:
         raise DataValidationError([(split, "split is empty: no images")], context)
     loader = LoadMedicalImaged("image") if deep else None
+    transform = _checking_steps(transform) if deep and transform is not None else None
     windowed = preprocessing is not None and getattr(preprocessing, "hu_window", None) is not None
     good, problems, stats = [], [], []
+    constant: list[tuple[str, float]] = []
     for i, item in enumerate(items):
         where = f"{split}[{i}]"
         try:
@@ -199,8 +234,9 @@ def validate_items(
                             decoded = loader.load(image)
             else:
                 raise DataError(f"'image' must be a path or an array, got {type(image).__name__}")
-            if mask_channels:
-                _check_mask(item, decoded, mask_channels, check_files, loader)
+            decoded_mask = _check_mask(item, decoded, mask_channels, check_files, loader) if mask_channels else None
+            if decoded is not None and transform is not None:
+                _run_chain(transform, item, decoded, label, decoded_mask)
             if decoded is not None:
                 meta = getattr(decoded, "meta", {}) or {}
                 source_dtype = str(meta.get("source_dtype", ""))
@@ -209,23 +245,37 @@ def validate_items(
                         "8-bit image in a split preprocessed with a CT window: 8-bit values cannot be "
                         "Hounsfield units; use hu_window=None (intensity scaling) for such data"
                     )
+                lo, hi = float(decoded.min()), float(decoded.max())
                 stats.append(
                     {
                         "format": str(meta.get("source_format", "")),
                         "source_dtype": source_dtype,
                         "channels": int(decoded.shape[0]),
                         "shape": tuple(int(v) for v in decoded.shape[1:]),
-                        "min": float(decoded.min()),
-                        "max": float(decoded.max()),
+                        "min": lo,
+                        "max": hi,
                         "label": label,
+                        "decode": meta.get("decode"),
+                        "constant": lo == hi,
+                        "where": where,
                     }
                 )
+                if lo == hi:
+                    constant.append((where, lo))
             good.append({**item, "label": label})
         except DataError as e:
             message = str(e)
             if isinstance(image := (item.get("image") if isinstance(item, dict) else None), (str, os.PathLike)):
                 message = message.replace(f"{image}: ", "")  # the path is already in `where`
             problems.append((where, message))
+    if constant:
+        warnings.warn(
+            f"{context}: {len(constant)} image(s) of a single value (no picture: a blank scan or a broken export) in "
+            f"{split}: "
+            + "; ".join(f"{w} (every pixel {v:g})" for w, v in constant[:10])
+            + (" ..." if len(constant) > 10 else ""),
+            stacklevel=2,
+        )
     if problems and on_error == "raise":
         raise DataValidationError(problems, context)
     if problems:
@@ -240,8 +290,99 @@ def validate_items(
     return (good, problems, stats) if return_stats else (good, problems)
 
 
-def _check_mask(item: dict, decoded_image, mask_channels: int, check_files: bool, loader) -> None:
-    """The entry's mask: present, readable, and (decoded) the image's spatial shape with values in 0..M."""
+def _checking_steps(transform):
+    """The steps of a preprocessing ``Compose`` that can refuse an item (loading, slicing, cropping, channels, masks,
+    labels): the pure arithmetic of intensity scaling, resizing and padding cannot, and is left out to keep validation
+    cheap (it is the same arithmetic for every image)."""
+    from monai.transforms import Compose, Resized, SpatialPadd
+
+    from .transforms import DataCompose, IntensityToTrainingRanged, ResizeLongestd
+
+    if not isinstance(transform, Compose):
+        return transform
+    arithmetic = (IntensityToTrainingRanged, ResizeLongestd, Resized, SpatialPadd)
+    return DataCompose([t for t in transform.transforms if not isinstance(t, arithmetic)])
+
+
+def _run_chain(transform, item: dict, decoded, label: int, decoded_mask=None) -> None:
+    """Run the split's preprocessing on an item whose image (and mask) is already decoded; its errors become this
+    item's."""
+    loaded = {"image": decoded, "label": label}
+    if decoded_mask is not None:
+        loaded["mask"] = decoded_mask
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            transform({**item, **loaded})
+    except DataError as e:
+        raise DataError(str(e).replace(f"{item['image']}: ", "")) from None
+    except FileNotFoundError as e:
+        raise DataError(str(e)) from None
+    except Exception as e:  # MONAI wraps its transforms' errors; the cause is what the user can act on
+        cause = e
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        raise DataError(f"preprocessing fails ({type(cause).__name__}: {cause})") from None
+
+
+def check_class_name_list(names, where: str) -> list[str]:
+    """``names`` as a list of distinct strings; two names equal but for letter case (``yes``/``Yes``) or equal as
+    numbers (``1``/``1.0``) are refused naming them — they would become two classes of one thing."""
+    names = [str(n) for n in names]
+    seen: dict[str, str] = {}
+    for name in names:
+        key = _class_key(name)
+        if key in seen:
+            other = seen[key]
+            same = (
+                "twice"
+                if other == name
+                else f"as {other!r} and {name!r}, which differ only by letter case or number format"
+            )
+            raise DataError(
+                f"{where}: class {name!r} is named {same}; every class must have one name (class names {names})"
+            )
+        seen[key] = name
+    return names
+
+
+def _class_key(name: str) -> str:
+    text = name.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        return text.casefold()
+    return repr(value) if math.isfinite(value) else text.casefold()
+
+
+def check_datalist(datalist: dict, context: str = "datalist", *, every_class_trained: bool = True) -> None:
+    """The checks of a whole datalist that every run and ``gemix-monai validate`` apply (whatever split is asked
+    for): distinct class names (:func:`check_class_name_list`), and — with ``every_class_trained`` and when the
+    datalist has training images — at least one training image per class (a class without one would train a model
+    with an empty class). ``get_dataset`` asks the latter of datalists, folders and CSVs, not of a COVIDx label file
+    (one file per split, which may lack a class) or a MedMNIST file."""
+    names = check_class_name_list(datalist.get("class_names", []), f"{context}: class_names")
+    training = [it for it in datalist.get("training", []) or [] if isinstance(it, dict)]
+    if not training or not every_class_trained:
+        return
+    present = set()
+    for it in training:
+        try:
+            present.add(check_label(it.get("label"), len(names)))
+        except DataError:
+            return  # validation names the labels that are not class indices first
+    missing = [(k, n) for k, n in enumerate(names) if k not in present]
+    if missing:
+        listed = ", ".join(f"{n!r} (label {k})" for k, n in missing)
+        raise DataError(
+            f"{context}: class {listed} has no training image ({len(training)} training images); a model would "
+            "train with an empty class: add its images or remove it from class_names"
+        )
+
+
+def _check_mask(item: dict, decoded_image, mask_channels: int, check_files: bool, loader):
+    """The entry's mask: present, readable, and (decoded) the image's spatial shape with values in 0..M; returns the
+    decoded mask (``None`` when not decoded)."""
     from .masks import label_map_to_channels
 
     if "mask" not in item:
@@ -250,13 +391,13 @@ def _check_mask(item: dict, decoded_image, mask_channels: int, check_files: bool
     if not isinstance(mask, (str, os.PathLike)):
         raise DataError(f"'mask' must be a file path, got {type(mask).__name__}")
     if not check_files:
-        return
+        return None
     try:
         inspect_image_file(mask, allow_volumes=True)
     except DataError as e:
         raise DataError(f"mask {mask}: {e}") from None
     if loader is None:
-        return
+        return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         decoded_mask = loader.load(mask)
@@ -270,10 +411,23 @@ def _check_mask(item: dict, decoded_image, mask_channels: int, check_files: bool
         label_map_to_channels(labels.reshape(1, labels.shape[1], -1), mask_channels, f"mask {mask}")
     except ValueError as e:
         raise DataError(str(e)) from None
+    return decoded_mask
 
 
 def summarize(
-    context: str, split: str, class_names, items, stats, problems, contract, *, split_file=None, dropped=()
+    context: str,
+    split: str,
+    class_names,
+    items,
+    stats,
+    problems,
+    contract,
+    *,
+    split_file=None,
+    dropped=(),
+    split_note=None,
+    groups=(),
+    absent=(),
 ) -> dict:
     """The one-paragraph summary every run logs (and ``gemix-monai validate`` prints), plus its numbers."""
     from collections import Counter
@@ -308,9 +462,34 @@ def summarize(
         parts.append(
             f"stored as {dict(formats)}; {len(sizes)} size(s), most common {common}; stored intensities {lo:g}..{hi:g}"
         )
+        decoded = Counter(s["decode"] for s in stats if s.get("decode"))
+        if decoded:
+            out["decoded"] = dict(decoded)
+            parts.append("decoded by mode: " + ", ".join(f"{n} × {what}" for what, n in decoded.most_common()))
+        constant = [s["where"] for s in stats if s.get("constant")]
+        if constant:
+            out["constant_images"] = constant
+            parts.append(
+                f"{len(constant)} image(s) of a single value (no picture): "
+                + ", ".join(constant[:5])
+                + (" ..." if len(constant) > 5 else "")
+            )
     parts.append(f"preprocessing: {contract.preprocessing.describe()} — because {contract.reason}")
     if split_file:
-        parts.append(f"split fixed in {split_file}")
+        parts.append(f"split fixed in {split_file}" + (f" ({split_note})" if split_note else ""))
+    if groups:
+        out["duplicate_groups"] = list(groups)
+        shown = "; ".join(
+            f"[{', '.join(g['images'][:3])}{', ...' if len(g['images']) > 3 else ''}] ({g['kind']}, {g['split']})"
+            for g in groups[:5]
+        )
+        parts.append(
+            f"{len(groups)} group(s) of duplicate images kept within one split: {shown}"
+            + (" ..." if len(groups) > 5 else "")
+        )
+    if absent:
+        out["absent_classes"] = list(absent)
+        parts.append(f"no {split} image of class(es) {list(absent)}: their metrics are undefined")
     if dropped:
         parts.append(f"{len(dropped)} held-out duplicate(s) of training images dropped")
     if problems:

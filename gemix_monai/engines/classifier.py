@@ -155,11 +155,13 @@ def create_classifier_evaluator(
     tensorboard_dir: str | os.PathLike | None = None,
     global_epoch_transform: Callable[[int], int] | None = None,
     val_handlers: Sequence = (),
+    split: str = "validation",
 ) -> SupervisedEvaluator:
     """A ``SupervisedEvaluator`` publishing :class:`ClinicalMetrics` (``key_metric`` is its key metric).
 
     ``report_dir``: write the report files after each run (``epoch_<n>`` subfolders with
-    ``per_epoch_reports``). ``tensorboard_dir``: every published scalar per (trainer) epoch.
+    ``per_epoch_reports``). ``tensorboard_dir``: every published scalar per (trainer) epoch. ``split``: the
+    evaluated split's name, for the warning about a class without an image there (docs/maths.md §4).
     The metric object is available as ``evaluator.clinical_metrics`` (its ``result`` after a run).
     """
     device = resolve_device(device)
@@ -168,7 +170,7 @@ def create_classifier_evaluator(
     # reduces CUDA tensors only), the CPU otherwise.
     metric_device = device if idist.get_world_size() > 1 else "cpu"
     metric = ClinicalMetrics(
-        num_classes, names, key_metric=key_metric, positive_class=positive_class, device=metric_device
+        num_classes, names, key_metric=key_metric, positive_class=positive_class, device=metric_device, split=split
     )
     handlers: list = [StatsHandler(iteration_log=False, output_transform=lambda x: None)]
     if tensorboard_dir is not None:
@@ -561,7 +563,8 @@ def evaluate_classifier(
     Args:
         network_or_checkpoint: a module returning logits, or a ``model.pt`` path (rebuilt with
             :func:`load_classifier`).
-        test_data: ``Dataset``, list of dicts, ``DataLoader``, or datalist JSON path (``section``, ``transform``).
+        test_data: ``Dataset``, list of dicts, ``DataLoader``, or datalist JSON path (``section``, ``transform``);
+            ``section`` also names the split in the warning about a class with no image in it.
         class_names: K names (default: from the checkpoint info or the datalist).
         tsne_layer: also write ``tsne.png`` from this layer's features (``tsne_sources`` default:
             ``{"real": test data}``).
@@ -607,6 +610,7 @@ def evaluate_classifier(
         amp=amp,
         report_dir=output_dir,
         val_handlers=handlers,
+        split=section,
     )
     evaluator.run()
     return evaluator.clinical_metrics.result

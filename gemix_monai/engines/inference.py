@@ -45,32 +45,16 @@ def _image_suffixes() -> list[str]:
 
 
 def find_images(input_dir: str | os.PathLike) -> list[Path]:
-    """Every supported image under ``input_dir``, recursively, sorted: suffixes of
-    ``gemix_monai.data.transforms.IMAGE_SUFFIXES`` in any letter case (``.nii.gz`` included); hidden files
-    and folders are skipped, and so is an Analyze ``.img`` whose ``.hdr`` is beside it (one image, two files), and a
-    segmentation mask ``<stem>_mask.<ext>`` beside its image ``<stem>.<ext'>``."""
+    """Every image under ``input_dir``: :func:`gemix_monai.data.discover_images`, the one rule training, validation and
+    classification share (recursive; suffixes of ``IMAGE_SUFFIXES`` in any letter case, ``.nii.gz`` included, and
+    DICOM files of any name; hidden files and folders, the ``.img`` of an Analyze pair and a mask ``<stem>_mask.<ext>``
+    beside its image ``<stem>.<ext'>`` left out; files that are not images logged; dangling links and loops refused)."""
     root = Path(input_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"input folder not found: {root}")
-    suffixes = set(_image_suffixes())
-    found = []
-    for path in root.rglob("*"):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
-            continue
-        name = path.name.lower()
-        suffix = ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
-        if suffix not in suffixes:
-            continue
-        if suffix == ".img" and any(path.with_suffix(s).is_file() for s in (".hdr", ".HDR")):
-            continue
-        found.append(path)
-    # A segmentation mask <stem>_mask.<ext> beside its image <stem>.<ext'> is not an image (docs/segmentation.md).
-    from gemix_monai.data.datalist import image_stem, mask_stem
+    from gemix_monai.data.discover import discover_images
 
-    stems = {(p.parent, image_stem(p)) for p in found if mask_stem(p) is None}
-    found = [p for p in found if mask_stem(p) is None or (p.parent, mask_stem(p)) not in stems]
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+    return discover_images(root)
 
 
 def _classify_transform(info: Mapping, fallback: Mapping | None = None):

@@ -57,11 +57,15 @@ def fmt(value, spec: str = ".4g", *, missing: str = "n/a") -> str:
 
 
 def fmt_interval(iv: Interval, signed: bool = False) -> str:
-    """``mean ± half-width [lo, hi]`` (4 decimals), or ``mean (interval undefined)``."""
+    """``mean ± half-width [lo, hi] (marks)`` (4 decimals; without ``±`` when clipped), or ``mean (interval
+    undefined)``."""
     spec = "+.4f" if signed else ".4f"
     if not iv.defined:
         return f"{fmt(iv.mean, spec)} (interval undefined)"
-    return f"{fmt(iv.mean, spec)} ± {iv.half_width:.4f} [{fmt(iv.lo, spec)}, {fmt(iv.hi, spec)}]"
+    # a clipped interval is no longer mean ± h (docs/experiments.md, "Intervals")
+    half = "" if iv.clipped else f" ± {iv.half_width:.4f}"
+    marks = f" ({iv.marks()})" if iv.marks() else ""
+    return f"{fmt(iv.mean, spec)}{half} [{fmt(iv.lo, spec)}, {fmt(iv.hi, spec)}]{marks}"
 
 
 # ---------------------------------------------------------------------------------------------- comparisons
@@ -145,7 +149,10 @@ def compare_markdown(
         "",
         f"Each entry is mean ± half-width [lo, hi] of a {how} over the classifier seeds; n is the number of "
         "seeds (with several GAN seeds, a seed's value is the mean over its GAN seeds). An interval needs "
-        "n >= 2; with n = 1 it is reported as undefined. Higher is better except `ece` and `fnr/<class>`.",
+        "n >= 2; with n = 1 it is reported as undefined, with n = 2 marked `n=2 too small`. Ends beyond the "
+        "metric's range ([0, 1] for a rate, [-1, 1] for a difference of two) are cut there and the interval is "
+        "marked `clipped` (written without ±). An undefined value (the FNR of a class with no test image) is left "
+        "out and n counts the seeds with a value. Higher is better except `ece` and `fnr/<class>`.",
         "",
     ]
     lines += result_tables(s, arms, metrics, records, ("real", "pixel_mixup"))
@@ -172,7 +179,9 @@ def segmentation_compare_markdown(
         + (f" (total {sum(r['seconds'] or 0 for r in rows):.0f} s)" if rows else ""),
         code_line,
         "",
-        f"Each entry is mean ± half-width [lo, hi] of a {how} over the seeds of each cell's test mean. Dice: higher "
+        f"Each entry is mean ± half-width [lo, hi] of a {how} over the seeds of each cell's test mean, cut at the "
+        "metric's range (Dice in [0, 1], HD95 >= 0; differences in [-1, 1] and unbounded) and then marked `clipped` "
+        '(without ±); n < 3 is marked too small (docs/experiments.md, "Intervals"). Dice: higher '
         "is better; HD95 (pixels, 95th percentile Hausdorff distance): lower is better. Per image, Dice is undefined "
         "for an empty true mask and HD95 for an empty true or predicted mask; such cases are left out of the means "
         "and counted (docs/segmentation.md). Over all finished cells: "

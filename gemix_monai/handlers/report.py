@@ -1,9 +1,11 @@
 """The clinical report written at the end of an evaluation.
 
-Files (all in one directory): ``metrics.json`` (every scalar, which were 0/0, the confusion matrix,
-the calibration table), ``metrics.csv`` (``name,value,undefined``), ``metrics.md`` (overall and
-per-class tables), ``confusion_matrix.png`` (counts), ``confusion_matrix_normalised.png`` (rows sum
-to 1: each row shows where the cases of one true class went) and ``reliability.png``.
+Files (all in one directory): ``metrics.json`` (every scalar, ``null`` where undefined, the list of
+undefined names, the classes absent from the truth, the confusion matrix, the calibration table),
+``metrics.csv`` (``name,value,undefined``; ``nan`` where undefined), ``metrics.md`` (overall and
+per-class tables, "undefined" where undefined: never 0; docs/maths.md §4), ``confusion_matrix.png``
+(counts), ``confusion_matrix_normalised.png`` (rows sum to 1: each row shows where the cases of one
+true class went) and ``reliability.png``.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def save_figure(fig, path: str | os.PathLike, *, dpi: int = 120, tight: bool = T
 
 
 def _fmt(value: float, undefined: bool) -> str:
-    return f"{value:.4f}" + ("*" if undefined else "")
+    return "undefined*" if undefined else f"{value:.4f}"
 
 
 def _markdown(result: ClinicalResult, title: str) -> str:
@@ -73,6 +75,11 @@ def _markdown(result: ClinicalResult, title: str) -> str:
     lines = [f"# {title}", "", f"Samples: {result.num_samples}. Classes: {', '.join(result.class_names)}."]
     if result.positive_class is not None:
         lines.append(f"Positive class (miss rate reported as `positive_fnr`): {result.positive_class}.")
+    if result.absent_classes:
+        lines.append(
+            f"**No image of class {', '.join(result.absent_classes)} in this split**: its sensitivity, FNR, F1, F2 "
+            "and AUROC are undefined."
+        )
     lines += ["", "| metric | value |", "|---|---|"]
     lines += [f"| {m} | {_fmt(s[m], m in undef)} |" for m in OVERALL if m in s]
     cols = [m for m in PER_CLASS if f"{m}/{result.class_names[0]}" in s]
@@ -91,7 +98,11 @@ def _markdown(result: ClinicalResult, title: str) -> str:
     for c, name in enumerate(result.class_names):
         lines.append(f"| {name} | " + " | ".join(str(v) for v in result.confusion_matrix[c].tolist()) + " |")
     if undef:
-        lines += ["", "\\* 0/0 (the class is absent from the truth or never predicted): reported as 0."]
+        lines += [
+            "",
+            "\\* undefined, not 0: a 0/0 (the class is absent from the truth, or never predicted), or a metric of "
+            "a class with no image in this split.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -172,8 +183,9 @@ def write_classification_report(
         "num_samples": result.num_samples,
         "class_names": list(result.class_names),
         "positive_class": result.positive_class,
-        "metrics": result.scalars,
+        "metrics": result.reported(),  # null where undefined
         "undefined": list(result.undefined),
+        "absent_classes": list(result.absent_classes),
         "confusion_matrix": result.confusion_matrix.tolist(),
         "calibration_bins": {
             "count": result.calibration[:, 0].tolist(),

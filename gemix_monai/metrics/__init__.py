@@ -21,10 +21,11 @@ from gemix_monai.metrics.clinical import (
     specificity,
     summarize_clinical_metrics,
 )
-from gemix_monai.metrics.ignite_clinical import ClinicalMetrics, pred_label_from_output
+from gemix_monai.metrics.ignite_clinical import AbsentClassWarning, ClinicalMetrics, pred_label_from_output
 
 __all__ = [
     "ClinicalMetrics",
+    "AbsentClassWarning",
     "ClinicalResult",
     "PerClass",
     "accuracy",

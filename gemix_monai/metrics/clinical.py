@@ -5,12 +5,19 @@ writer and the tests share one definition. Conventions:
 
 - ``M`` is a ``[K, K]`` integer confusion matrix, rows = truth, columns = prediction.
 - A ratio whose denominator is zero (a 0/0: a class absent from the truth, a class never predicted)
-  is reported as ``0.0`` and *flagged* in a boolean ``undefined`` mask; nothing returns NaN.
-- Per-class values equal scikit-learn's with ``labels=range(K)`` and ``zero_division=0``; macro
-  averages are unweighted means over all ``K`` classes, undefined ones included as 0 (scikit-learn's
-  ``average="macro"``). Balanced accuracy averages recall over the classes present in the truth
-  (scikit-learn's ``balanced_accuracy_score``); macro AUROC averages the classes whose one-vs-rest
-  AUROC is defined (both positives and negatives present).
+  is *undefined*. The per-class functions (:func:`sensitivity`, ...) return ``0.0`` there with a
+  boolean ``undefined`` mask (scikit-learn's ``zero_division=0``); the named scalars of a
+  :class:`ClinicalResult` hold **NaN** there and list the name in ``undefined`` -- never 0, so no
+  report or summary can average an undefined miss rate as a perfect one.
+- A class absent from the truth (no sample of it in the evaluated split) has no defined sensitivity,
+  FNR, F1, F2 or AUROC: these are undefined even where the count form of F_beta would give 0 (the
+  class was predicted, wrongly). Its specificity and precision stay defined (they are about the
+  other classes' samples). :attr:`ClinicalResult.absent_classes` names such classes.
+- Per-class values equal scikit-learn's with ``labels=range(K)`` and ``zero_division=0`` wherever
+  they are defined; macro averages are unweighted means over all ``K`` classes, undefined ones
+  included as 0 (scikit-learn's ``average="macro"``). Balanced accuracy averages recall over the
+  classes present in the truth (scikit-learn's ``balanced_accuracy_score``); macro AUROC averages the
+  classes whose one-vs-rest AUROC is defined (both positives and negatives present).
 """
 
 from __future__ import annotations
@@ -63,13 +70,16 @@ class ClinicalResult:
     """Everything a clinical report needs, computed once.
 
     Attributes:
-        scalars: stable name -> float (``accuracy``, ``macro_f1``, ``fnr/<class>``, ...).
-        undefined: names of the scalars that were a 0/0 and are reported as 0.
+        scalars: stable name -> float (``accuracy``, ``macro_f1``, ``fnr/<class>``, ...); NaN for an
+            undefined value.
+        undefined: names of the scalars that are undefined (a 0/0, or a per-class metric of a class
+            absent from the truth): NaN in ``scalars``, never 0.
         confusion_matrix: ``[K, K]`` int64, rows = truth.
         class_names: the ``K`` class names used in the scalar names.
         calibration: ``[n_bins, 3]`` float64 per-bin (count, sum of confidence, number correct),
             bins ``(i/n, (i+1)/n]`` with confidence 0 in the first bin; empty when no probabilities.
         positive_class: the class whose miss rate matters most, or ``None``.
+        absent_classes: the classes with no sample in the truth (their per-class metrics are undefined).
     """
 
     scalars: dict[str, float]
@@ -78,6 +88,12 @@ class ClinicalResult:
     class_names: tuple[str, ...]
     calibration: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 3, dtype=torch.float64))
     positive_class: str | None = None
+    absent_classes: tuple[str, ...] = ()
+
+    def reported(self) -> dict[str, float | None]:
+        """``scalars`` with ``None`` for an undefined value: what JSON reports write (``null``)."""
+        undefined = set(self.undefined)
+        return {name: (None if name in undefined else value) for name, value in self.scalars.items()}
 
     @property
     def num_samples(self) -> int:
@@ -387,9 +403,11 @@ def summarize_clinical_metrics(
     undefined: list[str] = []
 
     def put(name: str, value: float, is_undefined: bool) -> None:
-        scalars[name] = float(value)
+        scalars[name] = math.nan if is_undefined else float(value)
         if is_undefined:
             undefined.append(name)
+
+    absent = (m.sum(dim=1) == 0).tolist()  # no sample of the class in the truth
 
     put("accuracy", accuracy(m), False)
     put("balanced_accuracy", *balanced_accuracy(m))
@@ -411,8 +429,9 @@ def summarize_clinical_metrics(
     if calibration is not None:
         put("ece", expected_calibration_error(bins=calibration), False)
     for metric, pc in per_class.items():
+        needs_the_class = metric in _NEED_THE_CLASS
         for c, cname in enumerate(names):
-            put(f"{metric}/{cname}", float(pc.value[c]), bool(pc.undefined[c]))
+            put(f"{metric}/{cname}", float(pc.value[c]), bool(pc.undefined[c]) or (needs_the_class and absent[c]))
 
     pos_name = None
     if positive_class is not None:
@@ -425,7 +444,8 @@ def summarize_clinical_metrics(
         else:
             raise ValueError(f"positive_class {positive_class!r} is not one of class_names {list(names)}")
         for metric in ("fnr", "sensitivity", "specificity") + (("auroc",) if "auroc" in per_class else ()):
-            put(f"positive_{metric}", scalars[f"{metric}/{pos_name}"], f"{metric}/{pos_name}" in undefined)
+            source = f"{metric}/{pos_name}"
+            put(f"positive_{metric}", scalars[source], source in undefined)
 
     return ClinicalResult(
         scalars=scalars,
@@ -434,7 +454,13 @@ def summarize_clinical_metrics(
         class_names=names,
         calibration=calibration if calibration is not None else torch.zeros(0, 3, dtype=torch.float64),
         positive_class=pos_name,
+        absent_classes=tuple(n for n, a in zip(names, absent) if a),
     )
+
+
+#: Per-class metrics that measure how the class's own samples were found: undefined for a class absent
+#: from the truth (module docstring).
+_NEED_THE_CLASS = ("sensitivity", "fnr", "f1", "f2", "auroc")
 
 
 def clinical_metrics(

@@ -8,6 +8,8 @@ confusion matrix, the calibration table and the probabilities, reduces them acro
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,7 +32,12 @@ from gemix_monai.metrics.clinical import (
     validate_class_names,
 )
 
-__all__ = ["ClinicalMetrics", "pred_label_from_output"]
+__all__ = ["ClinicalMetrics", "AbsentClassWarning", "pred_label_from_output"]
+
+
+class AbsentClassWarning(RuntimeWarning):
+    """An evaluated split holds no sample of some class: that class's per-class metrics are undefined."""
+
 
 INPUT_TYPES = ("logits", "probabilities")
 
@@ -68,6 +75,12 @@ class ClinicalMetrics(Metric):
         output_transform: maps ``engine.state.output`` to ``(pred [B, K], label)``; labels are class
             indices ``[B]``/``[B, 1]`` or one-hot ``[B, K]``.
         device: where the accumulators live (``idist.device()`` in distributed runs).
+        split: the evaluated split's name (``"validation"``, ``"test"``) for the warning below.
+
+    Each ``compute()`` (one per evaluation) warns once, with an :class:`AbsentClassWarning` naming the
+    split and every class with no sample in it: that class's sensitivity, FNR, F1, F2 and AUROC are
+    undefined (NaN, listed in ``result.undefined``), not 0. A key metric that is undefined is an error
+    (a checkpoint cannot be chosen by it).
 
     After ``compute()``, ``self.result`` holds the full :class:`ClinicalResult` (confusion matrix,
     calibration table, which values were 0/0) for report writers.
@@ -84,7 +97,9 @@ class ClinicalMetrics(Metric):
         n_bins: int = ECE_BINS,
         output_transform: Callable = pred_label_from_output,
         device: str | torch.device = "cpu",
+        split: str | None = None,
     ) -> None:
+        self.split = split
         self.class_names = validate_class_names(num_classes, class_names)
         if input_type not in INPUT_TYPES:
             raise ValueError(f"input_type must be one of {INPUT_TYPES}, got {input_type!r}")
@@ -158,11 +173,28 @@ class ClinicalMetrics(Metric):
             calibration=bins,
             positive_class=self.positive_class,
         )
+        if self.result.absent_classes:
+            where = f"the {self.split} split" if self.split else "the evaluated data"
+            absent = ", ".join(repr(c) for c in self.result.absent_classes)
+            warnings.warn(
+                f"{where} holds no image of class {absent} (of {int(cm.sum())} images): its sensitivity, FNR, F1, "
+                "F2 and AUROC are undefined, reported as null/NaN and listed under 'undefined' (not 0); "
+                "macro averages follow scikit-learn (docs/maths.md §4)",
+                AbsentClassWarning,
+                stacklevel=2,
+            )
         return dict(self.result.scalars)
 
     def completed(self, engine: Engine, name: str) -> None:
         """Publish every scalar under its own name and the key metric under ``name``."""
         scalars = self.compute()
+        if math.isnan(scalars[self.key_metric]):
+            where = f"the {self.split} split" if self.split else "the evaluated data"
+            raise ValueError(
+                f"key_metric {self.key_metric!r} is undefined on {where} (classes without an image there: "
+                f"{list(self.result.absent_classes)}), so no checkpoint can be chosen by it; choose a key metric "
+                "that is defined there, e.g. 'macro_f1'"
+            )
         for key, value in scalars.items():
             engine.state.metrics[key] = value
         engine.state.metrics[name] = scalars[self.key_metric]

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from gemix_monai.ops._ext import get_extension, resolve_impl
+from gemix_monai.ops._selfcheck import ensure_checked
 
 __all__ = ["ACTIVATIONS", "Activation", "bias_act", "bias_act_ref"]
 
@@ -415,4 +416,5 @@ def bias_act(
             resolved = "ref"
     if resolved == "ref":
         return bias_act_ref(x, b, dim, act, alpha, gain, clamp)
+    ensure_checked("bias_act", resolved, x.device, x.dtype)  # once per process (docs/design.md, ops)
     return _bias_act_op(x, b, dim, spec.code, alpha, gain, clamp, resolved)

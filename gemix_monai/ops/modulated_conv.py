@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from gemix_monai.ops._ext import get_extension
+from gemix_monai.ops._selfcheck import ensure_checked
 from gemix_monai.ops.bias_act import choose_kernel
 
 __all__ = ["modulated_conv2d", "modulate_weight_ref", "DEMOD_EPS"]
@@ -180,6 +181,7 @@ def _modulate(weight, styles, demodulate: bool, impl: str | None):
     resolved = choose_kernel(impl, weight, "modulated_conv2d", "modulate_weight")
     if resolved == "ref":
         return modulate_weight_ref(weight, styles, demodulate)
+    ensure_checked("modulated_conv2d", resolved, weight.device, weight.dtype)  # once per process (docs/design.md, ops)
     return _modulate_op(weight.contiguous(), styles.contiguous(), demodulate, resolved)
 
 

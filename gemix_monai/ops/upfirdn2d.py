@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from gemix_monai.fast import exact_fast as _exact_fast
 from gemix_monai.ops._ext import get_extension, resolve_impl
+from gemix_monai.ops._selfcheck import ensure_checked
 
 __all__ = ["upfirdn2d", "upfirdn2d_ref", "setup_filter", "filter2d", "upsample2d", "downsample2d"]
 
@@ -331,6 +332,7 @@ def upfirdn2d(
             f"output ({h_out}x{w_out}) for a {x.shape[2]}x{x.shape[3]} input"
         )
     resolved = _choose_kernel(impl, x.device, x.dtype)
+    ensure_checked("upfirdn2d", resolved, x.device, x.dtype)  # once per process (docs/design.md, ops)
     if resolved == "cpp" and not torch.compiler.is_compiling() and _exact_fast():
         return _LeanUpfirdn2d.apply(
             x, f, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1, bool(flip_filter), float(gain)

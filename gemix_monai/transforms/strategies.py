@@ -201,7 +201,7 @@ def _genmix(real, generator, pool, label_sampler, o: StrategyOptions, num_classe
         )
     mix = GenMixd(
         keys="image",
-        label_key="label",
+        label_keys="label",
         alpha=o.genmix_alpha,
         partner=o.genmix_partner,
         synthetic=source,
@@ -247,7 +247,7 @@ def build_strategy(
     if name == "real":
         return Strategy(name, real)
     if name == "pixel_mixup":
-        mix = SoftMixUpd(keys="image", label_key="label", alpha=o.mixup_alpha, num_classes=num_classes)
+        mix = SoftMixUpd(keys="image", label_keys="label", alpha=o.mixup_alpha, num_classes=num_classes)
         mix.set_random_state(seed)
         return Strategy(name, real, mix, info={"mixup_alpha": o.mixup_alpha})
     if generator is None and synthetic_pool is None:

@@ -330,6 +330,9 @@ def test_covidx_box_outside_the_image_names_the_file(tmp_path, write_png):
     write_png(tmp_path / "a.png", np.zeros((10, 10), np.uint8))
     labels = tmp_path / "l.txt"
     labels.write_text("a.png 0 0 0 20 5\n")
-    ds = get_dataset(str(labels), "train", 8)
+    # validation runs the preprocessing training runs: refused before any training
+    with pytest.raises(DataError, match=r"a.png: box \(xmin, ymin, xmax, ymax\) = \(0, 0, 20, 5\) is empty or outside"):
+        get_dataset(str(labels), "train", 8)
+    ds = get_dataset(str(labels), "train", 8, validate="headers")
     with pytest.raises(DataError, match="a.png: box"):
         ds[0]

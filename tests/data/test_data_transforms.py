@@ -146,7 +146,7 @@ def test_single_slice_volume_is_accepted_as_a_slice(tmp_path):
     import nibabel as nib
 
     path = tmp_path / "one.nii.gz"
-    nib.save(nib.Nifti1Image(np.arange(48, dtype=np.int16).reshape(6, 8, 1), np.eye(4)), path)
+    nib.save(nib.Nifti1Image(np.arange(80, dtype=np.int16).reshape(8, 10, 1), np.eye(4)), path)
     out = get_transforms(8, hu_window=(100, 50))({"image": str(path), "label": 0})["image"]
     assert tuple(out.shape) == (1, 8, 8)
 

@@ -154,8 +154,8 @@ def test_evaluation_from_checkpoint_equals_functional_metrics(train_ds, val_ds, 
         probs = torch.softmax(net(x).double(), 1)
     y = torch.tensor([it["label"] for it in val_ds])
     expected = clinical_metrics(y, probs, class_names=NAMES)
-    for name, value in expected.scalars.items():
-        assert result.scalars[name] == pytest.approx(value, abs=1e-6), name
+    for name, value in expected.scalars.items():  # NaN where undefined (e.g. a class never predicted)
+        assert result.scalars[name] == pytest.approx(value, abs=1e-6, nan_ok=True), name
     assert all((tmp_path / "report" / f).is_file() for f in REPORT_FILES)
 
 
@@ -407,3 +407,46 @@ def test_options_dataclass_and_keywords_are_one_api(tmp_path):
         train_classifier([], [], tmp_path, strategy="mixup")
     with pytest.raises(TypeError, match="epoch"):
         train_classifier([], [], tmp_path, epoch=3)
+
+
+def test_a_class_without_a_validation_or_test_image_warns_and_its_metrics_are_undefined(train_ds, tmp_path):
+    import csv
+    import math
+    import warnings
+
+    from gemix_monai.metrics import AbsentClassWarning
+
+    no_malignant = Dataset([it for it in make_items(12, 1) if it["label"] != 2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train_classifier(train_ds, no_malignant, tmp_path / "run", QUICK, strategy="real")
+        result = evaluate_classifier(tmp_path / "run" / "models" / "model.pt", no_malignant, tmp_path / "report")
+    absent = [str(w.message) for w in caught if issubclass(w.category, AbsentClassWarning)]
+    assert len(absent) == 2  # one per evaluation: the validation of the single epoch, then the test
+    assert absent[0].startswith("the validation split holds no image of class 'malignant' (of 8 images)")
+    assert absent[1].startswith("the test split holds no image of class 'malignant' (of 8 images)")
+
+    for name in ("sensitivity/malignant", "fnr/malignant", "f1/malignant", "f2/malignant", "auroc/malignant"):
+        assert math.isnan(result.scalars[name]) and name in result.undefined, name
+    assert result.absent_classes == ("malignant",)
+    report = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert report["metrics"]["fnr/malignant"] is None and "fnr/malignant" in report["undefined"]
+    assert report["absent_classes"] == ["malignant"]
+    with open(tmp_path / "report" / "metrics.csv", newline="") as f:
+        rows = {r["name"]: r for r in csv.DictReader(f)}
+    assert rows["fnr/malignant"]["value"] == "nan" and rows["fnr/malignant"]["undefined"] == "1"
+    md = (tmp_path / "report" / "metrics.md").read_text()
+    assert "No image of class malignant in this split" in md
+    row = next(line for line in md.splitlines() if line.startswith("| malignant |"))
+    # sensitivity, fnr, f1, f2, auroc; precision too where the class was never predicted either
+    assert row.count("undefined*") == 5 + ("precision/malignant" in result.undefined)
+
+    # where defined, the numbers are the functional metrics' (scikit-learn's)
+    net, _ = load_classifier(tmp_path / "run" / "models" / "model.pt")
+    net.eval()
+    with torch.no_grad():
+        probs = torch.softmax(net(torch.stack([torch.as_tensor(it["image"]) for it in no_malignant])).double(), 1)
+    expected = clinical_metrics(torch.tensor([it["label"] for it in no_malignant]), probs, class_names=NAMES)
+    for name, value in expected.scalars.items():
+        if name not in result.undefined:
+            assert result.scalars[name] == pytest.approx(value, abs=1e-6), name

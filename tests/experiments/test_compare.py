@@ -114,7 +114,8 @@ def test_tiny_compare_writes_summary_and_cells(tiny_compare):
         res = json.loads((out / "cells" / r["cell_id"] / "result.json").read_text())
         report = json.loads((out / "cells" / r["cell_id"] / "test_report" / "metrics.json").read_text())
         assert res["metrics"] == report["metrics"] and report["num_samples"] == 9
-        assert all(float(r[k]) == v for k, v in res["metrics"].items())
+        # null (undefined, e.g. the precision of a class the 1-epoch model never predicts) is "nan", never 0
+        assert all(float(r[k]) == v if v is not None else r[k] == "nan" for k, v in res["metrics"].items())
 
     rows = read_csv(out / "summary.csv")
     metrics = list(compare.SUMMARY_METRICS) + [f"fnr/{c}" for c in CLASSES]
@@ -443,3 +444,58 @@ def test_every_result_records_its_code_state_and_the_summary_names_a_mix(tmp_pat
     assert compare.code_states_line(tmp_path, cells[:2]) == "- code: gemix-monai 0.1.0 at aaa"
     (cells[2].dir(tmp_path) / "result.json").unlink()
     assert "not recorded" not in compare.code_states_line(tmp_path, cells)
+
+
+class SpreadRunners(FakeRunners):
+    """Two seeds whose FNRs lie far apart (the t-interval of n = 2 leaves [0, 1]) and a hemangioma FNR that is
+    undefined (null: no hemangioma in the test split) for gemix's seed 1."""
+
+    FNR = {("real", 0): 0.9, ("real", 1): 0.172, ("gemix", 0): 0.1, ("gemix", 1): 0.3}
+
+    def classifier(self, config, runtime, cell_dir):
+        out = super().classifier(config, runtime, cell_dir)
+        key = (config["strategy"], config["seed"])
+        out["metrics"] |= {"fnr/cyst": self.FNR[key], "fnr/hemangioma": None if key == ("gemix", 1) else 0.25}
+        out["undefined"] = ["fnr/hemangioma"] if key == ("gemix", 1) else []
+        if key == ("real", 1):  # a result.json of before undefined became null: 0 and the name listed
+            out["metrics"]["fnr/metastasis"] = 0.0
+            out["undefined"] = ["fnr/metastasis"]
+        return out
+
+
+def test_summary_clips_intervals_to_the_metric_range_and_leaves_undefined_values_out(
+    tmp_path, tiny_datalist, monkeypatch
+):
+    SpreadRunners().install(monkeypatch)
+    out = tmp_path / "run"
+    run_compare(
+        out,
+        datalist=tiny_datalist,
+        strategies=["real", "gemix"],
+        seeds=2,
+        networks=["tiny"],
+        device="cpu",
+        verbose=False,
+    )
+    rows = {(r["strategy"], r["comparison"], r["metric"]): r for r in read_csv(out / "summary.csv")}
+    real = rows[("real", "", "fnr/cyst")]  # 0.536 [-4.089, 5.161] before the cut
+    assert (real["n"], real["mean"], real["ci_lo"], real["ci_hi"]) == ("2", repr(0.536), "0.0", "1.0")
+    assert float(real["half_width"]) == pytest.approx(4.625058523967588, rel=1e-12)  # the computed interval's
+    assert (real["clipped"], real["n_too_small"], real["defined"]) == ("True", "True", "True")
+    diff = rows[("gemix", "- real", "fnr/cyst")]  # differences -0.8 and 0.128: -0.336 ± 5.896, cut at -1 and 1
+    assert (diff["ci_lo"], diff["ci_hi"], diff["clipped"]) == ("-1.0", "1.0", "True")
+    inside = rows[("real", "", "accuracy")]  # 0.5 and 0.51: inside [0, 1], not cut
+    assert inside["clipped"] == "False" and inside["n_too_small"] == "True"
+    # the undefined hemangioma FNR of gemix seed 1 is left out, never averaged as 0
+    hem = rows[("gemix", "", "fnr/hemangioma")]
+    assert (hem["n"], hem["mean"], hem["defined"]) == ("1", "0.25", "False")
+    assert rows[("gemix", "- real", "fnr/hemangioma")]["n"] == "1"
+    assert rows[("real", "", "fnr/hemangioma")]["n"] == "2"
+    old_style = rows[("real", "", "fnr/metastasis")]  # the listed 0 is undefined too: 0.5 of seed 0 alone
+    assert (old_style["n"], old_style["mean"]) == ("1", "0.5")
+    cells = {(r["strategy"], r["seed"]): r for r in read_csv(out / "cells.csv")}
+    assert cells[("gemix", "1")]["fnr/hemangioma"] == "nan" and cells[("gemix", "0")]["fnr/hemangioma"] == "0.25"
+    md = (out / "summary.md").read_text()
+    assert "| real | 2 | 0.5050 ± 0.0635 [0.4415, 0.5685] (n=2 too small) |" in md
+    assert "0.5360 [0.0000, 1.0000] (clipped; n=2 too small)" in md
+    assert "0.2500 (interval undefined)" in md

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -34,8 +35,12 @@ def test_every_report_file_is_written(tmp_path, result):
 def test_json_round_trips_every_metric(tmp_path, result):
     write_classification_report(result, tmp_path)
     data = json.loads((tmp_path / "metrics.json").read_text())
-    assert data["metrics"] == result.scalars
+    undefined = set(result.undefined)
+    assert data["metrics"] == {k: (None if k in undefined else v) for k, v in result.scalars.items()}
     assert data["undefined"] == list(result.undefined) and "sensitivity/covid" in data["undefined"]
+    for name in ("sensitivity/covid", "fnr/covid", "f1/covid", "f2/covid", "auroc/covid"):  # null, never 0
+        assert data["metrics"][name] is None and name in data["undefined"]
+    assert data["absent_classes"] == ["covid"]
     assert data["confusion_matrix"] == result.confusion_matrix.tolist()
     assert data["class_names"] == NAMES and data["num_samples"] == 40
     assert sum(data["calibration_bins"]["count"]) == 40
@@ -45,8 +50,12 @@ def test_csv_has_one_row_per_metric(tmp_path, result):
     write_classification_report(result, tmp_path)
     with open(tmp_path / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert {r["name"]: float(r["value"]) for r in rows} == result.scalars
+    values = {r["name"]: float(r["value"]) for r in rows}
+    assert values.keys() == result.scalars.keys()
+    for name, value in result.scalars.items():
+        assert (math.isnan(values[name]) and math.isnan(value)) or values[name] == value, name
     assert {r["name"] for r in rows if r["undefined"] == "1"} == set(result.undefined)
+    assert {r["name"] for r in rows if r["value"] == "nan"} == set(result.undefined)
 
 
 def test_markdown_tables_list_each_class_and_mark_undefined(tmp_path, result):
@@ -55,7 +64,10 @@ def test_markdown_tables_list_each_class_and_mark_undefined(tmp_path, result):
     for name in NAMES:
         assert f"| {name} |" in md
     assert f"| macro_f1 | {result.scalars['macro_f1']:.4f} |" in md
-    assert "0.0000*" in md and "0/0" in md
+    assert "0.0000*" not in md and "undefined*" in md and "undefined, not 0" in md
+    assert "**No image of class covid in this split**" in md
+    covid_row = next(line for line in md.splitlines() if line.startswith("| covid |"))
+    assert covid_row.count("undefined*") == 5  # sensitivity, fnr, f1, f2, auroc; specificity and precision defined
 
 
 @pytest.mark.parametrize("name", [f for f in REPORT_FILES if f.endswith(".png")])

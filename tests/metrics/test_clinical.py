@@ -1,5 +1,7 @@
-"""Functional clinical metrics equal scikit-learn, and 0/0 is reported as 0 and flagged."""
+"""Functional clinical metrics equal scikit-learn where defined; an undefined value (a 0/0, a per-class
+metric of a class absent from the truth) is flagged and NaN in the named scalars, never 0."""
 
+import math
 import warnings
 
 import numpy as np
@@ -85,7 +87,7 @@ def test_summary_scalars_equal_sklearn(scenario, k):
             assert r.scalars[f"auroc/{c}"] == pytest.approx(expected, abs=1e-12)
             assert f"auroc/{c}" not in r.undefined
         else:
-            assert r.scalars[f"auroc/{c}"] == 0.0 and f"auroc/{c}" in r.undefined
+            assert math.isnan(r.scalars[f"auroc/{c}"]) and f"auroc/{c}" in r.undefined
 
 
 @pytest.mark.parametrize("k", (2, 3, 11))
@@ -101,26 +103,41 @@ def test_macro_auroc_equals_sklearn_ovr_when_every_class_is_present(k):
 
 
 @pytest.mark.parametrize("scenario,k", GRID)
-def test_no_value_is_nan(scenario, k):
+def test_a_value_is_nan_exactly_when_it_is_flagged_undefined(scenario, k):
     y, p = make_case(scenario, k)
     r = cl.clinical_metrics(y, p)
-    assert all(np.isfinite(v) for v in r.scalars.values())
+    assert {name for name, v in r.scalars.items() if not np.isfinite(v)} == set(r.undefined)
+    assert all(math.isnan(r.scalars[name]) for name in r.undefined)
 
 
-def test_class_absent_from_truth_flags_its_recall_and_fnr_as_zero():
+def test_class_absent_from_truth_has_undefined_per_class_metrics_never_zero():
     y, p = make_case("class_absent_from_truth", 3)
-    r = cl.clinical_metrics(y, p, class_names=["normal", "benign", "malignant"])
-    for name in ("sensitivity/normal", "fnr/normal"):
-        assert r.scalars[name] == 0.0 and name in r.undefined
-    assert "sensitivity/benign" not in r.undefined
+    assert (p.argmax(1) == 0).any()  # the absent class is predicted (wrongly): its F1 would read 0
+    r = cl.clinical_metrics(y, p, class_names=["normal", "benign", "malignant"], positive_class="normal")
+    assert r.absent_classes == ("normal",)
+    for name in ("sensitivity/normal", "fnr/normal", "f1/normal", "f2/normal", "auroc/normal"):
+        assert math.isnan(r.scalars[name]) and name in r.undefined, name
+    for name in ("positive_fnr", "positive_sensitivity", "positive_auroc"):
+        assert math.isnan(r.scalars[name]) and name in r.undefined, name
+    # about the other classes' samples: defined (specificity), and precision 0 = every prediction wrong
+    assert r.scalars["specificity/normal"] > 0 and "specificity/normal" not in r.undefined
+    assert r.scalars["precision/normal"] == 0.0 and "precision/normal" not in r.undefined
+    assert "sensitivity/benign" not in r.undefined and np.isfinite(r.scalars["sensitivity/benign"])
+    # the macro averages keep scikit-learn's rule (the absent class counts 0 in macro-F1)
+    yn, pn = y.numpy(), p.argmax(1).numpy()
+    assert r.scalars["macro_f1"] == pytest.approx(
+        skm.f1_score(yn, pn, labels=[0, 1, 2], average="macro", zero_division=0), abs=1e-12
+    )
+    assert r.reported()["fnr/normal"] is None and r.reported()["fnr/benign"] == r.scalars["fnr/benign"]
 
 
 def test_class_never_predicted_flags_its_precision_only():
     y, p = make_case("class_never_predicted", 3)
     r = cl.clinical_metrics(y, p)
-    assert r.scalars["precision/2"] == 0.0 and "precision/2" in r.undefined
+    assert math.isnan(r.scalars["precision/2"]) and "precision/2" in r.undefined
     # present in the truth but never predicted: F1 is a genuine 0, not a 0/0
     assert r.scalars["f1/2"] == 0.0 and "f1/2" not in r.undefined
+    assert r.absent_classes == ()
 
 
 def _ece_reference(y, p, n_bins=15):
@@ -239,9 +256,13 @@ def test_any_predictions_match_sklearn(case):
     recall = skm.recall_score(y, p, average=None, **kw)
     prec = skm.precision_score(y, p, average=None, **kw)
     for c in range(k):
-        assert r.scalars[f"sensitivity/{c}"] == pytest.approx(recall[c], abs=1e-12)
-        assert r.scalars[f"precision/{c}"] == pytest.approx(prec[c], abs=1e-12)
-    assert all(np.isfinite(v) for v in r.scalars.values())
+        for name, expected in ((f"sensitivity/{c}", recall[c]), (f"precision/{c}", prec[c])):
+            if name in r.undefined:  # a 0/0 (scikit-learn's zero_division) or a class absent from y
+                assert math.isnan(r.scalars[name])
+            else:
+                assert r.scalars[name] == pytest.approx(expected, abs=1e-12)
+        assert (f"sensitivity/{c}" in r.undefined) == (c not in y)
+    assert {name for name, v in r.scalars.items() if not np.isfinite(v)} == set(r.undefined)
 
 
 def test_monai_confusion_matrix_f1_is_micro_averaged_so_macro_f1_is_computed_here():

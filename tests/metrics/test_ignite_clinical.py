@@ -165,3 +165,45 @@ def test_two_process_gloo_reduction_equals_one_process():
     for rank in (0, 1):
         for name, value in expected.items():
             assert results[rank][name] == pytest.approx(value, abs=1e-12), (rank, name)
+
+
+# ---------------------------------------------------------------------------------------------- a class without a sample
+
+
+def test_a_class_absent_from_the_split_warns_once_per_evaluation_naming_it_and_the_split():
+    import math
+    import warnings
+
+    from gemix_monai.metrics import AbsentClassWarning
+
+    logits, labels = _data()
+    labels[labels == 2] = 0  # no "covid" in this split
+    metric = ClinicalMetrics(3, NAMES, split="validation")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):  # two evaluations of 8 batches each: one warning each
+            metrics = _run(metric, logits, labels, 7)
+    absent = [w for w in caught if issubclass(w.category, AbsentClassWarning)]
+    assert len(absent) == 2
+    assert str(absent[0].message) == (
+        "the validation split holds no image of class 'covid' (of 53 images): its sensitivity, FNR, F1, F2 and "
+        "AUROC are undefined, reported as null/NaN and listed under 'undefined' (not 0); macro averages follow "
+        "scikit-learn (docs/maths.md §4)"
+    )
+    for name in ("sensitivity/covid", "fnr/covid", "f1/covid", "f2/covid", "auroc/covid"):
+        assert math.isnan(metrics[name]) and name in metric.result.undefined
+    assert metric.result.absent_classes == ("covid",)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AbsentClassWarning)
+        _run(ClinicalMetrics(3, NAMES), *_data(), 7)  # every class present: no warning
+
+
+def test_an_undefined_key_metric_is_an_error_not_a_silent_checkpoint_choice():
+    logits, labels = _data()
+    labels[labels == 2] = 0
+    with pytest.raises(ValueError) as caught:
+        _run(ClinicalMetrics(3, NAMES, key_metric="fnr/covid", split="validation"), logits, labels, 10)
+    assert str(caught.value) == (
+        "key_metric 'fnr/covid' is undefined on the validation split (classes without an image there: ['covid']), "
+        "so no checkpoint can be chosen by it; choose a key metric that is defined there, e.g. 'macro_f1'"
+    )

@@ -126,3 +126,57 @@ def test_custom_ops_pass_torch_library_opcheck():
     ]
     for op, args in cases:
         torch.library.opcheck(op, args)
+
+
+@pytest.fixture
+def fresh_selfcheck(monkeypatch):
+    from gemix_monai.ops import _selfcheck
+
+    monkeypatch.setattr(_selfcheck, "_passed", set())
+    monkeypatch.setattr(_selfcheck, "_failed", {})
+    monkeypatch.delenv("GEMIX_OPS_SELFCHECK", raising=False)
+    return _selfcheck
+
+
+def _graph_code(block) -> str:
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    torch.compile(block, fullgraph=True, backend=backend)(*_inputs())
+    return "\n".join(gm.code for gm in graphs)
+
+
+@pytest.mark.skipif(not HAS_KERNELS, reason="the C++ extension with every kernel is not built")
+def test_the_kernels_self_check_runs_while_tracing_and_leaves_the_graph_alone(fresh_selfcheck):
+    # fullgraph=True: the check may not break the graph; it runs once, eagerly, while tracing
+    code = _graph_code(SynthesisBlock(impl="cpp", fused=True))
+    assert fresh_selfcheck._passed == {
+        ("upfirdn2d", "cpp", "cpu", torch.float32),
+        ("bias_act", "cpp", "cpu", torch.float32),
+        ("modulated_conv2d", "cpp", "cpu", torch.float32),
+    }
+    assert code == _graph_code(SynthesisBlock(impl="cpp", fused=True))  # traced again with every key passed
+
+
+@pytest.mark.skipif(not HAS_KERNELS, reason="the C++ extension with every kernel is not built")
+def test_a_wrong_kernel_stops_torch_compile_with_the_self_check_message(fresh_selfcheck, monkeypatch):
+    from gemix_monai.ops import OpSelfCheckError
+
+    real = torch.ops.gemix_C.bias_act_grad
+    monkeypatch.setattr(torch.ops.gemix_C, "bias_act_grad", lambda *args: real(*args) * 1.5)
+    torch._dynamo.reset()
+    block = SynthesisBlock(impl="cpp", fused=False)
+    with pytest.raises(RuntimeError) as caught:
+        _run(block, torch.compile(block, fullgraph=True, backend="aot_eager"))
+    message = (
+        "bias_act: the compiled cpp kernel (gemix_C.bias_act/gemix_C.bias_act_grad) disagrees with the pure-PyTorch "
+        "reference for float32 on cpu, case gradient order 1 linear: max abs error 0.995"
+    )
+    assert f"OpSelfCheckError: {message}" in str(caught.value)  # dynamo wraps it, the message stays first
+    with pytest.raises(OpSelfCheckError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        bias_act(torch.randn(2, 3), None, act="relu", impl="cpp")  # and the eager call after it
+    torch._dynamo.reset()

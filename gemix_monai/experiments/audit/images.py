@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -200,7 +201,7 @@ def _check_inputs(gen, names_gen, sets: dict[str, tuple[torch.Tensor, torch.Tens
 # ---------------------------------------------------------------------------------------------- features
 
 
-def _feature_network(o: AuditSettings, train_images, train_labels, names) -> FeatureNetwork:
+def _feature_network(o: AuditSettings, train_images, train_labels, names, out_dir: Path) -> FeatureNetwork:
     """The feature space of the audit (``o.feature_network``, module docstring), its description in ``info``."""
     from gemix_monai.networks.classifiers import FEATURE_LAYERS, load_classifier
 
@@ -219,6 +220,8 @@ def _feature_network(o: AuditSettings, train_images, train_labels, names) -> Fea
             device=device,
         )
         net, layer, info = fn.net, feature_layer or fn.layer, dict(fn.info)
+        # the audit folder keeps its own copy of the feature network it used (the cache may be cleared)
+        shutil.copytree(Path(fn.info["checkpoint"]).parents[1], out_dir / "feature_classifier", dirs_exist_ok=True)
     elif isinstance(feature_network, (str, os.PathLike)):
         net, meta = load_classifier(feature_network, device=device or "cpu")
         arch = meta.get("network")
@@ -526,7 +529,7 @@ def run_audit(
     counts = _synthetic_counts(o.num_per_class, h_lab, k_cls, names_gen)
     s_img, s_lab = _synthetic_set(gen, counts, o)
 
-    fn = _feature_network(o, t_img, t_lab, names)
+    fn = _feature_network(o, t_img, t_lab, names, out)
     feat_device = o.device or next(fn.net.parameters()).device
     t_feat, s_feat, h_feat = (fn.features(x, o.batch_size, feat_device) for x in (t_img, s_img, h_img))
     # Nearest training image of every synthetic and held-out image (whole training set, any class).

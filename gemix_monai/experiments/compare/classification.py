@@ -292,7 +292,8 @@ def run_classifier_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     evaluate_classifier(res.checkpoint, test_ds, report, train_ds.class_names, device=runtime["device"])
     payload = json.loads((report / "metrics.json").read_text(encoding="utf-8"))
     return {
-        "metrics": {k: float(v) for k, v in payload["metrics"].items()},
+        # null (None) where undefined, e.g. the FNR of a class with no test image: never 0 (docs/maths.md §4)
+        "metrics": {k: None if v is None else float(v) for k, v in payload["metrics"].items()},
         "undefined": payload.get("undefined", []),
         "class_names": payload["class_names"],
         "num_test_samples": payload["num_samples"],

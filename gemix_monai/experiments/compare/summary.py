@@ -7,11 +7,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gemix_monai.experiments.report import summary_plot
-from gemix_monai.experiments.stats import Interval, paired_differences
+from gemix_monai.experiments.stats import Interval, metric_range, paired_differences
 from gemix_monai.experiments.stats import interval as compute_interval
 from gemix_monai.utils import atomic_write_bytes
 
@@ -29,6 +30,9 @@ def load_results(cells: Sequence[Cell], out: Path, kind: str) -> list[dict]:
         if c.kind != kind or not is_finished(c, out):
             continue
         r = json.loads((c.dir(out) / "result.json").read_text(encoding="utf-8"))
+        # cells written before undefined values became null stored 0 and listed the name under "undefined"
+        undefined = set(r.get("undefined", []))
+        metrics = {k: (None if k in undefined else v) for k, v in r["metrics"].items()}
         rows.append(
             {
                 "cell_id": c.id,
@@ -39,18 +43,23 @@ def load_results(cells: Sequence[Cell], out: Path, kind: str) -> list[dict]:
                 "seed": c.config["seed"],
                 "seconds": r.get("seconds"),
                 "class_names": r["class_names"],
-                "metrics": r["metrics"],
+                "metrics": metrics,
             }
         )
     return rows
 
 
 def per_seed(rows: list[dict], network: str, arm: str, metric: str) -> dict[int, float]:
-    """Value of one arm per classifier seed: the cell's value, averaged over GAN seeds when there are several."""
+    """Value of one arm per classifier seed: the cell's value, averaged over GAN seeds when there are several.
+
+    An undefined value (``None``, or NaN, e.g. the FNR of a class with no test image) is left out, so a seed
+    with none defined is absent and ``n`` counts the seeds with a value (docs/experiments.md, "Intervals")."""
     by_seed: dict[int, list[float]] = {}
     for r in rows:
-        if r["network"] == network and r["strategy"] == arm and metric in r["metrics"]:
-            by_seed.setdefault(r["seed"], []).append(float(r["metrics"][metric]))
+        if r["network"] == network and r["strategy"] == arm and r["metrics"].get(metric) is not None:
+            value = float(r["metrics"][metric])
+            if math.isfinite(value):
+                by_seed.setdefault(r["seed"], []).append(value)
     return {s: sum(v) / len(v) for s, v in by_seed.items()}
 
 
@@ -72,7 +81,8 @@ def summarize(
     for net in networks:
         for arm in arms:
             for m in metrics:
-                iv = compute_interval(list(per_seed(rows, net, arm, m).values()), method, confidence, seed=seed)
+                values = list(per_seed(rows, net, arm, m).values())
+                iv = compute_interval(values, method, confidence, seed=seed, bounds=metric_range(m))
                 records.append({"network": net, "strategy": arm, "comparison": "", "metric": m, "interval": iv})
         for base in baselines:
             if base not in arms:
@@ -83,7 +93,7 @@ def summarize(
                 for m in metrics:
                     a, b = per_seed(rows, net, arm, m), per_seed(rows, net, base, m)
                     _, diffs = paired_differences(a, b)  # matched by seed
-                    iv = compute_interval(diffs, method, confidence, seed=seed)
+                    iv = compute_interval(diffs, method, confidence, seed=seed, bounds=metric_range(m, difference=True))
                     records.append(
                         {"network": net, "strategy": arm, "comparison": f"- {base}", "metric": m, "interval": iv}
                     )
@@ -151,10 +161,17 @@ def _cells_csv(rows: list[dict], metrics: Sequence[str]) -> bytes:
                 "" if r["gan_seed"] is None else r["gan_seed"],
                 r["seed"],
                 r["seconds"],
-                *(repr(float(r["metrics"][m])) if m in r["metrics"] else "" for m in [*metrics, *extra]),
+                *(_cell_value(r["metrics"], m) for m in [*metrics, *extra]),
             ]
         )
     return buf.getvalue().encode()
+
+
+def _cell_value(metrics: dict, name: str) -> str:
+    """A cells.csv entry: the value, ``nan`` where it is undefined (``None``), empty where the cell lacks it."""
+    if name not in metrics:
+        return ""
+    return "nan" if metrics[name] is None else repr(float(metrics[name]))
 
 
 _SUMMARY_COLUMNS = (
@@ -171,6 +188,8 @@ _SUMMARY_COLUMNS = (
     "confidence",
     "defined",
     "excludes_zero",
+    "clipped",
+    "n_too_small",
 )
 
 
@@ -196,6 +215,8 @@ def _summary_csv(records: list[dict]) -> bytes:
                 iv.confidence,
                 iv.defined,
                 iv.excludes_zero if rec["comparison"] else "",
+                iv.clipped,
+                iv.n_too_small,
             ]
         )
     return buf.getvalue().encode()
