@@ -33,6 +33,7 @@ __all__ = [
     "class_weighted_sampler",
     "check_num_classes",
     "check_generator_fits",
+    "check_strategy",
     "check_training_setup",
     "classifier_info",
     "strategy_feature_sources",
@@ -213,14 +214,20 @@ def check_generator_fits(generator, class_names: Sequence[str], data_contract) -
         check_contract(stored, data_contract, where, "the training data")
 
 
+def check_strategy(strategy: str) -> str:
+    """``strategy`` when it is one of :data:`STRATEGY_NAMES`, else a ``ValueError`` naming it and the choices."""
+    if strategy not in STRATEGY_NAMES:
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {list(STRATEGY_NAMES)}")
+    return strategy
+
+
 def check_training_setup(
     strategy: str, num_classes, class_names: Sequence[str], generator=None, data_contract=None, synthetic_pool=None
 ) -> None:
     """What a classifier's bundle run checks before building anything (train.json ``initialize``): a known
     ``strategy``, ``num_classes`` matching ``class_names`` and, for a strategy that reads it, a generator fitting
     the data's classes and contract."""
-    if strategy not in STRATEGY_NAMES:
-        raise ValueError(f"unknown strategy {strategy!r}; expected one of {list(STRATEGY_NAMES)}")
+    check_strategy(strategy)
     check_num_classes(num_classes, class_names)
     used = strategy_generator(strategy, generator, synthetic_pool)
     if used is not None:

@@ -28,6 +28,7 @@ __all__ = [
     "find_images",
     "classifier_transform",
     "check_classify_inputs",
+    "classify_datalist",
     "classify_folder",
 ]
 
@@ -113,6 +114,11 @@ def check_classify_inputs(checkpoint, input_dir, output_csv, *, overwrite: bool 
             f"{', '.join(_image_suffixes())})"
         )
     return files
+
+
+def classify_datalist(checkpoint, input_dir, output_csv, *, overwrite: bool = False) -> list[dict]:
+    """``[{"image": path}, ...]`` of every image :func:`check_classify_inputs` finds (inference.json's datalist)."""
+    return [{"image": str(f)} for f in check_classify_inputs(checkpoint, input_dir, output_csv, overwrite=overwrite)]
 
 
 def classify_folder(

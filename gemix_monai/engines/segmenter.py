@@ -28,10 +28,10 @@ from typing import Any
 import torch
 from monai.data import DataLoader
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
-from monai.handlers import HausdorffDistance, MeanDice, StatsHandler
+from monai.handlers import StatsHandler
 
 from gemix_monai.data.contract import check_contract, contract_of
-from gemix_monai.engines.classifier import check_generator_fits
+from gemix_monai.engines.classifier_setup import check_generator_fits
 from gemix_monai.engines.run import RunSettings, merge_run_keywords
 from gemix_monai.engines.supervised import (
     SupervisedTrainerOptions,
@@ -43,6 +43,8 @@ from gemix_monai.engines.supervised import (
 from gemix_monai.handlers.classifier import ValidationHistory
 from gemix_monai.metrics.segmentation import (  # noqa: F401  (deprecated import path of these names)
     discretise_prediction,
+    hd95,
+    mean_dice,
     metric_output_transform,
     segmentation_scores,
     summarise_scores,
@@ -57,6 +59,7 @@ from gemix_monai.networks.segmenters import (  # noqa: F401  (deprecated import 
     load_segmenter,
     network_name_of,
     segmentation_mode,
+    segmentation_out_channels,
     size_multiple,
 )
 from gemix_monai.transforms.segmentation import (  # noqa: F401  (deprecated import path of these names)
@@ -89,6 +92,8 @@ __all__ = [
     "network_name_of",
     "strategy_info",
     "segmenter_info",
+    "segmentation_training_strategy",
+    "check_segmentation_setup",
     "check_pair_generator",
     "build_segmentation_network",
     "build_segmentation_loss",
@@ -175,17 +180,13 @@ def create_segmenter_evaluator(
     empty truth excluded) and ``val_hd95`` (MONAI ``HausdorffDistance``, percentile 95, pixels; cases with an
     empty side excluded). Batches: ``{"image", "mask"}``."""
     device = resolve_device(device)
-    include_bg = segmentation_mode(mask_channels) == "sigmoid"
-    out = metric_output_transform(mask_channels)
     return SupervisedEvaluator(
         device=device,
         val_data_loader=val_loader,
         network=network,
         prepare_batch=SegmentationPrepareBatch(mask_channels, stacked=False),
-        key_val_metric={KEY_METRIC: MeanDice(include_background=include_bg, output_transform=out)},
-        additional_metrics={
-            "val_hd95": HausdorffDistance(include_background=include_bg, percentile=95, output_transform=out)
-        },
+        key_val_metric={KEY_METRIC: mean_dice(mask_channels)},
+        additional_metrics={"val_hd95": hd95(mask_channels)},
         val_handlers=[StatsHandler(iteration_log=False, output_transform=lambda x: None), *val_handlers],
         amp=amp and device.type == "cuda",
         decollate=False,
@@ -299,15 +300,14 @@ def segmenter_info(
     """What ``segmenter.json`` starts from (train_segmentation.json's info and :func:`train_segmenter`'s):
     ``network`` (``network_name`` when it rebuilds ``network``, else ``None``), ``network_class``, channels,
     ``mode``, size, classes, the strategy (its name and ``strategy_info``), seed and the data's ``contract``."""
-    mode = segmentation_mode(mask_channels)
     info = {
         "format": SEGMENTER_FORMAT,
         "network": network_name_of(network, network_name),
         "network_class": f"{type(network).__module__}.{type(network).__qualname__}",
         "in_channels": int(in_channels),
         "mask_channels": int(mask_channels),
-        "out_channels": int(mask_channels) if mode == "sigmoid" else int(mask_channels) + 1,
-        "mode": mode,
+        "out_channels": segmentation_out_channels(mask_channels),
+        "mode": segmentation_mode(mask_channels),
         "image_size": int(image_size),
         "class_names": list(class_names) if class_names else None,
         "strategy": strategy.name if hasattr(strategy, "dataset") else strategy,
@@ -319,6 +319,42 @@ def segmenter_info(
     if stored is not None:
         info["contract"] = stored.to_dict()
     return info
+
+
+def segmentation_training_strategy(
+    strategy: str,
+    real_dataset,
+    num_classes: int,
+    generator=None,
+    *,
+    mask_channels: int,
+    image_channels: int = 1,
+    seed: int = 0,
+    device=None,
+    strategy_kwargs: Mapping[str, Any] | None = None,
+):
+    """The segmenter's strategy (train_segmentation.json's ``train#strategy``): ``generator`` (a path or object) is
+    read only by the synthetic strategies, ``strategy_kwargs`` are those of :func:`build_segmentation_strategy`."""
+    synthetic = strategy != "real"
+    return build_segmentation_strategy(
+        strategy,
+        real_dataset,
+        int(num_classes),
+        generator if synthetic else None,
+        image_channels=image_channels,
+        mask_channels=mask_channels,
+        seed=seed,
+        device=device if synthetic else None,
+        **dict(strategy_kwargs or {}),
+    )
+
+
+def check_segmentation_setup(strategy: str, class_names: Sequence[str] | None, generator=None, contract=None) -> None:
+    """What a segmenter's bundle run checks first (train_segmentation.json ``initialize``): a strategy offered for
+    masks and, for the synthetic ones, a generator of the data's classes and contract."""
+    check_segmentation_strategy(strategy)
+    if strategy != "real" and generator is not None and class_names:
+        check_generator_fits(generator, list(class_names), contract_of(contract))
 
 
 def _segmenter_data(train_data, val_data, o: SegmenterTrainingOptions):
@@ -375,16 +411,16 @@ def train_segmenter(
     synthetic = o.strategy != "real"
     if synthetic and names:
         check_generator_fits(o.generator_checkpoint, list(names), data_contract)
-    strat = build_segmentation_strategy(
+    strat = segmentation_training_strategy(
         o.strategy,
         train_ds,
         num_classes,
-        o.generator_checkpoint if synthetic else None,
+        o.generator_checkpoint,
         image_channels=c,
         mask_channels=m,
         seed=run.seed,
-        device=device if synthetic else None,
-        **dict(o.strategy_kwargs or {}),
+        device=device,
+        strategy_kwargs=o.strategy_kwargs,
     )
     train_loader = DataLoader(
         strat.dataset,
@@ -395,7 +431,7 @@ def train_segmenter(
         drop_last=len(strat.dataset) > o.batch_size,
     )
     val_loader = DataLoader(val_ds, batch_size=o.batch_size, shuffle=False, num_workers=run.num_workers)
-    net = build_segmentation_network(o.network, c, m if segmentation_mode(m) == "sigmoid" else m + 1).to(device)
+    net = build_segmentation_network(o.network, c, segmentation_out_channels(m)).to(device)
     info = segmenter_info(
         net,
         o.network,

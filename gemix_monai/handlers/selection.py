@@ -44,6 +44,7 @@ __all__ = [
     "BEST_SUBPATH",
     "score_row",
     "validation_split",
+    "training_selection",
 ]
 
 logger = logging.getLogger(__name__)
@@ -111,6 +112,21 @@ class GeneratorSelection:
             "seed": self.seed,
             "reference": "validation split",
         }
+
+
+def training_selection(
+    val_data, select_kimg: float | None = None, criterion: str = "minority_recall", per_class: int = 64, seed: int = 0
+) -> GeneratorSelection:
+    """The training-time audit as train_gan.json sets it: ``select_kimg`` is the interval [kimg] (``None``: a fifth of
+    the run) and ``0`` switches the audit off; ``val_data`` ``None`` (no validation split) switches it off too."""
+    off = select_kimg is not None and float(select_kimg) == 0
+    return GeneratorSelection(
+        val_data=None if off else val_data,
+        every_kimg=None if off else select_kimg,
+        criterion=criterion,
+        per_class=per_class,
+        seed=seed,
+    )
 
 
 def validation_split(source, **get_dataset_options):

@@ -18,7 +18,14 @@ import torch
 
 from gemix_monai.utils import plain_tensor
 
-__all__ = ["discretise_prediction", "segmentation_scores", "summarise_scores", "metric_output_transform"]
+__all__ = [
+    "discretise_prediction",
+    "segmentation_scores",
+    "summarise_scores",
+    "metric_output_transform",
+    "mean_dice",
+    "hd95",
+]
 
 
 def discretise_prediction(logits: torch.Tensor, mask_channels: int) -> torch.Tensor:
@@ -97,3 +104,23 @@ def metric_output_transform(mask_channels: int):
         return discretise_prediction(output["pred"], mask_channels), output["label"]
 
     return transform
+
+
+def mean_dice(mask_channels: int):
+    """The evaluator's ``val_dice``: MONAI's ``MeanDice`` on binarised predictions (structures with an empty truth
+    excluded; the background channel only for one mask channel, i.e. sigmoid)."""
+    from monai.handlers import MeanDice
+
+    return MeanDice(include_background=int(mask_channels) == 1, output_transform=metric_output_transform(mask_channels))
+
+
+def hd95(mask_channels: int):
+    """The evaluator's ``val_hd95``: MONAI's ``HausdorffDistance`` at percentile 95 [pixels] on binarised
+    predictions (cases with an empty side excluded)."""
+    from monai.handlers import HausdorffDistance
+
+    return HausdorffDistance(
+        include_background=int(mask_channels) == 1,
+        percentile=95,
+        output_transform=metric_output_transform(mask_channels),
+    )

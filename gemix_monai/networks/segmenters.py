@@ -26,6 +26,7 @@ __all__ = [
     "SEGMENTER_INFO_NAME",
     "SEGMENTER_FORMAT",
     "segmentation_mode",
+    "segmentation_out_channels",
     "build_segmentation_network",
     "build_segmentation_loss",
     "size_multiple",
@@ -48,6 +49,12 @@ SEGMENTATION_NETWORKS: dict[str, tuple[str, dict]] = {
 def segmentation_mode(mask_channels: int) -> str:
     """``"sigmoid"`` for one mask channel (binary masks), ``"softmax"`` over ``[background, 1..M]`` otherwise."""
     return "sigmoid" if int(mask_channels) == 1 else "softmax"
+
+
+def segmentation_out_channels(mask_channels: int) -> int:
+    """Logit channels of a segmenter of ``M`` mask channels: ``M`` (sigmoid, ``M = 1``) or ``M + 1`` (softmax over
+    ``[background, 1..M]``)."""
+    return int(mask_channels) if segmentation_mode(mask_channels) == "sigmoid" else int(mask_channels) + 1
 
 
 def build_segmentation_network(name: str, in_channels: int, out_channels: int) -> torch.nn.Module:
