@@ -19,6 +19,7 @@ __all__ = [
     "parse_override",
     "data_options",
     "bundle_overrides",
+    "picked",
 ]
 
 
@@ -144,3 +145,9 @@ def bundle_overrides(args: argparse.Namespace) -> dict:
             out[key] = str(Path(out[key]).resolve())
     out.update(dict(args.overrides))
     return out
+
+
+def picked(args: argparse.Namespace, *names: str, **renamed: str) -> dict:
+    """The parsed options ``names`` as keyword arguments (``{name: args.name}``), and ``renamed`` ones under another
+    name (``key="option"`` gives ``{key: args.option}``): how a command hands its options to a settings object."""
+    return {**{n: getattr(args, n) for n in names}, **{k: getattr(args, a) for k, a in renamed.items()}}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import add_data_arguments, data_options
+from .args import add_data_arguments, data_options, picked
 
 __all__ = ["add_parsers", "audit", "study_generators"]
 
@@ -32,15 +32,9 @@ def audit(args: argparse.Namespace) -> int:
     train, heldout = audit_splits(
         source, args.heldout_split, gen, image_size=args.image_size, data_options=data_options(args)
     )
-    settings = AuditSettings(
-        feature_network=args.classifier,
-        num_per_class=args.num_per_class,
-        seed=args.seed,
-        device=device,
-        heldout_name=f"{args.heldout_split} split",
-        generator_name=str(args.generator),
-        lpips_weights=args.lpips_weights,
-    )
+    names = {"heldout_name": f"{args.heldout_split} split", "generator_name": str(args.generator)}
+    given = picked(args, "num_per_class", "seed", "lpips_weights", feature_network="classifier")
+    settings = AuditSettings(**given, **names, device=device)
     if pairs:
         report = run_pair_audit(gen, train, heldout, args.out, settings, segmenter=args.segmenter)
         cons, area = report["consistency"], report["mask_realism"]["structure_1"]["area_fraction"]
@@ -67,18 +61,10 @@ def study_generators(args: argparse.Namespace) -> int:
     """``gemix-monai study-generators``: train and audit every run, print where the table is."""
     from gemix_monai.experiments.generator_study import StudySettings, run_generator_study
 
-    settings = StudySettings(
-        source=args.datalist or args.dataset_dir,
-        image_size=args.image_size or 32,
-        data_options=data_options(args),
-        seed=args.seed,
-        batch_size=args.batch_size,
-        kimg_cap=args.kimg_cap,
-        select_kimg=args.select_kimg,
-        criterion=args.select_criterion,
-        device=args.device,
-        lpips_weights=args.lpips_weights,
-    )
+    given = picked(args, "seed", "batch_size", "kimg_cap", "select_kimg", "device", "lpips_weights")
+    source, size = args.datalist or args.dataset_dir, args.image_size or 32
+    given.update(source=source, image_size=size, data_options=data_options(args), criterion=args.select_criterion)
+    settings = StudySettings(**given)
     rows = run_generator_study(args.out, args.runs, settings)
     print(f"generator study: {len(rows)} audited checkpoints; table in {args.out}/<dataset>/study.md")
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_data_arguments, data_options
+from .args import add_data_arguments, data_options, picked
 
 __all__ = ["add_parsers", "add_compare_arguments", "compare"]
 
@@ -82,37 +82,17 @@ def compare(args: argparse.Namespace) -> int:
     """``gemix-monai compare`` with parsed :func:`add_compare_arguments` options."""
     from gemix_monai.experiments import compare as cmp
 
-    given = dict(
-        strategies=args.strategies,
-        seeds=args.seed_list if args.seed_list else args.seeds,
-        gan_seeds=args.gan_seeds,
-        networks=args.networks,
-        gan_kimg=args.gan_kimg,
-        gan_batch_size=args.gan_batch_size,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        image_size=args.image_size,
-        interval=args.interval,
-        data_options=data_options(args),
-        generators=args.generators,
-    )
-    options = cmp.CompareRunOptions(
-        dataset_dir=args.dataset_dir,
-        datalist=args.datalist,
-        jobs=args.jobs,
-        cell=args.cell,
-        list_cells=args.list_cells,
-        device=args.device,
-        quiet=not args.verbose,
-    )
+    given = picked(args, "strategies", "gan_seeds", "networks", "gan_kimg", "gan_batch_size", "epochs", "batch_size")
+    given.update(picked(args, "image_size", "interval", "generators"), data_options=data_options(args))
+    given["seeds"] = args.seed_list if args.seed_list else args.seeds
+    run = picked(args, "dataset_dir", "datalist", "jobs", "cell", "list_cells", "device")
+    options = cmp.CompareRunOptions(**run, quiet=not args.verbose)
     if args.task == "segmentation":
         out = args.out if args.out != "gemix_compare" else "gemix_compare_segmentation"
         settings = cmp.segmentation_compare_settings(**given)
         cmp.run_segmentation_compare(out, settings, options, variants=args.variant)
         return 0
-    settings = cmp.compare_settings(
-        **given, gan_class_balance=args.gan_class_balance, gan_select=args.gan_select, pool_size=args.pool_size
-    )
+    settings = cmp.compare_settings(**given, **picked(args, "gan_class_balance", "gan_select", "pool_size"))
     cmp.run_compare(args.out, settings, options, variants=args.variant)
     return 0
 

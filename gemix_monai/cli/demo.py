@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from .args import picked
+
 __all__ = ["add_parsers", "demo"]
 
 
 def demo(args: argparse.Namespace) -> int:
     from gemix_monai.demo import run_demo
 
-    run_demo(
-        args.out,
-        gan_kimg=args.gan_kimg,
-        epochs=args.epochs,
-        strategies=args.strategies,
-        seed=args.seed,
-        seeds=args.seeds,
-        quiet=not args.verbose,
-    )
+    run_demo(args.out, **picked(args, "gan_kimg", "epochs", "strategies", "seed", "seeds"), quiet=not args.verbose)
     return 0
 
 

@@ -36,22 +36,8 @@ from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.handlers import StatsHandler, TensorBoardStatsHandler
 
 from gemix_monai.data.contract import check_class_names, check_contract, contract_of
-from gemix_monai.engines.classifier_setup import (  # noqa: F401  (their documented import path)
-    STRATEGY_NAMES,
-    StrategyPrepareBatch,
-    check_generator_fits,
-    check_num_classes,
-    check_training_setup,
-    class_balanced_weights,
-    class_weighted_sampler,
-    classifier_info,
-    eval_prepare_batch,
-    strategy_feature_sources,
-    strategy_generator,
-    strategy_options,
-    training_strategy,
-    unwrap,
-)
+from gemix_monai.engines import classifier_setup as _setup
+from gemix_monai.engines.classifier_setup import *  # noqa: F403  (the wiring, used here and re-exported)
 from gemix_monai.engines.inference import (  # noqa: F401  (deprecated import path of these names)
     DEFAULT_CLASSIFY_PREPROCESSING,
     check_classify_inputs,
@@ -97,10 +83,16 @@ from gemix_monai.networks.classifiers import (  # noqa: F401  (deprecated import
 from gemix_monai.utils import plain_tensor, resolve_device, safe_torch_load
 
 __all__ = [
-    "STRATEGY_NAMES",
+    "TrainingResult",
+    "ClassifierTrainingOptions",
+    "create_classifier_evaluator",
+    "create_classifier_trainer",
+    "train_classifier",
+    "evaluate_classifier",
+    # kept importable from here (docs/design.md, "Deprecated keywords and import paths")
+    *_setup.__all__,
     "CHECKPOINT_NAME",
     "CHECKPOINT_INFO_NAME",
-    "StrategyPrepareBatch",
     "StrategySetEpoch",
     "KeyMetricEarlyStopping",
     "ClassifierInfoWriter",
@@ -110,28 +102,11 @@ __all__ = [
     "training_schedule",
     "attach_best_checkpoint",
     "best_of",
-    "eval_prepare_batch",
-    "strategy_generator",
-    "strategy_options",
-    "training_strategy",
-    "class_weighted_sampler",
-    "check_num_classes",
-    "check_generator_fits",
-    "check_training_setup",
-    "classifier_info",
     "check_classify_inputs",
     "write_predictions_csv",
-    "TrainingResult",
-    "ClassifierTrainingOptions",
-    "class_balanced_weights",
-    "create_classifier_evaluator",
-    "create_classifier_trainer",
-    "train_classifier",
-    "evaluate_classifier",
     "load_classifier",
     "read_classifier_info",
     "classifier_transform",
-    "strategy_feature_sources",
     "find_images",
     "classify_folder",
 ]
@@ -192,7 +167,7 @@ def create_classifier_evaluator(
         device=device,
         val_data_loader=val_loader,
         network=network,
-        prepare_batch=eval_prepare_batch,
+        prepare_batch=_setup.eval_prepare_batch,
         key_val_metric={key_metric: metric},
         metric_cmp_fn=key_metric_cmp_fn(key_metric),
         val_handlers=handlers + list(val_handlers),
@@ -227,7 +202,7 @@ def create_classifier_trainer(
         network,
         train_loader,
         o,
-        prepare_batch=lambda batch_transform: StrategyPrepareBatch(num_classes, batch_transform),
+        prepare_batch=lambda batch_transform: _setup.StrategyPrepareBatch(num_classes, batch_transform),
         default_loss=SoftTargetCrossEntropy,
         info_name=CHECKPOINT_INFO_NAME,
     )
@@ -301,8 +276,8 @@ class ClassifierTrainingOptions:
     tensorboard: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGY_NAMES:
-            raise ValueError(f"unknown strategy {self.strategy!r}; expected one of {list(STRATEGY_NAMES)}")
+        if self.strategy not in _setup.STRATEGY_NAMES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; expected one of {list(_setup.STRATEGY_NAMES)}")
         for name in ("epochs", "batch_size"):
             check_positive_int(name, getattr(self, name))
 
@@ -347,7 +322,9 @@ def _training_data(train_data, val_data, o: ClassifierTrainingOptions, run: RunS
 
 def _train_loader(strat, data: _TrainingData, o: ClassifierTrainingOptions, run: RunSettings):
     world, rank = idist.get_world_size(), idist.get_rank()
-    sampler = class_weighted_sampler(strat, data.real, data.num_classes, run.seed, enabled=o.class_weighted_sampling)
+    sampler = _setup.class_weighted_sampler(
+        strat, data.real, data.num_classes, run.seed, enabled=o.class_weighted_sampling
+    )
     if sampler is None:
         # One seeded permutation per epoch (MONAI's workflow calls set_epoch), dealt round-robin to the processes:
         # batch i of the n processes together holds the items of batch i of a single process, whatever n is.
@@ -443,7 +420,7 @@ def train_classifier(
     if world > 1 and o.class_weighted_sampling:
         raise ValueError("class_weighted_sampling is single-process only; train without it or in one process")
     data = _training_data(train_data, val_data, o, run)
-    strat = training_strategy(
+    strat = _setup.training_strategy(
         o.strategy,
         data.real,
         data.num_classes,
@@ -459,7 +436,7 @@ def train_classifier(
     train_loader = _train_loader(strat, data, o, run)
     layer = _tsne_layer(o)
     net, arch = _network(o, data.in_channels, data.num_classes, device)
-    info = classifier_info(
+    info = _setup.classifier_info(
         net, arch, data.in_channels, data.num_classes, data.class_names, o.strategy, run.seed, data.contract
     )
     info["network"] = arch  # the name given (or None for a module): what load_classifier rebuilds
@@ -517,11 +494,13 @@ def train_classifier(
 def _final_report(net, checkpoint, strat, train_loader, data: _TrainingData, o, layer, out: Path, device):
     """The best network's report on the validation data (``out/val_report``), with its t-SNE when asked."""
     idist.barrier()  # rank 0 wrote the checkpoint
-    net = unwrap(net)
+    net = _setup.unwrap(net)
     net.load_state_dict(safe_torch_load(checkpoint, map_location=device))
     sources = None
     if layer is not None and idist.get_world_size() == 1:
-        sources = strategy_feature_sources(strat, train_loader, data.val_loader, data.num_classes, o.tsne_max_points)
+        sources = _setup.strategy_feature_sources(
+            strat, train_loader, data.val_loader, data.num_classes, o.tsne_max_points
+        )
     return evaluate_classifier(
         net,
         data.val_loader,

@@ -77,6 +77,7 @@ from gemix_monai.engines.global_batch import (  # noqa: F401  (GlobalBatchSample
     resolve_classes,
     resume_if_asked,
     set_rng_state,
+    trainer_settings,
     validate_gan_dataset,
 )
 from gemix_monai.engines.run import RunSettings, merge_run_keywords
@@ -565,13 +566,7 @@ def create_gan_trainer(
     """
     from gemix_monai.handlers.gan import AdaptiveAugmentHandler, GeneratorEmaHandler
 
-    run = merge_run_keywords(run, run_keywords, "create_gan_trainer", output_dir=output_dir)
-    if run_keywords:
-        raise TypeError(f"create_gan_trainer got unexpected keyword arguments {sorted(run_keywords)}")
-    if options is None:
-        options = GanTrainingOptions()
-    elif isinstance(options, Mapping):
-        options = GanTrainingOptions.from_mapping(options)
+    run, options = trainer_settings("create_gan_trainer", run, run_keywords, output_dir, options, GanTrainingOptions)
     trainer = ConditionalGanTrainer(
         G,
         D,

@@ -40,6 +40,7 @@ from gemix_monai.engines.global_batch import (
     attach_output_handlers,
     resolve_classes,
     resume_if_asked,
+    trainer_settings,
 )
 from gemix_monai.engines.run import RunSettings, merge_run_keywords
 from gemix_monai.mixing.labels import labels_of, to_soft_label
@@ -277,13 +278,9 @@ def create_generative_trainer(
     path, as for ``create_gan_trainer``. ``output_dir`` and the run settings as keywords are deprecated."""
     from gemix_monai.handlers.gan import GeneratorEmaHandler
 
-    run = merge_run_keywords(run, run_keywords, "create_generative_trainer", output_dir=output_dir)
-    if run_keywords:
-        raise TypeError(f"create_generative_trainer got unexpected keyword arguments {sorted(run_keywords)}")
-    if options is None:
-        options = GenerativeTrainingOptions()
-    elif isinstance(options, Mapping):
-        options = GenerativeTrainingOptions.from_mapping(options)
+    run, options = trainer_settings(
+        "create_generative_trainer", run, run_keywords, output_dir, options, GenerativeTrainingOptions
+    )
     trainer = GenerativeTrainer(
         family,
         G,
@@ -311,8 +308,8 @@ def train_family(
     preset="tiny",
     num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
-    run: RunSettings | None = None,
     selection=None,
+    run: RunSettings | None = None,
     **options,
 ) -> Path:
     """Train a ``dcgan`` or ``diffusion`` generator on ``train_data`` (as :func:`~gemix_monai.engines.gan.train_gan`)

@@ -23,7 +23,7 @@ import torch
 from ignite.engine import Engine
 
 from gemix_monai.data.masks import trained_contract
-from gemix_monai.engines.run import RunSettings
+from gemix_monai.engines.run import RunSettings, merge_run_keywords
 from gemix_monai.mixing.labels import labels_of, to_soft_label
 from gemix_monai.mixing.samplers import class_balance_shares, class_balance_weights
 from gemix_monai.utils import plain_data, safe_torch_load
@@ -35,6 +35,7 @@ __all__ = [
     "get_rng_state",
     "set_rng_state",
     "attach_output_handlers",
+    "trainer_settings",
     "resume_if_asked",
     "as_training_dataset",
     "resolve_classes",
@@ -416,6 +417,20 @@ class GlobalBatchEngine(Engine):
 
 # ---------------------------------------------------------------------------------------------
 # run settings: output handlers and exact resume
+
+
+def trainer_settings(caller: str, run, run_keywords: dict, output_dir, options, options_type):
+    """``(RunSettings, options)`` of a ``create_*_trainer``: ``run`` with the deprecated run keywords and
+    ``output_dir`` applied (anything else in ``run_keywords`` is a ``TypeError`` naming it), and ``options`` as an
+    ``options_type`` (default its defaults; a mapping through ``options_type.from_mapping``)."""
+    run = merge_run_keywords(run, run_keywords, caller, output_dir=output_dir)
+    if run_keywords:
+        raise TypeError(f"{caller} got unexpected keyword arguments {sorted(run_keywords)}")
+    if options is None:
+        options = options_type()
+    elif isinstance(options, Mapping):
+        options = options_type.from_mapping(options)
+    return run, options
 
 
 def attach_output_handlers(

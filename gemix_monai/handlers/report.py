@@ -33,18 +33,8 @@ REPORT_FILES = (
     "confusion_matrix_normalised.png",
     "reliability.png",
 )
-OVERALL = (
-    "accuracy",
-    "balanced_accuracy",
-    "macro_f1",
-    "macro_f2",
-    "macro_auroc",
-    "ece",
-    "positive_fnr",
-    "positive_sensitivity",
-    "positive_specificity",
-    "positive_auroc",
-)
+OVERALL = ("accuracy", "balanced_accuracy", "macro_f1", "macro_f2", "macro_auroc", "ece")
+OVERALL += ("positive_fnr", "positive_sensitivity", "positive_specificity", "positive_auroc")
 PER_CLASS = ("sensitivity", "specificity", "precision", "fnr", "f1", "f2", "auroc")
 
 

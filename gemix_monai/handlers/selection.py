@@ -286,10 +286,7 @@ class GeneratorSelectionHandler(_EveryImagesHandler):
         return row
 
     def save(self, engine: Engine) -> None:
-        if engine.state.iteration == self._saved_at:
-            return
-        self._saved_at = engine.state.iteration
-        if engine.rank != 0:
+        if not self._claim(engine):
             return
         cpu0 = time.process_time()
         try:

@@ -324,54 +324,6 @@ class SoftLabelSampler:
         return f"{type(self).__name__}({args})"
 
 
-class DirichletBetaSampler(SoftLabelSampler):
-    """GeMix as the paper describes it (docs/maths.md §3).
-
-    Draw two distinct classes i != j; ``y1 ~ Dir(alpha_lo*1 + (alpha_hi-alpha_lo)*e_i)``,
-    ``y2 ~ Dir(alpha_lo*1 + (alpha_hi-alpha_lo)*e_j)``; ``lam ~ Beta(beta, beta)``;
-    label ``c = lam*y1 + (1-lam)*y2``. With class weights, i is drawn with the weights and j with the
-    weights restricted to the other classes.
-
-    ``sample_with_info`` extras: ``classes`` [B, 2] (i, j), ``lam`` [B].
-    """
-
-    name = "dirichlet_beta"
-
-    def __init__(
-        self,
-        num_classes: int,
-        alpha_hi: float = 10.0,
-        alpha_lo: float = 1.0,
-        beta: float = 0.4,
-        class_weights: Sequence[float] | None = None,
-        seed: int | None = None,
-    ):
-        super().__init__(num_classes, class_weights, seed)
-        why = f" (float64: the {self.num_classes} Gamma draws of a Dirichlet row must sum to a finite number)"
-        self.alpha_hi = _positive("alpha_hi", alpha_hi, _alpha_max(self.num_classes), why)
-        self.alpha_lo = _positive("alpha_lo", alpha_lo, _alpha_max(self.num_classes), why)
-        self.beta = _positive(
-            "beta", beta, _BETA_MAX, " (float64: the two Gamma draws of a Beta draw must sum to a finite number)"
-        )
-        if self._probs is not None and (self._probs > 0).sum() < 2:
-            raise ValueError(
-                "class_weights must give at least two classes a positive weight: a GeMix draw blends two distinct classes"
-            )
-
-    def _draw(self, b, rng, primary):
-        k = self.num_classes
-        i = _primary_classes(primary, rng, self._probs, k, b)
-        j = _choose_other_classes(rng, self._probs, i, k)
-        y1 = _dirichlet_biased(rng, i, k, self.alpha_hi, self.alpha_lo)
-        y2 = _dirichlet_biased(rng, j, k, self.alpha_hi, self.alpha_lo)
-        lam = rng.beta(self.beta, self.beta, size=b)
-        labels = lam[:, None] * y1 + (1.0 - lam[:, None]) * y2
-        return labels, {"classes": np.stack([i, j], 1), "lam": lam.astype(np.float32)}
-
-    def params(self):
-        return {**super().params(), "alpha_hi": self.alpha_hi, "alpha_lo": self.alpha_lo, "beta": self.beta}
-
-
 class DirichletSampler(SoftLabelSampler):
     """A single Dirichlet biased to one class: ``c ~ Dir(alpha_lo*1 + (alpha_hi-alpha_lo)*e_i)``, i drawn by weight.
 
@@ -399,6 +351,51 @@ class DirichletSampler(SoftLabelSampler):
 
     def params(self):
         return {**super().params(), "alpha_hi": self.alpha_hi, "alpha_lo": self.alpha_lo}
+
+
+class DirichletBetaSampler(DirichletSampler):
+    """GeMix as the paper describes it (docs/maths.md §3).
+
+    Draw two distinct classes i != j; ``y1 ~ Dir(alpha_lo*1 + (alpha_hi-alpha_lo)*e_i)``,
+    ``y2 ~ Dir(alpha_lo*1 + (alpha_hi-alpha_lo)*e_j)``; ``lam ~ Beta(beta, beta)``;
+    label ``c = lam*y1 + (1-lam)*y2``. With class weights, i is drawn with the weights and j with the
+    weights restricted to the other classes.
+
+    ``sample_with_info`` extras: ``classes`` [B, 2] (i, j), ``lam`` [B].
+    """
+
+    name = "dirichlet_beta"
+
+    def __init__(
+        self,
+        num_classes: int,
+        alpha_hi: float = 10.0,
+        alpha_lo: float = 1.0,
+        beta: float = 0.4,
+        class_weights: Sequence[float] | None = None,
+        seed: int | None = None,
+    ):
+        super().__init__(num_classes, alpha_hi, alpha_lo, class_weights, seed)  # the two Dirichlets' parameters
+        self.beta = _positive(
+            "beta", beta, _BETA_MAX, " (float64: the two Gamma draws of a Beta draw must sum to a finite number)"
+        )
+        if self._probs is not None and (self._probs > 0).sum() < 2:
+            raise ValueError(
+                "class_weights must give at least two classes a positive weight: a GeMix draw blends two distinct classes"
+            )
+
+    def _draw(self, b, rng, primary):
+        k = self.num_classes
+        i = _primary_classes(primary, rng, self._probs, k, b)
+        j = _choose_other_classes(rng, self._probs, i, k)
+        y1 = _dirichlet_biased(rng, i, k, self.alpha_hi, self.alpha_lo)
+        y2 = _dirichlet_biased(rng, j, k, self.alpha_hi, self.alpha_lo)
+        lam = rng.beta(self.beta, self.beta, size=b)
+        labels = lam[:, None] * y1 + (1.0 - lam[:, None]) * y2
+        return labels, {"classes": np.stack([i, j], 1), "lam": lam.astype(np.float32)}
+
+    def params(self):
+        return {**super().params(), "beta": self.beta}
 
 
 def gemix_code_sampler(

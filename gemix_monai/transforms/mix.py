@@ -46,6 +46,15 @@ def _draw_apply(transform: RandomizableTransform) -> None:
     transform._do_transform = True if transform.prob >= 1.0 else bool(transform.R.rand() < transform.prob)
 
 
+def _init_dict_transform(transform, keys, allow_missing_keys: bool, prob: float, label_keys: tuple) -> None:
+    """The ``MapTransform`` / ``RandomizableTransform`` set-up shared by the dictionary transforms, with their label
+    keys (``label_key`` is the first, the one mixed)."""
+    MapTransform.__init__(transform, keys, allow_missing_keys)
+    RandomizableTransform.__init__(transform, prob)
+    transform.label_keys = label_keys
+    transform.label_key = label_keys[0]
+
+
 def _label_keys(label_keys, label_key, where: str) -> tuple:
     """``label_keys`` (MONAI ``CutMixd``'s name); ``label_key`` is the earlier name, accepted for a deprecation period."""
     if label_key is not None:
@@ -183,10 +192,7 @@ class SoftMixUpd(MapTransform, RandomizableTransform):
         allow_missing_keys: bool = False,
         label_key: str | None = None,
     ):
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
-        self.label_keys = _label_keys(label_keys, label_key, "SoftMixUpd")
-        self.label_key = self.label_keys[0]
+        _init_dict_transform(self, keys, allow_missing_keys, prob, _label_keys(label_keys, label_key, "SoftMixUpd"))
         self.mixer = SoftMixUp(alpha, num_classes, prob)
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> "SoftMixUpd":
@@ -322,8 +328,8 @@ class GenMixd(MapTransform, RandomizableTransform):
         alpha / partner / num_classes / prob: as :class:`GenMix`.
         synthetic: the partner source, or ``None`` (partners in the data under ``synthetic_prefix``).
         synthetic_prefix: prefix of the partner keys in the data.
-        allow_missing_keys: skip image keys that are absent.
         label_key: the earlier name of ``label_keys`` (deprecated).
+        allow_missing_keys: skip image keys that are absent.
     """
 
     backend = GenMix.backend
@@ -341,10 +347,7 @@ class GenMixd(MapTransform, RandomizableTransform):
         allow_missing_keys: bool = False,
         label_key: str | None = None,
     ):
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
-        self.label_keys = _label_keys(label_keys, label_key, "GenMixd")
-        self.label_key = self.label_keys[0]
+        _init_dict_transform(self, keys, allow_missing_keys, prob, _label_keys(label_keys, label_key, "GenMixd"))
         self.synthetic = synthetic
         self.synthetic_prefix = synthetic_prefix
         self.mixer = GenMix(alpha, partner, num_classes, prob)

@@ -22,18 +22,9 @@ from pathlib import Path
 
 from gemix_monai.experiments.report import segmentation_compare_markdown
 
+from . import cells
 from .arms import Arm, resolve_arms
-from .cells import (
-    Cell,
-    arm_config,
-    cell_datasets,
-    cell_generator,
-    cell_run,
-    gan_budget,
-    gan_cell,
-    generator_runtime,
-    trainer_config,
-)
+from .cells import Cell
 from .classification import RUNNERS, split_compare_keywords
 from .runner import drive_compare
 from .settings import CompareRunOptions, CompareSettings
@@ -114,18 +105,20 @@ def plan_segmentation_cells(
     out = Path(out)
     # every cell reads the data with masks required (get_dataset(masks="on")): a datalist without masks fails at once
     data = {"data": {**dict(s.data_options), "masks": "on"}}
-    budget = gan_budget(s, "stylegan2")
-    cells: list[Cell] = []
+    budget = cells.gan_budget(s, "stylegan2")
+    planned: list[Cell] = []
     if any(a.needs_generator for a in arms):
         for g in s.gan_seeds:
-            cells.append(gan_cell(f"{tag}/gan-pairs/g{g}", "pair_gan", s, dataset, g, budget, data, source, device))
-    common = trainer_config("segmenter", s, dataset, data)
+            planned.append(
+                cells.gan_cell(f"{tag}/gan-pairs/g{g}", "pair_gan", s, dataset, g, budget, data, source, device)
+            )
+    common = cells.trainer_config("segmenter", s, dataset, data)
     for seed in s.seeds:
         for net in s.networks:
             for arm in arms:
-                cfg = {**common, **arm_config(net, arm, seed)}
+                cfg = {**common, **cells.arm_config(net, arm, seed)}
                 if not arm.needs_generator:
-                    cells.append(
+                    planned.append(
                         Cell(
                             f"{tag}/seg-{net}/{arm.name}/s{seed}",
                             "segmenter",
@@ -136,16 +129,16 @@ def plan_segmentation_cells(
                     continue
                 for g in s.gan_seeds:
                     gid = f"{tag}/gan-pairs/g{g}"
-                    cells.append(
+                    planned.append(
                         Cell(
                             f"{tag}/seg-{net}/{arm.name}/g{g}-s{seed}",
                             "segmenter",
                             {**cfg, "gan_seed": g, "gan": budget},
-                            generator_runtime(out, gid, source, device),
+                            cells.generator_runtime(out, gid, source, device),
                             (gid,),
                         )
                     )
-    return cells
+    return planned
 
 
 def run_pair_gan_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
@@ -154,7 +147,7 @@ def run_pair_gan_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     from gemix_monai.transforms.segmentation import check_pair_generator, pair_channels
 
     fields = RUNNERS["gan"](config, runtime, cell_dir)
-    (train,) = cell_datasets(config, runtime, ["training"])
+    (train,) = cells.cell_datasets(config, runtime, ["training"])
     c, m, _ = pair_channels(train, f"training split of {runtime['source']}")
     check_pair_generator(str(cell_dir / fields["generator"]), c, m, f"generator of cell {cell_dir}")
     return {**fields, "image_channels": c, "mask_channels": m}
@@ -164,20 +157,20 @@ def run_segmenter_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     """Train one segmenter and score it on the test split; returns the result fields (``metrics`` etc.)."""
     from gemix_monai.engines.segmenter import evaluate_segmenter, train_segmenter
 
-    train_ds, val_ds, test_ds = cell_datasets(config, runtime, ["training", "validation", "test"])
+    train_ds, val_ds, test_ds = cells.cell_datasets(config, runtime, ["training", "validation", "test"])
     res = train_segmenter(
         train_ds,
         val_ds,
         strategy=config["strategy"],
         network=config["network"],
-        generator_checkpoint=cell_generator(config, runtime),
+        generator_checkpoint=cells.cell_generator(config, runtime),
         strategy_kwargs=dict(config["strategy_kwargs"]),
         class_names=getattr(train_ds, "class_names", None),
         epochs=config["epochs"],
         batch_size=config["batch_size"],
         lr=config["learning_rate"],  # compare's name, kept for the cells' configs (docs/experiments.md)
         weight_decay=config["weight_decay"],
-        run=cell_run(config, runtime, cell_dir / "train"),
+        run=cells.cell_run(config, runtime, cell_dir / "train"),
     )
     metrics = evaluate_segmenter(res.checkpoint, test_ds, cell_dir / "test_report", device=runtime["device"])
     return {
