@@ -8,19 +8,6 @@ import sys
 __all__ = ["add_parsers", "import_stylegan2"]
 
 
-def import_stylegan2(args: argparse.Namespace) -> int:
-    """``gemix-monai import-stylegan2 SNAPSHOT --out PATH``: read without running its code (docs/generators.md)."""
-    from gemix_monai.generators.stylegan2_ada import convert_stylegan2_ada
-
-    try:
-        out = convert_stylegan2_ada(args.snapshot, args.out, class_names=args.class_names, which=args.which)
-    except (OSError, ValueError) as e:
-        print(f"gemix-monai import-stylegan2: error: {e}", file=sys.stderr)
-        return 1
-    print(f"generator checkpoint written: {out}")
-    return 0
-
-
 def add_parsers(sub) -> None:
     """``import-stylegan2``."""
     p = sub.add_parser(
@@ -43,3 +30,16 @@ def add_parsers(sub) -> None:
         "--which", choices=("G_ema", "G"), default="G_ema", help="which generator of the snapshot (default G_ema)"
     )
     p.set_defaults(handler=import_stylegan2)
+
+
+def import_stylegan2(args: argparse.Namespace) -> int:
+    """``gemix-monai import-stylegan2 SNAPSHOT --out PATH``: read without running its code (docs/generators.md)."""
+    from gemix_monai.generators.stylegan2_ada import convert_stylegan2_ada
+
+    try:
+        out = convert_stylegan2_ada(args.snapshot, args.out, class_names=args.class_names, which=args.which)
+    except (OSError, ValueError) as e:
+        print(f"gemix-monai import-stylegan2: error: {e}", file=sys.stderr)
+        return 1
+    print(f"generator checkpoint written: {out}")
+    return 0

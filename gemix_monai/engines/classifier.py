@@ -442,17 +442,10 @@ def train_classifier(
     info["network"] = arch  # the name given (or None for a module): what load_classifier rebuilds
     tb_dir = out / "tensorboard" if run.tracking and idist.get_rank() == 0 else None
     history = ValidationHistory()
+    metric = {"key_metric": o.key_metric, "positive_class": o.positive_class}
+    outputs = {"tensorboard_dir": tb_dir, "global_epoch_transform": history.epoch}
     evaluator = create_classifier_evaluator(
-        net,
-        data.val_loader,
-        data.num_classes,
-        data.class_names,
-        key_metric=o.key_metric,
-        positive_class=o.positive_class,
-        device=device,
-        amp=o.amp,
-        tensorboard_dir=tb_dir,
-        global_epoch_transform=history.epoch,
+        net, data.val_loader, data.num_classes, data.class_names, device=device, amp=o.amp, **metric, **outputs
     )
     history.attach(evaluator)
     checkpoint = out / "models" / CHECKPOINT_NAME

@@ -191,15 +191,9 @@ def selection_feature_space(settings, train_data, class_names, num_classes: int,
 
     train_images, train_labels = stack_items(train_data, "the generator's training data")
     train_images = train_images[:, :image_channels]  # pairs: the image channels only
+    spec = {"network": settings.feature_network, "epochs": settings.feature_epochs, "seed": settings.seed}
     fn = real_feature_network(
-        train_images,
-        train_labels,
-        class_names,
-        cache_dir=settings.cache_dir,
-        network=settings.feature_network,
-        epochs=settings.feature_epochs,
-        seed=settings.seed,
-        device=device,
+        train_images, train_labels, class_names, cache_dir=settings.cache_dir, device=device, **spec
     )
     val_images, val_labels = stack_items(settings.val_data, "selection val_data")
     val_images = val_images[:, : train_images.shape[1]]

@@ -73,6 +73,7 @@ from gemix_monai.engines.global_batch import (  # noqa: F401  (GlobalBatchSample
     as_training_dataset,
     attach_output_handlers,
     data_channels,
+    engine_settings,
     get_rng_state,
     resolve_classes,
     resume_if_asked,
@@ -301,22 +302,12 @@ class ConditionalGanTrainer(GlobalBatchEngine):
                 for t in list(module.parameters()) + list(module.buffers()):
                     t.data.copy_(idist.broadcast(t.data, src=0))
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.opt_G = _lazy_adam(
-            self.G.parameters(),
-            options.g_lr,
-            options.betas,
-            options.eps,
-            options.pl_interval if options.pl_weight > 0 else 0,
-            fused=self.fast,
-        )
-        self.opt_D = _lazy_adam(
-            self.D.parameters(),
-            options.d_lr,
-            options.betas,
-            options.eps,
-            options.r1_interval if options.r1_gamma > 0 else 0,
-            fused=self.fast,
-        )
+        # each network's lazy regularisation interval (0: no regulariser, no correction)
+        g_reg = options.pl_interval if options.pl_weight > 0 else 0
+        d_reg = options.r1_interval if options.r1_gamma > 0 else 0
+        adam = {"betas": options.betas, "eps": options.eps, "fused": self.fast}
+        self.opt_G = _lazy_adam(self.G.parameters(), options.g_lr, interval=g_reg, **adam)
+        self.opt_D = _lazy_adam(self.D.parameters(), options.d_lr, interval=d_reg, **adam)
         self.pl_mean = torch.zeros((), device=self.device)
         self.stateful_handlers: dict[str, Any] = {}
 
@@ -576,9 +567,7 @@ def create_gan_trainer(
         num_classes=num_classes,
         class_names=class_names,
         label_distribution=label_distribution,
-        device=run.device,
-        seed=run.seed,
-        num_workers=run.num_workers,
+        **engine_settings(run),
     )
     GeneratorEmaHandler(options.ema_kimg, options.ema_rampup).attach(trainer)
     if augment_pipe is not None and options.ada_target is not None:

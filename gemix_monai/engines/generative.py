@@ -38,6 +38,7 @@ from gemix_monai.engines.global_batch import (
     GlobalBatchEngine,
     as_training_dataset,
     attach_output_handlers,
+    engine_settings,
     resolve_classes,
     resume_if_asked,
     trainer_settings,
@@ -289,9 +290,7 @@ def create_generative_trainer(
         options,
         num_classes=num_classes,
         class_names=class_names,
-        device=run.device,
-        seed=run.seed,
-        num_workers=run.num_workers,
+        **engine_settings(run),
     )
     GeneratorEmaHandler(options.ema_kimg, options.ema_rampup).attach(trainer)
     sample_options = {"num_inference_steps": options.sample_steps} if trainer.family == "diffusion" else None

@@ -36,6 +36,7 @@ __all__ = [
     "set_rng_state",
     "attach_output_handlers",
     "trainer_settings",
+    "engine_settings",
     "resume_if_asked",
     "as_training_dataset",
     "resolve_classes",
@@ -417,6 +418,11 @@ class GlobalBatchEngine(Engine):
 
 # ---------------------------------------------------------------------------------------------
 # run settings: output handlers and exact resume
+
+
+def engine_settings(run: RunSettings) -> dict:
+    """The trainer classes' keyword arguments that come from ``run``: ``device``, ``seed``, ``num_workers``."""
+    return {"device": run.device, "seed": run.seed, "num_workers": run.num_workers}
 
 
 def trainer_settings(caller: str, run, run_keywords: dict, output_dir, options, options_type):

@@ -28,14 +28,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from gemix_monai.mixing import SoftLabelSampler
 from gemix_monai.mixing.samplers import as_rng, check_seed
 from gemix_monai.utils import atomic_write_bytes, atomic_write_json, plain_data
 
 from .files import CHECKSUMS_NAME, generator_fingerprint, read_checksums, sha256_file
-from .synthetic import SyntheticDataset
+from .synthetic import GeneratedItems, SyntheticDataset
 
 __all__ = ["POOL_FORMAT", "POOL_MANIFEST", "SyntheticPool", "PoolSyntheticDataset", "PoolSource", "write_pool"]
 
@@ -294,7 +293,7 @@ def _contract_core(contract: Mapping) -> dict:
     return plain_data({"class_names": list(contract.get("class_names") or []), "preprocessing": pre}, "contract")
 
 
-class PoolSyntheticDataset(Dataset):
+class PoolSyntheticDataset(GeneratedItems):
     """``num_images`` items per epoch drawn without replacement from a :class:`SyntheticPool`, in an order that is a
     pure function of ``(seed, epoch)``; the interface of :class:`~gemix_monai.transforms.SyntheticDataset` that
     :class:`~gemix_monai.transforms.RealSyntheticDataset` uses (``c_dim``, ``set_epoch``, ``generate(indices)``).
@@ -338,13 +337,6 @@ class PoolSyntheticDataset(Dataset):
     def generate(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         rows = torch.from_numpy(self._indices(indices))
         return self.pool.images[rows].clone(), self.pool.labels[rows].clone()
-
-    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
-        images, labels = self.generate(indices)
-        return [{"image": images[n], "label": labels[n]} for n in range(labels.shape[0])]
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.__getitems__([int(index)])[0]
 
 
 class PoolSource:

@@ -168,22 +168,10 @@ def _teacher_checked(synthetic, o: StrategyOptions, tries: int, device, info: di
         return synthetic
     from .teacher import TeacherLabelledSynthetic
 
-    info["teacher"] = {
-        "checkpoint": str(o.teacher) if not isinstance(o.teacher, torch.nn.Module) else "<module>",
-        "mode": o.teacher_mode,
-        "weight": o.teacher_weight,
-        "tolerance": o.teacher_tolerance,
-        "tries": tries,
-    }
-    return TeacherLabelledSynthetic(
-        synthetic,
-        o.teacher,
-        mode=o.teacher_mode,
-        weight=o.teacher_weight,
-        tolerance=o.teacher_tolerance,
-        tries=tries,
-        device=device,
-    )
+    settings = dict(mode=o.teacher_mode, weight=o.teacher_weight, tolerance=o.teacher_tolerance, tries=tries)
+    checkpoint = str(o.teacher) if not isinstance(o.teacher, torch.nn.Module) else "<module>"
+    info["teacher"] = {"checkpoint": checkpoint, **settings}
+    return TeacherLabelledSynthetic(synthetic, o.teacher, device=device, **settings)
 
 
 def _genmix(real, generator, pool, label_sampler, o: StrategyOptions, num_classes, seed, device, info) -> Strategy:

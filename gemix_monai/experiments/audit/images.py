@@ -92,25 +92,25 @@ class AuditSettings:
 
     feature_network: Any = None
     feature_layer: str | None = None
+    feature_arch: str = "tiny"
+    feature_epochs: int = 15
+    feature_cache_dir: str | os.PathLike | None = None
     num_per_class: int | Sequence[int] | None = None
     seed: int = 0
+    truncation_psi: float = 1.0
+    batch_size: int = 64
+    device: str | torch.device | None = None
     k: int = 3
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     max_ssim_pairs: int = 2000
+    lpips_weights: str | os.PathLike | None = None
     memorisation_quantile: float = 0.05
     flag_fraction: float = 0.2
     num_pairs_shown: int = 6
     samples_per_row: int = 8
-    feature_epochs: int = 15
-    feature_arch: str = "tiny"
-    truncation_psi: float = 1.0
-    batch_size: int = 64
-    device: str | torch.device | None = None
     heldout_name: str = "held-out split"
     generator_name: str | None = None
-    lpips_weights: str | os.PathLike | None = None
-    feature_cache_dir: str | os.PathLike | None = None
     extra: Mapping[str, Any] | None = None
 
     def replace(self, **changes) -> AuditSettings:
@@ -209,16 +209,8 @@ def _feature_network(o: AuditSettings, train_images, train_labels, names, out_di
     if feature_network is None:
         from gemix_monai.engines.features import real_feature_network
 
-        fn = real_feature_network(
-            train_images,
-            train_labels,
-            names,
-            cache_dir=o.feature_cache_dir,
-            network=o.feature_arch,
-            epochs=o.feature_epochs,
-            seed=o.seed,
-            device=device,
-        )
+        spec = {"network": o.feature_arch, "epochs": o.feature_epochs, "seed": o.seed, "cache_dir": o.feature_cache_dir}
+        fn = real_feature_network(train_images, train_labels, names, device=device, **spec)
         net, layer, info = fn.net, feature_layer or fn.layer, dict(fn.info)
         # the audit folder keeps its own copy of the feature network it used (the cache may be cleared)
         shutil.copytree(Path(fn.info["checkpoint"]).parents[1], out_dir / "feature_classifier", dirs_exist_ok=True)
