@@ -494,18 +494,9 @@ def _final_report(net, checkpoint, strat, train_loader, data: _TrainingData, o, 
         sources = _setup.strategy_feature_sources(
             strat, train_loader, data.val_loader, data.num_classes, o.tsne_max_points
         )
-    return evaluate_classifier(
-        net,
-        data.val_loader,
-        out / "val_report",
-        data.class_names,
-        positive_class=o.positive_class,
-        device=device,
-        amp=o.amp,
-        tsne_layer=layer,
-        tsne_sources=sources,
-        tsne_max_points=o.tsne_max_points,
-    )
+    tsne = {"tsne_layer": layer, "tsne_sources": sources, "tsne_max_points": o.tsne_max_points}
+    options = {"positive_class": o.positive_class, "device": device, "amp": o.amp, **tsne}
+    return evaluate_classifier(net, data.val_loader, out / "val_report", data.class_names, **options)
 
 
 # ---------------------------------------------------------------------------------------------- evaluation

@@ -117,11 +117,11 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
         num_items: int,
         batch_size: int,
         *,
+        weights: Sequence[float] | None = None,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
         start_batch: int = 0,
-        weights: Sequence[float] | None = None,
     ):
         if batch_size % world_size:
             raise ValueError(f"batch_size={batch_size} must be divisible by the number of processes ({world_size})")

@@ -252,11 +252,11 @@ class SynthesisNetwork(nn.Module):
             block = SynthesisBlock(
                 channels[res // 2] if res > 4 else 0,
                 channels[res],
+                use_fp16=num_fp16_res > 0 and res >= fp16_resolution,
                 resolution=res,
                 img_channels=img_channels,
                 w_dim=w_dim,
                 use_noise=use_noise,
-                use_fp16=num_fp16_res > 0 and res >= fp16_resolution,
                 conv_clamp=conv_clamp,
                 mixed_precision_dtype=mixed_precision_dtype,
                 resample_filter=resample_filter,

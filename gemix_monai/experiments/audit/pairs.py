@@ -167,7 +167,7 @@ def _consistency(segmenter, syn_images, syn_masks, syn_labels, h_images, h_masks
 
 
 def run_pair_audit(
-    generator,
+    generator: Any,
     train_dataset,
     heldout_dataset,
     out_dir: str | os.PathLike,
