@@ -35,6 +35,7 @@ def _child(argv) -> int:
     args = p.parse_args(argv)
     from gemix_monai.data import get_dataset
     from gemix_monai.engines.classifier import evaluate_classifier, train_classifier
+    from gemix_monai.engines.run import RunSettings
     from gemix_monai.utils import quiet_logs
 
     with quiet_logs():
@@ -51,10 +52,8 @@ def _child(argv) -> int:
             args.out,
             network="tiny",
             epochs=args.epochs,
-            seed=0,
-            device="cpu",
-            tensorboard=False,
             final_report=False,
+            run=RunSettings(seed=0, device="cpu", tracking=False),
             **kw,
         )
         t2 = time.process_time()
@@ -77,6 +76,7 @@ def main(argv=None) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     from gemix_monai.data import get_dataset
     from gemix_monai.engines.gan import train_gan
+    from gemix_monai.engines.run import RunSettings
     from gemix_monai.mixing import build_sampler
     from gemix_monai.transforms.pool import write_pool
     from gemix_monai.utils import quiet_logs
@@ -93,9 +93,7 @@ def main(argv=None) -> int:
                         class_names=train.class_names,
                         max_kimg=2,
                         batch_size=16,
-                        seed=0,
-                        device="cpu",
-                        progress=False,
+                        run=RunSettings(seed=0, device="cpu", progress=False),
                     )
                 )
         t0, c0 = time.perf_counter(), time.process_time()

@@ -42,6 +42,7 @@ def _child(argv) -> int:
 
     import gemix_monai.cli  # noqa: F401
     from gemix_monai.engines.gan import build_networks, create_gan_trainer
+    from gemix_monai.engines.run import RunSettings
 
     t = _stage("import", t, out)
     from gemix_monai.data import get_dataset
@@ -62,9 +63,7 @@ def _child(argv) -> int:
             options=options,
             num_classes=3,
             class_names=train.class_names,
-            output_dir=tmp,
-            device="cpu",
-            progress=False,
+            run=RunSettings(output_dir=tmp, device="cpu", progress=False),
         )
         t = _stage("networks", t, out)
         trainer.run()
