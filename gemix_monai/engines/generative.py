@@ -369,6 +369,9 @@ def train_generator(
     ``class_names`` and the family's training options.
     """
     family = _check_family(family or "stylegan2")
+    # the deprecated run keywords are named (and warned about) as this function's, then travel as one object
+    kwargs["run"] = merge_run_keywords(kwargs.pop("run", None), kwargs, "train_generator", output_dir=output_dir)
+    output_dir = None
     # Data with masks trains on [image channels…, mask channels] (docs/segmentation.md).
     train_data = paired_for_training(train_data)
     if family == "stylegan2":

@@ -74,6 +74,7 @@ from gemix_monai.transforms.segmentation import (  # noqa: F401  (deprecated imp
     check_segmentation_strategy,
     pair_channels,
 )
+from gemix_monai.transforms.strategies import needs_generator
 from gemix_monai.utils import atomic_write_bytes, atomic_write_json, plain_data, plain_tensor, resolve_device
 
 __all__ = [
@@ -258,7 +259,7 @@ class SegmenterTrainingOptions:
             raise ValueError(f"unknown network {self.network!r}; expected one of {list(SEGMENTATION_NETWORKS)}")
         for name in ("epochs", "batch_size"):
             check_positive_int(name, getattr(self, name))
-        if self.strategy != "real" and self.generator_checkpoint is None:
+        if needs_generator(self.strategy) and self.generator_checkpoint is None:
             raise ValueError(f"strategy {self.strategy!r} needs generator_checkpoint (a generator of image-mask pairs)")
 
     def run_keywords(self) -> dict:
@@ -335,7 +336,7 @@ def segmentation_training_strategy(
 ):
     """The segmenter's strategy (train_segmentation.json's ``train#strategy``): ``generator`` (a path or object) is
     read only by the synthetic strategies, ``strategy_kwargs`` are those of :func:`build_segmentation_strategy`."""
-    synthetic = strategy != "real"
+    synthetic = needs_generator(strategy)
     return build_segmentation_strategy(
         strategy,
         real_dataset,
@@ -353,7 +354,7 @@ def check_segmentation_setup(strategy: str, class_names: Sequence[str] | None, g
     """What a segmenter's bundle run checks first (train_segmentation.json ``initialize``): a strategy offered for
     masks and, for the synthetic ones, a generator of the data's classes and contract."""
     check_segmentation_strategy(strategy)
-    if strategy != "real" and generator is not None and class_names:
+    if needs_generator(strategy) and generator is not None and class_names:
         check_generator_fits(generator, list(class_names), contract_of(contract))
 
 
@@ -408,7 +409,7 @@ def train_segmenter(
     set_determinism(seed=run.seed)
     train_ds, val_ds, c, m, size, names, num_classes = _segmenter_data(train_data, val_data, o)
     data_contract = contract_of(train_ds)
-    synthetic = o.strategy != "real"
+    synthetic = needs_generator(o.strategy)
     if synthetic and names:
         check_generator_fits(o.generator_checkpoint, list(names), data_contract)
     strat = segmentation_training_strategy(

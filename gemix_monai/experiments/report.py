@@ -121,7 +121,17 @@ def interval_tables(networks, arm_names, metrics, records, baselines: Sequence[s
 
 
 def compare_markdown(
-    s, arms, dataset: dict, rows: list[dict], metrics, records, *, num_cells: int, gan_seconds, code_line: str
+    s,
+    arms,
+    dataset: dict,
+    rows: list[dict],
+    metrics,
+    records,
+    *,
+    num_cells: int,
+    gan_seconds,
+    code_line: str,
+    baselines: Sequence[str],
 ) -> str:
     """``summary.md`` of the classifier comparison: the budget, then :func:`result_tables`. ``rows``: the finished
     classifier cells; ``num_cells``: all classifier cells; ``gan_seconds``: the finished GAN cells' times;
@@ -155,7 +165,7 @@ def compare_markdown(
         "out and n counts the seeds with a value. Higher is better except `ece` and `fnr/<class>`.",
         "",
     ]
-    lines += result_tables(s, arms, metrics, records, ("real", "pixel_mixup"))
+    lines += result_tables(s, arms, metrics, records, baselines)
     return "\n".join(lines)
 
 

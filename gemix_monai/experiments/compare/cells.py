@@ -292,10 +292,9 @@ def cell_generator(config: dict, runtime: dict) -> str | None:
     return generator
 
 
-def cell_run(config: dict, runtime: dict, output_dir: Path, **changes) -> RunSettings:
-    """The :class:`RunSettings` a cell trains with: its folder, seed (``seed``, else ``gan_seed``) and device, no
-    TensorBoard and no progress bar (``changes`` override, e.g. ``resume="auto"`` for a generator)."""
+def cell_run(config: dict, runtime: dict, **changes) -> RunSettings:
+    """The :class:`RunSettings` a cell trains with (its folder goes to the trainer as ``output_dir``): seed (``seed``,
+    else ``gan_seed``) and device, no TensorBoard and no progress bar (``changes`` override, e.g. ``resume="auto"``
+    for a generator)."""
     seed = config.get("seed") if config.get("seed") is not None else config.get("gan_seed", 0)
-    return RunSettings(
-        output_dir=output_dir, seed=int(seed), device=runtime.get("device"), tracking=False, progress=False
-    ).replace(**changes)
+    return RunSettings(seed=int(seed), device=runtime.get("device"), tracking=False, progress=False).replace(**changes)

@@ -204,6 +204,7 @@ def run_gan_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
         selection = GeneratorSelection(val, criterion=gan["selection"], seed=config["gan_seed"])
     path = train_generator(
         ds,
+        cell_dir,
         family=gan.get("family", "stylegan2"),
         preset=gan["preset"],
         class_names=ds.class_names,
@@ -212,7 +213,7 @@ def run_gan_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
         class_balance=gan.get("class_balance", "none"),
         selection=selection,
         # TensorBoard kept as before this cell's RunSettings: a generator's scalars are read from its cell folder
-        run=cell_run(config, runtime, cell_dir, resume="auto", sample_kimg=gan["kimg"], tracking=True),
+        run=cell_run(config, runtime, resume="auto", sample_kimg=gan["kimg"], tracking=True),
     )
     out = {"generator": str(Path(path).relative_to(cell_dir)), "num_train_items": len(ds)}
     best = Path(path).with_name("best.pt")
@@ -273,6 +274,7 @@ def run_classifier_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     res = train_classifier(
         train_ds,
         val_ds,
+        cell_dir / "train",
         strategy=config["strategy"],
         network=config["network"],
         class_names=train_ds.class_names,
@@ -286,7 +288,7 @@ def run_classifier_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
         class_weighted_sampling=class_weighted,
         strategy_kwargs=kwargs,
         final_report=False,
-        run=cell_run(config, runtime, cell_dir / "train"),
+        run=cell_run(config, runtime),
     )
     report = cell_dir / "test_report"
     evaluate_classifier(res.checkpoint, test_ds, report, train_ds.class_names, device=runtime["device"])
@@ -327,6 +329,7 @@ def write_classification_summary(out, cells: Sequence[Cell], arms: Sequence[Arm]
             num_cells=sum(c.kind == "classifier" for c in cells),
             gan_seconds=finished_seconds(cells, out, "gan"),
             code_line=code_line,
+            baselines=BASELINES,
         )
 
     return write_summary(

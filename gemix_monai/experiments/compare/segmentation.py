@@ -161,6 +161,7 @@ def run_segmenter_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
     res = train_segmenter(
         train_ds,
         val_ds,
+        cell_dir / "train",
         strategy=config["strategy"],
         network=config["network"],
         generator_checkpoint=cells.cell_generator(config, runtime),
@@ -170,7 +171,7 @@ def run_segmenter_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
         batch_size=config["batch_size"],
         lr=config["learning_rate"],  # compare's name, kept for the cells' configs (docs/experiments.md)
         weight_decay=config["weight_decay"],
-        run=cells.cell_run(config, runtime, cell_dir / "train"),
+        run=cells.cell_run(config, runtime),
     )
     metrics = evaluate_segmenter(res.checkpoint, test_ds, cell_dir / "test_report", device=runtime["device"])
     return {
