@@ -361,9 +361,8 @@ def _tsne_layer(o: ClassifierTrainingOptions) -> str | None:
 
 def _classifier_run(o: ClassifierTrainingOptions, run, output_dir) -> RunSettings:
     keywords = o.run_keywords()
-    run = merge_run_keywords(
-        run, keywords, "train_classifier", output_dir=output_dir, renamed={"tensorboard": "tracking"}
-    )
+    renamed = {"tensorboard": "tracking"}
+    run = merge_run_keywords(run, keywords, "train_classifier", output_dir=output_dir, renamed=renamed, stacklevel=4)
     if run.resume is not None:
         raise ValueError(
             f"train_classifier trains from scratch: run.resume must be None, got {run.resume!r} (docs/design.md)"

@@ -429,7 +429,7 @@ def trainer_settings(caller: str, run, run_keywords: dict, output_dir, options, 
     """``(RunSettings, options)`` of a ``create_*_trainer``: ``run`` with the deprecated run keywords and
     ``output_dir`` applied (anything else in ``run_keywords`` is a ``TypeError`` naming it), and ``options`` as an
     ``options_type`` (default its defaults; a mapping through ``options_type.from_mapping``)."""
-    run = merge_run_keywords(run, run_keywords, caller, output_dir=output_dir)
+    run = merge_run_keywords(run, run_keywords, caller, output_dir=output_dir, stacklevel=4)
     if run_keywords:
         raise TypeError(f"{caller} got unexpected keyword arguments {sorted(run_keywords)}")
     if options is None:

@@ -105,11 +105,13 @@ def merge_run_keywords(
     *,
     output_dir=None,
     renamed: Mapping[str, str] | None = None,
+    stacklevel: int = 3,
 ) -> RunSettings:
     """``run`` (a :class:`RunSettings`, a mapping of its fields, or ``None``) with the deprecated run keywords popped
     from ``keywords`` applied on top, and ``output_dir`` (a trainer's positional argument) when given.
 
-    ``renamed`` maps an old keyword to its field (``{"tensorboard": "tracking"}``). Giving an old keyword warns once
+    ``renamed`` maps an old keyword to its field (``{"tensorboard": "tracking"}``); ``stacklevel`` points the warning
+    at the public function's caller (3: that function calls this one directly). Giving an old keyword warns once
     per call with a ``DeprecationWarning`` naming it and the replacement; an ``output_dir`` that contradicts
     ``run.output_dir`` is a ``ValueError`` naming both.
     """
@@ -127,7 +129,7 @@ def merge_run_keywords(
             f"{caller}: the keyword argument(s) {old} are deprecated; pass "
             f"run=RunSettings({', '.join(f'{k}=...' for k in sorted(given))}) instead (docs/design.md)",
             DeprecationWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
         run = dataclasses.replace(run, **given)
     if output_dir is not None:
