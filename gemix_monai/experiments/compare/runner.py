@@ -97,7 +97,10 @@ def run_cell_dir(cell_dir: Path, out: Path, runners: Mapping[str, CellRunner], q
 
 
 class CellExecutor(Protocol):
-    """Runs the unfinished ``cells`` (in dependency order) and returns the ids of those it ran."""
+    """Runs the unfinished ``cells`` (in dependency order) and returns the ids of those it ran. ``runners`` is the
+    comparison's registry (an executor whose workers run ``python -m gemix_monai.experiments.compare --cell-dir``
+    may ignore it: the worker looks the kind up in ``ALL_RUNNERS``). An executor may have a ``device`` attribute:
+    the cells' device when the options give none."""
 
     def run(
         self, cells: Sequence[Cell], out: Path, runners: Mapping[str, CellRunner], *, verbose: bool, quiet: bool
@@ -217,7 +220,7 @@ def drive_compare(
     start = time.perf_counter() if start is None else start
     o = options
     out = Path(out).resolve()
-    device = o.device
+    device = o.device if o.device is not None else getattr(o.executor, "device", None)  # a cluster's choice
     if device is None:
         import torch
 
