@@ -48,6 +48,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "MIN_IMAGE_SIDE",
     "pil_to_standard_mode",
+    "pil_standard_mode_converter",
     "ResizeLongestd",
     "LoadMedicalImaged",
     "ExtractSliced",
@@ -272,6 +273,12 @@ def pil_to_standard_mode(im):
             out = out.convert("L")
         return out, f"{mode} → alpha {'fully opaque, dropped' if opaque else 'composited onto black'}"
     return im.convert("RGB"), f"{mode} → RGB"
+
+
+def pil_standard_mode_converter(im):
+    """:func:`pil_to_standard_mode`'s image alone: the ``converter`` of a MONAI ``PILReader`` (so ``LoadImaged``
+    reads a palette PNG as its colours, not its palette indices; bundle/configs/inference.json)."""
+    return pil_to_standard_mode(im)[0]
 
 
 def _pil_converter(im):

@@ -17,7 +17,7 @@ from torch.utils.data import WeightedRandomSampler
 from gemix_monai.data.contract import check_class_names, check_contract, contract_of
 from gemix_monai.mixing import labels_of, to_soft_label
 from gemix_monai.mixing.samplers import inverse_frequency_weights
-from gemix_monai.networks.classifiers import CLASSIFIER_FORMAT, network_name_of
+from gemix_monai.networks.classifiers import CLASSIFIER_FORMAT, network_definition, network_name_of
 from gemix_monai.transforms.strategies import STRATEGIES, build_strategy, needs_generator
 from gemix_monai.utils import plain_tensor
 
@@ -246,11 +246,16 @@ def classifier_info(
 ) -> dict:
     """The description of a trained classifier that ``classifier.json`` starts from: ``network`` (``network_name``
     when that name rebuilds ``network``, else ``None``: :func:`~gemix_monai.networks.classifiers.network_name_of`),
-    ``network_class``, channels, classes, strategy, seed and the training data's ``contract`` (docs/data.md)."""
+    ``network_def`` (for any other network, e.g. a bundle's ``network_def`` override: the literal definition that
+    rebuilds it, :func:`~gemix_monai.networks.classifiers.network_definition`, else ``None``), ``network_class``,
+    channels, classes, strategy, seed and the training data's ``contract`` (docs/data.md). evaluate.json,
+    inference.json and ``load_classifier`` rebuild the network from it, so an override is given once, at training."""
     inner = unwrap(network)
+    name = network_name_of(inner, network_name)
     info = {
         "format": CLASSIFIER_FORMAT,
-        "network": network_name_of(inner, network_name),
+        "network": name,
+        "network_def": None if name is not None else network_definition(inner),
         "network_class": f"{type(inner).__module__}.{type(inner).__qualname__}",
         "in_channels": int(in_channels),
         "num_classes": int(num_classes),

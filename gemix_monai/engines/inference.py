@@ -20,15 +20,24 @@ from monai.data import Dataset as MonaiDataset
 from gemix_monai.data.contract import contract_of
 from gemix_monai.handlers.classifier import write_predictions_csv
 from gemix_monai.metrics.clinical import validate_class_names
-from gemix_monai.networks.classifiers import CHECKPOINT_INFO_NAME, load_classifier, read_classifier_info
+from gemix_monai.networks.classifiers import (
+    CHECKPOINT_INFO_NAME,
+    check_checkpoint_fits,
+    load_classifier,
+    read_classifier_info,
+)
 from gemix_monai.utils import resolve_device
 
 __all__ = [
     "DEFAULT_CLASSIFY_PREPROCESSING",
     "find_images",
     "classifier_transform",
+    "stored_preprocessing",
+    "preprocessing_values",
     "check_classify_inputs",
     "classify_datalist",
+    "check_classify_run",
+    "check_evaluate_run",
     "classify_folder",
 ]
 
@@ -116,9 +125,39 @@ def check_classify_inputs(checkpoint, input_dir, output_csv, *, overwrite: bool 
     return files
 
 
-def classify_datalist(checkpoint, input_dir, output_csv, *, overwrite: bool = False) -> list[dict]:
-    """``[{"image": path}, ...]`` of every image :func:`check_classify_inputs` finds (inference.json's datalist)."""
-    return [{"image": str(f)} for f in check_classify_inputs(checkpoint, input_dir, output_csv, overwrite=overwrite)]
+def classify_datalist(input_dir) -> list[dict]:
+    """inference.json's datalist: ``[{"image": path}, ...]`` of every image under ``input_dir`` (:func:`find_images`),
+    and ``[]`` while ``input_dir`` is unset or not a folder, so that the workflow builds — and MONAI's
+    ``check_properties`` and MONAI Label run — before any data exists. What is missing is reported at ``run``
+    (:func:`check_classify_run`), with the messages of ``gemix-monai classify``."""
+    if input_dir is None or not Path(input_dir).is_dir():
+        return []
+    return [{"image": str(f)} for f in find_images(input_dir)]
+
+
+def check_classify_run(
+    checkpoint, input_dir, output_csv, network: torch.nn.Module, datalist, *, overwrite=False
+) -> None:
+    """What inference.json's ``run`` checks before its evaluator starts: :func:`check_classify_inputs` (the
+    checkpoint and its ``classifier.json``, an output CSV that may be written, at least one image: the one-line
+    messages of ``gemix-monai classify``), the checkpoint fitting ``network``
+    (:func:`~gemix_monai.networks.classifiers.check_checkpoint_fits`), and the images found now being the ones the
+    workflow was built with (a folder filled after ``initialize`` needs a new workflow)."""
+    files = check_classify_inputs(checkpoint, input_dir, output_csv, overwrite=overwrite)
+    check_checkpoint_fits(network, checkpoint)
+    if [str(f) for f in files] != [d["image"] for d in datalist]:
+        raise ValueError(
+            f"the images under {input_dir} changed after the workflow was built ({len(datalist)} then, {len(files)} "
+            "now): initialize the workflow again"
+        )
+
+
+def check_evaluate_run(checkpoint, network: torch.nn.Module) -> None:
+    """What evaluate.json's ``run`` checks before its evaluator starts: the checkpoint exists and fits ``network``
+    (its messages name the file and the network's channels and classes)."""
+    if checkpoint is None:
+        raise ValueError("evaluate: ckpt_path is not set (bundle: set ckpt_path; command line: --ckpt-path)")
+    check_checkpoint_fits(network, checkpoint)
 
 
 def classify_folder(
@@ -184,13 +223,14 @@ def classify_folder(
     return output_csv
 
 
-def classifier_transform(
+def stored_preprocessing(
     checkpoint: str | os.PathLike, *, image_size=None, hu_window="auto", intensity="auto", channels=None
 ):
-    """The preprocessing a classifier was trained with (its stored contract), for images given one by one.
+    """The :class:`~gemix_monai.data.contract.Preprocessing` a classifier was trained with (its stored contract).
 
-    Explicit options that differ from the stored contract raise naming both; without a stored contract
-    (an older model) the options are used as given, ``hu_window="auto"`` meaning no CT window.
+    Explicit options that differ from the stored contract raise naming both; without a stored contract (no model
+    yet, or an older one) the options are used as given, ``image_size`` defaulting to 32 and ``hu_window="auto"``
+    meaning no CT window.
     """
     from gemix_monai.data.contract import Preprocessing
 
@@ -205,13 +245,12 @@ def classifier_transform(
     }
     stored = contract_of(info.get("contract")) if info.get("contract") else None
     if stored is None:
-        pp = Preprocessing(
+        return Preprocessing(
             image_size=int(image_size or 32),
             channels=int(channels or info.get("in_channels") or 1),
             hu_window=given["hu_window"],
             intensity=intensity,
         )
-        return pp.transforms(num_classes=info.get("num_classes"))
     pp = stored.preprocessing
     explicit = {k: v for k, v in given.items() if v is not None and not (k == "intensity" and v == "auto")}
     if hu_window == "auto":
@@ -225,4 +264,64 @@ def classifier_transform(
                 f"classifier {checkpoint} was trained with [{pp.describe()}]; the options given ask for "
                 f"[{wanted.describe()}]: leave them out to use the stored preprocessing"
             )
-    return pp.transforms(num_classes=len(stored.class_names))
+    return pp
+
+
+def classifier_transform(
+    checkpoint: str | os.PathLike, *, image_size=None, hu_window="auto", intensity="auto", channels=None
+):
+    """The project's preprocessing chain (:func:`gemix_monai.data.get_transforms`) of :func:`stored_preprocessing`:
+    what :func:`classify_folder` applies; inference.json writes the same steps as MONAI components
+    (:func:`preprocessing_values`)."""
+    pp = stored_preprocessing(
+        checkpoint, image_size=image_size, hu_window=hu_window, intensity=intensity, channels=channels
+    )
+    info = read_classifier_info(checkpoint)
+    stored = contract_of(info.get("contract")) if info.get("contract") else None
+    return pp.transforms(num_classes=len(stored.class_names) if stored is not None else info.get("num_classes"))
+
+
+def preprocessing_values(
+    checkpoint: str | os.PathLike, *, image_size=None, hu_window="auto", intensity="auto", channels=None
+) -> dict:
+    """The values inference.json's ``preprocessing`` components take from the stored contract
+    (:func:`stored_preprocessing`): ``image_size``, ``channels``, ``keep_aspect``, ``intensity_rule`` and the
+    rule's values.
+
+    ``intensity_rule`` is ``"range"`` (a CT window in HU, ``uint8``, ``uint16`` or a fixed ``(low, high)``:
+    ``ScaleIntensityRanged(a_min, a_max) → [-1, 1]``), ``"percentile"`` (``ScaleIntensityRangePercentilesd(lower,
+    upper) → [-1, 1]``) or ``"per-file"`` (``auto``: 8-bit files by 0..255, others by percentiles; ``minmax``: a
+    constant image becomes −1 where MONAI's ``ScaleIntensity`` would return −value): no stock component decides per
+    file, so the project's ``IntensityToTrainingRanged`` applies them. Values a rule does not use are ``None``.
+    ``describe`` is the contract in words.
+    """
+    from gemix_monai.data.transforms import PERCENTILES
+
+    pp = stored_preprocessing(
+        checkpoint, image_size=image_size, hu_window=hu_window, intensity=intensity, channels=channels
+    )
+    fixed = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0)}
+    a_min = a_max = lower = upper = None
+    if pp.hu_window is not None:
+        width, level = pp.hu_window
+        rule, a_min, a_max = "range", level - width / 2, level + width / 2
+    elif isinstance(pp.intensity, tuple):
+        rule, (a_min, a_max) = "range", (float(v) for v in pp.intensity)
+    elif pp.intensity in fixed:
+        rule, (a_min, a_max) = "range", fixed[pp.intensity]
+    elif pp.intensity == "percentile":
+        rule, (lower, upper) = "percentile", PERCENTILES
+    else:
+        rule = "per-file"
+    return {
+        "image_size": pp.image_size,
+        "channels": pp.channels,
+        "keep_aspect": pp.keep_aspect,
+        "intensity_rule": rule,
+        "a_min": a_min,
+        "a_max": a_max,
+        "lower": lower,
+        "upper": upper,
+        "intensity": list(pp.intensity) if isinstance(pp.intensity, tuple) else pp.intensity,
+        "describe": pp.describe(),
+    }

@@ -90,10 +90,15 @@ def test_multi_gpu_overrides_merge_into_train_gan():
 @pytest.mark.parametrize("value", ["none", "None"])
 def test_hu_window_none_from_the_command_line_switches_windowing_off(value):
     # monai.bundle.run drops overrides whose value is None, so "none" is the command-line spelling
+    # (the scaling step is MONAI's ScaleIntensityRanged since issue 22: the window is off when the range scaled to
+    # [-1, 1] is the intensity range given, not a CT window's HU)
     parser = parse_config("inference.json", hu_window=value, intensity=(-1.0, 1.0))
-    steps = {type(t).__name__: t for t in parser.get_parsed_content("image_preprocessing").transforms}
-    assert steps["IntensityToTrainingRanged"].window is None
-    assert steps["IntensityToTrainingRanged"].intensity == [-1.0, 1.0]
+    values = parser.get_parsed_content("stored_preprocessing")
+    assert values["intensity_rule"] == "range" and (values["a_min"], values["a_max"]) == (-1.0, 1.0)
+    steps = {type(t).__name__: t for t in parser.get_parsed_content("preprocessing").transforms}
+    scaler = steps["ScaleIntensityRanged"].scaler
+    assert (scaler.a_min, scaler.a_max, scaler.b_min, scaler.b_max, scaler.clip) == (-1.0, 1.0, -1.0, 1.0, True)
+    assert "IntensityToTrainingRanged" not in steps
 
 
 def test_dataset_dir_override_reads_a_class_per_folder_tree(tiny_datalist):
