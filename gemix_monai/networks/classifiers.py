@@ -278,10 +278,17 @@ def classifier_network(
     """The network a ``classifier.json`` (``info``) describes, for inference.json's and evaluate.json's
     ``network_def``: the named network (``network``, a name of :data:`CLASSIFIER_NETWORKS`), else the recorded
     literal ``network_def`` (:func:`network_definition`), else — no model yet, or one recorded before either —
-    ``tiny``. Explicit ``network`` / ``in_channels`` / ``num_classes`` win over the record; the defaults (the
+    ``tiny``; a record with neither (a network built with options its weights do not show) is a ``ValueError``
+    asking for the ``network_def``. Explicit ``network`` / ``in_channels`` / ``num_classes`` win over the record; the defaults (the
     bundle metadata's channels and classes) apply when neither gives a value. Whether the checkpoint fits is
     checked where it is loaded (:func:`check_checkpoint_fits`), so a bundle without a model still builds."""
     info = dict(info or {})
+    if network is None and info and info.get("network") is None and not isinstance(info.get("network_def"), Mapping):
+        raise ValueError(
+            f"{CHECKPOINT_INFO_NAME} records neither a network name nor a network_def (the network was "
+            f"{info.get('network_class')}, built with options its weights do not show): pass the network_def it was "
+            "trained with (bundle: --network_def)"
+        )
     in_channels = int(in_channels or info.get("in_channels") or default_in_channels)
     num_classes = int(num_classes or info.get("num_classes") or default_num_classes)
     recorded = info.get("network_def")
