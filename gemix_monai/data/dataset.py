@@ -37,6 +37,7 @@ from .datalist import (
     build_datalist_from_csv,
     build_datalist_from_folder,
     canonical_split,
+    datalist_from_dict,
     read_datalist,
 )
 from .errors import DataError
@@ -149,7 +150,10 @@ def check_split_seed(split_seed) -> int:
 
 
 def source_kind(source) -> str:
-    """``"phantom"``, ``"datalist"``, ``"folder"``, ``"csv"``, ``"medmnist"`` or ``"covidx"``."""
+    """``"phantom"``, ``"datalist"`` (a file, or a datalist dict in memory), ``"folder"``, ``"csv"``, ``"medmnist"`` or
+    ``"covidx"``."""
+    if isinstance(source, dict):
+        return "datalist"
     if source in PHANTOM_SOURCES:
         return "phantom"
     path = Path(source)
@@ -195,6 +199,8 @@ def build_datalist(
     seed: the training seed never changes the data. A relative ``source`` is made absolute once, here.
     """
     check_split_seed(split_seed)
+    if isinstance(source, dict):
+        return datalist_from_dict(source)
     if source not in PHANTOM_SOURCES:
         source = os.path.abspath(source)
     kind = source_kind(source)
@@ -385,7 +391,7 @@ def get_dataset(
         )
     split = canonical_split(split)
     check_split_seed(split_seed)
-    if source not in PHANTOM_SOURCES:
+    if not isinstance(source, dict) and source not in PHANTOM_SOURCES:
         source = os.path.abspath(source)  # relative paths are resolved once, against the working folder now
     model_contract = contract_of(contract) if contract is not None else None
     if contract is not None and model_contract is None:
@@ -425,7 +431,11 @@ def get_dataset(
             **source_kwargs,
         )
         names = datalist["class_names"]
-        context = f"{kind} {source if source is not None else 'phantom (default)'}"
+        context = (
+            f"datalist given ({sum(len(datalist.get(k, [])) for k in SPLITS)} items)"
+            if isinstance(source, dict)
+            else f"{kind} {source if source is not None else 'phantom (default)'}"
+        )
     if class_names is not None and kind in ("phantom", "datalist"):
         check_class_names(class_names, names, "class_names given", context)
     check_datalist(datalist, context, every_class_trained=kind in ("phantom", "datalist", "folder", "csv"))
@@ -509,7 +519,7 @@ def get_dataset(
         class_names=names,
         contract=data_contract,
         bad_items=problems,
-        source="phantom" if kind == "phantom" else str(source),
+        source="phantom" if kind == "phantom" else context if isinstance(source, dict) else str(source),
         split=split,
         summary=summary,
     )

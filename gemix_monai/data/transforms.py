@@ -734,7 +734,11 @@ class ResizeLongestd(MapTransform):
 
 
 class CheckLabeld(MapTransform):
-    """``label_key`` → python ``int`` in ``[0, num_classes)``; anything else raises naming the image file."""
+    """``label_key`` → python ``int`` in ``[0, num_classes)``; anything else raises naming the image file.
+
+    With ``class_names`` a label may also be a class name (MONAI Label's datastores label by name): it becomes that
+    name's index; an unknown name raises naming it and the classes.
+    """
 
     def __init__(
         self,
@@ -742,10 +746,12 @@ class CheckLabeld(MapTransform):
         label_key: str = "label",
         num_classes: int | None = None,
         allow_missing_keys: bool = True,
+        class_names: Sequence[str] | None = None,
     ):
         super().__init__(keys, allow_missing_keys)
         self.label_key = label_key
-        self.num_classes = num_classes
+        self.class_names = list(class_names) if class_names is not None else None
+        self.num_classes = num_classes if num_classes is not None or class_names is None else len(self.class_names)
 
     def __call__(self, data):
         d = dict(data)
@@ -754,6 +760,10 @@ class CheckLabeld(MapTransform):
         raw = d[self.label_key]
         present = [k for k in self.key_iterator(d)]
         where = _filename(d[present[0]], "<item>") if present else "<item>"
+        if isinstance(raw, str) and self.class_names is not None:
+            if raw not in self.class_names:
+                raise DataError(f"{where}: label {raw!r} is not one of the classes {self.class_names}")
+            raw = self.class_names.index(raw)
         try:
             label = int(raw)
             ok = float(raw) == label

@@ -33,6 +33,7 @@ __all__ = [
     "find_images",
     "classifier_transform",
     "stored_preprocessing",
+    "declared_format",
     "preprocessing_values",
     "check_classify_inputs",
     "classify_datalist",
@@ -123,6 +124,26 @@ def check_classify_inputs(checkpoint, input_dir, output_csv, *, overwrite: bool 
             f"{', '.join(_image_suffixes())})"
         )
     return files
+
+
+def declared_format(bundle_root) -> dict:
+    """``{"in_channels", "num_classes", "class_names"}`` as ``configs/metadata.json``'s ``network_data_format``
+    declares them (``image`` input, ``pred`` output): what inference.json builds before a model exists. Read from the
+    file, not through ``@_meta_`` references, because MONAI Label parses inference.json without the metadata;
+    ``{}`` when there is no such file (a ``bundle_root`` that is not the bundle folder)."""
+    import json
+
+    path = Path(bundle_root) / "configs" / "metadata.json"
+    if not path.is_file():
+        return {}
+    fmt = json.loads(path.read_text(encoding="utf-8"))["network_data_format"]
+    image, pred = fmt["inputs"]["image"], fmt["outputs"]["pred"]
+    channel_def = pred["channel_def"]
+    return {
+        "in_channels": int(image["num_channels"]),
+        "num_classes": int(pred["num_channels"]),
+        "class_names": [channel_def[str(i)] for i in range(len(channel_def))],
+    }
 
 
 def classify_datalist(input_dir) -> list[dict]:

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from _helpers import error_chain
 
 from .conftest import parse_config
 
@@ -108,3 +109,35 @@ def test_dataset_dir_override_reads_a_class_per_folder_tree(tiny_datalist):
     assert parser.get_parsed_content("class_names") == ["cyst", "hemangioma", "metastasis"]
     assert len(train) > 0 and len(val) > 0 and len(train) + len(val) <= 18
     assert tuple(train[0]["image"].shape) == (1, 32, 32)
+
+
+def test_items_given_as_train_dataset_data_decide_the_classes_and_the_contract(tiny_datalist):
+    """What MONAI Label's BundleTrainTask sets (``train#dataset#data``) is described from itself, not from the
+    configured source: class-name labels give the classes (sorted), integer labels index the bundle's classes."""
+    import json
+
+    datalist = json.loads(tiny_datalist.read_text())
+    names = datalist["class_names"]
+    by_name = [
+        {"image": str(tiny_datalist.parent / it["image"]), "label": names[it["label"]]}
+        for it in datalist["training"]
+        if it["label"] != 1
+    ]
+    parser = parse_config("train.json", **{"train#dataset#data": by_name, "data_check": "headers"})
+    assert parser.get_parsed_content("class_names") == ["cyst", "metastasis"]
+    assert parser.get_parsed_content("num_classes") == 2
+    item = parser.get_parsed_content("train#dataset")[0]
+    assert isinstance(item["label"], int) and item["label"] in (0, 1)
+    assert parser.get_parsed_content("train#data").contract.preprocessing.hu_window is None  # files alone: no CT claim
+
+    from .conftest import REPO_BUNDLE
+
+    by_index = [{"image": str(tiny_datalist.parent / it["image"]), "label": it["label"]} for it in datalist["training"]]
+    overrides = {"train#dataset#data": by_index, "data_check": "headers", "bundle_root": str(REPO_BUNDLE)}
+    parser = parse_config("train.json", **overrides)
+    assert parser.get_parsed_content("class_names") == list(names)  # the bundle's declared classes
+
+    mixed = by_name[:2] + [{**it, "label": 0} for it in by_name[2:]]
+    with pytest.raises(Exception) as info:
+        parse_config("train.json", **{"train#dataset#data": mixed}).get_parsed_content("class_names")
+    assert "mixes class-name and class-index labels" in error_chain(info.value)
