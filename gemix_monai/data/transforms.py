@@ -315,6 +315,11 @@ def _check_finite(img, where: str) -> None:
 class LoadMedicalImaged(MapTransform):
     """Read an image file with MONAI's ``LoadImage`` and the reader its content (else its suffix) calls for.
 
+    Why not MONAI's ``LoadImaged`` + ``EnsureChannelFirstd`` (whose arrays it returns; equal, tested): those pick a
+    reader by suffix only (a PNG named .jpg, a DICOM named by its UID), read a palette PNG as its indices, check
+    nothing (multi-page files, 4-D NIfTI, DICOM rescale, tiny or non-finite images) and do not record the stored
+    sample type the ``auto`` intensity rule needs.
+
     Output: ``MetaTensor`` float32 ``[C, x, y]`` (2-D) or ``[C, x, y, z]`` (3-D) in MONAI's order,
     DICOM in HU (rescale slope/intercept applied by ``PydicomReader``). ``meta["source_dtype"]``
     records the stored sample type of PNG/JPEG/TIFF files (8-bit files are scaled by their 0..255
@@ -512,7 +517,10 @@ class CropBoxd(MapTransform):
 
 class ToChannelsd(MapTransform):
     """Make the channel count ``channels``: RGB(A) → grey by ITU-R BT.601 luma (alpha dropped),
-    grey → repeated; any other mismatch raises naming the file."""
+    grey → repeated (MONAI's ``RepeatChannel``); any other mismatch raises naming the file."""
+
+    # Kept beside MONAI's RepeatChanneld (which it calls for grey → N): MONAI has no RGB → grey transform, and
+    # RepeatChanneld would turn an RGB image into 3·N channels instead of refusing or converting it (tests/data).
 
     LUMA = (0.299, 0.587, 0.114)
 
@@ -535,7 +543,9 @@ class ToChannelsd(MapTransform):
             elif c == 4 and self.channels == 3:
                 d[key] = img[:3]
             elif c == 1:
-                d[key] = img.repeat(self.channels, *([1] * (img.ndim - 1)))
+                from monai.transforms import RepeatChannel
+
+                d[key] = RepeatChannel(repeats=self.channels)(img)
             else:
                 raise DataError(f"{_filename(img)}: has {c} channels, expected {self.channels} (or 1/3/4 to convert)")
         return d
@@ -566,6 +576,11 @@ def check_intensity(intensity):
 
 class IntensityToTrainingRanged(MapTransform):
     """Intensities → the training range ``[-1, 1]``, clipped, through MONAI's own scaling transforms.
+
+    Why one transform over MONAI's ``ScaleIntensityRange`` / ``ScaleIntensityRangePercentiles`` (which do the
+    scaling; equal to them, tested): they cannot decide the rule per file (``auto`` reads a file's stored sample
+    type, which only :class:`LoadMedicalImaged` records) nor map a constant image to −1 (MONAI's ``ScaleIntensity``
+    returns −value).
 
     * ``hu_window=(width, level)``: CT in HU, ``[level − width/2, level + width/2]`` → ``[-1, 1]``
       (``ScaleIntensityRange(clip=True)``).

@@ -124,15 +124,18 @@ def build_classifier_network(
     raise ValueError(f"unknown network {name!r}; expected one of {list(CLASSIFIER_NETWORKS)}")
 
 
-class SoftTargetCrossEntropy(nn.Module):
-    """Cross-entropy with soft targets: ``mean_b( -sum_k y[b, k] * log_softmax(logits)[b, k] )``.
+class SoftTargetCrossEntropy(nn.CrossEntropyLoss):
+    """PyTorch's ``CrossEntropyLoss`` (mean over the batch), taking soft targets ``[B, K]`` on the simplex or class
+    indices ``[B]`` / ``[B, 1]``: ``mean_b( -sum_k y[b, k] * log_softmax(logits)[b, k] )``.
 
-    ``target`` is ``[B, K]`` on the simplex (soft or one-hot) or ``[B]`` class indices (made one-hot).
-    With one-hot targets it equals ``torch.nn.functional.cross_entropy``.
+    The loss itself is PyTorch's (probability targets since 1.10; equal to it: tested). This subclass only checks
+    the targets first, because PyTorch takes any float ``[B, K]`` as probabilities: a label row summing to 2 would
+    silently count twice, a negative entry would reward the wrong class. Logits are promoted to float32 (under
+    autocast too: log-probabilities of rare classes underflow in fp16).
     """
 
     def __init__(self, atol: float = 1e-3):
-        super().__init__()
+        super().__init__(reduction="mean")
         self.atol = atol
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -148,16 +151,16 @@ class SoftTargetCrossEntropy(nn.Module):
             idx = target.long()
             if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= k):
                 raise ValueError(f"target has class index out of range 0..{k - 1}")
-            target = nn.functional.one_hot(idx, k).to(logits.dtype)
+            return super().forward(logits.float(), idx)
         if target.shape != (b, k):
             raise ValueError(
                 f"target must be [B, K] = [{b}, {k}] soft labels or [B] indices, got {tuple(target.shape)}"
             )
-        target = target.float()  # float32 even under autocast: log-probabilities of rare classes underflow in fp16
+        target = target.float()
         sums = target.detach().sum(dim=1)
         if bool((target.detach() < -self.atol).any()) or bool(((sums - 1).abs() > self.atol).any()):
             raise ValueError("soft targets must be on the probability simplex (non-negative, rows summing to 1)")
-        return -(target * torch.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+        return super().forward(logits.float(), target)
 
 
 def network_name_of(network: nn.Module, name: str | None, build=None) -> str | None:
