@@ -78,6 +78,7 @@ class KimgProgress:
                 bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}, {rate_inv_fmt}]",
                 dynamic_ncols=True,
                 leave=True,
+                smoothing=0,  # the run's mean rate: one step's time swings with the load, the ETA should not
             )
 
     def _step(self, engine: Engine) -> None:

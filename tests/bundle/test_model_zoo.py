@@ -81,17 +81,13 @@ def test_required_files_are_present():
 
 
 def test_model_weights_are_shipped_or_described_in_large_files_yml():
-    import yaml
-
-    entries = yaml.safe_load((REPO_BUNDLE / "large_files.yml").read_text())["large_files"]
-    paths = {e["path"]: e for e in entries}
-    assert (REPO_BUNDLE / "models" / "model.pt").is_file() or "models/model.pt" in paths
-    for path in ("models/model.pt", "models/generator/generator.pt"):
-        assert {"path", "url", "hash_val", "hash_type"} <= set(paths[path]), path
-    assert (
-        "train.json" in paths["models/model.pt"]["url"]
-        and "train_gan.json" in paths["models/generator/generator.pt"]["url"]
-    )
+    # Issue 22 chose shipping: the tiny classifier and generator (a few hundred kB) are committed in models/, so a
+    # fresh clone passes model-zoo CI without a download; large_files.yml (whose prose "urls" failed CI's download
+    # step) is gone. Its entries, if one comes back, must resolve: tests/bundle/test_model_zoo_ci.py.
+    assert (REPO_BUNDLE / "models" / "model.pt").is_file()
+    assert (REPO_BUNDLE / "models" / "generator" / "generator.pt").is_file()
+    assert (REPO_BUNDLE / "models" / "classifier.json").is_file()
+    assert not (REPO_BUNDLE / "large_files.yml").exists()
 
 
 def test_metadata_validates_against_the_vendored_schema(metadata):
