@@ -162,3 +162,14 @@ def test_readme_has_the_model_zoo_template_section(section):
     text = re.sub(r"^```.*?^```", "", (REPO_BUNDLE / "docs" / "README.md").read_text(), flags=re.M | re.S)
     headings = [m.group(1).strip() for m in re.finditer(r"^#{1,4}\s+(.+)$", text, flags=re.M)]
     assert any(h.startswith(section) for h in headings), f"no '{section}' heading in docs/README.md: {headings}"
+
+
+def test_the_readme_gives_each_shipped_file_its_size_and_sha256():
+    import hashlib
+
+    text = (REPO_BUNDLE / "docs" / "README.md").read_text()
+    rows = re.findall(r"^\| `(models/[^`]+)` \| ([\d,]+) B \| `([0-9a-f]{64})` \|", text, flags=re.M)
+    assert {r[0] for r in rows} == {"models/model.pt", "models/classifier.json", "models/generator/generator.pt"}
+    for name, size, sha in rows:
+        data = (REPO_BUNDLE / name).read_bytes()
+        assert len(data) == int(size.replace(",", "")) and hashlib.sha256(data).hexdigest() == sha, name
