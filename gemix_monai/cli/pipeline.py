@@ -49,7 +49,28 @@ def run_classify(args: argparse.Namespace, input_dir: str) -> int:
     overrides.update(dict(args.overrides))
     check_device(overrides.get("device"))
     run_bundle_config(SUBCOMMAND_CONFIGS["classify"], overrides, tracking=args.tracking)
-    return 0
+    return _report_unreadable(overrides)
+
+
+def _report_unreadable(overrides: dict) -> int:
+    """1 (and the list on stderr) when the classification left out files it could not read, else 0."""
+    import csv
+    import sys
+
+    from gemix_monai.engines.inference import unreadable_path
+
+    root = Path(overrides.get("bundle_root", "."))
+    predictions = overrides.get("predictions_csv") or root / "predictions" / "predictions.csv"
+    listing = unreadable_path(predictions)
+    if not listing.is_file():
+        return 0
+    with open(listing, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    print(f"gemix-monai classify: {len(rows)} file(s) could not be read and are not in {predictions}:", file=sys.stderr)
+    for row in rows:
+        print(f"  {row['filename']}: {row['reason']}", file=sys.stderr)
+    print(f"(listed in {listing})", file=sys.stderr)
+    return 1
 
 
 def add_parsers(sub) -> None:

@@ -8,9 +8,11 @@ INPUT_DIR`` runs): the same image discovery (:func:`find_images`), the same prep
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -21,7 +23,7 @@ from gemix_monai.data.contract import contract_of
 from gemix_monai.handlers.classifier import write_predictions_csv
 from gemix_monai.metrics.clinical import validate_class_names
 from gemix_monai.networks.classifiers import CHECKPOINT_INFO_NAME, load_classifier, read_classifier_info
-from gemix_monai.utils import resolve_device
+from gemix_monai.utils import atomic_write_bytes, resolve_device
 
 __all__ = [
     "DEFAULT_CLASSIFY_PREPROCESSING",
@@ -116,9 +118,50 @@ def check_classify_inputs(checkpoint, input_dir, output_csv, *, overwrite: bool 
     return files
 
 
-def classify_datalist(checkpoint, input_dir, output_csv, *, overwrite: bool = False) -> list[dict]:
-    """``[{"image": path}, ...]`` of every image :func:`check_classify_inputs` finds (inference.json's datalist)."""
-    return [{"image": str(f)} for f in check_classify_inputs(checkpoint, input_dir, output_csv, overwrite=overwrite)]
+def unreadable_path(output_csv) -> Path:
+    """Where a classification lists the files it could not read: ``<predictions>_unreadable.csv`` beside the CSV."""
+    output_csv = Path(output_csv)
+    return output_csv.with_name(f"{output_csv.stem}_unreadable.csv")
+
+
+def readable_images(files: Sequence[Path], transform, output_csv) -> list[Path]:
+    """The ``files`` that ``transform`` reads and prepares; the others (a zero-byte or truncated image, a text file
+    named like an image, ...) are listed with the reason in :func:`unreadable_path` (removed when all are read), so
+    the images that can be classified still are, and the command then says which could not (docs/data.md)."""
+    from gemix_monai.handlers.classifier import printable_name
+
+    good, bad = [], []
+    for f in files:
+        try:
+            transform({"image": str(f)})
+            good.append(f)
+        except Exception as e:  # noqa: BLE001 - any failure to read one file is reported, not fatal to the rest
+            cause = e
+            while cause.__cause__ is not None:  # MONAI wraps the reader's error in "applying transform ..."
+                cause = cause.__cause__
+            bad.append((printable_name(str(f)), f"{type(cause).__name__}: {cause}".splitlines()[0]))
+    listing = unreadable_path(output_csv)
+    if bad:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["filename", "reason"])
+        writer.writerows(bad)
+        atomic_write_bytes(listing, buf.getvalue().encode())
+        logger.warning("%d of %d files could not be read; listed in %s", len(bad), len(files), listing)
+    else:
+        listing.unlink(missing_ok=True)
+    if not good:
+        raise ValueError(f"none of the {len(files)} files under the input folder could be read (listed in {listing})")
+    return good
+
+
+def classify_datalist(checkpoint, input_dir, output_csv, *, overwrite: bool = False, transform=None) -> list[dict]:
+    """``[{"image": path}, ...]`` of every image :func:`check_classify_inputs` finds (inference.json's datalist); with
+    ``transform``, only those it can read (:func:`readable_images` lists the rest)."""
+    files = check_classify_inputs(checkpoint, input_dir, output_csv, overwrite=overwrite)
+    if transform is not None:
+        files = readable_images(files, transform, output_csv)
+    return [{"image": str(f)} for f in files]
 
 
 def classify_folder(
@@ -145,8 +188,9 @@ def classify_folder(
 
     Raises ``FileNotFoundError`` for a missing folder, checkpoint or ``classifier.json``, ``FileExistsError`` for an
     existing CSV without ``overwrite``, ``ValueError`` when the folder holds no supported image (naming it and the
-    suffixes looked for) or the checkpoint does not fit its description. Nothing is written unless every image
-    was classified (the CSV is written atomically at the end).
+    suffixes looked for) or the checkpoint does not fit its description. Files that cannot be read are left out and
+    listed with the reason in ``<output stem>_unreadable.csv`` (:func:`readable_images`); the CSV of the others is
+    written atomically at the end.
     """
     files = check_classify_inputs(checkpoint, input_dir, output_csv, overwrite=overwrite)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -158,6 +202,7 @@ def classify_folder(
     k = int(info["num_classes"])
     names = validate_class_names(k, info.get("class_names"))
     tf = transform if transform is not None else _classify_transform(info, preprocessing)
+    files = readable_images(files, tf, output_csv)
     logger.info("classifying %d images under %s with %s (%d classes)", len(files), input_dir, checkpoint, k)
 
     # The programmatic twin of the bundle's inference.json (SupervisedEvaluator + CheckpointLoader +

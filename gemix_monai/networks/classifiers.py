@@ -198,6 +198,20 @@ def load_classifier(
     """``(network on device, classifier.json)``: the classifier of ``model.pt`` rebuilt from its ``classifier.json``
     (or from the explicit arguments, which win); a checkpoint that does not fit is a ``ValueError`` naming both."""
     path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"classifier checkpoint not found: {path}")
+    state = safe_torch_load(path, map_location=device)
+    fmt = state.get("format") if isinstance(state, dict) else None
+    if isinstance(fmt, str):  # a plain state dict has parameter names as keys, never a format tag
+        raise ValueError(
+            f"{path} is not a classifier's weights but a {fmt!r} checkpoint"
+            + (
+                " (a generator: give it as the generator, e.g. models/generator/generator.pt)"
+                if "gan" in fmt or "generator" in fmt or "dcgan" in fmt or "diffusion" in fmt
+                else ""
+            )
+            + "; a classifier is models/model.pt beside its classifier.json"
+        )
     info = read_classifier_info(path)
     network = network or info.get("network")
     in_channels = in_channels or info.get("in_channels")
@@ -210,12 +224,12 @@ def load_classifier(
             f"cannot rebuild the classifier of {path}: no {CHECKPOINT_INFO_NAME} beside it; pass {missing}"
         )
     net = build_classifier_network(network, int(in_channels), int(num_classes))
-    state = safe_torch_load(path, map_location=device)
     try:
         net.load_state_dict(state)
     except RuntimeError as e:
+        # from None: the command line prints the innermost cause, and this message already names both sides
         raise ValueError(
             f"checkpoint {path} does not fit network {network!r} (in_channels={in_channels}, "
-            f"num_classes={num_classes}): {e}"
-        ) from e
+            f"num_classes={num_classes}): {str(e).splitlines()[0]}"
+        ) from None
     return net.to(device), info
