@@ -330,6 +330,6 @@ def _main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     # Run as ``python -m``, this file is a second module (``__main__``); importing the package loaded the ops, which
     # registered their checks with ``gemix_monai.ops._selfcheck``: report from that one.
-    from gemix_monai.ops import _selfcheck
+    import gemix_monai.ops._selfcheck as registered
 
-    raise SystemExit(_selfcheck._main())
+    raise SystemExit(registered._main())
