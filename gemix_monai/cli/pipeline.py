@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gemix_monai.bundle import MULTI_GPU_CONFIGS, SUBCOMMAND_CONFIGS, run_bundle_config
 
-from .args import add_bundle_arguments, add_data_arguments, bundle_overrides
+from .args import add_bundle_arguments, add_data_arguments, bundle_overrides, check_device, check_run_folders
 
 __all__ = ["add_parsers", "run_bundle_command", "run_classify"]
 
@@ -25,7 +25,10 @@ def run_bundle_command(args: argparse.Namespace) -> int:
     config = SUBCOMMAND_CONFIGS[args.command]
     if getattr(args, "multi_gpu", False):
         config = [config, MULTI_GPU_CONFIGS[args.command]]
-    run_bundle_config(config, bundle_overrides(args), tracking=args.tracking)
+    overrides = bundle_overrides(args)
+    check_device(overrides.get("device"))
+    check_run_folders(overrides)
+    run_bundle_config(config, overrides, tracking=args.tracking)
     return 0
 
 
@@ -44,6 +47,7 @@ def run_classify(args: argparse.Namespace, input_dir: str) -> int:
     if getattr(args, "overwrite", False):
         overrides["overwrite"] = True
     overrides.update(dict(args.overrides))
+    check_device(overrides.get("device"))
     run_bundle_config(SUBCOMMAND_CONFIGS["classify"], overrides, tracking=args.tracking)
     return 0
 

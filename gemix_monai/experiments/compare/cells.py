@@ -275,7 +275,7 @@ def cell_datasets(config: dict, runtime: dict, splits: Sequence[str]) -> list:
     ``split_seed``, ``on_duplicate``, ``masks``: when given) and cached."""
     from gemix_monai.data import get_dataset
 
-    data = config.get("data", {})
+    data = {**config.get("data", {}), "split_dir": runtime.get("split_dir")}
     return [get_dataset(runtime["source"], split, config["image_size"], cache=True, **data) for split in splits]
 
 

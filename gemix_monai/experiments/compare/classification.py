@@ -192,6 +192,7 @@ def run_gan_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
 
     # Images only unless the cell's data options ask for masks: the recorded comparisons trained image GANs.
     data = {"masks": "off", **config.get("data", {})}
+    data = {**data, "split_dir": runtime.get("split_dir")}
     ds = get_dataset(runtime["source"], "training", config["image_size"], cache=True, **data)
     gan = config["gan"]
     selection = None
