@@ -51,7 +51,7 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--gan-select",
-        choices=("minority_recall", "fd", "mean_recall", "minority_fd"),
+        choices=("minority_recall", "minority_coverage", "coverage", "fd", "mean_recall", "minority_fd"),
         help="train the generators with the training-time audit and use their best.pt by this criterion",
     )
     p.add_argument(

@@ -109,7 +109,7 @@ def add_parsers(sub) -> None:
     )
     p.add_argument(
         "--select-criterion",
-        choices=("minority_recall", "fd", "mean_recall", "minority_fd"),
+        choices=("minority_recall", "minority_coverage", "coverage", "fd", "mean_recall", "minority_fd"),
         help="what best.pt is chosen by (default minority_recall; ties go to the lower Fréchet distance)",
     )
     p.add_argument(

@@ -505,10 +505,12 @@ STUDY_TABLE = (
     ("kid", "KID"),
     ("precision", "precision"),
     ("recall", "recall"),
+    ("coverage", "coverage"),
     ("ms_ssim", "MS-SSIM"),
     ("minority_fd", "minority FD"),
     ("minority_precision", "minority precision"),
     ("minority_recall", "minority recall"),
+    ("minority_coverage", "minority coverage"),
     ("minority_ms_ssim", "minority MS-SSIM"),
     ("lpips", "LPIPS div."),
     ("memorisation_flagged", "memorised"),
@@ -533,10 +535,9 @@ def study_markdown(dataset: str, rows: list[dict], floor: dict | None) -> str:
     for r in rows:
         lines.append("| " + " | ".join(cell(r.get(k)) for k, _ in STUDY_TABLE) + " |")
     if floor:
-        cells = {k: floor.get(f"floor_{k}") for k in ("fd", "kid", "precision", "recall", "ms_ssim", "lpips")}
-        cells.update(
-            {f"minority_{k}": floor.get(f"floor_minority_{k}") for k in ("fd", "precision", "recall", "ms_ssim")}
-        )
+        keys = ("fd", "kid", "precision", "recall", "coverage", "ms_ssim", "lpips")
+        cells = {k: floor.get(f"floor_{k}") for k in keys}
+        cells.update({f"minority_{k}": floor.get(f"floor_minority_{k}") for k in keys})
         lines.append(
             "| **real floor** | validation | | | " + " | ".join(cell(cells.get(k)) for k, _ in STUDY_TABLE[4:]) + " |"
         )
