@@ -1220,6 +1220,10 @@ def run_compare(
     interval: str | None = None,
     confidence: float | None = None,
     jobs: int = 1,
+    executor: str = "local",
+    ray_address: str | None = None,
+    cell_cpus: float | None = None,
+    cell_gpus: float | None = None,
     cell: str | None = None,
     list_cells: bool = False,
     device: str | None = None,
@@ -1246,7 +1250,8 @@ def run_compare(
     ``generators``: generator families (default ``["stylegan2"]``); each generator arm is run with each family.
     ``cell``: run only that cell (its GAN cell must be finished) and write no summary.
     ``list_cells``: return (and, with ``verbose``, print) the cell ids in dependency order; nothing runs.
-    ``jobs > 1``: run the cells as that many concurrent subprocesses. ``phantom_counts`` / ``val_counts``
+    ``jobs > 1``: run the cells as that many concurrent subprocesses. ``executor="ray"``: every cell a task on a Ray
+    cluster (``ray_address``; ``cell_cpus`` / ``cell_gpus`` reserved per cell; docs/cluster.md). ``phantom_counts`` / ``val_counts``
     / ``test_counts``: per-class sizes of the default phantom dataset (written to ``<out>/data``).
     """
     start = time.perf_counter()
@@ -1285,6 +1290,10 @@ def run_compare(
         val_counts=val_counts,
         test_counts=test_counts,
         jobs=jobs,
+        executor=executor,
+        ray_address=ray_address,
+        cell_cpus=cell_cpus,
+        cell_gpus=cell_gpus,
         cell=cell,
         list_cells=list_cells,
         device=device,
@@ -1307,6 +1316,10 @@ def drive_compare(
     val_counts=None,
     test_counts=None,
     jobs: int = 1,
+    executor: str = "local",
+    ray_address: str | None = None,
+    cell_cpus: float | None = None,
+    cell_gpus: float | None = None,
     cell: str | None = None,
     list_cells: bool = False,
     device: str | None = None,
@@ -1316,10 +1329,28 @@ def drive_compare(
 ):
     """What every comparison does with its checked settings ``s`` and ``arms`` (the arguments of
     :func:`run_compare`): resolve the dataset, ``plan(out, s, arms, source, dataset, tag, device) -> cells``, list
-    them or refuse a changed budget, run one cell or all (``jobs`` subprocesses or in-process), then
+    them or refuse a changed budget, run one cell or all (``jobs`` subprocesses, in-process, or ``executor="ray"``), then
     ``write(out, cells, arms, s, dataset) -> files`` (the summary). ``start``: ``time.perf_counter()`` at the call."""
     start = time.perf_counter() if start is None else start
     out = Path(out).resolve()
+    from gemix_monai.experiments.ray_executor import executor_from_options
+
+    # --executor ray (docs/cluster.md): its options checked, and `ray` imported, before anything runs
+    remote = (
+        None
+        if list_cells
+        else executor_from_options(
+            executor,
+            jobs=jobs,
+            cell=cell,
+            ray_address=ray_address,
+            cell_cpus=cell_cpus,
+            cell_gpus=cell_gpus,
+            device=device,
+        )
+    )
+    if device is None and remote is not None:
+        device = remote.device
     if device is None:
         import torch
 
@@ -1346,7 +1377,9 @@ def drive_compare(
             print(f"cell {cell}: " + ("finished" if ran else "already finished, not recomputed"))
         return CompareResult(out, cells, ran, {}, time.perf_counter() - start)
     ran: list[str] = []
-    if jobs and jobs > 1:
+    if remote is not None:
+        ran = remote.run(cells, out, verbose=verbose, quiet=quiet)
+    elif jobs and jobs > 1:
         before = {c.id for c in cells if is_finished(c, out)}
         _run_parallel(cells, out, int(jobs), verbose=verbose, quiet=quiet)
         ran = [c.id for c in cells if c.id not in before]
@@ -1422,6 +1455,19 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--jobs", type=int, default=1, help="run the cells as N concurrent subprocesses (default 1: in-process)"
     )
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default: in-process, or --jobs subprocesses) or ray: every cell a Ray task (docs/cluster.md)",
+    )
+    p.add_argument(
+        "--ray-address",
+        help="with --executor ray: auto, HOST:PORT of a running head, ray://HOST:PORT, or local "
+        "(default: RAY_ADDRESS, else the cluster started on this machine, else a new local one)",
+    )
+    p.add_argument("--cell-cpus", type=float, help="with --executor ray: CPUs each cell reserves (default 1)")
+    p.add_argument("--cell-gpus", type=float, help="with --executor ray: GPUs each cell reserves, e.g. 0.5 (default 0)")
     p.add_argument("--cell", help="run only this cell (see --list-cells); no summary")
     p.add_argument("--list-cells", action="store_true", help="print the cell ids in dependency order and exit")
     p.add_argument("--device", help="e.g. cpu, cuda (default: cuda when available)")
@@ -1463,6 +1509,10 @@ def compare_options_from_args(args: argparse.Namespace) -> dict:
         variants=args.variant,
         interval=args.interval,
         jobs=args.jobs,
+        executor=getattr(args, "executor", "local"),
+        ray_address=getattr(args, "ray_address", None),
+        cell_cpus=getattr(args, "cell_cpus", None),
+        cell_gpus=getattr(args, "cell_gpus", None),
         cell=args.cell,
         list_cells=args.list_cells,
         device=args.device,
