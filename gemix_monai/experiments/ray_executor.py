@@ -270,6 +270,8 @@ def _cell_task(cell: Cell, out: str, token: str, quiet: bool, *dependencies) -> 
     seconds = time.perf_counter() - t0
     max_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     torch = sys.modules.get("torch")  # imported by the cell's runner
+    # what --cell-gpus packing needs (docs/cluster.md, "GPUs"): the most GPU memory torch held, when it used a GPU
+    cuda_mib = torch.cuda.max_memory_reserved() / 2**20 if torch is not None and torch.cuda.is_initialized() else None
     _append_record(
         cell_dir,
         {
@@ -279,10 +281,19 @@ def _cell_task(cell: Cell, out: str, token: str, quiet: bool, *dependencies) -> 
             "pid": pid,
             "seconds": seconds,
             "max_rss_mib": max_rss_mib,
+            "max_cuda_mib": cuda_mib,
             "torch_threads": torch.get_num_threads() if torch is not None else None,
         },
     )
-    return {"id": cell.id, "ran": ran, "seconds": seconds, "host": host, "pid": pid, "max_rss_mib": max_rss_mib}
+    return {
+        "id": cell.id,
+        "ran": ran,
+        "seconds": seconds,
+        "host": host,
+        "pid": pid,
+        "max_rss_mib": max_rss_mib,
+        "max_cuda_mib": cuda_mib,
+    }
 
 
 def _probe_task(marker: str, token: str, reply: str) -> dict:
@@ -611,7 +622,10 @@ class _Scheduler:
             self.ran.append(cid)
             self.seconds.setdefault(f.cell.kind, []).append(res["seconds"])
         how = f"done in {res['seconds']:.1f} s" if res["ran"] else "finished by another process"
-        self._event(f"{cid} {how} on {res['host']} (peak {res['max_rss_mib']:.0f} MiB)")
+        peak = f"peak {res['max_rss_mib']:.0f} MiB" + (
+            f", GPU {res['max_cuda_mib']:.0f} MiB" if res.get("max_cuda_mib") is not None else ""
+        )
+        self._event(f"{cid} {how} on {res['host']} ({peak})")
 
     def _reason(self, e: BaseException) -> str:
         exc = self.ray.exceptions

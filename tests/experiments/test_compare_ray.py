@@ -341,6 +341,41 @@ def test_ctrl_c_cancels_the_cells_in_flight_keeps_the_finished_ones_and_a_rerun_
 
 @pytest.mark.slow
 @requires_ray
+def test_a_cell_that_fails_is_not_retried_and_the_run_lists_it(cluster, local_run, datalist, tmp_path):
+    """An error of the cell itself (here: its generator file is gone) would happen again: reported once, with the
+    cell's log, after the other cells; no summary."""
+    from gemix_monai.experiments.compare import run_compare
+
+    out = tmp_path / "ray"
+    shutil.copytree(local_run, out)
+    for name in ("summary.csv", "summary.md"):
+        (out / name).unlink()
+    tag = datalist.parent.name
+    cid = f"{tag}/tiny/gemix/g0-s1"
+    shutil.rmtree(out / "cells" / cid)
+    (out / "cells" / tag / "gan" / "g0" / "models" / "generator" / "generator.pt").unlink()
+    with pytest.raises(RuntimeError, match=f"cells failed:\n  {cid}: FileNotFoundError: generator of {tag}/gan/g0 not"):
+        run_compare(
+            out,
+            datalist=datalist,
+            strategies=["real", "gemix"],
+            seeds=2,
+            networks=["tiny"],
+            gan_kimg=0.256,
+            epochs=2,
+            device="cpu",
+            executor="ray",
+            ray_address=cluster,
+            verbose=False,
+        )
+    assert [s["attempt"] for s in _records(out / "cells" / cid)] == [1]  # not retried
+    log = (out / "cells" / cid / "log.txt").read_text()
+    assert "Traceback" in log and "FileNotFoundError: generator of" in log
+    assert not (out / "cells" / cid / "result.json").exists() and not (out / "summary.csv").exists()
+
+
+@pytest.mark.slow
+@requires_ray
 def test_a_run_folder_the_workers_cannot_see_stops_the_run_at_the_start(
     cluster, datalist, tmp_path, monkeypatch, capsys
 ):
@@ -385,6 +420,10 @@ def test_a_missing_ray_is_one_line_naming_the_extra(tmp_path, datalist, monkeypa
         (["--executor", "ray", "--cell-cpus", "0"], "--cell-cpus 0: expected the number of CPUs a cell reserves"),
         (["--executor", "ray", "--device", "cuda"], "--device cuda with --executor ray needs --cell-gpus > 0"),
         (["--executor", "ray", "--cell", "x/gan/g0"], "--cell runs that one cell in this process"),
+        (
+            ["--task", "segmentation", "--networks", "tiny_unet", "--executor", "ray", "--jobs", "3"],
+            "--jobs 3 sizes the local executor's pool",
+        ),
     ],
 )
 def test_executor_options_are_checked_naming_the_option(tmp_path, datalist, capsys, extra, message):
