@@ -375,6 +375,8 @@ class _Node:
     node_id: str
     label: str
     slots: int  # how many cells it runs at once
+    cpus: float = 0.0
+    gpus: float = 0.0
 
 
 def _cell_nodes(ray, cell_cpus: float, cell_gpus: float) -> list[_Node]:
@@ -388,7 +390,7 @@ def _cell_nodes(ray, cell_cpus: float, cell_gpus: float) -> list[_Node]:
         if cell_gpus > 0:
             slots = min(slots, math.floor(res.get("GPU", 0.0) / cell_gpus + 1e-9))
         label = f"{n.get('NodeManagerHostname', '?')} ({n.get('NodeManagerAddress', '?')})"
-        nodes.append(_Node(n["NodeID"], label, slots))
+        nodes.append(_Node(n["NodeID"], label, slots, res.get("CPU", 0.0), res.get("GPU", 0.0)))
     return nodes
 
 
@@ -396,7 +398,7 @@ def _capacity(ray, cell_cpus: float, cell_gpus: float) -> tuple[int, list[_Node]
     nodes = _cell_nodes(ray, cell_cpus, cell_gpus)
     total = sum(n.slots for n in nodes)
     if total == 0:
-        seen = "; ".join(f"{n.label}" for n in nodes) or "no alive node"
+        seen = "; ".join(f"{n.label}: {n.cpus:g} CPU, {n.gpus:g} GPU" for n in nodes) or "no alive node"
         raise ValueError(
             f"--cell-cpus {cell_cpus:g} --cell-gpus {cell_gpus:g}: no node of the Ray cluster has that much for one "
             f"cell (nodes: {seen}; `ray status` lists their resources); lower the options or add such nodes"
@@ -406,7 +408,8 @@ def _capacity(ray, cell_cpus: float, cell_gpus: float) -> tuple[int, list[_Node]
 
 def check_shared_folder(ray, out, nodes: Sequence[_Node], runtime_env, say=print, timeout_s: float = PROBE_TIMEOUT_S):
     """Raise ``OSError`` naming the nodes that cannot see the run folder ``out`` (a marker file the driver wrote),
-    or whose reply written there the driver cannot see; warn when a node runs other code than the driver."""
+    or whose reply written there the driver cannot see; warn when a node runs other code than the driver. Returns the
+    ids of the nodes checked."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     out = Path(out)
@@ -470,7 +473,7 @@ def check_shared_folder(ray, out, nodes: Sequence[_Node], runtime_env, say=print
                 f"ray: WARNING: node(s) {', '.join(labels)} run gemix-monai {state}, the driver {mine}; each result.json "
                 "records its code and summary.md flags a mix"
             )
-    return [refs[r].label for r in ready]
+    return [refs[r].node_id for r in ready]
 
 
 def _write_marker(path: Path, token: str) -> Path:
@@ -531,6 +534,7 @@ class _Scheduler:
     say: object
     poll_s: float = 0.5
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    probed: set = field(default_factory=set)  # the node ids whose view of the run folder was checked
 
     def __post_init__(self):
         self.done = {c.id for c in self.cells if is_finished(c, self.out)}
@@ -548,6 +552,11 @@ class _Scheduler:
     def _refresh_capacity(self) -> None:
         if time.monotonic() - self._capacity_at > 10.0:  # nodes may join or leave during a run
             nodes = _cell_nodes(self.ray, self.cell_cpus, self.cell_gpus)
+            joined = [n for n in nodes if n.slots > 0 and n.node_id not in self.probed]
+            if joined:  # a node that joined after the start must see the run folder too
+                check_shared_folder(self.ray, self.out, joined, self.runtime_env, self.say)
+                self.probed.update(n.node_id for n in joined)
+                self.say(f"ray: node(s) joined: {', '.join(n.label for n in joined)}")
             # with every node gone, one task waits in Ray's queue for a node to (re)join
             self.capacity = max(1, sum(n.slots for n in nodes))
             self._capacity_at = time.monotonic()
@@ -748,15 +757,13 @@ def run_cells_on_ray(
     try:
         env = default_runtime_env() if runtime_env == "auto" else runtime_env
         capacity, nodes = _capacity(ray, cell_cpus, cell_gpus)
-        check_shared_folder(ray, out, nodes, env, say)
+        probed = set(check_shared_folder(ray, out, nodes, env, say))
         say(
             f"ray: {len(todo)} of {len(cells)} cells to run ({len(cells) - len(todo)} finished before), "
             f"{cell_cpus:g} CPU + {cell_gpus:g} GPU each, up to {capacity} at once on {len(nodes)} node(s); "
             f"each cell's output in <cell>/log.txt"
         )
-        scheduler = _Scheduler(
-            ray, cells, out, cell_cpus, cell_gpus, max_retries, env, quiet, say, token=uuid.uuid4().hex
-        )
+        scheduler = _Scheduler(ray, cells, out, cell_cpus, cell_gpus, max_retries, env, quiet, say, probed=probed)
         return scheduler.run()
     finally:
         if connected_here:

@@ -391,6 +391,19 @@ def test_a_run_folder_the_workers_cannot_see_stops_the_run_at_the_start(
     assert not (out / "cells").exists() and not (out / ".ray_probe").exists()  # no cell started, no probe file left
 
 
+@pytest.mark.slow
+@requires_ray
+def test_a_cell_larger_than_every_node_is_refused_at_the_start(cluster, datalist, tmp_path, capsys):
+    assert (
+        cli.main(_args(tmp_path / "run", datalist, "--executor", "ray", "--ray-address", cluster, "--cell-cpus", "3"))
+        == 2
+    )
+    first = capsys.readouterr().err.splitlines()[0]
+    assert "--cell-cpus 3 --cell-gpus 0: no node of the Ray cluster has that much for one cell" in first
+    assert "(127.0.0.1): 2 CPU, 0 GPU" in first
+    assert not (tmp_path / "run" / "cells").exists()
+
+
 # ---------------------------------------------------------------------------------------------- without a cluster
 
 
