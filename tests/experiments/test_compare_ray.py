@@ -446,6 +446,18 @@ def test_executor_options_are_checked_naming_the_option(tmp_path, datalist, caps
     assert not out.exists()
 
 
+def test_the_bundle_config_passes_the_executor_keys(tmp_path, datalist):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(cli.bundle_dir() / "configs" / "compare.json"))
+    assert [parser.get(k) for k in ("executor", "ray_address", "cell_cpus", "cell_gpus")] == ["local", None, None, None]
+    overrides = {"out": str(tmp_path / "b"), "datalist": str(datalist), "executor": "ray", "cell_gpus": 1.5}
+    with pytest.raises(Exception) as e:
+        cli.run_bundle_config("compare.json", overrides, bundle_logging=False)
+    assert "--cell-gpus 1.5: expected 0 (no GPU)" in str(cli._root_cause(e.value))
+
+
 @requires_ray
 def test_an_address_where_no_head_answers_is_refused_at_once(tmp_path, datalist, capsys):
     port = _free_port()  # nothing listens there
