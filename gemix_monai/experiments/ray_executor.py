@@ -537,6 +537,7 @@ class _Scheduler:
     probed: set = field(default_factory=set)  # the node ids whose view of the run folder was checked
 
     def __post_init__(self):
+        self.position = {c.id: k for k, c in enumerate(self.cells)}
         self.done = {c.id for c in self.cells if is_finished(c, self.out)}
         self.pending = [c for c in self.cells if c.id not in self.done]
         self.flight: dict[str, _Flight] = {}
@@ -697,7 +698,9 @@ class _Scheduler:
                 if ready:  # and whatever else has finished by now
                     ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
                 self._observe_starts()
-                for ref in ready:
+                # in plan order: a dependency's failure is known before the cells that waited for it are reported
+                order = {f.ref: self.position[cid] for cid, f in self.flight.items()}
+                for ref in sorted(ready, key=order.__getitem__):
                     self._finish(ref)
                 self._event()
         except KeyboardInterrupt:
