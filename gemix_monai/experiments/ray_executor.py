@@ -283,6 +283,7 @@ def _cell_task(cell: Cell, out: str, token: str, quiet: bool, *dependencies) -> 
             "max_rss_mib": max_rss_mib,
             "max_cuda_mib": cuda_mib,
             "torch_threads": torch.get_num_threads() if torch is not None else None,
+            "time": time.time(),
         },
     )
     return {
