@@ -47,7 +47,8 @@ def _child(argv) -> int:
 
     from gemix_monai.data import get_dataset
     from gemix_monai.engines.gan import train_gan
-    from gemix_monai.experiments.audit import run_audit
+    from gemix_monai.engines.run import RunSettings
+    from gemix_monai.experiments.audit import AuditSettings, run_audit
     from gemix_monai.utils import quiet_logs, safe_torch_load
 
     with quiet_logs():
@@ -60,12 +61,10 @@ def _child(argv) -> int:
             class_names=train.class_names,
             max_kimg=args.kimg,
             batch_size=args.batch_size,
-            seed=0,
-            device="cpu",
-            progress=False,
+            run=RunSettings(seed=0, device="cpu", progress=False),
         )
         clock = safe_torch_load(Path(args.out) / "checkpoints" / "latest.pt")["handlers"]["clock"]
-        report = run_audit(str(path), train, val, Path(args.out) / "audit", seed=0, device="cpu").report
+        report = run_audit(str(path), train, val, Path(args.out) / "audit", AuditSettings(seed=0, device="cpu")).report
     syn = report["metrics"]["synthetic"]
     minority = report["class_names"][min(range(3), key=lambda c: report["counts"]["train"][c])]
     cpu = clock["cpu_seconds"] - clock.get("audit_cpu_seconds", 0.0)

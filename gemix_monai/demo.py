@@ -171,6 +171,54 @@ def write_interval_table(
     return path
 
 
+@dataclass
+class _DemoPlan:
+    """The demo's resolved settings: folders, budgets, the (strategy, seed) runs."""
+
+    out: Path
+    report: Path
+    strategies: tuple[str, ...]
+    gan_kimg: float
+    epochs: int
+    counts: tuple[int, ...]
+    n_seeds: int
+    seed: int
+    device: str
+    val_counts: Sequence[int] | None
+    test_counts: Sequence[int] | None
+    bundle: str | Path | None
+    bundle_logging: bool
+    cfg: dict = field(default_factory=lambda: dict(DEMO_DEFAULTS))
+
+    @property
+    def runs(self) -> list[tuple[str, int]]:
+        return [(s, k) for k in range(self.n_seeds) for s in self.strategies]
+
+    def run(self, config, overrides: dict) -> None:
+        from gemix_monai.bundle import run_bundle_config
+
+        run_bundle_config(config, overrides, bundle=self.bundle, bundle_logging=self.bundle_logging)
+
+
+class _Steps:
+    """The progress bar and the wall/CPU seconds of each named step."""
+
+    def __init__(self, names: list[str], verbose: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=len(names), desc="gemix demo", unit="step", disable=not verbose)
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        self.bar.set_postfix_str(name)
+        wall, cpu = time.perf_counter(), time.process_time()
+        yield
+        self.wall[name], self.cpu[name] = time.perf_counter() - wall, time.process_time() - cpu
+        self.bar.update(1)
+
+
 def run_demo(
     out_dir: str | Path = "gemix_demo",
     *,
@@ -227,26 +275,7 @@ def _env_default(name: str, value: str | None):
         os.environ.pop(name, None)
 
 
-def _run_demo(
-    out_dir,
-    *,
-    gan_kimg,
-    epochs,
-    strategies,
-    seed,
-    seeds,
-    phantom_counts,
-    val_counts,
-    test_counts,
-    device,
-    bundle,
-    verbose,
-    bundle_logging,
-) -> DemoResult:
-    from tqdm.auto import tqdm
-
-    from gemix_monai.bundle import run_bundle_config
-    from gemix_monai.data import ensure_default_dataset
+def _plan(out_dir, *, gan_kimg, epochs, strategies, seed, seeds, phantom_counts, **rest) -> _DemoPlan:
     from gemix_monai.transforms.strategies import STRATEGIES
 
     cfg = dict(DEMO_DEFAULTS)
@@ -254,145 +283,123 @@ def _run_demo(
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise ValueError(f"unknown strategies {unknown}; expected names from {list(STRATEGIES)}")
-    gan_kimg = cfg["gan_kimg"] if gan_kimg is None else float(gan_kimg)
-    epochs = cfg["epochs"] if epochs is None else int(epochs)
-    counts = tuple(phantom_counts or cfg["phantom_counts"])
-    out = Path(out_dir).resolve()
-    report = out / "report"
-    report.mkdir(parents=True, exist_ok=True)
-    start, cpu_start = time.perf_counter(), time.process_time()
     n_seeds = int(cfg["seeds"] if seeds is None else seeds)
     if n_seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds!r}")
-    runs = [(s, k) for k in range(n_seeds) for s in strategies]
-    steps = (
-        ["phantoms", "train GAN"]
-        + [f"train {s} seed {k}" for s, k in runs]
-        + [f"evaluate {s} seed {k}" for s, k in runs]
-        + ["report"]
-    )
-    bar = tqdm(total=len(steps), desc="gemix demo", unit="step", disable=not verbose)
-    timings: dict[str, float] = {}
-    cpu_timings: dict[str, float] = {}
-
-    def step(name):
-        bar.set_postfix_str(name)
-        timings[name], cpu_timings[name] = time.perf_counter(), time.process_time()
-
-    def done(name):
-        timings[name] = time.perf_counter() - timings[name]
-        cpu_timings[name] = time.process_time() - cpu_timings[name]
-        bar.update(1)
-
-    common = {"bundle_root": str(out), "seed": seed, "device": device, "image_size": cfg["image_size"]}
-
-    step("phantoms")
-    datalist = ensure_default_dataset(
-        out / "data" / "phantoms",
-        image_size=cfg["image_size"],
-        counts=counts,
+    out = Path(out_dir).resolve()
+    return _DemoPlan(
+        out=out,
+        report=out / "report",
+        strategies=strategies,
+        gan_kimg=cfg["gan_kimg"] if gan_kimg is None else float(gan_kimg),
+        epochs=cfg["epochs"] if epochs is None else int(epochs),
+        counts=tuple(phantom_counts or cfg["phantom_counts"]),
+        n_seeds=n_seeds,
         seed=seed,
-        val_counts=val_counts,
-        test_counts=test_counts,
+        **rest,
     )
-    common["datalist"] = str(datalist)
-    done("phantoms")
 
-    step("train GAN")
-    # The GAN trains on the CPU fast path (channels_last, fused Adam: docs/benchmarks.md) unless the
-    # caller chose a path with GEMIX_FAST; the budget in DEMO_DEFAULTS was sized with it.
-    with _env_default("GEMIX_FAST", "1" if device == "cpu" else None):
-        run_bundle_config(
-            "train_gan.json",
-            {
-                **common,
-                "max_kimg": gan_kimg,
-                "batch_size": cfg["gan_batch_size"],
-                "sample_kimg": gan_kimg,
-                "checkpoint_kimg": gan_kimg,
-                "masks": "off",  # the classification demo's GAN makes images, as its sized budget assumes
-            },
-            bundle=bundle,
-            bundle_logging=bundle_logging,
-        )
-    done("train GAN")
 
+def _train_models(plan: _DemoPlan, steps: _Steps, common: dict) -> dict[tuple[str, int], Path]:
+    """The GAN, then one classifier per strategy and seed; returns each classifier's ``model.pt``."""
+    cfg = plan.cfg
+    with steps("train GAN"):
+        # The GAN trains on the CPU fast path (channels_last, fused Adam: docs/benchmarks.md) unless the
+        # caller chose a path with GEMIX_FAST; the budget in DEMO_DEFAULTS was sized with it.
+        with _env_default("GEMIX_FAST", "1" if plan.device == "cpu" else None):
+            gan = {"max_kimg": plan.gan_kimg, "batch_size": cfg["gan_batch_size"], "sample_kimg": plan.gan_kimg}
+            # masks off: the classification demo's GAN makes images, as its sized budget assumes
+            plan.run("train_gan.json", {**common, **gan, "checkpoint_kimg": plan.gan_kimg, "masks": "off"})
     trained: dict[tuple[str, int], Path] = {}
-    for s, k in runs:
-        step(f"train {s} seed {k}")
-        target = out / "classifiers" / s / f"seed{k}"
-        run_bundle_config(
-            "train.json",
-            {
+    for s, k in plan.runs:
+        with steps(f"train {s} seed {k}"):
+            target = plan.out / "classifiers" / s / f"seed{k}"
+            overrides = {
                 **common,
-                "seed": seed + k,
+                "seed": plan.seed + k,
                 "strategy": s,
                 "output_dir": str(target),
-                "max_epochs": epochs,
+                "max_epochs": plan.epochs,
                 "batch_size": cfg["classifier_batch_size"],
                 "tensorboard": False,
                 "strategy_kwargs": dict(cfg["strategy_kwargs"].get(s, {})),
-            },
-            bundle=bundle,
-            bundle_logging=bundle_logging,
-        )
-        trained[s, k] = target / "models" / "model.pt"
-        done(f"train {s} seed {k}")
+            }
+            plan.run("train.json", overrides)
+            trained[s, k] = target / "models" / "model.pt"
+    return trained
 
-    all_reports: dict[tuple[str, int], Path] = {}
-    for s, k in runs:
-        step(f"evaluate {s} seed {k}")
-        all_reports[s, k] = report / s if k == 0 else report / s / f"seed{k}"
-        run_bundle_config(
-            ["train.json", "evaluate.json"],
-            {**common, "ckpt_path": str(trained[s, k]), "output_dir": str(all_reports[s, k])},
-            bundle=bundle,
-            bundle_logging=bundle_logging,
-        )
-        done(f"evaluate {s} seed {k}")
 
-    step("report")
-    reports = {s: all_reports[s, 0] for s in strategies}
-    md, csv_path, rows = write_metrics_table(reports, report)
-    intervals_md = write_interval_table(all_reports, strategies, n_seeds, report)
-    files = [intervals_md, md, csv_path]
-    grids = sorted((out / "samples").glob("fakes-*.png"))
-    if grids:
-        grid = report / "gan_samples.png"
-        shutil.copyfile(grids[-1], grid)
-        files.append(grid)
-    for s in strategies:
-        files += sorted(p for p in reports[s].iterdir() if p.is_file())
-    files.append(out / "models" / "generator" / "generator.pt")
-    files += [trained[s, k] for s, k in runs]
-    done("report")
-    bar.close()
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    summary = report / "summary.json"
-    # CPU seconds (all threads of this process) next to wall seconds: on a shared machine the wall
-    # clock measures the neighbours as much as the demo.
+def _write_summary(plan: _DemoPlan, steps: _Steps, files, rows, elapsed: float, cpu: float) -> Path:
+    """``report/summary.json``: wall and CPU seconds (all threads of this process: on a shared machine the wall
+    clock measures the neighbours as much as the demo), per step too, the settings, the metrics, the files."""
+    summary = plan.report / "summary.json"
+    settings = {
+        **{k: v for k, v in plan.cfg.items() if k != "strategies"},
+        "gan_kimg": plan.gan_kimg,
+        "epochs": plan.epochs,
+        "strategies": list(plan.strategies),
+        "phantom_counts": list(plan.counts),
+        "seed": plan.seed,
+        "seeds": plan.n_seeds,
+    }
     atomic_write_json(
         summary,
         {
             "seconds": round(elapsed, 1),
             "cpu_seconds": round(cpu, 1),
-            "step_seconds": {k: round(v, 1) for k, v in timings.items()},
-            "step_cpu_seconds": {k: round(v, 1) for k, v in cpu_timings.items()},
-            "settings": {
-                **{k: v for k, v in cfg.items() if k != "strategies"},
-                "gan_kimg": gan_kimg,
-                "epochs": epochs,
-                "strategies": list(strategies),
-                "phantom_counts": list(counts),
-                "seed": seed,
-                "seeds": n_seeds,
-            },
+            "step_seconds": {k: round(v, 1) for k, v in steps.wall.items()},
+            "step_cpu_seconds": {k: round(v, 1) for k, v in steps.cpu.items()},
+            "settings": settings,
             "metrics": rows,
-            "files": [str(f.relative_to(out)) for f in files],
+            "files": [str(f.relative_to(plan.out)) for f in files],
         },
     )
-    files.insert(0, summary)
+    return summary
 
+
+def _run_demo(out_dir, *, verbose: bool, **options) -> DemoResult:
+    from gemix_monai.data import ensure_default_dataset
+
+    plan = _plan(out_dir, **options)
+    out, report, cfg = plan.out, plan.report, plan.cfg
+    report.mkdir(parents=True, exist_ok=True)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    names = ["phantoms", "train GAN"] + [f"{what} {s} seed {k}" for what in ("train", "evaluate") for s, k in plan.runs]
+    steps = _Steps(names + ["report"], verbose)
+    common = {"bundle_root": str(out), "seed": plan.seed, "device": plan.device, "image_size": cfg["image_size"]}
+    with steps("phantoms"):
+        datalist = ensure_default_dataset(
+            out / "data" / "phantoms",
+            image_size=cfg["image_size"],
+            counts=plan.counts,
+            seed=plan.seed,
+            val_counts=plan.val_counts,
+            test_counts=plan.test_counts,
+        )
+        common["datalist"] = str(datalist)
+    trained = _train_models(plan, steps, common)
+    all_reports: dict[tuple[str, int], Path] = {}
+    for s, k in plan.runs:
+        with steps(f"evaluate {s} seed {k}"):
+            all_reports[s, k] = report / s if k == 0 else report / s / f"seed{k}"
+            overrides = {**common, "ckpt_path": str(trained[s, k]), "output_dir": str(all_reports[s, k])}
+            plan.run(["train.json", "evaluate.json"], overrides)
+    with steps("report"):
+        reports = {s: all_reports[s, 0] for s in plan.strategies}
+        md, csv_path, rows = write_metrics_table(reports, report)
+        intervals_md = write_interval_table(all_reports, plan.strategies, plan.n_seeds, report)
+        files = [intervals_md, md, csv_path]
+        grids = sorted((out / "samples").glob("fakes-*.png"))
+        if grids:
+            shutil.copyfile(grids[-1], report / "gan_samples.png")
+            files.append(report / "gan_samples.png")
+        for s in plan.strategies:
+            files += sorted(p for p in reports[s].iterdir() if p.is_file())
+        files.append(out / "models" / "generator" / "generator.pt")
+        files += [trained[s, k] for s, k in plan.runs]
+    steps.bar.close()
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    files.insert(0, _write_summary(plan, steps, files, rows, elapsed, cpu))
     result = DemoResult(out, report, files, rows, elapsed)
     if verbose:
         print(f"\ngemix demo finished in {elapsed / 60:.1f} min ({cpu / 60:.1f} CPU-min); report directory: {report}")

@@ -4,15 +4,17 @@
 
 * ``0`` -- the old path everywhere: ops dispatched through ``torch.library.custom_op`` on every
   call, NCHW tensors, the for-loop Adam, float32 convolutions. Bit-for-bit what it was.
-* unset / ``auto`` (default) -- only changes that keep the numbers identical: the custom ops'
+* ``exact`` -- only changes that keep the numbers identical: the custom ops'
   eager calls skip the ``torch.library`` Python layer (a lean ``autograd.Function`` calls the same
   kernels; under ``torch.compile`` the registered op is still what is traced), and the generator
   EMA is updated with two foreach calls instead of two ops per parameter.
-* ``1`` -- also the changes that move float rounding (training only): ``channels_last`` networks
-  (oneDNN's convolutions are 1.1-1.5x faster in NHWC on these shapes), the fused CPU Adam, and,
-  where ``GEMIX_BF16=1`` and the CPU has native bf16 (AVX512-BF16 / AMX), oneDNN's implicit bf16
+* unset / ``auto`` (default) / ``1`` -- also the changes that move float rounding (training only):
+  ``channels_last`` networks (oneDNN's convolutions are 1.1-1.5x faster in NHWC on these shapes), the fused CPU
+  Adam, and, where ``GEMIX_BF16=1`` and the CPU has native bf16 (AVX512-BF16 / AMX), oneDNN's implicit bf16
   math for the convolutions and matmuls of the main G and D steps (float32 in and out, float32
-  accumulation; the losses, the R1 penalty and the path-length penalty stay in full float32).
+  accumulation; the losses, the R1 penalty and the path-length penalty stay in full float32). The default since
+  issue 19: 1.16x more kimg per CPU-hour at equal audit numbers (docs/benchmarks.md, "kimg per CPU-hour"); bf16
+  stays opt-in (1.10x, and no better audit numbers on the measured CPU).
 
 ``OMP_WAIT_POLICY``: importing ``gemix_monai`` before ``torch`` sets it to ``PASSIVE`` unless it
 is set already or ``GEMIX_FAST=0`` (see :func:`configure_openmp`); on a CPU shared with other
@@ -38,7 +40,7 @@ __all__ = [
 
 
 def fast_level(option=None) -> int:
-    """0 (old path), 1 (exact speed-ups only, the default) or 2 (also the ones that move rounding).
+    """0 (old path), 1 (exact speed-ups only) or 2 (also the ones that move rounding; the default).
 
     ``option`` (``GanTrainingOptions.fast``: ``None``, ``False`` or ``True``) wins over the environment.
     """
@@ -49,9 +51,11 @@ def fast_level(option=None) -> int:
     value = os.environ.get("GEMIX_FAST", "auto").strip().lower()
     if value in ("0", "false", "off", "no"):
         return 0
-    if value in ("1", "true", "on", "yes"):
+    if value == "exact":
+        return 1
+    if value in ("1", "true", "on", "yes", "auto", ""):
         return 2
-    return 1
+    raise ValueError(f"GEMIX_FAST must be 0, exact, auto or 1, got {value!r}")
 
 
 def exact_fast() -> bool:

@@ -26,6 +26,7 @@ __all__ = [
     "plain_tensor",
     "plain_data",
     "quiet_logs",
+    "resolve_device",
 ]
 
 #: Loggers muted by :func:`quiet_logs` beside the root logger's INFO (per-iteration engine statistics, MONAI's
@@ -198,3 +199,10 @@ def plain_data(value, where: str = "value", *, otherwise: str = "error"):
             f"{where} must hold only numbers, strings, lists and dicts (checkpointable), got {type(value).__name__}"
         )
     return str(value) if otherwise == "str" else repr(value)
+
+
+def resolve_device(device) -> torch.device:
+    """``device`` as a ``torch.device``; ``None`` is CUDA when available, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

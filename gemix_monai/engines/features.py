@@ -26,7 +26,14 @@ import torch
 
 from gemix_monai.utils import plain_tensor, quiet_logs
 
-__all__ = ["FeatureNetwork", "stack_items", "real_feature_network", "feature_cache_dir", "FEATURE_CACHE_VERSION"]
+__all__ = [
+    "FeatureNetwork",
+    "stack_items",
+    "real_feature_network",
+    "selection_feature_space",
+    "feature_cache_dir",
+    "FEATURE_CACHE_VERSION",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -118,8 +125,9 @@ def real_feature_network(
     """The ``network`` classifier trained for ``epochs`` with the ``real`` strategy on ``(images, labels)`` — the
     real training split only — loaded from ``cache_dir/<content key>/`` when that exact training was done before
     (default :func:`feature_cache_dir`), else trained there (into a temporary folder, renamed when complete)."""
-    from gemix_monai.engines.classifier import load_classifier, train_classifier
-    from gemix_monai.engines.classifier_networks import FEATURE_LAYERS
+    from gemix_monai.engines.classifier import train_classifier
+    from gemix_monai.engines.run import RunSettings
+    from gemix_monai.networks.classifiers import FEATURE_LAYERS, load_classifier
 
     settings = {"network": network, "epochs": int(epochs), "seed": int(seed), "strategy": "real"}
     key = _content_key(images, labels, class_names, settings)
@@ -144,11 +152,9 @@ def real_feature_network(
                     class_names=list(class_names),
                     epochs=epochs,
                     batch_size=32,
-                    seed=seed,
-                    device=device,
                     amp=False,
-                    tensorboard=False,
                     final_report=False,
+                    run=RunSettings(seed=seed, device=device, tracking=False),
                 )
             (tmp / "feature_network.json").write_text(json.dumps({"key": key, **settings}, indent=2))
             try:
@@ -173,3 +179,23 @@ def real_feature_network(
         "trained_on": "the real training split only (validated on the training split too: no held-out image seen)",
     }
     return FeatureNetwork(net.eval(), layer, info)
+
+
+def selection_feature_space(settings, train_data, class_names, num_classes: int, image_channels: int, device):
+    """The feature space of the generators' training-time audit (``GeneratorSelectionHandler``'s ``feature_space``):
+    ``(feature network trained on train_data's image channels, validation features [N, D] float64, validation
+    labels [N], minority class index)``; ``settings`` is the handler's ``GeneratorSelection``."""
+    import numpy as np
+
+    from gemix_monai.mixing.labels import labels_of
+
+    train_images, train_labels = stack_items(train_data, "the generator's training data")
+    train_images = train_images[:, :image_channels]  # pairs: the image channels only
+    spec = {"network": settings.feature_network, "epochs": settings.feature_epochs, "seed": settings.seed}
+    fn = real_feature_network(
+        train_images, train_labels, class_names, cache_dir=settings.cache_dir, device=device, **spec
+    )
+    val_images, val_labels = stack_items(settings.val_data, "selection val_data")
+    val_images = val_images[:, : train_images.shape[1]]
+    counts = np.bincount(labels_of(train_data), minlength=num_classes)
+    return fn, fn.features(val_images, device=device), val_labels, int(np.argmin(counts))

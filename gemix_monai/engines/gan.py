@@ -58,24 +58,33 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
-import math
-import os
-import random
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
-from ignite.engine import Engine
 
-from gemix_monai.data.masks import paired_for_training, trained_contract
+from gemix_monai.data.masks import paired_for_training
+from gemix_monai.engines.global_batch import (  # noqa: F401  (GlobalBatchSampler, rng states: deprecated import path)
+    GlobalBatchEngine,
+    GlobalBatchSampler,
+    _dist,
+    as_soft_labels,
+    as_training_dataset,
+    attach_output_handlers,
+    data_channels,
+    engine_settings,
+    get_rng_state,
+    resolve_classes,
+    resume_if_asked,
+    set_rng_state,
+    trainer_settings,
+    validate_gan_dataset,
+)
+from gemix_monai.engines.run import RunSettings, merge_run_keywords
 from gemix_monai.fast import bf16_requested, cpu_bf16_math, cpu_has_native_bf16, training_fast
-from gemix_monai.mixing.labels import labels_of, to_soft_label
-from gemix_monai.mixing.samplers import check_class_balance, class_balance_shares, class_balance_weights
-from gemix_monai.utils import plain_data, safe_torch_load
+from gemix_monai.mixing.samplers import check_class_balance
+from gemix_monai.utils import plain_data
 
 from . import gan_loss
 
@@ -178,186 +187,6 @@ class GanTrainingOptions:
 # labels and input validation
 
 
-#: Batch labels (class indices ``[N]``/``[N, 1]`` or soft labels ``[N, K]``) -> ``[N, K]``: the one validator of
-#: :mod:`gemix_monai.mixing.labels` with ``batched=True`` (a 1-D vector is always a batch of indices).
-as_soft_labels = functools.partial(to_soft_label, batched=True)
-
-
-def _item_labels(dataset) -> list | None:
-    """Labels readable without loading images: a sequence of dicts, or MONAI's ``Dataset.data``."""
-    items = getattr(dataset, "data", dataset)
-    if isinstance(items, Sequence) and len(items) and all(isinstance(i, Mapping) for i in items):
-        labels = [i.get("label") for i in items]
-        if all(isinstance(v, (int, np.integer)) or (torch.is_tensor(v) and v.ndim == 0) for v in labels):
-            return [int(v) for v in labels]
-    return None
-
-
-def validate_gan_dataset(dataset, *, img_resolution: int, img_channels: int, num_classes: int) -> None:
-    """Fail early, with a message naming what is wrong, before any training step.
-
-    Checks that the dataset is non-empty, that its first item is a dict with ``image``
-    ``[C, R, R]`` matching the generator (``img_channels``, ``img_resolution``) and intensities
-    in [-1, 1], and that every label readable without loading images is a class index in
-    ``0..num_classes-1`` (the first item's label is always checked).
-    """
-    try:
-        n = len(dataset)
-    except TypeError as e:
-        raise TypeError(f"train_data must be a map-style dataset with a length, got {type(dataset).__name__}") from e
-    if n == 0:
-        raise ValueError("train_data is empty")
-    item = dataset[0]
-    if not isinstance(item, Mapping) or "image" not in item or "label" not in item:
-        found = sorted(item.keys()) if isinstance(item, Mapping) else type(item).__name__
-        raise ValueError(f"train_data items must be dicts with keys 'image' and 'label', found {found}")
-    image = item["image"]
-    if isinstance(image, (str, os.PathLike)):
-        raise ValueError(
-            f"train_data[0]['image'] is a file path ({image!s}); pass a dataset that loads images "
-            "(e.g. a MONAI Dataset with LoadImaged and scaling to [-1, 1] transforms)"
-        )
-    image = torch.as_tensor(np.asarray(image) if not torch.is_tensor(image) else image)
-    expected = [img_channels, img_resolution, img_resolution]
-    if list(image.shape) != expected:
-        raise ValueError(
-            f"train_data[0]['image'] has shape {list(image.shape)}, but the generator expects "
-            f"[C, R, R] = {expected} (img_channels={img_channels}, img_resolution={img_resolution}); "
-            "resize/crop the data or choose a preset with the matching resolution"
-        )
-    lo, hi = float(image.min()), float(image.max())
-    if lo < -1.05 or hi > 1.05:
-        raise ValueError(f"train_data[0]['image'] intensities span [{lo:.3g}, {hi:.3g}]; expected the range [-1, 1]")
-    labels = _item_labels(dataset)
-    if labels is not None:
-        for row, lab in enumerate(labels):
-            if not 0 <= lab < num_classes:
-                raise ValueError(
-                    f"train_data[{row}]['label'] = {lab} is out of range; expected a class index 0..{num_classes - 1}"
-                )
-    else:
-        first = torch.as_tensor(item["label"])
-        as_soft_labels(
-            first.reshape(1) if first.ndim == 0 else first.reshape(1, -1), num_classes, name="train_data[0]['label']"
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# data order
-
-
-class GlobalBatchSampler(torch.utils.data.Sampler):
-    """Infinite, resumable batch sampler: global batch ``k`` is a pure function of ``(seed, k)``.
-
-    The index stream is the concatenation of per-epoch permutations ``perm(seed, epoch)`` of the
-    dataset; global batch ``k`` is its slice ``[k·B, (k+1)·B)``, and this process takes the
-    contiguous ``rank``-th ``1/world_size`` of it. Iteration starts at ``start_batch``, so a
-    resumed run continues the data order exactly. ``len()`` is the number of global batches per
-    pass over the data (``ceil(N/B)``). With per-item ``weights`` (class balance), global batch ``k`` is instead
-    ``B`` draws with replacement, probability ∝ weight, from a generator seeded by ``(seed, k)``.
-    """
-
-    def __init__(
-        self,
-        num_items: int,
-        batch_size: int,
-        *,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        start_batch: int = 0,
-        weights: Sequence[float] | None = None,
-    ):
-        if batch_size % world_size:
-            raise ValueError(f"batch_size={batch_size} must be divisible by the number of processes ({world_size})")
-        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
-        self.rank, self.world_size, self.start_batch = rank, world_size, start_batch
-        self.weights = None
-        if weights is not None:
-            w = torch.as_tensor(weights, dtype=torch.float64)
-            if w.shape != (num_items,) or not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or w.sum() <= 0:
-                raise ValueError(f"weights must be {num_items} finite non-negative numbers with a positive sum")
-            self.weights = w
-
-    def __len__(self) -> int:
-        return math.ceil(self.num_items / self.batch_size)
-
-    def _perm(self, epoch: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, epoch, 0xDA7A]).generate_state(1)[0]))
-        return torch.randperm(self.num_items, generator=g)
-
-    def global_batch(self, k: int) -> list[int]:
-        if self.weights is not None:
-            # Weighted draws (class balance) with replacement; still a pure function of (seed, k).
-            state = np.random.SeedSequence([self.seed, k, 0xBA1A]).generate_state(1)[0]
-            g = torch.Generator().manual_seed(int(state))
-            return torch.multinomial(self.weights, self.batch_size, replacement=True, generator=g).tolist()
-        start = k * self.batch_size
-        epoch, offset = divmod(start, self.num_items)
-        out: list[int] = []
-        while len(out) < self.batch_size:
-            perm = self._perm(epoch)
-            out.extend(perm[offset : offset + self.batch_size - len(out)].tolist())
-            epoch, offset = epoch + 1, 0
-        return out
-
-    def __iter__(self) -> Iterator[list[int]]:
-        share = self.batch_size // self.world_size
-        k = self.start_batch
-        while True:
-            yield self.global_batch(k)[self.rank * share : (self.rank + 1) * share]
-            k += 1
-
-
-def _collate(items: list[Mapping]) -> dict:
-    images = torch.stack(
-        [
-            torch.as_tensor(np.asarray(i["image"]) if not torch.is_tensor(i["image"]) else i["image"])
-            .as_subclass(torch.Tensor)
-            .float()
-            for i in items
-        ]
-    )
-    labels = [torch.as_tensor(i["label"]).as_subclass(torch.Tensor) for i in items]
-    return {"image": images, "label": torch.stack(labels)}
-
-
-# ---------------------------------------------------------------------------------------------
-# RNG state (checkpointable with weights_only=True)
-
-
-def get_rng_state() -> dict:
-    """Global RNG states as tensors/lists/numbers: torch CPU, CUDA (if any), numpy, python."""
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
-        "numpy": {
-            "key": torch.from_numpy(np_state[1].astype(np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss_next": py_state[2]},
-    }
-
-
-def set_rng_state(state: Mapping) -> None:
-    """Inverse of :func:`get_rng_state`."""
-    torch.set_rng_state(state["torch"])
-    if torch.cuda.is_available() and state.get("cuda"):
-        torch.cuda.set_rng_state_all(list(state["cuda"]))
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
-
-
-# ---------------------------------------------------------------------------------------------
-# the trainer
-
-
 def _lazy_adam(
     params, lr: float, betas: tuple[float, float], eps: float, interval: int, fused: bool = False
 ) -> torch.optim.Adam:
@@ -366,213 +195,6 @@ def _lazy_adam(
     ratio = interval / (interval + 1) if interval > 0 else 1.0
     extra = {"fused": True} if fused else {}  # one kernel for all parameters (the fast path)
     return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio), eps=eps, **extra)
-
-
-def _dist():
-    import ignite.distributed as idist
-
-    return idist
-
-
-class GlobalBatchEngine(Engine):
-    """What every generator trainer shares: one step per *global batch*, a data order that is a pure function of
-    ``(seed, batch index)``, per-step randomness keyed by position, and the checkpoint's common part.
-
-    Used by :class:`ConditionalGanTrainer` and by the DCGAN/diffusion trainer
-    (:class:`gemix_monai.engines.generative.GenerativeTrainer`). A subclass sets ``options`` (``batch_size``,
-    ``max_kimg``), ``seed``, ``rank``, ``world_size``, ``device``, ``num_workers``, ``class_names``, ``G``, ``G_ema``,
-    ``D``, ``stateful_handlers``, calls :meth:`_adopt_training_data`, and names its checkpoint format in
-    ``training_format`` and its checkpoints in ``training_name`` (as in "not a GAN training checkpoint").
-    """
-
-    #: the checkpoint format tag, and what the checkpoints are called in messages
-    training_format: str
-    training_name: str
-
-    # -- counters ------------------------------------------------------------------------------
-    @property
-    def images_seen(self) -> int:
-        """Real images consumed so far (all processes): ``iteration × batch_size``."""
-        return self.state.iteration * self.options.batch_size
-
-    @property
-    def max_iterations(self) -> int:
-        return max(1, math.ceil(self.options.max_kimg * 1000 / self.options.batch_size))
-
-    # -- data ----------------------------------------------------------------------------------
-    def _adopt_training_data(self, G, train_data) -> None:
-        self.train_data = train_data
-        validate_gan_dataset(
-            train_data, img_resolution=G.img_resolution, img_channels=G.img_channels, num_classes=self.num_classes
-        )
-        # The data's contract (classes + preprocessing, docs/data.md) travels with the generator so that
-        # every later user of generator.pt can refuse data prepared differently.
-        contract = getattr(train_data, "contract", None)
-        self.contract = trained_contract(contract, train_data)  # mask_channels only when trained on pairs
-        if self.contract is not None:
-            if list(self.contract["class_names"]) != self.class_names:
-                raise ValueError(
-                    f"the training data's classes {self.contract['class_names']} differ from class_names "
-                    f"{self.class_names}"
-                )
-            G.contract = self.contract
-
-    @property
-    def item_weights(self) -> list[float] | None:
-        """Per-item sampling weights of ``options.class_balance`` (``None`` for ``"none"``: plain permutations)."""
-        mode = getattr(self.options, "class_balance", "none")
-        if mode == "none":
-            return None
-        if getattr(self, "_item_weights", None) is None:
-            labels = labels_of(self.train_data)
-            per_class = class_balance_weights(labels, self.num_classes, mode)
-            self._item_weights = [per_class[y] for y in labels]
-        return self._item_weights
-
-    def class_shares(self) -> list[float]:
-        """The share of each class among the real images this run shows (after ``class_balance``)."""
-        return class_balance_shares(
-            labels_of(self.train_data), self.num_classes, getattr(self.options, "class_balance", "none")
-        )
-
-    def training_record(self) -> dict:
-        """What a generator file records about how it was trained (docs/generators.md, "Class balance"): family,
-        kimg, seed, class balance and the class shares it gives, the options, and the training CPU/wall seconds."""
-        record = {
-            "family": getattr(self, "family", "stylegan2"),
-            "kimg": round(self.images_seen / 1000, 6),
-            "seed": self.seed,
-            "class_balance": getattr(self.options, "class_balance", "none"),
-            "class_shares": [round(v, 6) for v in self.class_shares()],
-            "options": self.options.to_dict(),
-        }
-        clock = getattr(self, "clock", None)
-        if clock is not None:
-            record["train_cpu_seconds"] = round(clock.train_cpu_seconds, 3)
-            record["wall_seconds"] = round(clock.wall_seconds, 3)
-        return record
-
-    def make_data_loader(self, start_batch: int = 0) -> torch.utils.data.DataLoader:
-        sampler = GlobalBatchSampler(
-            len(self.train_data),
-            self.options.batch_size,
-            seed=self.seed,
-            rank=self.rank,
-            world_size=self.world_size,
-            start_batch=start_batch,
-            weights=self.item_weights,
-        )
-        return torch.utils.data.DataLoader(
-            self.train_data,
-            batch_sampler=sampler,
-            num_workers=self.num_workers,
-            collate_fn=_collate,
-            generator=torch.Generator().manual_seed(self.seed * 1_000_003 + start_batch),
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
-        )
-
-    def run(self, data=None, max_epochs=None, epoch_length=None, max_iters=None):  # noqa: D401
-        """Train until ``options.max_kimg`` (or ``max_iters``), continuing from the current iteration.
-
-        With ``data=None`` the trainer builds its own resumable loader starting at the next
-        global batch; passing another iterable is the caller's responsibility for order.
-        """
-        if data is None:
-            data = self.make_data_loader(start_batch=self.state.iteration)
-        if max_epochs is None and max_iters is None:
-            max_iters = self.max_iterations
-        if epoch_length is None and self.state.epoch_length is None:
-            epoch_length = len(data) if hasattr(data, "__len__") else None
-        if max_iters is not None and self.state.iteration >= max_iters:
-            return self.state
-        return super().run(data, max_epochs=max_epochs, epoch_length=epoch_length, max_iters=max_iters)
-
-    # -- randomness keyed by position in the schedule ------------------------------------------
-    @contextmanager
-    def _keyed_rng(self, iteration: int, phase: int, micro: int):
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices, device_type=self.device.type if devices else "cuda"):
-            s = np.random.SeedSequence([self.seed, iteration, phase, micro]).generate_state(2)
-            torch.manual_seed(int(s[0]) << 31 ^ int(s[1]))
-            yield
-
-    # -- checkpoints ---------------------------------------------------------------------------
-    def training_state_dict(self) -> dict:
-        """Everything needed to continue exactly; only tensors/numbers/strings/lists/dicts inside."""
-        return {
-            "format": self.training_format,
-            "G": self.G.state_dict(),
-            "G_ema": self.G_ema.state_dict(),
-            "D": self.D.state_dict() if self.D is not None else {},
-            "opt_G": self.opt_G.state_dict(),
-            "opt_D": self.opt_D.state_dict() if self.opt_D is not None else {},
-            "counters": {
-                "iteration": self.state.iteration,
-                "epoch": self.state.epoch,
-                "images_seen": self.images_seen,
-                "batch_size": self.options.batch_size,
-            },
-            "data": {"seed": self.seed, "next_global_batch": self.state.iteration, "num_items": len(self.train_data)},
-            "rng": get_rng_state(),
-            "handlers": {name: h.state_dict() for name, h in self.stateful_handlers.items()},
-            "config": {
-                "G": dict(getattr(self.G, "init_kwargs", None) or {}),
-                "D": dict(getattr(self.D, "init_kwargs", None) or {}),
-                "options": self.options.to_dict(),
-                "num_classes": self.num_classes,
-            },
-            "class_names": list(self.class_names),
-            "contract": self.contract,
-        }
-
-    def load_training_state(self, state: Mapping) -> None:
-        """Restore a :meth:`training_state_dict`; the next :meth:`run` continues where it stopped.
-
-        Refuses a checkpoint of another format, global batch, classes or data preprocessing."""
-        if state.get("format") != self.training_format:
-            raise ValueError(
-                f"not a {self.training_name} checkpoint: format={state.get('format')!r}, "
-                f"expected {self.training_format!r}"
-            )
-        saved_batch = state["counters"]["batch_size"]
-        if saved_batch != self.options.batch_size:
-            raise ValueError(
-                f"checkpoint was trained with batch_size={saved_batch}, this run uses "
-                f"{self.options.batch_size}; exact resume needs the same global batch"
-            )
-        if list(state["class_names"]) != self.class_names:
-            raise ValueError(f"checkpoint class_names {state['class_names']} differ from {self.class_names}")
-        stored_balance = state.get("config", {}).get("options", {}).get("class_balance", "none")
-        if stored_balance != getattr(self.options, "class_balance", "none"):
-            raise ValueError(
-                f"checkpoint was trained with class_balance={stored_balance!r}, this run asks for "
-                f"{self.options.class_balance!r}; the data order would change mid-run"
-            )
-        stored = state.get("contract")
-        if stored is not None and self.contract is not None and stored != self.contract:
-            raise ValueError(
-                f"the checkpoint was trained on data preprocessed as {stored.get('preprocessing')}, this run's "
-                f"data is {self.contract.get('preprocessing')}; resume with the same data options or start "
-                "over in a new output folder"
-            )
-        self.G.load_state_dict(state["G"])
-        self.G_ema.load_state_dict(state["G_ema"])
-        self.opt_G.load_state_dict(state["opt_G"])
-        if self.D is not None:
-            self.D.load_state_dict(state["D"])
-        if self.opt_D is not None:
-            self.opt_D.load_state_dict(state["opt_D"])
-        for name, h in self.stateful_handlers.items():
-            if name in state["handlers"]:
-                h.load_state_dict(state["handlers"][name])
-        set_rng_state(state["rng"])
-        it = int(state["counters"]["iteration"])
-        epoch_length = math.ceil(len(self.train_data) / self.options.batch_size)
-        self.load_state_dict({"iteration": it, "epoch_length": epoch_length, "max_iters": max(it, self.max_iterations)})
-
-    def _describe_network_change(self, stored_g: Mapping, requested_g: Mapping, shown: str) -> str:
-        return f"it was trained with other networks ({shown})"
 
 
 class ConditionalGanTrainer(GlobalBatchEngine):
@@ -680,22 +302,12 @@ class ConditionalGanTrainer(GlobalBatchEngine):
                 for t in list(module.parameters()) + list(module.buffers()):
                     t.data.copy_(idist.broadcast(t.data, src=0))
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.opt_G = _lazy_adam(
-            self.G.parameters(),
-            options.g_lr,
-            options.betas,
-            options.eps,
-            options.pl_interval if options.pl_weight > 0 else 0,
-            fused=self.fast,
-        )
-        self.opt_D = _lazy_adam(
-            self.D.parameters(),
-            options.d_lr,
-            options.betas,
-            options.eps,
-            options.r1_interval if options.r1_gamma > 0 else 0,
-            fused=self.fast,
-        )
+        # each network's lazy regularisation interval (0: no regulariser, no correction)
+        g_reg = options.pl_interval if options.pl_weight > 0 else 0
+        d_reg = options.r1_interval if options.r1_gamma > 0 else 0
+        adam = {"betas": options.betas, "eps": options.eps, "fused": self.fast}
+        self.opt_G = _lazy_adam(self.G.parameters(), options.g_lr, interval=g_reg, **adam)
+        self.opt_D = _lazy_adam(self.D.parameters(), options.d_lr, interval=d_reg, **adam)
         self.pl_mean = torch.zeros((), device=self.device)
         self.stateful_handlers: dict[str, Any] = {}
 
@@ -864,6 +476,23 @@ class ConditionalGanTrainer(GlobalBatchEngine):
 # factories
 
 
+def _preset_names_of(g_config: Mapping) -> list[str]:
+    """Presets whose generator architecture (their ``G`` kwargs) matches ``g_config``."""
+    from gemix_monai.networks.presets import PRESET_NAMES, get_preset
+
+    g = plain_data(dict(g_config), otherwise="str")
+    return [
+        name
+        for name in PRESET_NAMES
+        if all(g.get(k) == v for k, v in plain_data(get_preset(name)["G"], otherwise="str").items())
+    ]
+
+
+def _describe_networks(g_config: Mapping) -> str:
+    names = _preset_names_of(g_config)
+    return f"preset {names[0]!r}" if names else "a custom network config"
+
+
 def _resolve_preset(preset) -> dict:
     if isinstance(preset, Mapping):
         return dict(preset)
@@ -906,37 +535,29 @@ def create_gan_trainer(
     options: GanTrainingOptions | Mapping | None = None,
     num_classes: int,
     class_names: Sequence[str] | None = None,
-    output_dir=None,
-    device=None,
-    seed: int = 0,
-    num_workers: int = 0,
     label_distribution=None,
-    checkpoint_kimg: float | None = None,
-    sample_kimg: float | None = None,
-    log_every: int = 10,
-    keep_snapshots: bool = False,
-    progress: bool = True,
-    resume=None,
     selection=None,
+    run: RunSettings | None = None,
+    output_dir=None,
+    **run_keywords,
 ) -> ConditionalGanTrainer:
     """Assemble a :class:`ConditionalGanTrainer` with its standard handlers.
 
-    Handlers, in firing order: generator EMA, ADA p update (when ``options.ada_target`` is set
-    and an ``augment_pipe`` is given), and — with an ``output_dir`` — checkpoints every
-    ``checkpoint_kimg`` and at the end (plus ``models/generator/generator.pt``), sample grids every
-    ``sample_kimg``, TensorBoard scalars every ``log_every`` steps, and a progress bar (rank 0); with a
-    ``selection`` (:class:`~gemix_monai.handlers.selection.GeneratorSelection` with validation data) the
-    training-time audit keeps ``models/generator/best.pt``. ``resume`` is ``None``, ``"auto"``
-    (``output_dir/checkpoints/latest.pt`` when present) or a checkpoint path; a checkpoint that is damaged or was
-    trained with other networks, batch size or classes is a ``ValueError`` naming the file, the difference and how
-    to start over. Call ``trainer.run()`` to train.
+    Handlers, in firing order: generator EMA, ADA p update (when ``options.ada_target`` is set and an
+    ``augment_pipe`` is given), and the outputs of ``run`` (:func:`~gemix_monai.engines.global_batch.
+    attach_output_handlers`): with an ``output_dir``, checkpoints every ``run.checkpoint_kimg`` and at the end (plus
+    ``models/generator/generator.pt``), sample grids every ``run.sample_kimg``, TensorBoard scalars every
+    ``run.log_every`` steps, and a progress bar (rank 0); with a ``selection``
+    (:class:`~gemix_monai.handlers.selection.GeneratorSelection` with validation data) the training-time audit keeps
+    ``models/generator/best.pt``. ``run.resume`` is ``None``, ``"auto"`` (``output_dir/checkpoints/latest.pt`` when
+    present) or a checkpoint path; a checkpoint that is damaged or was trained with other networks, batch size or
+    classes is a ``ValueError`` naming the file, the difference and how to start over. ``output_dir`` and the other
+    run settings as keywords (``device``, ``seed``, ...) are the deprecated spelling of ``run``. Call
+    ``trainer.run()`` to train.
     """
     from gemix_monai.handlers.gan import AdaptiveAugmentHandler, GeneratorEmaHandler
 
-    if options is None:
-        options = GanTrainingOptions()
-    elif isinstance(options, Mapping):
-        options = GanTrainingOptions.from_mapping(options)
+    run, options = trainer_settings("create_gan_trainer", run, run_keywords, output_dir, options, GanTrainingOptions)
     trainer = ConditionalGanTrainer(
         G,
         D,
@@ -946,228 +567,35 @@ def create_gan_trainer(
         num_classes=num_classes,
         class_names=class_names,
         label_distribution=label_distribution,
-        device=device,
-        seed=seed,
-        num_workers=num_workers,
+        **engine_settings(run),
     )
     GeneratorEmaHandler(options.ema_kimg, options.ema_rampup).attach(trainer)
     if augment_pipe is not None and options.ada_target is not None:
         AdaptiveAugmentHandler(options.ada_target, options.ada_interval, options.ada_kimg).attach(trainer)
-    _attach_output_handlers(
-        trainer,
-        output_dir,
-        checkpoint_kimg=checkpoint_kimg,
-        sample_kimg=sample_kimg,
-        log_every=log_every,
-        keep_snapshots=keep_snapshots,
-        progress=progress,
-        selection=selection,
-    )
-    _resume_if_asked(trainer, resume, output_dir)
+    attach_output_handlers(trainer, run, selection=selection)
+    resume_if_asked(trainer, run.resume, run.output_dir)
     return trainer
-
-
-def _attach_output_handlers(
-    trainer: GlobalBatchEngine,
-    output_dir,
-    *,
-    checkpoint_kimg: float | None,
-    sample_kimg: float | None,
-    log_every: int,
-    keep_snapshots: bool,
-    progress: bool,
-    generate_options: Mapping | None = None,
-    selection=None,
-) -> None:
-    """With an ``output_dir``: the training-time audit (``selection``, a :class:`GeneratorSelection` or mapping, when it
-    has validation data), checkpoints, sample grids (``generate_options`` go to the generator), TensorBoard
-    scalars, in that firing order; then a progress bar on rank 0. Checkpoints and grids default to every quarter
-    of ``max_kimg`` (at least every step), the audit to every fifth."""
-    from gemix_monai.handlers.gan import GanCheckpointHandler, GanTensorBoardHandler, SampleGridHandler, TrainingClock
-    from gemix_monai.handlers.selection import GeneratorSelection, GeneratorSelectionHandler
-
-    options = trainer.options
-    TrainingClock().attach(trainer)
-    if isinstance(selection, Mapping):
-        selection = GeneratorSelection(**selection)
-    if output_dir is not None:
-        output_dir = Path(output_dir)
-        every = max(options.max_kimg / 4, options.batch_size / 1000)
-        if selection is not None and selection.enabled:
-            every_audit = selection.every_kimg or max(options.max_kimg / 5, options.batch_size / 1000)
-            GeneratorSelectionHandler(output_dir, selection, every_audit, generate_options).attach(trainer)
-        GanCheckpointHandler(output_dir, every_kimg=checkpoint_kimg or every, keep_snapshots=keep_snapshots).attach(
-            trainer
-        )
-        SampleGridHandler(
-            output_dir / "samples",
-            every_kimg=sample_kimg or every,
-            seed=trainer.seed,
-            generate_options=generate_options,
-        ).attach(trainer)
-        GanTensorBoardHandler(output_dir / "tensorboard", every_n_iterations=log_every).attach(trainer)
-    if progress and trainer.rank == 0:
-        from ignite.handlers import ProgressBar
-
-        ProgressBar(persist=False).attach(
-            trainer, output_transform=lambda out: {k: out[k] for k in ("loss_G", "loss_D") if k in out}
-        )
-
-
-def _resume_if_asked(trainer: GlobalBatchEngine, resume, output_dir) -> None:
-    """``resume``: ``None`` (start fresh), ``"auto"`` (``output_dir/checkpoints/latest.pt`` when present) or a path."""
-    if resume is None:
-        return
-    if resume == "auto":
-        if output_dir is None:
-            raise ValueError("resume='auto' needs an output_dir to look for checkpoints/latest.pt in")
-        path = Path(output_dir) / "checkpoints" / "latest.pt"
-        if not path.is_file():
-            return
-    else:
-        path = Path(resume)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"resume checkpoint not found: {path} (resume takes None, 'auto' or a checkpoint path)"
-            )
-    _resume(trainer, path, output_dir)
-
-
-def _preset_names_of(g_config: Mapping) -> list[str]:
-    """Presets whose generator architecture (their ``G`` kwargs) matches ``g_config``."""
-    from gemix_monai.networks.presets import PRESET_NAMES, get_preset
-
-    g = plain_data(dict(g_config), otherwise="str")
-    return [
-        name
-        for name in PRESET_NAMES
-        if all(g.get(k) == v for k, v in plain_data(get_preset(name)["G"], otherwise="str").items())
-    ]
-
-
-def _describe_networks(g_config: Mapping) -> str:
-    names = _preset_names_of(g_config)
-    return f"preset {names[0]!r}" if names else "a custom network config"
-
-
-def _resume_error(path: Path, output_dir, detail: str, what: str = "GAN training") -> ValueError:
-    fresh = f"a new output_dir (instead of {output_dir})" if output_dir is not None else "a new output_dir"
-    return ValueError(
-        f"cannot resume {what} from {path}: {detail}. To start over, train into {fresh} "
-        "or pass resume=None (command line: --set resume=None; this overwrites that folder's checkpoints)"
-    )
-
-
-def _resume(trainer: GlobalBatchEngine, path: Path, output_dir) -> None:
-    """Load ``path`` into ``trainer``; every failure names the file, what differs and how to start over.
-
-    A damaged ``latest.pt`` is an error, not a silent fall-back to an older snapshot: checkpoints are written
-    atomically, so damage means something outside training touched the file and a person should choose
-    (numbered snapshots, when kept, are listed in the message and resume with ``resume=<snapshot path>``).
-    """
-    what, expected = trainer.training_name, trainer.training_format
-
-    def error(detail: str) -> ValueError:
-        return _resume_error(path, output_dir, detail, what)
-
-    try:
-        state = safe_torch_load(path, map_location="cpu")
-    except ValueError as e:
-        snapshots = sorted(path.parent.glob("gan-*kimg.pt"))
-        hint = f" (numbered snapshots beside it: {', '.join(p.name for p in snapshots)})" if snapshots else ""
-        raise error(f"the file cannot be read, it is damaged or truncated{hint}: {e}") from e
-    if not isinstance(state, Mapping) or state.get("format") != expected:
-        found = state.get("format") if isinstance(state, Mapping) else type(state).__name__
-        raise error(f"not a {what} checkpoint (format {found!r}, expected {expected!r})")
-    stored = state.get("config") if isinstance(state.get("config"), Mapping) else {}
-    requested = {net: dict(getattr(getattr(trainer, net), "init_kwargs", None) or {}) for net in ("G", "D")}
-    diffs = []
-    for net in ("G", "D"):
-        a, b = (plain_data(dict(cfg), otherwise="str") for cfg in (stored.get(net) or {}, requested[net]))
-        diffs += [
-            f"{net}.{k}: stored {a.get(k)!r}, requested {b.get(k)!r}"
-            for k in sorted(set(a) | set(b))
-            if k != "class_names" and a.get(k) != b.get(k)
-        ]
-    if diffs:
-        shown = "; ".join(diffs[:8]) + (f"; and {len(diffs) - 8} more" if len(diffs) > 8 else "")
-        raise error(trainer._describe_network_change(stored.get("G") or {}, requested["G"], shown))
-    try:
-        trainer.load_training_state(state)
-    except (ValueError, KeyError, RuntimeError, TypeError) as e:
-        raise error(f"{type(e).__name__}: {e}") from e
-    trainer.logger.info("resumed from %s at iteration %d", path, trainer.state.iteration)
-
-
-def _as_dataset(train_data):
-    if isinstance(train_data, torch.utils.data.DataLoader):
-        # the loader's own sampler cannot resume mid-epoch; its dataset is re-batched by a
-        # GlobalBatchSampler so that the data order is reproducible and resumable
-        return train_data.dataset
-    if isinstance(train_data, torch.utils.data.Dataset):
-        return train_data
-    if isinstance(train_data, Sequence) and not isinstance(train_data, (str, bytes)):
-        from monai.data import Dataset
-
-        return Dataset(list(train_data))
-    raise TypeError(
-        f"train_data must be a Dataset, DataLoader or list of {{'image', 'label'}} dicts, "
-        f"got {type(train_data).__name__}"
-    )
-
-
-def _resolve_classes(caller: str, num_classes, class_names, options: Mapping, options_type) -> tuple[int, list]:
-    """``(K, class names)`` of a ``train_*`` entry point from either argument (``class_0..`` by default); refuses
-    ``options`` that are not fields of the ``options_type`` dataclass."""
-    if class_names is None and num_classes is None:
-        raise ValueError(f"{caller} needs num_classes or class_names")
-    if class_names is not None and num_classes is not None and len(class_names) != num_classes:
-        raise ValueError(f"class_names has {len(class_names)} names but num_classes={num_classes}")
-    num_classes = num_classes if num_classes is not None else len(class_names)
-    class_names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)]
-    unknown = set(options) - {f.name for f in dataclasses.fields(options_type)}
-    if unknown:
-        raise TypeError(f"{caller} got unknown options {sorted(unknown)}; see {options_type.__name__}")
-    return num_classes, class_names
-
-
-def _data_channels(dataset) -> int | None:
-    """Channels the networks need from the data's contract: ``channels`` plus ``mask_channels`` (image–mask pairs,
-    docs/segmentation.md); ``None`` (the preset's) for data without a contract."""
-    preprocessing = getattr(getattr(dataset, "contract", None), "preprocessing", None)
-    if preprocessing is None:
-        return None
-    return int(preprocessing.channels) + int(getattr(preprocessing, "mask_channels", 0) or 0)
 
 
 def _train_process(local_rank, cfg: dict):
     """Body of :func:`train_gan` in each process (also the single-process path)."""
-    torch.manual_seed(cfg["seed"])  # network initialisation; identical in every process
+    run: RunSettings = cfg["run"]
+    torch.manual_seed(run.seed)  # network initialisation; identical in every process
     G, D, augment_pipe, preset = build_networks(
         cfg["preset"], num_classes=cfg["num_classes"], class_names=cfg["class_names"], img_channels=cfg["img_channels"]
     )
     opts = {k: v for k, v in preset.items() if k not in ("G", "D", "augment")}
     opts.update({k: v for k, v in cfg["options"].items() if v is not None})
-    options = GanTrainingOptions.from_mapping(opts)
     trainer = create_gan_trainer(
         cfg["dataset"],
         G=G,
         D=D,
         augment_pipe=augment_pipe,
-        options=options,
+        options=GanTrainingOptions.from_mapping(opts),
         num_classes=cfg["num_classes"],
         class_names=cfg["class_names"],
-        output_dir=cfg["output_dir"],
-        device=cfg["device"],
-        seed=cfg["seed"],
-        num_workers=cfg["num_workers"],
-        checkpoint_kimg=cfg["checkpoint_kimg"],
-        sample_kimg=cfg["sample_kimg"],
-        log_every=cfg["log_every"],
-        keep_snapshots=cfg["keep_snapshots"],
-        progress=cfg["progress"],
-        resume=cfg["resume"],
         selection=cfg["selection"],
+        run=run,
     )
     trainer.run()
     return trainer
@@ -1175,26 +603,15 @@ def _train_process(local_rank, cfg: dict):
 
 def train_gan(
     train_data,
-    output_dir,
+    output_dir=None,
     *,
     preset="tiny",
     num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
-    max_kimg: float | None = None,
-    batch_size: int | None = None,
-    batch_gpu: int | None = None,
-    seed: int = 0,
-    resume=None,
-    device=None,
-    num_workers: int = 0,
-    checkpoint_kimg: float | None = None,
-    sample_kimg: float | None = None,
-    log_every: int = 10,
-    keep_snapshots: bool = False,
-    progress: bool = True,
+    run: RunSettings | None = None,
+    selection=None,
     nproc_per_node: int | None = None,
     backend: str | None = None,
-    selection=None,
     **options,
 ) -> Path:
     """Train a conditional StyleGAN2-ADA on ``train_data`` and return ``output_dir/models/generator/generator.pt``.
@@ -1204,43 +621,35 @@ def train_gan(
             dataset is used; batching is redone reproducibly) or a list of
             ``{"image": [C, R, R] in [-1, 1], "label": int}`` dicts.
         output_dir: where ``checkpoints/``, ``models/generator/generator.pt``, ``samples/`` and
-            ``tensorboard/`` go (see the module docstring).
+            ``tensorboard/`` go (see the module docstring); or ``run.output_dir``.
         preset: a name for ``gemix_monai.networks.presets.get_preset`` or a dict with ``G``/``D``
             kwargs and training hyper-parameters.
         num_classes / class_names: K and the class names (one of the two is needed).
-        max_kimg: training length in thousands of real images; ``batch_size`` the global batch,
-            ``batch_gpu`` the micro-batch per process (the preset's values by default).
-        seed: network initialisation, data order and every per-step random draw.
-        resume: ``None``, ``"auto"`` (continue from ``output_dir/checkpoints/latest.pt`` if
-            present) or a checkpoint path.
-        device: defaults to CUDA when available (per process), else CPU.
-        nproc_per_node: > 1 trains with that many processes through ``ignite.distributed``
-            (``backend`` defaults to NCCL on GPUs, gloo on CPU).
+        run: :class:`~gemix_monai.engines.run.RunSettings`: ``seed`` (network initialisation, data order and every
+            per-step random draw), ``resume`` (``None``, ``"auto"``: continue from
+            ``output_dir/checkpoints/latest.pt`` if present, or a checkpoint path), ``device`` (CUDA when available,
+            per process, else CPU), ``num_workers``, ``checkpoint_kimg``, ``sample_kimg``, ``log_every``,
+            ``keep_snapshots``, ``tracking``, ``progress``. The same names as keyword arguments are deprecated.
         selection: the training-time audit (:class:`~gemix_monai.handlers.selection.GeneratorSelection` or a
             mapping of its fields); with validation data it keeps ``models/generator/best.pt`` by its criterion.
-        **options: any :class:`GanTrainingOptions` field (e.g. ``r1_gamma``, ``ema_kimg``).
+        nproc_per_node: > 1 trains with that many processes through ``ignite.distributed``
+            (``backend`` defaults to NCCL on GPUs, gloo on CPU).
+        **options: any :class:`GanTrainingOptions` field (e.g. ``max_kimg``: training length in thousands of real
+            images; ``batch_size``: the global batch; ``batch_gpu``: the micro-batch per process; ``r1_gamma``;
+            the preset's values by default).
     """
-    num_classes, class_names = _resolve_classes("train_gan", num_classes, class_names, options, GanTrainingOptions)
-    options.update(max_kimg=max_kimg, batch_size=batch_size, batch_gpu=batch_gpu)
-    dataset = paired_for_training(_as_dataset(train_data))  # masks in the data: train on pairs
+    run = merge_run_keywords(run, options, "train_gan", output_dir=output_dir)
+    num_classes, class_names = resolve_classes("train_gan", num_classes, class_names, options, GanTrainingOptions)
+    dataset = paired_for_training(as_training_dataset(train_data))  # masks in the data: train on pairs
     cfg = dict(
         dataset=dataset,
-        img_channels=_data_channels(dataset),
-        output_dir=str(output_dir),
+        img_channels=data_channels(dataset),
         preset=preset,
         num_classes=num_classes,
         class_names=class_names,
         options=options,
-        seed=seed,
-        resume=resume,
-        device=device,
-        num_workers=num_workers,
-        checkpoint_kimg=checkpoint_kimg,
-        sample_kimg=sample_kimg,
-        log_every=log_every,
-        keep_snapshots=keep_snapshots,
-        progress=progress,
         selection=selection,
+        run=run.replace(output_dir=str(run.folder("train_gan"))),
     )
     if nproc_per_node and nproc_per_node > 1:
         idist = _dist()
@@ -1251,4 +660,4 @@ def train_gan(
         _train_process(0, cfg)
     from gemix_monai.handlers.gan import GENERATOR_SUBPATH
 
-    return Path(output_dir) / GENERATOR_SUBPATH
+    return Path(cfg["run"].output_dir) / GENERATOR_SUBPATH

@@ -33,18 +33,19 @@ import torch
 import torch.nn.functional as F
 
 from gemix_monai.data.masks import paired_for_training
-from gemix_monai.mixing.labels import to_soft_label
-from gemix_monai.mixing.samplers import check_class_balance
-
-from .gan import (
+from gemix_monai.engines.gan import train_gan
+from gemix_monai.engines.global_batch import (
     GlobalBatchEngine,
-    _as_dataset,
-    _attach_output_handlers,
-    _item_labels,
-    _resolve_classes,
-    _resume_if_asked,
-    train_gan,
+    as_training_dataset,
+    attach_output_handlers,
+    engine_settings,
+    resolve_classes,
+    resume_if_asked,
+    trainer_settings,
 )
+from gemix_monai.engines.run import RunSettings, merge_run_keywords
+from gemix_monai.mixing.labels import labels_of, to_soft_label
+from gemix_monai.mixing.samplers import check_class_balance
 
 __all__ = [
     "GENERATOR_FAMILIES",
@@ -198,7 +199,7 @@ class GenerativeTrainer(GlobalBatchEngine):
             self.scheduler = self.G.train_scheduler()
             self.inferer = DiffusionInferer(self.scheduler)
         self.stateful_handlers: dict[str, Any] = {}
-        labels = _item_labels(train_data)
+        labels = labels_of(train_data, load_items=False)
         self.label_counts = np.bincount(labels, minlength=self.num_classes).tolist() if labels else None
 
     # -- one step ----------------------------------------------------------------------------------
@@ -268,26 +269,19 @@ def create_generative_trainer(
     options=None,
     num_classes: int,
     class_names: Sequence[str] | None = None,
-    output_dir=None,
-    device=None,
-    seed: int = 0,
-    num_workers: int = 0,
-    checkpoint_kimg: float | None = None,
-    sample_kimg: float | None = None,
-    log_every: int = 10,
-    keep_snapshots: bool = False,
-    progress: bool = True,
-    resume=None,
     selection=None,
+    run: RunSettings | None = None,
+    output_dir=None,
+    **run_keywords,
 ) -> GenerativeTrainer:
-    """A :class:`GenerativeTrainer` with the StyleGAN2 engine's handlers (EMA; with an ``output_dir``: checkpoints,
-    sample grids, TensorBoard); ``resume`` is ``None``, ``"auto"`` or a checkpoint path, as for ``create_gan_trainer``."""
+    """A :class:`GenerativeTrainer` with the StyleGAN2 engine's handlers (EMA; the outputs of ``run``: with an
+    ``output_dir`` checkpoints, sample grids, TensorBoard); ``run.resume`` is ``None``, ``"auto"`` or a checkpoint
+    path, as for ``create_gan_trainer``. ``output_dir`` and the run settings as keywords are deprecated."""
     from gemix_monai.handlers.gan import GeneratorEmaHandler
 
-    if options is None:
-        options = GenerativeTrainingOptions()
-    elif isinstance(options, Mapping):
-        options = GenerativeTrainingOptions.from_mapping(options)
+    run, options = trainer_settings(
+        "create_generative_trainer", run, run_keywords, output_dir, options, GenerativeTrainingOptions
+    )
     trainer = GenerativeTrainer(
         family,
         G,
@@ -296,77 +290,49 @@ def create_generative_trainer(
         options,
         num_classes=num_classes,
         class_names=class_names,
-        device=device,
-        seed=seed,
-        num_workers=num_workers,
+        **engine_settings(run),
     )
     GeneratorEmaHandler(options.ema_kimg, options.ema_rampup).attach(trainer)
-    _attach_output_handlers(
-        trainer,
-        output_dir,
-        checkpoint_kimg=checkpoint_kimg,
-        sample_kimg=sample_kimg,
-        log_every=log_every,
-        keep_snapshots=keep_snapshots,
-        progress=progress,
-        generate_options={"num_inference_steps": options.sample_steps} if trainer.family == "diffusion" else None,
-        selection=selection,
-    )
-    _resume_if_asked(trainer, resume, output_dir)
+    sample_options = {"num_inference_steps": options.sample_steps} if trainer.family == "diffusion" else None
+    attach_output_handlers(trainer, run, generate_options=sample_options, selection=selection)
+    resume_if_asked(trainer, run.resume, run.output_dir)
     return trainer
-
-
-#: The keywords of :func:`train_family` that go unchanged to :func:`create_generative_trainer` (its defaults apply).
-_RUN_SETTINGS = (
-    "seed",
-    "resume",
-    "device",
-    "num_workers",
-    "checkpoint_kimg",
-    "sample_kimg",
-    "log_every",
-    "keep_snapshots",
-    "progress",
-    "selection",
-)
 
 
 def train_family(
     family: str,
     train_data,
-    output_dir,
+    output_dir=None,
     *,
     preset="tiny",
     num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
-    max_kimg: float | None = None,
-    batch_size: int | None = None,
-    **kwargs,
+    selection=None,
+    run: RunSettings | None = None,
+    **options,
 ) -> Path:
     """Train a ``dcgan`` or ``diffusion`` generator on ``train_data`` (as :func:`~gemix_monai.engines.gan.train_gan`)
     and return ``output_dir/models/generator/generator.pt``. ``preset``: a name (``tiny``, ``32``, ``64``, ``128``) or dict.
 
-    Other keywords: the run settings of :func:`create_generative_trainer` (``seed``, ``resume``, ``device``,
-    ``num_workers``, ``checkpoint_kimg``, ``sample_kimg``, ``log_every``, ``keep_snapshots``, ``progress``) and
-    :class:`GenerativeTrainingOptions` fields (the preset's values by default)."""
+    ``run``: the :class:`~gemix_monai.engines.run.RunSettings` (the same names as keyword arguments are deprecated);
+    other keywords: :class:`GenerativeTrainingOptions` fields (``max_kimg``, ``batch_size``, ...; the preset's values
+    by default)."""
     family = _check_family(family)
-    run = {k: kwargs.pop(k) for k in _RUN_SETTINGS if k in kwargs}
-    options = kwargs
-    num_classes, class_names = _resolve_classes(
+    run = merge_run_keywords(run, options, "train_family", output_dir=output_dir)
+    num_classes, class_names = resolve_classes(
         "train_family", num_classes, class_names, options, GenerativeTrainingOptions
     )
-    dataset = _as_dataset(train_data)
+    dataset = as_training_dataset(train_data)
     if len(dataset) == 0:
         raise ValueError("train_data is empty")
     first = dataset[0]
     channels = int(torch.as_tensor(first["image"]).shape[0]) if isinstance(first, Mapping) and "image" in first else 1
-    torch.manual_seed(run.get("seed", 0))  # network initialisation
+    torch.manual_seed(run.seed)  # network initialisation
     G, D, p = build_family_networks(
         family, preset, num_classes=num_classes, class_names=class_names, img_channels=channels
     )
     opts = {k: v for k, v in p.items() if k not in ("G", "D", "name", "resolution")}
     opts.update({k: v for k, v in options.items() if v is not None})
-    opts.update({k: v for k, v in (("max_kimg", max_kimg), ("batch_size", batch_size)) if v is not None})
     trainer = create_generative_trainer(
         family,
         dataset,
@@ -375,23 +341,22 @@ def train_family(
         options=GenerativeTrainingOptions.from_mapping(opts),
         num_classes=num_classes,
         class_names=class_names,
-        output_dir=output_dir,
-        **run,
+        selection=selection,
+        run=run,
     )
     trainer.run()
     from gemix_monai.handlers.gan import GENERATOR_SUBPATH
 
-    return Path(output_dir) / GENERATOR_SUBPATH
+    return run.folder("train_family") / GENERATOR_SUBPATH
 
 
 def train_generator(
     train_data,
-    output_dir,
+    output_dir=None,
     *,
     family: str = "stylegan2",
     preset="tiny",
     nproc_per_node: int | None = None,
-    batch_gpu: int | None = None,
     backend: str | None = None,
     **kwargs,
 ) -> Path:
@@ -400,19 +365,18 @@ def train_generator(
     ``family="stylegan2"`` (default) is exactly :func:`~gemix_monai.engines.gan.train_gan`; ``"dcgan"`` and
     ``"diffusion"`` are :func:`train_family` (single process: ``nproc_per_node`` > 1 is refused). A dataset whose
     contract records masks is trained on as image–mask pairs (:func:`~gemix_monai.data.masks.paired_for_training`).
+    ``kwargs``: ``run`` (:class:`~gemix_monai.engines.run.RunSettings`), ``selection``, ``num_classes``,
+    ``class_names`` and the family's training options.
     """
     family = _check_family(family or "stylegan2")
+    # the deprecated run keywords are named (and warned about) as this function's, then travel as one object
+    kwargs["run"] = merge_run_keywords(kwargs.pop("run", None), kwargs, "train_generator", output_dir=output_dir)
+    output_dir = None
     # Data with masks trains on [image channels…, mask channels] (docs/segmentation.md).
     train_data = paired_for_training(train_data)
     if family == "stylegan2":
         return train_gan(
-            train_data,
-            output_dir,
-            preset=preset,
-            nproc_per_node=nproc_per_node,
-            batch_gpu=batch_gpu,
-            backend=backend,
-            **kwargs,
+            train_data, output_dir, preset=preset, nproc_per_node=nproc_per_node, backend=backend, **kwargs
         )
     if nproc_per_node and nproc_per_node > 1:
         raise ValueError(

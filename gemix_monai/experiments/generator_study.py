@@ -15,19 +15,25 @@ memorisation flag, next to the real floor. Each row records the code state it wa
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
 from typing import Any, Sequence
 
+from gemix_monai.engines.run import RunSettings
+from gemix_monai.experiments.audit import AuditSettings
+from gemix_monai.experiments.report import study_markdown
+from gemix_monai.transforms.files import sha256_file
 from gemix_monai.utils import atomic_write_bytes, atomic_write_json, safe_torch_load
 
-__all__ = ["StudyRun", "parse_run_spec", "run_generator_study", "STUDY_FORMAT"]
+__all__ = ["StudyRun", "StudySettings", "parse_run_spec", "run_generator_study", "STUDY_FORMAT"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,27 +93,56 @@ def _snapshot(run_dir: Path, kimg: float) -> Path:
     return after[0][1] if after else run_dir / "checkpoints" / f"gan-{kimg:09.3f}kimg.pt"
 
 
-def _train(run: StudyRun, run_dir: Path, train, val, *, kimg: float, seed, batch_size, device, criterion, select_kimg):
+@dataclass(frozen=True)
+class StudySettings:
+    """How :func:`run_generator_study` trains and audits (every field optional).
+
+    Args:
+        source / image_size / data_options: the data, as ``gemix_monai.data.get_dataset`` takes them (``None``:
+            the embedded phantoms).
+        seed / batch_size / device: every run's seed, global batch (default the preset's) and device.
+        kimg_cap: train no run beyond this many kimg in this call (a first pass over every run at a small budget;
+            a later call without it extends them — training resumes exactly).
+        select_kimg / criterion: the training-time audit's interval (default: the snapshot interval) and criterion.
+        lpips_weights: a local LPIPS weight file for the audit's LPIPS diversity (none is downloaded).
+    """
+
+    source: Any = None
+    image_size: int = 32
+    data_options: dict | None = None
+    seed: int = 0
+    batch_size: int | None = None
+    kimg_cap: float | None = None
+    select_kimg: float | None = None
+    criterion: str = "minority_recall"
+    device: str | None = None
+    lpips_weights: str | None = None
+
+
+def _train(run: StudyRun, run_dir: Path, train, val, kimg: float, o: StudySettings):
     from gemix_monai.engines.generative import train_generator
     from gemix_monai.handlers.selection import GeneratorSelection
 
-    kwargs = {"batch_size": batch_size} if batch_size else {}
+    kwargs = {"batch_size": o.batch_size} if o.batch_size else {}
+    every = o.select_kimg or run.snapshot_kimg
     train_generator(
         train,
-        run_dir,
         family=run.family,
         preset=run.preset,
         class_names=train.class_names,
         max_kimg=kimg,
         class_balance=run.class_balance,
-        seed=seed,
-        resume="auto",
-        device=device,
-        checkpoint_kimg=run.snapshot_kimg,
-        sample_kimg=run.snapshot_kimg,
-        keep_snapshots=True,
-        progress=False,
-        selection=GeneratorSelection(val, every_kimg=select_kimg or run.snapshot_kimg, criterion=criterion, seed=seed),
+        selection=GeneratorSelection(val, every_kimg=every, criterion=o.criterion, seed=o.seed),
+        run=RunSettings(
+            output_dir=run_dir,
+            seed=o.seed,
+            resume="auto",
+            device=o.device,
+            checkpoint_kimg=run.snapshot_kimg,
+            sample_kimg=run.snapshot_kimg,
+            keep_snapshots=True,
+            progress=False,
+        ),
         **kwargs,
     )
 
@@ -121,31 +156,17 @@ def _cpu_at(checkpoint: Path) -> tuple[float | None, float | None]:
     return clock["cpu_seconds"] - clock.get("audit_cpu_seconds", 0.0), clock["wall_seconds"]
 
 
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _audit(generator_file: Path, audit_dir: Path, train, val, *, seed, device, lpips_weights) -> dict:
     """``audit.json`` of ``generator_file`` (reused when it audited the same file)."""
     from gemix_monai.experiments.audit import run_audit
 
-    digest = _file_sha256(generator_file)
+    digest = sha256_file(generator_file)
     done = audit_dir / "audit.json"
     if done.is_file():
         report = json.loads(done.read_text(encoding="utf-8"))
         if report.get("generator_sha256") == digest:
             return report
-    result = run_audit(
-        str(generator_file),
-        train,
-        val,
-        audit_dir,
+    settings = AuditSettings(
         seed=seed,
         device=device,
         heldout_name="validation split",
@@ -153,6 +174,7 @@ def _audit(generator_file: Path, audit_dir: Path, train, val, *, seed, device, l
         lpips_weights=lpips_weights,
         extra={"generator_sha256": digest},
     )
+    result = run_audit(str(generator_file), train, val, audit_dir, settings)
     return result.report
 
 
@@ -184,36 +206,8 @@ def _row(dataset: str, run: StudyRun, label: str, kimg, cpu, wall, report: dict,
     return row
 
 
-_TABLE = (
-    ("run", "run"),
-    ("checkpoint", "checkpoint"),
-    ("train_cpu_s", "CPU s"),
-    ("kimg_per_cpu_hour", "kimg/CPU-h"),
-    ("fd", "FD"),
-    ("kid", "KID"),
-    ("precision", "precision"),
-    ("recall", "recall"),
-    ("ms_ssim", "MS-SSIM"),
-    ("minority_fd", "minority FD"),
-    ("minority_precision", "minority precision"),
-    ("minority_recall", "minority recall"),
-    ("minority_ms_ssim", "minority MS-SSIM"),
-    ("lpips", "LPIPS div."),
-    ("memorisation_flagged", "memorised"),
-)
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
-    return str(v)
-
-
 def _write_table(folder: Path, dataset: str, rows: list[dict], floor: dict | None) -> None:
+    """``study.json``, ``study.csv`` and ``study.md`` (:func:`gemix_monai.experiments.report.study_markdown`)."""
     atomic_write_json(folder / "study.json", {"format": STUDY_FORMAT, "dataset": dataset, "rows": rows})
     keys: list[str] = []
     for r in rows:
@@ -224,64 +218,35 @@ def _write_table(folder: Path, dataset: str, rows: list[dict], floor: dict | Non
     for r in rows:
         w.writerow({k: "" if r.get(k) is None else r.get(k) for k in keys})
     atomic_write_bytes(folder / "study.csv", buf.getvalue().encode())
-    lines = [
-        f"# Generator study: {dataset}",
-        "",
-        "Audit of each generator against the training split (features: a classifier trained on the real training "
-        "split only, shared by every row); the real floor is the validation split against the same training split.",
-        "",
-        "| " + " | ".join(h for _, h in _TABLE) + " |",
-        "|" + "---|" * len(_TABLE),
-    ]
-    for r in rows:
-        lines.append("| " + " | ".join(_fmt(r.get(k)) for k, _ in _TABLE) + " |")
-    if floor:
-        cells = {k: floor.get(f"floor_{k}") for k in ("fd", "kid", "precision", "recall", "ms_ssim", "lpips")}
-        cells.update(
-            {f"minority_{k}": floor.get(f"floor_minority_{k}") for k in ("fd", "precision", "recall", "ms_ssim")}
-        )
-        lines.append(
-            "| **real floor** | validation | | | " + " | ".join(_fmt(cells.get(k)) for k, _ in _TABLE[4:]) + " |"
-        )
-    lines += ["", f"Minority class: {rows[0]['minority'] if rows else '–'} (fewest training images)."]
-    atomic_write_bytes(folder / "study.md", ("\n".join(lines) + "\n").encode("utf-8"))
+    atomic_write_bytes(folder / "study.md", study_markdown(dataset, rows, floor).encode("utf-8"))
 
 
 def run_generator_study(
-    out: str | os.PathLike,
-    runs: Sequence[StudyRun | str],
-    *,
-    source=None,
-    image_size: int = 32,
-    data_options: dict | None = None,
-    seed: int = 0,
-    batch_size: int | None = None,
-    kimg_cap: float | None = None,
-    select_kimg: float | None = None,
-    criterion: str = "minority_recall",
-    device: str | None = None,
-    lpips_weights: str | None = None,
+    out: str | os.PathLike, runs: Sequence[StudyRun | str], settings: StudySettings | None = None, **keywords
 ) -> list[dict]:
     """Train (or continue) every run, audit each budget's snapshot and ``best.pt``, and write the table.
 
     Args:
         out: study folder; each dataset gets ``<out>/<dataset>/``.
         runs: :class:`StudyRun` objects or specs for :func:`parse_run_spec`.
-        source / image_size / data_options: the data, as ``gemix_monai.data.get_dataset`` takes them (``None``:
-            the embedded phantoms).
-        kimg_cap: train no run beyond this many kimg in this call (a first pass over every run at a small budget;
-            a later call without it extends them — training resumes exactly).
-        select_kimg / criterion: the training-time audit's interval (default: the snapshot interval) and criterion.
-        lpips_weights: a local LPIPS weight file for the audit's LPIPS diversity (none is downloaded).
+        settings: :class:`StudySettings` (data, seed, batch, device, ``kimg_cap``, the training-time audit,
+            LPIPS weights); ``keywords`` are its fields, the deprecated spelling.
     Returns: the table rows.
     """
     from gemix_monai.data import get_dataset
     from gemix_monai.experiments.compare import code_state
 
+    if keywords:
+        warnings.warn(
+            f"run_generator_study(**keywords) is deprecated: pass settings=StudySettings(...); got {sorted(keywords)}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    o = dataclasses.replace(settings or StudySettings(), **keywords)
     runs = [parse_run_spec(r) if isinstance(r, str) else r for r in runs]
-    options = dict(data_options or {})
-    train = get_dataset(source, "training", image_size, masks="off", cache=True, **options)
-    val = get_dataset(source, "validation", image_size, masks="off", cache=True, contract=train.contract, **options)
+    options, source = dict(o.data_options or {}), o.source
+    train = get_dataset(source, "training", o.image_size, masks="off", cache=True, **options)
+    val = get_dataset(source, "validation", o.image_size, masks="off", cache=True, contract=train.contract, **options)
     dataset = "phantoms" if source in (None, "phantom") else Path(str(source)).stem
     folder = Path(out) / dataset
     folder.mkdir(parents=True, exist_ok=True)
@@ -290,25 +255,14 @@ def run_generator_study(
     floor: dict | None = None
     for run in runs:
         run_dir = folder / run.id
-        target = max(run.kimgs) if kimg_cap is None else min(max(run.kimgs), kimg_cap)
+        target = max(run.kimgs) if o.kimg_cap is None else min(max(run.kimgs), o.kimg_cap)
         logger.info("generator study: %s %s to %s kimg in %s", dataset, run.id, target, run_dir)
-        _train(
-            run,
-            run_dir,
-            train,
-            val,
-            kimg=target,
-            seed=seed,
-            batch_size=batch_size,
-            device=device,
-            criterion=criterion,
-            select_kimg=select_kimg,
-        )
+        _train(run, run_dir, train, val, target, o)
         audits = [(f"{k:g} kimg", k, _snapshot(run_dir, k)) for k in run.kimgs if k <= target]
         best = run_dir / "models" / "generator" / "best.pt"
         if best.is_file():
             sel = (safe_torch_load(best, map_location="cpu").get("selection") or {}).get("row", {})
-            audits.append((f"best by {criterion} ({sel.get('kimg', '?')} kimg)", sel.get("kimg"), best))
+            audits.append((f"best by {o.criterion} ({sel.get('kimg', '?')} kimg)", sel.get("kimg"), best))
         for label, kimg, path in audits:
             if not path.is_file():
                 logger.warning("generator study: %s has no snapshot %s; skipped", run.id, path)
@@ -319,9 +273,9 @@ def run_generator_study(
                 run_dir / "audits" / sub,
                 train,
                 val,
-                seed=seed,
-                device=device,
-                lpips_weights=lpips_weights,
+                seed=o.seed,
+                device=o.device,
+                lpips_weights=o.lpips_weights,
             )
             snap = path if path != best else _snapshot(run_dir, kimg) if kimg is not None else None
             cpu, wall = _cpu_at(snap) if snap is not None and snap.is_file() else (None, None)

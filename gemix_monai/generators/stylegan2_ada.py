@@ -58,15 +58,8 @@ _GENERATOR_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", 
 _MAPPING_DEFAULTS = dict(
     num_layers=8, embed_features=None, layer_features=None, activation="lrelu", lr_multiplier=0.01, w_avg_beta=0.995
 )
-_SYNTHESIS_DEFAULTS = dict(
-    channel_base=32768,
-    channel_max=512,
-    num_fp16_res=0,
-    conv_clamp=None,
-    architecture="skip",
-    resample_filter=[1, 3, 3, 1],
-    use_noise=True,
-)
+_SYNTHESIS_DEFAULTS = dict(channel_base=32768, channel_max=512, num_fp16_res=0, conv_clamp=None)
+_SYNTHESIS_DEFAULTS.update(architecture="skip", resample_filter=[1, 3, 3, 1], use_noise=True)
 # Synthesis arguments that only choose a memory layout: ignored.
 _SYNTHESIS_LAYOUT_ONLY = ("fp16_channels_last", "channels_last")
 # Synthesis arguments this project's layers have fixed: accepted only at these values.
@@ -579,13 +572,9 @@ def _map_state(ref_state: Mapping, G: Generator, notes: dict, where: str) -> dic
                 )
             continue
         unexpected.append(name)
-    problems = []
-    if missing:
-        problems.append(f"missing entries {missing[:8]}{' …' if len(missing) > 8 else ''}")
-    if wrong:
-        problems.append(f"entries of the wrong shape {wrong[:4]}{' …' if len(wrong) > 4 else ''}")
-    if unexpected:
-        problems.append(f"unexpected entries {sorted(unexpected)[:8]}{' …' if len(unexpected) > 8 else ''}")
+    found = (("missing entries", missing, 8), ("entries of the wrong shape", wrong, 4))
+    found += (("unexpected entries", sorted(unexpected), 8),)
+    problems = [f"{what} {items[:n]}{' …' if len(items) > n else ''}" for what, items, n in found if items]
     if problems:
         raise SnapshotError(
             f"{where}: the generator's weights do not match its init kwargs ({G.init_kwargs['img_resolution']} px, "

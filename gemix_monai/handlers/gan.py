@@ -240,9 +240,18 @@ class _EveryImagesHandler:
     images, and once more when training completes (``save`` skips an iteration already saved)."""
 
     every_images: float
+    _saved_at: int = -1
 
     def save(self, engine: Engine) -> None:  # pragma: no cover - every subclass defines it
         raise NotImplementedError
+
+    def _claim(self, engine: Engine) -> bool:
+        """Whether ``save`` should act now: once per iteration (the interval and the end may fall on one), and on
+        rank 0 only (the other processes hold the same state)."""
+        if engine.state.iteration == self._saved_at:
+            return False
+        self._saved_at = engine.state.iteration
+        return engine.rank == 0
 
     def _on_iteration(self, engine: Engine) -> None:
         if _every_images(engine, self.every_images):
@@ -276,10 +285,7 @@ class GanCheckpointHandler(_EveryImagesHandler):
         return self.output_dir / GENERATOR_SUBPATH
 
     def save(self, engine: Engine) -> None:
-        if engine.state.iteration == self._saved_at:
-            return
-        self._saved_at = engine.state.iteration
-        if engine.rank != 0:
+        if not self._claim(engine):
             return
         state = engine.training_state_dict()
         atomic_torch_save(state, self.latest_path)

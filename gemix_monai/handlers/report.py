@@ -33,18 +33,8 @@ REPORT_FILES = (
     "confusion_matrix_normalised.png",
     "reliability.png",
 )
-OVERALL = (
-    "accuracy",
-    "balanced_accuracy",
-    "macro_f1",
-    "macro_f2",
-    "macro_auroc",
-    "ece",
-    "positive_fnr",
-    "positive_sensitivity",
-    "positive_specificity",
-    "positive_auroc",
-)
+OVERALL = ("accuracy", "balanced_accuracy", "macro_f1", "macro_f2", "macro_auroc", "ece")
+OVERALL += ("positive_fnr", "positive_sensitivity", "positive_specificity", "positive_auroc")
 PER_CLASS = ("sensitivity", "specificity", "precision", "fnr", "f1", "f2", "auroc")
 
 
@@ -58,10 +48,11 @@ def new_figure(**kwargs):
     return fig
 
 
-def save_figure(fig, path: str | os.PathLike) -> Path:
-    """``fig`` as a PNG at ``path``, written atomically (a reader never sees a half-written image)."""
+def save_figure(fig, path: str | os.PathLike, *, dpi: int = 120, tight: bool = True) -> Path:
+    """``fig`` as a PNG at ``path`` (``dpi`` dots per inch; ``tight``: cropped to what is drawn), written atomically
+    (a reader never sees a half-written image)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=dpi, **({"bbox_inches": "tight"} if tight else {}))
     return atomic_write_bytes(path, buffer.getvalue())
 
 

@@ -26,7 +26,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -44,6 +44,7 @@ __all__ = [
     "BEST_SUBPATH",
     "score_row",
     "validation_split",
+    "training_selection",
 ]
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,21 @@ class GeneratorSelection:
         }
 
 
+def training_selection(
+    val_data, select_kimg: float | None = None, criterion: str = "minority_recall", per_class: int = 64, seed: int = 0
+) -> GeneratorSelection:
+    """The training-time audit as train_gan.json sets it: ``select_kimg`` is the interval [kimg] (``None``: a fifth of
+    the run) and ``0`` switches the audit off; ``val_data`` ``None`` (no validation split) switches it off too."""
+    off = select_kimg is not None and float(select_kimg) == 0
+    return GeneratorSelection(
+        val_data=None if off else val_data,
+        every_kimg=None if off else select_kimg,
+        criterion=criterion,
+        per_class=per_class,
+        seed=seed,
+    )
+
+
 def validation_split(source, **get_dataset_options):
     """``gemix_monai.data.get_dataset(source, "validation", ...)``, or ``None`` (logged: the training-time audit is
     then off) when the data has no validation split; every other data problem is raised as usual."""
@@ -154,8 +170,18 @@ class GeneratorSelectionHandler(_EveryImagesHandler):
     """
 
     def __init__(
-        self, output_dir, settings: GeneratorSelection, every_kimg: float, generate_options: dict | None = None
+        self,
+        output_dir,
+        settings: GeneratorSelection,
+        every_kimg: float,
+        generate_options: dict | None = None,
+        feature_space: Callable | None = None,
     ):
+        """``feature_space(settings, train_data, class_names, num_classes, image_channels, device)`` returns
+        ``(feature network with .features(images, device) -> [N, D], validation features [N, D], validation labels
+        [N], minority class index)``; the engine floor gives it
+        (:func:`gemix_monai.engines.features.selection_feature_space`), so this handler imports no engine."""
+        self.feature_space = feature_space
         self.output_dir = Path(output_dir)
         self.settings = settings
         self.every_images = every_kimg * 1000
@@ -200,27 +226,20 @@ class GeneratorSelectionHandler(_EveryImagesHandler):
     # -- the audit -------------------------------------------------------------------------------
     def _feature_space(self, engine: Engine):
         if self._features is None:
-            from gemix_monai.engines.features import real_feature_network, stack_items
-            from gemix_monai.mixing.labels import labels_of
-
-            s = self.settings
-            train_images, train_labels = stack_items(engine.train_data, "the generator's training data")
-            train_images = train_images[:, : _image_channels(engine)]  # pairs: the image channels only
-            fn = real_feature_network(
-                train_images,
-                train_labels,
+            if self.feature_space is None:
+                raise ValueError(
+                    "GeneratorSelectionHandler needs feature_space to audit (the training engines pass "
+                    "gemix_monai.engines.features.selection_feature_space)"
+                )
+            fn, val_feat, val_lab, self.minority = self.feature_space(
+                self.settings,
+                engine.train_data,
                 engine.class_names,
-                cache_dir=s.cache_dir,
-                network=s.feature_network,
-                epochs=s.feature_epochs,
-                seed=s.seed,
-                device=engine.device,
+                engine.num_classes,
+                _image_channels(engine),
+                engine.device,
             )
-            val_images, val_labels = stack_items(s.val_data, "selection val_data")
-            val_images = val_images[:, : train_images.shape[1]]
-            counts = np.bincount(labels_of(engine.train_data), minlength=engine.num_classes)
-            self.minority = int(np.argmin(counts))
-            self._features = (fn, fn.features(val_images, device=engine.device), val_labels)
+            self._features = (fn, val_feat, val_lab)
         return self._features
 
     @torch.no_grad()
@@ -267,10 +286,7 @@ class GeneratorSelectionHandler(_EveryImagesHandler):
         return row
 
     def save(self, engine: Engine) -> None:
-        if engine.state.iteration == self._saved_at:
-            return
-        self._saved_at = engine.state.iteration
-        if engine.rank != 0:
+        if not self._claim(engine):
             return
         cpu0 = time.process_time()
         try:

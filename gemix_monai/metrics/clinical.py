@@ -221,28 +221,34 @@ def classification_counts(cm) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
     return tp, fp, fn, tn
 
 
-def sensitivity(cm) -> PerClass:
-    """Recall TP / (TP + FN) per class; 0/0 when the class is absent from the truth."""
-    tp, _, fn, _ = classification_counts(cm)
-    return _ratio(tp, tp + fn)
+def _one_vs_rest(name: str, numerator: str, denominator: tuple[str, str], doc: str):
+    """A per-class rate ``numerator / (sum of denominator)`` of the one-vs-rest counts (``tp``, ``fp``, ``fn``,
+    ``tn``) of a confusion matrix, named ``name`` with docstring ``doc``."""
+
+    def rate(cm) -> PerClass:
+        counts = dict(zip(("tp", "fp", "fn", "tn"), classification_counts(cm)))
+        return _ratio(counts[numerator], counts[denominator[0]] + counts[denominator[1]])
+
+    rate.__name__ = rate.__qualname__ = name
+    rate.__doc__ = doc
+    return rate
 
 
-def specificity(cm) -> PerClass:
-    """TN / (TN + FP) per class; 0/0 when every sample belongs to the class."""
-    _, fp, _, tn = classification_counts(cm)
-    return _ratio(tn, tn + fp)
-
-
-def precision(cm) -> PerClass:
-    """TP / (TP + FP) per class; 0/0 when the class is never predicted."""
-    tp, fp, _, _ = classification_counts(cm)
-    return _ratio(tp, tp + fp)
-
-
-def false_negative_rate(cm) -> PerClass:
-    """Miss rate FN / (TP + FN) = 1 - sensitivity; 0/0 (reported 0) when the class is absent from the truth."""
-    tp, _, fn, _ = classification_counts(cm)
-    return _ratio(fn, tp + fn)
+sensitivity = _one_vs_rest(
+    "sensitivity", "tp", ("tp", "fn"), "Recall TP / (TP + FN) per class; 0/0 when the class is absent from the truth."
+)
+specificity = _one_vs_rest(
+    "specificity", "tn", ("tn", "fp"), "TN / (TN + FP) per class; 0/0 when every sample belongs to the class."
+)
+precision = _one_vs_rest(
+    "precision", "tp", ("tp", "fp"), "TP / (TP + FP) per class; 0/0 when the class is never predicted."
+)
+false_negative_rate = _one_vs_rest(
+    "false_negative_rate",
+    "fn",
+    ("tp", "fn"),
+    "Miss rate FN / (TP + FN) = 1 - sensitivity; 0/0 (reported 0) when the class is absent from the truth.",
+)
 
 
 def fbeta(cm, beta: float) -> PerClass:
@@ -295,11 +301,9 @@ def _midranks(x: torch.Tensor) -> torch.Tensor:
     return mid[inverse]
 
 
-def auroc(y_true, probs, num_classes: int | None = None) -> PerClass:
-    """One-vs-rest AUROC per class from probabilities (Mann-Whitney U with tied scores counted 1/2).
-
-    Undefined (0, flagged) for a class with no positives or no negatives in ``y_true``.
-    """
+def _labels_and_probabilities(y_true, probs, num_classes: int | None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``(labels [N] int64, probabilities [N, K] float64, K)``, checked against each other (K from ``probs`` when
+    ``num_classes`` is ``None``); errors name ``y_true`` / ``probs``."""
     p0 = torch.as_tensor(probs)
     k = num_classes if num_classes is not None else (p0.shape[1] if p0.ndim == 2 else -1)
     validate_class_names(k, None)
@@ -307,6 +311,15 @@ def auroc(y_true, probs, num_classes: int | None = None) -> PerClass:
     y = check_labels(y_true, k)
     if y.shape[0] != p.shape[0]:
         raise ValueError(f"y_true has {y.shape[0]} samples but probs has {p.shape[0]}")
+    return y, p, k
+
+
+def auroc(y_true, probs, num_classes: int | None = None) -> PerClass:
+    """One-vs-rest AUROC per class from probabilities (Mann-Whitney U with tied scores counted 1/2).
+
+    Undefined (0, flagged) for a class with no positives or no negatives in ``y_true``.
+    """
+    y, p, k = _labels_and_probabilities(y_true, probs, num_classes)
     value = torch.zeros(k, dtype=torch.float64)
     undefined = torch.ones(k, dtype=torch.bool)
     for c in range(k):
@@ -338,13 +351,7 @@ def calibration_bins(y_true, probs, n_bins: int = ECE_BINS, num_classes: int | N
     """
     if not isinstance(n_bins, int) or n_bins < 1:
         raise ValueError(f"n_bins must be a positive int, got {n_bins!r}")
-    p0 = torch.as_tensor(probs)
-    k = num_classes if num_classes is not None else (p0.shape[1] if p0.ndim == 2 else -1)
-    validate_class_names(k, None)
-    p = check_probabilities(p0, k)
-    y = check_labels(y_true, k)
-    if y.shape[0] != p.shape[0]:
-        raise ValueError(f"y_true has {y.shape[0]} samples but probs has {p.shape[0]}")
+    y, p, k = _labels_and_probabilities(y_true, probs, num_classes)
     conf, pred = p.max(dim=1)
     inner = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)[1:-1]
     idx = torch.bucketize(conf, inner, right=False)

@@ -32,8 +32,10 @@ import numpy as np
 import torch
 
 __all__ = [
+    "DensityCoverage",
     "KIDResult",
     "PrecisionRecall",
+    "density_coverage",
     "frechet_distance",
     "kid",
     "mean_pairwise_ms_ssim",
@@ -257,6 +259,40 @@ def precision_recall(real_features, fake_features, k: int = 3, *, chunk: int = 2
     precision = _inside_any_ball(fake, real, real_r, chunk).double().mean()
     recall = _inside_any_ball(real, fake, fake_r, chunk).double().mean()
     return PrecisionRecall(float(precision), float(recall), k)
+
+
+@dataclass(frozen=True)
+class DensityCoverage:
+    """Density (fidelity, ~1 for a faithful set, may exceed 1) and coverage (share of real variety reached, in
+    [0, 1]) of a generated set (Naeem et al. 2020)."""
+
+    density: float
+    coverage: float
+    k: int
+
+
+def density_coverage(real_features, fake_features, k: int = 3, *, chunk: int = 256) -> DensityCoverage:
+    """Density and coverage with k-NN balls built on the *real* features only (docs/quality.md).
+
+    Each real feature j gets the radius r_j of its distance to its k-th nearest other real feature.
+    ``coverage`` = fraction of real features whose ball holds at least one fake feature; ``density`` =
+    (1 / (k · M)) · Σ_fakes (number of real balls holding the fake). Unlike k-NN recall, whose balls are centred on
+    the fakes, a few scattered (noisy, unrealistic) fakes cannot inflate coverage: they land in no real ball.
+    Needs more than ``k`` real rows and at least one fake row.
+    """
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    real = _features(real_features, "real_features", k + 1)
+    fake = _features(fake_features, "fake_features", 1)
+    _same_dim(real, fake, "real_features", "fake_features")
+    real_r = _kth_neighbour_radii(real, k, chunk)
+    covered = torch.zeros(real.shape[0], dtype=torch.bool)
+    hits = 0
+    for start, d in _cdist_chunks(fake, real, chunk):
+        inside = d <= real_r.unsqueeze(0)  # [fakes of this chunk, reals]
+        covered |= inside.any(dim=0)
+        hits += int(inside.sum())
+    return DensityCoverage(hits / (k * fake.shape[0]), float(covered.double().mean()), k)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -188,12 +188,14 @@ def _class_index(value, where: str) -> int:
     return int(v)
 
 
-def labels_of(dataset) -> list[int]:
-    """The class index of every item of ``dataset``, read without loading images where the dataset allows it.
+def labels_of(dataset, *, load_items: bool = True) -> list[int] | None:
+    """The class index of every item of ``dataset``, read without loading images where the dataset allows it: the
+    one reader of a dataset's labels (docs/design.md).
 
     Looked up in order: a ``labels`` attribute (the data layer's datasets), the item dicts of ``dataset.data``
     (MONAI ``Dataset``) or of a plain list of dicts, a wrapped ``dataset.dataset`` (views such as the image–mask
-    pairs), and only then the items themselves. One-hot/soft labels give their largest entry.
+    pairs), and only then the items themselves — or, with ``load_items=False``, ``None`` instead of loading them.
+    One-hot/soft labels give their largest entry.
     """
     labels = getattr(dataset, "labels", None)
     if isinstance(labels, (list, tuple)) and len(labels) == len(dataset):
@@ -207,5 +209,7 @@ def labels_of(dataset) -> list[int]:
         return [_class_index(it["label"], f"item {i}") for i, it in enumerate(items)]
     inner = getattr(dataset, "dataset", None)
     if inner is not None and inner is not dataset and hasattr(inner, "__len__") and len(inner) == len(dataset):
-        return labels_of(inner)
+        return labels_of(inner, load_items=load_items)
+    if not load_items:
+        return None
     return [_class_index(dataset[i]["label"], f"item {i}") for i in range(len(dataset))]

@@ -1,6 +1,7 @@
 """Mixing maths (docs/maths.md §3): GenMix (synthetic with real) and pixel mixup, on images and soft labels.
 
-Plain torch. Images are ``[B, C, *spatial]`` (or one ``[C, *spatial]`` sample with a scalar lambda);
+Plain torch (NumPy arrays are accepted and returned as NumPy). Images are ``[B, C, *spatial]`` (or one
+``[C, *spatial]`` sample with a scalar lambda);
 labels are float ``[B, K]`` on the simplex. ``lam`` is the weight of the *first* pair named in each
 function (the synthetic pair for GenMix), so lambda = 1 returns it unchanged and lambda = 0 the partner.
 """
@@ -65,6 +66,8 @@ def blend(
     Batched when the labels are ``[B, K]`` (``lam`` scalar or ``[B]``); a single sample when they are ``[K]``.
     The images keep ``x_a``'s floating dtype (float32 if it is an integer type); labels are float32.
     """
+    as_numpy = isinstance(x_a, np.ndarray)  # NumPy in, NumPy out (the transforms' convention)
+    x_a, y_a, x_b, y_b = (torch.as_tensor(v) for v in (x_a, y_a, x_b, y_b))
     if x_a.shape != x_b.shape:
         raise ValueError(f"images to mix must have the same shape, got {tuple(x_a.shape)} and {tuple(x_b.shape)}")
     if y_a.shape != y_b.shape or y_a.ndim not in (1, 2):
@@ -80,7 +83,7 @@ def blend(
     ly = lam_t.to(device=y_a.device).reshape(-1, 1) if batched else lam_t.to(device=y_a.device).reshape(())
     x = lx * x_a.to(dtype) + (1 - lx) * x_b.to(dtype)
     y = ly * y_a.float() + (1 - ly) * y_b.float()
-    return x, y
+    return (x.numpy(), y.numpy()) if as_numpy else (x, y)
 
 
 def genmix(synthetic_images, synthetic_labels, real_images, real_labels, lam) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,8 +91,8 @@ def genmix(synthetic_images, synthetic_labels, real_images, real_labels, lam) ->
 
     ``lam = 0`` returns the real pair, ``lam = 1`` the synthetic pair. Labels must be soft ([.., K], on the simplex).
     """
-    check_simplex(synthetic_labels, "synthetic_labels")
-    check_simplex(real_labels, "real_labels")
+    check_simplex(torch.as_tensor(synthetic_labels), "synthetic_labels")
+    check_simplex(torch.as_tensor(real_labels), "real_labels")
     return blend(synthetic_images, synthetic_labels, real_images, real_labels, lam)
 
 
@@ -99,12 +102,16 @@ def pixel_mixup(images, labels, lam, permutation) -> tuple[torch.Tensor, torch.T
     ``images`` [B, C, ...], ``labels`` [B, K] soft, ``lam`` scalar or [B] (weight of sample b itself),
     ``permutation`` [B] int. Works for any B, including 1 (a sample mixed with itself is unchanged).
     """
+    labels = torch.as_tensor(labels)
     check_simplex(labels, "labels")
     if labels.ndim != 2:
         raise ValueError(f"pixel_mixup needs batched soft labels [B, K], got shape {tuple(labels.shape)}")
+    as_numpy = isinstance(images, np.ndarray)
+    images = torch.as_tensor(images)
     perm = torch.as_tensor(permutation, dtype=torch.long, device=images.device)
     if perm.shape != (images.shape[0],):
         raise ValueError(
             f"permutation must have one index per sample ({images.shape[0]}), got shape {tuple(perm.shape)}"
         )
-    return blend(images, labels, images[perm], labels[perm.to(labels.device)], lam)
+    x, y = blend(images, labels, images[perm], labels[perm.to(labels.device)], lam)
+    return (x.numpy(), y.numpy()) if as_numpy else (x, y)

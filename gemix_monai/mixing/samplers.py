@@ -215,17 +215,6 @@ def _class_counts(labels, num_classes: int) -> np.ndarray:
     return np.bincount(arr.astype(np.int64), minlength=k).astype(np.float64)
 
 
-def inverse_frequency_weights(labels, num_classes: int) -> list[float]:
-    """Class weights ``w_k = N / (K * n_k)`` from the training labels (class indices), for class-balanced sampling.
-
-    A class absent from ``labels`` gets weight 0 (there is nothing to imitate); mean weight over the present
-    classes is 1 when the classes are all present.
-    """
-    counts = _class_counts(labels, num_classes)
-    weights = np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 0.0)
-    return weights.tolist()
-
-
 #: Class balance of a generator's training data (docs/generators.md, "Class balance"): the share of class k in
 #: the images a generator is shown is ∝ n_k (``none``), ∝ √n_k (``sqrt``) or 1/K (``uniform``).
 CLASS_BALANCE_MODES = ("none", "sqrt", "uniform")
@@ -250,6 +239,18 @@ def class_balance_weights(labels, num_classes: int, mode: str) -> list[float]:
     w = np.where(counts > 0, np.maximum(counts, 1) ** -power, 0.0)
     w *= counts.sum() / float((w * counts).sum())
     return w.tolist()
+
+
+def inverse_frequency_weights(labels, num_classes: int) -> list[float]:
+    """Class weights ``w_k = N / (K * n_k)`` from the training labels (class indices), for class-balanced sampling
+    (scikit-learn's "balanced" weights): the ``uniform`` weights of :func:`class_balance_weights` — the one
+    computation of class weights — scaled by ``K_present / K``.
+
+    A class absent from ``labels`` gets weight 0 (there is nothing to imitate); mean weight over the present
+    classes is 1 when the classes are all present.
+    """
+    weights = np.asarray(class_balance_weights(labels, num_classes, "uniform"))
+    return (weights * np.count_nonzero(weights) / len(weights)).tolist()
 
 
 def class_balance_shares(labels, num_classes: int, mode: str) -> list[float]:
@@ -323,54 +324,6 @@ class SoftLabelSampler:
         return f"{type(self).__name__}({args})"
 
 
-class DirichletBetaSampler(SoftLabelSampler):
-    """GeMix as the paper describes it (docs/maths.md §3).
-
-    Draw two distinct classes i != j; ``y1 ~ Dir(alpha_lo*1 + (alpha_hi-alpha_lo)*e_i)``,
-    ``y2 ~ Dir(alpha_lo*1 + (alpha_hi-alpha_lo)*e_j)``; ``lam ~ Beta(beta, beta)``;
-    label ``c = lam*y1 + (1-lam)*y2``. With class weights, i is drawn with the weights and j with the
-    weights restricted to the other classes.
-
-    ``sample_with_info`` extras: ``classes`` [B, 2] (i, j), ``lam`` [B].
-    """
-
-    name = "dirichlet_beta"
-
-    def __init__(
-        self,
-        num_classes: int,
-        alpha_hi: float = 10.0,
-        alpha_lo: float = 1.0,
-        beta: float = 0.4,
-        class_weights: Sequence[float] | None = None,
-        seed: int | None = None,
-    ):
-        super().__init__(num_classes, class_weights, seed)
-        why = f" (float64: the {self.num_classes} Gamma draws of a Dirichlet row must sum to a finite number)"
-        self.alpha_hi = _positive("alpha_hi", alpha_hi, _alpha_max(self.num_classes), why)
-        self.alpha_lo = _positive("alpha_lo", alpha_lo, _alpha_max(self.num_classes), why)
-        self.beta = _positive(
-            "beta", beta, _BETA_MAX, " (float64: the two Gamma draws of a Beta draw must sum to a finite number)"
-        )
-        if self._probs is not None and (self._probs > 0).sum() < 2:
-            raise ValueError(
-                "class_weights must give at least two classes a positive weight: a GeMix draw blends two distinct classes"
-            )
-
-    def _draw(self, b, rng, primary):
-        k = self.num_classes
-        i = _primary_classes(primary, rng, self._probs, k, b)
-        j = _choose_other_classes(rng, self._probs, i, k)
-        y1 = _dirichlet_biased(rng, i, k, self.alpha_hi, self.alpha_lo)
-        y2 = _dirichlet_biased(rng, j, k, self.alpha_hi, self.alpha_lo)
-        lam = rng.beta(self.beta, self.beta, size=b)
-        labels = lam[:, None] * y1 + (1.0 - lam[:, None]) * y2
-        return labels, {"classes": np.stack([i, j], 1), "lam": lam.astype(np.float32)}
-
-    def params(self):
-        return {**super().params(), "alpha_hi": self.alpha_hi, "alpha_lo": self.alpha_lo, "beta": self.beta}
-
-
 class DirichletSampler(SoftLabelSampler):
     """A single Dirichlet biased to one class: ``c ~ Dir(alpha_lo*1 + (alpha_hi-alpha_lo)*e_i)``, i drawn by weight.
 
@@ -398,6 +351,51 @@ class DirichletSampler(SoftLabelSampler):
 
     def params(self):
         return {**super().params(), "alpha_hi": self.alpha_hi, "alpha_lo": self.alpha_lo}
+
+
+class DirichletBetaSampler(DirichletSampler):
+    """GeMix as the paper describes it (docs/maths.md §3).
+
+    Draw two distinct classes i != j; ``y1 ~ Dir(alpha_lo*1 + (alpha_hi-alpha_lo)*e_i)``,
+    ``y2 ~ Dir(alpha_lo*1 + (alpha_hi-alpha_lo)*e_j)``; ``lam ~ Beta(beta, beta)``;
+    label ``c = lam*y1 + (1-lam)*y2``. With class weights, i is drawn with the weights and j with the
+    weights restricted to the other classes.
+
+    ``sample_with_info`` extras: ``classes`` [B, 2] (i, j), ``lam`` [B].
+    """
+
+    name = "dirichlet_beta"
+
+    def __init__(
+        self,
+        num_classes: int,
+        alpha_hi: float = 10.0,
+        alpha_lo: float = 1.0,
+        beta: float = 0.4,
+        class_weights: Sequence[float] | None = None,
+        seed: int | None = None,
+    ):
+        super().__init__(num_classes, alpha_hi, alpha_lo, class_weights, seed)  # the two Dirichlets' parameters
+        self.beta = _positive(
+            "beta", beta, _BETA_MAX, " (float64: the two Gamma draws of a Beta draw must sum to a finite number)"
+        )
+        if self._probs is not None and (self._probs > 0).sum() < 2:
+            raise ValueError(
+                "class_weights must give at least two classes a positive weight: a GeMix draw blends two distinct classes"
+            )
+
+    def _draw(self, b, rng, primary):
+        k = self.num_classes
+        i = _primary_classes(primary, rng, self._probs, k, b)
+        j = _choose_other_classes(rng, self._probs, i, k)
+        y1 = _dirichlet_biased(rng, i, k, self.alpha_hi, self.alpha_lo)
+        y2 = _dirichlet_biased(rng, j, k, self.alpha_hi, self.alpha_lo)
+        lam = rng.beta(self.beta, self.beta, size=b)
+        labels = lam[:, None] * y1 + (1.0 - lam[:, None]) * y2
+        return labels, {"classes": np.stack([i, j], 1), "lam": lam.astype(np.float32)}
+
+    def params(self):
+        return {**super().params(), "beta": self.beta}
 
 
 def gemix_code_sampler(

@@ -16,10 +16,11 @@ import torch
 from torch import nn
 
 from gemix_monai.networks.labels import as_soft_labels
-from gemix_monai.utils import atomic_torch_save, plain_data, safe_torch_load
+from gemix_monai.utils import atomic_torch_save, check_truncation_psi, plain_data, safe_torch_load
 
 __all__ = [
     "ConditionalGeneratorBase",
+    "SamplingTemplate",
     "GeneratorShape",
     "check_seed_value",
     "check_batch_size",
@@ -156,7 +157,103 @@ class GeneratorShape:
         return (self.img_channels, self.img_resolution, self.img_resolution)
 
 
-class ConditionalGeneratorBase(GeneratorShape, nn.Module):
+class SamplingTemplate(GeneratorShape):
+    """The one ``generate()`` of every generator family (docs/design.md, "A generator family"): the checks of ψ,
+    ``noise_mode``, ``seed``, ``batch_size`` and the family's options, the labels and latents, the batching loop
+    (under the seed's RNG, in eval mode where the family asks for it) and the finite check of the output. A family
+    fills in :meth:`_sample` (one batch) and, when it takes other options or treats ψ differently,
+    :meth:`_sampling_options`.
+    """
+
+    #: ``generate`` switches the network to eval mode for the sampling (restored afterwards)
+    generate_in_eval_mode = True
+
+    def _sampling_options(self, truncation_psi, noise_mode, options: dict) -> tuple[float, dict]:
+        """``(checked ψ, the options of :meth:`_sample`)``; by default any option is an error naming it."""
+        if options:
+            raise TypeError(f"{type(self).__name__}.generate got unknown options {sorted(options)}")
+        return check_truncation_psi(truncation_psi), {}
+
+    def _sample(self, z: torch.Tensor, labels: torch.Tensor, truncation_psi: float, noise_mode: str, **options):
+        """Images ``[B, C, R, R]`` for latents ``z [B, z_dim]`` and soft labels ``[B, K]`` on the network's device."""
+        raise NotImplementedError
+
+    def _device(self, device) -> torch.device:
+        if device is not None:
+            self.to(torch.device(device))
+        return next(self.parameters()).device
+
+    @torch.no_grad()
+    def generate(
+        self,
+        soft_labels,
+        z: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        noise_mode: str = "const",
+        batch_size: int = 64,
+        device=None,
+        seed: int | None = None,
+        **options,
+    ) -> torch.Tensor:
+        """Images for a batch of soft labels, in the training intensity range [-1, 1].
+
+        Args:
+            soft_labels: [N, K] tensor, array or list of rows, each on the probability simplex
+                (entries >= 0 summing to 1; a one-hot row is a hard label).
+            z: latents [N, z_dim]; default drawn from N(0, I) (with ``seed`` if given).
+            truncation_psi: ψ < 1 trades diversity for fidelity (the family decides how). Default 1.
+            noise_mode: ``"const"`` (default: the same z gives the same image), ``"random"`` or ``"none"`` (families
+                without per-layer noise accept it and ignore it).
+            batch_size: images per forward pass (memory bound); the result does not depend on it.
+            device: where to run (the generator is moved there); default where its parameters are.
+            seed: seeds ``z`` (when not given) and every random draw of the sampling, for reproducible output.
+            options: the family's own sampling options (e.g. the diffusion model's ``num_inference_steps``).
+
+        Returns:
+            float32 tensor [N, img_channels, R, R] on ``device``, clamped to [-1, 1].
+
+        Raises:
+            ValueError: a row off the simplex or of the wrong length (the message names the row), ``z`` of the wrong
+                shape, a bad ``noise_mode`` or ``batch_size``, a NaN/inf ``truncation_psi``, a ``seed`` outside
+                ``[0, 2**32)``, or an output with NaN/inf values. TypeError: an option the family does not take.
+        """
+        truncation_psi, step_options = self._sampling_options(truncation_psi, noise_mode, options)
+        seed, batch_size = check_seed_value(seed), check_batch_size(batch_size)
+        device = self._device(device)
+        labels, z = labels_and_latents(soft_labels, z, seed, self.c_dim, self.z_dim)
+        was_training = self.training
+        if self.generate_in_eval_mode:
+            self.eval()
+        try:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], enabled=seed is not None):
+                if seed is not None:
+                    torch.manual_seed(seed)
+                images = [
+                    self._sample(
+                        z[i : i + batch_size].to(device=device, dtype=torch.float32),
+                        labels[i : i + batch_size].to(device),
+                        truncation_psi,
+                        noise_mode,
+                        **step_options,
+                    )
+                    for i in range(0, labels.shape[0], batch_size)
+                ]
+        finally:
+            if self.generate_in_eval_mode:
+                self.train(was_training)
+        if not images:
+            return torch.empty(0, *self.image_shape, device=device)
+        out = torch.cat(images)
+        # The clamp below would turn inf into a saturated image and keep NaN: refuse both (one sync per call).
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError(
+                f"the generator produced NaN/inf values (truncation_psi={truncation_psi!r}); a finite "
+                "truncation_psi of moderate size and a checkpoint with finite weights give finite images"
+            )
+        return out.clamp_(-1, 1).to(torch.float32)
+
+
+class ConditionalGeneratorBase(SamplingTemplate, nn.Module):
     """Base of the non-StyleGAN families: ``c_dim``/``num_classes``, ``class_names``, ``img_resolution``,
     ``img_channels``, ``image_shape``, ``z_dim``, ``contract``, ``init_kwargs``, and checkpoint I/O.
 
@@ -181,27 +278,6 @@ class ConditionalGeneratorBase(GeneratorShape, nn.Module):
         self.init_kwargs = plain_data({**init_kwargs, "class_names": list(class_names)}, "init_kwargs")
         #: classes + preprocessing of the data it was trained on (a dict, docs/data.md), or None
         self.contract = None
-
-    # -- generate helpers --------------------------------------------------------------------------
-    def _labels_and_latents(self, soft_labels, z, seed, device):
-        labels, z = labels_and_latents(soft_labels, z, seed, self.c_dim, self.z_dim)
-        return labels.to(device), z.to(device=device, dtype=torch.float32)
-
-    def _device(self, device) -> torch.device:
-        if device is not None:
-            self.to(torch.device(device))
-        return next(self.parameters()).device
-
-    @staticmethod
-    def _finish(images: list[torch.Tensor], n: int, shape, device) -> torch.Tensor:
-        if not images:
-            return torch.empty(0, *shape, device=device)
-        out = torch.cat(images)
-        if not bool(torch.isfinite(out).all()):
-            raise ValueError(
-                "the generator produced NaN/inf values; a checkpoint with finite weights gives finite images"
-            )
-        return out.clamp_(-1, 1).to(torch.float32)
 
     # -- checkpoints -------------------------------------------------------------------------------
     def save_checkpoint(self, path: str | os.PathLike, *, extra: dict | None = None) -> str:

@@ -19,9 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from gemix_monai.networks.conditional_base import ConditionalGeneratorBase, check_batch_size, check_seed_value
+from gemix_monai.networks.conditional_base import ConditionalGeneratorBase
 from gemix_monai.networks.labels import as_soft_labels
-from gemix_monai.utils import check_truncation_psi
 
 __all__ = [
     "DCGAN_FORMAT",
@@ -113,36 +112,8 @@ class DCGANGenerator(ConditionalGeneratorBase):
         x = torch.cat([z * truncation_psi, self.embed(c)], dim=1)
         return torch.tanh(self.net(x))
 
-    @torch.no_grad()
-    def generate(
-        self,
-        soft_labels,
-        z: torch.Tensor | None = None,
-        truncation_psi: float = 1.0,
-        noise_mode: str = "const",
-        batch_size: int = 64,
-        device=None,
-        seed: int | None = None,
-        **options,
-    ) -> torch.Tensor:
-        """Images ``[N, C, R, R]`` in [-1, 1] for soft labels ``[N, K]`` (rows on the simplex); deterministic for a
-        given ``seed`` or ``z``. Unknown ``options`` are an error naming them."""
-        if options:
-            raise TypeError(f"DCGANGenerator.generate got unknown options {sorted(options)}")
-        truncation_psi = check_truncation_psi(truncation_psi)
-        seed, batch_size = check_seed_value(seed), check_batch_size(batch_size)
-        dev = self._device(device)
-        labels, z = self._labels_and_latents(soft_labels, z, seed, dev)
-        was_training = self.training
-        self.eval()
-        try:
-            images = [
-                self(z[i : i + batch_size], labels[i : i + batch_size], truncation_psi, check_labels=False)
-                for i in range(0, labels.shape[0], batch_size)
-            ]
-        finally:
-            self.train(was_training)
-        return self._finish(images, labels.shape[0], self.image_shape, dev)
+    def _sample(self, z, labels, truncation_psi, noise_mode):
+        return self(z, labels, truncation_psi, check_labels=False)
 
 
 class DCGANDiscriminator(nn.Module):

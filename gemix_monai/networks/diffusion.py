@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
-from gemix_monai.networks.conditional_base import ConditionalGeneratorBase, check_batch_size, check_seed_value
+from gemix_monai.networks.conditional_base import ConditionalGeneratorBase
 
 __all__ = [
     "DIFFUSION_FORMAT",
@@ -167,23 +167,11 @@ class ConditionalDiffusionGenerator(ConditionalGeneratorBase):
         ctx = torch.zeros(x.shape[0], 1, self.c_dim, device=x.device, dtype=x.dtype) if c is None else self.context(c)
         return self.unet(x, timesteps=timesteps, context=ctx)
 
-    @torch.no_grad()
-    def generate(
-        self,
-        soft_labels,
-        z: torch.Tensor | None = None,
-        truncation_psi: float = 1.0,
-        noise_mode: str = "const",
-        batch_size: int = 64,
-        device=None,
-        seed: int | None = None,
-        num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
-        **options,
-    ) -> torch.Tensor:
-        """Images ``[N, C, R, R]`` in [-1, 1] by DDIM (η = 0) from ``x_T = z.view(N, C, R, R)`` (drawn with ``seed``
-        when not given). ``truncation_psi`` other than 1 is refused (a diffusion model has no truncation);
+    def _sampling_options(self, truncation_psi, noise_mode, options: dict) -> tuple[float, dict]:
+        """``num_inference_steps`` (DDIM steps, default the model's) and ``guidance_scale`` (classifier-free guidance,
+        default the model's); ``truncation_psi`` other than 1 is refused (a diffusion model has no truncation);
         ``noise_mode`` is accepted for the common interface (DDIM with η = 0 adds no noise)."""
+        steps, scale = options.pop("num_inference_steps", None), options.pop("guidance_scale", None)
         if options:
             raise TypeError(f"ConditionalDiffusionGenerator.generate got unknown options {sorted(options)}")
         if float(truncation_psi) != 1.0:
@@ -191,35 +179,23 @@ class ConditionalDiffusionGenerator(ConditionalGeneratorBase):
                 f"truncation_psi={truncation_psi!r}: a diffusion generator has no truncation (use 1.0; "
                 "guidance_scale trades diversity for fidelity instead)"
             )
-        seed, batch_size = check_seed_value(seed), check_batch_size(batch_size)
-        scale = self.guidance_scale if guidance_scale is None else _check_scale(guidance_scale)
+        scale = self.guidance_scale if scale is None else _check_scale(scale)
+        return 1.0, {"scheduler": self.sample_scheduler(steps), "scale": scale}
+
+    def _sample(self, z, labels, truncation_psi, noise_mode, scheduler, scale):
+        """DDIM (η = 0) from ``x_T = z.view(B, C, R, R)``."""
         from monai.inferers import DiffusionInferer
 
-        dev = self._device(device)
-        labels, z = self._labels_and_latents(soft_labels, z, seed, dev)
-        scheduler = self.sample_scheduler(num_inference_steps)
-        inferer = DiffusionInferer(scheduler)
-        was_training = self.training
-        self.eval()
-        images = []
-        try:
-            for i in range(0, labels.shape[0], batch_size):
-                noise = z[i : i + batch_size].reshape(-1, *self.image_shape)
-                images.append(
-                    inferer.sample(
-                        noise,
-                        self.unet,
-                        scheduler,
-                        conditioning=self.context(labels[i : i + batch_size]),
-                        mode="crossattn",
-                        verbose=False,
-                        cfg=None if scale == 1.0 else scale,
-                        cfg_fill_value=0.0,
-                    )
-                )
-        finally:
-            self.train(was_training)
-        return self._finish(images, labels.shape[0], self.image_shape, dev)
+        return DiffusionInferer(scheduler).sample(
+            z.reshape(-1, *self.image_shape),
+            self.unet,
+            scheduler,
+            conditioning=self.context(labels),
+            mode="crossattn",
+            verbose=False,
+            cfg=None if scale == 1.0 else scale,
+            cfg_fill_value=0.0,
+        )
 
 
 def diffusion_preset(name: str = "tiny") -> dict:

@@ -9,16 +9,13 @@ import torch
 from torch import nn
 
 from gemix_monai.networks.conditional_base import (
-    GeneratorShape,
-    check_batch_size,
+    SamplingTemplate,
     check_class_names,
-    check_seed_value,
-    labels_and_latents,
     load_checkpoint_dict,
     rebuild_generator,
     save_generator_checkpoint,
 )
-from gemix_monai.networks.mapping import MappingNetwork, check_truncation_psi
+from gemix_monai.networks.mapping import MappingNetwork
 from gemix_monai.networks.synthesis import NOISE_MODES, SynthesisNetwork
 from gemix_monai.utils import plain_data
 
@@ -31,7 +28,7 @@ TRAINING_FORMAT_PREFIX = "gemix-gan-training/"
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
 
 
-class Generator(GeneratorShape, nn.Module):
+class Generator(SamplingTemplate, nn.Module):
     """Class-conditional StyleGAN2 generator: ``G(z, c)`` with ``c`` any point of the label simplex.
 
     Args:
@@ -142,72 +139,16 @@ class Generator(GeneratorShape, nn.Module):
     # ------------------------------------------------------------------------------------------
     # User API
 
-    @torch.no_grad()
-    def generate(
-        self,
-        soft_labels,
-        z: torch.Tensor | None = None,
-        truncation_psi: float = 1.0,
-        noise_mode: str = "const",
-        batch_size: int = 64,
-        device: torch.device | str | None = None,
-        seed: int | None = None,
-    ) -> torch.Tensor:
-        """Images for a batch of soft labels, in the training intensity range [-1, 1].
+    #: the EMA generator samples in the mode it is in (training's sample grids and audits use it as it is)
+    generate_in_eval_mode = False
 
-        Args:
-            soft_labels: [N, K] tensor, array or list of rows, each on the probability simplex
-                (entries >= 0 summing to 1; a one-hot row is a hard label).
-            z: latents [N, z_dim]; default drawn from N(0, I) (with ``seed`` if given).
-            truncation_psi: ψ < 1 trades diversity for fidelity (``w_avg + ψ(w − w_avg)``). Default 1.
-            noise_mode: ``"const"`` (default: the same z gives the same image), ``"random"`` or ``"none"``.
-            batch_size: images per forward pass (memory bound); the result does not depend on it.
-            device: where to run (the generator is moved there); default where its parameters are.
-            seed: seeds ``z`` (when not given) and the ``"random"`` noise, for reproducible output.
-
-        Returns:
-            float32 tensor [N, img_channels, R, R] on ``device``, clamped to [-1, 1].
-
-        Raises:
-            ValueError: a row off the simplex or of the wrong length (the message names the row),
-                ``z`` of the wrong shape, a bad ``noise_mode`` or ``batch_size``, a NaN/inf
-                ``truncation_psi``, a ``seed`` outside ``[0, 2**32)``, or an output with NaN/inf values.
-        """
+    def _sampling_options(self, truncation_psi, noise_mode, options: dict) -> tuple[float, dict]:
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-        truncation_psi = check_truncation_psi(truncation_psi)
-        seed, batch_size = check_seed_value(seed), check_batch_size(batch_size)
-        if device is not None:
-            device = torch.device(device)
-            self.to(device)
-        device = next(self.parameters()).device
-        labels, z = labels_and_latents(soft_labels, z, seed, self.c_dim, self.z_dim)
-        n = labels.shape[0]
-        rng_devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=rng_devices, enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(seed)
-            images = [
-                self(
-                    z[i : i + batch_size].to(device=device, dtype=torch.float32),
-                    labels[i : i + batch_size].to(device),
-                    truncation_psi=truncation_psi,
-                    noise_mode=noise_mode,
-                    check_labels=False,
-                )
-                for i in range(0, n, batch_size)
-            ]
-        if not images:
-            return torch.empty(0, self.img_channels, self.img_resolution, self.img_resolution, device=device)
-        # The clamp below would turn inf into a saturated image and keep NaN: refuse both (one sync per call).
-        finite = torch.stack([torch.isfinite(im).all() for im in images]).all()
-        if not bool(finite):
-            raise ValueError(
-                f"the generator produced NaN/inf values (truncation_psi={truncation_psi!r}); a finite "
-                "truncation_psi of moderate size and a checkpoint with finite weights give finite images"
-            )
-        images = [im.clamp_(-1, 1) for im in images]
-        return torch.cat(images).to(torch.float32)
+        return super()._sampling_options(truncation_psi, noise_mode, options)
+
+    def _sample(self, z, labels, truncation_psi, noise_mode):
+        return self(z, labels, truncation_psi=truncation_psi, noise_mode=noise_mode, check_labels=False)
 
     def save_checkpoint(self, path: str | os.PathLike, *, extra: dict | None = None) -> str:
         """Write this generator (architecture, class names, weights) to ``path`` atomically.

@@ -135,14 +135,15 @@ class SynthesisBlock(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        w_dim: int,
+        *,
         resolution: int,
         img_channels: int,
-        use_fp16: bool = False,
-        mixed_precision_dtype: str = "float16",
-        conv_clamp: float | None = None,
-        resample_filter=(1, 3, 3, 1),
+        w_dim: int,
         use_noise: bool = True,
+        use_fp16: bool = False,
+        conv_clamp: float | None = None,
+        mixed_precision_dtype: str = "float16",
+        resample_filter=(1, 3, 3, 1),
     ):
         super().__init__()
         self.in_channels, self.out_channels, self.resolution = int(in_channels), int(out_channels), int(resolution)
@@ -223,13 +224,13 @@ class SynthesisNetwork(nn.Module):
         w_dim: int,
         img_resolution: int,
         img_channels: int,
+        use_noise: bool = True,
         channel_base: int = 32768,
         channel_max: int = 512,
         num_fp16_res: int = 4,
         mixed_precision_dtype: str = "float16",
         conv_clamp: float | None = 256,
         resample_filter=(1, 3, 3, 1),
-        use_noise: bool = True,
     ):
         super().__init__()
         if img_resolution < 4 or img_resolution & (img_resolution - 1):
@@ -251,14 +252,14 @@ class SynthesisNetwork(nn.Module):
             block = SynthesisBlock(
                 channels[res // 2] if res > 4 else 0,
                 channels[res],
-                w_dim=w_dim,
+                use_fp16=num_fp16_res > 0 and res >= fp16_resolution,
                 resolution=res,
                 img_channels=img_channels,
-                use_fp16=num_fp16_res > 0 and res >= fp16_resolution,
-                mixed_precision_dtype=mixed_precision_dtype,
-                conv_clamp=conv_clamp,
-                resample_filter=resample_filter,
+                w_dim=w_dim,
                 use_noise=use_noise,
+                conv_clamp=conv_clamp,
+                mixed_precision_dtype=mixed_precision_dtype,
+                resample_filter=resample_filter,
             )
             self.blocks.append(block)
             self.num_ws += block.num_conv

@@ -17,7 +17,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import warnings
 from pathlib import Path
 
@@ -27,6 +26,8 @@ import torch
 from gemix_monai.mixing import SoftLabelSampler
 from gemix_monai.utils import atomic_write_bytes, atomic_write_json
 
+from .files import CHECKSUMS_NAME, generator_fingerprint, read_checksums, sha256_file
+from .pool import POOL_MANIFEST, write_pool
 from .synthetic import SyntheticDataset
 
 __all__ = ["export_synthetic", "EXPORT_FORMAT", "MANIFEST_NAME", "DATALIST_NAME", "LABELS_CSV_NAME", "CHECKSUMS_NAME"]
@@ -35,9 +36,6 @@ EXPORT_FORMAT = "gemix-synthetic-export/1"
 MANIFEST_NAME = "export.json"
 DATALIST_NAME = "datalist.json"
 LABELS_CSV_NAME = "labels.csv"
-#: sha256 of every exported image, one ``<hex>  images/<name>`` line each (``sha256sum -c`` reads it).
-CHECKSUMS_NAME = "sha256sums.txt"
-_CHECKSUM_LINE = re.compile(r"^([0-9a-f]{64})  (\S.*)$")
 _EXTENSIONS = {"nifti": ".nii.gz", "png": ".png"}
 
 
@@ -88,44 +86,6 @@ def _encode_mask(mask: torch.Tensor, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _read_checksums(path: Path) -> dict[str, str]:
-    """``{relative path: sha256}`` from ``sha256sums.txt``; malformed lines (a torn last append) are skipped."""
-    if not path.is_file():
-        return {}
-    out: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        m = _CHECKSUM_LINE.match(line)
-        if m:
-            out[m.group(2)] = m.group(1)
-    return out
-
-
-def _generator_fingerprint(generator, path: Path | None) -> str:
-    """sha256 of the checkpoint file, or of the module's state (names, shapes, values)."""
-    h = hashlib.sha256()
-    if path is not None:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
-    if isinstance(generator, torch.nn.Module):
-        for name, t in generator.state_dict().items():
-            h.update(name.encode())
-            h.update(str(tuple(t.shape)).encode())
-            h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-        return h.hexdigest()
-    h.update(repr((type(generator).__qualname__, generator.c_dim, generator.z_dim)).encode())
-    return h.hexdigest()
-
-
 def export_synthetic(
     generator,
     sampler: SoftLabelSampler,
@@ -157,8 +117,6 @@ def export_synthetic(
             ``train_classifier(synthetic_pool=...)`` and ``compare`` draw from.
     """
     if fmt == "npy":  # a synthetic pool (docs/mixing.md, "Synthetic pools")
-        from .pool import POOL_MANIFEST, write_pool
-
         if per_class is not None:
             raise ValueError("a synthetic pool (fmt='npy') is drawn with num_images, not per_class")
         pool = write_pool(
@@ -185,12 +143,27 @@ def export_synthetic(
         batch_size=batch_size,
         device=device,
     )
-    from gemix_monai.generators.protocol import generate_pairs, mask_channels_of
+    from gemix_monai.generators.protocol import mask_channels_of
 
     mask_channels = mask_channels_of(dataset.generator)
     out = Path(out_dir)
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
+    _claim_folder(out, _manifest(dataset, sampler, seed, per_class, fmt, truncation_psi, mask_channels))
+    # Temporary files of an interrupted run are never complete: remove them.
+    for stale in images_dir.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+    ext = _EXTENSIONS[fmt]
+    items = [
+        (f"synth_{i:06d}{ext}",) + ((f"synth_{i:06d}_mask{ext}",) if mask_channels else ()) for i in range(len(dataset))
+    ]
+    sums, todo = _verified_files(out, items)
+    _write_items(dataset, out, items, todo, sums, fmt, batch_size, device, progress, mask_channels)
+    return _write_index(dataset, sampler, seed, out, items, mask_channels)
+
+
+def _manifest(dataset, sampler, seed, per_class, fmt, truncation_psi, mask_channels) -> dict:
+    """``export.json``: every setting that decides the files (compared on re-runs)."""
     manifest = {
         "format": EXPORT_FORMAT,
         "sampler": sampler.params(),
@@ -202,7 +175,7 @@ def export_synthetic(
         "class_names": dataset.class_names,
         "generator": {
             "checkpoint": str(dataset.generator_path) if dataset.generator_path else None,
-            "sha256": _generator_fingerprint(dataset.generator, dataset.generator_path),
+            "sha256": generator_fingerprint(dataset.generator, dataset.generator_path),
             "c_dim": dataset.c_dim,
             "z_dim": dataset.z_dim,
             "image_shape": list(dataset.image_shape),
@@ -210,59 +183,67 @@ def export_synthetic(
     }
     if mask_channels:
         manifest["mask_channels"] = mask_channels
+    return manifest
+
+
+def _claim_folder(out: Path, manifest: dict) -> None:
+    """Write ``export.json``, or refuse a folder whose ``export.json`` records other settings (listing them)."""
     manifest_path = out / MANIFEST_NAME
-    if manifest_path.exists():
-        try:
-            previous = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{manifest_path} is not valid JSON ({e}); remove it or export to another folder") from e
-        comparable = {k: v for k, v in manifest.items() if k != "generator"}
-        comparable["generator"] = {k: v for k, v in manifest["generator"].items() if k != "checkpoint"}
-        prev_cmp = {k: v for k, v in previous.items() if k != "generator"}
-        prev_cmp["generator"] = {k: v for k, v in previous.get("generator", {}).items() if k != "checkpoint"}
-        differs = sorted(k for k in set(comparable) | set(prev_cmp) if comparable.get(k) != prev_cmp.get(k))
-        if differs:
-            detail = "; ".join(f"{k}: folder has {prev_cmp.get(k)!r}, asked for {comparable.get(k)!r}" for k in differs)
-            raise ValueError(
-                f"{out} already holds an export made with different settings ({detail}); "
-                "export to a new folder or delete the old one"
-            )
-    else:
+    if not manifest_path.exists():
         atomic_write_json(manifest_path, manifest)
+        return
+    try:
+        previous = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{manifest_path} is not valid JSON ({e}); remove it or export to another folder") from e
 
-    # Temporary files of an interrupted run are never complete: remove them.
-    for stale in images_dir.glob(".*.tmp"):
-        stale.unlink(missing_ok=True)
+    def comparable(m: dict) -> dict:  # the checkpoint's path may move; its sha256 may not
+        return {**m, "generator": {k: v for k, v in m.get("generator", {}).items() if k != "checkpoint"}}
 
-    ext = _EXTENSIONS[fmt]
-    names = [f"synth_{i:06d}{ext}" for i in range(len(dataset))]
-    mask_names = [f"synth_{i:06d}_mask{ext}" for i in range(len(dataset))] if mask_channels else []
+    now, before = comparable(manifest), comparable(previous)
+    differs = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+    if differs:
+        detail = "; ".join(f"{k}: folder has {before.get(k)!r}, asked for {now.get(k)!r}" for k in differs)
+        raise ValueError(
+            f"{out} already holds an export made with different settings ({detail}); "
+            "export to a new folder or delete the old one"
+        )
+
+
+def _verified_files(out: Path, items: list[tuple[str, ...]]) -> tuple[dict[str, str], set[int]]:
+    """``(sha256 of every intact file by relative path, indices of the items to (re)generate)``: an item is its
+    image and, for an image–mask generator, its mask, written together. Damaged files are named in a warning."""
+    images_dir = out / "images"
     checksums_path = out / CHECKSUMS_NAME
-    recorded = _read_checksums(checksums_path)
+    recorded = read_checksums(checksums_path)
     sums: dict[str, str] = {}
-    missing, damaged, unrecorded = [], [], []
-    for i, name in enumerate(names):
-        # an item is its image and, for an image–mask generator, its mask: both are written together
-        for file in (name, mask_names[i]) if mask_channels else (name,):
+    todo, damaged = set(), set()
+    for i, files in enumerate(items):
+        for file in files:
             rel = f"images/{file}"
-            if not (images_dir / file).is_file():
-                missing.append(i)
-            elif rel not in recorded:
-                unrecorded.append(i)  # renamed into place, then killed before its checksum was appended
-            elif _sha256_file(images_dir / file) != recorded[rel]:
-                damaged.append(i)
+            if not (images_dir / file).is_file() or rel not in recorded:
+                todo.add(i)  # missing, or renamed into place and killed before its checksum was appended
+            elif sha256_file(images_dir / file) != recorded[rel]:
+                damaged.add(i)
             else:
                 sums[rel] = recorded[rel]
-    damaged = sorted(set(damaged))
     if damaged:
-        shown = ", ".join(str(images_dir / names[i]) for i in damaged[:10])
+        shown = ", ".join(str(images_dir / items[i][0]) for i in sorted(damaged)[:10])
         more = f" and {len(damaged) - 10} more" if len(damaged) > 10 else ""
         warnings.warn(
             f"export_synthetic: {len(damaged)} file(s) in {out} do not match the checksum recorded in "
             f"{checksums_path.name} (damaged, truncated or replaced) and are regenerated: {shown}{more}",
-            stacklevel=2,
+            stacklevel=3,
         )
-    todo = set(missing + damaged + unrecorded)
+    return sums, todo | damaged
+
+
+def _write_items(dataset, out: Path, items, todo: set[int], sums: dict, fmt, batch_size, device, progress, masks):
+    """Generate and write the items in ``todo``, appending each file's sha256 as soon as it is in place; then
+    rewrite ``sha256sums.txt`` with one line per file, in order (dropping superseded lines)."""
+    from gemix_monai.generators.protocol import generate_pairs
+
+    checksums_path = out / CHECKSUMS_NAME
     # Generate whole aligned chunks [c*batch_size, (c+1)*batch_size), as a fresh run does, and write only the files
     # needed: float results depend on the batch a sample is computed in, so this regenerates the same bytes.
     steps = sorted({i // batch_size for i in todo})
@@ -272,42 +253,42 @@ def export_synthetic(
         steps = tqdm(steps, desc=f"export to {out}", unit="batch")
     with open(checksums_path, "a", encoding="utf-8") as record:
         for c in steps:
-            chunk = list(range(c * batch_size, min((c + 1) * batch_size, len(names))))
-            if mask_channels:
+            chunk = list(range(c * batch_size, min((c + 1) * batch_size, len(items))))
+            if masks:
                 # the same labels, latents and options as dataset.generate(chunk), so the images are the same
                 chunk_labels, chunk_z = dataset.labels_and_latents(chunk)
                 options = {"z": chunk_z, "truncation_psi": dataset.truncation_psi, "noise_mode": "const"}
                 options.update({"batch_size": dataset.batch_size, **({"device": device} if device is not None else {})})
-                images, masks = (t.cpu() for t in generate_pairs(dataset.generator, chunk_labels, **options))
+                images, mask_batch = (t.cpu() for t in generate_pairs(dataset.generator, chunk_labels, **options))
             else:
                 images, _ = dataset.generate(chunk)
             for n, i in enumerate(chunk):
                 if i not in todo:
                     continue
-                files = [(names[i], _encode(images[n], fmt))]
-                if mask_channels:
-                    files.append((mask_names[i], _encode_mask(masks[n], fmt)))
-                for file, data in files:
-                    atomic_write_bytes(images_dir / file, data)
+                data = [_encode(images[n], fmt)] + ([_encode_mask(mask_batch[n], fmt)] if masks else [])
+                for file, payload in zip(items[i], data):
+                    atomic_write_bytes(out / "images" / file, payload)
                     rel = f"images/{file}"
-                    sums[rel] = hashlib.sha256(data).hexdigest()
+                    sums[rel] = hashlib.sha256(payload).hexdigest()
                     record.write(f"{sums[rel]}  {rel}\n")
                 record.flush()
-    # One line per file, in order (drops superseded lines of regenerated files).
-    every_file = [f for i in range(len(names)) for f in ((names[i], mask_names[i]) if mask_channels else (names[i],))]
-    atomic_write_bytes(checksums_path, "".join(f"{sums[f'images/{n}']}  images/{n}\n" for n in every_file).encode())
+    lines = "".join(f"{sums[f'images/{f}']}  images/{f}\n" for files in items for f in files)
+    atomic_write_bytes(checksums_path, lines.encode())
 
+
+def _write_index(dataset, sampler, seed, out: Path, items, mask_channels) -> Path:
+    """``labels.csv`` and ``datalist.json`` of the export; returns the datalist's path."""
     labels, _ = dataset.labels_and_latents(range(len(dataset)))
     rows = labels.tolist()
     datalist = {
         "class_names": dataset.class_names,
         "training": [
             {
-                "image": f"images/{names[i]}",
-                **({"mask": f"images/{mask_names[i]}"} if mask_channels else {}),
+                "image": f"images/{files[0]}",
+                **({"mask": f"images/{files[1]}"} if mask_channels else {}),
                 "label": rows[i],
             }
-            for i in range(len(dataset))
+            for i, files in enumerate(items)
         ],
         "sampler": sampler.params(),
         "seed": int(seed),
@@ -316,8 +297,8 @@ def export_synthetic(
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["image", *dataset.class_names])
-    for i in range(len(dataset)):
-        writer.writerow([f"images/{names[i]}", *(f"{v:.8g}" for v in rows[i])])
+    for i, files in enumerate(items):
+        writer.writerow([f"images/{files[0]}", *(f"{v:.8g}" for v in rows[i])])
     atomic_write_bytes(out / LABELS_CSV_NAME, buf.getvalue().encode())
     datalist_path = out / DATALIST_NAME
     atomic_write_bytes(datalist_path, (json.dumps(datalist, indent=1) + "\n").encode())

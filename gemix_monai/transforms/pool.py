@@ -28,14 +28,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from gemix_monai.mixing import SoftLabelSampler
 from gemix_monai.mixing.samplers import as_rng, check_seed
 from gemix_monai.utils import atomic_write_bytes, atomic_write_json, plain_data
 
-from .export import CHECKSUMS_NAME, _read_checksums, _sha256_file
-from .synthetic import SyntheticDataset
+from .files import CHECKSUMS_NAME, generator_fingerprint, read_checksums, sha256_file
+from .synthetic import GeneratedItems, SyntheticDataset
 
 __all__ = ["POOL_FORMAT", "POOL_MANIFEST", "SyntheticPool", "PoolSyntheticDataset", "PoolSource", "write_pool"]
 
@@ -51,9 +50,7 @@ def _generator_description(dataset: SyntheticDataset) -> dict:
 
         record = generator_record(dataset.generator_path)
         return {k: record[k] for k in ("path", "sha256", "format", "family", "training", "selection")}
-    from .export import _generator_fingerprint
-
-    return {"path": None, "sha256": _generator_fingerprint(dataset.generator, None), "format": None, "family": None}
+    return {"path": None, "sha256": generator_fingerprint(dataset.generator, None), "format": None, "family": None}
 
 
 def write_pool(
@@ -115,7 +112,7 @@ def write_pool(
             if previous_path.name == POOL_MANIFEST:
                 return SyntheticPool(out)
     atomic_write_json(partial, settings)
-    recorded = _read_checksums(out / CHECKSUMS_NAME)
+    recorded = read_checksums(out / CHECKSUMS_NAME)
     n_chunks = -(-int(num_images) // batch_size)
     names = [f"images/chunk_{c:06d}.npy" for c in range(n_chunks)]
     steps = range(n_chunks)
@@ -128,7 +125,7 @@ def write_pool(
     with open(out / CHECKSUMS_NAME, "a", encoding="utf-8") as record:
         for c in steps:
             path = out / names[c]
-            if names[c] in recorded and path.is_file() and _sha256_file(path) == recorded[names[c]]:
+            if names[c] in recorded and path.is_file() and sha256_file(path) == recorded[names[c]]:
                 sums[names[c]] = recorded[names[c]]
                 continue
             idx = list(range(c * batch_size, min((c + 1) * batch_size, int(num_images))))
@@ -201,7 +198,7 @@ class SyntheticPool:
             file = self.folder / name
             if not file.is_file():
                 raise FileNotFoundError(f"synthetic pool {self.folder}: {name} is missing")
-            if verify and _sha256_file(file) != digest:
+            if verify and sha256_file(file) != digest:
                 raise ValueError(f"synthetic pool {self.folder}: {name} does not match its recorded sha256 (damaged)")
         chunks = [np.load(self.folder / n, allow_pickle=False) for n in manifest["chunks"]]
         self.images = torch.from_numpy(np.concatenate(chunks)) if chunks else torch.empty(0)
@@ -262,7 +259,7 @@ class SyntheticPool:
                 from gemix_monai.generators.protocol import preferred_generator
 
                 file = preferred_generator(generator)
-                digest = _sha256_file(Path(file))
+                digest = sha256_file(Path(file))
                 where = f"{file} (sha256 {digest[:12]}…)"
             else:
                 digest, where = str(generator_sha256), f"sha256 {str(generator_sha256)[:12]}…"
@@ -296,7 +293,7 @@ def _contract_core(contract: Mapping) -> dict:
     return plain_data({"class_names": list(contract.get("class_names") or []), "preprocessing": pre}, "contract")
 
 
-class PoolSyntheticDataset(Dataset):
+class PoolSyntheticDataset(GeneratedItems):
     """``num_images`` items per epoch drawn without replacement from a :class:`SyntheticPool`, in an order that is a
     pure function of ``(seed, epoch)``; the interface of :class:`~gemix_monai.transforms.SyntheticDataset` that
     :class:`~gemix_monai.transforms.RealSyntheticDataset` uses (``c_dim``, ``set_epoch``, ``generate(indices)``).
@@ -340,13 +337,6 @@ class PoolSyntheticDataset(Dataset):
     def generate(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         rows = torch.from_numpy(self._indices(indices))
         return self.pool.images[rows].clone(), self.pool.labels[rows].clone()
-
-    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
-        images, labels = self.generate(indices)
-        return [{"image": images[n], "label": labels[n]} for n in range(labels.shape[0])]
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.__getitems__([int(index)])[0]
 
 
 class PoolSource:

@@ -128,7 +128,22 @@ def _generate(
     return images.float()
 
 
-class SyntheticDataset(Dataset):
+class GeneratedItems(Dataset):
+    """Items ``{"image", "label"}`` of a dataset that makes them in batches with ``generate(indices) -> (images [B, C,
+    R, R], soft labels [B, K])``: a ``DataLoader`` fetching a whole batch calls ``__getitems__`` once."""
+
+    def generate(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+        images, labels = self.generate(indices)
+        return [{"image": images[n], "label": labels[n]} for n in range(labels.shape[0])]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.__getitems__([int(index)])[0]
+
+
+class SyntheticDataset(GeneratedItems):
     """``{"image": [C, R, R] float32 in [-1, 1], "label": [K] float32 soft label}`` items drawn from a generator.
 
     Args:
@@ -273,13 +288,6 @@ class SyntheticDataset(Dataset):
         ]
         images = torch.cat(chunks) if chunks else torch.empty((0, *self.image_shape))
         return images, labels
-
-    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
-        images, labels = self.generate(indices)
-        return [{"image": images[n], "label": labels[n]} for n in range(labels.shape[0])]
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.__getitems__([int(index)])[0]
 
 
 class RealSyntheticDataset(Dataset):

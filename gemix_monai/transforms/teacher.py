@@ -24,6 +24,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .synthetic import GeneratedItems
+
 __all__ = ["TeacherLabelledSynthetic", "TEACHER_MODES", "deficit_class_weights"]
 
 TEACHER_MODES = ("blend", "filter")
@@ -48,14 +50,14 @@ def _load_teacher(teacher, device):
     if isinstance(teacher, torch.nn.Module):
         return teacher.eval(), {}
     if isinstance(teacher, (str, os.PathLike)):
-        from gemix_monai.engines.classifier import load_classifier
+        from gemix_monai.networks.classifiers import load_classifier
 
         net, info = load_classifier(teacher, device=device or "cpu")
         return net.eval(), info
     raise TypeError(f"teacher must be a classifier checkpoint path or a module, got {type(teacher).__name__}")
 
 
-class TeacherLabelledSynthetic(torch.utils.data.Dataset):
+class TeacherLabelledSynthetic(GeneratedItems):
     """A synthetic dataset whose labels are checked by a teacher classifier (see the module docstring).
 
     Args:
@@ -149,10 +151,3 @@ class TeacherLabelledSynthetic(torch.utils.data.Dataset):
         self.stats["replaced"] += int((passed.any(0) & ~passed[0]).sum())
         self.stats["fallback"] += int(fallback.sum())
         return out_images, out_labels
-
-    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
-        images, labels = self.generate(indices)
-        return [{"image": images[i], "label": labels[i]} for i in range(labels.shape[0])]
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.__getitems__([int(index)])[0]

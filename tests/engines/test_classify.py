@@ -13,8 +13,8 @@ import torch
 from _helpers import error_chain
 from PIL import Image
 
-from gemix_monai.engines.classifier import _classify_transform, classify_folder, find_images
 from gemix_monai.engines.classifier_networks import build_classifier_network
+from gemix_monai.engines.inference import _classify_transform, classify_folder, find_images
 
 NAMES = ["normal", "ground-glass", "consolidation", "effusion"]  # 4 classes: nothing may assume 3
 

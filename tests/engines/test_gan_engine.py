@@ -329,7 +329,7 @@ def test_train_gan_names_unknown_options_and_a_missing_class_count(tmp_path):
 
 
 def test_a_dataloader_is_rebatched_reproducibly_from_its_dataset(data):
-    from gemix_monai.engines.gan import _as_dataset
+    from gemix_monai.engines.global_batch import as_training_dataset as _as_dataset
 
     loader = torch.utils.data.DataLoader(data, batch_size=5, shuffle=True)
     assert _as_dataset(loader) is data

@@ -244,7 +244,7 @@ def test_a_feature_module_needs_its_layer_named(phantoms, tmp_path):
 def test_pictures_show_monai_ordered_images_the_right_way_up():
     import torch
 
-    from gemix_monai.experiments.audit import _display
+    from gemix_monai.experiments.report import display_image as _display
 
     image = torch.zeros(1, 4, 2)  # [C, x, y]: 4 columns wide, 2 rows high
     image[0, :, 0] = 1.0  # the top row of the picture

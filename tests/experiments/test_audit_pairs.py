@@ -10,7 +10,7 @@ from _helpers import train_two_step_generator
 
 from gemix_monai.data.masks import stack_image_mask
 from gemix_monai.engines.segmenter import evaluate_segmenter, train_segmenter
-from gemix_monai.experiments.audit_pairs import _ks, mask_statistics, run_pair_audit
+from gemix_monai.experiments.audit.pairs import _ks, mask_statistics, run_pair_audit
 
 COUNTS = {"counts": [6, 5, 5], "val_counts": [3, 3, 3], "test_counts": [2, 2, 2]}
 FAST = {"feature_epochs": 1, "kid_subsets": 5}

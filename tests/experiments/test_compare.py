@@ -83,8 +83,8 @@ class FakeRunners:
         return {"metrics": metrics, "class_names": CLASSES, "undefined": []}
 
     def install(self, monkeypatch):
-        monkeypatch.setattr(compare, "run_gan_cell", self.gan)
-        monkeypatch.setattr(compare, "run_classifier_cell", self.classifier)
+        monkeypatch.setitem(compare.RUNNERS, "gan", self.gan)
+        monkeypatch.setitem(compare.RUNNERS, "classifier", self.classifier)
         return self
 
 
@@ -155,8 +155,8 @@ def test_resume_recomputes_only_the_unfinished_cells(tiny_compare, tmp_path, mon
         calls.append(Path(cell_dir).relative_to(out / "cells").as_posix())
         return real_runner(config, runtime, cell_dir)
 
-    monkeypatch.setattr(compare, "run_classifier_cell", counting)
-    monkeypatch.setattr(compare, "run_gan_cell", lambda *a: pytest.fail("the finished GAN cell was rerun"))
+    monkeypatch.setitem(compare.RUNNERS, "classifier", counting)
+    monkeypatch.setitem(compare.RUNNERS, "gan", lambda *a: pytest.fail("the finished GAN cell was rerun"))
     result = run_compare(out, **TINY)
     assert sorted(calls) == sorted(lost) and sorted(result.ran) == sorted(lost)
     assert {cid: (out / "cells" / cid / "result.json").stat().st_mtime_ns for cid in kept} == kept
@@ -499,3 +499,20 @@ def test_summary_clips_intervals_to_the_metric_range_and_leaves_undefined_values
     assert "| real | 2 | 0.5050 ± 0.0635 [0.4415, 0.5685] (n=2 too small) |" in md
     assert "0.5360 [0.0000, 1.0000] (clipped; n=2 too small)" in md
     assert "0.2500 (interval undefined)" in md
+
+
+@pytest.mark.slow
+def test_jobs_run_the_cells_in_worker_processes_that_use_this_checkout(tmp_path, tiny_datalist):
+    """--jobs 2: each cell runs in `python -m gemix_monai.experiments.compare --cell-dir ...`, found through the
+    package's explicit runner registry, and the summary covers every cell."""
+    from gemix_monai.experiments.compare import CompareRunOptions, SubprocessExecutor, compare_settings
+
+    settings = compare_settings(strategies=["real"], seeds=2, networks=["tiny"], epochs=1)
+    options = CompareRunOptions(datalist=str(tiny_datalist), jobs=2, device="cpu", verbose=False)
+    assert isinstance(compare.make_executor(options.jobs), SubprocessExecutor)
+    result = run_compare(tmp_path / "run", settings, options)
+    tag = tiny_datalist.parent.name
+    assert sorted(result.ran) == [f"{tag}/tiny/real/s0", f"{tag}/tiny/real/s1"]
+    for cid in result.ran:
+        assert json.loads((tmp_path / "run" / "cells" / cid / "result.json").read_text())["kind"] == "classifier"
+    assert [r["cell_id"] for r in read_csv(tmp_path / "run" / "cells.csv")] == sorted(result.ran)

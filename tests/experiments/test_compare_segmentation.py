@@ -8,8 +8,8 @@ import pytest
 from _helpers import read_csv, write_fake_generator
 from scipy import stats as scipy_stats
 
-from gemix_monai.experiments import compare_segmentation as segcmp
-from gemix_monai.experiments.compare_segmentation import SEGMENTATION_COMPARE_DEFAULTS, run_segmentation_compare
+from gemix_monai.experiments.compare import segmentation as segcmp
+from gemix_monai.experiments.compare.segmentation import SEGMENTATION_COMPARE_DEFAULTS, run_segmentation_compare
 
 COUNTS = {"phantom_counts": (4, 2, 3), "val_counts": (1, 1, 1), "test_counts": (2, 2, 2)}
 ARMS = ("real", "real+synthetic", "genmix", "gemix")
@@ -46,8 +46,8 @@ class FakeRunners:
         return {"metrics": metrics, "class_names": ["cyst", "hemangioma", "metastasis"]}
 
     def install(self, monkeypatch):
-        monkeypatch.setattr(segcmp, "run_pair_gan_cell", self.gan)
-        monkeypatch.setattr(segcmp, "run_segmenter_cell", self.segmenter)
+        monkeypatch.setitem(segcmp.SEGMENTATION_RUNNERS, "pair_gan", self.gan)
+        monkeypatch.setitem(segcmp.SEGMENTATION_RUNNERS, "segmenter", self.segmenter)
         return self
 
 
@@ -191,7 +191,7 @@ def test_a_pair_gan_cell_whose_generator_makes_images_only_fails_naming_it(tmp_p
         )
         return {"generator": "models/generator/generator.pt"}
 
-    monkeypatch.setattr(compare, "run_gan_cell", images_only_gan)
+    monkeypatch.setitem(compare.RUNNERS, "gan", images_only_gan)
     with pytest.raises(ValueError, match=r"generator of cell .*gan-pairs/g0 makes 1 channel\(s\).+1 mask channel"):
         run_segmentation_compare(tmp_path, cell="phantoms/gan-pairs/g0", **FAKE)
 

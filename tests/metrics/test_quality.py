@@ -168,3 +168,34 @@ def test_nearest_neighbours_finds_an_exact_copy():
 def test_nearest_neighbours_refuses_different_item_shapes():
     with pytest.raises(ValueError, match="same item shape"):
         nearest_neighbours(torch.zeros(2, 1, 8, 8), torch.zeros(3, 1, 16, 16))
+
+
+# ---------------------------------------------------------------- density and coverage (issue 19)
+
+
+def test_coverage_of_the_real_set_itself_is_one_and_density_about_one():
+    from gemix_monai.metrics.quality import density_coverage
+
+    real = torch.randn(200, 8, generator=torch.Generator().manual_seed(0))
+    r = density_coverage(real, real, k=3)
+    assert r.coverage == 1.0 and r.density >= 1.0  # each real lies in its own ball and its neighbours'
+
+
+def test_scattered_fakes_do_not_inflate_coverage_as_they_inflate_recall():
+    from gemix_monai.metrics.quality import density_coverage, precision_recall
+
+    g = torch.Generator().manual_seed(1)
+    real = torch.randn(200, 8, generator=g)
+    fakes = torch.randn(14, 8, generator=g) * 6  # few, far-flung samples: huge k-NN balls of their own
+    assert precision_recall(real, fakes, k=3).recall > 0.9
+    dc = density_coverage(real, fakes, k=3)
+    assert dc.coverage < 0.1 and dc.density < 0.1
+
+
+def test_coverage_counts_the_reals_reached_by_a_fake_exactly():
+    from gemix_monai.metrics.quality import density_coverage
+
+    real = torch.tensor([[0.0], [1.0], [2.0], [10.0], [11.0], [12.0]])
+    fake = torch.tensor([[0.1], [0.2]])  # k = 1: radii 1,1,1,1,1,1; both fakes fall in the balls of reals 0 and 1
+    dc = density_coverage(real, fake, k=1)
+    assert dc.coverage == 2 / 6 and dc.density == 4 / 2

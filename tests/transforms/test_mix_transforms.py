@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -95,7 +96,7 @@ def test_soft_mixup_needs_num_classes_for_indices():
 def test_soft_mixupd_agrees_with_the_array_form():
     x, y = _batch(5)
     mask = (x > 0).float()
-    d = SoftMixUpd(keys=("image", "mask"), label_key="label", num_classes=K).set_random_state(11)(
+    d = SoftMixUpd(keys=("image", "mask"), label_keys="label", num_classes=K).set_random_state(11)(
         {"image": x, "mask": mask, "label": y}
     )
     t = SoftMixUp(num_classes=K).set_random_state(11)
@@ -111,7 +112,9 @@ def test_soft_mixupd_rejects_a_single_sample():
 
 def test_soft_mixupd_names_a_missing_label_key():
     with pytest.raises(KeyError, match="'target'"):
-        SoftMixUpd(label_key="target", num_classes=K)({"image": torch.zeros(2, 1, 4, 4), "label": torch.tensor([0, 1])})
+        SoftMixUpd(label_keys="target", num_classes=K)(
+            {"image": torch.zeros(2, 1, 4, 4), "label": torch.tensor([0, 1])}
+        )
 
 
 # ---------------------------------------------------------------- GenMix(d)
@@ -279,3 +282,89 @@ def test_soft_mixup_reads_a_float_label_vector_as_a_batch_of_indices():
     x, _ = _batch(2)
     mx, my = SoftMixUp(num_classes=2).set_random_state(0)(x, torch.tensor([0.0, 1.0]))
     assert my.shape == (2, 2)
+
+
+# ---------------------------------------------------------------- MONAI shape (issue 22): prob, label_keys, NumPy
+
+
+@pytest.mark.parametrize("cls", [SoftMixUp, GenMix])
+def test_prob_zero_passes_the_batch_unchanged_with_soft_labels(cls):
+    x, y = _batch(4)
+    args = (x, y) if cls is SoftMixUp else (x, y, *_synthetic(4))
+    mx, my = cls(num_classes=K, prob=0.0).set_random_state(0)(*args)
+    assert mx is x
+    torch.testing.assert_close(my, to_soft_label(y, K))
+
+
+def test_prob_mixes_about_that_share_of_batches():
+    mixer = SoftMixUp(num_classes=K, prob=0.3).set_random_state(0)
+    x, y = _batch(4)
+    mixed = sum(mixer(x, y)[0] is not x for _ in range(400))
+    assert 90 <= mixed <= 150  # 120 expected; a binomial(400, 0.3) lies in this range with probability > 0.999
+
+
+def test_prob_one_draws_the_same_stream_as_before_prob_existed():
+    from gemix_monai.mixing import blend, sample_mixup_lambda, sample_permutation
+
+    x, y = _batch(8)
+    mx, my = SoftMixUp(num_classes=K).set_random_state(3)(x, y)
+    rng = np.random.RandomState(3)
+    lam, perm = sample_mixup_lambda(8, 0.4, rng), sample_permutation(8, rng)
+    ex, ey = blend(x, to_soft_label(y, K), x[perm], to_soft_label(y, K)[perm], lam)
+    torch.testing.assert_close(mx, ex)
+    torch.testing.assert_close(my, ey)
+
+
+def test_numpy_batches_come_back_as_numpy():
+    x, y = _batch(4)
+    mx, my = SoftMixUp(num_classes=K).set_random_state(0)(x.numpy(), y.numpy())
+    tx, ty = SoftMixUp(num_classes=K).set_random_state(0)(x, y)
+    assert isinstance(mx, np.ndarray) and isinstance(my, np.ndarray)
+    np.testing.assert_allclose(mx, tx.numpy(), rtol=1e-6)
+    sx, sy = _synthetic(4)
+    gx, gy = GenMix(num_classes=K).set_random_state(0)(x.numpy(), y.numpy(), sx.numpy(), sy.numpy())
+    assert isinstance(gx, np.ndarray) and gx.shape == (4, 1, 6, 6) and isinstance(gy, np.ndarray)
+    d = SoftMixUpd(keys="image", label_keys="label", num_classes=K).set_random_state(0)(
+        {"image": x.numpy(), "label": y.numpy()}
+    )
+    assert isinstance(d["image"], np.ndarray) and isinstance(d["label"], np.ndarray)
+
+
+def test_functional_mixes_accept_numpy():
+    from gemix_monai.mixing import blend, pixel_mixup
+
+    x, y = _batch(4)
+    soft = to_soft_label(y, K).numpy()
+    bx, by = blend(x.numpy(), soft, x.numpy()[::-1].copy(), soft[::-1].copy(), 0.5)
+    assert isinstance(bx, np.ndarray) and by.shape == (4, K)
+    px, _ = pixel_mixup(x.numpy(), soft, 0.5, np.arange(4))
+    np.testing.assert_allclose(px, x.numpy(), rtol=1e-6)
+
+
+def test_label_key_is_a_deprecated_alias_of_label_keys():
+    with pytest.warns(DeprecationWarning, match="label_keys"):
+        old = SoftMixUpd(keys="image", label_key="label", num_classes=K)
+    assert old.label_keys == ("label",)
+    with pytest.raises(ValueError, match="not also the deprecated label_key"):
+        GenMixd(label_keys="label", label_key="label")
+    with pytest.raises(ValueError, match="the one label key"):
+        SoftMixUpd(label_keys=("a", "b"))
+
+
+def test_to_soft_labeld_needs_num_classes():
+    with pytest.raises(ValueError, match="num_classes is required"):
+        ToSoftLabeld(keys="label")
+
+
+def test_to_soft_label_equals_monai_asdiscrete_on_class_indices():
+    from monai.transforms import AsDiscrete
+
+    for k in range(K):
+        torch.testing.assert_close(
+            ToSoftLabel(K)(k), AsDiscrete(to_onehot=K)(torch.tensor([k])).float(), check_dtype=False
+        )
+
+
+@pytest.mark.parametrize("cls", [ToSoftLabel, ToSoftLabeld, SoftMixUp, SoftMixUpd, GenMix, GenMixd])
+def test_every_transform_documents_its_arguments(cls):
+    assert "Args:" in cls.__doc__

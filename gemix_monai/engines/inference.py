@@ -1,0 +1,273 @@
+"""Folder classification: every image under a folder through a trained classifier into one CSV.
+
+:func:`classify_folder` is the programmatic twin of the bundle's ``inference.json`` (which ``gemix-monai classify
+INPUT_DIR`` runs): the same image discovery (:func:`find_images`), the same preprocessing (the contract recorded in
+``classifier.json``, :func:`classifier_transform`) and the same CSV writer
+(:func:`gemix_monai.handlers.classifier.write_predictions_csv`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import torch
+from monai.data import DataLoader
+from monai.data import Dataset as MonaiDataset
+
+from gemix_monai.data.contract import contract_of
+from gemix_monai.handlers.classifier import write_predictions_csv
+from gemix_monai.metrics.clinical import validate_class_names
+from gemix_monai.networks.classifiers import CHECKPOINT_INFO_NAME, load_classifier, read_classifier_info
+from gemix_monai.utils import atomic_write_bytes, resolve_device
+
+__all__ = [
+    "DEFAULT_CLASSIFY_PREPROCESSING",
+    "find_images",
+    "classifier_transform",
+    "check_classify_inputs",
+    "classify_datalist",
+    "classify_folder",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Preprocessing of :func:`classify_folder` when ``classifier.json`` records none and the caller gives none
+#: (the bundle's defaults: 32 px, abdomen CT window).
+DEFAULT_CLASSIFY_PREPROCESSING = {"image_size": 32, "hu_window": "abdomen", "intensity": "auto"}
+
+
+def _image_suffixes() -> list[str]:
+    from gemix_monai.data.transforms import IMAGE_SUFFIXES
+
+    return sorted(s for s in IMAGE_SUFFIXES if s)  # "" (suffix-less DICOM) would match every file
+
+
+def find_images(input_dir: str | os.PathLike) -> list[Path]:
+    """Every image under ``input_dir``: :func:`gemix_monai.data.discover_images`, the one rule training, validation and
+    classification share (recursive; suffixes of ``IMAGE_SUFFIXES`` in any letter case, ``.nii.gz`` included, and
+    DICOM files of any name; hidden files and folders, the ``.img`` of an Analyze pair and a mask ``<stem>_mask.<ext>``
+    beside its image ``<stem>.<ext'>`` left out; files that are not images logged; dangling links and loops refused)."""
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"input folder not found: {root}")
+    from gemix_monai.data.discover import discover_images
+
+    return discover_images(root)
+
+
+def _classify_transform(info: Mapping, fallback: Mapping | None = None):
+    """The preprocessing of :func:`classify_folder` for a classifier described by ``info`` (its classifier.json).
+
+    ``info["preprocessing"]`` (a dict of :func:`gemix_monai.data.get_transforms` keyword arguments recorded
+    at training) wins; otherwise ``fallback`` (the caller's settings, e.g. the bundle config's), otherwise
+    :data:`DEFAULT_CLASSIFY_PREPROCESSING`. ``channels`` is the network's ``in_channels`` unless recorded.
+    """
+    from gemix_monai.data import get_transforms
+
+    stored = contract_of(info.get("contract")) if info.get("contract") else None
+    if stored is not None:  # the contract recorded at training (docs/data.md) wins over any setting
+        return stored.preprocessing.transforms(num_classes=len(stored.class_names))
+    recorded = info.get("preprocessing")
+    if recorded is not None and not isinstance(recorded, Mapping):
+        raise ValueError(
+            f"classifier.json 'preprocessing' must be a dict of get_transforms arguments, got {recorded!r}"
+        )
+    kwargs = dict(DEFAULT_CLASSIFY_PREPROCESSING)
+    kwargs.update(fallback or {})
+    kwargs["channels"] = int(info["in_channels"])
+    kwargs.update(recorded or {})
+    return get_transforms(**kwargs)
+
+
+def check_classify_inputs(checkpoint, input_dir, output_csv, *, overwrite: bool = False) -> list[Path]:
+    """What folder classification needs before any work: the checkpoint and its ``classifier.json``, an output CSV
+    that may be written, and at least one image under ``input_dir``; returns the images (:func:`find_images`).
+
+    Raises ``ValueError`` for an unset argument, ``FileExistsError`` for an existing CSV without ``overwrite``,
+    ``FileNotFoundError`` naming a missing folder, checkpoint or ``classifier.json``, ``ValueError`` when the
+    folder holds no supported image (naming it and the suffixes looked for).
+    """
+    for name, value in (("checkpoint", checkpoint), ("input_dir", input_dir), ("output_csv", output_csv)):
+        if value is None:
+            raise ValueError(f"classify: {name} is not set (bundle: set dataset_dir, ckpt_path and predictions_csv)")
+    checkpoint, output_csv = Path(checkpoint), Path(output_csv)
+    if output_csv.exists() and not overwrite:
+        raise FileExistsError(
+            f"{output_csv} already exists; pass overwrite=True (command line: --overwrite) to replace it, "
+            "or choose another output file"
+        )
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"classifier checkpoint not found: {checkpoint}")
+    info_path = checkpoint.with_name(CHECKPOINT_INFO_NAME)
+    if not info_path.is_file():
+        raise FileNotFoundError(
+            f"{info_path} not found: classification takes the network, class count and class names "
+            f"from the {CHECKPOINT_INFO_NAME} that training writes beside {checkpoint.name}"
+        )
+    files = find_images(input_dir)
+    if not files:
+        raise ValueError(
+            f"no images to classify in {input_dir} (searched recursively, any letter case, for "
+            f"{', '.join(_image_suffixes())})"
+        )
+    return files
+
+
+def unreadable_path(output_csv) -> Path:
+    """Where a classification lists the files it could not read: ``<predictions>_unreadable.csv`` beside the CSV."""
+    output_csv = Path(output_csv)
+    return output_csv.with_name(f"{output_csv.stem}_unreadable.csv")
+
+
+def readable_images(files: Sequence[Path], transform, output_csv) -> list[Path]:
+    """The ``files`` that ``transform`` reads and prepares; the others (a zero-byte or truncated image, a text file
+    named like an image, ...) are listed with the reason in :func:`unreadable_path` (removed when all are read), so
+    the images that can be classified still are, and the command then says which could not (docs/data.md)."""
+    from gemix_monai.handlers.classifier import printable_name
+
+    good, bad = [], []
+    for f in files:
+        try:
+            transform({"image": str(f)})
+            good.append(f)
+        except Exception as e:  # noqa: BLE001 - any failure to read one file is reported, not fatal to the rest
+            cause = e
+            while cause.__cause__ is not None:  # MONAI wraps the reader's error in "applying transform ..."
+                cause = cause.__cause__
+            bad.append((printable_name(str(f)), f"{type(cause).__name__}: {cause}".splitlines()[0]))
+    listing = unreadable_path(output_csv)
+    if bad:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["filename", "reason"])
+        writer.writerows(bad)
+        atomic_write_bytes(listing, buf.getvalue().encode())
+        logger.warning("%d of %d files could not be read; listed in %s", len(bad), len(files), listing)
+    else:
+        listing.unlink(missing_ok=True)
+    if not good:
+        raise ValueError(f"none of the {len(files)} files under the input folder could be read (listed in {listing})")
+    return good
+
+
+def classify_datalist(checkpoint, input_dir, output_csv, *, overwrite: bool = False, transform=None) -> list[dict]:
+    """``[{"image": path}, ...]`` of every image :func:`check_classify_inputs` finds (inference.json's datalist); with
+    ``transform``, only those it can read (:func:`readable_images` lists the rest)."""
+    files = check_classify_inputs(checkpoint, input_dir, output_csv, overwrite=overwrite)
+    if transform is not None:
+        files = readable_images(files, transform, output_csv)
+    return [{"image": str(f)} for f in files]
+
+
+def classify_folder(
+    checkpoint: str | os.PathLike,
+    input_dir: str | os.PathLike,
+    output_csv: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    device: str | torch.device | None = None,
+    batch_size: int = 32,
+    transform: Callable | None = None,
+    preprocessing: Mapping | None = None,
+) -> Path:
+    """Classify every image under ``input_dir`` with ``checkpoint`` (``model.pt`` + ``classifier.json``); write a CSV.
+
+    The CSV has a header ``filename, predicted_class, p(<class name>)...`` (one probability column per class of
+    the checkpoint, softmax, in label order) and one row per image, ``filename`` relative to ``input_dir``. Images are
+    found by :func:`find_images`; the class count, names, input channels and network come from ``classifier.json``.
+
+    Args:
+        transform: preprocessing of ``{"image": path}`` items; default :func:`_classify_transform` (the record in
+            ``classifier.json``, else ``preprocessing`` — ``get_transforms`` keyword arguments — else the defaults).
+        overwrite: replace an existing ``output_csv`` (otherwise a ``FileExistsError`` naming it).
+
+    Raises ``FileNotFoundError`` for a missing folder, checkpoint or ``classifier.json``, ``FileExistsError`` for an
+    existing CSV without ``overwrite``, ``ValueError`` when the folder holds no supported image (naming it and the
+    suffixes looked for) or the checkpoint does not fit its description. Files that cannot be read are left out and
+    listed with the reason in ``<output stem>_unreadable.csv`` (:func:`readable_images`); the CSV of the others is
+    written atomically at the end.
+    """
+    files = check_classify_inputs(checkpoint, input_dir, output_csv, overwrite=overwrite)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    checkpoint, input_dir, output_csv = Path(checkpoint), Path(input_dir), Path(output_csv)
+    info_path = checkpoint.with_name(CHECKPOINT_INFO_NAME)
+    device = resolve_device(device)
+    net, info = load_classifier(checkpoint, device=device)
+    k = int(info["num_classes"])
+    names = validate_class_names(k, info.get("class_names"))
+    tf = transform if transform is not None else _classify_transform(info, preprocessing)
+    files = readable_images(files, tf, output_csv)
+    logger.info("classifying %d images under %s with %s (%d classes)", len(files), input_dir, checkpoint, k)
+
+    # The programmatic twin of the bundle's inference.json (SupervisedEvaluator + CheckpointLoader +
+    # ClassificationCSVWriter): a plain loop, the same preprocessing and the same CSV writer.
+    loader = DataLoader(
+        MonaiDataset([{"image": str(f)} for f in files], tf), batch_size=batch_size, shuffle=False, num_workers=0
+    )
+    probs = []
+    net.eval()
+    with torch.no_grad():
+        for batch in loader:
+            x = torch.as_tensor(batch["image"]).to(device=device, dtype=torch.float32)
+            logits = net(x)
+            if logits.ndim != 2 or logits.shape[1] != k:
+                raise ValueError(
+                    f"{checkpoint}: the network returns shape {tuple(logits.shape)}, expected [N, {k}] "
+                    f"(num_classes in {info_path})"
+                )
+            probs.append(torch.softmax(logits.float(), dim=1).cpu())
+    write_predictions_csv(
+        output_csv, [f.relative_to(input_dir).as_posix() for f in files], torch.cat(probs), names, where=str(checkpoint)
+    )
+    logger.info("wrote %s", output_csv)
+    return output_csv
+
+
+def classifier_transform(
+    checkpoint: str | os.PathLike, *, image_size=None, hu_window="auto", intensity="auto", channels=None
+):
+    """The preprocessing a classifier was trained with (its stored contract), for images given one by one.
+
+    Explicit options that differ from the stored contract raise naming both; without a stored contract
+    (an older model) the options are used as given, ``hu_window="auto"`` meaning no CT window.
+    """
+    from gemix_monai.data.contract import Preprocessing
+
+    info = read_classifier_info(checkpoint)
+    given = {
+        "image_size": image_size,
+        "channels": channels,
+        "hu_window": None
+        if hu_window in ("auto", None) or (isinstance(hu_window, str) and hu_window.lower() == "none")
+        else hu_window,
+        "intensity": intensity,
+    }
+    stored = contract_of(info.get("contract")) if info.get("contract") else None
+    if stored is None:
+        pp = Preprocessing(
+            image_size=int(image_size or 32),
+            channels=int(channels or info.get("in_channels") or 1),
+            hu_window=given["hu_window"],
+            intensity=intensity,
+        )
+        return pp.transforms(num_classes=info.get("num_classes"))
+    pp = stored.preprocessing
+    explicit = {k: v for k, v in given.items() if v is not None and not (k == "intensity" and v == "auto")}
+    if hu_window == "auto":
+        explicit.pop("hu_window", None)
+    if explicit:
+        wanted = Preprocessing(
+            **{**{k: getattr(pp, k) for k in ("image_size", "channels", "hu_window", "intensity")}, **explicit}
+        )
+        if wanted != pp:
+            raise ValueError(
+                f"classifier {checkpoint} was trained with [{pp.describe()}]; the options given ask for "
+                f"[{wanted.describe()}]: leave them out to use the stored preprocessing"
+            )
+    return pp.transforms(num_classes=len(stored.class_names))
