@@ -2,10 +2,12 @@
 
 The driver (the ``compare`` process) plans the cells as for the local executor, then submits each unfinished cell
 as a Ray task that reserves ``cell_cpus`` CPUs and ``cell_gpus`` GPUs (fractions allowed: ``0.5`` packs two cells
-on one GPU). A task runs the cell through :func:`run_cell`, the code path of ``compare --cell``: ``cell.json``
-checked and written, the cell's lock taken, ``result.json`` written atomically; its output goes to the cell's
-``log.txt``. A classifier cell's task receives the ObjectRef of its GAN cell's task (and of its teacher's), so Ray
-starts it once that task has finished. At most as many tasks are in flight as the cluster's nodes can run at once.
+on one GPU). A task (:func:`~gemix_monai.experiments.ray_worker.cell_task`) runs the cell through ``run_cell``, the
+code path of ``compare --cell``: ``cell.json`` checked and written, the cell's lock taken, ``result.json`` written
+atomically; its output goes to the cell's ``log.txt``. A classifier cell's task receives the ObjectRef of its GAN
+cell's task (and of its teacher's), so Ray starts it once that task has finished. At most as many tasks are in
+flight as the cluster's nodes can run at once. :class:`RayExecutor` is a compare executor
+(``CompareRunOptions(executor=...)``, docs/design.md); :func:`executor_from_options` builds it from the CLI options.
 
 Faults (docs/cluster.md, "Faults"): a task whose worker process or node dies is retried by Ray (``max_retries``);
 the retry runs the cell again in the same folder, so a GAN cell resumes from its latest checkpoint and a classifier
@@ -25,22 +27,17 @@ see) stops the run at the start with the node named, instead of failing cell by 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import socket
-import sys
 import time
-import traceback
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The comparison's cell API, taken in this one place (a ``Cell`` with id, kind, config, runtime and deps;
-# ``run_cell``: the ``--cell`` code path; ``is_finished``; ``code_state``, what a result.json records of the code):
-# re-point this line if those names move.
-from gemix_monai.experiments.compare import Cell, code_state, is_finished, run_cell
+from gemix_monai.experiments.compare import Cell, code_state, is_finished
+from gemix_monai.experiments.ray_worker import cell_task, probe_task, read_records
 
 __all__ = [
     "EXECUTORS",
@@ -57,9 +54,6 @@ EXECUTORS = ("local", "ray")
 RAY_EXTRA = 'pip install -e ".[ray]"'
 #: Ray retries a cell whose worker process or node died this many times (Ray's own default for tasks).
 MAX_RETRIES = 3
-#: One JSON line per attempt of a cell, written by the task as it starts and ends (pid, host, threads, seconds, peak
-#: memory); the driver reads it to tell a running cell from a queued one, and to report retries.
-ATTEMPTS_FILE = "ray_attempts.jsonl"
 #: How long the storage probe waits for every node (a node must start a worker with the cell's runtime_env).
 PROBE_TIMEOUT_S = 180.0
 #: How long the driver waits for a result.json that a task reports as written (attribute caches of network
@@ -88,7 +82,9 @@ def import_ray():
 
 @dataclass(frozen=True)
 class RayExecutor:
-    """The checked options of ``--executor ray``; :meth:`run` runs cells with them."""
+    """A compare executor (the ``CellExecutor`` protocol of :mod:`gemix_monai.experiments.compare.runner`): every
+    cell a Ray task. Give it as ``CompareRunOptions(executor=RayExecutor(...))``; ``gemix-monai compare --executor
+    ray`` builds it with :func:`executor_from_options`."""
 
     address: str | None = None
     cell_cpus: float = 1.0
@@ -103,10 +99,13 @@ class RayExecutor:
         """The cells' device when ``--device`` is not given: a task sees a GPU only when it reserves one."""
         return "cuda" if self.cell_gpus > 0 else "cpu"
 
-    def run(self, cells: Sequence[Cell], out, *, verbose: bool = True, quiet: bool = True) -> list[str]:
+    def run(
+        self, cells: Sequence[Cell], out, runners: Mapping, *, verbose: bool = True, quiet: bool = True
+    ) -> list[str]:
         return run_cells_on_ray(
             cells,
             out,
+            runners,
             address=self.address,
             cell_cpus=self.cell_cpus,
             cell_gpus=self.cell_gpus,
@@ -122,13 +121,15 @@ def executor_from_options(
     *,
     jobs: int = 1,
     cell: str | None = None,
+    list_cells: bool = False,
     ray_address: str | None = None,
     cell_cpus: float | None = None,
     cell_gpus: float | None = None,
     device: str | None = None,
 ) -> RayExecutor | None:
-    """``None`` for the local executor, else the checked :class:`RayExecutor` (``ray`` imported: a missing package
-    is reported before anything runs). Errors name the option and what it expects."""
+    """The executor the ``compare`` options ask for: ``None`` for the local one (``--jobs`` decides), else the
+    checked :class:`RayExecutor`, with ``ray`` imported so that a missing package is reported before anything runs
+    (not for ``list_cells``: nothing runs). Errors name the option and what it expects."""
     if executor not in EXECUTORS:
         raise ValueError(f"--executor {executor!r}: expected one of {list(EXECUTORS)}")
     given = {"--ray-address": ray_address, "--cell-cpus": cell_cpus, "--cell-gpus": cell_gpus}
@@ -160,7 +161,8 @@ def executor_from_options(
         )
     if device is not None and str(device) == "cpu" and gpus > 0:
         raise ValueError(f"--cell-gpus {gpus:g} with --device cpu: the cells would reserve GPUs they do not use")
-    import_ray()
+    if not list_cells:
+        import_ray()
     return RayExecutor(address=ray_address, cell_cpus=cpus, cell_gpus=gpus)
 
 
@@ -174,154 +176,6 @@ def default_runtime_env() -> dict | None:
     if not (root / "pyproject.toml").is_file() or {"site-packages", "dist-packages"} & set(root.parts):
         return None
     return {"env_vars": {"PYTHONPATH": f"{root}{os.pathsep}${{PYTHONPATH}}"}}
-
-
-# ---------------------------------------------------------------------------------------------- inside a worker
-
-
-def _node_ip() -> str:
-    try:
-        import ray
-
-        return ray.util.get_node_ip_address()
-    except Exception:  # noqa: BLE001 - only a label in the records
-        return "?"
-
-
-def _append_record(cell_dir: Path, record: dict) -> None:
-    with open(cell_dir / ATTEMPTS_FILE, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
-
-
-def _read_records(cell_dir: Path, token: str | None = None) -> list[dict]:
-    try:
-        lines = (cell_dir / ATTEMPTS_FILE).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    records = []
-    for line in lines:
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a killed worker
-        if token is None or r.get("token") == token:
-            records.append(r)
-    return records
-
-
-@contextlib.contextmanager
-def _output_to(path: Path):
-    """File descriptors 1 and 2 (Python's and native code's output alike) appended to ``path`` within the block."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(path, "ab", buffering=0) as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
-
-def _cell_task(cell: Cell, out: str, token: str, quiet: bool, *dependencies) -> dict:
-    """A Ray task: run one cell with :func:`run_cell` (the ``--cell`` code path), its output in ``<cell>/log.txt``.
-
-    ``dependencies`` are the results of the tasks of the cell's dependencies: Ray passes them only once those tasks
-    have finished, which is the point of receiving them. Runs in a fresh worker process (``max_calls=1``), as the
-    local executor's subprocesses do; Ray sets ``OMP_NUM_THREADS`` to the reserved CPUs unless the cluster sets it.
-    """
-    import resource
-
-    import gemix_monai
-
-    out_path = Path(out)
-    cell_dir = cell.dir(out_path)
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    attempt = 1 + sum(r.get("event") == "start" for r in _read_records(cell_dir, token))
-    host, pid = socket.gethostname(), os.getpid()
-    _append_record(
-        cell_dir,
-        {
-            "event": "start",
-            "token": token,
-            "attempt": attempt,
-            "pid": pid,
-            "host": host,
-            "node_ip": _node_ip(),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-            "gemix_monai": gemix_monai.__file__,
-            "time": time.time(),
-        },
-    )
-    t0 = time.perf_counter()
-    with _output_to(cell_dir / "log.txt"):
-        print(f"==== ray attempt {attempt} of cell {cell.id}: host {host}, pid {pid}, {time.ctime()} ====", flush=True)
-        try:
-            ran = run_cell(cell, out_path, verbose=True, quiet=quiet)
-        except BaseException:
-            traceback.print_exc()
-            raise
-    seconds = time.perf_counter() - t0
-    max_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    torch = sys.modules.get("torch")  # imported by the cell's runner
-    # what --cell-gpus packing needs (docs/cluster.md, "GPUs"): the most GPU memory torch held, when it used a GPU
-    cuda_mib = torch.cuda.max_memory_reserved() / 2**20 if torch is not None and torch.cuda.is_initialized() else None
-    _append_record(
-        cell_dir,
-        {
-            "event": "end",
-            "token": token,
-            "attempt": attempt,
-            "pid": pid,
-            "seconds": seconds,
-            "max_rss_mib": max_rss_mib,
-            "max_cuda_mib": cuda_mib,
-            "torch_threads": torch.get_num_threads() if torch is not None else None,
-            "time": time.time(),
-        },
-    )
-    return {
-        "id": cell.id,
-        "ran": ran,
-        "seconds": seconds,
-        "host": host,
-        "pid": pid,
-        "max_rss_mib": max_rss_mib,
-        "max_cuda_mib": cuda_mib,
-    }
-
-
-def _probe_task(marker: str, token: str, reply: str) -> dict:
-    """A Ray task on one node: does it see the driver's marker file, can it write beside it, which code does it
-    import."""
-    import gemix_monai
-
-    path = Path(marker)
-    try:
-        sees = path.read_text(encoding="utf-8").strip() == token
-    except OSError:
-        sees = False
-    wrote = False
-    if sees:
-        try:
-            Path(reply).write_text(token, encoding="utf-8")
-            wrote = True
-        except OSError:
-            pass
-    return {
-        "host": socket.gethostname(),
-        "node_ip": _node_ip(),
-        "sees": sees,
-        "wrote": wrote,
-        "gemix_monai": gemix_monai.__file__,
-        "code": code_state(),
-    }
 
 
 # ---------------------------------------------------------------------------------------------- the driver
@@ -503,7 +357,7 @@ _REMOTES: dict = {}
 def _remote(ray, which: str):
     """The Ray remote functions, made once per process; ``max_calls=1``: a fresh worker process per cell."""
     if which not in _REMOTES:
-        _REMOTES[which] = ray.remote(max_calls=1)(_cell_task if which == "cell" else _probe_task)
+        _REMOTES[which] = ray.remote(max_calls=1)(cell_task if which == "cell" else probe_task)
     return _REMOTES[which]
 
 
@@ -527,6 +381,7 @@ class _Scheduler:
     ray: object
     cells: Sequence[Cell]
     out: Path
+    runners: Mapping
     cell_cpus: float
     cell_gpus: float
     max_retries: int
@@ -588,7 +443,7 @@ class _Scheduler:
                     retry_exceptions=False,
                     runtime_env=self.runtime_env,
                     name=f"gemix cell {c.id}",
-                ).remote(c, str(self.out), self.token, self.quiet, *deps)
+                ).remote(c, str(self.out), self.runners, self.token, self.quiet, *deps)
                 self.pending.remove(c)
                 self.flight[c.id] = _Flight(c, ref)
 
@@ -596,7 +451,7 @@ class _Scheduler:
 
     def _observe_starts(self) -> None:
         for cid, f in self.flight.items():
-            starts = [r for r in _read_records(f.cell.dir(self.out), self.token) if r.get("event") == "start"]
+            starts = [r for r in read_records(f.cell.dir(self.out), self.token) if r.get("event") == "start"]
             if not starts or len(starts) == f.attempts:
                 continue
             if f.started is None:
@@ -732,6 +587,7 @@ class _Scheduler:
 def run_cells_on_ray(
     cells: Sequence[Cell],
     out,
+    runners: Mapping,
     *,
     address: str | None = None,
     cell_cpus: float = 1.0,
@@ -741,7 +597,8 @@ def run_cells_on_ray(
     verbose: bool = True,
     quiet: bool = True,
 ) -> list[str]:
-    """Run the unfinished ``cells`` (in dependency order, as planned) as Ray tasks; returns the ids of the cells run.
+    """Run the unfinished ``cells`` (in dependency order, as planned) as Ray tasks, each with its kind's runner from
+    ``runners`` (the comparison's registry); returns the ids of the cells run.
 
     ``address``: ``None`` (Ray's rule: ``RAY_ADDRESS``, else a cluster started on this machine, else a new local
     one), ``"auto"``, ``"HOST:PORT"`` of a running head, ``"ray://HOST:PORT"`` or ``"local"`` (a private cluster on
@@ -767,7 +624,9 @@ def run_cells_on_ray(
             f"{cell_cpus:g} CPU + {cell_gpus:g} GPU each, up to {capacity} at once on {len(nodes)} node(s); "
             f"each cell's output in <cell>/log.txt"
         )
-        scheduler = _Scheduler(ray, cells, out, cell_cpus, cell_gpus, max_retries, env, quiet, say, probed=probed)
+        scheduler = _Scheduler(
+            ray, cells, out, runners, cell_cpus, cell_gpus, max_retries, env, quiet, say, probed=probed
+        )
         return scheduler.run()
     finally:
         if connected_here:

@@ -327,7 +327,7 @@ def test_ctrl_c_cancels_the_cells_in_flight_keeps_the_finished_ones_and_a_rerun_
                 driver.kill()
                 driver.wait()
     text = (tmp_path / "driver.log").read_text()
-    assert driver.returncode != 0, text
+    assert driver.returncode == 130, text  # the CLI's Ctrl-C exit
     assert "ray: interrupted (Ctrl-C): cancelled" in text, text
     cancelled = [c for c in again if not (out / "cells" / c / "result.json").exists()]
     assert cancelled and all(c in text.split("cancelled", 1)[1] for c in cancelled), text
@@ -351,7 +351,8 @@ def test_ctrl_c_cancels_the_cells_in_flight_keeps_the_finished_ones_and_a_rerun_
 def test_a_cell_that_fails_is_not_retried_and_the_run_lists_it(cluster, local_run, datalist, tmp_path):
     """An error of the cell itself (here: its generator file is gone) would happen again: reported once, with the
     cell's log, after the other cells; no summary."""
-    from gemix_monai.experiments.compare import run_compare
+    from gemix_monai.experiments.compare import CompareRunOptions, compare_settings, run_compare
+    from gemix_monai.experiments.ray_executor import RayExecutor
 
     out = tmp_path / "ray"
     shutil.copytree(local_run, out)
@@ -361,20 +362,10 @@ def test_a_cell_that_fails_is_not_retried_and_the_run_lists_it(cluster, local_ru
     cid = f"{tag}/tiny/gemix/g0-s1"
     shutil.rmtree(out / "cells" / cid)
     (out / "cells" / tag / "gan" / "g0" / "models" / "generator" / "generator.pt").unlink()
+    settings = compare_settings(strategies=["real", "gemix"], seeds=2, networks=["tiny"], gan_kimg=0.256, epochs=2)
+    options = CompareRunOptions(datalist=str(datalist), device="cpu", verbose=False, executor=RayExecutor(cluster))
     with pytest.raises(RuntimeError, match=f"cells failed:\n  {cid}: FileNotFoundError: generator of {tag}/gan/g0 not"):
-        run_compare(
-            out,
-            datalist=datalist,
-            strategies=["real", "gemix"],
-            seeds=2,
-            networks=["tiny"],
-            gan_kimg=0.256,
-            epochs=2,
-            device="cpu",
-            executor="ray",
-            ray_address=cluster,
-            verbose=False,
-        )
+        run_compare(out, settings, options)
     assert [s["attempt"] for s in _records(out / "cells" / cid)] == [1]  # not retried
     log = (out / "cells" / cid / "log.txt").read_text()
     assert "Traceback" in log and "FileNotFoundError: generator of" in log
@@ -415,8 +406,7 @@ def test_a_cell_larger_than_every_node_is_refused_at_the_start(cluster, datalist
 
 
 def test_a_missing_ray_is_one_line_naming_the_extra(tmp_path, datalist, monkeypatch, capsys):
-    from gemix_monai.experiments.compare import run_compare
-    from gemix_monai.experiments.ray_executor import RayNotInstalledError
+    from gemix_monai.experiments.ray_executor import RayNotInstalledError, executor_from_options
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as where it is not installed
     out = tmp_path / "run"
@@ -424,9 +414,9 @@ def test_a_missing_ray_is_one_line_naming_the_extra(tmp_path, datalist, monkeypa
     first, *rest = capsys.readouterr().err.splitlines()
     assert first.startswith("gemix-monai: error: --executor ray needs the `ray` package, which cannot be imported")
     assert 'install the extra: pip install -e ".[ray]"' in first and len(rest) == 1  # and "(run again with --verbose"
-    with pytest.raises(RayNotInstalledError, match=r'pip install -e "\.\[ray\]"'):
-        run_compare(out, datalist=datalist, strategies=["real"], seeds=1, executor="ray", verbose=False)
     assert not out.exists()  # refused before anything was written
+    with pytest.raises(RayNotInstalledError, match=r'pip install -e "\.\[ray\]"'):
+        executor_from_options("ray", cell_gpus=0.5)
     assert cli.main(_args(out, datalist, "--list-cells", "--executor", "ray")) == 0  # listing needs no ray
 
 
