@@ -5,6 +5,7 @@ CompareRunOptions`; ``--task segmentation`` runs the segmentation comparison wit
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .args import add_data_arguments, data_options, picked
 
@@ -59,6 +60,13 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
         help="draw synthetic images from one pool of N images per generator and sampler, shared by the seeds "
         "(default 0: generate on the fly)",
     )
+    p.add_argument(
+        "--generator-file",
+        action="append",
+        metavar="LABEL=PATH",
+        help="a generator trained elsewhere (e.g. by study-generators), compared as arms <strategy>@LABEL "
+        "(repeatable; replaces the default StyleGAN2 training unless --generators is given)",
+    )
     p.add_argument("--epochs", type=int, help=f"classifier epochs per cell (default {d['epochs']})")
     p.add_argument("--batch-size", type=int, help=f"classifier batch (default {d['batch_size']})")
     p.add_argument(
@@ -111,7 +119,10 @@ def compare(args: argparse.Namespace) -> int:
         settings = cmp.segmentation_compare_settings(**given)
         cmp.run_segmentation_compare(out, settings, options, variants=args.variant)
         return 0
-    settings = cmp.compare_settings(**given, **picked(args, "gan_class_balance", "gan_select", "pool_size"))
+    files = dict(_label_and_path(text) for text in (getattr(args, "generator_file", None) or []))
+    settings = cmp.compare_settings(
+        **given, **picked(args, "gan_class_balance", "gan_select", "pool_size"), generator_files=files or None
+    )
     cmp.run_compare(args.out, settings, options, variants=args.variant)
     return 0
 
@@ -124,3 +135,10 @@ def add_parsers(sub) -> None:
     )
     add_compare_arguments(p)
     p.set_defaults(handler=compare)
+
+
+def _label_and_path(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise ValueError(f"--generator-file expects LABEL=PATH, got {text!r}")
+    label, path = text.split("=", 1)
+    return label.strip(), str(Path(path.strip()).resolve())

@@ -42,7 +42,7 @@ DEFAULT_CLASSIFY_PREPROCESSING = {"image_size": 32, "hu_window": "abdomen", "int
 
 
 def _image_suffixes() -> list[str]:
-    from gemix_monai.data.transforms import IMAGE_SUFFIXES
+    from gemix_monai.data.files import IMAGE_SUFFIXES
 
     return sorted(s for s in IMAGE_SUFFIXES if s)  # "" (suffix-less DICOM) would match every file
 
@@ -235,32 +235,26 @@ def classifier_transform(
     """The preprocessing a classifier was trained with (its stored contract), for images given one by one.
 
     Explicit options that differ from the stored contract raise naming both; without a stored contract
-    (an older model) the options are used as given, ``hu_window="auto"`` meaning no CT window.
+    (an older model) the options are used as given, ``hu_window="auto"`` meaning no CT window. ``hu_window`` and
+    ``intensity`` are parsed once into an :class:`~gemix_monai.data.intensity.IntensityRule`.
     """
     from gemix_monai.data.contract import Preprocessing
+    from gemix_monai.data.intensity import IntensityRule
 
     info = read_classifier_info(checkpoint)
-    given = {
-        "image_size": image_size,
-        "channels": channels,
-        "hu_window": None
-        if hu_window in ("auto", None) or (isinstance(hu_window, str) and hu_window.lower() == "none")
-        else hu_window,
-        "intensity": intensity,
-    }
+    rule = IntensityRule.parse(hu_window, intensity)
     stored = contract_of(info.get("contract")) if info.get("contract") else None
     if stored is None:
         pp = Preprocessing(
             image_size=int(image_size or 32),
             channels=int(channels or info.get("in_channels") or 1),
-            hu_window=given["hu_window"],
-            intensity=intensity,
+            hu_window=rule.window,
+            intensity=rule.scaling,
         )
         return pp.transforms(num_classes=info.get("num_classes"))
     pp = stored.preprocessing
-    explicit = {k: v for k, v in given.items() if v is not None and not (k == "intensity" and v == "auto")}
-    if hu_window == "auto":
-        explicit.pop("hu_window", None)
+    explicit = {k: v for k, v in {"image_size": image_size, "channels": channels}.items() if v is not None}
+    explicit.update(rule.overrides())  # a window, a scaling other than "auto"
     if explicit:
         wanted = Preprocessing(
             **{**{k: getattr(pp, k) for k in ("image_size", "channels", "hu_window", "intensity")}, **explicit}
