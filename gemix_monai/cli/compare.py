@@ -80,6 +80,19 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--jobs", type=int, default=1, help="run the cells as N concurrent subprocesses (default 1: in-process)"
     )
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default: in-process, or --jobs subprocesses) or ray: every cell a Ray task (docs/cluster.md)",
+    )
+    p.add_argument(
+        "--ray-address",
+        help="with --executor ray: auto, HOST:PORT of a running head, ray://HOST:PORT, or local "
+        "(default: RAY_ADDRESS, else the cluster started on this machine, else a new local one)",
+    )
+    p.add_argument("--cell-cpus", type=float, help="with --executor ray: CPUs each cell reserves (default 1)")
+    p.add_argument("--cell-gpus", type=float, help="with --executor ray: GPUs each cell reserves, e.g. 0.5 (default 0)")
     p.add_argument("--cell", help="run only this cell (see --list-cells); no summary")
     p.add_argument("--list-cells", action="store_true", help="print the cell ids in dependency order and exit")
     p.add_argument("--device", help="e.g. cpu, cuda (default: cuda when available)")
@@ -94,7 +107,13 @@ def compare(args: argparse.Namespace) -> int:
     given.update(picked(args, "image_size", "interval", "generators"), data_options=data_options(args))
     given["seeds"] = args.seed_list if args.seed_list else args.seeds
     run = picked(args, "dataset_dir", "datalist", "jobs", "cell", "list_cells", "device")
-    options = cmp.CompareRunOptions(**run, quiet=not args.verbose)
+    from gemix_monai.experiments.ray_executor import executor_from_options
+
+    # --executor ray (docs/cluster.md): checked, and `ray` imported, before anything runs
+    executor = executor_from_options(
+        args.executor, **picked(args, "jobs", "cell", "list_cells", "ray_address", "cell_cpus", "cell_gpus", "device")
+    )
+    options = cmp.CompareRunOptions(**run, quiet=not args.verbose, executor=executor)
     if args.task == "segmentation":
         out = args.out if args.out != "gemix_compare" else "gemix_compare_segmentation"
         settings = cmp.segmentation_compare_settings(**given)
