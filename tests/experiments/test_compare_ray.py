@@ -23,6 +23,10 @@ from _helpers import read_csv
 import gemix_monai
 from gemix_monai import cli
 
+# One Ray cluster for the module: under `pytest -n 2` (CI) every test here runs on the same worker
+# (pyproject's --dist loadgroup), so the cluster and the local reference run are made once.
+pytestmark = pytest.mark.xdist_group("ray_cluster")
+
 # Read by Ray when it is first imported in a process (here, or in the driver subprocess below, which inherits them):
 # keep 127.0.0.1 as the cluster's address (Ray otherwise swaps it for the machine's network address), and no token
 # authentication, which Ray switches on by itself when some earlier local run left a ~/.ray/auth_token behind
