@@ -25,3 +25,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if any(m.name == "skipif" and "CUDA device" in str(m.kwargs.get("reason", "")) for m in item.iter_markers()):
             item.add_marker(pytest.mark.cuda)
+
+
+@pytest.fixture(autouse=True)
+def _no_logging_into_closed_streams():
+    """A bundle run in-process applies configs/logging.conf, whose handlers write to the ``sys.stderr`` of that
+    moment: pytest's capture of one test, closed when it ends. Drop such handlers after each test, so a later test's
+    log line is not a '--- Logging error ---' traceback in its captured output."""
+    import logging
+
+    yield
+    for logger in [logging.getLogger()] + [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)]:
+        for handler in list(getattr(logger, "handlers", [])):
+            stream = getattr(handler, "stream", None)
+            if stream is not None and getattr(stream, "closed", False):
+                logger.removeHandler(handler)

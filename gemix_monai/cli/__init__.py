@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         argv = [a for a in argv if a != "--verbose"]
     try:
         return _main(argv)
+    except KeyboardInterrupt:
+        print(f"gemix-monai: interrupted. {_interrupted_note(argv)}", file=sys.stderr)
+        return 130
     except SystemExit:
         raise
     except Exception as e:  # noqa: BLE001 - one readable line instead of a 200-line chained traceback
@@ -84,6 +87,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gemix-monai: error: {message}", file=sys.stderr)
         print("(run again with --verbose for the full traceback)", file=sys.stderr)
         return 2
+
+
+def _interrupted_note(argv: list[str]) -> str:
+    """What an interrupted command left and how to go on (checkpoints and results are written atomically, so what is
+    on disk is whole)."""
+    from pathlib import Path
+
+    command = argv[0] if argv else ""
+    root = Path(argv[argv.index("--bundle-root") + 1]) if "--bundle-root" in argv[:-1] else Path(".")
+    if command == "train-gan":
+        latest = root / "checkpoints" / "latest.pt"
+        if latest.is_file():
+            try:
+                from gemix_monai.utils import safe_torch_load
+
+                kimg = safe_torch_load(latest, map_location="cpu")["counters"]["images_seen"] / 1000
+                where = f"{latest} ({kimg:g} kimg)"
+            except Exception:  # noqa: BLE001 - the note must not fail; the resume itself checks the file
+                where = str(latest)
+            return f"The last checkpoint, {where}, is intact: run the same command again to continue from it."
+        return "No checkpoint was written yet: run the same command again to start over."
+    if command == "compare":
+        return "Finished cells are kept (their result.json): run the same command again to run the rest."
+    if command in ("train-classifier", "train-segmenter"):
+        return "A classifier or segmenter trains from scratch: run the same command again."
+    return "Run the same command again."
 
 
 def _main(argv: list[str]) -> int:

@@ -20,6 +20,8 @@ __all__ = [
     "data_options",
     "bundle_overrides",
     "picked",
+    "check_device",
+    "check_run_folders",
 ]
 
 
@@ -158,3 +160,41 @@ def picked(args: argparse.Namespace, *names: str, **renamed: str) -> dict:
     """The parsed options ``names`` as keyword arguments (``{name: args.name}``), and ``renamed`` ones under another
     name (``key="option"`` gives ``{key: args.option}``): how a command hands its options to a settings object."""
     return {**{n: getattr(args, n) for n in names}, **{k: getattr(args, a) for k, a in renamed.items()}}
+
+
+def check_device(text) -> None:
+    """``--device`` checked before anything runs: a name torch does not know, or a CUDA device this machine does not
+    have, is one line naming the option (not a traceback from the middle of a config)."""
+    if text is None:
+        return
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"--device {text!r} is not a device name (e.g. cpu, cuda, cuda:1): {e}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            built = "built without CUDA" if torch.version.cuda is None else "no CUDA device visible"
+            raise ValueError(
+                f"--device {text}: this machine has no usable CUDA device (torch {torch.__version__}, {built}); use --device cpu"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"--device {text}: there are {torch.cuda.device_count()} CUDA device(s) (0..{torch.cuda.device_count() - 1})"
+            )
+
+
+def check_run_folders(overrides: dict) -> None:
+    """The bundle root and ``--output-dir`` must lie outside a dataset folder given with ``--dataset-dir``
+    (:func:`gemix_monai.data.check_output_outside_data`: its checkpoints would be read as data by the next run)."""
+    import os
+
+    from gemix_monai.data import check_output_outside_data
+
+    source = overrides.get("dataset_dir")
+    if source is None:
+        return
+    check_output_outside_data(overrides.get("bundle_root") or os.getcwd(), source)
+    if overrides.get("output_dir"):
+        check_output_outside_data(overrides["output_dir"], source)

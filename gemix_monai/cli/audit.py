@@ -30,7 +30,11 @@ def audit(args: argparse.Namespace) -> int:
         raise ValueError(f"--segmenter applies to generators of image-mask pairs; {args.generator} makes images only")
     source = args.datalist or args.dataset_dir
     train, heldout = audit_splits(
-        source, args.heldout_split, gen, image_size=args.image_size, data_options=data_options(args)
+        source,
+        args.heldout_split,
+        gen,
+        image_size=args.image_size,
+        data_options={**data_options(args), "split_dir": args.out},
     )
     names = {"heldout_name": f"{args.heldout_split} split", "generator_name": str(args.generator)}
     given = picked(args, "num_per_class", "seed", "lpips_weights", feature_network="classifier")
@@ -63,7 +67,8 @@ def study_generators(args: argparse.Namespace) -> int:
 
     given = picked(args, "seed", "batch_size", "kimg_cap", "select_kimg", "device", "lpips_weights")
     source, size = args.datalist or args.dataset_dir, args.image_size or 32
-    given.update(source=source, image_size=size, data_options=data_options(args), criterion=args.select_criterion)
+    options = {**data_options(args), "split_dir": args.out}
+    given.update(source=source, image_size=size, data_options=options, criterion=args.select_criterion)
     settings = StudySettings(**given)
     rows = run_generator_study(args.out, args.runs, settings)
     print(f"generator study: {len(rows)} audited checkpoints; table in {args.out}/<dataset>/study.md")

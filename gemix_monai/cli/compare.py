@@ -5,6 +5,7 @@ CompareRunOptions`; ``--task segmentation`` runs the segmentation comparison wit
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .args import add_data_arguments, data_options, picked
 
@@ -50,7 +51,7 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--gan-select",
-        choices=("minority_recall", "fd", "mean_recall", "minority_fd"),
+        choices=("minority_recall", "minority_coverage", "coverage", "fd", "mean_recall", "minority_fd"),
         help="train the generators with the training-time audit and use their best.pt by this criterion",
     )
     p.add_argument(
@@ -58,6 +59,13 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         help="draw synthetic images from one pool of N images per generator and sampler, shared by the seeds "
         "(default 0: generate on the fly)",
+    )
+    p.add_argument(
+        "--generator-file",
+        action="append",
+        metavar="LABEL=PATH",
+        help="a generator trained elsewhere (e.g. by study-generators), compared as arms <strategy>@LABEL "
+        "(repeatable; replaces the default StyleGAN2 training unless --generators is given)",
     )
     p.add_argument("--epochs", type=int, help=f"classifier epochs per cell (default {d['epochs']})")
     p.add_argument("--batch-size", type=int, help=f"classifier batch (default {d['batch_size']})")
@@ -72,6 +80,19 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--jobs", type=int, default=1, help="run the cells as N concurrent subprocesses (default 1: in-process)"
     )
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default: in-process, or --jobs subprocesses) or ray: every cell a Ray task (docs/cluster.md)",
+    )
+    p.add_argument(
+        "--ray-address",
+        help="with --executor ray: auto, HOST:PORT of a running head, ray://HOST:PORT, or local "
+        "(default: RAY_ADDRESS, else the cluster started on this machine, else a new local one)",
+    )
+    p.add_argument("--cell-cpus", type=float, help="with --executor ray: CPUs each cell reserves (default 1)")
+    p.add_argument("--cell-gpus", type=float, help="with --executor ray: GPUs each cell reserves, e.g. 0.5 (default 0)")
     p.add_argument("--cell", help="run only this cell (see --list-cells); no summary")
     p.add_argument("--list-cells", action="store_true", help="print the cell ids in dependency order and exit")
     p.add_argument("--device", help="e.g. cpu, cuda (default: cuda when available)")
@@ -86,13 +107,22 @@ def compare(args: argparse.Namespace) -> int:
     given.update(picked(args, "image_size", "interval", "generators"), data_options=data_options(args))
     given["seeds"] = args.seed_list if args.seed_list else args.seeds
     run = picked(args, "dataset_dir", "datalist", "jobs", "cell", "list_cells", "device")
-    options = cmp.CompareRunOptions(**run, quiet=not args.verbose)
+    from gemix_monai.experiments.ray_executor import executor_from_options
+
+    # --executor ray (docs/cluster.md): checked, and `ray` imported, before anything runs
+    executor = executor_from_options(
+        args.executor, **picked(args, "jobs", "cell", "list_cells", "ray_address", "cell_cpus", "cell_gpus", "device")
+    )
+    options = cmp.CompareRunOptions(**run, quiet=not args.verbose, executor=executor)
     if args.task == "segmentation":
         out = args.out if args.out != "gemix_compare" else "gemix_compare_segmentation"
         settings = cmp.segmentation_compare_settings(**given)
         cmp.run_segmentation_compare(out, settings, options, variants=args.variant)
         return 0
-    settings = cmp.compare_settings(**given, **picked(args, "gan_class_balance", "gan_select", "pool_size"))
+    files = dict(_label_and_path(text) for text in (getattr(args, "generator_file", None) or []))
+    settings = cmp.compare_settings(
+        **given, **picked(args, "gan_class_balance", "gan_select", "pool_size"), generator_files=files or None
+    )
     cmp.run_compare(args.out, settings, options, variants=args.variant)
     return 0
 
@@ -105,3 +135,10 @@ def add_parsers(sub) -> None:
     )
     add_compare_arguments(p)
     p.set_defaults(handler=compare)
+
+
+def _label_and_path(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise ValueError(f"--generator-file expects LABEL=PATH, got {text!r}")
+    label, path = text.split("=", 1)
+    return label.strip(), str(Path(path.strip()).resolve())

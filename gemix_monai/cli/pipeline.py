@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gemix_monai.bundle import MULTI_GPU_CONFIGS, SUBCOMMAND_CONFIGS, run_bundle_config
 
-from .args import add_bundle_arguments, add_data_arguments, bundle_overrides
+from .args import add_bundle_arguments, add_data_arguments, bundle_overrides, check_device, check_run_folders
 
 __all__ = ["add_parsers", "run_bundle_command", "run_classify"]
 
@@ -25,7 +25,10 @@ def run_bundle_command(args: argparse.Namespace) -> int:
     config = SUBCOMMAND_CONFIGS[args.command]
     if getattr(args, "multi_gpu", False):
         config = [config, MULTI_GPU_CONFIGS[args.command]]
-    run_bundle_config(config, bundle_overrides(args), tracking=args.tracking)
+    overrides = bundle_overrides(args)
+    check_device(overrides.get("device"))
+    check_run_folders(overrides)
+    run_bundle_config(config, overrides, tracking=args.tracking)
     return 0
 
 
@@ -44,8 +47,30 @@ def run_classify(args: argparse.Namespace, input_dir: str) -> int:
     if getattr(args, "overwrite", False):
         overrides["overwrite"] = True
     overrides.update(dict(args.overrides))
+    check_device(overrides.get("device"))
     run_bundle_config(SUBCOMMAND_CONFIGS["classify"], overrides, tracking=args.tracking)
-    return 0
+    return _report_unreadable(overrides)
+
+
+def _report_unreadable(overrides: dict) -> int:
+    """1 (and the list on stderr) when the classification left out files it could not read, else 0."""
+    import csv
+    import sys
+
+    from gemix_monai.engines.inference import unreadable_path
+
+    root = Path(overrides.get("bundle_root", "."))
+    predictions = overrides.get("predictions_csv") or root / "predictions" / "predictions.csv"
+    listing = unreadable_path(predictions)
+    if not listing.is_file():
+        return 0
+    with open(listing, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    print(f"gemix-monai classify: {len(rows)} file(s) could not be read and are not in {predictions}:", file=sys.stderr)
+    for row in rows:
+        print(f"  {row['filename']}: {row['reason']}", file=sys.stderr)
+    print(f"(listed in {listing})", file=sys.stderr)
+    return 1
 
 
 def add_parsers(sub) -> None:
@@ -84,7 +109,7 @@ def add_parsers(sub) -> None:
     )
     p.add_argument(
         "--select-criterion",
-        choices=("minority_recall", "fd", "mean_recall", "minority_fd"),
+        choices=("minority_recall", "minority_coverage", "coverage", "fd", "mean_recall", "minority_fd"),
         help="what best.pt is chosen by (default minority_recall; ties go to the lower Fréchet distance)",
     )
     p.add_argument(

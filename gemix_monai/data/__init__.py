@@ -31,11 +31,11 @@ from .dataset import (
 from .discover import ImageScan, discover_images, scan_images
 from .errors import DataError, DataValidationError, ImageReadError, NotASliceError
 from .groups import NEAR_DUPLICATE_BITS, perceptual_hash
+from .intensity import IntensityRule
 from .medmnist import MEDMNIST_CLASS_NAMES, load_medmnist_items
 from .phantoms import CLASS_NAMES as PHANTOM_CLASS_NAMES
 from .phantoms import ensure_default_dataset, generate_phantom_dataset, render_phantoms
-from .splits import check_leakage, check_output_outside_data, fixed_split_datalist
-from .transforms import (
+from .preprocessing import (
     HU_WINDOWS,
     INTENSITY_MODES,
     MIN_IMAGE_SIDE,
@@ -51,6 +51,7 @@ from .transforms import (
     to_hu,
     to_uint8,
 )
+from .splits import check_leakage, check_output_outside_data, fixed_split_datalist
 from .validate import check_datalist, inspect_image_file, summarize, validate_items
 
 __all__ = [
@@ -97,6 +98,7 @@ __all__ = [
     "fixed_split_datalist",
     "HU_WINDOWS",
     "INTENSITY_MODES",
+    "IntensityRule",
     "CheckLabeld",
     "CropBoxd",
     "ExtractSliced",

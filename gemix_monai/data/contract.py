@@ -18,7 +18,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from .errors import DataError
-from .transforms import HU_WINDOWS, check_intensity, get_transforms, image_format, resolve_hu_window
+from .files import image_format
+from .intensity import IntensityRule
+from .preprocessing import get_transforms
 
 __all__ = [
     "CONTRACT_VERSION",
@@ -37,21 +39,13 @@ CONTRACT_VERSION = 1
 ORIENTATION = "monai"
 
 
-def _window_name(window) -> str | None:
-    if window is None:
-        return None
-    for name, value in HU_WINDOWS.items():
-        if tuple(value) == tuple(window):
-            return f"{name} (W{value[0]:g}/L{value[1]:g})"
-    return f"W{window[0]:g}/L{window[1]:g}"
-
-
 @dataclass(frozen=True)
 class Preprocessing:
     """How files become training tensors; equal recipes give equal tensors.
 
-    ``hu_window`` is ``(width, level)`` in HU for CT, else ``None`` and ``intensity`` applies (see
-    :class:`~gemix_monai.data.transforms.IntensityToTrainingRanged`). ``mask_channels`` is the number of
+    ``hu_window`` is ``(width, level)`` in HU for CT, else ``None`` and ``intensity`` applies: together they are
+    the :class:`~gemix_monai.data.intensity.IntensityRule` :attr:`rule` (a stored record is parsed by it, so a
+    window must be decided: ``"auto"`` is refused here). ``mask_channels`` is the number of
     segmentation-mask channels the data yields (0 = no masks; 1 = binary; M = labels 1..M one-hot;
     docs/segmentation.md); a contract stored before masks existed reads as 0.
     """
@@ -69,14 +63,18 @@ class Preprocessing:
             raise ValueError(f"image_size must be an integer >= 4, got {self.image_size!r}")
         if not isinstance(self.channels, int) or isinstance(self.channels, bool) or self.channels < 1:
             raise ValueError(f"channels must be a positive integer, got {self.channels!r}")
-        window = resolve_hu_window(self.hu_window)
-        object.__setattr__(self, "hu_window", None if window is None else (float(window[0]), float(window[1])))
-        intensity = check_intensity(self.intensity)
-        object.__setattr__(self, "intensity", tuple(intensity) if isinstance(intensity, list) else intensity)
+        rule = IntensityRule.parse(self.hu_window, self.intensity, allow_auto=False)
+        object.__setattr__(self, "hu_window", rule.window)
+        object.__setattr__(self, "intensity", rule.scaling)
         if self.orientation != ORIENTATION:
             raise ValueError(f"orientation must be {ORIENTATION!r} (MONAI's [C, x, y]), got {self.orientation!r}")
         if not isinstance(self.mask_channels, int) or isinstance(self.mask_channels, bool) or self.mask_channels < 0:
             raise ValueError(f"mask_channels must be a non-negative integer (0 = no masks), got {self.mask_channels!r}")
+
+    @property
+    def rule(self) -> IntensityRule:
+        """The intensity rule of this recipe (its ``hu_window`` and ``intensity``)."""
+        return IntensityRule(self.hu_window, self.intensity)
 
     def to_dict(self) -> dict:
         return {
@@ -113,11 +111,7 @@ class Preprocessing:
             raise DataError(f"{where}: invalid preprocessing record {dict(values)!r}: {e}") from None
 
     def describe(self) -> str:
-        scaling = (
-            f"CT window {_window_name(self.hu_window)} → [-1, 1]"
-            if self.hu_window is not None
-            else f"intensity {self.intensity!r} → [-1, 1]"
-        )
+        scaling = self.rule.describe()
         masks = f", {self.mask_channels} mask channel(s)" if self.mask_channels else ""
         return f"{self.image_size}×{self.image_size} px, {self.channels} channel(s){masks}, {scaling}, MONAI orientation [C, x, y]"
 
@@ -128,8 +122,7 @@ class Preprocessing:
             extra = {"mask_key": "mask", "mask_channels": self.mask_channels, **extra}
         return get_transforms(
             self.image_size,
-            hu_window=self.hu_window,
-            intensity=list(self.intensity) if isinstance(self.intensity, tuple) else self.intensity,
+            rule=self.rule,
             channels=self.channels,
             keep_aspect=self.keep_aspect,
             num_classes=num_classes,
@@ -242,34 +235,28 @@ def _dicom_is_ct(path: str) -> bool | None:
 
 
 def decide_intensity(
-    datalist: Mapping, items: Sequence[Mapping], hu_window="auto", intensity="auto"
-) -> tuple[Any, Any, str]:
-    """``(hu_window, intensity, reason)`` for a dataset: a CT window only for data known to be CT.
+    datalist: Mapping, items: Sequence[Mapping], rule: IntensityRule | None = None
+) -> tuple[IntensityRule, str]:
+    """``(rule, reason)`` for a dataset: ``rule`` (parsed from the options by
+    :meth:`IntensityRule.parse <gemix_monai.data.intensity.IntensityRule.parse>`; default: ``hu_window="auto"``)
+    with its CT window decided — a window only for data known to be CT.
 
-    Order of evidence: an explicit ``hu_window`` argument (``None``/``"none"`` switches windowing off);
+    Order of evidence: an explicit window in ``rule`` (``hu_window=None``/``"none"`` switches windowing off);
     the datalist's own ``hu_window``; ``modality: "CT"`` in the datalist; the first file being a DICOM
-    whose ``Modality`` is CT. Anything else (PNG/JPEG, MR NIfTI, arrays) is scaled by ``intensity``.
+    whose ``Modality`` is CT. Anything else (PNG/JPEG, MR NIfTI, arrays) is scaled by the rule's ``scaling``.
     """
-    if isinstance(hu_window, str) and hu_window.lower() == "none":
-        hu_window = None
-    if hu_window != "auto":
-        window = resolve_hu_window(hu_window)
-        return (
-            window,
-            intensity,
-            ("CT window given explicitly" if window is not None else "no CT window (given explicitly)"),
-        )
+    rule = IntensityRule.parse() if rule is None else rule
+    if not rule.window_from_data:
+        return rule, ("CT window given explicitly" if rule.window is not None else "no CT window (given explicitly)")
     if "hu_window" in datalist:
-        value = datalist["hu_window"]
-        value = None if isinstance(value, str) and value.lower() == "none" else value
         try:
-            window = resolve_hu_window(value)
+            decided = IntensityRule.parse(datalist["hu_window"], rule.scaling, allow_auto=False)
         except ValueError as e:
             raise DataError(f"the datalist's 'hu_window': {e}") from None
-        return window, intensity, "the datalist's own 'hu_window'"
+        return decided, "the datalist's own 'hu_window'"
     modality = str(datalist.get("modality", "")).upper()
     if modality == "CT":
-        return resolve_hu_window("abdomen"), intensity, "the datalist declares modality CT (abdomen window by default)"
+        return rule.decided("abdomen"), "the datalist declares modality CT (abdomen window by default)"
     first = next((it.get("image") for it in items if isinstance(it.get("image"), (str, os.PathLike))), None)
     if first is not None and os.path.isfile(first):
         try:
@@ -277,11 +264,7 @@ def decide_intensity(
         except DataError:
             fmt = None
         if fmt == "dicom" and _dicom_is_ct(str(first)):
-            return (
-                resolve_hu_window("abdomen"),
-                intensity,
-                f"CT DICOM ({os.path.basename(str(first))}: Modality CT; abdomen window)",
-            )
+            return rule.decided("abdomen"), f"CT DICOM ({os.path.basename(str(first))}: Modality CT; abdomen window)"
     if modality:
-        return None, intensity, f"the datalist declares modality {modality} (not CT): intensity scaling"
-    return None, intensity, "not known to be CT: intensity scaling"
+        return rule.decided(None), f"the datalist declares modality {modality} (not CT): intensity scaling"
+    return rule.decided(None), "not known to be CT: intensity scaling"

@@ -22,18 +22,31 @@ import json
 import os
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from gemix_monai.utils import atomic_write_bytes
 
+from .discover import scan_images
 from .errors import DataError, DataValidationError
-from .transforms import IMAGE_SUFFIXES
+from .files import (
+    IMAGE_SUFFIXES,
+    MASK_ALIASES,
+    MASK_KEY,
+    has_image_suffix,
+    image_stem,
+    mask_stem,
+    read_text_file,
+)
+from .groups import check_group_labels, check_near_duplicates, content_hash, duplicate_groups, grouped_split
+from .validate import check_class_name_list
 
 __all__ = [
     "SPLITS",
+    "AutoSplit",
     "canonical_split",
     "stratified_split",
     "build_datalist_from_folder",
@@ -45,12 +58,6 @@ __all__ = [
     "mask_stem",
     "image_stem",
 ]
-
-#: Item key of an image's segmentation mask; ``MASK_ALIASES`` are read as it.
-MASK_KEY = "mask"
-MASK_ALIASES = ("label_mask",)
-#: A class-folder file ``<stem>_mask.<ext>`` is the mask of the image ``<stem>.<ext'>``.
-MASK_STEM_SUFFIX = "_mask"
 
 SPLITS = ("training", "validation", "test")
 _SPLIT_ALIASES = {
@@ -70,44 +77,6 @@ def canonical_split(split: str) -> str:
     if key not in _SPLIT_ALIASES:
         raise ValueError(f"split must be one of train/training, val/validation, test; got {split!r}")
     return _SPLIT_ALIASES[key]
-
-
-def _is_image(path: Path) -> bool:
-    name = path.name.lower()
-    if name.startswith("."):
-        return False
-    suffix = ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
-    return suffix in IMAGE_SUFFIXES and suffix != ""
-
-
-def image_stem(path: str | os.PathLike) -> str:
-    """A file name without its image suffix (``.nii.gz`` counted as one)."""
-    path = Path(path)
-    name = path.name
-    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
-
-
-def mask_stem(path: str | os.PathLike) -> str | None:
-    """For a mask file ``<stem>_mask.<ext>``, its image's ``<stem>``; ``None`` for any other name."""
-    stem = image_stem(path)
-    return stem[: -len(MASK_STEM_SUFFIX)] if stem.endswith(MASK_STEM_SUFFIX) and len(stem) > 5 else None
-
-
-def _pair_masks(files: list[Path]) -> tuple[list[Path], dict[Path, Path], list[Path]]:
-    """``(images, image → mask, orphan masks)`` of one class folder's image files."""
-    by_stem = {image_stem(p): p for p in files if mask_stem(p) is None}
-    images = [p for p in files if mask_stem(p) is None]
-    masks: dict[Path, Path] = {}
-    orphans = []
-    for p in files:
-        stem = mask_stem(p)
-        if stem is None:
-            continue
-        if stem in by_stem:
-            masks[by_stem[stem]] = p
-        else:
-            orphans.append(p)
-    return images, masks, orphans
 
 
 def stratified_split(labels: Sequence[int], val_fraction: float, test_fraction: float, seed: int = 0) -> list[str]:
@@ -161,23 +130,41 @@ def _refuse_case_twins(names, root: Path, what: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class AutoSplit:
+    """How a folder or CSV without its own split is split (docs/data.md, "Splits"): per class, ``val_fraction`` and
+    ``test_fraction`` of the images drawn with ``split_seed`` (never the training seed), copies of one image (and
+    with ``near_duplicates`` near-identical images: :func:`gemix_monai.data.groups.check_near_duplicates`) kept
+    in one split."""
+
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    near_duplicates: Any = None
+
+    def record(self) -> dict:
+        """The ``"split"`` record of the datalist (what :mod:`gemix_monai.data.splits` stores and compares)."""
+        bits = check_near_duplicates(self.near_duplicates)
+        return {
+            "split_seed": self.split_seed,
+            "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction,
+            "groups": "sha256" if bits is None else f"sha256+phash<={bits}",
+        }
+
+
 def split_with_groups(
     entries: list[dict],
     class_names: Sequence[str],
+    split: AutoSplit,
     *,
-    val_fraction: float,
-    test_fraction: float,
-    split_seed: int,
-    near_duplicates=None,
     base: Path | None = None,
     context: str = "datalist",
 ) -> tuple[list[str], list[dict]]:
     """``(split of each entry, duplicate-group records)``: :func:`gemix_monai.data.groups.grouped_split` over the
-    groups of identical (and with ``near_duplicates`` near-identical) images, after checking that each group holds
-    one label. Records name the images relative to ``base`` when under it."""
-    from .groups import check_group_labels, check_near_duplicates, content_hash, duplicate_groups, grouped_split
-
-    bits = check_near_duplicates(near_duplicates)
+    groups of identical (and with ``split.near_duplicates`` near-identical) images, after checking that each group
+    holds one label. Records name the images relative to ``base`` when under it."""
+    bits = check_near_duplicates(split.near_duplicates)
     paths = [e["image"] for e in entries]
     labels = [int(e["label"]) for e in entries]
 
@@ -192,7 +179,7 @@ def split_with_groups(
 
     groups = duplicate_groups(paths, bits)
     check_group_labels(groups, labels, list(class_names), shown, context)
-    assign = grouped_split(labels, groups, val_fraction, test_fraction, split_seed)
+    assign = grouped_split(labels, groups, split.val_fraction, split.test_fraction, split.split_seed)
     records = []
     for members in groups:
         if len(members) < 2:
@@ -210,6 +197,11 @@ def split_with_groups(
             }
         )
     return assign, records
+
+
+def _by_split(entries: list[dict], assign: Sequence[str]) -> dict[str, list[dict]]:
+    """``{split: its entries}`` for every split of :data:`SPLITS`, in the entries' order."""
+    return {split: [e for e, s in zip(entries, assign) if s == split] for split in SPLITS}
 
 
 def build_datalist_from_folder(
@@ -243,6 +235,30 @@ def build_datalist_from_folder(
     subdirs, loose, top_problems = _top_level(root)
     if top_problems:
         raise DataValidationError(top_problems, f"folder {root}", hint="fix or remove them")
+    split_dirs = _split_folders(root, subdirs)
+    groups = split_dirs if split_dirs else {None: root}
+    class_names = _folder_class_names(root, groups, subdirs, loose, class_names)
+    per_group, skipped = _class_folder_entries(root, groups, class_names, on_error)
+    _warn_left_out(root, skipped, loose)
+    datalist: dict = {"class_names": class_names}
+    if skipped:
+        datalist["skipped"] = [list(p) for p in skipped]
+    if split_dirs:
+        for split in SPLITS:
+            datalist[split] = per_group.get(split, [])
+        return datalist
+    split = AutoSplit(val_fraction, test_fraction, split_seed, near_duplicates)
+    entries = per_group[None]
+    assign, records = split_with_groups(entries, class_names, split, base=root, context=f"folder {root}")
+    datalist.update(_by_split(entries, assign))
+    datalist["split"] = split.record()
+    datalist["duplicate_groups"] = records
+    return datalist
+
+
+def _split_folders(root: Path, subdirs: list[Path]) -> dict[str, Path]:
+    """``{split: its folder}`` when ``root``'s folders are split folders (``train``, ``val``, ``test``, ...), else
+    ``{}``; split folders mixed with other folders, or two folders for one split, are refused naming them."""
     split_dirs: dict[str, Path] = {}
     for p in subdirs:
         if p.name.lower() in _SPLIT_ALIASES:
@@ -255,7 +271,12 @@ def build_datalist_from_folder(
         raise DataError(
             f"{root}: mixes split folders {sorted(p.name for p in split_dirs.values())} with other folders {others}"
         )
-    groups = split_dirs if split_dirs else {None: root}
+    return split_dirs
+
+
+def _folder_class_names(root: Path, groups: dict, subdirs, loose, class_names) -> list[str]:
+    """The class names of a folder dataset: ``class_names`` when given (every class folder must be one of them), else
+    the class folders sorted by name; at least two, none differing from another only by letter case."""
     found_classes: set[str] = set()
     for g in groups.values():
         folders, files, problems_here = _top_level(g) if g is not root else (subdirs, loose, [])
@@ -282,8 +303,13 @@ def build_datalist_from_folder(
     unknown = sorted(set(found_classes) - set(class_names))
     if unknown:
         raise DataError(f"{root}: unknown class folder(s) {unknown}; class_names are {class_names}")
-    from .discover import scan_images
+    return class_names
 
+
+def _class_folder_entries(root: Path, groups: dict, class_names: list[str], on_error: str):
+    """``({split folder key: entries}, skipped)``: every image of every class folder as ``{"image", "label"[,
+    "mask"]}``; files that are not images and masks without their image are problems (``on_error="skip"``: skipped),
+    as are an empty class folder, dangling links and link loops — raised together, naming each."""
     problems: list[tuple[str, str]] = []
     skipped: list[tuple[str, str]] = []
     per_group: dict = {}
@@ -315,53 +341,23 @@ def build_datalist_from_folder(
         per_group[split] = entries
     if problems:
         raise DataValidationError(problems, f"folder {root}")
+    return per_group, skipped
+
+
+def _warn_left_out(root: Path, skipped, loose) -> None:
+    """Nothing is left out without a word: the skipped files, and image files directly in ``root`` (in no class)."""
     if skipped:
         warnings.warn(
             str(DataValidationError(skipped, f"folder {root}")).replace(f"({DataValidationError.HINT})", "skipped"),
-            stacklevel=2,
+            stacklevel=3,
         )
-    unplaced = [p for p in loose if _is_image(p)]
+    unplaced = [p for p in loose if has_image_suffix(p)]
     if unplaced:
         warnings.warn(
             f"{root}: {len(unplaced)} image file(s) directly in the dataset folder belong to no class folder and are "
             f"not used: {[p.name for p in unplaced[:10]]}",
-            stacklevel=2,
+            stacklevel=3,
         )
-    datalist: dict = {"class_names": class_names}
-    if skipped:
-        datalist["skipped"] = [list(p) for p in skipped]
-    if split_dirs:
-        for split in SPLITS:
-            datalist[split] = per_group.get(split, [])
-    else:
-        entries = per_group[None]
-        assign, records = split_with_groups(
-            entries,
-            class_names,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            split_seed=split_seed,
-            near_duplicates=near_duplicates,
-            base=root,
-            context=f"folder {root}",
-        )
-        for split in SPLITS:
-            datalist[split] = [e for e, s in zip(entries, assign) if s == split]
-        datalist["split"] = _split_record(split_seed, val_fraction, test_fraction, near_duplicates)
-        datalist["duplicate_groups"] = records
-    return datalist
-
-
-def _split_record(split_seed, val_fraction, test_fraction, near_duplicates) -> dict:
-    from .groups import check_near_duplicates
-
-    bits = check_near_duplicates(near_duplicates)
-    return {
-        "split_seed": split_seed,
-        "val_fraction": val_fraction,
-        "test_fraction": test_fraction,
-        "groups": "sha256" if bits is None else f"sha256+phash<={bits}",
-    }
 
 
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
@@ -370,19 +366,6 @@ _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 def _number(value: str) -> float | None:
     """The value of a label written as a number (``1``, ``1.0``, ``1e0``), else ``None``."""
     return float(value) if _NUMBER.match(value) else None
-
-
-def read_text_file(path: Path, what: str) -> str:
-    """The text of a UTF-8 file (a byte-order mark, as Excel writes, is dropped); another encoding is a
-    :class:`DataError` naming the file and the first byte that is not UTF-8."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(
-            f"{path}: {what} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}, e.g. Latin-1 or "
-            "Windows-1252); save it as UTF-8 (Excel: 'CSV UTF-8')"
-        ) from None
 
 
 def build_datalist_from_csv(
@@ -414,114 +397,137 @@ def build_datalist_from_csv(
     csv_path = Path(os.path.abspath(csv_path))
     if not csv_path.is_file():
         raise DataError(f"CSV manifest not found: {csv_path}")
-    text = read_text_file(csv_path, "the CSV manifest")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    columns = reader.fieldnames or []
-    rows = list(reader)
-    for col in (image_column, label_column):
-        if col not in columns:
-            raise DataError(f"{csv_path}: missing column {col!r}; found columns {columns}")
-    if not rows:
-        raise DataError(f"{csv_path}: no rows")
-    has_split = split_column is not None and split_column in columns
-    has_mask = mask_column is not None and mask_column in columns
-    raw_labels = [(r.get(label_column) or "").strip() for r in rows]
-    numbers = [_number(v) for v in raw_labels]
-    numeric = all(n is not None for v, n in zip(raw_labels, numbers) if v)
-    if numeric:
-        # Labels written as numbers: 1 and 1.0 are one class; 1.5 is no class index.
-        for n, (v, x) in enumerate(zip(raw_labels, numbers), start=1):
-            if v and x != int(x):
-                raise DataError(
-                    f"{csv_path}: row {n}: label {v!r} in column {label_column!r} is not an integer class index"
-                )
-        raw_labels = [str(int(x)) if v else v for v, x in zip(raw_labels, numbers)]
+    columns, rows = _read_csv(csv_path, (image_column, label_column))
+    raw_labels = _csv_labels(rows, csv_path, label_column)
     if class_names is None:
-        if numeric:
-            # Integer labels without names: the classes are exactly the values seen, which must be
-            # 0..K-1 (a stray "7" must not silently make an 8-class problem).
-            seen = sorted({int(v) for v in raw_labels if v})
-            if seen and seen != list(range(len(seen))):
-                rows_of = {s: [n for n, v in enumerate(raw_labels, start=1) if v and int(v) == s] for s in seen}
-                gaps = sorted(set(range(max(seen) + 1)) - set(seen))
-                odd = [s for s in seen if s < 0 or s >= len(seen)]
-                raise DataError(
-                    f"{csv_path}: integer labels {seen} are not 0..{len(seen) - 1} (missing {gaps}; "
-                    f"suspicious {odd} in rows {sum((rows_of[s][:5] for s in odd), [])}); "
-                    "fix the labels or pass class_names to fix the class count"
-                )
-            class_names = [str(i) for i in seen]
-        else:
-            class_names = sorted({v for v in raw_labels if v})
-            _refuse_label_twins(raw_labels, csv_path, label_column)
-        if len(class_names) < 2:
-            raise DataError(
-                f"{csv_path}: column {label_column!r} holds a single class {class_names}; classification needs at least two"
-            )
+        class_names = _csv_class_names(raw_labels, csv_path, label_column)
     class_names = [str(c) for c in class_names]
+    has_split = split_column is not None and split_column in columns
+    mask_column = mask_column if mask_column is not None and mask_column in columns else None
+    columns_read = (image_column, label_column, split_column if has_split else None, mask_column)
     problems: list[tuple[str, str]] = []
     entries, splits = [], []
     for n, (row, value) in enumerate(zip(rows, raw_labels), start=1):
-        where = f"row {n}"
-        image = (row.get(image_column) or "").strip()
-        if not image:
-            problems.append((where, f"empty {image_column!r}"))
+        try:
+            entry, split = _csv_entry(row, value, class_names, csv_path, columns_read)
+        except _RowProblem as e:
+            problems.append((f"row {n}", str(e)))
             continue
-        if not value:
-            problems.append((where, f"{image}: empty {label_column!r} (image without a label)"))
-            continue
-        number = _number(value)
-        if value in class_names:
-            label = class_names.index(value)
-        elif number is not None and number == int(number):
-            label = int(number)
-            if not 0 <= label < len(class_names):
-                problems.append(
-                    (where, f"{image}: label {label} out of range [0, {len(class_names)}) for classes {class_names}")
-                )
-                continue
-        else:
-            problems.append((where, f"{image}: unknown class name {value!r}; expected one of {class_names}"))
-            continue
-        split = "training"
-        if has_split:
-            try:
-                split = canonical_split(row.get(split_column) or "")
-            except ValueError as e:
-                problems.append((where, f"{image}: {e}"))
-                continue
-        path = Path(image)
-        path = path if path.is_absolute() else (csv_path.parent / path)
-        entry = {"image": os.path.normpath(path), "label": label}
-        if has_mask:
-            mask = (row.get(mask_column) or "").strip()
-            if not mask:
-                problems.append((where, f"{image}: empty {mask_column!r} (the other rows' images have masks)"))
-                continue
-            mask_path = Path(mask)
-            entry[MASK_KEY] = os.path.normpath(mask_path if mask_path.is_absolute() else (csv_path.parent / mask_path))
         entries.append(entry)
         splits.append(split)
     if problems:
         raise DataValidationError(problems, f"CSV {csv_path}")
     datalist: dict = {"class_names": class_names}
-    if not has_split:
-        splits, records = split_with_groups(
-            entries,
-            class_names,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            split_seed=split_seed,
-            near_duplicates=near_duplicates,
-            base=csv_path.parent,
-            context=f"CSV {csv_path}",
+    auto = None if has_split else AutoSplit(val_fraction, test_fraction, split_seed, near_duplicates)
+    if auto is not None:
+        splits, datalist["duplicate_groups"] = split_with_groups(
+            entries, class_names, auto, base=csv_path.parent, context=f"CSV {csv_path}"
         )
-        datalist["duplicate_groups"] = records
-    for split in SPLITS:
-        datalist[split] = [e for e, s in zip(entries, splits) if s == split]
-    if not has_split:
-        datalist["split"] = _split_record(split_seed, val_fraction, test_fraction, near_duplicates)
+    datalist.update(_by_split(entries, splits))
+    if auto is not None:
+        datalist["split"] = auto.record()
     return datalist
+
+
+def _read_csv(csv_path: Path, required: Sequence[str]) -> tuple[list[str], list[dict]]:
+    """``(columns, rows)`` of a CSV manifest that has the ``required`` columns and at least one row."""
+    text = read_text_file(csv_path, "the CSV manifest")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    columns = reader.fieldnames or []
+    rows = list(reader)
+    for col in required:
+        if col not in columns:
+            raise DataError(f"{csv_path}: missing column {col!r}; found columns {columns}")
+    if not rows:
+        raise DataError(f"{csv_path}: no rows")
+    return columns, rows
+
+
+def _csv_labels(rows: list[dict], csv_path: Path, label_column: str) -> list[str]:
+    """Each row's label as written, stripped; labels that are all numbers become integers written plainly (``1.0`` →
+    ``"1"``), and a number that is not an integer is refused naming its row."""
+    raw_labels = [(r.get(label_column) or "").strip() for r in rows]
+    numbers = [_number(v) for v in raw_labels]
+    if not all(n is not None for v, n in zip(raw_labels, numbers) if v):
+        return raw_labels
+    # Labels written as numbers: 1 and 1.0 are one class; 1.5 is no class index.
+    for n, (v, x) in enumerate(zip(raw_labels, numbers), start=1):
+        if v and x != int(x):
+            raise DataError(
+                f"{csv_path}: row {n}: label {v!r} in column {label_column!r} is not an integer class index"
+            )
+    return [str(int(x)) if v else v for v, x in zip(raw_labels, numbers)]
+
+
+def _csv_class_names(raw_labels: list[str], csv_path: Path, label_column: str) -> list[str]:
+    """The classes of a CSV given without ``class_names``: integer labels must be exactly ``0..K-1``; names are
+    sorted and must not differ only by letter case; at least two classes."""
+    numeric = all(_number(v) is not None for v in raw_labels if v)
+    if numeric:
+        # Integer labels without names: the classes are exactly the values seen, which must be
+        # 0..K-1 (a stray "7" must not silently make an 8-class problem).
+        seen = sorted({int(v) for v in raw_labels if v})
+        if seen and seen != list(range(len(seen))):
+            rows_of = {s: [n for n, v in enumerate(raw_labels, start=1) if v and int(v) == s] for s in seen}
+            gaps = sorted(set(range(max(seen) + 1)) - set(seen))
+            odd = [s for s in seen if s < 0 or s >= len(seen)]
+            raise DataError(
+                f"{csv_path}: integer labels {seen} are not 0..{len(seen) - 1} (missing {gaps}; "
+                f"suspicious {odd} in rows {sum((rows_of[s][:5] for s in odd), [])}); "
+                "fix the labels or pass class_names to fix the class count"
+            )
+        class_names = [str(i) for i in seen]
+    else:
+        class_names = sorted({v for v in raw_labels if v})
+        _refuse_label_twins(raw_labels, csv_path, label_column)
+    if len(class_names) < 2:
+        raise DataError(
+            f"{csv_path}: column {label_column!r} holds a single class {class_names}; classification needs at least two"
+        )
+    return class_names
+
+
+class _RowProblem(Exception):
+    """What is wrong with one CSV row (collected, then raised together naming each row)."""
+
+
+def _csv_entry(row: dict, value: str, class_names: list[str], csv_path: Path, columns) -> tuple[dict, str]:
+    """``(entry, split)`` of one CSV row; ``columns`` are the image, label, split (or ``None``) and mask (or ``None``)
+    columns. A row that cannot be used raises :class:`_RowProblem` saying why."""
+    image_column, label_column, split_column, mask_column = columns
+    image = (row.get(image_column) or "").strip()
+    if not image:
+        raise _RowProblem(f"empty {image_column!r}")
+    if not value:
+        raise _RowProblem(f"{image}: empty {label_column!r} (image without a label)")
+    number = _number(value)
+    if value in class_names:
+        label = class_names.index(value)
+    elif number is not None and number == int(number):
+        label = int(number)
+        if not 0 <= label < len(class_names):
+            raise _RowProblem(f"{image}: label {label} out of range [0, {len(class_names)}) for classes {class_names}")
+    else:
+        raise _RowProblem(f"{image}: unknown class name {value!r}; expected one of {class_names}")
+    split = "training"
+    if split_column is not None:
+        try:
+            split = canonical_split(row.get(split_column) or "")
+        except ValueError as e:
+            raise _RowProblem(f"{image}: {e}") from None
+    entry = {"image": _beside(csv_path, image), "label": label}
+    if mask_column is not None:
+        mask = (row.get(mask_column) or "").strip()
+        if not mask:
+            raise _RowProblem(f"{image}: empty {mask_column!r} (the other rows' images have masks)")
+        entry[MASK_KEY] = _beside(csv_path, mask)
+    return entry, split
+
+
+def _beside(csv_path: Path, value: str) -> str:
+    """A path written in the CSV: absolute as written, else relative to the CSV's folder (normalised)."""
+    path = Path(value)
+    return os.path.normpath(path if path.is_absolute() else (csv_path.parent / path))
 
 
 def _refuse_label_twins(labels, csv_path: Path, column: str) -> None:

@@ -41,8 +41,11 @@ from .datalist import (
     read_datalist,
 )
 from .errors import DataError
+from .intensity import IntensityRule
 from .medmnist import load_medmnist_items
 from .phantoms import ensure_default_dataset
+from .preprocessing import mask_label_map
+from .readers import LoadMedicalImaged
 from .splits import check_leakage, fixed_split_datalist
 from .validate import check_datalist, summarize, validate_items
 
@@ -78,11 +81,7 @@ def decide_mask_channels(datalist, context: str = "datalist") -> tuple[int, str]
     ``M <= 8``; a gap (labels 0, 1, 3) or a larger value (a greyscale mask) is refused, naming a file with it, and
     more structures must be declared (``mask_channels=``).
     """
-    import warnings
-
     import torch
-
-    from .transforms import LoadMedicalImaged, mask_label_map
 
     if "mask_channels" in datalist:
         declared = datalist["mask_channels"]
@@ -209,34 +208,17 @@ def build_datalist(
         return read_datalist(default_phantom_datalist(image_size, split_seed, data_dir=data_dir))
     if kind == "datalist":
         return read_datalist(source)
-    if kind == "folder":
-        return fixed_split_datalist(
-            source,
-            lambda: build_datalist_from_folder(
-                source,
-                class_names=class_names,
-                val_fraction=val_fraction,
-                test_fraction=test_fraction,
-                split_seed=split_seed,
-                on_error=on_error,
-                near_duplicates=near_duplicates,
-            ),
-            split_seed=split_seed,
-            fallback_dir=fallback,
-            split_dir=split_dir,
+    if kind in ("folder", "csv"):
+        # split once with split_seed, then the stored split is reused (gemix_monai.data.splits)
+        build, options = (
+            (build_datalist_from_folder, {"on_error": on_error})
+            if kind == "folder"
+            else (build_datalist_from_csv, csv_kwargs)
         )
-    if kind == "csv":
+        split = dict(val_fraction=val_fraction, test_fraction=test_fraction, split_seed=split_seed)
         return fixed_split_datalist(
             source,
-            lambda: build_datalist_from_csv(
-                source,
-                class_names=class_names,
-                val_fraction=val_fraction,
-                test_fraction=test_fraction,
-                split_seed=split_seed,
-                near_duplicates=near_duplicates,
-                **csv_kwargs,
-            ),
+            lambda: build(source, class_names=class_names, near_duplicates=near_duplicates, **split, **options),
             split_seed=split_seed,
             fallback_dir=fallback,
             split_dir=split_dir,
@@ -352,6 +334,8 @@ def get_dataset(
         hu_window: ``"auto"`` — decided from the data (:func:`~gemix_monai.data.contract.decide_intensity`:
             a CT window only for data known to be CT) —, a preset name, ``(width, level)``, or ``None``/``"none"``.
         intensity: scaling of non-CT data (``"auto"``: 8-bit files by 0..255, else per-image percentiles).
+            Both are parsed once, here, into an :class:`~gemix_monai.data.intensity.IntensityRule` (a word it does
+            not know is a ``ValueError`` naming the option and the value).
         channels: output channels (default: the contract's, else 1); slice_index, slice_mask_key: see
             :func:`get_transforms`.
         on_error: ``"raise"`` (default) or ``"skip"`` bad entries and files (listed in ``dataset.bad_items``).
@@ -393,54 +377,95 @@ def get_dataset(
     check_split_seed(split_seed)
     if not isinstance(source, dict) and source not in PHANTOM_SOURCES:
         source = os.path.abspath(source)  # relative paths are resolved once, against the working folder now
+    model_contract = _model_contract(contract)
+    image_size, channels = _sizes(image_size, channels, model_contract)
+    validate = _validation_mode(validate, deep_validate)
+    rule = IntensityRule.parse(hu_window, intensity)  # the options' words, read once (docs/data.md)
+    kind = source_kind(source)
+    reader_options = dict(class_names=class_names, image_dir=image_dir, data_dir=data_dir, on_error=on_error)
+    reader_options.update(split_dir=split_dir, near_duplicates=near_duplicates, **source_kwargs)
+    datalist, context = _read_source(source, kind, split, image_size, split_seed, reader_options)
+    names = datalist["class_names"]
+    datalist = _checked_datalist(datalist, kind, context, class_names, on_duplicate)
+    mask_channels, mask_reason = _mask_channels(datalist, masks, mask_channels, model_contract, context)
+    if not mask_channels:
+        datalist = {k: _without_masks(v) if k in SPLITS else v for k, v in datalist.items()}
+    items = datalist.get(split, [])
+    sizes = dict(image_size=image_size, channels=channels, mask_channels=mask_channels)
+    data_contract = _data_contract(datalist, items, names, rule, sizes, mask_reason, context)
+    if model_contract is not None:
+        check_contract(model_contract, data_contract, "the model", context)
+    own_transform = transform is None
+    if own_transform:
+        box_key = "box" if kind == "covidx" else None
+        options = dict(slice_index=slice_index, slice_mask_key=slice_mask_key, box_key=box_key)
+        transform = data_contract.preprocessing.transforms(num_classes=len(names), **options)
+    allow_volumes = slice_index is not None or slice_mask_key is not None
+    checked_by = transform if own_transform else None
+    good, problems, stats = _validated(
+        items, split, data_contract, validate, on_error, context, allow_volumes, checked_by
+    )
+    problems = [tuple(p) for p in datalist.get("skipped", [])] + list(problems)
+    summary = _summary(datalist, context, split, good, stats, problems, data_contract)
+    facts = dict(class_names=names, contract=data_contract, bad_items=problems, split=split, summary=summary)
+    facts["source"] = "phantom" if kind == "phantom" else context if isinstance(source, dict) else str(source)
+    return GemixCacheDataset(good, transform, **facts) if cache else GemixDataset(good, transform, **facts)
+
+
+def _model_contract(contract) -> DataContract | None:
+    """The model's contract given to :func:`get_dataset` (a :class:`DataContract` or its dict), or ``None``."""
     model_contract = contract_of(contract) if contract is not None else None
     if contract is not None and model_contract is None:
         raise TypeError(f"contract must be a DataContract or its dict, got {type(contract).__name__}")
+    return model_contract
+
+
+def _sizes(image_size, channels, model_contract) -> tuple:
+    """``(image_size, channels)``: as given, else the model contract's, else 64 and 1."""
     if model_contract is not None:
         image_size = image_size if image_size is not None else model_contract.preprocessing.image_size
         channels = channels if channels is not None else model_contract.preprocessing.channels
-    image_size = 64 if image_size is None else image_size
-    channels = 1 if channels is None else channels
+    return (64 if image_size is None else image_size), (1 if channels is None else channels)
+
+
+def _validation_mode(validate: str, deep_validate: bool | None) -> str:
+    """``"full"``, ``"headers"`` or ``"none"`` (``deep_validate``, the older name, wins when given)."""
     if deep_validate is not None:
         validate = "full" if deep_validate else "headers"
     if validate not in ("full", "headers", "none"):
         raise ValueError(f"validate must be 'full', 'headers' or 'none', got {validate!r}")
-    kind = source_kind(source)
-    if kind == "medmnist":
-        datalist = {}
-        for each in ("training", "validation", "test"):  # all splits: the leakage check compares them
-            try:
-                datalist[each], names = load_medmnist_items(source, each, class_names=class_names)
-            except DataError:
-                if each == split:
-                    raise
-                datalist[each] = []
-        datalist["class_names"] = names
-        context = f"MedMNIST {source}"
-    else:
-        datalist = build_datalist(
-            source,
-            image_size=image_size,
-            split_seed=split_seed,
-            class_names=class_names,
-            image_dir=image_dir,
-            data_dir=data_dir,
-            on_error=on_error,
-            split_dir=split_dir,
-            near_duplicates=near_duplicates,
-            **source_kwargs,
-        )
-        names = datalist["class_names"]
-        context = (
-            f"datalist given ({sum(len(datalist.get(k, [])) for k in SPLITS)} items)"
-            if isinstance(source, dict)
-            else f"{kind} {source if source is not None else 'phantom (default)'}"
-        )
+    return validate
+
+
+def _read_source(source, kind: str, split: str, image_size: int, split_seed: int, options: dict) -> tuple[dict, str]:
+    """``(datalist, context)`` of ``source``: a MedMNIST file read split by split (every split: the leakage check
+    compares them; only the asked one must exist), anything else through :func:`build_datalist`."""
+    if kind != "medmnist":
+        datalist = build_datalist(source, image_size=image_size, split_seed=split_seed, **options)
+        if isinstance(source, dict):  # items given in memory (MONAI Label's BundleTrainTask): no path to name
+            return datalist, f"datalist given ({sum(len(datalist.get(k, [])) for k in SPLITS)} items)"
+        return datalist, f"{kind} {source if source is not None else 'phantom (default)'}"
+    datalist = {}
+    for each in SPLITS:
+        try:
+            datalist[each], names = load_medmnist_items(source, each, class_names=options.get("class_names"))
+        except DataError:
+            if each == split:
+                raise
+            datalist[each] = []
+    datalist["class_names"] = names
+    return datalist, f"MedMNIST {source}"
+
+
+def _checked_datalist(datalist: dict, kind: str, context: str, class_names, on_duplicate: str) -> dict:
+    """The checks of the whole datalist, whatever split is asked for: the class names given match a datalist's,
+    :func:`check_datalist`, and leakage (:func:`check_leakage`; ``on_duplicate="drop"`` returns the datalist without
+    the held-out copies)."""
     if class_names is not None and kind in ("phantom", "datalist"):
-        check_class_names(class_names, names, "class_names given", context)
+        check_class_names(class_names, datalist["class_names"], "class_names given", context)
     check_datalist(datalist, context, every_class_trained=kind in ("phantom", "datalist", "folder", "csv"))
     try:
-        datalist = check_leakage(datalist, on_duplicate=on_duplicate, context=context)
+        return check_leakage(datalist, on_duplicate=on_duplicate, context=context)
     except DataError as e:
         if "split_file" in datalist and "split" in datalist and "leaks between splits" in str(e):
             raise DataError(
@@ -448,58 +473,64 @@ def get_dataset(
                 "together; delete it to split again (models trained on the old split may then have seen new test images)"
             ) from None
         raise
-    mask_channels, mask_reason = _mask_channels(datalist, masks, mask_channels, model_contract, context)
-    if not mask_channels:
-        datalist = {k: _without_masks(v) if k in SPLITS else v for k, v in datalist.items()}
-    items = datalist.get(split, [])
-    window, intensity, reason = decide_intensity(datalist, items, hu_window, intensity)
+
+
+def _data_contract(datalist, items, names, rule: IntensityRule, sizes: dict, mask_reason: str, context: str):
+    """The data's :class:`DataContract`: its classes and the preprocessing of ``sizes`` (``image_size``,
+    ``channels``, ``mask_channels``) with ``rule``'s window decided from the data (:func:`decide_intensity`); its
+    reason says why (and how the mask channels were decided)."""
+    rule, reason = decide_intensity(datalist, items, rule)
     if mask_reason:
-        reason = f"{reason}; {mask_channels} mask channel(s): {mask_reason}"
+        reason = f"{reason}; {sizes['mask_channels']} mask channel(s): {mask_reason}"
     try:
-        preprocessing = Preprocessing(
-            image_size=image_size, channels=channels, hu_window=window, intensity=intensity, mask_channels=mask_channels
-        )
+        preprocessing = Preprocessing(**sizes, hu_window=rule.window, intensity=rule.scaling)
     except ValueError as e:
         raise DataError(f"{context}: {e}") from None
-    data_contract = DataContract(tuple(names), preprocessing, reason)
-    if model_contract is not None:
-        check_contract(model_contract, data_contract, "the model", context)
-    allow_volumes = slice_index is not None or slice_mask_key is not None
-    skipped = [tuple(p) for p in datalist.get("skipped", [])]
-    own_transform = transform is None
-    if transform is None:
-        transform = preprocessing.transforms(
-            num_classes=len(names),
-            slice_index=slice_index,
-            slice_mask_key=slice_mask_key,
-            box_key="box" if kind == "covidx" else None,
+    return DataContract(tuple(names), preprocessing, reason)
+
+
+def _absent_classes(good: list, names, split: str, context: str) -> list[str]:
+    """The classes without an image in a validation or test split, each named in a warning (their metrics are
+    undefined, not 0); ``[]`` for training."""
+    if split == "training" or not good:
+        return []
+    present = {int(it["label"]) for it in good}
+    absent = [n for k, n in enumerate(names) if k not in present]
+    if absent:
+        message = (
+            f"{context} [{split}]: no image of class(es) {absent} ({len(good)} images): their {split} metrics "
+            "are undefined, not 0"
         )
-    good, problems, stats = validate_items(
+        logger.warning("%s", message)
+        warnings.warn(message, stacklevel=4)  # get_dataset's caller
+    return absent
+
+
+def _validated(items, split, data_contract, validate, on_error, context, allow_volumes, transform):
+    """``(good items, problems, stats)`` of the split by :func:`validate_items` with the dataset's options
+    (``validate``: ``"full"`` decodes every image and runs it through ``transform``, ``"headers"`` reads headers,
+    ``"none"`` checks the entries only)."""
+    return validate_items(
         items,
-        num_classes=len(names),
+        num_classes=len(data_contract.class_names),
         split=split,
         deep=validate == "full",
         check_files=validate != "none",
         allow_volumes=allow_volumes,
         on_error=on_error,
         context=context,
-        preprocessing=preprocessing,
+        preprocessing=data_contract.preprocessing,
         return_stats=True,
-        mask_channels=mask_channels,
-        transform=transform if own_transform else None,
+        mask_channels=data_contract.preprocessing.mask_channels,
+        transform=transform,
     )
-    problems = skipped + list(problems)
-    absent = []
-    if split != "training" and good:
-        present = {int(it["label"]) for it in good}
-        absent = [n for k, n in enumerate(names) if k not in present]
-        if absent:
-            message = (
-                f"{context} [{split}]: no image of class(es) {absent} ({len(good)} images): their {split} metrics "
-                "are undefined, not 0"
-            )
-            logger.warning("%s", message)
-            warnings.warn(message, stacklevel=2)
+
+
+def _summary(datalist, context, split, good, stats, problems, data_contract) -> dict:
+    """The split's validation summary (:func:`summarize`), logged: counts, formats, the preprocessing and why, the
+    split file, duplicate groups, absent classes and skipped entries."""
+    names = list(data_contract.class_names)
+    absent = _absent_classes(good, names, split, context)
     summary = summarize(
         context,
         split,
@@ -515,12 +546,4 @@ def get_dataset(
         absent=absent,
     )
     logger.info("%s", summary["text"])
-    facts = dict(
-        class_names=names,
-        contract=data_contract,
-        bad_items=problems,
-        source="phantom" if kind == "phantom" else context if isinstance(source, dict) else str(source),
-        split=split,
-        summary=summary,
-    )
-    return GemixCacheDataset(good, transform, **facts) if cache else GemixDataset(good, transform, **facts)
+    return summary

@@ -4,7 +4,7 @@
 * The search is **recursive**: every file under the folder, at any depth (``yes/2019/batch1/a.jpg`` belongs to
   class ``yes``), sorted by its path relative to the folder. Hidden files and folders (name starting with ``.``)
   are not looked at.
-* An image is a file with a suffix of :data:`~gemix_monai.data.transforms.IMAGE_SUFFIXES` in any letter case
+* An image is a file with a suffix of :data:`~gemix_monai.data.files.IMAGE_SUFFIXES` in any letter case
   (``.nii.gz`` counted as one suffix), or — whatever its name (``IM0001``, ``1.2.840.113619.2.55.1``) — a DICOM
   file, recognised by the ``DICM`` marker at byte 128 (the form PACS exports). Any other file is *not an image*
   (:attr:`ImageScan.others`): class folders refuse it, ``classify`` lists it.
@@ -24,50 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DataError, DataValidationError
+from .files import file_suffix, has_dicom_preamble, has_image_suffix, image_stem, mask_stem, sniff_format
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ImageScan", "scan_images", "discover_images", "sniff_format", "has_dicom_preamble", "file_suffix"]
-
-#: Magic numbers of the formats Pillow reads (PNG, JPEG, GIF, BMP, TIFF): a file carrying one is decoded by Pillow
-#: whatever its suffix says (a palette PNG named ``.jpg``).
-_PIL_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
-
-
-def file_suffix(path: str | os.PathLike) -> str:
-    """The lower-case suffix of ``path`` (``.nii.gz`` counted as one; ``""`` when there is none)."""
-    name = Path(path).name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
-
-
-def has_dicom_preamble(path: str | os.PathLike) -> bool:
-    """Whether the file carries the DICOM Part 10 marker ``DICM`` at byte 128."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
-def sniff_format(path: str | os.PathLike) -> str | None:
-    """The reader family the file's *content* calls for — ``"dicom"`` (``DICM`` at byte 128), ``"pil"`` (PNG, JPEG,
-    GIF, TIFF or BMP magic) or ``"nifti"`` (NIfTI-1/2 magic) — or ``None`` when the first bytes say nothing
-    (gzip, Analyze, unknown)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(352)
-    except OSError:
-        return None
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return "dicom"
-    if head.startswith(_PIL_MAGIC) or (
-        head[:2] == b"BM" and len(head) >= 26 and head[14] in (12, 40, 52, 56, 108, 124)
-    ):
-        return "pil"
-    if (len(head) >= 348 and head[344:348] in (b"n+1\x00", b"ni1\x00")) or head[4:8] in (b"n+2\x00", b"ni2\x00"):
-        return "nifti"
-    return None
 
 
 @dataclass
@@ -91,19 +52,11 @@ class ImageScan:
         return path.relative_to(self.root).as_posix()
 
 
-def _is_image_name(path: Path, suffixes) -> bool:
-    suffix = file_suffix(path)
-    return bool(suffix) and suffix in suffixes
-
-
 def scan_images(folder: str | os.PathLike) -> ImageScan:
     """Every file under ``folder`` sorted into images, masks, other files and problems (the module docstring's rule).
 
     Raises :class:`DataError` when ``folder`` is not a folder.
     """
-    from .datalist import image_stem, mask_stem  # datalist imports this module
-    from .transforms import IMAGE_SUFFIXES
-
     root = Path(os.path.abspath(folder))
     if not root.is_dir():
         raise DataError(f"folder not found: {folder}")
@@ -151,7 +104,6 @@ def scan_images(folder: str | os.PathLike) -> ImageScan:
                 scan.problems.append((str(path), "not a regular file (a device, pipe or socket)"))
 
     walk(root, (os.path.realpath(root),))
-    suffixes = set(IMAGE_SUFFIXES)
     images = []
     for path in files:
         suffix = file_suffix(path)
@@ -159,7 +111,7 @@ def scan_images(folder: str | os.PathLike) -> ImageScan:
             if not any(path.with_name(image_stem(path) + s).is_file() for s in (".hdr", ".HDR", ".Hdr")):
                 scan.problems.append((str(path), "Analyze/NIfTI-pair pixel data without its header (.hdr beside it)"))
             continue
-        if _is_image_name(path, suffixes) or has_dicom_preamble(path):
+        if has_image_suffix(path) or has_dicom_preamble(path):
             images.append(path)
         else:
             scan.others.append(path)

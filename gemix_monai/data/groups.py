@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import DataError, DataValidationError
+from .readers import LoadMedicalImaged
 
 __all__ = [
     "content_hash",
@@ -78,8 +79,6 @@ def perceptual_hash(image) -> int:
 
     if isinstance(image, (str, os.PathLike)):
         import warnings
-
-        from .transforms import LoadMedicalImaged
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

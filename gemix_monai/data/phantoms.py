@@ -25,13 +25,14 @@ Files are written one per image (NIfTI ``.nii.gz`` by default, or DICOM ``.dcm``
 
 Orientation: pixel arrays here are ``[rows, cols]`` (display order). NIfTI files store the
 transpose (NIfTI's first axis is *x* = column) and DICOM stores rows × columns, so MONAI's
-readers (and :func:`gemix_monai.data.transforms.get_transforms`) give ``[1, x, y]`` = ``[1, cols, rows]``
+readers (and :func:`gemix_monai.data.preprocessing.get_transforms`) give ``[1, x, y]`` = ``[1, cols, rows]``
 from either format, MONAI's usual order.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -329,6 +330,12 @@ def _check_size(image_size) -> None:
         raise ValueError(f"image_size must be an integer in [{MIN_SIZE}, {MAX_SIZE}], got {image_size!r}")
 
 
+def _check_size_and_format(image_size, fmt) -> None:
+    _check_size(image_size)
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {sorted(FORMATS)}, got {fmt!r}")
+
+
 def _check_counts(name: str, counts) -> tuple[int, int, int]:
     try:
         counts = tuple(int(c) for c in counts)
@@ -392,9 +399,7 @@ def generate_phantom_dataset(
             (CT Image Storage, uint16 stored values with RescaleSlope 1 / RescaleIntercept -1024).
         val_counts, test_counts: per-class counts of the held-out splits; default 20 % of ``counts``.
     """
-    _check_size(image_size)
-    if fmt not in FORMATS:
-        raise ValueError(f"fmt must be one of {sorted(FORMATS)}, got {fmt!r}")
+    _check_size_and_format(image_size, fmt)
     per_split = split_counts(counts, val_counts, test_counts)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -465,30 +470,20 @@ def _existing_dataset_matches(out_dir: Path, params: dict, verify_hashes: bool) 
     return True
 
 
-def ensure_default_dataset(
-    out_dir: str | os.PathLike,
-    image_size: int = 64,
-    counts: Sequence[int] | None = None,
-    seed: int = 0,
-    fmt: str = "nifti",
-    *,
-    val_counts: Sequence[int] | None = None,
-    test_counts: Sequence[int] | None = None,
-    verify_hashes: bool = True,
-) -> Path:
+def ensure_default_dataset(out_dir: str | os.PathLike, *args, verify_hashes: bool = True, **options) -> Path:
     """Datalist JSON of a phantom dataset in ``out_dir`` generated with these parameters.
 
-    Reuses what is there when its manifest records the same parameters and every listed file is
-    present with the recorded sha256 (``verify_hashes=False`` checks presence only); otherwise
-    (re)generates it with :func:`generate_phantom_dataset`.
+    ``args`` / ``options`` are :func:`generate_phantom_dataset`'s (``image_size=64, counts=None, seed=0,
+    fmt="nifti", *, val_counts=None, test_counts=None``). Reuses what is there when its manifest records the same
+    parameters and every listed file is present with the recorded sha256 (``verify_hashes=False`` checks presence
+    only); otherwise (re)generates it with :func:`generate_phantom_dataset`.
     """
-    _check_size(image_size)
-    if fmt not in FORMATS:
-        raise ValueError(f"fmt must be one of {sorted(FORMATS)}, got {fmt!r}")
+    given = inspect.signature(generate_phantom_dataset).bind(out_dir, *args, **options)
+    given.apply_defaults()
+    p = given.arguments
+    _check_size_and_format(p["image_size"], p["fmt"])
+    per_split = split_counts(p["counts"], p["val_counts"], p["test_counts"])
     out_dir = Path(out_dir)
-    params = _parameters(image_size, split_counts(counts, val_counts, test_counts), seed, fmt)
-    if _existing_dataset_matches(out_dir, params, verify_hashes):
+    if _existing_dataset_matches(out_dir, _parameters(p["image_size"], per_split, p["seed"], p["fmt"]), verify_hashes):
         return out_dir / DATALIST_NAME
-    return generate_phantom_dataset(
-        out_dir, image_size, counts, seed, fmt, val_counts=val_counts, test_counts=test_counts
-    )
+    return generate_phantom_dataset(*given.args, **given.kwargs)

@@ -28,6 +28,7 @@ from typing import Callable
 
 from .datalist import SPLITS, read_datalist, write_datalist
 from .errors import DataError, DataValidationError
+from .files import read_text_file
 from .groups import content_hash
 
 __all__ = [
@@ -143,8 +144,6 @@ def _read_stored(path: Path, root: Path) -> dict:
     stored = read_datalist(path)
     if stored.get("split", {}).get("format") == SPLIT_FORMAT:
         import json
-
-        from .datalist import read_text_file
 
         raw = json.loads(read_text_file(path, "the split file"))
         for split in SPLITS:

@@ -13,21 +13,19 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from .errors import DataError, DataValidationError
-from .transforms import (
-    LoadMedicalImaged,
-    check_dicom_rescale,
-    check_min_side,
-    check_nifti_dims,
-    check_pil_header,
-    image_format,
-    mask_label_map,
-)
+from .files import image_format
+from .intensity import IntensityToTrainingRanged
+from .masks import label_map_to_channels
+from .preprocessing import DataCompose, mask_label_map
+from .readers import LoadMedicalImaged, check_dicom_rescale, check_min_side, check_nifti_dims, check_pil_header
+from .spatial import ResizeLongestd
 
 __all__ = [
     "validate_items",
@@ -201,80 +199,122 @@ def validate_items(
     if len(items) == 0:
         raise DataValidationError([(split, "split is empty: no images")], context)
     loader = LoadMedicalImaged("image") if deep else None
-    transform = _checking_steps(transform) if deep and transform is not None else None
+    steps = _checking_steps(transform) if deep and transform is not None else None
     windowed = preprocessing is not None and getattr(preprocessing, "hu_window", None) is not None
+    check = _ItemChecks(num_classes, split, check_files, allow_volumes, mask_channels, loader, steps, windowed)
     good, problems, stats = [], [], []
-    constant: list[tuple[str, float]] = []
     for i, item in enumerate(items):
-        where = f"{split}[{i}]"
+        where = _where(split, i, item)
         try:
-            if not isinstance(item, dict):
-                raise DataError(f"entry must be a dict with 'image' and 'label', got {type(item).__name__}")
-            for key in ("image", "label"):
-                if key not in item:
-                    raise DataError(f"entry has no {key!r} key (keys: {sorted(item)})")
-            image = item["image"]
-            if isinstance(image, (str, os.PathLike)):
-                where = f"{where} {image}"
-            label = check_label(item["label"], num_classes)
-            decoded = None
-            if isinstance(image, (np.ndarray, torch.Tensor)):
-                if image.ndim != 3:
-                    raise DataError(f"in-memory image must be [C, x, y], got shape {tuple(image.shape)}")
-                if deep:
-                    decoded = loader({"image": image, "image_source": item.get("image_source", f"{split}[{i}]")})[
-                        "image"
-                    ]
-            elif isinstance(image, (str, os.PathLike)):
-                if check_files:
-                    inspect_image_file(image, allow_volumes=allow_volumes)
-                    if loader is not None:
-                        with warnings.catch_warnings():
-                            warnings.simplefilter("ignore")
-                            decoded = loader.load(image)
-            else:
-                raise DataError(f"'image' must be a path or an array, got {type(image).__name__}")
-            decoded_mask = _check_mask(item, decoded, mask_channels, check_files, loader) if mask_channels else None
-            if decoded is not None and transform is not None:
-                _run_chain(transform, item, decoded, label, decoded_mask)
-            if decoded is not None:
-                meta = getattr(decoded, "meta", {}) or {}
-                source_dtype = str(meta.get("source_dtype", ""))
-                if windowed and source_dtype == "uint8" and meta.get("source_format") != "array":
-                    raise DataError(
-                        "8-bit image in a split preprocessed with a CT window: 8-bit values cannot be "
-                        "Hounsfield units; use hu_window=None (intensity scaling) for such data"
-                    )
-                lo, hi = float(decoded.min()), float(decoded.max())
-                stats.append(
-                    {
-                        "format": str(meta.get("source_format", "")),
-                        "source_dtype": source_dtype,
-                        "channels": int(decoded.shape[0]),
-                        "shape": tuple(int(v) for v in decoded.shape[1:]),
-                        "min": lo,
-                        "max": hi,
-                        "label": label,
-                        "decode": meta.get("decode"),
-                        "constant": lo == hi,
-                        "where": where,
-                    }
-                )
-                if lo == hi:
-                    constant.append((where, lo))
-            good.append({**item, "label": label})
+            entry, stat = check(i, item, where)
         except DataError as e:
             message = str(e)
             if isinstance(image := (item.get("image") if isinstance(item, dict) else None), (str, os.PathLike)):
                 message = message.replace(f"{image}: ", "")  # the path is already in `where`
             problems.append((where, message))
+            continue
+        if stat is not None:
+            stats.append(stat)
+        good.append(entry)
+    _report(good, problems, stats, split, on_error, context)
+    return (good, problems, stats) if return_stats else (good, problems)
+
+
+def _where(split: str, i: int, item) -> str:
+    """How messages name entry ``i``: ``"training[12]"``, with its file (``"training[12] /data/x.dcm"``) once the entry
+    is a dict with an image path and a label."""
+    image = item.get("image") if isinstance(item, dict) and "label" in item else None
+    return f"{split}[{i}] {image}" if isinstance(image, (str, os.PathLike)) else f"{split}[{i}]"
+
+
+@dataclass(frozen=True)
+class _ItemChecks:
+    """The checks :func:`validate_items` makes of each entry of a split (its options, fixed for the split)."""
+
+    num_classes: int
+    split: str
+    check_files: bool
+    allow_volumes: bool
+    mask_channels: int
+    loader: Any  # LoadMedicalImaged when every image is decoded (deep), else None
+    transform: Any  # the split's checking steps (deep, with the split's preprocessing), else None
+    windowed: bool  # the split gets a CT window
+
+    def __call__(self, i: int, item, where: str) -> tuple[dict, dict | None]:
+        """``(the entry with its label as an int, the decoded image's stats or None)``; a :class:`DataError` says
+        what is wrong with it."""
+        if not isinstance(item, dict):
+            raise DataError(f"entry must be a dict with 'image' and 'label', got {type(item).__name__}")
+        for key in ("image", "label"):
+            if key not in item:
+                raise DataError(f"entry has no {key!r} key (keys: {sorted(item)})")
+        label = check_label(item["label"], self.num_classes)
+        decoded = self._decoded(i, item)
+        decoded_mask = (
+            _check_mask(item, decoded, self.mask_channels, self.check_files, self.loader)
+            if self.mask_channels
+            else None
+        )
+        if decoded is not None and self.transform is not None:
+            _run_chain(self.transform, item, decoded, label, decoded_mask)
+        return {**item, "label": label}, (None if decoded is None else self._stat(decoded, label, where))
+
+    def _decoded(self, i: int, item: dict):
+        """The entry's image checked (its file's header and size) and, when decoding, decoded; else ``None``."""
+        image = item["image"]
+        if isinstance(image, (np.ndarray, torch.Tensor)):
+            if image.ndim != 3:
+                raise DataError(f"in-memory image must be [C, x, y], got shape {tuple(image.shape)}")
+            if self.loader is None:
+                return None
+            source = item.get("image_source", f"{self.split}[{i}]")
+            return self.loader({"image": image, "image_source": source})["image"]
+        if not isinstance(image, (str, os.PathLike)):
+            raise DataError(f"'image' must be a path or an array, got {type(image).__name__}")
+        if not self.check_files:
+            return None
+        inspect_image_file(image, allow_volumes=self.allow_volumes)
+        if self.loader is None:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self.loader.load(image)
+
+    def _stat(self, decoded, label: int, where: str) -> dict:
+        """What the summary counts of a decoded image; an 8-bit file in a CT-windowed split is refused."""
+        meta = getattr(decoded, "meta", {}) or {}
+        source_dtype = str(meta.get("source_dtype", ""))
+        if self.windowed and source_dtype == "uint8" and meta.get("source_format") != "array":
+            raise DataError(
+                "8-bit image in a split preprocessed with a CT window: 8-bit values cannot be "
+                "Hounsfield units; use hu_window=None (intensity scaling) for such data"
+            )
+        lo, hi = float(decoded.min()), float(decoded.max())
+        return {
+            "format": str(meta.get("source_format", "")),
+            "source_dtype": source_dtype,
+            "channels": int(decoded.shape[0]),
+            "shape": tuple(int(v) for v in decoded.shape[1:]),
+            "min": lo,
+            "max": hi,
+            "label": label,
+            "decode": meta.get("decode"),
+            "constant": lo == hi,
+            "where": where,
+        }
+
+
+def _report(good, problems, stats, split: str, on_error: str, context: str) -> None:
+    """Warn about images of a single value; raise every problem (``on_error="raise"``), or warn with the list of
+    the skipped ones — and raise when nothing is left."""
+    constant = [(s["where"], s["min"]) for s in stats if s["constant"]]
     if constant:
         warnings.warn(
             f"{context}: {len(constant)} image(s) of a single value (no picture: a blank scan or a broken export) in "
             f"{split}: "
             + "; ".join(f"{w} (every pixel {v:g})" for w, v in constant[:10])
             + (" ..." if len(constant) > 10 else ""),
-            stacklevel=2,
+            stacklevel=3,
         )
     if problems and on_error == "raise":
         raise DataValidationError(problems, context)
@@ -283,11 +323,10 @@ def validate_items(
             str(DataValidationError(problems, context)).replace(
                 "(fix them, or pass on_error='skip' to drop and report them)", "skipped"
             ),
-            stacklevel=2,
+            stacklevel=3,
         )
         if not good:
             raise DataValidationError(problems + [(split, "no valid entries left after skipping")], context)
-    return (good, problems, stats) if return_stats else (good, problems)
 
 
 def _checking_steps(transform):
@@ -295,8 +334,6 @@ def _checking_steps(transform):
     labels): the pure arithmetic of intensity scaling, resizing and padding cannot, and is left out to keep validation
     cheap (it is the same arithmetic for every image)."""
     from monai.transforms import Compose, Resized, SpatialPadd
-
-    from .transforms import DataCompose, IntensityToTrainingRanged, ResizeLongestd
 
     if not isinstance(transform, Compose):
         return transform
@@ -383,8 +420,6 @@ def check_datalist(datalist: dict, context: str = "datalist", *, every_class_tra
 def _check_mask(item: dict, decoded_image, mask_channels: int, check_files: bool, loader):
     """The entry's mask: present, readable, and (decoded) the image's spatial shape with values in 0..M; returns the
     decoded mask (``None`` when not decoded)."""
-    from .masks import label_map_to_channels
-
     if "mask" not in item:
         raise DataError("entry has no 'mask' while the split's other entries have one (every image needs its mask)")
     mask = item["mask"]

@@ -120,7 +120,7 @@ def training_data(
     its index. The run's ``classifier.json`` then names the datastore's classes, not the default source's.
     """
     from gemix_monai.data import get_dataset
-    from gemix_monai.data.transforms import CheckLabeld, DataCompose
+    from gemix_monai.data.preprocessing import CheckLabeld, DataCompose
 
     if isinstance(items, SourceItems):
         return items.source

@@ -69,8 +69,9 @@ class GenerativeTrainingOptions:
     """Hyper-parameters of a DCGAN or diffusion run. ``batch_size`` [images per step]; ``max_kimg`` [thousands of
     real images]; ``g_lr``/``d_lr``/``betas``: the DCGAN's Adam; ``lr``: the diffusion model's AdamW;
     ``p_uncond``: probability of the null condition (diffusion); ``ema_kimg``/``ema_rampup``: generator EMA
-    half-life [kimg] and ramp-up; ``sample_steps``: DDIM steps of the sample grids (diffusion); ``class_balance``:
-    ``none``/``sqrt``/``uniform`` class shares of the real images shown (docs/generators.md, "Class balance")."""
+    half-life [kimg] and ramp-up; ``sample_steps``: DDIM steps of the sample grids and the training-time audit
+    (diffusion; as many as ``generate``); ``class_balance``: ``none``/``sqrt``/``uniform``
+    class shares of the real images shown (docs/generators.md, "Class balance")."""
 
     batch_size: int = 16
     max_kimg: float = 1.0
@@ -82,7 +83,7 @@ class GenerativeTrainingOptions:
     p_uncond: float = 0.1
     ema_kimg: float = 1.0
     ema_rampup: float | None = 0.05
-    sample_steps: int = 10
+    sample_steps: int = 50
     class_balance: str = "none"
 
     def __post_init__(self):

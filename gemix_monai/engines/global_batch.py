@@ -215,6 +215,35 @@ def _dist():
     return idist
 
 
+def dataset_fingerprint(dataset) -> dict:
+    """``{"sha256", "source", "num_items"}`` of a training set, so that a resumed run can refuse other data.
+
+    The hash covers every item's label and, for items read from files, the file's path relative to the items' common
+    folder and its size (a moved or copied folder keeps its fingerprint; another dataset, even with the same class
+    names, does not), or, for items held in memory, the image bytes. Reading no image, it costs a ``stat`` per file.
+    """
+    import hashlib
+
+    base = getattr(dataset, "dataset", dataset)  # image–mask pair views wrap the dataset
+    items = getattr(base, "data", base)
+    h = hashlib.sha256()
+    h.update(np.asarray(labels_of(dataset), dtype=np.int64).tobytes())
+    if isinstance(items, Sequence) and items and all(isinstance(i, Mapping) for i in items):
+        paths = [i.get("image") for i in items]
+        if all(isinstance(p, (str, os.PathLike)) for p in paths):
+            absolute = [os.path.abspath(p) for p in paths]
+            root = os.path.commonpath(absolute) if len(absolute) > 1 else os.path.dirname(absolute[0])
+            for p in absolute:
+                h.update(os.path.relpath(p, root).encode())
+                h.update(str(os.path.getsize(p) if os.path.exists(p) else -1).encode())
+        else:
+            for p in paths:
+                h.update(np.ascontiguousarray(np.asarray(torch.as_tensor(p).cpu())).tobytes())
+    source = getattr(dataset, "source", None) or getattr(base, "source", None)
+    described = str(source) if source is not None else "in-memory data"
+    return {"sha256": h.hexdigest(), "source": described, "num_items": len(dataset)}
+
+
 class GlobalBatchEngine(Engine):
     """What every generator trainer shares: one step per *global batch*, a data order that is a pure function of
     ``(seed, batch index)``, per-step randomness keyed by position, and the checkpoint's common part.
@@ -354,7 +383,12 @@ class GlobalBatchEngine(Engine):
                 "images_seen": self.images_seen,
                 "batch_size": self.options.batch_size,
             },
-            "data": {"seed": self.seed, "next_global_batch": self.state.iteration, "num_items": len(self.train_data)},
+            "data": {
+                "seed": self.seed,
+                "next_global_batch": self.state.iteration,
+                "num_items": len(self.train_data),
+                "fingerprint": self.data_fingerprint,
+            },
             "rng": get_rng_state(),
             "handlers": {name: h.state_dict() for name, h in self.stateful_handlers.items()},
             "config": {
@@ -366,6 +400,13 @@ class GlobalBatchEngine(Engine):
             "class_names": list(self.class_names),
             "contract": self.contract,
         }
+
+    @property
+    def data_fingerprint(self) -> dict:
+        """What identifies the training data across runs and moves (:func:`dataset_fingerprint`), computed once."""
+        if getattr(self, "_data_fingerprint", None) is None:
+            self._data_fingerprint = dataset_fingerprint(self.train_data)
+        return self._data_fingerprint
 
     def load_training_state(self, state: Mapping) -> None:
         """Restore a :meth:`training_state_dict`; the next :meth:`run` continues where it stopped.
@@ -389,6 +430,14 @@ class GlobalBatchEngine(Engine):
             raise ValueError(
                 f"checkpoint was trained with class_balance={stored_balance!r}, this run asks for "
                 f"{self.options.class_balance!r}; the data order would change mid-run"
+            )
+        stored_data = (state.get("data") or {}).get("fingerprint")
+        if stored_data and stored_data["sha256"] != self.data_fingerprint["sha256"]:
+            raise ValueError(
+                f"it was trained on other data ({stored_data['source']}: {stored_data['num_items']} images, "
+                f"fingerprint {stored_data['sha256'][:12]}) than this run's ({self.data_fingerprint['source']}: "
+                f"{self.data_fingerprint['num_items']} images, fingerprint {self.data_fingerprint['sha256'][:12]}); "
+                "continuing would mix two datasets in one generator"
             )
         stored = state.get("contract")
         if stored is not None and self.contract is not None and stored != self.contract:
@@ -544,7 +593,9 @@ def _resume(trainer: GlobalBatchEngine, path: Path, output_dir) -> None:
     try:
         trainer.load_training_state(state)
     except (ValueError, KeyError, RuntimeError, TypeError) as e:
-        raise error(f"{type(e).__name__}: {e}") from e
+        # from None: the command line prints the innermost cause of a chain, and this message already carries it
+        # together with the file and how to start over
+        raise error(f"{type(e).__name__}: {e}") from None
     trainer.logger.info("resumed from %s at iteration %d", path, trainer.state.iteration)
 
 

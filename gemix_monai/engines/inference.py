@@ -8,9 +8,11 @@ INPUT_DIR`` runs): the same image discovery (:func:`find_images`), the same prep
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -26,7 +28,7 @@ from gemix_monai.networks.classifiers import (
     load_classifier,
     read_classifier_info,
 )
-from gemix_monai.utils import resolve_device
+from gemix_monai.utils import atomic_write_bytes, resolve_device
 
 __all__ = [
     "DEFAULT_CLASSIFY_PREPROCESSING",
@@ -50,7 +52,7 @@ DEFAULT_CLASSIFY_PREPROCESSING = {"image_size": 32, "hu_window": "abdomen", "int
 
 
 def _image_suffixes() -> list[str]:
-    from gemix_monai.data.transforms import IMAGE_SUFFIXES
+    from gemix_monai.data.files import IMAGE_SUFFIXES
 
     return sorted(s for s in IMAGE_SUFFIXES if s)  # "" (suffix-less DICOM) would match every file
 
@@ -126,6 +128,43 @@ def check_classify_inputs(checkpoint, input_dir, output_csv, *, overwrite: bool 
     return files
 
 
+def unreadable_path(output_csv) -> Path:
+    """Where a classification lists the files it could not read: ``<predictions>_unreadable.csv`` beside the CSV."""
+    output_csv = Path(output_csv)
+    return output_csv.with_name(f"{output_csv.stem}_unreadable.csv")
+
+
+def readable_images(files: Sequence[Path], transform, output_csv) -> list[Path]:
+    """The ``files`` that ``transform`` reads and prepares; the others (a zero-byte or truncated image, a text file
+    named like an image, ...) are listed with the reason in :func:`unreadable_path` (removed when all are read), so
+    the images that can be classified still are, and the command then says which could not (docs/data.md)."""
+    from gemix_monai.handlers.classifier import printable_name
+
+    good, bad = [], []
+    for f in files:
+        try:
+            transform({"image": str(f)})
+            good.append(f)
+        except Exception as e:  # noqa: BLE001 - any failure to read one file is reported, not fatal to the rest
+            cause = e
+            while cause.__cause__ is not None:  # MONAI wraps the reader's error in "applying transform ..."
+                cause = cause.__cause__
+            bad.append((printable_name(str(f)), f"{type(cause).__name__}: {cause}".splitlines()[0]))
+    listing = unreadable_path(output_csv)
+    if bad:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["filename", "reason"])
+        writer.writerows(bad)
+        atomic_write_bytes(listing, buf.getvalue().encode())
+        logger.warning("%d of %d files could not be read; listed in %s", len(bad), len(files), listing)
+    else:
+        listing.unlink(missing_ok=True)
+    if not good:
+        raise ValueError(f"none of the {len(files)} files under the input folder could be read (listed in {listing})")
+    return good
+
+
 def declared_format(bundle_root) -> dict:
     """``{"in_channels", "num_classes", "class_names"}`` as ``configs/metadata.json``'s ``network_data_format``
     declares them (``image`` input, ``pred`` output): what inference.json builds before a model exists. Read from the
@@ -146,25 +185,32 @@ def declared_format(bundle_root) -> dict:
     }
 
 
-def classify_datalist(input_dir) -> list[dict]:
+def classify_datalist(input_dir, output_csv=None, transform=None) -> list[dict]:
     """inference.json's datalist: ``[{"image": path}, ...]`` of every image under ``input_dir`` (:func:`find_images`),
     and ``[]`` while ``input_dir`` is unset or not a folder, so that the workflow builds — and MONAI's
-    ``check_properties`` and MONAI Label run — before any data exists. What is missing is reported at ``run``
-    (:func:`check_classify_run`), with the messages of ``gemix-monai classify``."""
+    ``check_properties`` and MONAI Label run — before any data exists. With ``transform`` and ``output_csv``, only the
+    images ``transform`` can read (:func:`readable_images` lists the others beside ``output_csv``). What is missing
+    is reported at ``run`` (:func:`check_classify_run`), with the messages of ``gemix-monai classify``."""
     if input_dir is None or not Path(input_dir).is_dir():
         return []
-    return [{"image": str(f)} for f in find_images(input_dir)]
+    files = find_images(input_dir)
+    if files and transform is not None and output_csv is not None:
+        files = readable_images(files, transform, output_csv)
+    return [{"image": str(f)} for f in files]
 
 
 def check_classify_run(
-    checkpoint, input_dir, output_csv, network: torch.nn.Module, datalist, *, overwrite=False
+    checkpoint, input_dir, output_csv, network: torch.nn.Module, datalist, *, overwrite=False, transform=None
 ) -> None:
     """What inference.json's ``run`` checks before its evaluator starts: :func:`check_classify_inputs` (the
     checkpoint and its ``classifier.json``, an output CSV that may be written, at least one image: the one-line
     messages of ``gemix-monai classify``), the checkpoint fitting ``network``
     (:func:`~gemix_monai.networks.classifiers.check_checkpoint_fits`), and the images found now being the ones the
-    workflow was built with (a folder filled after ``initialize`` needs a new workflow)."""
+    workflow was built with (a folder filled after ``initialize`` needs a new workflow); with ``transform``, the
+    readable ones (:func:`readable_images`)."""
     files = check_classify_inputs(checkpoint, input_dir, output_csv, overwrite=overwrite)
+    if transform is not None:
+        files = readable_images(files, transform, output_csv)
     check_checkpoint_fits(network, checkpoint)
     if [str(f) for f in files] != [d["image"] for d in datalist]:
         raise ValueError(
@@ -205,8 +251,9 @@ def classify_folder(
 
     Raises ``FileNotFoundError`` for a missing folder, checkpoint or ``classifier.json``, ``FileExistsError`` for an
     existing CSV without ``overwrite``, ``ValueError`` when the folder holds no supported image (naming it and the
-    suffixes looked for) or the checkpoint does not fit its description. Nothing is written unless every image
-    was classified (the CSV is written atomically at the end).
+    suffixes looked for) or the checkpoint does not fit its description. Files that cannot be read are left out and
+    listed with the reason in ``<output stem>_unreadable.csv`` (:func:`readable_images`); the CSV of the others is
+    written atomically at the end.
     """
     files = check_classify_inputs(checkpoint, input_dir, output_csv, overwrite=overwrite)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -218,6 +265,7 @@ def classify_folder(
     k = int(info["num_classes"])
     names = validate_class_names(k, info.get("class_names"))
     tf = transform if transform is not None else _classify_transform(info, preprocessing)
+    files = readable_images(files, tf, output_csv)
     logger.info("classifying %d images under %s with %s (%d classes)", len(files), input_dir, checkpoint, k)
 
     # The programmatic twin of the bundle's inference.json (SupervisedEvaluator + CheckpointLoader +
@@ -251,31 +299,25 @@ def stored_preprocessing(
 
     Explicit options that differ from the stored contract raise naming both; without a stored contract (no model
     yet, or an older one) the options are used as given, ``image_size`` defaulting to 32 and ``hu_window="auto"``
-    meaning no CT window.
+    meaning no CT window. ``hu_window`` and ``intensity`` are parsed once into an
+    :class:`~gemix_monai.data.intensity.IntensityRule`.
     """
     from gemix_monai.data.contract import Preprocessing
+    from gemix_monai.data.intensity import IntensityRule
 
     info = read_classifier_info(checkpoint)
-    given = {
-        "image_size": image_size,
-        "channels": channels,
-        "hu_window": None
-        if hu_window in ("auto", None) or (isinstance(hu_window, str) and hu_window.lower() == "none")
-        else hu_window,
-        "intensity": intensity,
-    }
+    rule = IntensityRule.parse(hu_window, intensity)
     stored = contract_of(info.get("contract")) if info.get("contract") else None
     if stored is None:
         return Preprocessing(
             image_size=int(image_size or 32),
             channels=int(channels or info.get("in_channels") or 1),
-            hu_window=given["hu_window"],
-            intensity=intensity,
+            hu_window=rule.window,
+            intensity=rule.scaling,
         )
     pp = stored.preprocessing
-    explicit = {k: v for k, v in given.items() if v is not None and not (k == "intensity" and v == "auto")}
-    if hu_window == "auto":
-        explicit.pop("hu_window", None)
+    explicit = {k: v for k, v in {"image_size": image_size, "channels": channels}.items() if v is not None}
+    explicit.update(rule.overrides())  # a window, a scaling other than "auto"
     if explicit:
         wanted = Preprocessing(
             **{**{k: getattr(pp, k) for k in ("image_size", "channels", "hu_window", "intensity")}, **explicit}
@@ -316,7 +358,7 @@ def preprocessing_values(
     file, so the project's ``IntensityToTrainingRanged`` applies them. Values a rule does not use are ``None``.
     ``describe`` is the contract in words.
     """
-    from gemix_monai.data.transforms import PERCENTILES
+    from gemix_monai.data.intensity import PERCENTILES
 
     pp = stored_preprocessing(
         checkpoint, image_size=image_size, hu_window=hu_window, intensity=intensity, channels=channels

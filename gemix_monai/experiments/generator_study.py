@@ -164,7 +164,8 @@ def _audit(generator_file: Path, audit_dir: Path, train, val, *, seed, device, l
     done = audit_dir / "audit.json"
     if done.is_file():
         report = json.loads(done.read_text(encoding="utf-8"))
-        if report.get("generator_sha256") == digest:
+        # an audit made before coverage existed is made again (cheap next to training)
+        if report.get("generator_sha256") == digest and "coverage" in report["metrics"]["synthetic"]["overall"]:
             return report
     settings = AuditSettings(
         seed=seed,
@@ -196,7 +197,7 @@ def _row(dataset: str, run: StudyRun, label: str, kimg, cpu, wall, report: dict,
         "kimg_per_cpu_hour": None if not cpu else round(kimg / (cpu / 3600), 2),
         "minority": minority,
     }
-    for key in ("fd", "kid", "precision", "recall", "ms_ssim", "lpips"):
+    for key in ("fd", "kid", "precision", "recall", "coverage", "ms_ssim", "lpips"):
         row[key] = syn["overall"].get(key)
         row[f"floor_{key}"] = floor["overall"].get(key)
         row[f"minority_{key}"] = syn["per_class"][minority].get(key)

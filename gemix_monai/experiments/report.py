@@ -150,7 +150,23 @@ def compare_markdown(
         f"- classifier seeds: {list(s.seeds)} (n = {len(s.seeds)}); GAN seeds: {list(s.gan_seeds)}",
         f"- generator families: {', '.join(s.generators)} (arms `<strategy>@<family>`; unsuffixed: stylegan2)",
         f"- GAN budget (per GAN seed and family): preset `{s.gan_preset}`, {s.gan_kimg:g} kimg, batch {s.gan_batch_size}"
-        + (f"; measured {sum(gan_secs):.0f} s over {len(gan_secs)} GAN(s)" if gan_secs else ""),
+        + (f"; measured {sum(gan_secs):.0f} s over {len(gan_secs)} GAN(s)" if gan_secs else "")
+        + (" (families trained here only)" if s.generator_files else ""),
+        *[
+            f"- generator `{label}` trained elsewhere: `{path}` (copied into its GAN cell, sha256 in its config)"
+            for label, path in s.generator_files.items()
+        ],
+        *(
+            [f"- synthetic pools: {s.pool_size} images per generator and sampler, shared by the seeds"]
+            if s.pool_size
+            else []
+        ),
+        *(
+            [f"- generators trained with class balance `{s.gan_class_balance}`"]
+            if s.gan_class_balance != "none"
+            else []
+        ),
+        *([f"- cells use each GAN's `best.pt` by `{s.gan_select}`"] if s.gan_select else []),
         f"- classifier budget (every cell): {s.epochs} epochs, batch {s.batch_size}, AdamW lr {s.learning_rate:g}, "
         f"weight decay {s.weight_decay:g}, {s.image_size} px, checkpoint chosen by validation `{s.key_metric}`",
         f"- cells: {len(rows)} of {num_cells} classifier cells finished"
@@ -489,10 +505,12 @@ STUDY_TABLE = (
     ("kid", "KID"),
     ("precision", "precision"),
     ("recall", "recall"),
+    ("coverage", "coverage"),
     ("ms_ssim", "MS-SSIM"),
     ("minority_fd", "minority FD"),
     ("minority_precision", "minority precision"),
     ("minority_recall", "minority recall"),
+    ("minority_coverage", "minority coverage"),
     ("minority_ms_ssim", "minority MS-SSIM"),
     ("lpips", "LPIPS div."),
     ("memorisation_flagged", "memorised"),
@@ -517,10 +535,9 @@ def study_markdown(dataset: str, rows: list[dict], floor: dict | None) -> str:
     for r in rows:
         lines.append("| " + " | ".join(cell(r.get(k)) for k, _ in STUDY_TABLE) + " |")
     if floor:
-        cells = {k: floor.get(f"floor_{k}") for k in ("fd", "kid", "precision", "recall", "ms_ssim", "lpips")}
-        cells.update(
-            {f"minority_{k}": floor.get(f"floor_minority_{k}") for k in ("fd", "precision", "recall", "ms_ssim")}
-        )
+        keys = ("fd", "kid", "precision", "recall", "coverage", "ms_ssim", "lpips")
+        cells = {k: floor.get(f"floor_{k}") for k in keys}
+        cells.update({f"minority_{k}": floor.get(f"floor_minority_{k}") for k in keys})
         lines.append(
             "| **real floor** | validation | | | " + " | ".join(cell(cells.get(k)) for k, _ in STUDY_TABLE[4:]) + " |"
         )

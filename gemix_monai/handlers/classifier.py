@@ -216,8 +216,16 @@ def write_predictions_csv(
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["filename", "predicted_class", *(f"p({n})" for n in class_names)])
     for name, row in zip(filenames, p.tolist()):
-        writer.writerow([name, class_names[max(range(k), key=row.__getitem__)], *(f"{v:.8g}" for v in row)])
+        writer.writerow(
+            [printable_name(name), class_names[max(range(k), key=row.__getitem__)], *(f"{v:.8g}" for v in row)]
+        )
     return atomic_write_bytes(output_csv, buf.getvalue().encode())
+
+
+def printable_name(name: str) -> str:
+    """A file name as UTF-8 text: bytes that are not UTF-8 (a name made on a Latin-1 system reaches Python as
+    surrogate escapes) are written as ``\\xNN`` escapes instead of failing the whole CSV."""
+    return str(name).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _filename_of(image) -> str | None:

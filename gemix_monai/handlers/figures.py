@@ -7,7 +7,7 @@ looked at.
 * :class:`GradCamWriter` (evaluator handler): Grad-CAM maps (MONAI's ``monai.visualize.GradCAM``) of a few correctly
   classified and a few missed images per class, ``gradcam.png`` beside the evaluation report.
 
-Images are ``[C, x, y]`` in MONAI's order and shown rows × columns (:func:`gemix_monai.data.transforms.to_display`);
+Images are ``[C, x, y]`` in MONAI's order and shown rows × columns (:func:`gemix_monai.data.preprocessing.to_display`);
 every figure carries a title naming the strategy, split and run (:func:`gemix_monai.handlers.report.report_title`).
 """
 
@@ -38,7 +38,7 @@ GRADCAM_LAYERS = {
 
 
 def _display(image: torch.Tensor) -> np.ndarray:
-    from gemix_monai.data.transforms import to_display
+    from gemix_monai.data.preprocessing import to_display
 
     return to_display(image.detach().float().cpu().clamp(-1, 1))
 

@@ -13,7 +13,9 @@ consumer use it and say so.
 
 Criteria (:data:`SELECTION_CRITERIA`): ``fd`` (lowest overall Fréchet distance), ``minority_recall`` (highest recall
 of the class with the fewest training images — how much of its real variety the generator covers), ``mean_recall``
-(highest mean per-class recall), ``minority_fd`` (lowest Fréchet distance of that class). Ties, frequent for recall
+(highest mean per-class recall), ``minority_fd`` (lowest Fréchet distance of that class), ``coverage`` and
+``minority_coverage`` (share of the real validation images, all or of the minority class, whose k-NN ball holds a
+sample: unlike recall, scattered unrealistic samples cannot raise it; docs/quality.md). Ties, frequent for recall
 on small validation classes, go to the lower overall Fréchet distance, then to the earlier checkpoint.
 """
 
@@ -56,6 +58,8 @@ BEST_SUBPATH = GENERATOR_SUBPATH.parent / "best.pt"
 SELECTION_CRITERIA = {
     "fd": ("lowest Fréchet distance to the validation split", False),
     "minority_recall": ("highest recall of the minority class (fewest training images)", True),
+    "minority_coverage": ("highest coverage of the minority class (share of its real images reached)", True),
+    "coverage": ("highest coverage of the validation split", True),
     "mean_recall": ("highest mean per-class recall", True),
     "minority_fd": ("lowest Fréchet distance of the minority class", False),
 }
@@ -255,7 +259,8 @@ class GeneratorSelectionHandler(_EveryImagesHandler):
         images = images.detach().float().cpu()
         row: dict[str, Any] = {"images": int(engine.images_seen), "kimg": round(engine.images_seen / 1000, 3)}
         if not bool(torch.isfinite(images).all()):
-            row.update(fd=None, precision=None, recall=None, mean_recall=None, minority_recall=None, minority_fd=None)
+            row.update(fd=None, precision=None, recall=None, coverage=None, mean_recall=None, minority_recall=None)
+            row.update(minority_fd=None, minority_coverage=None)
             row["note"] = "non-finite pixels"
             return row
         feat = fn.features(images, device=engine.device)
@@ -263,15 +268,20 @@ class GeneratorSelectionHandler(_EveryImagesHandler):
         k = max(1, min(s.k, feat.shape[0] - 1, val_feat.shape[0] - 1))
         pr = Q.precision_recall(val_feat, feat, k=k)
         row["precision"], row["recall"] = _finite(pr.precision), _finite(pr.recall)
+        row["coverage"] = _finite(
+            Q.density_coverage(val_feat, feat, k=max(1, min(s.k, val_feat.shape[0] - 1))).coverage
+        )
         recalls = []
         for c, name in enumerate(names):
             real_c, fake_c = val_feat[val_lab == c], feat[labels == c]
             if real_c.shape[0] < 2:
-                row[f"precision/{name}"] = row[f"recall/{name}"] = row[f"fd/{name}"] = None
+                row[f"precision/{name}"] = row[f"recall/{name}"] = row[f"fd/{name}"] = row[f"coverage/{name}"] = None
                 continue
             kc = max(1, min(s.k, real_c.shape[0] - 1, fake_c.shape[0] - 1))
             prc = Q.precision_recall(real_c, fake_c, k=kc)
             row[f"precision/{name}"], row[f"recall/{name}"] = _finite(prc.precision), _finite(prc.recall)
+            dcc = Q.density_coverage(real_c, fake_c, k=max(1, min(s.k, real_c.shape[0] - 1)))
+            row[f"coverage/{name}"] = _finite(dcc.coverage)
             try:
                 row[f"fd/{name}"] = _finite(Q.frechet_distance(fake_c, real_c))
             except ValueError:  # fewer images than the Fréchet distance needs
@@ -283,6 +293,7 @@ class GeneratorSelectionHandler(_EveryImagesHandler):
         row["minority"] = minority
         row["minority_recall"] = row.get(f"recall/{minority}")
         row["minority_fd"] = row.get(f"fd/{minority}")
+        row["minority_coverage"] = row.get(f"coverage/{minority}")
         return row
 
     def save(self, engine: Engine) -> None:

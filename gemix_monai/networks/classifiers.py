@@ -375,6 +375,20 @@ def load_classifier(
     (its network name, else its recorded ``network_def``; explicit arguments win) and a ``ValueError`` naming both
     when the checkpoint does not fit."""
     path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"classifier checkpoint not found: {path}")
+    state = safe_torch_load(path, map_location=device)
+    fmt = state.get("format") if isinstance(state, dict) else None
+    if isinstance(fmt, str):  # a plain state dict has parameter names as keys, never a format tag
+        raise ValueError(
+            f"{path} is not a classifier's weights but a {fmt!r} checkpoint"
+            + (
+                " (a generator: give it as the generator, e.g. models/generator/generator.pt)"
+                if "gan" in fmt or "generator" in fmt or "dcgan" in fmt or "diffusion" in fmt
+                else ""
+            )
+            + "; a classifier is models/model.pt beside its classifier.json"
+        )
     info = read_classifier_info(path)
     in_channels = in_channels or info.get("in_channels")
     num_classes = num_classes or info.get("num_classes")
@@ -393,12 +407,12 @@ def load_classifier(
             f"network_def (class {info.get('network_class')}); pass the network_def it was trained with"
         )
     net = classifier_network(info, network=network, in_channels=in_channels, num_classes=num_classes)
-    state = safe_torch_load(path, map_location=device)
     try:
         net.load_state_dict(state)
     except RuntimeError as e:
+        # from None: the command line prints the innermost cause, and this message already names both sides
         raise ValueError(
             f"checkpoint {path} does not fit network {named or info['network_def']['_target_']!r} "
-            f"(in_channels={in_channels}, num_classes={num_classes}): {e}"
-        ) from e
+            f"(in_channels={in_channels}, num_classes={num_classes}): {str(e).splitlines()[0]}"
+        ) from None
     return net.to(device), info

@@ -19,6 +19,10 @@ step and its graph holds no trace of the check. The check calls the raw kernels
 trigger itself; a per-thread flag guards against that anyway. It is skipped, and tried again at a
 later call, while a CUDA graph is being captured or a dispatch mode (fake tensors, say) is active.
 
+Each op module registers its own check at import (:func:`register_check`: the raw kernels it compares and a
+generator of its cases, written beside the kernels and reference functions they use); this module imports no op,
+so imports run one way, ops → self-check (docs/design.md, "ops").
+
 ``python -m gemix_monai.ops._selfcheck --device cuda`` runs every op's check for every dtype the
 kernels support on that device and prints each error beside its tolerance (benchmarks/gpu_check.sh).
 """
@@ -27,12 +31,22 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["OpSelfCheckError", "SELFCHECK_RTOL", "CheckResult", "ensure_checked", "run_selfcheck", "selfcheck_enabled"]
+__all__ = [
+    "OpSelfCheckError",
+    "SELFCHECK_RTOL",
+    "CheckResult",
+    "OpCheck",
+    "register_check",
+    "registered_ops",
+    "ensure_checked",
+    "run_selfcheck",
+    "selfcheck_enabled",
+]
 
 
 class OpSelfCheckError(RuntimeError):
@@ -45,12 +59,23 @@ class OpSelfCheckError(RuntimeError):
 #: swapped axis, a wrong activation) errs by 10% or more.
 SELFCHECK_RTOL = {torch.float64: 1e-7, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 3e-2}
 
-# The ops and the raw kernels each one's check runs (for the messages and run_selfcheck).
-_KERNELS = {
-    "upfirdn2d": ("upfirdn2d",),
-    "bias_act": ("bias_act", "bias_act_grad"),
-    "modulated_conv2d": ("modulate_weight", "modulate_weight_backward"),
-}
+#: One case of a check: its name, the kernel's output and the reference's (float64) for the same inputs.
+Case = tuple[str, torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class OpCheck:
+    """What the self-check runs for one op: the raw kernels it compares (named in the messages) and ``cases(device,
+    dtype)``, which yields every :data:`Case` of the op."""
+
+    kernels: tuple[str, ...]
+    cases: Callable[[torch.device, torch.dtype], Iterable[Case]]
+
+
+# The registry the ops fill at import (register_check): this module never imports an op, so the ops can call it.
+_CHECKS: dict[str, OpCheck] = {}
+# Report order of run_selfcheck (ops registered under other names follow, in registration order).
+_REPORT_ORDER = ("upfirdn2d", "bias_act", "modulated_conv2d")
 _DEVICE_DTYPES = {
     "cpp": (torch.float32, torch.float64),
     "cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
@@ -60,6 +85,29 @@ _passed: set = set()  # keys (op, path, device type, dtype) whose check passed
 _failed: dict = {}  # key -> the error message of its failed check
 _lock = threading.Lock()
 _local = threading.local()  # .active: this thread is running a check
+
+
+def register_check(
+    op: str, kernels: Sequence[str], cases: Callable[[torch.device, torch.dtype], Iterable[Case]]
+) -> None:
+    """Register ``op``'s check: the raw ``gemix_C`` kernels it compares and the generator of its cases.
+
+    Each op module calls this at import, beside the kernels and reference functions its cases use, so the check
+    lives with the op it checks and this module imports none of them (docs/design.md, "ops").
+    """
+    _CHECKS[op] = OpCheck(tuple(kernels), cases)
+
+
+def registered_ops() -> tuple[str, ...]:
+    """The ops with a registered check, in report order."""
+    known = [op for op in _REPORT_ORDER if op in _CHECKS]
+    return tuple(known + [op for op in _CHECKS if op not in known])
+
+
+def _check_of(op: str) -> OpCheck:
+    if op not in _CHECKS:
+        raise ValueError(f"no self-check is registered for op {op!r}; registered: {list(registered_ops())}")
+    return _CHECKS[op]
 
 
 def selfcheck_enabled() -> bool:
@@ -154,7 +202,7 @@ class CheckResult:
         return self.problem is None and self.error <= self.tolerance  # NaN fails
 
     def message(self, device: torch.device) -> str:
-        kernels = "/".join(f"gemix_C.{k}" for k in _KERNELS[self.op])
+        kernels = "/".join(f"gemix_C.{k}" for k in _check_of(self.op).kernels)
         dtype = str(self.dtype).replace("torch.", "")
         head = (
             f"{self.op}: the compiled {self.path} kernel ({kernels}) disagrees with the pure-PyTorch reference "
@@ -185,6 +233,7 @@ def _results(op: str, path: str, device: torch.device, dtype: torch.dtype) -> li
     failed result naming the exception)."""
     from gemix_monai.ops._ext import get_extension
 
+    check = _check_of(op)
     get_extension()  # importing the extension registers torch.ops.gemix_C.*
     rtol = SELFCHECK_RTOL.get(dtype)
     if rtol is None:
@@ -194,7 +243,7 @@ def _results(op: str, path: str, device: torch.device, dtype: torch.dtype) -> li
     # The caller may be in no_grad/inference mode or under autocast: the check needs neither.
     with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
         try:
-            for case, kernel_out, reference in _CASES[op](device, dtype):
+            for case, kernel_out, reference in check.cases(device, dtype):
                 results.append(_compare(op, path, dtype, case, kernel_out, reference, rtol))
         except Exception as error:  # a kernel that raises fails the check, named
             cause = str(error).strip().splitlines()[0] if str(error).strip() else ""
@@ -216,11 +265,12 @@ def _compare(op, path, dtype, case, out: torch.Tensor, ref: torch.Tensor, rtol: 
     return CheckResult(op, path, dtype, case, float(diff), max(float(scale), 1e-30), rtol)
 
 
-def _kernel(name: str):
+def raw_kernel(name: str):
+    """The compiled kernel ``torch.ops.gemix_C.<name>``, looked up at each call (tests replace it)."""
     return getattr(torch.ops.gemix_C, name)
 
 
-def _inputs(generator: torch.Generator, shape, device, dtype, scale: float = 1.0, positive: bool = False):
+def case_inputs(generator: torch.Generator, shape, device, dtype, scale: float = 1.0, positive: bool = False):
     """Random values rounded to ``dtype`` (the kernel's input) and the same values in float64 (the reference's)."""
     v = torch.randn(*shape, generator=generator, dtype=torch.float64, device="cpu") * scale
     if positive:
@@ -229,130 +279,9 @@ def _inputs(generator: torch.Generator, shape, device, dtype, scale: float = 1.0
     return low, low.to(torch.float64)
 
 
-def _grad(outputs: torch.Tensor, inputs, grad_outputs: torch.Tensor, create_graph: bool = False):
+def grad(outputs: torch.Tensor, inputs, grad_outputs: torch.Tensor, create_graph: bool = False):
+    """``torch.autograd.grad`` of ``outputs`` w.r.t. ``inputs`` (for the gradient cases)."""
     return torch.autograd.grad(outputs, inputs, grad_outputs, create_graph=create_graph)
-
-
-# upfirdn2d: the forward kernel in three geometries (up with a separable filter, down with a
-# flipped 2-D filter and a gain, mixed up/down with cropping on a channels_last input) and the
-# gradient of each, which is the same kernel with up and down swapped (upfirdn2d._gradient_args).
-def _cases_upfirdn2d(device, dtype):
-    from gemix_monai.ops.upfirdn2d import _LeanUpfirdn2d, upfirdn2d_ref
-
-    g = torch.Generator().manual_seed(20)
-    x, x64 = _inputs(g, (2, 3, 7, 6), device, dtype)
-    f1 = (
-        torch.randn(4, generator=g, dtype=torch.float64, device="cpu")
-        .abs()
-        .add(0.25)
-        .to(device=device, dtype=torch.float32)
-    )
-    f2 = (
-        torch.randn(3, 4, generator=g, dtype=torch.float64, device="cpu")
-        .abs()
-        .add(0.25)
-        .to(device=device, dtype=torch.float32)
-    )
-    f1, f2 = f1 / f1.sum(), f2 / f2.sum()
-    geometries = (
-        ("up=2 separable", x, x64, f1, (2, 2, 1, 1, 2, 1, 2, 1, False, 1.0)),
-        ("down=2 2-D flip gain=2", x, x64, f2, (1, 1, 2, 2, 1, 1, 2, 0, True, 2.0)),
-        (
-            "up=(1,2) down=(2,1) crop channels_last",
-            x.contiguous(memory_format=torch.channels_last),
-            x64,
-            f1,
-            (1, 2, 2, 1, -1, 2, 1, 0, False, 1.0),
-        ),
-    )
-    for name, xk, xr, f, args in geometries:
-        xk = xk.detach().requires_grad_(True)
-        xr = xr.detach().requires_grad_(True)
-        yk = _LeanUpfirdn2d.apply(xk, f, *args)
-        yr = upfirdn2d_ref(xr, f.to(torch.float64), *args)
-        yield f"forward {name}", yk, yr
-        dy, dy64 = _inputs(g, tuple(yr.shape), device, dtype)
-        yield f"gradient {name}", _grad(yk, xk, dy)[0], _grad(yr, xr, dy64)[0]
-
-
-def _clamp_between(values: torch.Tensor) -> float:
-    """A clamp level in the widest gap of the middle of ``|values|``: no value lies within rounding
-    of it, so the clamp mask is the same for the kernel (in float16, say) and the reference."""
-    a = values.detach().abs().flatten().sort().values
-    lo, hi = len(a) // 3, 2 * len(a) // 3
-    gaps = a[lo + 1 : hi + 1] - a[lo:hi]
-    i = int(gaps.argmax()) + lo
-    return float((a[i] + a[i + 1]) / 2)
-
-
-# bias_act: the forward kernel for every activation (one with a clamp), the order-1 gradient
-# kernel with exactly the tensors the op's backward passes it (the output y where the derivative
-# can be read off it, x and b otherwise) and the order-2 kernel where act'' is not zero.
-def _cases_bias_act(device, dtype):
-    from gemix_monai.ops.bias_act import ACTIVATIONS, _activate, _uses_y, bias_act_ref
-
-    g = torch.Generator().manual_seed(21)
-    x, x64 = _inputs(g, (2, 3, 4, 5), device, dtype, scale=1.5)
-    b, b64 = _inputs(g, (3,), device, dtype, scale=0.5)
-    dy, dy64 = _inputs(g, tuple(x.shape), device, dtype)
-    dim = 1
-    configs = [(name, spec.def_alpha, spec.def_gain, -1.0) for name, spec in ACTIVATIONS.items()]
-    for name in ("lrelu", "tanh"):
-        spec = ACTIVATIONS[name]
-        z = x64 + b64.reshape(1, -1, 1, 1)
-        configs.append(
-            (name, spec.def_alpha, spec.def_gain, _clamp_between(_activate(z, name, spec.def_alpha) * spec.def_gain))
-        )
-    for name, alpha, gain, clamp in configs:
-        spec = ACTIVATIONS[name]
-        label = f"{name}" + (f" clamp={clamp:.3g}" if clamp >= 0 else "")
-        y = _kernel("bias_act")(x, b, dim, spec.code, alpha, gain, clamp)
-        z64 = (x64 + b64.reshape(1, -1, 1, 1)).requires_grad_(True)
-        y64 = bias_act_ref(z64, None, dim, name, alpha, gain, clamp)
-        yield f"forward {label}", y, y64
-        (d1_64,) = _grad(y64, z64, torch.ones_like(y64), create_graph=True)
-        if _uses_y(spec.code, alpha):
-            grad_args = (None, None, y64.detach().to(dtype))
-        else:
-            grad_args = (x, b, None)
-        dx = _kernel("bias_act_grad")(dy, *grad_args, dim, spec.code, alpha, gain, clamp, 1)
-        yield f"gradient order 1 {label}", dx, (dy64 * d1_64).detach()
-        if spec.has_2nd_grad:
-            dx2 = _kernel("bias_act_grad")(dy, x, b, None, dim, spec.code, alpha, gain, clamp, 2)
-            (d2_64,) = _grad(d1_64, z64, dy64)
-            yield f"gradient order 2 {label}", dx2, d2_64
-
-
-# modulated_conv2d: the modulation/demodulation kernel (w_n and d) and its backward kernel,
-# against modulate_weight_ref and the backward formula the op registers (_modulate_backward_ref).
-def _cases_modulated_conv2d(device, dtype):
-    from gemix_monai.ops.modulated_conv import DEMOD_EPS, _modulate_backward_ref, modulate_weight_ref
-
-    g = torch.Generator().manual_seed(22)
-    weight, weight64 = _inputs(g, (4, 3, 3, 3), device, dtype)
-    styles, styles64 = _inputs(g, (2, 3), device, dtype, positive=True)
-    grad_w, grad_w64 = _inputs(g, (2, 4, 3, 3, 3), device, dtype)
-    grad_d, grad_d64 = _inputs(g, (2, 4), device, dtype)
-    for demodulate in (True, False):
-        label = "demodulate" if demodulate else "no demodulation"
-        w_n, d = _kernel("modulate_weight")(weight, styles, demodulate, DEMOD_EPS)
-        w_n64, d64 = modulate_weight_ref(weight64, styles64, demodulate)
-        yield f"forward w_n {label}", w_n, w_n64
-        yield f"forward d {label}", d, d64
-        d_low = d64.to(dtype)
-        gweight, gstyles = _kernel("modulate_weight_backward")(grad_w, grad_d, weight, styles, d_low, demodulate)
-        ref_weight, ref_styles = _modulate_backward_ref(
-            grad_w64, grad_d64, weight64, styles64, d_low.to(torch.float64), demodulate
-        )
-        yield f"gradient weight {label}", gweight, ref_weight
-        yield f"gradient styles {label}", gstyles, ref_styles
-
-
-_CASES: dict[str, Callable] = {
-    "upfirdn2d": _cases_upfirdn2d,
-    "bias_act": _cases_bias_act,
-    "modulated_conv2d": _cases_modulated_conv2d,
-}
 
 
 def run_selfcheck(
@@ -363,7 +292,7 @@ def run_selfcheck(
     device = torch.device(device)
     path = "cuda" if device.type == "cuda" else "cpp"
     results = []
-    for op in ops or tuple(_CASES):
+    for op in ops or registered_ops():
         for dtype in dtypes or _DEVICE_DTYPES[path]:
             results.extend(_results(op, path, device, dtype))
     return results
@@ -399,4 +328,8 @@ def _main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(_main())
+    # Run as ``python -m``, this file is a second module (``__main__``); importing the package loaded the ops, which
+    # registered their checks with ``gemix_monai.ops._selfcheck``: report from that one.
+    import gemix_monai.ops._selfcheck as registered
+
+    raise SystemExit(registered._main())

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from gemix_monai.ops._ext import get_extension, resolve_impl
-from gemix_monai.ops._selfcheck import ensure_checked
+from gemix_monai.ops._selfcheck import case_inputs, ensure_checked, grad, raw_kernel, register_check
 
 __all__ = ["ACTIVATIONS", "Activation", "bias_act", "bias_act_ref"]
 
@@ -418,3 +418,56 @@ def bias_act(
         return bias_act_ref(x, b, dim, act, alpha, gain, clamp)
     ensure_checked("bias_act", resolved, x.device, x.dtype)  # once per process (docs/design.md, ops)
     return _bias_act_op(x, b, dim, spec.code, alpha, gain, clamp, resolved)
+
+
+# ----------------------------------------------------------------------------------------------
+# The one-time self-check of the compiled kernels (gemix_monai/ops/_selfcheck.py) runs these cases.
+
+
+def _clamp_between(values: torch.Tensor) -> float:
+    """A clamp level in the widest gap of the middle of ``|values|``: no value lies within rounding
+    of it, so the clamp mask is the same for the kernel (in float16, say) and the reference."""
+    a = values.detach().abs().flatten().sort().values
+    lo, hi = len(a) // 3, 2 * len(a) // 3
+    gaps = a[lo + 1 : hi + 1] - a[lo:hi]
+    i = int(gaps.argmax()) + lo
+    return float((a[i] + a[i + 1]) / 2)
+
+
+# bias_act: the forward kernel for every activation (one with a clamp), the order-1 gradient
+# kernel with exactly the tensors the op's backward passes it (the output y where the derivative
+# can be read off it, x and b otherwise) and the order-2 kernel where act'' is not zero.
+def _selfcheck_cases(device, dtype):
+    g = torch.Generator().manual_seed(21)
+    x, x64 = case_inputs(g, (2, 3, 4, 5), device, dtype, scale=1.5)
+    b, b64 = case_inputs(g, (3,), device, dtype, scale=0.5)
+    dy, dy64 = case_inputs(g, tuple(x.shape), device, dtype)
+    dim = 1
+    configs = [(name, spec.def_alpha, spec.def_gain, -1.0) for name, spec in ACTIVATIONS.items()]
+    for name in ("lrelu", "tanh"):
+        spec = ACTIVATIONS[name]
+        z = x64 + b64.reshape(1, -1, 1, 1)
+        configs.append(
+            (name, spec.def_alpha, spec.def_gain, _clamp_between(_activate(z, name, spec.def_alpha) * spec.def_gain))
+        )
+    for name, alpha, gain, clamp in configs:
+        spec = ACTIVATIONS[name]
+        label = f"{name}" + (f" clamp={clamp:.3g}" if clamp >= 0 else "")
+        y = raw_kernel("bias_act")(x, b, dim, spec.code, alpha, gain, clamp)
+        z64 = (x64 + b64.reshape(1, -1, 1, 1)).requires_grad_(True)
+        y64 = bias_act_ref(z64, None, dim, name, alpha, gain, clamp)
+        yield f"forward {label}", y, y64
+        (d1_64,) = grad(y64, z64, torch.ones_like(y64), create_graph=True)
+        if _uses_y(spec.code, alpha):
+            grad_args = (None, None, y64.detach().to(dtype))
+        else:
+            grad_args = (x, b, None)
+        dx = raw_kernel("bias_act_grad")(dy, *grad_args, dim, spec.code, alpha, gain, clamp, 1)
+        yield f"gradient order 1 {label}", dx, (dy64 * d1_64).detach()
+        if spec.has_2nd_grad:
+            dx2 = raw_kernel("bias_act_grad")(dy, x, b, None, dim, spec.code, alpha, gain, clamp, 2)
+            (d2_64,) = grad(d1_64, z64, dy64)
+            yield f"gradient order 2 {label}", dx2, d2_64
+
+
+register_check("bias_act", ("bias_act", "bias_act_grad"), _selfcheck_cases)

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from gemix_monai.ops._ext import get_extension
-from gemix_monai.ops._selfcheck import ensure_checked
+from gemix_monai.ops._selfcheck import case_inputs, ensure_checked, raw_kernel, register_check
 from gemix_monai.ops.bias_act import choose_kernel
 
 __all__ = ["modulated_conv2d", "modulate_weight_ref", "DEMOD_EPS"]
@@ -339,3 +339,33 @@ def modulated_conv2d(
         d = _demod_coefs(weight, styles)[:, :, None, None]
         return y * d if noise is None else torch.addcmul(noise.to(y.dtype), y, d)
     return y if noise is None else y + noise.to(y.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# The one-time self-check of the compiled kernels (gemix_monai/ops/_selfcheck.py) runs these cases.
+
+
+# modulated_conv2d: the modulation/demodulation kernel (w_n and d) and its backward kernel,
+# against modulate_weight_ref and the backward formula the op registers (_modulate_backward_ref).
+def _selfcheck_cases(device, dtype):
+    g = torch.Generator().manual_seed(22)
+    weight, weight64 = case_inputs(g, (4, 3, 3, 3), device, dtype)
+    styles, styles64 = case_inputs(g, (2, 3), device, dtype, positive=True)
+    grad_w, grad_w64 = case_inputs(g, (2, 4, 3, 3, 3), device, dtype)
+    grad_d, grad_d64 = case_inputs(g, (2, 4), device, dtype)
+    for demodulate in (True, False):
+        label = "demodulate" if demodulate else "no demodulation"
+        w_n, d = raw_kernel("modulate_weight")(weight, styles, demodulate, DEMOD_EPS)
+        w_n64, d64 = modulate_weight_ref(weight64, styles64, demodulate)
+        yield f"forward w_n {label}", w_n, w_n64
+        yield f"forward d {label}", d, d64
+        d_low = d64.to(dtype)
+        gweight, gstyles = raw_kernel("modulate_weight_backward")(grad_w, grad_d, weight, styles, d_low, demodulate)
+        ref_weight, ref_styles = _modulate_backward_ref(
+            grad_w64, grad_d64, weight64, styles64, d_low.to(torch.float64), demodulate
+        )
+        yield f"gradient weight {label}", gweight, ref_weight
+        yield f"gradient styles {label}", gstyles, ref_styles
+
+
+register_check("modulated_conv2d", ("modulate_weight", "modulate_weight_backward"), _selfcheck_cases)

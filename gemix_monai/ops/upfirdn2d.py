@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from gemix_monai.fast import exact_fast as _exact_fast
 from gemix_monai.ops._ext import get_extension, resolve_impl
-from gemix_monai.ops._selfcheck import ensure_checked
+from gemix_monai.ops._selfcheck import case_inputs, ensure_checked, grad, register_check
 
 __all__ = ["upfirdn2d", "upfirdn2d_ref", "setup_filter", "filter2d", "upsample2d", "downsample2d"]
 
@@ -516,3 +516,50 @@ def downsample2d(
         py1 + (fh - down_y) // 2,
     )
     return upfirdn2d(x, f, down=(down_x, down_y), padding=pad, flip_filter=flip_filter, gain=gain, impl=impl)
+
+
+# ----------------------------------------------------------------------------------------------
+# The one-time self-check of the compiled kernels (gemix_monai/ops/_selfcheck.py) runs these cases.
+
+
+# upfirdn2d: the forward kernel in three geometries (up with a separable filter, down with a
+# flipped 2-D filter and a gain, mixed up/down with cropping on a channels_last input) and the
+# gradient of each, which is the same kernel with up and down swapped (upfirdn2d._gradient_args).
+def _selfcheck_cases(device, dtype):
+    g = torch.Generator().manual_seed(20)
+    x, x64 = case_inputs(g, (2, 3, 7, 6), device, dtype)
+    f1 = (
+        torch.randn(4, generator=g, dtype=torch.float64, device="cpu")
+        .abs()
+        .add(0.25)
+        .to(device=device, dtype=torch.float32)
+    )
+    f2 = (
+        torch.randn(3, 4, generator=g, dtype=torch.float64, device="cpu")
+        .abs()
+        .add(0.25)
+        .to(device=device, dtype=torch.float32)
+    )
+    f1, f2 = f1 / f1.sum(), f2 / f2.sum()
+    geometries = (
+        ("up=2 separable", x, x64, f1, (2, 2, 1, 1, 2, 1, 2, 1, False, 1.0)),
+        ("down=2 2-D flip gain=2", x, x64, f2, (1, 1, 2, 2, 1, 1, 2, 0, True, 2.0)),
+        (
+            "up=(1,2) down=(2,1) crop channels_last",
+            x.contiguous(memory_format=torch.channels_last),
+            x64,
+            f1,
+            (1, 2, 2, 1, -1, 2, 1, 0, False, 1.0),
+        ),
+    )
+    for name, xk, xr, f, args in geometries:
+        xk = xk.detach().requires_grad_(True)
+        xr = xr.detach().requires_grad_(True)
+        yk = _LeanUpfirdn2d.apply(xk, f, *args)
+        yr = upfirdn2d_ref(xr, f.to(torch.float64), *args)
+        yield f"forward {name}", yk, yr
+        dy, dy64 = case_inputs(g, tuple(yr.shape), device, dtype)
+        yield f"gradient {name}", grad(yk, xk, dy)[0], grad(yr, xr, dy64)[0]
+
+
+register_check("upfirdn2d", ("upfirdn2d",), _selfcheck_cases)

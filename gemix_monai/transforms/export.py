@@ -55,7 +55,7 @@ def _encode(image: torch.Tensor, fmt: str) -> bytes:
 
     if arr.shape[0] not in (1, 3):
         raise ValueError(f"PNG export supports 1 or 3 channels, the generator makes {arr.shape[0]}; use fmt='nifti'")
-    from gemix_monai.data.transforms import to_display
+    from gemix_monai.data.preprocessing import to_display
 
     # [C, x, y] → rows × columns, so LoadImaged reads the generator's array back (docs/data.md, orientation)
     display = to_display(arr)

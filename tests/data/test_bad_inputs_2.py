@@ -29,7 +29,7 @@ from gemix_monai.data import (
 )
 from gemix_monai.data.datalist import SPLITS, build_datalist_from_csv, stratified_split
 from gemix_monai.data.groups import grouped_split
-from gemix_monai.data.transforms import LoadMedicalImaged
+from gemix_monai.data.readers import LoadMedicalImaged
 
 
 def _picture(seed: int, shape=(24, 20)) -> np.ndarray:

@@ -16,7 +16,7 @@ from monai.transforms import (
 )
 from PIL import Image
 
-from gemix_monai.data.transforms import IntensityToTrainingRanged, LoadMedicalImaged, ToChannelsd
+from gemix_monai.data.preprocessing import IntensityToTrainingRanged, LoadMedicalImaged, ToChannelsd
 
 
 @pytest.fixture

@@ -55,6 +55,8 @@ METRICS = (
     ("kid_std", "KID std over subsets", "spread of KID"),
     ("precision", "precision (k-NN, features)", "higher; near the floor"),
     ("recall", "recall (k-NN, features)", "higher; near the floor"),
+    ("density", "density (k-NN balls on real features)", "≈ 1; near the floor"),
+    ("coverage", "coverage (share of real images reached)", "higher; near the floor"),
     ("ms_ssim", "mean pairwise MS-SSIM within the set", "near the floor; higher = less diverse"),
     ("nn_pixel_median", "median NN distance to train, pixel L2", "not below the floor"),
     ("nn_pixel_min", "min NN distance to train, pixel L2", "0 = a training image"),
@@ -322,6 +324,11 @@ def _group_metrics(
     attempt(
         ["precision", "recall"],
         lambda: (lambda r: [r.precision, r.recall])(Q.precision_recall(t_feat, feat, k=k_eff if k_eff >= 1 else k)),
+    )
+    k_real = min(k, t_img.shape[0] - 1)
+    attempt(
+        ["density", "coverage"],
+        lambda: (lambda r: [r.density, r.coverage])(Q.density_coverage(t_feat, feat, k=k_real if k_real >= 1 else k)),
     )
     attempt(["ms_ssim"], lambda: [Q.mean_pairwise_ms_ssim(img, max_pairs=max_pairs, seed=seed)[0]])
     if nn_pix.numel():

@@ -110,9 +110,21 @@ def resolve_dataset(
     return str(folder / "datalist.json"), descriptor, "phantoms"
 
 
+def file_sha256(path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def gan_budget(s: CompareSettings, family: str) -> dict:
     """What a GAN cell's config records of its generator's budget; settings at their default stay out, so the
     cells of folders made before they existed keep their configs."""
+    if family in s.generator_files:  # trained elsewhere: the cell copies the file, its hash is the config
+        return {"family": family, "external": {"sha256": file_sha256(s.generator_files[family])}}
     budget = {"preset": s.gan_preset, "kimg": s.gan_kimg, "batch_size": s.gan_batch_size}
     if family != "stylegan2":  # the default's config (and so its cell ids and stored cell.json) is unchanged
         budget["family"] = family
@@ -275,7 +287,7 @@ def cell_datasets(config: dict, runtime: dict, splits: Sequence[str]) -> list:
     ``split_seed``, ``on_duplicate``, ``masks``: when given) and cached."""
     from gemix_monai.data import get_dataset
 
-    data = config.get("data", {})
+    data = {**config.get("data", {}), "split_dir": runtime.get("split_dir")}
     return [get_dataset(runtime["source"], split, config["image_size"], cache=True, **data) for split in splits]
 
 

@@ -51,6 +51,7 @@ from .cells import (
     cell_generator,
     cell_lock,
     cell_run,
+    file_sha256,
     gan_budget,
     gan_cell,
     generator_runtime,
@@ -132,7 +133,10 @@ def plan_cells(
         for g in s.gan_seeds:
             gid = f"{tag}/gan/g{g}" if family == "stylegan2" else f"{tag}/gan-{family}/g{g}"
             gan_ids[family, g] = gid
-            cells.append(gan_cell(gid, "gan", s, dataset, g, gan_budget(s, family), data, source, device))
+            cell = gan_cell(gid, "gan", s, dataset, g, gan_budget(s, family), data, source, device)
+            if family in s.generator_files:
+                cell.runtime["generator_files"] = dict(s.generator_files)
+            cells.append(cell)
     common = trainer_config("classifier", s, dataset, data, "key_metric")
     planned: set[str] = set()
     for seed in s.seeds:
@@ -185,13 +189,44 @@ def plan_cells(
     return cells
 
 
+def _copy_external_generator(config: dict, runtime: dict, cell_dir: Path) -> dict:
+    """A generator trained elsewhere (``--generator-file LABEL=PATH``): checked against the hash in the cell's config
+    and copied to the cell, where the classifier cells and pools read it as they read a trained one."""
+    import shutil
+
+    from gemix_monai.generators.protocol import generator_record
+    from gemix_monai.handlers.gan import GENERATOR_SUBPATH
+
+    source = runtime["generator_files"][config["gan"]["family"]]
+    want = config["gan"]["external"]["sha256"]
+    found = file_sha256(source)
+    if found != want:
+        raise ValueError(
+            f"generator file {source} has sha256 {found[:12]}, but this comparison's cells were planned with "
+            f"{want[:12]}: the file changed; use another --out folder for another generator"
+        )
+    target = cell_dir / GENERATOR_SUBPATH
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    record = generator_record(target)
+    return {
+        "generator": str(GENERATOR_SUBPATH),
+        "external": {"source": str(source), "sha256": found},
+        "training": record.get("training"),
+        "selection": record.get("selection"),
+    }
+
+
 def run_gan_cell(config: dict, runtime: dict, cell_dir: Path) -> dict:
-    """Train (or resume) the GAN of one GAN seed; returns the result fields."""
+    """Train (or resume) the GAN of one GAN seed, or copy a generator trained elsewhere; returns the result fields."""
+    if "external" in config["gan"]:
+        return _copy_external_generator(config, runtime, cell_dir)
     from gemix_monai.data import get_dataset
     from gemix_monai.engines.generative import train_generator
 
     # Images only unless the cell's data options ask for masks: the recorded comparisons trained image GANs.
     data = {"masks": "off", **config.get("data", {})}
+    data = {**data, "split_dir": runtime.get("split_dir")}
     ds = get_dataset(runtime["source"], "training", config["image_size"], cache=True, **data)
     gan = config["gan"]
     selection = None

@@ -229,6 +229,8 @@ def drive_compare(
         out, o.dataset_dir, o.datalist, s.image_size, o.phantom_counts, o.val_counts, o.test_counts, not o.list_cells
     )
     cells = plan(out, s, arms, source, dataset, tag, str(device))
+    for c in cells:  # an automatic split the data folder cannot hold goes under the comparison (docs/data.md)
+        c.runtime.setdefault("split_dir", str(Path(out).resolve()))
     if o.list_cells:
         if o.verbose:
             for c in cells:

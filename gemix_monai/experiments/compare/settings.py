@@ -5,6 +5,7 @@ the data comes from and how the cells run (free to change between runs of one fo
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +31,9 @@ class CompareSettings:
         gan_class_balance / gan_select / pool_size: the generators' class balance, their audit-chosen ``best.pt``
             criterion, and the synthetic pool size (0: on the fly); each enters a cell's config only when not at its
             default, so folders made before they existed stay valid.
+        generator_files: ``{label: generator file}`` trained elsewhere (e.g. by ``study-generators``): each label is a
+            generator "family" of its own whose GAN cell copies that file instead of training (its config records the
+            file's sha256), with arms ``<strategy>@<label>``.
         data_options: ``get_dataset`` keywords (``hu_window``, ``intensity``, ``split_seed``, ...), in every cell's
             config when given.
     """
@@ -53,6 +57,7 @@ class CompareSettings:
     gan_class_balance: str = "none"
     gan_select: str | None = None
     pool_size: int = 0
+    generator_files: Mapping = field(default_factory=dict)
     data_options: Mapping = field(default_factory=dict)
 
     @classmethod
@@ -83,7 +88,18 @@ class CompareSettings:
         for n in s["networks"]:
             if n not in known_networks:
                 raise ValueError(f"unknown {network_word} {n!r}; expected one of {list(known_networks)}")
+        s["generator_files"] = {str(k): str(v) for k, v in dict(s.get("generator_files") or {}).items()}
+        for label, path in s["generator_files"].items():
+            if not label or not label.replace("-", "").replace("_", "").isalnum() or label in known_families:
+                raise ValueError(
+                    f"generator file label {label!r} must be letters, digits, '-' or '_' and not a family name"
+                )
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"generator file {label}={path}: no such file")
+        if s["generator_files"] and given.get("generators") is None:
+            s["generators"] = tuple(s["generator_files"])  # given files replace the default StyleGAN2 training
         s["generators"] = tuple(dict.fromkeys(s.get("generators", ("stylegan2",))))
+        known_families = (*known_families, *s["generator_files"])
         for f in s["generators"]:
             if f not in known_families:
                 raise ValueError(f"unknown generator family {f!r}; expected one of {list(known_families)}")
