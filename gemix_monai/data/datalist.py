@@ -598,8 +598,6 @@ def datalist_from_dict(raw, where: str = "the datalist given", base: str | os.Pa
     """The checks and path rules of :func:`read_datalist` on a datalist already in memory (e.g. the items MONAI
     Label's ``BundleTrainTask`` gives a bundle): relative image paths are joined to ``base`` (default: the current
     folder); errors name ``where``."""
-    from .validate import check_class_name_list
-
     if not isinstance(raw, dict):
         raise DataError(f"{where}: expected a JSON object with 'class_names' and split lists, got {type(raw).__name__}")
     names = raw.get("class_names")
