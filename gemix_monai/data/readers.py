@@ -81,7 +81,7 @@ def check_pil_header(path: str, min_side: int = MIN_IMAGE_SIDE) -> tuple[int, in
             pages = int(getattr(im, "n_frames", 1) or 1)
             size, mode, kind = im.size, im.mode, im.format
     except Exception as e:
-        raise DataError(f"unreadable image ({type(e).__name__}: {e})") from None
+        raise ImageReadError(f"unreadable image ({type(e).__name__}: {e})") from None
     # A camera JPEG with a Multi-Picture (MPO) index holds one picture plus previews or a depth map: its first
     # frame is the picture. Any other file with several pages is refused.
     if pages > 1 and kind != "MPO":

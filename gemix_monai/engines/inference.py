@@ -25,6 +25,7 @@ from gemix_monai.metrics.clinical import validate_class_names
 from gemix_monai.networks.classifiers import (
     CHECKPOINT_INFO_NAME,
     check_checkpoint_fits,
+    classifier_weights,
     load_classifier,
     read_classifier_info,
 )
@@ -113,6 +114,7 @@ def check_classify_inputs(checkpoint, input_dir, output_csv, *, overwrite: bool 
         )
     if not checkpoint.is_file():
         raise FileNotFoundError(f"classifier checkpoint not found: {checkpoint}")
+    classifier_weights(checkpoint)  # a generator's checkpoint given here says so before "no classifier.json"
     info_path = checkpoint.with_name(CHECKPOINT_INFO_NAME)
     if not info_path.is_file():
         raise FileNotFoundError(
@@ -137,19 +139,34 @@ def unreadable_path(output_csv) -> Path:
 def readable_images(files: Sequence[Path], transform, output_csv) -> list[Path]:
     """The ``files`` that ``transform`` reads and prepares; the others (a zero-byte or truncated image, a text file
     named like an image, ...) are listed with the reason in :func:`unreadable_path` (removed when all are read), so
-    the images that can be classified still are, and the command then says which could not (docs/data.md)."""
+    the images that can be classified still are, and the command then says which could not (docs/data.md).
+
+    Each file first gets the data layer's header checks (:func:`~gemix_monai.data.readers.check_header`: one page,
+    the smallest side, a usable DICOM rescale), because a stock ``LoadImaged`` chain (the bundle's
+    ``preprocessing``) would read page 1 of a multi-page TIFF or a blank slope-0 DICOM without a word; a reader's
+    own failure is reported as an ``ImageReadError`` naming the file."""
+    from gemix_monai.data.errors import DataError
+    from gemix_monai.data.files import image_format
+    from gemix_monai.data.readers import check_header
     from gemix_monai.handlers.classifier import printable_name
 
     good, bad = [], []
     for f in files:
         try:
+            check_header(str(f), image_format(f))
             transform({"image": str(f)})
             good.append(f)
         except Exception as e:  # noqa: BLE001 - any failure to read one file is reported, not fatal to the rest
             cause = e
             while cause.__cause__ is not None:  # MONAI wraps the reader's error in "applying transform ..."
                 cause = cause.__cause__
-            bad.append((printable_name(str(f)), f"{type(cause).__name__}: {cause}".splitlines()[0]))
+            if isinstance(cause, DataError):
+                reason = f"{type(cause).__name__}: {cause}"
+                if not str(cause).startswith(str(f)):
+                    reason = f"{type(cause).__name__}: {f}: {cause}"
+            else:
+                reason = f"ImageReadError: {f}: unreadable image ({type(cause).__name__}: {cause})"
+            bad.append((printable_name(str(f)), reason.splitlines()[0]))
     listing = unreadable_path(output_csv)
     if bad:
         buf = io.StringIO()

@@ -51,6 +51,7 @@ __all__ = [
     "SoftTargetCrossEntropy",
     "read_classifier_info",
     "load_classifier",
+    "classifier_weights",
 ]
 
 #: the trained network's weights and its description, side by side in one folder
@@ -363,6 +364,25 @@ def describe_network(network: nn.Module) -> str:
     return f"{type(network).__name__} ({', '.join(shown)})"
 
 
+def classifier_weights(checkpoint, map_location="cpu"):
+    """The state dict in a classifier's ``model.pt``, loaded safely; another checkpoint of this project (a generator's
+    ``generator.pt`` or ``latest.pt``: a dict with a ``format`` tag) is a ``ValueError`` that says what it is."""
+    path = Path(checkpoint)
+    state = safe_torch_load(path, map_location=map_location)
+    fmt = state.get("format") if isinstance(state, dict) else None
+    if isinstance(fmt, str):  # a plain state dict has parameter names as keys, never a format tag
+        raise ValueError(
+            f"{path} is not a classifier's weights but a {fmt!r} checkpoint"
+            + (
+                " (a generator: give it as the generator, e.g. models/generator/generator.pt)"
+                if "gan" in fmt or "generator" in fmt or "dcgan" in fmt or "diffusion" in fmt
+                else ""
+            )
+            + "; a classifier is models/model.pt beside its classifier.json"
+        )
+    return state
+
+
 def load_classifier(
     checkpoint: str | os.PathLike,
     *,
@@ -377,18 +397,7 @@ def load_classifier(
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"classifier checkpoint not found: {path}")
-    state = safe_torch_load(path, map_location=device)
-    fmt = state.get("format") if isinstance(state, dict) else None
-    if isinstance(fmt, str):  # a plain state dict has parameter names as keys, never a format tag
-        raise ValueError(
-            f"{path} is not a classifier's weights but a {fmt!r} checkpoint"
-            + (
-                " (a generator: give it as the generator, e.g. models/generator/generator.pt)"
-                if "gan" in fmt or "generator" in fmt or "dcgan" in fmt or "diffusion" in fmt
-                else ""
-            )
-            + "; a classifier is models/model.pt beside its classifier.json"
-        )
+    state = classifier_weights(path, map_location=device)
     info = read_classifier_info(path)
     in_channels = in_channels or info.get("in_channels")
     num_classes = num_classes or info.get("num_classes")
