@@ -319,6 +319,7 @@ def _train_models(plan: _DemoPlan, steps: _Steps, common: dict) -> dict[tuple[st
                 "seed": plan.seed + k,
                 "strategy": s,
                 "output_dir": str(target),
+                "ckpt_dir": str(target / "models"),
                 "max_epochs": plan.epochs,
                 "batch_size": cfg["classifier_batch_size"],
                 "tensorboard": False,

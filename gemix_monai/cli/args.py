@@ -131,6 +131,8 @@ def data_options(args: argparse.Namespace) -> dict:
 
 
 _NOT_OVERRIDES = {"command", "handler", "overrides", "multi_gpu", "classify", "tracking"}
+#: Commands whose --output-dir also places the models (bundle configs' ckpt_dir), as the folder under it.
+_MODELS_UNDER_OUTPUT_DIR = {"train-classifier": ("models",), "train-segmenter": ("models", "segmenter")}
 
 
 def bundle_overrides(args: argparse.Namespace) -> dict:
@@ -145,6 +147,11 @@ def bundle_overrides(args: argparse.Namespace) -> dict:
     for key in ("dataset_dir", "datalist", "output_dir", "ckpt_path", "synthetic_pool"):
         if key in out:
             out[key] = str(Path(out[key]).resolve())
+    models = _MODELS_UNDER_OUTPUT_DIR.get(getattr(args, "command", None))
+    if models is not None and "output_dir" in out:
+        # the training configs keep their run folder (output_dir) apart from where models go (ckpt_dir, the
+        # bundle's models/ by default, model-zoo's layout); --output-dir X has always meant models under X
+        out["ckpt_dir"] = str(Path(out["output_dir"], *models))
     out.update(dict(args.overrides))
     return out
 

@@ -591,30 +591,37 @@ def read_datalist(path: str | os.PathLike) -> dict:
         if isinstance(e, DataError):
             raise
         raise DataError(f"{path}: not valid JSON ({e})") from None
+    return datalist_from_dict(raw, str(path), path.parent)
+
+
+def datalist_from_dict(raw, where: str = "the datalist given", base: str | os.PathLike | None = None) -> dict:
+    """The checks and path rules of :func:`read_datalist` on a datalist already in memory (e.g. the items MONAI
+    Label's ``BundleTrainTask`` gives a bundle): relative image paths are joined to ``base`` (default: the current
+    folder); errors name ``where``."""
     if not isinstance(raw, dict):
-        raise DataError(f"{path}: expected a JSON object with 'class_names' and split lists, got {type(raw).__name__}")
+        raise DataError(f"{where}: expected a JSON object with 'class_names' and split lists, got {type(raw).__name__}")
     names = raw.get("class_names")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise DataError(f"{path}: 'class_names' must be a non-empty list of strings, got {names!r}")
-    check_class_name_list(names, f"{path}: 'class_names'")
+        raise DataError(f"{where}: 'class_names' must be a non-empty list of strings, got {names!r}")
+    check_class_name_list(names, f"{where}: 'class_names'")
     if not any(split in raw for split in SPLITS):
-        raise DataError(f"{path}: no split lists; expected some of {list(SPLITS)}")
-    base = path.parent
+        raise DataError(f"{where}: no split lists; expected some of {list(SPLITS)}")
+    base = Path(os.path.abspath(base if base is not None else os.curdir))
     if "data_root" in raw:
         if not isinstance(raw["data_root"], str):
-            raise DataError(f"{path}: 'data_root' must be a folder path, got {raw['data_root']!r}")
+            raise DataError(f"{where}: 'data_root' must be a folder path, got {raw['data_root']!r}")
         base = base / raw["data_root"]
     out = {k: v for k, v in raw.items() if k not in SPLITS}
     for split in SPLITS:
         items = raw.get(split, [])
         if not isinstance(items, list):
             raise DataError(
-                f"{path}: {split!r} must be a list of {{'image', 'label'}} entries, got {type(items).__name__}"
+                f"{where}: {split!r} must be a list of {{'image', 'label'}} entries, got {type(items).__name__}"
             )
         for i, item in enumerate(items):
             if not isinstance(item, dict) or "image" not in item:
-                raise DataError(f"{path}: {split}[{i}] must be an object with an 'image' key, got {item!r}")
-            _check_mask_entry(item, f"{path}: {split}[{i}]")
+                raise DataError(f"{where}: {split}[{i}] must be an object with an 'image' key, got {item!r}")
+            _check_mask_entry(item, f"{where}: {split}[{i}]")
         out[split] = [_absolute_paths(item, base) for item in items]
     return out
 

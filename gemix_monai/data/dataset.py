@@ -37,6 +37,7 @@ from .datalist import (
     build_datalist_from_csv,
     build_datalist_from_folder,
     canonical_split,
+    datalist_from_dict,
     read_datalist,
 )
 from .errors import DataError
@@ -148,7 +149,10 @@ def check_split_seed(split_seed) -> int:
 
 
 def source_kind(source) -> str:
-    """``"phantom"``, ``"datalist"``, ``"folder"``, ``"csv"``, ``"medmnist"`` or ``"covidx"``."""
+    """``"phantom"``, ``"datalist"`` (a file, or a datalist dict in memory), ``"folder"``, ``"csv"``, ``"medmnist"`` or
+    ``"covidx"``."""
+    if isinstance(source, dict):
+        return "datalist"
     if source in PHANTOM_SOURCES:
         return "phantom"
     path = Path(source)
@@ -194,6 +198,8 @@ def build_datalist(
     seed: the training seed never changes the data. A relative ``source`` is made absolute once, here.
     """
     check_split_seed(split_seed)
+    if isinstance(source, dict):
+        return datalist_from_dict(source)
     if source not in PHANTOM_SOURCES:
         source = os.path.abspath(source)
     kind = source_kind(source)
@@ -369,7 +375,7 @@ def get_dataset(
         )
     split = canonical_split(split)
     check_split_seed(split_seed)
-    if source not in PHANTOM_SOURCES:
+    if not isinstance(source, dict) and source not in PHANTOM_SOURCES:
         source = os.path.abspath(source)  # relative paths are resolved once, against the working folder now
     model_contract = _model_contract(contract)
     image_size, channels = _sizes(image_size, channels, model_contract)
@@ -402,7 +408,7 @@ def get_dataset(
     problems = [tuple(p) for p in datalist.get("skipped", [])] + list(problems)
     summary = _summary(datalist, context, split, good, stats, problems, data_contract)
     facts = dict(class_names=names, contract=data_contract, bad_items=problems, split=split, summary=summary)
-    facts["source"] = "phantom" if kind == "phantom" else str(source)
+    facts["source"] = "phantom" if kind == "phantom" else context if isinstance(source, dict) else str(source)
     return GemixCacheDataset(good, transform, **facts) if cache else GemixDataset(good, transform, **facts)
 
 
@@ -436,6 +442,8 @@ def _read_source(source, kind: str, split: str, image_size: int, split_seed: int
     compares them; only the asked one must exist), anything else through :func:`build_datalist`."""
     if kind != "medmnist":
         datalist = build_datalist(source, image_size=image_size, split_seed=split_seed, **options)
+        if isinstance(source, dict):  # items given in memory (MONAI Label's BundleTrainTask): no path to name
+            return datalist, f"datalist given ({sum(len(datalist.get(k, [])) for k in SPLITS)} items)"
         return datalist, f"{kind} {source if source is not None else 'phantom (default)'}"
     datalist = {}
     for each in SPLITS:

@@ -218,6 +218,11 @@ class IntensityRule:
 class IntensityToTrainingRanged(MapTransform):
     """Intensities → the training range ``[-1, 1]``, clipped, through MONAI's own scaling transforms.
 
+    Why one transform over MONAI's ``ScaleIntensityRange`` / ``ScaleIntensityRangePercentiles`` (which do the
+    scaling; equal to them, tested): they cannot decide the rule per file (``auto`` reads a file's stored sample
+    type, which only :class:`LoadMedicalImaged` records) nor map a constant image to −1 (MONAI's ``ScaleIntensity``
+    returns −value).
+
     * ``hu_window=(width, level)``: CT in HU, ``[level − width/2, level + width/2]`` → ``[-1, 1]``
       (``ScaleIntensityRange(clip=True)``).
     * otherwise by ``intensity``: ``"uint8"`` (0..255), ``"uint16"`` (0..65535) or ``(low, high)`` — a fixed

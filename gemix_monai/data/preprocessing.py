@@ -52,7 +52,7 @@ from .intensity import (
     to_uint8,
 )
 from .masks import label_map_to_channels
-from .readers import MIN_IMAGE_SIDE, LoadMedicalImaged, pil_to_standard_mode, source_name
+from .readers import MIN_IMAGE_SIDE, LoadMedicalImaged, pil_standard_mode_converter, pil_to_standard_mode, source_name
 from .spatial import CropBoxd, ExtractSliced, ResizeLongestd
 
 __all__ = [
@@ -63,6 +63,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "MIN_IMAGE_SIDE",
     "pil_to_standard_mode",
+    "pil_standard_mode_converter",
     "ResizeLongestd",
     "LoadMedicalImaged",
     "ExtractSliced",
@@ -84,7 +85,10 @@ __all__ = [
 
 class ToChannelsd(MapTransform):
     """Make the channel count ``channels``: RGB(A) → grey by ITU-R BT.601 luma (alpha dropped),
-    grey → repeated; any other mismatch raises naming the file."""
+    grey → repeated (MONAI's ``RepeatChannel``); any other mismatch raises naming the file."""
+
+    # Kept beside MONAI's RepeatChanneld (which it calls for grey → N): MONAI has no RGB → grey transform, and
+    # RepeatChanneld would turn an RGB image into 3·N channels instead of refusing or converting it (tests/data).
 
     LUMA = (0.299, 0.587, 0.114)
 
@@ -107,7 +111,9 @@ class ToChannelsd(MapTransform):
             elif c == 4 and self.channels == 3:
                 d[key] = img[:3]
             elif c == 1:
-                d[key] = img.repeat(self.channels, *([1] * (img.ndim - 1)))
+                from monai.transforms import RepeatChannel
+
+                d[key] = RepeatChannel(repeats=self.channels)(img)
             else:
                 raise DataError(f"{source_name(img)}: has {c} channels, expected {self.channels} (or 1/3/4 to convert)")
         return d
@@ -167,7 +173,11 @@ class MaskToChannelsd(MapTransform):
 
 
 class CheckLabeld(MapTransform):
-    """``label_key`` → python ``int`` in ``[0, num_classes)``; anything else raises naming the image file."""
+    """``label_key`` → python ``int`` in ``[0, num_classes)``; anything else raises naming the image file.
+
+    With ``class_names`` a label may also be a class name (MONAI Label's datastores label by name): it becomes that
+    name's index; an unknown name raises naming it and the classes.
+    """
 
     def __init__(
         self,
@@ -175,10 +185,12 @@ class CheckLabeld(MapTransform):
         label_key: str = "label",
         num_classes: int | None = None,
         allow_missing_keys: bool = True,
+        class_names: Sequence[str] | None = None,
     ):
         super().__init__(keys, allow_missing_keys)
         self.label_key = label_key
-        self.num_classes = num_classes
+        self.class_names = list(class_names) if class_names is not None else None
+        self.num_classes = num_classes if num_classes is not None or class_names is None else len(self.class_names)
 
     def __call__(self, data):
         d = dict(data)
@@ -187,6 +199,10 @@ class CheckLabeld(MapTransform):
         raw = d[self.label_key]
         present = [k for k in self.key_iterator(d)]
         where = source_name(d[present[0]], "<item>") if present else "<item>"
+        if isinstance(raw, str) and self.class_names is not None:
+            if raw not in self.class_names:
+                raise DataError(f"{where}: label {raw!r} is not one of the classes {self.class_names}")
+            raw = self.class_names.index(raw)
         try:
             label = int(raw)
             ok = float(raw) == label

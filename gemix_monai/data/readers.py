@@ -39,6 +39,7 @@ __all__ = [
     "check_nifti_dims",
     "check_header",
     "pil_to_standard_mode",
+    "pil_standard_mode_converter",
     "LoadMedicalImaged",
 ]
 
@@ -80,7 +81,7 @@ def check_pil_header(path: str, min_side: int = MIN_IMAGE_SIDE) -> tuple[int, in
             pages = int(getattr(im, "n_frames", 1) or 1)
             size, mode, kind = im.size, im.mode, im.format
     except Exception as e:
-        raise DataError(f"unreadable image ({type(e).__name__}: {e})") from None
+        raise ImageReadError(f"unreadable image ({type(e).__name__}: {e})") from None
     # A camera JPEG with a Multi-Picture (MPO) index holds one picture plus previews or a depth map: its first
     # frame is the picture. Any other file with several pages is refused.
     if pages > 1 and kind != "MPO":
@@ -181,6 +182,12 @@ def pil_to_standard_mode(im):
     return im.convert("RGB"), f"{mode} → RGB"
 
 
+def pil_standard_mode_converter(im):
+    """:func:`pil_to_standard_mode`'s image alone: the ``converter`` of a MONAI ``PILReader`` (so ``LoadImaged``
+    reads a palette PNG as its colours, not its palette indices; bundle/configs/inference.json)."""
+    return pil_to_standard_mode(im)[0]
+
+
 def _pil_converter(im):
     out, _NOTES.last = pil_to_standard_mode(im)
     frames = int(getattr(im, "n_frames", 1) or 1)
@@ -214,6 +221,11 @@ def _check_finite(img, where: str) -> None:
 
 class LoadMedicalImaged(MapTransform):
     """Read an image file with MONAI's ``LoadImage`` and the reader its content (else its suffix) calls for.
+
+    Why not MONAI's ``LoadImaged`` + ``EnsureChannelFirstd`` (whose arrays it returns; equal, tested): those pick a
+    reader by suffix only (a PNG named .jpg, a DICOM named by its UID), read a palette PNG as its indices, check
+    nothing (multi-page files, 4-D NIfTI, DICOM rescale, tiny or non-finite images) and do not record the stored
+    sample type the ``auto`` intensity rule needs.
 
     Output: ``MetaTensor`` float32 ``[C, x, y]`` (2-D) or ``[C, x, y, z]`` (3-D) in MONAI's order,
     DICOM in HU (rescale slope/intercept applied by ``PydicomReader``). ``meta["source_dtype"]``

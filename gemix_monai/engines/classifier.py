@@ -65,7 +65,7 @@ from gemix_monai.handlers.classifier import (  # noqa: F401  (deprecated import 
     key_metric_cmp_fn,
     write_predictions_csv,
 )
-from gemix_monai.handlers.report import ClassificationReportWriter
+from gemix_monai.handlers.report import ClassificationReportWriter, evaluation_title, report_title
 from gemix_monai.handlers.tsne import FeatureTSNEPlotter
 from gemix_monai.metrics.clinical import ClinicalResult, validate_class_names
 from gemix_monai.metrics.ignite_clinical import ClinicalMetrics
@@ -131,12 +131,14 @@ def create_classifier_evaluator(
     global_epoch_transform: Callable[[int], int] | None = None,
     val_handlers: Sequence = (),
     split: str = "validation",
+    title: str | None = None,
 ) -> SupervisedEvaluator:
     """A ``SupervisedEvaluator`` publishing :class:`ClinicalMetrics` (``key_metric`` is its key metric).
 
     ``report_dir``: write the report files after each run (``epoch_<n>`` subfolders with
     ``per_epoch_reports``). ``tensorboard_dir``: every published scalar per (trainer) epoch. ``split``: the
-    evaluated split's name, for the warning about a class without an image there (docs/maths.md §4).
+    evaluated split's name, for the warning about a class without an image there (docs/maths.md §4). ``title``
+    heads the report and its figures (default: the split's name; :func:`gemix_monai.handlers.report.report_title`).
     The metric object is available as ``evaluator.clinical_metrics`` (its ``result`` after a run).
     """
     device = resolve_device(device)
@@ -160,7 +162,11 @@ def create_classifier_evaluator(
     if report_dir is not None:
         handlers.append(
             ClassificationReportWriter(
-                metric, report_dir, per_epoch=per_epoch_reports, epoch_transform=global_epoch_transform
+                metric,
+                report_dir,
+                per_epoch=per_epoch_reports,
+                epoch_transform=global_epoch_transform,
+                title=title or report_title(None, split, None),
             )
         )
     evaluator = SupervisedEvaluator(
@@ -494,7 +500,8 @@ def _final_report(net, checkpoint, strat, train_loader, data: _TrainingData, o, 
             strat, train_loader, data.val_loader, data.num_classes, o.tsne_max_points
         )
     tsne = {"tsne_layer": layer, "tsne_sources": sources, "tsne_max_points": o.tsne_max_points}
-    options = {"positive_class": o.positive_class, "device": device, "amp": o.amp, **tsne}
+    title = report_title(o.strategy, "validation", out.name)
+    options = {"positive_class": o.positive_class, "device": device, "amp": o.amp, "title": title, **tsne}
     return evaluate_classifier(net, data.val_loader, out / "val_report", data.class_names, **options)
 
 
@@ -519,6 +526,7 @@ def evaluate_classifier(
     tsne_layer: str | None = None,
     tsne_sources: Mapping[str, Iterable] | None = None,
     tsne_max_points: int = 300,
+    title: str | None = None,
 ) -> ClinicalResult:
     """Evaluate a classifier and write the report directory (see :mod:`gemix_monai.handlers.report`).
 
@@ -530,6 +538,8 @@ def evaluate_classifier(
         class_names: K names (default: from the checkpoint info or the datalist).
         tsne_layer: also write ``tsne.png`` from this layer's features (``tsne_sources`` default:
             ``{"real": test data}``).
+        title: heads the report and every figure (default: the checkpoint's strategy, ``section`` and run,
+            :func:`gemix_monai.handlers.report.evaluation_title`).
     """
     device = resolve_device(device)
     info: dict = {}
@@ -550,6 +560,9 @@ def evaluate_classifier(
     if k is None:
         raise ValueError("evaluate_classifier needs class_names or num_classes (or a checkpoint with classifier.json)")
     names = validate_class_names(int(k), names)
+    if title is None:
+        checkpoint = None if isinstance(network_or_checkpoint, torch.nn.Module) else network_or_checkpoint
+        title = evaluation_title(info, section, checkpoint)
     handlers = []
     if tsne_layer is not None:
         handlers.append(
@@ -560,6 +573,7 @@ def evaluate_classifier(
                 Path(output_dir) / "tsne.png",
                 class_names=names,
                 max_points=tsne_max_points,
+                title=f"{title}\nt-SNE of classifier features",
             )
         )
     evaluator = create_classifier_evaluator(
@@ -573,6 +587,7 @@ def evaluate_classifier(
         report_dir=output_dir,
         val_handlers=handlers,
         split=section,
+        title=title,
     )
     evaluator.run()
     return evaluator.clinical_metrics.result

@@ -6,8 +6,10 @@ bundle cannot drift apart (docs/design.md)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,12 +19,17 @@ from torch.utils.data import WeightedRandomSampler
 from gemix_monai.data.contract import check_class_names, check_contract, contract_of
 from gemix_monai.mixing import labels_of, to_soft_label
 from gemix_monai.mixing.samplers import inverse_frequency_weights
-from gemix_monai.networks.classifiers import CLASSIFIER_FORMAT, network_name_of
+from gemix_monai.networks.classifiers import CLASSIFIER_FORMAT, network_definition, network_name_of
 from gemix_monai.transforms.strategies import STRATEGIES, build_strategy, needs_generator
 from gemix_monai.utils import plain_tensor
 
 __all__ = [
     "STRATEGY_NAMES",
+    "SourceItems",
+    "TrainingData",
+    "source_items",
+    "declared_class_names",
+    "training_data",
     "StrategyPrepareBatch",
     "eval_prepare_batch",
     "unwrap",
@@ -39,8 +46,125 @@ __all__ = [
     "strategy_feature_sources",
 ]
 
+logger = logging.getLogger(__name__)
+
 #: The strategy names, in the order of :data:`gemix_monai.transforms.strategies.STRATEGIES` (their one source).
 STRATEGY_NAMES = tuple(STRATEGIES)
+
+
+# ---------------------------------------------------------------------------------------------- the data given
+
+
+class SourceItems(list):
+    """train.json's default ``train#dataset#data``: the items of ``train#source``, which they carry as ``source``.
+
+    MONAI Label's ``BundleTrainTask`` replaces ``train#dataset#data`` with its datastore's items; :func:`training_data`
+    tells the two apart by this type, so the configured source is never built (nor its preprocessing used) when the
+    data comes from elsewhere."""
+
+    def __init__(self, source) -> None:
+        super().__init__(source.data)
+        self.source = source
+
+
+def source_items(source) -> SourceItems:
+    """The items of a dataset of :func:`gemix_monai.data.get_dataset`, marked as its own (:class:`SourceItems`)."""
+    return SourceItems(source)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a classifier run takes from the data it is given: classes, contract and the preprocessing to apply
+    (which maps class-name labels to their indices)."""
+
+    data: list
+    class_names: list
+    contract: Any
+    transform: Callable
+
+
+def declared_class_names(checkpoint, bundle_root) -> list[str] | None:
+    """The classes a bundle declares, for data labelled by class index: those of its model (``classifier.json``
+    beside ``checkpoint``) when it has one, else ``configs/metadata.json``'s output ``channel_def``; ``None`` when
+    neither exists."""
+    from gemix_monai.engines.inference import declared_format
+    from gemix_monai.networks.classifiers import read_classifier_info
+
+    names = read_classifier_info(checkpoint).get("class_names") if checkpoint is not None else None
+    if names:
+        return list(names)
+    return declared_format(bundle_root).get("class_names")
+
+
+def training_data(
+    items,
+    *,
+    class_names: Sequence[str] | None = None,
+    index_class_names: Sequence[str] | None = None,
+    image_size: int = 32,
+    channels: int = 1,
+    hu_window="auto",
+    intensity="auto",
+    validate: str = "full",
+    on_duplicate: str = "error",
+):
+    """train.json's ``train#data``: the classes, contract and preprocessing of the items the classifier trains on.
+
+    ``items`` of the configured source (:class:`SourceItems`, the default) give that source itself. Items given in
+    its place — MONAI Label's ``BundleTrainTask`` sets ``train#dataset#data`` to its datastore's
+    ``{"image", "label"}`` items — are described from themselves: the classes are ``class_names`` (train.json's
+    ``data_class_names``) when given, else the labels' own names, sorted; labels that are class indices index
+    ``index_class_names`` (the classes the bundle declares, :func:`declared_class_names`: its model's, else its
+    metadata's), else become ``class_0``, ``class_1``, ... with a warning; the contract is decided from the files as for a
+    datalist (:func:`gemix_monai.data.get_dataset`, every image checked), and the preprocessing maps a name label to
+    its index. The run's ``classifier.json`` then names the datastore's classes, not the default source's.
+    """
+    from gemix_monai.data import get_dataset
+    from gemix_monai.data.preprocessing import CheckLabeld, DataCompose
+
+    if isinstance(items, SourceItems):
+        return items.source
+    items = [dict(it) for it in items]
+    if not items:
+        raise ValueError("train#dataset#data is empty: no item to train on")
+    labels = [it.get("label") for it in items]
+    named = [lab for lab in labels if isinstance(lab, str)]
+    if class_names is not None:
+        names = list(class_names)
+    elif named:
+        if len(named) != len(labels):
+            raise ValueError("train#dataset#data mixes class-name and class-index labels; give one kind")
+        names = sorted(set(named))
+    else:
+        k = max(int(lab) for lab in labels) + 1
+        if index_class_names is not None and k <= len(index_class_names):
+            names = list(index_class_names)
+        elif index_class_names is not None:
+            raise ValueError(
+                f"train#dataset#data has class index {k - 1}; the bundle declares {len(index_class_names)} classes "
+                f"{list(index_class_names)}: give the data's class names as data_class_names"
+            )
+        else:
+            names = [f"class_{i}" for i in range(k)]
+            logger.warning("train#dataset#data labels are class indices without names: classes named %s", names)
+    check = CheckLabeld("image", class_names=names)
+    indexed = [{**it, "label": check({"label": it["label"]})["label"]} for it in items]
+    dataset = get_dataset(
+        {"class_names": names, "training": indexed},
+        split="training",
+        image_size=image_size,
+        channels=channels,
+        hu_window=hu_window,
+        intensity=intensity,
+        validate=validate,
+        on_duplicate=on_duplicate,
+    )
+    return TrainingData(
+        data=indexed,
+        class_names=list(dataset.class_names),
+        contract=dataset.contract,
+        transform=DataCompose([check, *dataset.transform.transforms]),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- batches
@@ -246,11 +370,16 @@ def classifier_info(
 ) -> dict:
     """The description of a trained classifier that ``classifier.json`` starts from: ``network`` (``network_name``
     when that name rebuilds ``network``, else ``None``: :func:`~gemix_monai.networks.classifiers.network_name_of`),
-    ``network_class``, channels, classes, strategy, seed and the training data's ``contract`` (docs/data.md)."""
+    ``network_def`` (for any other network, e.g. a bundle's ``network_def`` override: the literal definition that
+    rebuilds it, :func:`~gemix_monai.networks.classifiers.network_definition`, else ``None``), ``network_class``,
+    channels, classes, strategy, seed and the training data's ``contract`` (docs/data.md). evaluate.json,
+    inference.json and ``load_classifier`` rebuild the network from it, so an override is given once, at training."""
     inner = unwrap(network)
+    name = network_name_of(inner, network_name)
     info = {
         "format": CLASSIFIER_FORMAT,
-        "network": network_name_of(inner, network_name),
+        "network": name,
+        "network_def": None if name is not None else network_definition(inner),
         "network_class": f"{type(inner).__module__}.{type(inner).__qualname__}",
         "in_channels": int(in_channels),
         "num_classes": int(num_classes),

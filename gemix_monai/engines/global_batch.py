@@ -493,11 +493,13 @@ def attach_output_handlers(
 ) -> None:
     """The handlers ``run`` asks for, in firing order: the training clock; with an ``output_dir`` the training-time
     audit (``selection``, a :class:`GeneratorSelection` or mapping, when it has validation data), checkpoints, sample
-    grids (``generate_options`` go to the generator), TensorBoard scalars (``run.tracking``); then a progress bar on
-    rank 0 (``run.progress``). Checkpoints and grids default to every quarter of ``max_kimg`` (at least every step),
+    grids (``generate_options`` go to the generator), TensorBoard scalars (``run.tracking``); then the kimg progress
+    (:class:`~gemix_monai.handlers.progress.KimgProgress`: tick lines in the log, and a bar on rank 0 with
+    ``run.progress``). Checkpoints and grids default to every quarter of ``max_kimg`` (at least every step),
     the audit to every fifth."""
     from gemix_monai.engines.features import selection_feature_space
     from gemix_monai.handlers.gan import GanCheckpointHandler, GanTensorBoardHandler, SampleGridHandler, TrainingClock
+    from gemix_monai.handlers.progress import KimgProgress
     from gemix_monai.handlers.selection import GeneratorSelection, GeneratorSelectionHandler
 
     options = trainer.options
@@ -523,12 +525,8 @@ def attach_output_handlers(
         ).attach(trainer)
         if run.tracking:
             GanTensorBoardHandler(output_dir / "tensorboard", every_n_iterations=run.log_every).attach(trainer)
-    if run.progress and trainer.rank == 0:
-        from ignite.handlers import ProgressBar
-
-        ProgressBar(persist=False).attach(
-            trainer, output_transform=lambda out: {k: out[k] for k in ("loss_G", "loss_D") if k in out}
-        )
+    # kimg, not passes over the data: the budget's own unit, ending at 100 % (handlers/progress.py)
+    KimgProgress(bar=run.progress and trainer.rank == 0).attach(trainer)
 
 
 def resume_if_asked(trainer: GlobalBatchEngine, resume, output_dir) -> None:

@@ -22,15 +22,26 @@ from monai.data import Dataset as MonaiDataset
 from gemix_monai.data.contract import contract_of
 from gemix_monai.handlers.classifier import write_predictions_csv
 from gemix_monai.metrics.clinical import validate_class_names
-from gemix_monai.networks.classifiers import CHECKPOINT_INFO_NAME, load_classifier, read_classifier_info
+from gemix_monai.networks.classifiers import (
+    CHECKPOINT_INFO_NAME,
+    check_checkpoint_fits,
+    classifier_weights,
+    load_classifier,
+    read_classifier_info,
+)
 from gemix_monai.utils import atomic_write_bytes, resolve_device
 
 __all__ = [
     "DEFAULT_CLASSIFY_PREPROCESSING",
     "find_images",
     "classifier_transform",
+    "stored_preprocessing",
+    "declared_format",
+    "preprocessing_values",
     "check_classify_inputs",
     "classify_datalist",
+    "check_classify_run",
+    "check_evaluate_run",
     "classify_folder",
 ]
 
@@ -103,6 +114,7 @@ def check_classify_inputs(checkpoint, input_dir, output_csv, *, overwrite: bool 
         )
     if not checkpoint.is_file():
         raise FileNotFoundError(f"classifier checkpoint not found: {checkpoint}")
+    classifier_weights(checkpoint)  # a generator's checkpoint given here says so before "no classifier.json"
     info_path = checkpoint.with_name(CHECKPOINT_INFO_NAME)
     if not info_path.is_file():
         raise FileNotFoundError(
@@ -127,19 +139,34 @@ def unreadable_path(output_csv) -> Path:
 def readable_images(files: Sequence[Path], transform, output_csv) -> list[Path]:
     """The ``files`` that ``transform`` reads and prepares; the others (a zero-byte or truncated image, a text file
     named like an image, ...) are listed with the reason in :func:`unreadable_path` (removed when all are read), so
-    the images that can be classified still are, and the command then says which could not (docs/data.md)."""
+    the images that can be classified still are, and the command then says which could not (docs/data.md).
+
+    Each file first gets the data layer's header checks (:func:`~gemix_monai.data.readers.check_header`: one page,
+    the smallest side, a usable DICOM rescale), because a stock ``LoadImaged`` chain (the bundle's
+    ``preprocessing``) would read page 1 of a multi-page TIFF or a blank slope-0 DICOM without a word; a reader's
+    own failure is reported as an ``ImageReadError`` naming the file."""
+    from gemix_monai.data.errors import DataError
+    from gemix_monai.data.files import image_format
+    from gemix_monai.data.readers import check_header
     from gemix_monai.handlers.classifier import printable_name
 
     good, bad = [], []
     for f in files:
         try:
+            check_header(str(f), image_format(f))
             transform({"image": str(f)})
             good.append(f)
         except Exception as e:  # noqa: BLE001 - any failure to read one file is reported, not fatal to the rest
             cause = e
             while cause.__cause__ is not None:  # MONAI wraps the reader's error in "applying transform ..."
                 cause = cause.__cause__
-            bad.append((printable_name(str(f)), f"{type(cause).__name__}: {cause}".splitlines()[0]))
+            if isinstance(cause, DataError):
+                reason = f"{type(cause).__name__}: {cause}"
+                if not str(cause).startswith(str(f)):
+                    reason = f"{type(cause).__name__}: {f}: {cause}"
+            else:
+                reason = f"ImageReadError: {f}: unreadable image ({type(cause).__name__}: {cause})"
+            bad.append((printable_name(str(f)), reason.splitlines()[0]))
     listing = unreadable_path(output_csv)
     if bad:
         buf = io.StringIO()
@@ -155,13 +182,66 @@ def readable_images(files: Sequence[Path], transform, output_csv) -> list[Path]:
     return good
 
 
-def classify_datalist(checkpoint, input_dir, output_csv, *, overwrite: bool = False, transform=None) -> list[dict]:
-    """``[{"image": path}, ...]`` of every image :func:`check_classify_inputs` finds (inference.json's datalist); with
-    ``transform``, only those it can read (:func:`readable_images` lists the rest)."""
+def declared_format(bundle_root) -> dict:
+    """``{"in_channels", "num_classes", "class_names"}`` as ``configs/metadata.json``'s ``network_data_format``
+    declares them (``image`` input, ``pred`` output): what inference.json builds before a model exists. Read from the
+    file, not through ``@_meta_`` references, because MONAI Label parses inference.json without the metadata;
+    ``{}`` when there is no such file (a ``bundle_root`` that is not the bundle folder)."""
+    import json
+
+    path = Path(bundle_root) / "configs" / "metadata.json"
+    if not path.is_file():
+        return {}
+    fmt = json.loads(path.read_text(encoding="utf-8"))["network_data_format"]
+    image, pred = fmt["inputs"]["image"], fmt["outputs"]["pred"]
+    channel_def = pred["channel_def"]
+    return {
+        "in_channels": int(image["num_channels"]),
+        "num_classes": int(pred["num_channels"]),
+        "class_names": [channel_def[str(i)] for i in range(len(channel_def))],
+    }
+
+
+def classify_datalist(input_dir, output_csv=None, transform=None) -> list[dict]:
+    """inference.json's datalist: ``[{"image": path}, ...]`` of every image under ``input_dir`` (:func:`find_images`),
+    and ``[]`` while ``input_dir`` is unset or not a folder, so that the workflow builds — and MONAI's
+    ``check_properties`` and MONAI Label run — before any data exists. With ``transform`` and ``output_csv``, only the
+    images ``transform`` can read (:func:`readable_images` lists the others beside ``output_csv``). What is missing
+    is reported at ``run`` (:func:`check_classify_run`), with the messages of ``gemix-monai classify``."""
+    if input_dir is None or not Path(input_dir).is_dir():
+        return []
+    files = find_images(input_dir)
+    if files and transform is not None and output_csv is not None:
+        files = readable_images(files, transform, output_csv)
+    return [{"image": str(f)} for f in files]
+
+
+def check_classify_run(
+    checkpoint, input_dir, output_csv, network: torch.nn.Module, datalist, *, overwrite=False, transform=None
+) -> None:
+    """What inference.json's ``run`` checks before its evaluator starts: :func:`check_classify_inputs` (the
+    checkpoint and its ``classifier.json``, an output CSV that may be written, at least one image: the one-line
+    messages of ``gemix-monai classify``), the checkpoint fitting ``network``
+    (:func:`~gemix_monai.networks.classifiers.check_checkpoint_fits`), and the images found now being the ones the
+    workflow was built with (a folder filled after ``initialize`` needs a new workflow); with ``transform``, the
+    readable ones (:func:`readable_images`)."""
     files = check_classify_inputs(checkpoint, input_dir, output_csv, overwrite=overwrite)
     if transform is not None:
         files = readable_images(files, transform, output_csv)
-    return [{"image": str(f)} for f in files]
+    check_checkpoint_fits(network, checkpoint)
+    if [str(f) for f in files] != [d["image"] for d in datalist]:
+        raise ValueError(
+            f"the images under {input_dir} changed after the workflow was built ({len(datalist)} then, {len(files)} "
+            "now): initialize the workflow again"
+        )
+
+
+def check_evaluate_run(checkpoint, network: torch.nn.Module) -> None:
+    """What evaluate.json's ``run`` checks before its evaluator starts: the checkpoint exists and fits ``network``
+    (its messages name the file and the network's channels and classes)."""
+    if checkpoint is None:
+        raise ValueError("evaluate: ckpt_path is not set (bundle: set ckpt_path; command line: --ckpt-path)")
+    check_checkpoint_fits(network, checkpoint)
 
 
 def classify_folder(
@@ -229,14 +309,15 @@ def classify_folder(
     return output_csv
 
 
-def classifier_transform(
+def stored_preprocessing(
     checkpoint: str | os.PathLike, *, image_size=None, hu_window="auto", intensity="auto", channels=None
 ):
-    """The preprocessing a classifier was trained with (its stored contract), for images given one by one.
+    """The :class:`~gemix_monai.data.contract.Preprocessing` a classifier was trained with (its stored contract).
 
-    Explicit options that differ from the stored contract raise naming both; without a stored contract
-    (an older model) the options are used as given, ``hu_window="auto"`` meaning no CT window. ``hu_window`` and
-    ``intensity`` are parsed once into an :class:`~gemix_monai.data.intensity.IntensityRule`.
+    Explicit options that differ from the stored contract raise naming both; without a stored contract (no model
+    yet, or an older one) the options are used as given, ``image_size`` defaulting to 32 and ``hu_window="auto"``
+    meaning no CT window. ``hu_window`` and ``intensity`` are parsed once into an
+    :class:`~gemix_monai.data.intensity.IntensityRule`.
     """
     from gemix_monai.data.contract import Preprocessing
     from gemix_monai.data.intensity import IntensityRule
@@ -245,13 +326,12 @@ def classifier_transform(
     rule = IntensityRule.parse(hu_window, intensity)
     stored = contract_of(info.get("contract")) if info.get("contract") else None
     if stored is None:
-        pp = Preprocessing(
+        return Preprocessing(
             image_size=int(image_size or 32),
             channels=int(channels or info.get("in_channels") or 1),
             hu_window=rule.window,
             intensity=rule.scaling,
         )
-        return pp.transforms(num_classes=info.get("num_classes"))
     pp = stored.preprocessing
     explicit = {k: v for k, v in {"image_size": image_size, "channels": channels}.items() if v is not None}
     explicit.update(rule.overrides())  # a window, a scaling other than "auto"
@@ -264,4 +344,64 @@ def classifier_transform(
                 f"classifier {checkpoint} was trained with [{pp.describe()}]; the options given ask for "
                 f"[{wanted.describe()}]: leave them out to use the stored preprocessing"
             )
-    return pp.transforms(num_classes=len(stored.class_names))
+    return pp
+
+
+def classifier_transform(
+    checkpoint: str | os.PathLike, *, image_size=None, hu_window="auto", intensity="auto", channels=None
+):
+    """The project's preprocessing chain (:func:`gemix_monai.data.get_transforms`) of :func:`stored_preprocessing`:
+    what :func:`classify_folder` applies; inference.json writes the same steps as MONAI components
+    (:func:`preprocessing_values`)."""
+    pp = stored_preprocessing(
+        checkpoint, image_size=image_size, hu_window=hu_window, intensity=intensity, channels=channels
+    )
+    info = read_classifier_info(checkpoint)
+    stored = contract_of(info.get("contract")) if info.get("contract") else None
+    return pp.transforms(num_classes=len(stored.class_names) if stored is not None else info.get("num_classes"))
+
+
+def preprocessing_values(
+    checkpoint: str | os.PathLike, *, image_size=None, hu_window="auto", intensity="auto", channels=None
+) -> dict:
+    """The values inference.json's ``preprocessing`` components take from the stored contract
+    (:func:`stored_preprocessing`): ``image_size``, ``channels``, ``keep_aspect``, ``intensity_rule`` and the
+    rule's values.
+
+    ``intensity_rule`` is ``"range"`` (a CT window in HU, ``uint8``, ``uint16`` or a fixed ``(low, high)``:
+    ``ScaleIntensityRanged(a_min, a_max) → [-1, 1]``), ``"percentile"`` (``ScaleIntensityRangePercentilesd(lower,
+    upper) → [-1, 1]``) or ``"per-file"`` (``auto``: 8-bit files by 0..255, others by percentiles; ``minmax``: a
+    constant image becomes −1 where MONAI's ``ScaleIntensity`` would return −value): no stock component decides per
+    file, so the project's ``IntensityToTrainingRanged`` applies them. Values a rule does not use are ``None``.
+    ``describe`` is the contract in words.
+    """
+    from gemix_monai.data.intensity import PERCENTILES
+
+    pp = stored_preprocessing(
+        checkpoint, image_size=image_size, hu_window=hu_window, intensity=intensity, channels=channels
+    )
+    fixed = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0)}
+    a_min = a_max = lower = upper = None
+    if pp.hu_window is not None:
+        width, level = pp.hu_window
+        rule, a_min, a_max = "range", level - width / 2, level + width / 2
+    elif isinstance(pp.intensity, tuple):
+        rule, (a_min, a_max) = "range", (float(v) for v in pp.intensity)
+    elif pp.intensity in fixed:
+        rule, (a_min, a_max) = "range", fixed[pp.intensity]
+    elif pp.intensity == "percentile":
+        rule, (lower, upper) = "percentile", PERCENTILES
+    else:
+        rule = "per-file"
+    return {
+        "image_size": pp.image_size,
+        "channels": pp.channels,
+        "keep_aspect": pp.keep_aspect,
+        "intensity_rule": rule,
+        "a_min": a_min,
+        "a_max": a_max,
+        "lower": lower,
+        "upper": upper,
+        "intensity": list(pp.intensity) if isinstance(pp.intensity, tuple) else pp.intensity,
+        "describe": pp.describe(),
+    }

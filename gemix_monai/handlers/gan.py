@@ -89,6 +89,11 @@ def update_ema(G: torch.nn.Module, G_ema: torch.nn.Module, beta: float) -> None:
 class GeneratorEmaHandler:
     """Update ``engine.G_ema`` after every step with the half-life ``ema_kimg`` (see :func:`ema_beta`)."""
 
+    # Why not Ignite's EMAHandler: its momentum is a constant, or a linear warm-up over iterations; StyleGAN2-ADA's
+    # decay is a half-life in images that depends on the batch size and, during ramp-up, on the images seen (a
+    # hyperbola, resumed exactly from the image count), and Ignite's buffer "copy" aliases the model's buffers
+    # (ema_b.data = b.data) instead of copying them. With no ramp-up and one batch size the two agree (tested).
+
     def __init__(self, ema_kimg: float = 10.0, ema_rampup: float | None = 0.05):
         if ema_kimg <= 0:
             raise ValueError(f"ema_kimg must be > 0, got {ema_kimg}")
@@ -270,6 +275,11 @@ class GanCheckpointHandler(_EveryImagesHandler):
     All files load with ``torch.load(..., weights_only=True)``.
     """
 
+    # Why not Ignite's Checkpoint + DiskSaver(atomic=True): it renames without fsync (a power cut can leave an empty
+    # latest.pt) and makes every file group- and world-readable whatever the umask (both tested); and a checkpoint
+    # here is one self-describing training state (format tag, RNG of torch/CUDA/NumPy/Python, counters, handler
+    # states, data contract) that resume validates before loading, saved every N images and exported as the
+    # generator file at each save: of Checkpoint only the file writing would be used.
     def __init__(self, output_dir, every_kimg: float, keep_snapshots: bool = False, export_generator: bool = True):
         self.output_dir = Path(output_dir)
         self.every_images = every_kimg * 1000
@@ -407,11 +417,15 @@ def compose_sample_grid(
     padding: int = 2,
     min_tile: int = 32,
     mask_channels: int = 0,
+    title: str | None = None,
+    font_size: int | None = None,
 ):
     """Lay the tiles out as a PIL image with each row's label in a left margin.
 
     Tiles smaller than ``min_tile`` pixels are enlarged (nearest neighbour) so the labels fit.
-    The image is ``rows·(S + padding) + padding`` pixels high, ``S`` the displayed tile size.
+    The image is ``rows·(S + padding) + padding`` pixels high, ``S`` the displayed tile size, plus a band on top
+    holding ``title`` when one is given. ``font_size`` (default: 10 px up to 64-px tiles, then S / 8) sets the
+    labels' size.
     With ``mask_channels = M > 0`` the last ``M`` channels of each tile are its mask (image–mask generators,
     docs/segmentation.md): the image channels are shown with the contour of each binarised mask channel drawn
     over them in :data:`MASK_COLOURS`.
@@ -436,16 +450,26 @@ def compose_sample_grid(
             masks = masks.repeat_interleave(scale, dim=-1).repeat_interleave(scale, dim=-2)
     if masks is not None:
         rgb = _overlay_masks(rgb, masks)
-    font = ImageFont.load_default()
+    if font_size is None and size <= 64:
+        font = ImageFont.load_default()
+        text_height = 10
+    else:
+        text_height = font_size or max(10, size // 8)
+        font = ImageFont.load_default(size=text_height)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     margin = max(int(measure.textlength(label, font=font)) for label in row_labels) + 2 * padding + 4
-    canvas = Image.new(
-        "RGB", (margin + cols * (size + padding) + padding, rows * (size + padding) + padding), (0, 0, 0)
-    )
+    width = margin + cols * (size + padding) + padding
+    band = 0
+    if title:
+        band = text_height + 3 * padding + 4
+        width = max(width, int(measure.textlength(title, font=font)) + 4 * padding)
+    canvas = Image.new("RGB", (width, band + rows * (size + padding) + padding), (0, 0, 0))
     draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((2 * padding, 2 * padding), title, fill=(255, 255, 255), font=font)
     for r in range(rows):
-        top = padding + r * (size + padding)
-        draw.text((padding, top + size // 2 - 5), row_labels[r], fill=(255, 255, 255), font=font)
+        top = band + padding + r * (size + padding)
+        draw.text((padding, top + size // 2 - text_height // 2), row_labels[r], fill=(255, 255, 255), font=font)
         for col in range(cols):
             canvas.paste(Image.fromarray(rgb[r, col]), (margin + padding + col * (size + padding), top))
     return canvas
@@ -464,7 +488,10 @@ class SampleGridHandler(_EveryImagesHandler):
 
     Files: ``output_dir/fakes-<images seen, 9 digits>.png`` (rank 0). Latents are fixed by
     ``seed``, so successive grids show the same samples evolving. A generator trained on image–mask pairs shows
-    each image with its mask's contour (:func:`compose_sample_grid`), in the PNG and in TensorBoard.
+    each image with its mask's contour (:func:`compose_sample_grid`), in the PNG and in TensorBoard. Tiles are
+    enlarged to at least ``min_tile`` pixels (nearest neighbour: a 32-px tile becomes 128 px, large enough to judge),
+    each row labelled with its class (or class-to-class walk), and the grid titled with the run (``run_name``,
+    default the folder above ``output_dir``), the seed and the kimg shown.
     """
 
     def __init__(
@@ -476,8 +503,12 @@ class SampleGridHandler(_EveryImagesHandler):
         max_walk_rows: int | None = None,
         seed: int = 0,
         generate_options: dict | None = None,
+        min_tile: int = 128,
+        run_name: str | None = None,
     ):
         self.output_dir = Path(output_dir)
+        self.min_tile = int(min_tile)
+        self.run_name = run_name if run_name is not None else Path(output_dir).resolve().parent.name
         self.every_images = every_kimg * 1000
         self.num_columns, self.max_walk_rows, self.seed = num_columns, max_walk_rows, seed
         self.generate_options = dict(generate_options or {})
@@ -498,7 +529,14 @@ class SampleGridHandler(_EveryImagesHandler):
         )
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / f"fakes-{engine.images_seen:09d}.png"
-        grid = compose_sample_grid(tiles, labels, mask_channels=_mask_channels(engine))
+        family = getattr(engine.G_ema, "family", "stylegan2")
+        title = (
+            f"{family} samples, run {self.run_name}, seed {self.seed}, {engine.images_seen / 1000:.3f} kimg "
+            f"(rows: one class each, then class-to-class walks)"
+        )
+        grid = compose_sample_grid(
+            tiles, labels, mask_channels=_mask_channels(engine), min_tile=self.min_tile, title=title
+        )
         png = io.BytesIO()
         grid.save(png, format="PNG")
         atomic_write_bytes(path, png.getvalue())

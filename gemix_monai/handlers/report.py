@@ -23,7 +23,14 @@ from gemix_monai.metrics.clinical import ClinicalResult
 from gemix_monai.metrics.ignite_clinical import ClinicalMetrics
 from gemix_monai.utils import atomic_write_bytes, atomic_write_json
 
-__all__ = ["REPORT_FILES", "write_classification_report", "ClassificationReportWriter"]
+__all__ = [
+    "REPORT_FILES",
+    "report_title",
+    "evaluation_title",
+    "confusion_figure",
+    "write_classification_report",
+    "ClassificationReportWriter",
+]
 
 REPORT_FILES = (
     "metrics.json",
@@ -96,7 +103,31 @@ def _markdown(result: ClinicalResult, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot_confusion(result: ClinicalResult, path: Path, normalised: bool) -> None:
+def report_title(strategy: str | None, split: str | None, run: str | None) -> str:
+    """``"strategy gemix · test split · run seed0"``: the line every figure of a report starts with, so that a
+    picture on its own says what it shows (parts that are ``None`` are left out)."""
+    parts = [
+        f"strategy {strategy}" if strategy else None,
+        f"{split} split" if split else None,
+        f"run {run}" if run else None,
+    ]
+    return " · ".join(p for p in parts if p) or "Classification report"
+
+
+def evaluation_title(info: dict, split: str | None, checkpoint: str | os.PathLike | None) -> str:
+    """:func:`report_title` of a trained classifier (its ``classifier.json`` ``info``) evaluated on ``split``: the run
+    is the folder holding ``models/`` and the training seed."""
+    run = None
+    if checkpoint is not None:
+        folder = Path(checkpoint).resolve().parent
+        folder = folder.parent if folder.name == "models" else folder
+        run = folder.name + (f", seed {info['seed']}" if info.get("seed") is not None else "")
+    return report_title(info.get("strategy"), split, run)
+
+
+def confusion_figure(result: ClinicalResult, normalised: bool = False, title: str | None = None):
+    """The confusion matrix of ``result`` as a matplotlib ``Figure`` (counts, or rows normalised to 1), titled
+    ``title`` above what it shows."""
     cm = result.confusion_matrix.to(torch.float64)
     if normalised:
         rows = cm.sum(dim=1, keepdim=True)
@@ -111,7 +142,8 @@ def _plot_confusion(result: ClinicalResult, path: Path, normalised: bool) -> Non
     ax.set_yticks(range(k), result.class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title("confusion matrix (row-normalised)" if normalised else "confusion matrix (counts)")
+    what = "confusion matrix (row-normalised)" if normalised else "confusion matrix (counts)"
+    ax.set_title(f"{title}\n{what}" if title else what, fontsize=9 if title else None)
     threshold = (1.0 if normalised else float(cm.max())) / 2
     for i in range(k):
         for j in range(k):
@@ -125,10 +157,14 @@ def _plot_confusion(result: ClinicalResult, path: Path, normalised: bool) -> Non
                 color="white" if v > threshold else "black",
                 fontsize=8 if k > 6 else 10,
             )
-    save_figure(fig, path)
+    return fig
 
 
-def _plot_reliability(result: ClinicalResult, path: Path) -> None:
+def _plot_confusion(result: ClinicalResult, path: Path, normalised: bool, title: str | None = None) -> None:
+    save_figure(confusion_figure(result, normalised, title), path)
+
+
+def _plot_reliability(result: ClinicalResult, path: Path, title: str | None = None) -> None:
     bins = result.calibration
     n_bins = bins.shape[0]
     edges = torch.linspace(0, 1, n_bins + 1)
@@ -146,7 +182,8 @@ def _plot_reliability(result: ClinicalResult, path: Path) -> None:
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy in bin")
     ece = result.scalars.get("ece")
-    ax.set_title(f"reliability diagram ({n_bins} bins" + (f", ECE = {ece:.4f})" if ece is not None else ")"))
+    what = f"reliability diagram ({n_bins} bins" + (f", ECE = {ece:.4f})" if ece is not None else ")")
+    ax.set_title(f"{title}\n{what}" if title else what, fontsize=9 if title else None)
     ax.legend(loc="upper left", fontsize=8)
     ax_n.bar(centres, count.numpy(), width=1 / n_bins, edgecolor="black", color="tab:gray")
     ax_n.set_xlim(0, 1)
@@ -158,7 +195,8 @@ def _plot_reliability(result: ClinicalResult, path: Path) -> None:
 def write_classification_report(
     result: ClinicalResult, output_dir: str | os.PathLike, title: str = "Classification report"
 ) -> dict[str, Path]:
-    """Write the report files for one evaluation; returns ``file name -> path``.
+    """Write the report files for one evaluation; returns ``file name -> path``. ``title`` heads ``metrics.md``
+    and every figure (:func:`report_title`: strategy, split and run).
 
     ``reliability.png`` needs probabilities: it is skipped (and absent from the returned dict) for a
     result computed from hard predictions only.
@@ -199,10 +237,10 @@ def write_classification_report(
     written["metrics.md"] = out / "metrics.md"
 
     for normalised, name in ((False, "confusion_matrix.png"), (True, "confusion_matrix_normalised.png")):
-        _plot_confusion(result, out / name, normalised)
+        _plot_confusion(result, out / name, normalised, title)
         written[name] = out / name
     if result.calibration.shape[0] > 0:
-        _plot_reliability(result, out / "reliability.png")
+        _plot_reliability(result, out / "reliability.png", title)
         written["reliability.png"] = out / "reliability.png"
     return written
 

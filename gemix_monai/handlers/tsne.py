@@ -190,6 +190,7 @@ class FeatureTSNEPlotter:
             "mixed": loader}``); each is re-iterated every time the handler runs.
         output_path: PNG file; with ``per_epoch=True``, ``<stem>_epoch<N>.png``.
         max_points: per source (t-SNE is O(N²)).
+        title: the plot's title (name the strategy, split and run: :func:`gemix_monai.handlers.report.report_title`).
     """
 
     def __init__(
@@ -205,6 +206,7 @@ class FeatureTSNEPlotter:
         per_epoch: bool = False,
         perplexity: float = 30.0,
         seed: int = 0,
+        title: str = "t-SNE of classifier features",
     ) -> None:
         _module(network, layer)
         if not sources:
@@ -212,7 +214,7 @@ class FeatureTSNEPlotter:
         self.network, self.layer, self.sources = network, layer, dict(sources)
         self.output_path = Path(output_path)
         self.class_names, self.max_points, self.event = class_names, max_points, event
-        self.per_epoch, self.perplexity, self.seed = per_epoch, perplexity, seed
+        self.per_epoch, self.perplexity, self.seed, self.title = per_epoch, perplexity, seed, title
         self.last_path: Path | None = None
 
     def attach(self, engine: Engine) -> None:
@@ -227,4 +229,6 @@ class FeatureTSNEPlotter:
         path = self.output_path
         if self.per_epoch:
             path = path.with_name(f"{path.stem}_epoch{engine.state.epoch}{path.suffix}")
-        self.last_path = plot_feature_tsne(groups, path, self.class_names, perplexity=self.perplexity, seed=self.seed)
+        self.last_path = plot_feature_tsne(
+            groups, path, self.class_names, title=self.title, perplexity=self.perplexity, seed=self.seed
+        )

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from _helpers import error_chain
 
 from .conftest import parse_config
 
@@ -90,10 +91,15 @@ def test_multi_gpu_overrides_merge_into_train_gan():
 @pytest.mark.parametrize("value", ["none", "None"])
 def test_hu_window_none_from_the_command_line_switches_windowing_off(value):
     # monai.bundle.run drops overrides whose value is None, so "none" is the command-line spelling
+    # (the scaling step is MONAI's ScaleIntensityRanged since issue 22: the window is off when the range scaled to
+    # [-1, 1] is the intensity range given, not a CT window's HU)
     parser = parse_config("inference.json", hu_window=value, intensity=(-1.0, 1.0))
-    steps = {type(t).__name__: t for t in parser.get_parsed_content("image_preprocessing").transforms}
-    assert steps["IntensityToTrainingRanged"].window is None
-    assert steps["IntensityToTrainingRanged"].intensity == [-1.0, 1.0]
+    values = parser.get_parsed_content("stored_preprocessing")
+    assert values["intensity_rule"] == "range" and (values["a_min"], values["a_max"]) == (-1.0, 1.0)
+    steps = {type(t).__name__: t for t in parser.get_parsed_content("preprocessing").transforms}
+    scaler = steps["ScaleIntensityRanged"].scaler
+    assert (scaler.a_min, scaler.a_max, scaler.b_min, scaler.b_max, scaler.clip) == (-1.0, 1.0, -1.0, 1.0, True)
+    assert "IntensityToTrainingRanged" not in steps
 
 
 def test_dataset_dir_override_reads_a_class_per_folder_tree(tiny_datalist):
@@ -103,3 +109,35 @@ def test_dataset_dir_override_reads_a_class_per_folder_tree(tiny_datalist):
     assert parser.get_parsed_content("class_names") == ["cyst", "hemangioma", "metastasis"]
     assert len(train) > 0 and len(val) > 0 and len(train) + len(val) <= 18
     assert tuple(train[0]["image"].shape) == (1, 32, 32)
+
+
+def test_items_given_as_train_dataset_data_decide_the_classes_and_the_contract(tiny_datalist):
+    """What MONAI Label's BundleTrainTask sets (``train#dataset#data``) is described from itself, not from the
+    configured source: class-name labels give the classes (sorted), integer labels index the bundle's classes."""
+    import json
+
+    datalist = json.loads(tiny_datalist.read_text())
+    names = datalist["class_names"]
+    by_name = [
+        {"image": str(tiny_datalist.parent / it["image"]), "label": names[it["label"]]}
+        for it in datalist["training"]
+        if it["label"] != 1
+    ]
+    parser = parse_config("train.json", **{"train#dataset#data": by_name, "data_check": "headers"})
+    assert parser.get_parsed_content("class_names") == ["cyst", "metastasis"]
+    assert parser.get_parsed_content("num_classes") == 2
+    item = parser.get_parsed_content("train#dataset")[0]
+    assert isinstance(item["label"], int) and item["label"] in (0, 1)
+    assert parser.get_parsed_content("train#data").contract.preprocessing.hu_window is None  # files alone: no CT claim
+
+    from .conftest import REPO_BUNDLE
+
+    by_index = [{"image": str(tiny_datalist.parent / it["image"]), "label": it["label"]} for it in datalist["training"]]
+    overrides = {"train#dataset#data": by_index, "data_check": "headers", "bundle_root": str(REPO_BUNDLE)}
+    parser = parse_config("train.json", **overrides)
+    assert parser.get_parsed_content("class_names") == list(names)  # the bundle's declared classes
+
+    mixed = by_name[:2] + [{**it, "label": 0} for it in by_name[2:]]
+    with pytest.raises(Exception) as info:
+        parse_config("train.json", **{"train#dataset#data": mixed}).get_parsed_content("class_names")
+    assert "mixes class-name and class-index labels" in error_chain(info.value)

@@ -81,17 +81,13 @@ def test_required_files_are_present():
 
 
 def test_model_weights_are_shipped_or_described_in_large_files_yml():
-    import yaml
-
-    entries = yaml.safe_load((REPO_BUNDLE / "large_files.yml").read_text())["large_files"]
-    paths = {e["path"]: e for e in entries}
-    assert (REPO_BUNDLE / "models" / "model.pt").is_file() or "models/model.pt" in paths
-    for path in ("models/model.pt", "models/generator/generator.pt"):
-        assert {"path", "url", "hash_val", "hash_type"} <= set(paths[path]), path
-    assert (
-        "train.json" in paths["models/model.pt"]["url"]
-        and "train_gan.json" in paths["models/generator/generator.pt"]["url"]
-    )
+    # Issue 22 chose shipping: the tiny classifier and generator (a few hundred kB) are committed in models/, so a
+    # fresh clone passes model-zoo CI without a download; large_files.yml (whose prose "urls" failed CI's download
+    # step) is gone. Its entries, if one comes back, must resolve: tests/bundle/test_model_zoo_ci.py.
+    assert (REPO_BUNDLE / "models" / "model.pt").is_file()
+    assert (REPO_BUNDLE / "models" / "generator" / "generator.pt").is_file()
+    assert (REPO_BUNDLE / "models" / "classifier.json").is_file()
+    assert not (REPO_BUNDLE / "large_files.yml").exists()
 
 
 def test_metadata_validates_against_the_vendored_schema(metadata):
@@ -166,3 +162,14 @@ def test_readme_has_the_model_zoo_template_section(section):
     text = re.sub(r"^```.*?^```", "", (REPO_BUNDLE / "docs" / "README.md").read_text(), flags=re.M | re.S)
     headings = [m.group(1).strip() for m in re.finditer(r"^#{1,4}\s+(.+)$", text, flags=re.M)]
     assert any(h.startswith(section) for h in headings), f"no '{section}' heading in docs/README.md: {headings}"
+
+
+def test_the_readme_gives_each_shipped_file_its_size_and_sha256():
+    import hashlib
+
+    text = (REPO_BUNDLE / "docs" / "README.md").read_text()
+    rows = re.findall(r"^\| `(models/[^`]+)` \| ([\d,]+) B \| `([0-9a-f]{64})` \|", text, flags=re.M)
+    assert {r[0] for r in rows} == {"models/model.pt", "models/classifier.json", "models/generator/generator.pt"}
+    for name, size, sha in rows:
+        data = (REPO_BUNDLE / name).read_bytes()
+        assert len(data) == int(size.replace(",", "")) and hashlib.sha256(data).hexdigest() == sha, name

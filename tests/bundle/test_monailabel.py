@@ -268,3 +268,38 @@ def test_sample_app_registers_classifier_and_generator_tasks(trained_bundle):
     # the app folder's main.py defines the MONAILabelApp subclass (MONAI Label's server modules are not installed here)
     tree = ast.parse((Path(sample_app.__file__).parent / "main.py").read_text())
     assert any(isinstance(n, ast.Assign) and n.targets[0].id == "MyApp" for n in tree.body)
+
+
+def test_stock_bundle_train_task_on_a_two_class_datastore_records_its_classes(tiny_datalist, tmp_path):
+    """Issue 20 item 8: train.json takes the classes and the contract from the data MONAI Label gives it
+    (``train#dataset#data``, labels by class name), not from its default source (the three-class phantoms)."""
+    import json
+
+    from monailabel.tasks.train.bundle import BundleTrainTask
+
+    from .conftest import copy_bundle
+
+    # a bundle without a model: MONAI Label loads models/model.pt with strict=False, which still refuses the
+    # three-class last layer for a two-class network (shape mismatch), so a new class set starts from scratch
+    bundle = copy_bundle(tmp_path / "gemix_classification")
+    datalist = json.loads(tiny_datalist.read_text())
+    names = datalist["class_names"]
+    items = [
+        {"image": str(tiny_datalist.parent / it["image"]), "label": names[it["label"]]}
+        for split in ("training", "validation")
+        for it in datalist[split]
+        if names[it["label"]] in ("metastasis", "cyst")
+    ]
+    task = BundleTrainTask(str(bundle), {})
+    request = {"model": "gemix_classification", "max_epochs": 1, "device": "cpu", "multi_gpu": False}
+    # pretrained=True, the default (False trips over MONAI Label 0.8.5's os.path.exists(None)): no model.pt to load
+    task({**request, "val_split": 0.25, "pretrained": True}, _Datastore(items))
+    info = json.loads((bundle / "models" / "classifier.json").read_text())
+    assert info["class_names"] == ["cyst", "metastasis"] and info["num_classes"] == 2
+    assert info["contract"]["class_names"] == ["cyst", "metastasis"]
+    # decided from the datastore's files (NIfTI without a CT declaration: no window), not the phantoms' CT window
+    assert info["contract"]["preprocessing"]["hu_window"] is None
+    from gemix_monai.engines.classifier import load_classifier
+
+    net, _ = load_classifier(bundle / "models" / "model.pt")
+    assert net(torch.zeros(1, 1, 32, 32)).shape == (1, 2)

@@ -160,3 +160,18 @@ def test_mlflow_tracking_records_train_evaluate_and_inference(trained_bundle, ti
         artifacts = [a.path for r in runs for a in client.list_artifacts(r.info.run_id)]
         assert any(a.endswith(".json") for a in artifacts), f"{name}: artifacts {artifacts}"
     assert (root / "models" / "model.pt").is_file()
+    # every setting that decides the classifier's result is an MLflow parameter (not only max_epochs/epoch_length)
+    train_run = client.search_runs([client.get_experiment_by_name("train").experiment_id])[0]
+    params = train_run.data.params
+    decisive = ("strategy", "network", "learning_rate", "weight_decay", "seed", "max_epochs", "batch_size")
+    for name in decisive + ("contract", "class_names", "key_metric", "data_source"):
+        assert name in params, f"train: no parameter {name!r} in {sorted(params)}"
+    assert json.loads(params["strategy"])["name"] == "real" and params["learning_rate"] == "0.001"
+    assert json.loads(params["contract"])["preprocessing"]["image_size"] == 32
+    assert "TinyClassifier" in params["network"]
+    eval_params = client.search_runs([client.get_experiment_by_name("evaluate").experiment_id])[0].data.params
+    assert {"checkpoint", "split", "contract"} <= set(eval_params) and eval_params["split"] == "test"
+    # MONAI's executed configs land in each run's folder, never in the bundle root
+    assert not list(root.glob("config_*.json"))
+    assert list((root / "runs" / "train").glob("config_*.json")) and list((root / "eval").glob("config_*.json"))
+    assert json.loads((root / "runs" / "train" / "params.json").read_text())["seed"] == 0

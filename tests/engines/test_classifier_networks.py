@@ -70,3 +70,31 @@ def test_soft_ce_gradient_flows_to_logits():
 def test_soft_ce_rejects_bad_targets(target, match):
     with pytest.raises(ValueError, match=match):
         SoftTargetCrossEntropy()(torch.randn(4, 3), target)
+
+
+@pytest.mark.parametrize("kind", ["soft", "one_hot", "indices"])
+def test_soft_ce_is_pytorchs_cross_entropy_with_probability_targets(kind):
+    """Issue 22: the loss is torch.nn.CrossEntropyLoss (probability targets); the subclass only checks targets."""
+    torch.manual_seed(0)
+    logits = torch.randn(8, 3, requires_grad=True)
+    indices = torch.randint(0, 3, (8,))
+    target = {
+        "soft": torch.softmax(torch.randn(8, 3), 1),
+        "one_hot": torch.nn.functional.one_hot(indices, 3).float(),
+        "indices": indices,
+    }[kind]
+    ours = SoftTargetCrossEntropy()(logits, target)
+    (grad_ours,) = torch.autograd.grad(ours, logits)
+    theirs = torch.nn.CrossEntropyLoss()(logits, target)
+    (grad_theirs,) = torch.autograd.grad(theirs, logits)
+    assert isinstance(SoftTargetCrossEntropy(), torch.nn.CrossEntropyLoss)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    torch.testing.assert_close(grad_ours, grad_theirs, rtol=0, atol=0)
+
+
+def test_soft_ce_refuses_what_pytorch_silently_takes():
+    # PyTorch reads any float [B, K] as probabilities: a row summing to 2 simply weighs twice
+    logits, doubled = torch.randn(2, 3), torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    assert torch.isfinite(torch.nn.CrossEntropyLoss()(logits, doubled))
+    with pytest.raises(ValueError, match="simplex"):
+        SoftTargetCrossEntropy()(logits, doubled)

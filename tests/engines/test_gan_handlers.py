@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from _gan_dist_worker import blob_dataset, small_options, tiny_networks
+from ignite.engine import Events
 from torch import nn
 
 from gemix_monai.engines.gan import create_gan_trainer
@@ -144,3 +145,75 @@ def test_grid_maps_minus_one_to_black_and_one_to_white(channels, expect_grey):
         assert (right_tile == 255).all()
     else:
         assert (right_tile[..., [0, 2]] == 255).all() and (right_tile[..., 1] == 0).all()
+
+
+# ------------------------------------------------------------------------------- against Ignite's EMA and Checkpoint
+
+
+def test_ema_equals_ignites_ema_handler_without_ramp_up():
+    """Issue 22: where the schedules coincide (no ramp-up, one batch size) the generator EMA is Ignite's EMAHandler."""
+    from ignite.engine import Engine
+    from ignite.handlers import EMAHandler
+
+    torch.manual_seed(0)
+    G, G_ema = nn.Linear(4, 3), nn.Linear(4, 3)
+    G.register_buffer("w_avg", torch.zeros(3))
+    G_ema.register_buffer("w_avg", torch.zeros(3))
+    G_ema.load_state_dict(G.state_dict())
+    beta = ema_beta(16, images_seen=10**6, ema_kimg=0.5, ema_rampup=None)
+    ignite_ema = EMAHandler(G, momentum=1 - beta)
+
+    def step(engine, _):
+        with torch.no_grad():
+            G.weight.add_(torch.randn_like(G.weight) * 0.1)
+            G.w_avg.add_(1.0)
+
+    engine = Engine(step)
+    ignite_ema.attach(engine)
+    engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: update_ema(G, G_ema, beta))
+    engine.run(range(20), max_epochs=1)
+    for ours, theirs in zip(G_ema.state_dict().values(), ignite_ema.ema_model.state_dict().values()):
+        torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
+
+
+def test_ema_ramp_up_is_no_linear_warm_up_and_buffers_are_copies_not_aliases():
+    from ignite.handlers import EMAHandler
+
+    # StyleGAN2-ADA's ramp-up: momentum 1 - beta after s steps of batch B is 1 - 0.5^(1 / (rampup * s)), a hyperbola;
+    # Ignite's warm-up interpolates linearly between two momenta, so three steps already disagree
+    momentum = [1 - ema_beta(16, 16 * s, ema_kimg=10, ema_rampup=0.05) for s in (10, 20, 30)]
+    assert abs((momentum[0] + momentum[2]) / 2 - momentum[1]) > 0.01
+    G, G_ema = nn.BatchNorm1d(3), nn.BatchNorm1d(3)
+    ignite_ema = EMAHandler(G, handle_buffers="copy")
+    ignite_ema._update_ema_model(type("E", (), {"state": type("S", (), {"m": 0.5})()})(), "m")
+    assert ignite_ema.ema_model.running_mean.data_ptr() == G.running_mean.data_ptr()  # Ignite: the same tensor
+    update_ema(G, G_ema, 0.5)
+    assert G_ema.running_mean.data_ptr() != G.running_mean.data_ptr()  # ours: a copy, as StyleGAN2-ADA's
+
+
+def test_ignites_atomic_checkpoint_ignores_the_umask_and_skips_fsync_where_ours_does_not(tmp_path, monkeypatch):
+    from ignite.engine import Engine
+    from ignite.handlers import Checkpoint, DiskSaver
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    old = os.umask(0o077)
+    try:
+        ignite_dir, ours_dir = tmp_path / "ignite", tmp_path / "ours"
+        checkpoint = Checkpoint(
+            {"m": nn.Linear(2, 2)}, DiskSaver(ignite_dir, atomic=True), filename_pattern="latest.pt", n_saved=1
+        )
+        engine = Engine(lambda e, b: None)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, checkpoint)
+        engine.run([0], max_epochs=1)
+        assert not synced
+        assert (ignite_dir / "latest.pt").stat().st_mode & 0o077 == 0o044  # group and others may read
+        handler = GanCheckpointHandler(ours_dir, every_kimg=1.0, export_generator=False)
+        trainer = type("T", (), {"rank": 0, "images_seen": 4, "training_state_dict": lambda self: {"w": 1}})()
+        trainer.state = type("S", (), {"iteration": 1})()
+        handler.save(trainer)
+        assert synced
+        assert handler.latest_path.stat().st_mode & 0o077 == 0  # the umask's 0600
+    finally:
+        os.umask(old)
