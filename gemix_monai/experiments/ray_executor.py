@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gemix_monai.experiments.compare import Cell, code_state, is_finished
+from gemix_monai.experiments.compare.progress import duration as _duration
+from gemix_monai.experiments.compare.progress import estimate_left
 from gemix_monai.experiments.ray_worker import cell_task, probe_task, read_records
 
 __all__ = [
@@ -361,13 +363,6 @@ def _remote(ray, which: str):
     return _REMOTES[which]
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s" if m else f"{s} s"
-
-
 @dataclass
 class _Flight:
     cell: Cell
@@ -508,17 +503,13 @@ class _Scheduler:
         unfinished = [c for c in self.cells if c.id not in self.done and c.id not in self.failed]
         if not unfinished:
             return "ETA 0 s"
-        everything = [s for v in self.seconds.values() for s in v]
-        if not everything:
-            return "ETA after the first cell"
-        mean = {k: sum(v) / len(v) for k, v in self.seconds.items()}
-        overall = sum(everything) / len(everything)
-        now, left = time.monotonic(), 0.0
+        now = time.monotonic()
+        runs = []
         for c in unfinished:
-            expected = mean.get(c.kind, overall)
             f = self.flight.get(c.id)
-            left += max(0.0, expected - (now - f.started)) if f is not None and f.started is not None else expected
-        return f"ETA {_duration(left / max(1, min(self.capacity, len(unfinished))))}"
+            runs.append((c.kind, now - f.started if f is not None and f.started is not None else None))
+        left = estimate_left(runs, self.seconds, self.capacity)
+        return "ETA after the first cell" if left is None else f"ETA {_duration(left)}"
 
     def _status(self) -> tuple[int, int, int, int]:
         running = sum(f.started is not None for f in self.flight.values())

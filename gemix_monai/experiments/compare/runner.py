@@ -37,6 +37,7 @@ from .cells import (
     resolve_dataset,
     write_cell_json,
 )
+from .progress import CellProgress
 from .settings import CompareRunOptions, CompareSettings
 
 __all__ = [
@@ -112,14 +113,45 @@ class InProcessExecutor:
 
     def run(self, cells, out, runners, *, verbose: bool, quiet: bool) -> list[str]:
         ran: list[str] = []
-        todo = [c for c in cells if not is_finished(c, out)]
-        for k, c in enumerate(todo, 1):
+        progress = CellProgress(cells, [c.id for c in cells if is_finished(c, out)], out=out, say=_printer(verbose))
+        todo = [c for c in cells if c.id not in progress.done]
+        for c in todo:
             t0 = time.perf_counter()
-            if run_cell(c, out, runners, verbose=verbose, quiet=quiet):
-                ran.append(c.id)
-            if verbose:
-                print(f"[{k}/{len(todo)}] {c.id} done in {time.perf_counter() - t0:.1f} s", flush=True)
+            progress.started(c)
+            stop = progress.beat_in_background()
+            try:
+                with _cell_log(c.dir(out)):
+                    if run_cell(c, out, runners, verbose=verbose, quiet=quiet):
+                        ran.append(c.id)
+            except BaseException:
+                progress.finished(c, time.perf_counter() - t0, ok=False, note=f"log: {c.dir(out) / 'log.txt'}")
+                raise
+            finally:
+                stop.set()
+            progress.finished(c, time.perf_counter() - t0)
         return ran
+
+
+def _printer(verbose: bool):
+    """The driver's progress lines: printed (flushed) when ``verbose``, else dropped."""
+    return (lambda line: print(line, flush=True)) if verbose else (lambda line: None)
+
+
+@contextlib.contextmanager
+def _cell_log(cell_dir: Path):
+    """The log records of an in-process cell also go to ``<cell>/log.txt`` (where a ``--jobs`` worker's output goes)."""
+    import logging
+
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(cell_dir / "log.txt", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 class SubprocessExecutor:
@@ -151,7 +183,7 @@ class SubprocessExecutor:
         running: dict[str, tuple[subprocess.Popen, Cell, io.IOBase, float]] = {}
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.jobs)))
-        total, count = len(cells), len(done)
+        progress = CellProgress(cells, done, out=out, capacity=self.jobs, say=_printer(verbose))
         while pending or running:
             for c in list(pending):
                 if len(running) >= self.jobs:
@@ -164,25 +196,24 @@ class SubprocessExecutor:
                     pending.remove(c)
                     proc, log = self._start(c, out, quiet, env)
                     running[c.id] = (proc, c, log, time.perf_counter())
+                    progress.started(c)
             if not running:
                 if pending:
                     raise RuntimeError(f"cells cannot start, their dependencies are missing: {[c.id for c in pending]}")
                 break
             time.sleep(0.2)
+            progress.heartbeat()
             for cid, (proc, c, log, t0) in list(running.items()):
                 if proc.poll() is None:
                     continue
                 log.close()
                 del running[cid]
-                count += 1
                 if proc.returncode == 0 and is_finished(c, out):
                     done.add(cid)
-                    status = f"done in {time.perf_counter() - t0:.1f} s"
+                    progress.finished(c, time.perf_counter() - t0)
                 else:
                     failed[cid] = f"exit code {proc.returncode}; log: {c.dir(out) / 'log.txt'}"
-                    status = f"FAILED ({failed[cid]})"
-                if verbose:
-                    print(f"[{count}/{total}] {cid} {status}", flush=True)
+                    progress.finished(c, time.perf_counter() - t0, ok=False, note=failed[cid])
         if failed:
             raise RuntimeError("cells failed:\n" + "\n".join(f"  {k}: {v}" for k, v in failed.items()))
         return [c.id for c in cells if c.id not in before]
