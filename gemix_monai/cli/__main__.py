@@ -2,7 +2,10 @@
 
 import sys
 
-from gemix_monai.cli import main
-
 if __name__ == "__main__":
+    try:  # Ctrl-C while the libraries still load is an interrupt too (exit 130), not a death by SIGINT
+        from gemix_monai.cli import main
+    except KeyboardInterrupt:
+        print("gemix-monai: interrupted while starting; nothing was written", file=sys.stderr)
+        sys.exit(130)
     sys.exit(main())
