@@ -165,6 +165,8 @@ class GanTrainingOptions:
             raise ValueError(f"GanTrainingOptions.style_mixing_prob must be in [0, 1], got {self.style_mixing_prob!r}")
         if self.fast is not None and not isinstance(self.fast, bool):
             raise ValueError(f"GanTrainingOptions.fast must be None, True or False, got {self.fast!r}")
+        if self.class_balance is None:  # the family's default, as for GenerativeTrainingOptions
+            self.class_balance = "none"
         check_class_balance(self.class_balance, "GanTrainingOptions.class_balance")
         if self.gen_label_source not in ("real", "dataset"):
             raise ValueError(

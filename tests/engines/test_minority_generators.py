@@ -53,7 +53,7 @@ def test_class_balance_none_shows_every_image_once_per_pass():
     assert sorted(i for k in range(5) for i in plain.global_batch(k)) == list(range(100))
 
 
-@pytest.mark.parametrize("mode", ["balanced", "", None])
+@pytest.mark.parametrize("mode", ["balanced", "", "None", 1])
 def test_unknown_class_balance_is_refused_naming_the_option(mode):
     from gemix_monai.engines.gan import GanTrainingOptions
     from gemix_monai.engines.generative import GenerativeTrainingOptions
@@ -90,6 +90,24 @@ def test_the_generator_file_records_the_class_balance_and_resume_refuses_another
     assert record["train_cpu_seconds"] > 0
     with pytest.raises(ValueError, match="class_balance='uniform', this run asks for 'none'"):
         train_generator(items, tmp_path, max_kimg=0.032, class_balance="none", resume="auto", **kwargs)
+
+
+@pytest.mark.parametrize(("family", "expected"), [("stylegan2", "none"), ("dcgan", "uniform"), ("diffusion", "none")])
+def test_without_a_class_balance_each_family_takes_its_measured_default(tmp_path, family, expected):
+    from gemix_monai.engines.gan import GanTrainingOptions
+    from gemix_monai.engines.generative import FAMILY_CLASS_BALANCE, default_class_balance, train_generator
+
+    assert FAMILY_CLASS_BALANCE[family] == expected == default_class_balance(family)
+    assert GanTrainingOptions(class_balance=None).class_balance == "none"
+    assert default_class_balance(family, "sqrt") == "sqrt"
+    with pytest.raises(ValueError, match="class_balance must be one of"):
+        default_class_balance(family, "balanced")
+    kwargs = dict(family=family, class_names=["a", "b"], batch_size=8, progress=False, device="cpu", seed=0)
+    path = train_generator(_items(), tmp_path, max_kimg=0.008, class_balance=None, **kwargs)
+    assert torch.load(path, weights_only=True)["training"]["class_balance"] == expected
+    # resuming without naming it again continues with the stored (= default) mode
+    train_generator(_items(), tmp_path, max_kimg=0.016, resume="auto", **kwargs)
+    assert torch.load(path, weights_only=True)["training"]["class_balance"] == expected
 
 
 # ------------------------------------------------------------------------------------------ selection
