@@ -160,3 +160,11 @@ def test_ctrl_c_during_train_gan_exits_130_saying_what_was_saved(tmp_path):
     assert last.startswith(f"gemix-monai: interrupted. The last checkpoint, {latest} (")
     assert last.endswith(" kimg), is intact: run the same command again to continue from it.")
     assert "Traceback" not in err
+
+
+def test_the_cli_choices_are_the_librarys():
+    from gemix_monai.cli.args import CLASS_BALANCE_CHOICES, GENERATOR_FAMILY_CHOICES
+    from gemix_monai.generators.protocol import GENERATOR_FAMILIES
+    from gemix_monai.mixing.samplers import CLASS_BALANCE_MODES
+
+    assert GENERATOR_FAMILY_CHOICES == GENERATOR_FAMILIES and CLASS_BALANCE_CHOICES == CLASS_BALANCE_MODES

@@ -12,6 +12,12 @@ import argparse
 import ast
 from pathlib import Path
 
+#: The choices of ``--generator(s)`` and ``--class-balance``/``--gan-class-balance``: the library's
+#: ``generators.protocol.GENERATOR_FAMILIES`` and ``mixing.samplers.CLASS_BALANCE_MODES``, written out so that
+#: building the parser (``--help``) imports no torch; tests/test_cli_trust.py pins them to the library's.
+GENERATOR_FAMILY_CHOICES = ("stylegan2", "dcgan", "diffusion")
+CLASS_BALANCE_CHOICES = ("none", "sqrt", "uniform")
+
 __all__ = [
     "add_data_arguments",
     "add_bundle_arguments",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import add_data_arguments, data_options, picked
+from .args import CLASS_BALANCE_CHOICES, GENERATOR_FAMILY_CHOICES, add_data_arguments, data_options, picked
 
 __all__ = ["add_parsers", "add_compare_arguments", "compare"]
 
@@ -40,13 +40,13 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--generators",
         nargs="+",
-        choices=("stylegan2", "dcgan", "diffusion"),
+        choices=GENERATOR_FAMILY_CHOICES,
         help="generator families, one row per family x generator strategy (default stylegan2; "
         "other families' arms are labelled <strategy>@<family>)",
     )
     p.add_argument(
         "--gan-class-balance",
-        choices=("none", "sqrt", "uniform"),
+        choices=CLASS_BALANCE_CHOICES,
         help="class balance of the generators' training data (default none; docs/generators.md)",
     )
     p.add_argument(

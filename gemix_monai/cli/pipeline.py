@@ -9,7 +9,15 @@ from pathlib import Path
 
 from gemix_monai.bundle import MULTI_GPU_CONFIGS, SUBCOMMAND_CONFIGS, run_bundle_config
 
-from .args import add_bundle_arguments, add_data_arguments, bundle_overrides, check_device, check_run_folders
+from .args import (
+    CLASS_BALANCE_CHOICES,
+    GENERATOR_FAMILY_CHOICES,
+    add_bundle_arguments,
+    add_data_arguments,
+    bundle_overrides,
+    check_device,
+    check_run_folders,
+)
 
 __all__ = ["add_parsers", "run_bundle_command", "run_classify"]
 
@@ -83,7 +91,7 @@ def add_parsers(sub) -> None:
     p.add_argument(
         "--generator",
         dest="generator_family",
-        choices=("stylegan2", "dcgan", "diffusion"),
+        choices=GENERATOR_FAMILY_CHOICES,
         help="generator family (default stylegan2); every family writes models/generator/generator.pt with its format tag",
     )
     p.add_argument("--max-kimg", type=float, help="training length in thousands of real images")
@@ -97,7 +105,7 @@ def add_parsers(sub) -> None:
     )
     p.add_argument(
         "--class-balance",
-        choices=("none", "sqrt", "uniform"),
+        choices=CLASS_BALANCE_CHOICES,
         help="class shares of the real images the generator is shown: as in the data (none), ∝ √count (sqrt), "
         "equal (uniform); docs/generators.md",
     )

@@ -44,6 +44,7 @@ from gemix_monai.engines.global_batch import (
     trainer_settings,
 )
 from gemix_monai.engines.run import RunSettings, merge_run_keywords
+from gemix_monai.generators.protocol import GENERATOR_FAMILIES
 from gemix_monai.mixing.labels import labels_of, to_soft_label
 from gemix_monai.mixing.samplers import check_class_balance
 
@@ -59,7 +60,6 @@ __all__ = [
     "train_generator",
 ]
 
-GENERATOR_FAMILIES = ("stylegan2", "dcgan", "diffusion")
 
 #: The last key of every per-step random stream (``GlobalBatchEngine._keyed_rng``'s ``micro``): these trainers
 #: have no micro-batches; a fixed value keeps the streams those of the first trained generators.

@@ -30,6 +30,8 @@ from typing import Any, Sequence
 from gemix_monai.engines.run import RunSettings
 from gemix_monai.experiments.audit import AuditSettings
 from gemix_monai.experiments.report import study_markdown
+from gemix_monai.generators.protocol import GENERATOR_FAMILIES as _FAMILIES
+from gemix_monai.mixing.samplers import CLASS_BALANCE_MODES as _BALANCES
 from gemix_monai.transforms.files import sha256_file
 from gemix_monai.utils import atomic_write_bytes, atomic_write_json, safe_torch_load
 
@@ -38,8 +40,6 @@ __all__ = ["StudyRun", "StudySettings", "parse_run_spec", "run_generator_study",
 logger = logging.getLogger(__name__)
 
 STUDY_FORMAT = "gemix-generator-study/1"
-_FAMILIES = ("stylegan2", "dcgan", "diffusion")
-_BALANCES = ("none", "sqrt", "uniform")
 
 
 @dataclass(frozen=True)

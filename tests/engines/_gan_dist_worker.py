@@ -55,6 +55,25 @@ def small_options(**overrides) -> GanTrainingOptions:
     return GanTrainingOptions.from_mapping(values)
 
 
+def two_class_trainer(run=None, **option_overrides):
+    """A tiny two-class StyleGAN2-ADA trainer on 24 blob images (seed 3) with ``small_options(**option_overrides)``;
+    ``run`` a RunSettings (default: no output folder, CPU, seed 3, no progress bar)."""
+    from gemix_monai.engines.run import RunSettings
+
+    names = ["normal", "pneumonia"]
+    G, D, augment_pipe, _ = tiny_networks(seed=3, class_names=names)
+    return create_gan_trainer(
+        blob_dataset(24, seed=1),
+        G=G,
+        D=D,
+        augment_pipe=augment_pipe,
+        options=small_options(**option_overrides),
+        num_classes=2,
+        class_names=names,
+        run=run if run is not None else RunSettings(device="cpu", seed=3, progress=False),
+    )
+
+
 def train_worker(local_rank: int, cfg: dict) -> None:
     """One process of a distributed run; rank 0 saves the final state to ``cfg['result']``."""
     import ignite.distributed as idist

@@ -5,29 +5,12 @@ from __future__ import annotations
 import math
 
 import torch
-from _gan_dist_worker import blob_dataset, small_options, tiny_networks
+from _gan_dist_worker import two_class_trainer
 from ignite.engine import Events
-
-from gemix_monai.engines.gan import create_gan_trainer
 
 
 def _run(fast, tmp_path):
-    G, D, augment_pipe, _ = tiny_networks(seed=3, class_names=["normal", "pneumonia"])
-    options = small_options()
-    options.fast = fast
-    trainer = create_gan_trainer(
-        blob_dataset(24, seed=1),
-        G=G,
-        D=D,
-        augment_pipe=augment_pipe,
-        options=options,
-        num_classes=2,
-        class_names=["normal", "pneumonia"],
-        output_dir=None,
-        device="cpu",
-        seed=3,
-        progress=False,
-    )
+    trainer = two_class_trainer(fast=fast)
     outputs = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: outputs.append(dict(e.state.output)))
     trainer.run()

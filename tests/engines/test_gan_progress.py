@@ -6,9 +6,8 @@ import logging
 import re
 
 import pytest
-from _gan_dist_worker import blob_dataset, small_options, tiny_networks
+from _gan_dist_worker import two_class_trainer
 
-from gemix_monai.engines.gan import create_gan_trainer
 from gemix_monai.engines.run import RunSettings
 from gemix_monai.handlers.progress import KimgProgress, format_duration
 
@@ -19,22 +18,10 @@ TICK = re.compile(
 
 
 def _trainer(tmp_path, max_kimg, resume=None, progress=True):
-    G, D, augment_pipe, _ = tiny_networks(seed=3, class_names=["normal", "pneumonia"])
-    options = small_options()
-    options.max_kimg = max_kimg
     run = RunSettings(
         output_dir=tmp_path, device="cpu", seed=3, progress=progress, resume=resume, checkpoint_kimg=0.004
     )
-    return create_gan_trainer(
-        blob_dataset(24, seed=1),
-        G=G,
-        D=D,
-        augment_pipe=augment_pipe,
-        options=options,
-        num_classes=2,
-        class_names=["normal", "pneumonia"],
-        run=run,
-    )
+    return two_class_trainer(run, max_kimg=max_kimg)
 
 
 def _progress(trainer) -> KimgProgress:
