@@ -168,3 +168,23 @@ def test_the_cli_choices_are_the_librarys():
     from gemix_monai.mixing.samplers import CLASS_BALANCE_MODES
 
     assert GENERATOR_FAMILY_CHOICES == GENERATOR_FAMILIES and CLASS_BALANCE_CHOICES == CLASS_BALANCE_MODES
+
+
+def test_classify_lists_an_image_with_nan_voxels_instead_of_predicting_from_it(trained, tmp_path, capsys):
+    import nibabel as nib
+    import numpy as np
+
+    _, data, root = trained
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i, f in enumerate(sorted((data / "no").glob("*.png"))[:2]):
+        (folder / f"good{i}.png").write_bytes(f.read_bytes())
+    arr = np.full((40, 40), 100.0, dtype=np.float32)
+    arr[5, 5] = np.nan
+    nib.save(nib.Nifti1Image(arr, np.eye(4)), str(folder / "nan.nii.gz"))
+    out = tmp_path / "pred.csv"
+    rc = main(["classify", str(folder), "--bundle-root", str(root), "--output", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "NaN or infinite" in err and str(folder / "nan.nii.gz") in err
+    with open(out, newline="", encoding="utf-8") as f:
+        assert [r["filename"] for r in csv.DictReader(f)] == ["good0.png", "good1.png"]

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import MapTransform
+from monai.transforms import MapTransform, ScaleIntensityRange
+from monai.transforms.utils_pytorch_numpy_unification import percentile
 
 __all__ = [
     "HU_WINDOWS",
@@ -245,7 +246,7 @@ class IntensityToTrainingRanged(MapTransform):
         rule: IntensityRule | None = None,
     ):
         super().__init__(keys, allow_missing_keys)
-        from monai.transforms import ScaleIntensity, ScaleIntensityRange, ScaleIntensityRangePercentiles
+        from monai.transforms import ScaleIntensity
 
         self.rule = rule if rule is not None else IntensityRule.parse(hu_window, intensity, allow_auto=False)
         if self.rule.window_from_data:
@@ -255,7 +256,6 @@ class IntensityToTrainingRanged(MapTransform):
             stored = self.rule.fixed_range(mode)
             if stored is not None:
                 self._fixed[mode] = ScaleIntensityRange(stored[0], stored[1], -1.0, 1.0, clip=True)
-        self._percentile = ScaleIntensityRangePercentiles(*PERCENTILES, -1.0, 1.0, clip=True)
         self._minmax = ScaleIntensity(minv=-1.0, maxv=1.0)
 
     @property
@@ -282,7 +282,10 @@ class IntensityToTrainingRanged(MapTransform):
                 if isinstance(img, MetaTensor):
                     out = MetaTensor(out, meta=img.meta)
             elif mode == "percentile":
-                out = self._percentile(img)
+                lo, hi = (float(percentile(img, q)) for q in PERCENTILES)
+                # A sparse image (over 99 % one value, a few bright pixels) has equal percentiles: MONAI's range
+                # scaling would then only shift it (values far outside [-1, 1]); its own min..max is the contrast.
+                out = self._minmax(img) if hi <= lo else ScaleIntensityRange(lo, hi, -1.0, 1.0, clip=True)(img)
             elif mode == "minmax":
                 out = self._minmax(img)
             else:

@@ -309,7 +309,7 @@ def _training_data(train_data, val_data, o: ClassifierTrainingOptions, run: RunS
     if isinstance(val_data, torch.utils.data.DataLoader):
         val_loader = val_data
     else:
-        val_ds, _ = as_dataset(val_data, "val_data", transform=o.val_transform, section="validation")
+        val_ds, val_names = as_dataset(val_data, "val_data", transform=o.val_transform, section="validation")
         # each process validates its share; ClinicalMetrics reduces the counts over the processes
         val_sampler = DistributedSampler(val_ds, shuffle=False, even_divisible=False) if world > 1 else None
         val_loader = DataLoader(
@@ -322,6 +322,13 @@ def _training_data(train_data, val_data, o: ClassifierTrainingOptions, run: RunS
             raise ValueError("num_classes is required when class_names are not given (nor in the datalist)")
         num_classes = len(class_names)
     names = validate_class_names(num_classes, class_names)
+    if not isinstance(val_data, torch.utils.data.DataLoader):
+        # validation in another class order would score (and pick the checkpoint) with the labels swapped
+        train_contract, val_contract = contract_of(real_train), contract_of(val_ds)
+        if train_contract is not None and val_contract is not None:
+            check_contract(train_contract, val_contract, "the training data", "the validation data")
+        elif val_names:
+            check_class_names(list(names), val_names, "the training classes", "the validation data")
     in_channels = _first_image_shape(real_train)[0]
     return _TrainingData(real_train, val_loader, list(names), num_classes, in_channels, contract_of(real_train))
 

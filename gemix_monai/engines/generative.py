@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -45,8 +44,9 @@ from gemix_monai.engines.global_batch import (
 )
 from gemix_monai.engines.run import RunSettings, merge_run_keywords
 from gemix_monai.generators.protocol import GENERATOR_FAMILIES
-from gemix_monai.mixing.labels import labels_of, to_soft_label
+from gemix_monai.mixing.labels import to_soft_label
 from gemix_monai.mixing.samplers import check_class_balance
+from gemix_monai.utils import resolve_device
 
 __all__ = [
     "GENERATOR_FAMILIES",
@@ -188,9 +188,7 @@ class GenerativeTrainer(GlobalBatchEngine):
                 f"family {family!r}: {'no discriminator' if family == 'diffusion' else 'a discriminator'} expected"
             )
         self.rank, self.world_size = 0, 1
-        self.device = (
-            torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        )
+        self.device = resolve_device(device)
         if options.class_balance is None:
             options = dataclasses.replace(options, class_balance=default_class_balance(self.family))
         self.options, self.seed, self.num_workers = options, int(seed), num_workers
@@ -218,8 +216,6 @@ class GenerativeTrainer(GlobalBatchEngine):
             self.scheduler = self.G.train_scheduler()
             self.inferer = DiffusionInferer(self.scheduler)
         self.stateful_handlers: dict[str, Any] = {}
-        labels = labels_of(train_data, load_items=False)
-        self.label_counts = np.bincount(labels, minlength=self.num_classes).tolist() if labels else None
 
     # -- one step ----------------------------------------------------------------------------------
     def _iteration(self, engine, batch) -> dict:

@@ -82,6 +82,8 @@ def validate_gan_dataset(dataset, *, img_resolution: int, img_channels: int, num
             f"[C, R, R] = {expected} (img_channels={img_channels}, img_resolution={img_resolution}); "
             "resize/crop the data or choose a preset with the matching resolution"
         )
+    if not bool(torch.isfinite(image).all()):  # NaN compares false with any bound: the range check would pass it
+        raise ValueError("train_data[0]['image'] holds NaN or infinite values; fix or drop that image")
     lo, hi = float(image.min()), float(image.max())
     if lo < -1.05 or hi > 1.05:
         raise ValueError(f"train_data[0]['image'] intensities span [{lo:.3g}, {hi:.3g}]; expected the range [-1, 1]")
@@ -271,7 +273,7 @@ class GlobalBatchEngine(Engine):
 
     # -- data ----------------------------------------------------------------------------------
     def _adopt_training_data(self, G, train_data) -> None:
-        self.train_data = train_data
+        self.train_data, self._train_labels = train_data, None
         validate_gan_dataset(
             train_data, img_resolution=G.img_resolution, img_channels=G.img_channels, num_classes=self.num_classes
         )
@@ -294,16 +296,22 @@ class GlobalBatchEngine(Engine):
         if mode == "none":
             return None
         if getattr(self, "_item_weights", None) is None:
-            labels = labels_of(self.train_data)
+            labels = self.train_labels
             per_class = class_balance_weights(labels, self.num_classes, mode)
             self._item_weights = [per_class[y] for y in labels]
         return self._item_weights
 
     def class_shares(self) -> list[float]:
         """The share of each class among the real images this run shows (after ``class_balance``)."""
-        return class_balance_shares(
-            labels_of(self.train_data), self.num_classes, getattr(self.options, "class_balance", "none")
-        )
+        return class_balance_shares(self.train_labels, self.num_classes, getattr(self.options, "class_balance", "none"))
+
+    @property
+    def train_labels(self) -> list[int]:
+        """The training items' labels, read once (``labels_of`` may load every item of a dataset without a
+        ``labels`` attribute; the class shares are recorded at every checkpoint)."""
+        if getattr(self, "_train_labels", None) is None:
+            self._train_labels = labels_of(self.train_data)
+        return self._train_labels
 
     def training_record(self) -> dict:
         """What a generator file records about how it was trained (docs/generators.md, "Class balance"): family,

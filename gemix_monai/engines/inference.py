@@ -154,7 +154,9 @@ def readable_images(files: Sequence[Path], transform, output_csv) -> list[Path]:
     for f in files:
         try:
             check_header(str(f), image_format(f))
-            transform({"image": str(f)})
+            image = torch.as_tensor(transform({"image": str(f)})["image"])
+            if not bool(torch.isfinite(image).all()):  # the stock chain passes NaN through its clipped scaling
+                raise DataError(f"{f}: {int((~torch.isfinite(image)).sum())} voxels are NaN or infinite")
             good.append(f)
         except Exception as e:  # noqa: BLE001 - any failure to read one file is reported, not fatal to the rest
             cause = e

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from gemix_monai.networks.labels import as_soft_labels
+from gemix_monai.networks.synthesis import NOISE_MODES
 from gemix_monai.utils import atomic_torch_save, check_truncation_psi, plain_data, safe_torch_load
 
 __all__ = [
@@ -217,6 +218,8 @@ class SamplingTemplate(GeneratorShape):
                 shape, a bad ``noise_mode`` or ``batch_size``, a NaN/inf ``truncation_psi``, a ``seed`` outside
                 ``[0, 2**32)``, or an output with NaN/inf values. TypeError: an option the family does not take.
         """
+        if noise_mode not in NOISE_MODES:  # every family: one that has no noise inputs still gets a checked word
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         truncation_psi, step_options = self._sampling_options(truncation_psi, noise_mode, options)
         seed, batch_size = check_seed_value(seed), check_batch_size(batch_size)
         device = self._device(device)

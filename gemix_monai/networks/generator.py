@@ -16,7 +16,7 @@ from gemix_monai.networks.conditional_base import (
     save_generator_checkpoint,
 )
 from gemix_monai.networks.mapping import MappingNetwork
-from gemix_monai.networks.synthesis import NOISE_MODES, SynthesisNetwork
+from gemix_monai.networks.synthesis import SynthesisNetwork
 from gemix_monai.utils import plain_data
 
 __all__ = ["Generator", "GENERATOR_FORMAT", "MIN_RESOLUTION", "MAX_RESOLUTION"]
@@ -141,11 +141,6 @@ class Generator(SamplingTemplate, nn.Module):
 
     #: the EMA generator samples in the mode it is in (training's sample grids and audits use it as it is)
     generate_in_eval_mode = False
-
-    def _sampling_options(self, truncation_psi, noise_mode, options: dict) -> tuple[float, dict]:
-        if noise_mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-        return super()._sampling_options(truncation_psi, noise_mode, options)
 
     def _sample(self, z, labels, truncation_psi, noise_mode):
         return self(z, labels, truncation_psi=truncation_psi, noise_mode=noise_mode, check_labels=False)

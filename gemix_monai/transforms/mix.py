@@ -401,5 +401,10 @@ class GenMixd(MapTransform, RandomizableTransform):
         mixed_labels = None
         for key in keys:
             d[key], mixed_labels = self.mixer(d[key], labels, syn_images[key], syn_labels, randomize=False)
-        d[self.label_key] = mixed_labels
+        # labels come back as the type they came in (as SoftMixUpd's)
+        d[self.label_key] = (
+            _restore(mixed_labels, data[self.label_key])
+            if isinstance(data[self.label_key], np.ndarray)
+            else mixed_labels
+        )
         return d

@@ -93,3 +93,13 @@ def test_grey_to_channels_is_repeat_channel_and_rgb_becomes_luma_not_three_times
     rgb = {"image": torch.rand(3, 8, 8)}
     assert ToChannelsd("image", 1)(rgb)["image"].shape[0] == 1
     assert RepeatChanneld("image", 3)(rgb)["image"].shape[0] == 9
+
+
+def test_a_sparse_image_whose_percentiles_are_equal_stays_in_the_training_range():
+    # 5 bright pixels in 64 x 64 zeros: the 0.5th and 99.5th percentiles are both 0; MONAI's range scaling would only
+    # shift the image (values up to 199); the rule scales it by its own min..max instead
+    img = torch.zeros(1, 64, 64)
+    img[0, :5, 0] = 200.0
+    out = IntensityToTrainingRanged(intensity="percentile")({"image": img})["image"]
+    assert float(out.min()) == -1.0 and float(out.max()) == 1.0
+    assert torch.equal(out[0, :5, 0], torch.ones(5)) and int((out == -1).sum()) == 64 * 64 - 5

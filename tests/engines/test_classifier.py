@@ -450,3 +450,23 @@ def test_a_class_without_a_validation_or_test_image_warns_and_its_metrics_are_un
     for name, value in expected.scalars.items():
         if name not in result.undefined:
             assert result.scalars[name] == pytest.approx(value, abs=1e-6), name
+
+
+def test_validation_data_in_another_class_order_is_refused(tmp_path):
+    from gemix_monai.data.errors import DataError
+    from gemix_monai.engines.classifier import train_classifier
+
+    class Named(torch.utils.data.Dataset):  # as gemix_monai.data.get_dataset's datasets carry their classes
+        def __init__(self, items, class_names):
+            self.items, self.class_names = items, class_names
+
+        def __len__(self):
+            return len(self.items)
+
+        def __getitem__(self, i):
+            return self.items[i]
+
+    items = [{"image": torch.zeros(1, 32, 32) + 0.1 * i, "label": i % 2} for i in range(8)]
+    train, val = Named(items, ["normal", "pneumonia"]), Named(items[:4], ["pneumonia", "normal"])
+    with pytest.raises(DataError, match="pneumonia"):
+        train_classifier(train, val, tmp_path, network="tiny", epochs=1, device="cpu")

@@ -233,8 +233,9 @@ def test_train_gan_smoke_writes_checkpoint_generator_sample_grid_and_tensorboard
             r"intensities span .*expected the range \[-1, 1\]",
         ),
         (lambda d: d[0].update(image="/data/img0.nii.gz"), r"file path"),
+        (lambda d: d[0]["image"].__setitem__((0, 3, 3), float("nan")), r"NaN or infinite"),
     ],
-    ids=["resolution", "channels", "label-out-of-range", "intensity-range", "unloaded-path"],
+    ids=["resolution", "channels", "label-out-of-range", "intensity-range", "unloaded-path", "nan"],
 )
 def test_bad_input_fails_before_training_with_a_clear_message(mutate, message, tmp_path):
     data = blob_dataset(8)

@@ -117,3 +117,13 @@ def test_train_generator_writes_a_dcgan_file_takes_run_settings_and_refuses_othe
     assert load_generator(path).family == "dcgan"
     with pytest.raises(TypeError, match=r"train_family got unknown options \['r1_gamma'\]"):
         train_generator(phantom_train, tmp_path / "other", r1_gamma=1.0, **kw)
+
+
+def test_an_unknown_noise_mode_is_refused_by_every_family():
+    import pytest
+
+    from gemix_monai.networks.dcgan import DCGANGenerator
+
+    G = DCGANGenerator(z_dim=8, c_dim=2, img_resolution=32, base_channels=16)
+    with pytest.raises(ValueError, match="noise_mode must be one of"):
+        G.generate([[1.0, 0.0]], noise_mode="randm")

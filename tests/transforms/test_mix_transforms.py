@@ -368,3 +368,12 @@ def test_to_soft_label_equals_monai_asdiscrete_on_class_indices():
 @pytest.mark.parametrize("cls", [ToSoftLabel, ToSoftLabeld, SoftMixUp, SoftMixUpd, GenMix, GenMixd])
 def test_every_transform_documents_its_arguments(cls):
     assert "Args:" in cls.__doc__
+
+
+def test_genmixd_gives_numpy_labels_back_as_numpy():
+    xr, yr = _batch(4)
+    xs, ys = _synthetic(4)
+    data = {"image": xr.numpy(), "label": yr.numpy(), "synthetic_image": xs.numpy(), "synthetic_label": ys.numpy()}
+    d = GenMixd(keys="image", num_classes=K).set_random_state(7)(data)
+    mx, my = GenMix(num_classes=K).set_random_state(7)(xr, yr, xs, ys)
+    assert isinstance(d["label"], np.ndarray) and np.allclose(d["label"], my.numpy())
