@@ -13,8 +13,9 @@
   Adam, and, where ``GEMIX_BF16=1`` and the CPU has native bf16 (AVX512-BF16 / AMX), oneDNN's implicit bf16
   math for the convolutions and matmuls of the main G and D steps (float32 in and out, float32
   accumulation; the losses, the R1 penalty and the path-length penalty stay in full float32). The default since
-  issue 19: 1.16x more kimg per CPU-hour at equal audit numbers (docs/benchmarks.md, "kimg per CPU-hour"); bf16
-  stays opt-in (1.10x, and no better audit numbers on the measured CPU).
+  issue 19: 1.16x more kimg per CPU-hour (docs/benchmarks.md, "kimg per CPU-hour": 2 rounds, one seed; FD 0.65 vs
+  0.74, minority recall 0.17 vs 0.33 at 5 kimg, within what one seed varies, not a quality claim); bf16 stays
+  opt-in (1.10x, and no better audit numbers on the measured CPU).
 
 ``OMP_WAIT_POLICY``: importing ``gemix_monai`` before ``torch`` sets it to ``PASSIVE`` unless it
 is set already or ``GEMIX_FAST=0`` (see :func:`configure_openmp`); on a CPU shared with other
