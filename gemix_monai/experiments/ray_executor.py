@@ -38,7 +38,7 @@ from pathlib import Path
 
 from gemix_monai.experiments.compare import Cell, code_state, is_finished
 from gemix_monai.experiments.compare.progress import duration as _duration
-from gemix_monai.experiments.compare.progress import estimate_left
+from gemix_monai.experiments.compare.progress import estimate_left, printer
 from gemix_monai.experiments.ray_worker import cell_task, probe_task, read_records
 
 __all__ = [
@@ -181,10 +181,6 @@ def default_runtime_env() -> dict | None:
 
 
 # ---------------------------------------------------------------------------------------------- the driver
-
-
-def _say(verbose: bool):
-    return (lambda text: print(text, flush=True)) if verbose else (lambda text: None)
 
 
 def _first_line(e: BaseException) -> str:
@@ -598,7 +594,7 @@ def run_cells_on_ray(
     """
     ray = import_ray()
     out = Path(out)
-    say = _say(verbose)
+    say = printer(verbose)
     todo = [c for c in cells if not is_finished(c, out)]
     if not todo:
         say(f"ray: all {len(cells)} cells are finished; nothing to run")

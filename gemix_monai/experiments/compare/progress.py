@@ -10,10 +10,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-__all__ = ["HEARTBEAT_S", "CellProgress", "duration", "estimate_left"]
+__all__ = ["HEARTBEAT_S", "CellProgress", "duration", "estimate_left", "printer"]
 
 #: Seconds between two "still running" lines of one cell.
 HEARTBEAT_S = 60.0
+
+
+def printer(verbose: bool) -> Callable[[str], None]:
+    """The driver's progress lines: printed (flushed) when ``verbose``, else dropped."""
+    return (lambda line: print(line, flush=True)) if verbose else (lambda line: None)
 
 
 def duration(seconds: float) -> str:

@@ -37,7 +37,7 @@ from .cells import (
     resolve_dataset,
     write_cell_json,
 )
-from .progress import CellProgress
+from .progress import CellProgress, printer
 from .settings import CompareRunOptions, CompareSettings
 
 __all__ = [
@@ -113,7 +113,7 @@ class InProcessExecutor:
 
     def run(self, cells, out, runners, *, verbose: bool, quiet: bool) -> list[str]:
         ran: list[str] = []
-        progress = CellProgress(cells, [c.id for c in cells if is_finished(c, out)], out=out, say=_printer(verbose))
+        progress = CellProgress(cells, [c.id for c in cells if is_finished(c, out)], out=out, say=printer(verbose))
         todo = [c for c in cells if c.id not in progress.done]
         for c in todo:
             t0 = time.perf_counter()
@@ -130,11 +130,6 @@ class InProcessExecutor:
                 stop.set()
             progress.finished(c, time.perf_counter() - t0)
         return ran
-
-
-def _printer(verbose: bool):
-    """The driver's progress lines: printed (flushed) when ``verbose``, else dropped."""
-    return (lambda line: print(line, flush=True)) if verbose else (lambda line: None)
 
 
 @contextlib.contextmanager
@@ -183,7 +178,7 @@ class SubprocessExecutor:
         running: dict[str, tuple[subprocess.Popen, Cell, io.IOBase, float]] = {}
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.jobs)))
-        progress = CellProgress(cells, done, out=out, capacity=self.jobs, say=_printer(verbose))
+        progress = CellProgress(cells, done, out=out, capacity=self.jobs, say=printer(verbose))
         while pending or running:
             for c in list(pending):
                 if len(running) >= self.jobs:
