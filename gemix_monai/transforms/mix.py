@@ -396,8 +396,20 @@ class GenMixd(MapTransform, RandomizableTransform):
         if not keys:
             return d
         labels = to_soft_label(plain_tensor(d[self.label_key]), self.mixer.num_classes, name=self.label_key)
-        syn_images, syn_labels = self._synthetic_pairs(d, keys, labels)
-        self.randomize(labels.shape[0] if labels.ndim == 2 else None)
+        n = labels.shape[0] if labels.ndim == 2 else None
+        if self.mixer.prob < 1.0:
+            # decide first: a batch left unmixed costs no generator pass (at prob 1 the order of the random draws
+            # stays what it was before prob existed, partners first)
+            self.randomize(n)
+            if not self.mixer._do_transform:
+                d[self.label_key] = (
+                    _restore(labels, data[self.label_key]) if isinstance(data[self.label_key], np.ndarray) else labels
+                )
+                return d
+            syn_images, syn_labels = self._synthetic_pairs(d, keys, labels)
+        else:
+            syn_images, syn_labels = self._synthetic_pairs(d, keys, labels)
+            self.randomize(n)
         mixed_labels = None
         for key in keys:
             d[key], mixed_labels = self.mixer(d[key], labels, syn_images[key], syn_labels, randomize=False)

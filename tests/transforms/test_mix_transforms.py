@@ -377,3 +377,25 @@ def test_genmixd_gives_numpy_labels_back_as_numpy():
     d = GenMixd(keys="image", num_classes=K).set_random_state(7)(data)
     mx, my = GenMix(num_classes=K).set_random_state(7)(xr, yr, xs, ys)
     assert isinstance(d["label"], np.ndarray) and np.allclose(d["label"], my.numpy())
+
+
+def test_genmixd_draws_no_synthetic_partners_for_a_batch_it_leaves_unmixed():
+    class Counting:
+        num_classes = K
+
+        def __init__(self):
+            self.calls = 0
+
+        def draw(self, n, rng=None):
+            self.calls += 1
+            return _synthetic(n)
+
+    xr, yr = _batch(4)
+    source = Counting()
+    t = GenMixd(keys="image", synthetic=source, num_classes=K, prob=0.0).set_random_state(0)
+    out = t({"image": xr, "label": yr})
+    assert source.calls == 0 and torch.equal(out["image"], xr)
+    assert torch.equal(out["label"], ToSoftLabel(num_classes=K)(yr))
+    t = GenMixd(keys="image", synthetic=source, num_classes=K, prob=1.0).set_random_state(0)
+    t({"image": xr, "label": yr})
+    assert source.calls == 1
